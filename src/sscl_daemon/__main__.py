@@ -1,0 +1,5 @@
+"""Allows ``python -m sscl_daemon``."""
+
+from sscl_daemon.cli import main
+
+raise SystemExit(main())

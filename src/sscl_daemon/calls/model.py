@@ -1,0 +1,143 @@
+"""The data the whole pipeline agrees on: completed calls and the extension directory.
+
+``CompletedCall`` is what the tracker (live events) and the reconciler (call-log
+records) produce, what the store keeps in the outbox, and what every CRM writer
+turns into its own request. It is a frozen msgspec Struct so the store can
+encode it to JSON and decode it back without loss.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import msgspec
+
+
+class Direction(enum.StrEnum):
+    """Direction of the call as seen by the user (extension) it is logged for."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+
+
+class CallResult(enum.StrEnum):
+    ANSWERED = "answered"
+    MISSED = "missed"
+    VOICEMAIL = "voicemail"
+    # Dropped in the IVR or a queue before reaching anyone.
+    ABANDONED = "abandoned"
+    REJECTED = "rejected"
+    BUSY = "busy"
+    # The user answered and handed the call on (blind or attended transfer).
+    TRANSFERRED = "transferred"
+    # The session's end was never observed; completed by the tracker's expiry.
+    INCOMPLETE = "incomplete"
+
+
+class CallSource(enum.StrEnum):
+    """Which path produced the record (the idempotency key is the same for all)."""
+
+    LIVE = "live"
+    CALL_LOG = "call_log"
+    BACKFILL = "backfill"
+
+
+class ExtensionType(enum.StrEnum):
+    """RingCentral extension types (``type`` of the extension list); unknown kept."""
+
+    USER = "User"
+    DEPARTMENT = "Department"  # a call queue
+    IVR_MENU = "IvrMenu"
+    ANNOUNCEMENT = "Announcement"
+    VOICEMAIL = "Voicemail"
+    PARK_LOCATION = "ParkLocation"
+    SHARED_LINES_GROUP = "SharedLinesGroup"
+    PAGING_ONLY = "PagingOnly"
+    LIMITED = "Limited"
+    SITE = "Site"
+    APPLICATION_EXTENSION = "ApplicationExtension"
+    ROOM = "Room"
+    FAX_USER = "FaxUser"
+    DELEGATED_LINES_GROUP = "DelegatedLinesGroup"
+    BOT = "Bot"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def parse(cls, value: str | None) -> ExtensionType:
+        try:
+            return cls(value or "Unknown")
+        except ValueError:
+            return cls.UNKNOWN
+
+
+class Extension(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the account's extension list (the directory)."""
+
+    id: str
+    extension_number: str | None = None
+    name: str | None = None
+    type: ExtensionType = ExtensionType.UNKNOWN
+    status: str | None = None
+    email: str | None = None
+    department: str | None = None
+
+    @property
+    def is_user(self) -> bool:
+        return self.type is ExtensionType.USER
+
+
+class CompletedCall(msgspec.Struct, frozen=True, kw_only=True):
+    """One call log worth writing: one user's (extension's) part in one telephony session.
+
+    ``key`` is the idempotency key, ``"<telephonySessionId>:<extensionId>"`` (or
+    ``"<telephonySessionId>:-"`` for a call that never reached a user), built
+    the same way from live events and from call-log records so a call seen
+    both ways is logged once. Durations are whole milliseconds; ``talk_ms``
+    excludes ring, queue and hold time, so ring + talk + hold <= total.
+    """
+
+    key: str
+    telephony_session_id: str
+    session_id: str | None
+    account_id: str
+    extension_id: str | None
+    extension_number: str | None
+    user_name: str | None
+    user_email: str | None
+    direction: Direction
+    external_number: str | None  # E.164, None for internal calls
+    external_name: str | None
+    internal_number: str | None  # the other extension on an internal call
+    result: CallResult
+    start_time: datetime  # UTC, when the session started
+    answer_time: datetime | None  # when this user answered (None if never)
+    end_time: datetime  # UTC, when this user's part ended
+    ring_ms: int  # from start until the user answered (or until the end if never)
+    queue_ms: int  # part of ring_ms spent in IVR / queue before the user's phone rang
+    talk_ms: int
+    hold_ms: int
+    total_ms: int
+    recording_ids: tuple[str, ...] = ()
+    transferred_to: str | None = None
+    queue_name: str | None = None
+    final_status: str | None = None
+    final_reason: str | None = None
+    source: CallSource = CallSource.LIVE
+
+    def seconds(self, ms: int) -> int:
+        """Whole seconds, rounded half up (the unit of the replay output)."""
+        return (ms + 500) // 1000
+
+
+def idempotency_key(telephony_session_id: str, extension_id: str | None) -> str:
+    return f"{telephony_session_id}:{extension_id or '-'}"
+
+
+def encode_call(call: CompletedCall) -> bytes:
+    return msgspec.json.encode(call)
+
+
+def decode_call(data: bytes | str) -> CompletedCall:
+    return msgspec.json.decode(data, type=CompletedCall)

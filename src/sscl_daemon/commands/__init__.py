@@ -1,0 +1,1 @@
+"""One module per ``sscl-daemon`` command (see ``sscl_daemon.cli``)."""
