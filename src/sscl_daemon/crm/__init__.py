@@ -1,0 +1,1 @@
+"""CRM writers: one module per CRM, all speaking the protocol in ``base``."""
