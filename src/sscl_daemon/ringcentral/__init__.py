@@ -1,0 +1,1 @@
+"""Everything the daemon says to RingCentral: OAuth, REST, the WebSocket subscription, gaps."""

@@ -1,0 +1,254 @@
+"""The RingCentral REST API as the daemon needs it: call log, extension list, sessions, wstoken.
+
+Used by `directory.py` (extension list), `reconcile.py` and `backfill.py` (call log, session
+lookups) and `subscription.py` (the WebSocket token). Every request goes through the rate-group
+limiter, carries a fresh bearer token (a 401 refreshes it once and tries again), and is retried
+with jittered exponential backoff on 5xx and connection errors; 429/503 close the request's
+throttling group for the `Retry-After` the platform sent (research/rc-protocol.md C6).
+Responses are decoded into the typed records of `records.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+import msgspec
+import structlog
+
+from sscl_daemon.ringcentral.auth import Authenticator
+from sscl_daemon.ringcentral.ratelimit import (
+    DEFAULT_RETRY_AFTER,
+    GroupLimiter,
+    RateGroup,
+    retry_after_seconds,
+)
+from sscl_daemon.ringcentral.records import (
+    CallLogPage,
+    CallLogRecord,
+    ExtensionPage,
+    ExtensionRecord,
+    PageLink,
+    WsToken,
+)
+from sscl_daemon.ringcentral.retry import Retryable, RetryPolicy, with_retries
+
+log = structlog.get_logger(__name__)
+
+ACCOUNT = "/restapi/v1.0/account/~"
+CALL_LOG_PATH = ACCOUNT + "/call-log"
+EXTENSION_PATH = ACCOUNT + "/extension"
+SESSION_PATH = ACCOUNT + "/telephony/sessions/"
+WSTOKEN_PATH = "/restapi/oauth/wstoken"
+MAX_PAGES = 10_000
+
+T = TypeVar("T")
+
+
+class ApiError(Exception):
+    """RingCentral answered a request with an error that retrying will not fix."""
+
+    def __init__(self, method: str, path: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{method} {path} failed: HTTP {status} {code} {message}".strip())
+        self.status = status
+        self.code = code
+
+
+class _ErrorBody(msgspec.Struct, kw_only=True):
+    errorCode: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(repr=False)
+
+
+def iso(moment: datetime) -> str:
+    """The `dateFrom`/`dateTo` form the call log takes (UTC, milliseconds, `Z`)."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class RestClient:
+    """Authenticated, throttled, retried access to the RingCentral REST API."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        auth: Authenticator,
+        server: str,
+        *,
+        limiter: GroupLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self._http = http
+        self._auth = auth
+        self._server = server.rstrip("/")
+        self._limiter = limiter or GroupLimiter()
+        self._retry = retry or RetryPolicy()
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._last_token = ""
+        self.requests = 0
+
+    @property
+    def auth(self) -> Authenticator:
+        return self._auth
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        group: RateGroup,
+        params: Mapping[str, str] | None = None,
+        *,
+        allow: tuple[int, ...] = (),
+    ) -> _Reply:
+        """One API call; statuses in `allow` are returned instead of raised."""
+
+        async def attempt() -> _Reply:
+            reply = await self._send(method, path, group, params)
+            if reply.status == 401:
+                # The token died early (revoked, refreshed elsewhere): renew once, retry once.
+                await self._auth.invalidate(self._last_token)
+                reply = await self._send(method, path, group, params)
+            if reply.status in allow or reply.status < 300:
+                return reply
+            if reply.status in (429, 503):
+                delay = retry_after_seconds(reply.headers, DEFAULT_RETRY_AFTER)
+                self._limiter.close_for(group, delay)
+                log.warning(
+                    "ringcentral.throttled", path=path, status=reply.status, retry_after=delay
+                )
+                raise Retryable(f"{method} {path} answered {reply.status}", delay)
+            if reply.status >= 500:
+                raise Retryable(f"{method} {path} answered {reply.status}")
+            error = _error_body(reply.body)
+            raise ApiError(method, path, reply.status, error.errorCode, error.message)
+
+        return await with_retries(self._retry, attempt)
+
+    async def _send(
+        self, method: str, path: str, group: RateGroup, params: Mapping[str, str] | None
+    ) -> _Reply:
+        await self._limiter.acquire(group)
+        token = await self._auth.access_token()
+        self._last_token = token
+        self.requests += 1
+        try:
+            async with self._http.request(
+                method,
+                self._server + path,
+                params=params,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=self._timeout,
+            ) as response:
+                reply = _Reply(response.status, await response.read(), dict(response.headers))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Retryable(f"{method} {path} failed: {type(exc).__name__}") from None
+        self._limiter.observe(group, reply.headers)
+        return reply
+
+    # -- typed helpers ---------------------------------------------------------------------
+
+    async def ws_token(self) -> WsToken:
+        """A WebSocket gateway token (research A1, group Auth)."""
+        reply = await self.request("POST", WSTOKEN_PATH, RateGroup.AUTH)
+        return _decode(reply, WsToken, WSTOKEN_PATH)
+
+    async def call_log_pages(
+        self,
+        date_from: datetime,
+        date_to: datetime,
+        *,
+        view: str = "Detailed",
+        per_page: int = 250,
+        telephony_session_id: str | None = None,
+    ) -> AsyncIterator[list[CallLogRecord]]:
+        """Pages of the account call log for calls started in [date_from, date_to)."""
+        params: dict[str, str] = {
+            "view": view,
+            "perPage": str(per_page),
+            "dateFrom": iso(date_from),
+            "dateTo": iso(date_to),
+            "type": "Voice",
+        }
+        if telephony_session_id is not None:
+            params["telephonySessionId"] = telephony_session_id
+        path: str | None = CALL_LOG_PATH
+        query: Mapping[str, str] | None = params
+        for _ in range(MAX_PAGES):
+            if path is None:
+                return
+            reply = await self.request("GET", path, RateGroup.HEAVY, query)
+            page = _decode(reply, CallLogPage, path)
+            yield page.records
+            path, query = self._next_page(page.navigation.nextPage)
+
+    @staticmethod
+    def _next_page(link: PageLink | None) -> tuple[str | None, Mapping[str, str] | None]:
+        if link is None or not link.uri:
+            return None, None
+        # The platform links absolutely; keep our own server (a proxy, the simulator).
+        parts = urlsplit(link.uri)
+        return parts.path, dict(parse_qsl(parts.query, keep_blank_values=True))
+
+    async def call_log_for_session(
+        self, telephony_session_id: str, since: datetime, until: datetime
+    ) -> list[CallLogRecord]:
+        """Call-log records of one telephony session that started in [since, until)."""
+        found: list[CallLogRecord] = []
+        async for page in self.call_log_pages(
+            since, until, telephony_session_id=telephony_session_id
+        ):
+            found.extend(
+                record for record in page if record.telephonySessionId == telephony_session_id
+            )
+        return found
+
+    async def extensions(self, per_page: int = 1000) -> list[ExtensionRecord]:
+        """The account's whole extension list."""
+        records: list[ExtensionRecord] = []
+        page_number = 1
+        for _ in range(MAX_PAGES):
+            reply = await self.request(
+                "GET",
+                EXTENSION_PATH,
+                RateGroup.MEDIUM,
+                {"perPage": str(per_page), "page": str(page_number)},
+            )
+            page = _decode(reply, ExtensionPage, EXTENSION_PATH)
+            records.extend(page.records)
+            if page.navigation.nextPage is None or not page.records:
+                break
+            page_number += 1
+        return records
+
+    async def telephony_session(self, telephony_session_id: str) -> dict[str, object] | None:
+        """The live session object, or None when the session no longer exists (404)."""
+        path = SESSION_PATH + telephony_session_id
+        reply = await self.request("GET", path, RateGroup.LIGHT, allow=(404,))
+        if reply.status == 404:
+            return None
+        return _decode(reply, dict[str, object], path)
+
+
+def _decode(reply: _Reply, kind: type[T], path: str) -> T:
+    try:
+        return msgspec.json.decode(reply.body, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ApiError("GET", path, reply.status, "unreadable", str(exc)) from None
+
+
+def _error_body(body: bytes) -> _ErrorBody:
+    try:
+        return msgspec.json.decode(body, type=_ErrorBody)
+    except msgspec.DecodeError:
+        return _ErrorBody()
