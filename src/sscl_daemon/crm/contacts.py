@@ -1,0 +1,172 @@
+"""Contact and owner resolution shared by the CRM writers.
+
+Who a call log is associated with and who owns it are the same questions in every CRM;
+only the lookups differ. A writer passes its own async lookups in, and this module adds:
+
+* :class:`ContactCache` -- a bounded TTL cache (``cachetools.TTLCache``, size and TTL from
+  ``ContactSettings``) of E.164 number -> matching contacts, so a busy contact costs one
+  search per TTL. Failed lookups are not cached.
+* :func:`choose` -- the pure decision of what to do with 0, 1 or several matches under the
+  configured ``no_contact`` / ``several_contacts`` policies.
+* :class:`OwnerResolver` -- the CRM user who owns a call log: the explicit ``owners`` table
+  (RingCentral extension number -> CRM user id, or an e-mail to look up) first, then the
+  RingCentral user's e-mail matched against the CRM's user list (``owner_by_email``). The
+  user list is fetched once per TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.config import ContactSettings, NoContactPolicy, SeveralContactsPolicy
+from sscl_daemon.crm.base import PermanentFailure, RetryLater
+
+SKIPPED = "skipped:"
+
+LookupFailure = RetryLater | PermanentFailure
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A CRM record a call can be associated with."""
+
+    id: str
+    name: str | None = None
+    kind: str = "contact"
+    org_id: str | None = None
+    owner_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactChoice:
+    """What to associate: ``contacts`` (maybe none), or create one, or skip the call."""
+
+    contacts: tuple[Contact, ...] = ()
+    create: bool = False
+    skip: str | None = None
+
+    @property
+    def primary(self) -> Contact | None:
+        return self.contacts[0] if self.contacts else None
+
+
+def choose(
+    found: Sequence[Contact], settings: ContactSettings, number: str | None
+) -> ContactChoice:
+    """Apply the configured policies to the matches for ``number`` (pure)."""
+    if not found:
+        if number is None:
+            return ContactChoice()
+        if settings.no_contact is NoContactPolicy.CREATE:
+            return ContactChoice(create=True)
+        if settings.no_contact is NoContactPolicy.SKIP:
+            return ContactChoice(
+                skip=f"{SKIPPED} no contact matches {number} (contacts.no_contact = skip)"
+            )
+        return ContactChoice()
+    if len(found) == 1:
+        return ContactChoice(contacts=(found[0],))
+    policy = settings.several_contacts
+    if policy is SeveralContactsPolicy.ALL:
+        return ContactChoice(contacts=tuple(found))
+    if policy is SeveralContactsPolicy.FIRST:
+        return ContactChoice(contacts=(found[0],))
+    if policy is SeveralContactsPolicy.SKIP:
+        return ContactChoice(
+            skip=f"{SKIPPED} {len(found)} contacts match {number} (contacts.several_contacts = skip)"
+        )
+    return ContactChoice()
+
+
+def skipped(choice: ContactChoice) -> PermanentFailure | None:
+    """The dispatcher's answer for a skipped call (until base.py has a result of its own)."""
+    return PermanentFailure(choice.skip) if choice.skip else None
+
+
+ContactLookup = Callable[[str], Awaitable[tuple[Contact, ...] | LookupFailure]]
+
+
+class ContactCache:
+    """E.164 number -> matching contacts, bounded in size and age."""
+
+    def __init__(
+        self, settings: ContactSettings, timer: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._cache: TTLCache[str, tuple[Contact, ...]] = TTLCache(
+            maxsize=max(settings.cache_size, 1), ttl=settings.cache_ttl, timer=timer
+        )
+        self.hits = 0
+        self.misses = 0
+
+    async def find(self, number: str, lookup: ContactLookup) -> tuple[Contact, ...] | LookupFailure:
+        cached = self._cache.get(number)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        found = await lookup(number)
+        if isinstance(found, tuple):
+            self._cache[number] = found
+        return found
+
+    def put(self, number: str, contacts: tuple[Contact, ...]) -> None:
+        """Remember contacts we created ourselves."""
+        self._cache[number] = contacts
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+UserList = Callable[[], Awaitable[Mapping[str, str] | LookupFailure]]
+
+
+class OwnerResolver:
+    """RingCentral user -> CRM owner id. ``list_users`` returns lower-cased e-mail -> user id."""
+
+    def __init__(
+        self,
+        settings: ContactSettings,
+        list_users: UserList,
+        *,
+        ttl: float | None = None,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._owners = {k.strip(): v.strip() for k, v in settings.owners.items()}
+        self._by_email = settings.owner_by_email
+        self._list_users = list_users
+        self._users: TTLCache[str, Mapping[str, str]] = TTLCache(
+            maxsize=1, ttl=ttl if ttl is not None else settings.cache_ttl, timer=timer
+        )
+        self.user_list_fetches = 0
+
+    async def _user_ids(self) -> Mapping[str, str] | LookupFailure:
+        users = self._users.get("users")
+        if users is not None:
+            return users
+        fetched = await self._list_users()
+        if isinstance(fetched, RetryLater | PermanentFailure):
+            return fetched
+        self.user_list_fetches += 1
+        users = {email.lower(): uid for email, uid in fetched.items()}
+        self._users["users"] = users
+        return users
+
+    async def _by_mail(self, email: str) -> str | LookupFailure | None:
+        users = await self._user_ids()
+        if isinstance(users, RetryLater | PermanentFailure):
+            return users
+        return users.get(email.strip().lower())
+
+    async def resolve(self, call: CompletedCall) -> str | LookupFailure | None:
+        """The CRM owner id, or None when nobody maps (the CRM then uses the API user)."""
+        mapped = self._owners.get(call.extension_number or "")
+        if mapped:
+            return await self._by_mail(mapped) if "@" in mapped else mapped
+        if self._by_email and call.user_email:
+            return await self._by_mail(call.user_email)
+        return None

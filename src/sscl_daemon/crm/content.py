@@ -1,0 +1,280 @@
+"""What a call log says, independent of the CRM: pure rendering of a ``CompletedCall``.
+
+Every writer builds its request from these pieces (subject, neutral outcome, durations in
+the unit the CRM wants, a plain-text or HTML note, recording links) so the logs read the
+same in every CRM. Nothing here does I/O or reads the clock.
+
+The note carries two marker lines that make duplicates recognisable after the fact:
+
+* ``RingCentral session: <telephonySessionId>`` (plus ``RingCentral call session:
+  <sessionId>`` when known) -- the same session id a user's own client writes into its
+  logs (App Connect puts a "Session Id" line in its composed body), so a log made by a
+  client for the same call is found;
+* ``sscl-key: <key>`` -- our idempotency key (``<telephonySessionId>:<extensionId>``), so our
+  own earlier attempt is found after a crash between the CRM's answer and our commit.
+
+:func:`recognise` reads them back: our key means "our own record"; a session id without any
+``sscl-key`` line means "a client-made log of the same call". A log of ours for *another*
+user of the same session (a transfer) carries a different key and is not a match.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import phonenumbers
+
+from sscl_daemon.calls.model import CallResult, CompletedCall, Direction
+
+SESSION_LABEL = "RingCentral session"
+CALL_SESSION_LABEL = "RingCentral call session"
+KEY_LABEL = "sscl-key"
+RECORDING_BASE = "https://media.ringcentral.com"
+
+_KEY_LINE = re.compile(rf"{re.escape(KEY_LABEL)}:\s*([^\s<]+)")
+# Our own session line and the common "Session Id: <id>" line of client-made logs.
+_SESSION_LINE = re.compile(
+    rf"(?:{re.escape(SESSION_LABEL)}|{re.escape(CALL_SESSION_LABEL)}|session\s*id)\s*[:=]\s*([^\s<]+)",
+    re.IGNORECASE,
+)
+
+
+class Outcome(enum.StrEnum):
+    """A neutral call outcome; each writer maps it to the CRM's own values."""
+
+    ANSWERED = "answered"
+    NO_ANSWER = "no answer"
+    VOICEMAIL = "voicemail"
+    BUSY = "busy"
+    REJECTED = "rejected"
+    TRANSFERRED = "transferred"
+    ABANDONED = "abandoned"
+    INCOMPLETE = "incomplete"
+
+
+_OUTCOMES = {
+    CallResult.ANSWERED: Outcome.ANSWERED,
+    CallResult.MISSED: Outcome.NO_ANSWER,
+    CallResult.VOICEMAIL: Outcome.VOICEMAIL,
+    CallResult.BUSY: Outcome.BUSY,
+    CallResult.REJECTED: Outcome.REJECTED,
+    CallResult.TRANSFERRED: Outcome.TRANSFERRED,
+    CallResult.ABANDONED: Outcome.ABANDONED,
+    CallResult.INCOMPLETE: Outcome.INCOMPLETE,
+}
+
+
+def outcome(call: CompletedCall) -> Outcome:
+    """The neutral outcome. An unanswered outbound call reads as "no answer" whatever the cause
+    the far end gave, except busy, which both directions report as such."""
+    result = _OUTCOMES[call.result]
+    if call.direction is Direction.OUTBOUND and result in (Outcome.REJECTED, Outcome.ABANDONED):
+        return Outcome.NO_ANSWER
+    return result
+
+
+def was_connected(call: CompletedCall) -> bool:
+    """Whether a person talked on the call (answered, or answered then transferred)."""
+    return call.answer_time is not None and call.talk_ms > 0
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+
+def to_e164(number: str | None, region: str | None = None) -> str | None:
+    """``number`` in E.164, or None when it cannot be parsed as a valid phone number.
+
+    Numbers without a ``+`` need ``region`` (ISO 3166 alpha-2, e.g. ``"US"``)."""
+    if not number:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def national_digits(e164: str) -> str | None:
+    """The national significant number (no country code, no trunk prefix), for CRMs whose
+    users store numbers in national format."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.national_significant_number(parsed)
+
+
+def phone_variants(e164: str) -> tuple[str, ...]:
+    """Forms a stored phone number commonly takes, most specific first (for exact searches)."""
+    variants = [e164, e164.lstrip("+")]
+    national = national_digits(e164)
+    if national and national not in variants:
+        variants.append(national)
+    return tuple(variants)
+
+
+# -- time and durations ----------------------------------------------------------------------
+
+
+def talk_seconds(call: CompletedCall) -> int:
+    return call.seconds(call.talk_ms)
+
+
+def minutes(seconds: int) -> int:
+    """Whole minutes, rounded up: a 10 s call is one minute, a 0 s call is zero."""
+    return -(-seconds // 60)
+
+
+def hms(seconds: int) -> str:
+    """``HH:MM:SS`` (hours may exceed 24)."""
+    hours, rest = divmod(max(seconds, 0), 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def utc(moment: datetime) -> datetime:
+    """The moment in UTC; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 with a ``Z`` and millisecond precision."""
+    return utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- subject and note ------------------------------------------------------------------------
+
+
+def counterpart(call: CompletedCall) -> str:
+    """Who the call was with, as shown to users: the contact name and number when known."""
+    number = call.external_number or call.internal_number or "unknown number"
+    if call.external_name:
+        return f"{call.external_name} ({number})"
+    return number
+
+
+def subject(call: CompletedCall, contact_name: str | None = None) -> str:
+    """``Inbound call from …`` / ``Outbound call to …`` / ``Internal call with …``."""
+    number = call.external_number or call.internal_number or "unknown number"
+    name = contact_name or call.external_name
+    who = f"{name} ({number})" if name else number
+    if call.direction is Direction.INBOUND:
+        return f"Inbound call from {who}"
+    if call.direction is Direction.OUTBOUND:
+        return f"Outbound call to {who}"
+    return f"Internal call with {who}"
+
+
+def recording_urls(call: CompletedCall, media_base: str = RECORDING_BASE) -> tuple[str, ...]:
+    """Content links of the call's recordings (they need a token with ``ReadCallRecording``)."""
+    base = media_base.rstrip("/")
+    return tuple(
+        f"{base}/restapi/v1.0/account/{call.account_id}/recording/{rid}/content"
+        for rid in call.recording_ids
+    )
+
+
+@dataclass(frozen=True)
+class NoteLine:
+    label: str
+    value: str
+    link: bool = False
+
+
+def note_lines(
+    call: CompletedCall, contact_name: str | None = None, media_base: str = RECORDING_BASE
+) -> list[NoteLine]:
+    """The facts of a note, in reading order; the two marker lines come last."""
+    lines = [
+        NoteLine("Direction", call.direction.value),
+        NoteLine("Result", outcome(call).value),
+        NoteLine("With", counterpart(call) if not contact_name else subject(call, contact_name)),
+        NoteLine("Start", iso_utc(call.start_time)),
+        NoteLine("Talk time", hms(talk_seconds(call))),
+        NoteLine("Ring time", hms(call.seconds(call.ring_ms))),
+    ]
+    if call.queue_ms:
+        lines.append(NoteLine("Queue time", hms(call.seconds(call.queue_ms))))
+    if call.queue_name:
+        lines.append(NoteLine("Queue", call.queue_name))
+    if call.hold_ms:
+        lines.append(NoteLine("Hold time", hms(call.seconds(call.hold_ms))))
+    lines.append(NoteLine("Total time", hms(call.seconds(call.total_ms))))
+    if call.user_name or call.extension_number:
+        user = call.user_name or ""
+        if call.extension_number:
+            user = f"{user} (ext. {call.extension_number})".strip()
+        lines.append(NoteLine("RingCentral user", user))
+    if call.transferred_to:
+        lines.append(NoteLine("Transferred to", call.transferred_to))
+    lines.extend(NoteLine("Recording", url, link=True) for url in recording_urls(call, media_base))
+    lines.append(NoteLine(SESSION_LABEL, call.telephony_session_id))
+    if call.session_id:
+        lines.append(NoteLine(CALL_SESSION_LABEL, call.session_id))
+    lines.append(NoteLine(KEY_LABEL, call.key))
+    return lines
+
+
+def note_text(
+    call: CompletedCall, contact_name: str | None = None, media_base: str = RECORDING_BASE
+) -> str:
+    return "\n".join(f"{n.label}: {n.value}" for n in note_lines(call, contact_name, media_base))
+
+
+def note_html(
+    call: CompletedCall, contact_name: str | None = None, media_base: str = RECORDING_BASE
+) -> str:
+    """One ``<p>`` per line; values escaped, recording links clickable."""
+    parts = []
+    for n in note_lines(call, contact_name, media_base):
+        value = html.escape(n.value)
+        if n.link:
+            value = f'<a href="{value}">{value}</a>'
+        parts.append(f"<p>{html.escape(n.label)}: {value}</p>")
+    return "".join(parts)
+
+
+# -- recognising existing logs ---------------------------------------------------------------
+
+
+class Match(enum.Enum):
+    """How an existing CRM record relates to a call."""
+
+    OURS = "ours"  # carries our idempotency key
+    CLIENT = "client"  # a log without our key that names the same RingCentral session
+
+
+def recognise(call: CompletedCall, text: str | None) -> Match | None:
+    """Whether a record's note/description is this call's log (see the module docstring)."""
+    if not text:
+        return None
+    keys = _KEY_LINE.findall(html.unescape(text))
+    if call.key in keys:
+        return Match.OURS
+    if keys:
+        return None
+    sessions = set(_SESSION_LINE.findall(html.unescape(text)))
+    wanted = {call.telephony_session_id, call.session_id} - {None}
+    return Match.CLIENT if sessions & wanted else None
+
+
+def first_match(
+    call: CompletedCall, records: Sequence[tuple[str, str | None]]
+) -> tuple[str, Match] | None:
+    """The first ``(record_id, text)`` recognised as this call's log, ours preferred."""
+    found: tuple[str, Match] | None = None
+    for record_id, text in records:
+        match = recognise(call, text)
+        if match is Match.OURS:
+            return record_id, match
+        if match is Match.CLIENT and found is None:
+            found = (record_id, match)
+    return found
