@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import msgspec
 import phonenumbers
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction
@@ -35,6 +36,7 @@ SESSION_LABEL = "RingCentral session"
 CALL_SESSION_LABEL = "RingCentral call session"
 KEY_LABEL = "sscl-key"
 RECORDING_BASE = "https://media.ringcentral.com"
+DOCUMENT_VERSION = 1
 
 _KEY_LINE = re.compile(rf"{re.escape(KEY_LABEL)}:\s*([^\s<]+)")
 # Our own session line and the common "Session Id: <id>" line of client-made logs.
@@ -240,6 +242,26 @@ def note_html(
             value = f'<a href="{value}">{value}</a>'
         parts.append(f"<p>{html.escape(n.label)}: {value}</p>")
     return "".join(parts)
+
+
+def call_document(call: CompletedCall, media_base: str = RECORDING_BASE) -> dict[str, object]:
+    """The call as a versioned JSON object (jsonl lines, webhook ``data``).
+
+    Version 1: every ``CompletedCall`` field under its own name (times RFC 3339 UTC, enums as
+    their string values, durations in ms) plus ``schema_version`` (1), ``outcome`` (the
+    neutral outcome), ``subject``, ``talk_seconds`` and ``recording_urls``. New fields may
+    be added within a version; renaming or removing one bumps it.
+    """
+    document = msgspec.to_builtins(call)
+    assert isinstance(document, dict)
+    document.update(
+        schema_version=DOCUMENT_VERSION,
+        outcome=outcome(call).value,
+        subject=subject(call),
+        talk_seconds=talk_seconds(call),
+        recording_urls=list(recording_urls(call, media_base)),
+    )
+    return document
 
 
 # -- recognising existing logs ---------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""Common ground of the CRM stand-ins: request journal, fault switches, window rate limit.
+
+Each stand-in (``pipedrive.py``, ``webhook.py``, ``hubspot.py``, ``salesforce.py``) is an
+aiohttp sub-application over a state object. This module gives them the parts every one
+needs, so tests drive all stand-ins the same way:
+
+* :class:`StandInState` -- the journal of every request received (method, path, query,
+  JSON body) and the :class:`FaultPlan`;
+* :func:`fault_middleware` -- records each request, then applies the next matching fault:
+  answer with a status (429 with or without ``Retry-After``, 5xx, ...), or **stall** (hold
+  the answer so the client times out), either *before* handling (the CRM never saw the
+  request) or *after* handling (the CRM stored the record but the answer is lost -- the
+  crash-after-send case the writers' idempotency must survive);
+* :class:`WindowLimit` -- a fixed-window request budget for CRMs that announce their
+  window in headers;
+* :func:`serve` -- run an app on 127.0.0.1 with a free port for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Long enough to outlast any client timeout used in tests; cancelled when the server stops.
+STALL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: object
+    raw: bytes
+
+
+@dataclass
+class Fault:
+    """One planned misbehaviour for requests whose path contains ``path`` (and ``method``)."""
+
+    status: int | None = None  # answer with this status instead of handling
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: object = None
+    stall_before: bool = False  # hang without handling (the CRM never saw it)
+    stall_after: bool = False  # handle, then hang (stored, answer lost)
+    path: str = ""
+    method: str | None = None
+    remaining: int = 1
+
+    def matches(self, request: web.Request) -> bool:
+        return self.path in request.path and (self.method is None or self.method == request.method)
+
+
+@dataclass
+class FaultPlan:
+    """Faults waiting for matching requests, consumed in order."""
+
+    queue: deque[Fault] = field(default_factory=deque)
+
+    def add(self, fault: Fault) -> None:
+        self.queue.append(fault)
+
+    def fail(
+        self,
+        status: int,
+        *,
+        path: str = "",
+        method: str | None = None,
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+        body: object = None,
+    ) -> None:
+        self.add(
+            Fault(status, dict(headers or {}), body, path=path, method=method, remaining=times)
+        )
+
+    def stall(
+        self, *, after: bool, path: str = "", method: str | None = None, times: int = 1
+    ) -> None:
+        self.add(
+            Fault(
+                stall_before=not after, stall_after=after, path=path, method=method, remaining=times
+            )
+        )
+
+    def take(self, request: web.Request) -> Fault | None:
+        for fault in self.queue:
+            if fault.matches(request):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self.queue.remove(fault)
+                return fault
+        return None
+
+
+@dataclass
+class StandInState:
+    """Base of every stand-in's state: the request journal and the fault plan."""
+
+    requests: list[RecordedRequest] = field(default_factory=list)
+    faults: FaultPlan = field(default_factory=FaultPlan)
+
+    def count(self, method: str | None = None, path: str = "") -> int:
+        return sum(
+            1 for r in self.requests if path in r.path and (method is None or r.method == method)
+        )
+
+
+def json_response(
+    body: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response(body, status=status, headers=dict(headers or {}))
+
+
+def fault_middleware(
+    state: StandInState,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: object = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        state.requests.append(
+            RecordedRequest(
+                request.method, request.path, dict(request.query), dict(request.headers), body, raw
+            )
+        )
+        fault = state.faults.take(request)
+        if fault is not None and fault.stall_before:
+            await asyncio.sleep(STALL_SECONDS)
+        if fault is not None and fault.status is not None:
+            return json_response(fault.body, fault.status, fault.headers)
+        response = await handler(request)
+        if fault is not None and fault.stall_after:
+            await asyncio.sleep(STALL_SECONDS)
+        return response
+
+    return middleware
+
+
+@dataclass
+class WindowLimit:
+    """``limit`` requests per fixed ``window`` seconds; ``clock`` is injectable for tests."""
+
+    limit: int
+    window: float
+    clock: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
+    _start: float = 0.0
+    _used: int = 0
+
+    def hit(self) -> tuple[bool, int, float]:
+        """Count one request: (allowed, remaining, seconds until the window resets)."""
+        now = self.clock()
+        if now - self._start >= self.window:
+            self._start = now
+            self._used = 0
+        self._used += 1
+        reset = max(self.window - (now - self._start), 0.0)
+        return self._used <= self.limit, max(self.limit - self._used, 0), reset
+
+
+@asynccontextmanager
+async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Run ``app`` on a free loopback port; yields its base URL (no trailing slash)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
