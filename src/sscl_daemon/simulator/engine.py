@@ -1,0 +1,268 @@
+"""Real-time playback of simulated calls: notifications, live telephony sessions, call-log records.
+
+Takes `SimCall`s from the scenario side (`scenarios.py` / `traffic.py`), and at
+`start + offset_ms` of each `SimEvent` hands a `Notification` to the gateway. One task runs a
+single timer heap; every wake-up publishes all due events as one batch. It also keeps:
+
+* the live telephony sessions for `GET .../telephony/sessions/{id}` — a session exists from
+  its first event to its last one, then answers 404 (issue 5 point 1);
+* the call-log records, published `call_log_delay_s` after the call's last event (research
+  C5: 15-30 s on the real platform);
+* the ground truth: every SimCall played and its expected logs, for the tests to compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from sscl_daemon.simulator.scenarios import ExpectedLog, SimCall, SimEvent
+from sscl_daemon.simulator.traffic import Traffic
+
+from sscl_daemon.simulator.gateway import Gateway
+from sscl_daemon.simulator.org import Organisation
+from sscl_daemon.simulator.subscriptions import Notification
+from sscl_daemon.simulator.wsframes import ENCODER
+
+# How far ahead of the clock the traffic generator materialises calls.
+_TRAFFIC_STEP_S = 1.0
+
+
+@dataclass
+class LiveSession:
+    """A telephony session as `GET /telephony/sessions/{id}` shows it, merged from its events."""
+
+    telephony_session_id: str
+    session_id: str
+    origin: object
+    creation_time: str
+    parties: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def merge(self, body: dict[str, object]) -> None:
+        parties = body.get("parties")
+        if not isinstance(parties, list):
+            return
+        for party in parties:
+            if isinstance(party, dict) and isinstance(party.get("id"), str):
+                # values grow over time on the same party: merge, never drop (research B5)
+                self.parties.setdefault(party["id"], {}).update(party)
+
+    def rest_object(self, account_id: str) -> dict[str, object]:
+        """REST form: `owner{accountId, extensionId}` instead of flat ids (research B3)."""
+        parties: list[dict[str, object]] = []
+        for party in self.parties.values():
+            shaped = {k: v for k, v in party.items() if k not in ("accountId", "extensionId")}
+            if "extensionId" in party:
+                shaped["owner"] = {
+                    "accountId": party.get("accountId", account_id),
+                    "extensionId": party["extensionId"],
+                }
+            parties.append(shaped)
+        return {
+            "id": self.telephony_session_id,
+            "sessionId": self.session_id,
+            "origin": self.origin,
+            "creationTime": self.creation_time,
+            "parties": parties,
+        }
+
+
+@dataclass(frozen=True)
+class CallLogEntry:
+    start: datetime
+    record: dict[str, object]
+
+
+def _parse_time(value: object) -> datetime:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+@dataclass
+class Engine:
+    """Schedules calls on the loop clock and feeds the gateway and the REST views."""
+
+    org: Organisation
+    gateway: Gateway
+    clock: Callable[[], float]
+    call_log_delay_s: float
+    calls: list[SimCall] = field(default_factory=list)
+    call_log: list[CallLogEntry] = field(default_factory=list)
+    live: dict[str, LiveSession] = field(default_factory=dict)
+    published: int = 0
+    _heap: list[tuple[float, int, Callable[[], Notification | None]]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _wall0: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _mono0: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._mono0 = self.clock()
+        self._wall0 = datetime.now(UTC)
+        self._idle.set()
+
+    # -- time ------------------------------------------------------------------------------
+
+    def now_wall(self) -> datetime:
+        return self._wall0 + timedelta(seconds=self.clock() - self._mono0)
+
+    def _due(self, moment: datetime) -> float:
+        return self._mono0 + (moment - self._wall0).total_seconds()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, traffic: Traffic | None = None) -> None:
+        self._tasks.append(asyncio.create_task(self._run(), name="sim-engine"))
+        if traffic is not None:
+            self._tasks.append(asyncio.create_task(self._generate(traffic), name="sim-traffic"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _schedule(self, due: float, action: Callable[[], Notification | None]) -> None:
+        heapq.heappush(self._heap, (due, next(self._order), action))
+        self._idle.clear()
+        self._wake.set()
+
+    def inject(self, call: SimCall) -> SimCall:
+        """Play a call: its events at `call.start + offset_ms`, then its call-log records."""
+        self.calls.append(call)
+        last_index: dict[str, int] = {}
+        for index, event in enumerate(call.events):
+            tsid = event.body.get("telephonySessionId")
+            if isinstance(tsid, str):
+                last_index[tsid] = index
+        ending = {index: tsid for tsid, index in last_index.items()}
+        for index, event in enumerate(call.events):
+            due = self._due(call.start + timedelta(milliseconds=event.offset_ms))
+            self._schedule(due, self._event_action(event, ending.get(index)))
+        end_due = self._due(call.start + timedelta(milliseconds=call.end_offset_ms))
+        self._schedule(end_due + self.call_log_delay_s, lambda: self._publish_records(call))
+        return call
+
+    def _event_action(self, event: SimEvent, ends: str | None) -> Callable[[], Notification | None]:
+        def action() -> Notification:
+            self._track(event.body, ends)
+            return self.notification(event.body, event.extension_id)
+
+        return action
+
+    def push_raw(self, body: object, extension_id: str | None = None) -> None:
+        """Publish an arbitrary notification body now (bad-input tests)."""
+        self._schedule(self.clock(), lambda: self.notification(body, extension_id))
+
+    def notification(self, body: object, extension_id: str | None) -> Notification:
+        acct = self.org.account_id
+        if extension_id is None:
+            event = f"/restapi/v1.0/account/{acct}/telephony/sessions"
+        else:
+            event = f"/restapi/v1.0/account/{acct}/extension/{extension_id}/telephony/sessions"
+        direction = status = missed = None
+        if isinstance(body, dict):
+            parties = body.get("parties")
+            party = parties[0] if isinstance(parties, list) and parties else None
+            if isinstance(party, dict):
+                direction = party.get("direction")
+                code = party.get("status")
+                status = code.get("code") if isinstance(code, dict) else None
+                missed = party.get("missedCall")
+        return Notification(
+            event,
+            extension_id,
+            msgspec.Raw(ENCODER.encode(body)),
+            direction if isinstance(direction, str) else None,
+            status if isinstance(status, str) else None,
+            missed if isinstance(missed, bool) else None,
+        )
+
+    def _track(self, body: dict[str, object], ends: str | None) -> None:
+        tsid = body.get("telephonySessionId")
+        if isinstance(tsid, str):
+            live = self.live.get(tsid)
+            if live is None:
+                live = self.live[tsid] = LiveSession(
+                    tsid,
+                    str(body.get("sessionId", "")),
+                    body.get("origin", {"type": "Call"}),
+                    str(body.get("eventTime", "")),
+                )
+            live.merge(body)
+        if ends is not None:
+            self.live.pop(ends, None)
+
+    def _publish_records(self, call: SimCall) -> None:
+        for record in call.call_log_records:
+            self.call_log.append(CallLogEntry(_parse_time(record.get("startTime")), record))
+        return None
+
+    async def _run(self) -> None:
+        heap = self._heap
+        while True:
+            if not heap:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            delay = heap[0][0] - self.clock()
+            if delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                continue
+            now = self.clock()
+            batch: list[Notification] = []
+            while heap and heap[0][0] <= now:
+                note = heapq.heappop(heap)[2]()
+                if note is not None:
+                    batch.append(note)
+            if batch:
+                self.published += len(batch)
+                self.gateway.publish(batch)
+            # let the socket writers run between batches
+            await asyncio.sleep(0)
+
+    async def _generate(self, traffic: Traffic) -> None:
+        t0 = self.now_wall()
+        while True:
+            t1 = t0 + timedelta(seconds=_TRAFFIC_STEP_S)
+            for call in traffic.calls_between(t0, t1):
+                self.inject(call)
+            # stay one step ahead of the clock
+            await asyncio.sleep(max(0.0, (t0 - self.now_wall()).total_seconds()))
+            t0 = t1
+
+    def fast_forward(self) -> int:
+        """Make everything scheduled due now (order kept): skip to the end of the calls in play."""
+        now = self.clock()
+        self._heap[:] = [(now, order, action) for _, order, action in self._heap]
+        heapq.heapify(self._heap)
+        self._wake.set()
+        return len(self._heap)
+
+    async def wait_idle(self) -> None:
+        """Wait until everything scheduled (events and call-log records) has been played."""
+        await self._idle.wait()
+
+    # -- ground truth ----------------------------------------------------------------------
+
+    def expected_logs(self) -> list[ExpectedLog]:
+        return [log for call in self.calls for log in call.expected]

@@ -1,0 +1,291 @@
+"""HTTP side of the simulated RingCentral platform: OAuth, wstoken, call log, extensions, sessions.
+
+aiohttp handlers over the state in `oauth.py`, `gateway.py` and `engine.py`. One middleware
+does what every real answer shares (research/rc-protocol.md C6/C7/D): wait while the platform
+is paused (fault), check the bearer token (401 with OAU codes), count the request against its
+rate group (`X-Rate-Limit-*` on every answer, 429 + `Retry-After` + CMN-301 beyond it), and
+apply injected REST faults. Paths under `/_sim/` (the control API) bypass all of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+from yarl import URL
+
+from sscl_daemon.simulator.engine import Engine
+from sscl_daemon.simulator.faults import Faults
+from sscl_daemon.simulator.gateway import Gateway
+from sscl_daemon.simulator.oauth import OAuthError, OAuthServer, OAuthSession
+from sscl_daemon.simulator.org import Organisation
+from sscl_daemon.simulator.profiles import RateGroup
+from sscl_daemon.simulator.ratelimit import RateLimiter, rate_exceeded_body
+from sscl_daemon.simulator.wsframes import ENCODER, request_id, rest_error
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+TOKEN_PATH = "/restapi/oauth/token"
+WSTOKEN_PATH = "/restapi/oauth/wstoken"
+REVOKE_PATH = "/restapi/oauth/revoke"
+WS_PATH = "/ws"
+CONTROL_PREFIX = "/_sim/"
+
+_SESSION_KEY = web.RequestKey("oauth_session", OAuthSession)
+
+
+def json_response(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=ENCODER.encode(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _group_for(method: str, path: str) -> RateGroup:
+    """Throttling group per operation (research C6, from the spec's path comments)."""
+    if path.startswith("/restapi/oauth/"):
+        return RateGroup.AUTH
+    if "/call-log" in path:
+        return RateGroup.HEAVY
+    if path.startswith("/restapi/v1.0/subscription") and method != "GET":
+        return RateGroup.MEDIUM
+    return RateGroup.LIGHT
+
+
+@dataclass
+class PlatformRest:
+    """The REST handlers and their shared middleware."""
+
+    org: Organisation
+    oauth: OAuthServer
+    gateway: Gateway
+    engine: Engine
+    limiter: RateLimiter
+    faults: Faults
+    clock: Callable[[], float]
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(TOKEN_PATH, self.token),
+            web.post(REVOKE_PATH, self.revoke),
+            web.post(WSTOKEN_PATH, self.wstoken),
+            web.get("/restapi/v1.0/account/{account}/call-log", self.call_log),
+            web.get("/restapi/v1.0/account/{account}/extension", self.extensions),
+            web.get("/restapi/v1.0/account/{account}/telephony/sessions/{session}", self.session),
+            web.get(WS_PATH, self.gateway.handle),
+        ]
+
+    # -- middleware ------------------------------------------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(CONTROL_PREFIX) or path == WS_PATH:
+            return await handler(request)
+        await self.faults.wait_unpaused()
+        now = self.clock()
+        # budgets are per user and app (research C6): one simulated user, so per client id
+        caller = self.oauth.client_of(request.headers.get("Authorization")) or request.remote or "?"
+        if not path.startswith("/restapi/oauth/token") and not path.startswith(REVOKE_PATH):
+            try:
+                session = self.oauth.authenticate(request.headers.get("Authorization"), now)
+            except OAuthError as exc:
+                return json_response(self._api_auth_error(exc), exc.status)
+            request[_SESSION_KEY] = session
+            caller = session.client_id
+        decision = self.limiter.check(caller, _group_for(request.method, path), now)
+        headers = {"RCRequestId": request_id(), **decision.headers()}
+        if not decision.allowed:
+            return json_response(rate_exceeded_body(), 429, headers)
+        fault = self.faults.take_rest_fault(path)
+        if fault is not None:
+            if fault.retry_after_s is not None:
+                headers["Retry-After"] = str(fault.retry_after_s)
+            code = (
+                "CMN-301"
+                if fault.status == 429
+                else ("CMN-201" if fault.status >= 500 else "CMN-102")
+            )
+            return json_response(rest_error(code, "Injected fault"), fault.status, headers)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(headers)
+            raise
+        response.headers.update(headers)
+        return response
+
+    @staticmethod
+    def _api_auth_error(exc: OAuthError) -> dict[str, object]:
+        """401 on an API call: REST envelope with the OAU code in `errors` (research C7, D)."""
+        kind = "TokenExpired" if exc.code == "OAU-210" else "TokenInvalid"
+        body = rest_error(kind, exc.description)
+        body["errors"] = [{"errorCode": exc.code, "message": exc.description}]
+        return body
+
+    # -- OAuth -----------------------------------------------------------------------------
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        try:
+            client_id = self.oauth.check_client(
+                request.headers.get("Authorization"), form.get("client_id")
+            )
+            grant = self.oauth.grant(client_id, form, self.clock())
+        except OAuthError as exc:
+            return json_response(exc.body(), exc.status)
+        return json_response(grant.body(endpoint_id="sim-endpoint-1"))
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        token = str(form.get("token", ""))
+        try:
+            session = self.oauth.session_for(token, self.clock())
+        except OAuthError:
+            return web.Response(status=200)
+        session.revoked = True
+        return web.Response(status=200)
+
+    async def wstoken(self, request: web.Request) -> web.Response:
+        session = request[_SESSION_KEY]
+        token, ttl = self.gateway.issue_ws_token(session)
+        # the uri points at this very server (issue 5 point 6), same host and port
+        ws_url = URL.build(
+            scheme="ws", host=request.url.host or "127.0.0.1", port=request.url.port, path=WS_PATH
+        )
+        return json_response(
+            {"uri": str(ws_url), "ws_access_token": token, "expires_in": round(ttl)}
+        )
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _check_account(self, request: web.Request) -> None:
+        account = request.match_info["account"]
+        if account not in ("~", self.org.account_id):
+            raise web.HTTPNotFound(
+                text=ENCODER.encode(
+                    rest_error("CMN-102", f"Account [{account}] is not found")
+                ).decode(),
+                content_type="application/json",
+            )
+
+    async def session(self, request: web.Request) -> web.Response:
+        self._check_account(request)
+        sid = request.match_info["session"]
+        live = self.engine.live.get(sid)
+        if live is None:
+            body = rest_error("TAS-102", f"Telephony session [{sid}] is not found")
+            return json_response(body, 404)
+        return json_response(live.rest_object(self.org.account_id))
+
+    async def extensions(self, request: web.Request) -> web.Response:
+        self._check_account(request)
+        records = self.org.extension_records()
+        page, per_page = _paging(request)
+        return json_response(_page_body(request, records, page, per_page))
+
+    async def call_log(self, request: web.Request) -> web.Response:
+        self._check_account(request)
+        q = request.query
+        try:
+            date_to = _when(q.get("dateTo")) or self.engine.now_wall()
+            date_from = _when(q.get("dateFrom")) or date_to - timedelta(hours=24)
+        except ValueError as exc:
+            return json_response(
+                rest_error("CMN-101", str(exc), parameterName="dateFrom/dateTo"), 400
+            )
+        view = q.get("view", "Simple")
+        if view not in ("Simple", "Detailed"):
+            return json_response(
+                rest_error(
+                    "CMN-101", f"Parameter [view] value [{view}] is invalid", parameterName="view"
+                ),
+                400,
+            )
+        tsid = q.get("telephonySessionId")
+        sid = q.get("sessionId")
+        directions = set(q.getall("direction", []))
+        types = set(q.getall("type", []))
+        selected: list[dict[str, object]] = []
+        for entry in sorted(self.engine.call_log, key=lambda e: e.start, reverse=True):
+            rec = entry.record
+            if not date_from <= entry.start < date_to:
+                continue
+            if tsid and rec.get("telephonySessionId") != tsid:
+                continue
+            if sid and rec.get("sessionId") != sid:
+                continue
+            if directions and rec.get("direction") not in directions:
+                continue
+            if types and rec.get("type") not in types:
+                continue
+            selected.append(
+                rec if view == "Detailed" else {k: v for k, v in rec.items() if k != "legs"}
+            )
+        try:
+            page, per_page = _paging(request)
+        except ValueError as exc:
+            return json_response(rest_error("CMN-101", str(exc)), 400)
+        return json_response(_page_body(request, selected, page, per_page))
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"Parameter [dateFrom/dateTo] value [{value}] is not an ISO 8601 date"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _paging(request: web.Request) -> tuple[int, int]:
+    raw_per_page = request.query.get("perPage", "100")
+    raw_page = request.query.get("page", "1")
+    try:
+        per_page = 1000 if raw_per_page == "max" else int(raw_per_page)
+        page = int(raw_page)
+    except ValueError:
+        raise ValueError(
+            f"Parameter [perPage/page] value [{raw_per_page}/{raw_page}] is invalid"
+        ) from None
+    if not 1 <= per_page <= 1000 or page < 1:
+        raise ValueError(
+            f"Parameter [perPage/page] value [{raw_per_page}/{raw_page}] is out of range"
+        )
+    return page, per_page
+
+
+def _page_body(
+    request: web.Request, records: list[dict[str, object]], page: int, per_page: int
+) -> dict[str, object]:
+    """`{uri, records, navigation, paging}` (research C3)."""
+    total = len(records)
+    pages = max(1, math.ceil(total / per_page))
+    start = (page - 1) * per_page
+    chunk = records[start : start + per_page]
+
+    def link(number: int) -> dict[str, str]:
+        return {"uri": str(request.url.update_query(page=str(number), perPage=str(per_page)))}
+
+    navigation: dict[str, object] = {"firstPage": link(1), "lastPage": link(pages)}
+    if page < pages:
+        navigation["nextPage"] = link(page + 1)
+    if page > 1:
+        navigation["previousPage"] = link(page - 1)
+    paging: dict[str, object] = {
+        "page": page,
+        "perPage": per_page,
+        "totalPages": pages,
+        "totalElements": total,
+    }
+    if chunk:
+        paging["pageStart"] = start
+        paging["pageEnd"] = start + len(chunk) - 1
+    return {"uri": str(request.url), "records": chunk, "navigation": navigation, "paging": paging}
