@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pytest
+from tests.ringcentral.helpers import FakeClock, fast_retry, roomy_limiter, settings
+from tests.ringcentral.scripted import Canned, Scripted, scripted_server
 
 from sscl_daemon.ringcentral.auth import Authenticator
 from sscl_daemon.ringcentral.ratelimit import RateGroup, retry_after_seconds
@@ -19,8 +21,6 @@ from sscl_daemon.ringcentral.rest import (
     RestClient,
 )
 from sscl_daemon.ringcentral.retry import RetriesExhausted
-from tests.ringcentral.helpers import FakeClock, fast_retry, roomy_limiter, settings
-from tests.ringcentral.scripted import Canned, Scripted, scripted_server
 
 TOKEN = "/restapi/oauth/token"
 FROM = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)

@@ -1,0 +1,398 @@
+"""The account-wide telephony-session stream: one WebSocket subscription that keeps going.
+
+The async shell around `wsg.GatewayConnection`. It fetches a ws token (`rest.py`), connects
+(`?access_token=`, plus `&wsc=` to recover), answers silence with heartbeats, replaces a
+connection that stays silent past `dead_connection_timeout`, and reconnects with jittered
+exponential backoff, recovering with the last `wsc` token while the gateway's recovery window
+lasts (research/rc-protocol.md A7, A8). It hands the daemon, in order:
+
+* `Notification` — the raw webhook envelope of each telephony-session event (the call core
+  decodes it and de-duplicates replays by uuid);
+* `Gap(start, end, reason)` — events between start and end may be missing (recovery failed,
+  the window passed, or a restart without a usable token); the reconciler closes it from the
+  call log;
+* `StateChange` — connected / subscribed / recovered / disconnected, for readiness and metrics.
+
+The recovery token is reported through a callback (the daemon stores it) and may be handed
+in at start, so a restart inside the recovery window recovers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import structlog
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from sscl_daemon.config import RingCentralSettings
+from sscl_daemon.ringcentral.auth import AuthError
+from sscl_daemon.ringcentral.ratelimit import Sleep
+from sscl_daemon.ringcentral.rest import ApiError, RestClient
+from sscl_daemon.ringcentral.retry import RetriesExhausted
+from sscl_daemon.ringcentral.wsg import (
+    TELEPHONY_FILTER,
+    Deliver,
+    GatewayConnection,
+    Phase,
+    Reconnect,
+    Recovered,
+    Send,
+    Subscribed,
+    Wsc,
+)
+
+log = structlog.get_logger(__name__)
+
+# Recover only with this much of the window left: the wstoken round trip takes time too.
+RECOVERY_SAFETY = 0.9
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GapReason(enum.StrEnum):
+    RECOVERY_FAILED = "recovery-failed"
+    RECOVERY_WINDOW_PASSED = "recovery-window-passed"
+    NO_RECOVERY_TOKEN = "no-recovery-token"
+
+
+class ConnectionState(enum.StrEnum):
+    CONNECTING = "connecting"
+    SUBSCRIBED = "subscribed"
+    RECOVERED = "recovered"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One telephony-session notification, as the raw webhook envelope (JSON bytes)."""
+
+    envelope: bytes
+    uuid: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Notifications in [start, end] may have been lost."""
+
+    start: datetime
+    end: datetime
+    reason: GapReason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StateChange:
+    state: ConnectionState
+    detail: str = ""
+
+
+Item = Notification | Gap | StateChange
+
+
+@dataclass(frozen=True)
+class RecoveryPoint:
+    """What a later connection (or a restarted daemon) needs to recover the session.
+
+    `last_seen` is when the stream was last known to be complete; the recovery window
+    (`recovery_timeout`, from ConnectionDetails) counts from there.
+    """
+
+    token: str | None = field(repr=False)
+    sequence: int
+    last_seen: datetime
+    recovery_timeout: float = 180.0
+    oauth_session: str | None = None
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.last_seen + timedelta(seconds=self.recovery_timeout)
+
+
+PersistRecovery = Callable[[RecoveryPoint], Awaitable[None]]
+Sink = Callable[[Item], Awaitable[None]]
+
+
+@dataclass
+class SubscriptionStats:
+    connections: int = 0
+    recoveries: int = 0
+    failed_recoveries: int = 0
+    subscriptions: int = 0
+    gaps: int = 0
+    heartbeats: int = 0
+    dead_connections: int = 0
+    notifications: int = 0
+    ignored_frames: int = 0
+
+
+class Subscription:
+    """Runs the WebSocket subscription and feeds its items to a sink, forever."""
+
+    def __init__(
+        self,
+        rest: RestClient,
+        settings: RingCentralSettings,
+        *,
+        recovery: RecoveryPoint | None = None,
+        persist: PersistRecovery | None = None,
+        filters: tuple[str, ...] = (TELEPHONY_FILTER,),
+        persist_interval: float = 5.0,
+        open_timeout: float | None = None,
+        now: Callable[[], datetime] = utc_now,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._rest = rest
+        self._settings = settings
+        self._persist = persist
+        self._filters = filters
+        self._persist_interval = persist_interval
+        self._open_timeout = open_timeout or settings.request_timeout
+        self._now = now
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._point = recovery
+        # A restart (or a first start after a known checkpoint) may have missed events.
+        self._gap_start: datetime | None = recovery.last_seen if recovery else None
+        self._subscription_id: str | None = None
+        self._last_persist: datetime | None = None
+        self.state = ConnectionState.DISCONNECTED
+        self.stats = SubscriptionStats()
+
+    @property
+    def recovery_point(self) -> RecoveryPoint | None:
+        return self._point
+
+    async def stream(self, queue_size: int = 10_000) -> AsyncIterator[Item]:
+        """The items as an async iterator (runs `run` in a task; stops it when closed)."""
+        queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
+        task = asyncio.create_task(self.run(queue.put))
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                task.result()  # re-raises AuthError and friends
+                return
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self, sink: Sink) -> None:
+        """Connect, subscribe, deliver; reconnect on every failure. Raises only `AuthError`."""
+        failures = 0
+        while True:
+            reconnect = await self._one_connection(sink)
+            if self.state is not ConnectionState.DISCONNECTED:
+                self.state = ConnectionState.DISCONNECTED
+                await sink(StateChange(ConnectionState.DISCONNECTED, reconnect.reason))
+            await self._save(force=True)
+            failures = 0 if reconnect.healthy else failures + 1
+            delay = self._backoff(failures)
+            if reconnect.retry_after is not None:
+                delay = max(delay, reconnect.retry_after)
+            log.info("ringcentral.ws.reconnecting", reason=reconnect.reason, delay=round(delay, 3))
+            await self._sleep(delay)
+
+    # -- one connection ----------------------------------------------------------------------
+
+    def _backoff(self, failures: int) -> float:
+        if failures == 0:
+            return 0.0
+        initial = self._settings.reconnect_initial_delay
+        ceiling = min(self._settings.reconnect_max_delay, initial * 2.0 ** (failures - 1))
+        return float(ceiling * self._rng.uniform(0.5, 1.0))
+
+    def _usable_wsc(self) -> Wsc | None:
+        point = self._point
+        if point is None or point.token is None:
+            return None
+        age = (self._now() - point.last_seen).total_seconds()
+        if age >= point.recovery_timeout * RECOVERY_SAFETY:
+            return None
+        return Wsc(point.token, point.sequence)
+
+    async def _one_connection(self, sink: Sink) -> _Outcome:
+        wsc = self._usable_wsc()
+        try:
+            token = await self._rest.ws_token()
+        except AuthError:
+            raise
+        except (RetriesExhausted, ApiError) as exc:
+            return _Outcome(f"no ws token: {exc}")
+        query = {"access_token": token.ws_access_token}
+        if wsc is not None:
+            query["wsc"] = wsc.token
+        url = f"{token.uri}?{urlencode(query)}"
+        conn = GatewayConnection(
+            self._filters,
+            recovering=wsc is not None,
+            subscription_id=self._subscription_id if wsc is not None else None,
+            wsc=wsc,
+        )
+        self.stats.connections += 1
+        self.state = ConnectionState.CONNECTING
+        try:
+            async with connect(
+                url,
+                ping_interval=None,
+                open_timeout=self._open_timeout,
+                close_timeout=2.0,
+                max_size=16 * 1024 * 1024,
+                compression=None,
+            ) as ws:
+                return await self._converse(ws, conn, sink)
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+            # Never str(exc): a handshake error may quote the URL with the ws token in it.
+            return _Outcome(f"connection failed: {type(exc).__name__}", healthy=False)
+        finally:
+            self.stats.ignored_frames += conn.ignored
+            self._remember()
+
+    async def _converse(
+        self, ws: ClientConnection, conn: GatewayConnection, sink: Sink
+    ) -> _Outcome:
+        loop = asyncio.get_running_loop()
+        heartbeat = self._settings.heartbeat_interval
+        dead_after = self._settings.dead_connection_timeout
+        last_frame = loop.time()
+        last_beat = last_frame
+        while True:
+            now = loop.time()
+            silence = now - last_frame
+            if silence >= dead_after:
+                self.stats.dead_connections += 1
+                # A silent peer will not complete a closing handshake either.
+                ws.transport.abort()
+                return _Outcome("silent connection replaced", healthy=conn.phase is Phase.ACTIVE)
+            wait = min(dead_after - silence, max(0.0, last_beat + heartbeat - now))
+            try:
+                data = await asyncio.wait_for(ws.recv(), timeout=wait)
+            except TimeoutError:
+                if loop.time() - last_beat >= heartbeat:
+                    last_beat = loop.time()
+                    self.stats.heartbeats += 1
+                    await ws.send(conn.heartbeat().text)
+                continue
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                return _Outcome(f"closed by peer ({code})", healthy=conn.phase is Phase.ACTIVE)
+            last_frame = last_beat = loop.time()
+            if conn.wsc is not None:
+                self._point = self._point_from(conn)
+            for action in conn.receive(data):
+                outcome = await self._act(ws, conn, action, sink)
+                if outcome is not None:
+                    return outcome
+
+    async def _act(
+        self, ws: ClientConnection, conn: GatewayConnection, action: object, sink: Sink
+    ) -> _Outcome | None:
+        if isinstance(action, Send):
+            await ws.send(action.text)
+        elif isinstance(action, Deliver):
+            self.stats.notifications += 1
+            await sink(Notification(action.envelope, action.uuid, self._now()))
+            await self._save()
+        elif isinstance(action, Recovered):
+            self.stats.recoveries += 1
+            self._gap_start = None
+            self.state = ConnectionState.RECOVERED
+            log.info("ringcentral.ws.recovered")
+            await sink(StateChange(ConnectionState.RECOVERED))
+            await self._save(force=True)
+        elif isinstance(action, Subscribed):
+            await self._subscribed(conn, action, sink)
+        elif isinstance(action, Reconnect):
+            if not action.recoverable and self._point is not None:
+                self._point = replace(self._point, token=None)
+            await ws.close()
+            return _Outcome(action.reason, retry_after=action.retry_after)
+        return None
+
+    async def _subscribed(self, conn: GatewayConnection, action: Subscribed, sink: Sink) -> None:
+        self.stats.subscriptions += 1
+        self._subscription_id = action.subscription_id
+        if conn.recovering:
+            self.stats.failed_recoveries += 1
+        start = self._gap_start
+        self._gap_start = None
+        self.state = ConnectionState.SUBSCRIBED
+        await sink(StateChange(ConnectionState.SUBSCRIBED, action.subscription_id))
+        if start is not None:
+            if conn.recovering:
+                reason, detail = GapReason.RECOVERY_FAILED, action.recovery_error or ""
+            elif self._point is not None and self._point.token is not None:
+                reason, detail = GapReason.RECOVERY_WINDOW_PASSED, ""
+            else:
+                reason, detail = GapReason.NO_RECOVERY_TOKEN, ""
+            gap = Gap(start, self._now(), reason, detail)
+            self.stats.gaps += 1
+            log.warning(
+                "ringcentral.ws.gap",
+                start=gap.start.isoformat(),
+                end=gap.end.isoformat(),
+                reason=reason.value,
+                detail=detail,
+            )
+            await sink(gap)
+        await self._save(force=True)
+
+    # -- recovery token bookkeeping --------------------------------------------------------
+
+    def _point_from(self, conn: GatewayConnection) -> RecoveryPoint:
+        wsc = conn.wsc
+        assert wsc is not None
+        timeout = conn.details.recoveryTimeout if conn.details else None
+        previous = self._point
+        return RecoveryPoint(
+            token=wsc.token,
+            sequence=wsc.sequence,
+            last_seen=self._now(),
+            recovery_timeout=timeout or (previous.recovery_timeout if previous else 180.0),
+            oauth_session=self._rest.auth.session_id,
+        )
+
+    def _remember(self) -> None:
+        """After a connection: a gap starts at its last frame unless the next one recovers.
+
+        Before the first frame of the first connection there is no stream to lose.
+        """
+        if self._gap_start is None and self._point is not None:
+            self._gap_start = self._point.last_seen
+
+    async def _save(self, force: bool = False) -> None:
+        point = self._point
+        if self._persist is None or point is None:
+            return
+        now = self._now()
+        last = self._last_persist
+        if not force and last is not None and (now - last).total_seconds() < self._persist_interval:
+            return
+        self._last_persist = now
+        try:
+            await self._persist(point)
+        except Exception as exc:  # the stream must outlive a store hiccup
+            log.warning("ringcentral.ws.persist_failed", error=type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    reason: str
+    healthy: bool = True
+    retry_after: float | None = None

@@ -1,0 +1,307 @@
+"""The RingCentral WebSocket gateway protocol, sans-I/O: framing and one connection's logic.
+
+`subscription.py` owns the socket, the clock and reconnects; it feeds every received text
+frame to `GatewayConnection.receive` and sends whatever comes back. This module decides what
+the frames mean (research/rc-protocol.md A3-A9): wait for `ConnectionDetails`; on a fresh
+connection or a failed recovery create the subscription (one `ClientRequest`); on a
+successful recovery keep the old one; pass `ServerNotification`s of our subscription on as
+raw envelope bytes (the call core decodes them); keep the `wsc` recovery token with the
+highest sequence; turn gateway `Error` frames (WSG-902 idle, WSG-903 absolute timeout,
+WSG-400 bad token) into a reconnect.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import secrets
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+SUBSCRIPTION_PATH = "/restapi/v1.0/subscription"
+TELEPHONY_FILTER = "/restapi/v1.0/account/~/telephony/sessions"
+
+
+class MessageType(enum.StrEnum):
+    CLIENT_REQUEST = "ClientRequest"
+    SERVER_NOTIFICATION = "ServerNotification"
+    CONNECTION_DETAILS = "ConnectionDetails"
+    HEARTBEAT = "Heartbeat"
+    ERROR = "Error"
+
+
+class ProtocolError(Exception):
+    """A frame that is not the gateway's `[header, body?]` JSON array."""
+
+
+class Wsc(msgspec.Struct, frozen=True):
+    """The WebSocket session context: what a reconnect presents to recover (`?wsc=`)."""
+
+    token: str
+    sequence: int = 0
+
+    def __repr__(self) -> str:
+        return f"Wsc(sequence={self.sequence})"
+
+
+class Header(msgspec.Struct, kw_only=True):
+    type: str
+    messageId: str = ""
+    status: int = 0
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    wsc: Wsc | None = None
+
+
+class ConnectionDetails(msgspec.Struct, kw_only=True):
+    recoveryState: str | None = None
+    recoveryErrorCode: str | None = None
+    recoveryTimeout: float = 180.0
+    idleTimeout: float = 1800.0
+    absoluteTimeout: float = 86400.0
+
+
+class GatewayError(msgspec.Struct, kw_only=True):
+    errorCode: str = ""
+    message: str = ""
+
+
+class _Envelope(msgspec.Struct, kw_only=True):
+    uuid: str = ""
+    subscriptionId: str | None = None
+
+
+class _SubscriptionInfo(msgspec.Struct, kw_only=True):
+    id: str = ""
+
+
+_FRAME = msgspec.json.Decoder(list[msgspec.Raw])
+_HEADER = msgspec.json.Decoder(Header)
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Frame:
+    header: Header
+    body: msgspec.Raw | None
+
+
+def parse_frame(data: str | bytes) -> Frame:
+    """Decode one text frame; raises `ProtocolError` for anything else."""
+    try:
+        parts = _FRAME.decode(data)
+        if not parts:
+            raise ProtocolError("empty gateway frame")
+        header = _HEADER.decode(parts[0])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"unreadable gateway frame: {exc}") from None
+    return Frame(header, parts[1] if len(parts) > 1 else None)
+
+
+def encode_request(message_id: str, method: str, path: str, body: object = None) -> str:
+    header = {"type": MessageType.CLIENT_REQUEST.value, "messageId": message_id}
+    header |= {"method": method, "path": path}
+    frame: list[object] = [header] if body is None else [header, body]
+    return _ENCODER.encode(frame).decode()
+
+
+def encode_heartbeat(message_id: str) -> str:
+    return _ENCODER.encode(
+        [{"type": MessageType.HEARTBEAT.value, "messageId": message_id}]
+    ).decode()
+
+
+def subscription_body(filters: tuple[str, ...]) -> dict[str, object]:
+    return {"eventFilters": list(filters), "deliveryMode": {"transportType": "WebSocket"}}
+
+
+class Phase(enum.Enum):
+    AWAITING_DETAILS = "awaiting-details"
+    SUBSCRIBING = "subscribing"
+    ACTIVE = "active"
+    CLOSING = "closing"
+
+
+# --- what the connection asks its shell to do ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    text: str
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """A notification of our subscription: the raw webhook envelope and its uuid."""
+
+    envelope: bytes
+    uuid: str
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The gateway restored the session: missed notifications are being replayed."""
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    """A new subscription is active; `lost` when notifications before it may be missing."""
+
+    subscription_id: str
+    lost: bool
+    recovery_error: str | None
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """This connection is finished; `recoverable` False when its `wsc` must not be reused."""
+
+    reason: str
+    recoverable: bool = True
+    retry_after: float | None = None
+
+
+Action = Send | Deliver | Recovered | Subscribed | Reconnect
+
+
+class GatewayConnection:
+    """The protocol state of one WebSocket connection."""
+
+    def __init__(
+        self,
+        filters: tuple[str, ...] = (TELEPHONY_FILTER,),
+        *,
+        recovering: bool,
+        subscription_id: str | None = None,
+        wsc: Wsc | None = None,
+    ) -> None:
+        self.filters = filters
+        self.recovering = recovering
+        self.subscription_id = subscription_id
+        self.wsc = wsc
+        self.details: ConnectionDetails | None = None
+        self.phase = Phase.AWAITING_DETAILS
+        self.ignored = 0
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(4)
+        self._subscribe_id: str | None = None
+        self._recovery_error: str | None = None
+
+    def next_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def heartbeat(self) -> Send:
+        return Send(encode_heartbeat(self.next_id()))
+
+    def receive(self, data: str | bytes) -> list[Action]:
+        """Everything one incoming frame means."""
+        try:
+            frame = parse_frame(data)
+        except ProtocolError:
+            # e.g. a multipart batch answer: not ours to read, and not worth a reconnect.
+            self.ignored += 1
+            return []
+        header = frame.header
+        self._track(header.wsc, header.type)
+        kind = header.type
+        if kind == MessageType.CONNECTION_DETAILS:
+            return self._on_details(frame)
+        if kind == MessageType.SERVER_NOTIFICATION:
+            return self._on_notification(frame)
+        if kind == MessageType.CLIENT_REQUEST:
+            return self._on_response(frame)
+        if kind == MessageType.ERROR:
+            return self._on_error(frame)
+        return []
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def _track(self, wsc: Wsc | None, kind: str) -> None:
+        if wsc is None:
+            return
+        # A ConnectionDetails after a recovery attempt names the session to use from now on,
+        # whatever its sequence; otherwise the highest sequence wins (research A3).
+        if (
+            kind == MessageType.CONNECTION_DETAILS
+            or self.wsc is None
+            or wsc.token != self.wsc.token
+            or wsc.sequence > self.wsc.sequence
+        ):
+            self.wsc = wsc
+
+    def _on_details(self, frame: Frame) -> list[Action]:
+        details = _decode_body(frame.body, ConnectionDetails) or ConnectionDetails()
+        first = self.details is None
+        self.details = details
+        if not first or self.phase is not Phase.AWAITING_DETAILS:
+            return []
+        if self.recovering and details.recoveryState == "Successful":
+            self.phase = Phase.ACTIVE
+            return [Recovered()]
+        return self._subscribe(details.recoveryErrorCode)
+
+    def _subscribe(self, recovery_error: str | None) -> list[Action]:
+        self.phase = Phase.SUBSCRIBING
+        self._recovery_error = recovery_error
+        self._subscribe_id = self.next_id()
+        body = subscription_body(self.filters)
+        return [Send(encode_request(self._subscribe_id, "POST", SUBSCRIPTION_PATH, body))]
+
+    def _on_response(self, frame: Frame) -> list[Action]:
+        header = frame.header
+        if self._subscribe_id is None or header.messageId != self._subscribe_id:
+            return []
+        self._subscribe_id = None
+        if not 200 <= header.status < 300:
+            error = _decode_body(frame.body, GatewayError) or GatewayError()
+            retry = header.headers.get("Retry-After")
+            self.phase = Phase.CLOSING
+            return [
+                Reconnect(
+                    f"subscription refused: {header.status} {error.errorCode}".strip(),
+                    retry_after=float(retry) if retry and retry.isdigit() else None,
+                )
+            ]
+        info = _decode_body(frame.body, _SubscriptionInfo) or _SubscriptionInfo()
+        sub_id = info.id or header.headers.get("WSG-SubscriptionId", "")
+        self.subscription_id = sub_id
+        self.phase = Phase.ACTIVE
+        return [Subscribed(sub_id, lost=True, recovery_error=self._recovery_error)]
+
+    def _on_notification(self, frame: Frame) -> list[Action]:
+        if frame.body is None:
+            self.ignored += 1
+            return []
+        raw = bytes(frame.body)
+        envelope = _decode_body(frame.body, _Envelope)
+        if envelope is None:
+            self.ignored += 1
+            return []
+        sub_id = envelope.subscriptionId
+        if self.subscription_id is None and self.phase is Phase.ACTIVE and sub_id:
+            # Recovered after a restart: the subscription is the old one, learn its id.
+            self.subscription_id = sub_id
+        if sub_id and self.subscription_id and sub_id != self.subscription_id:
+            # A replaced subscription's stragglers: its events belong to no stream of ours.
+            self.ignored += 1
+            return []
+        return [Deliver(raw, envelope.uuid or frame.header.messageId)]
+
+    def _on_error(self, frame: Frame) -> list[Action]:
+        error = _decode_body(frame.body, GatewayError) or GatewayError()
+        self.phase = Phase.CLOSING
+        # WSG-400: the wsc we presented is malformed; it will never recover anything.
+        recoverable = error.errorCode != "WSG-400"
+        return [Reconnect(f"gateway error {error.errorCode or 'unknown'}", recoverable)]
+
+
+def _decode_body(body: msgspec.Raw | None, kind: type[T]) -> T | None:
+    if body is None:
+        return None
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

@@ -1,0 +1,159 @@
+"""The pure gateway protocol: subscribe, recover, route by subscription, track wsc, errors."""
+
+from __future__ import annotations
+
+import json
+
+from sscl_daemon.ringcentral.wsg import (
+    SUBSCRIPTION_PATH,
+    TELEPHONY_FILTER,
+    Deliver,
+    GatewayConnection,
+    Phase,
+    Reconnect,
+    Recovered,
+    Send,
+    Subscribed,
+    Wsc,
+    parse_frame,
+)
+
+
+def details(seq: int, token: str = "T1", state: str | None = None, code: str | None = None) -> str:
+    body: dict[str, object] = {"recoveryTimeout": 180, "idleTimeout": 1800}
+    if state:
+        body["recoveryState"] = state
+    if code:
+        body["recoveryErrorCode"] = code
+    header = {
+        "type": "ConnectionDetails",
+        "messageId": "m",
+        "status": 200,
+        "wsc": {"token": token, "sequence": seq},
+    }
+    return json.dumps([header, body])
+
+
+def notification(uuid: str, sub: str, seq: int, token: str = "T1") -> str:
+    header = {
+        "type": "ServerNotification",
+        "messageId": uuid,
+        "status": 200,
+        "wsc": {"token": token, "sequence": seq},
+    }
+    body = {
+        "uuid": uuid,
+        "event": "/restapi/v1.0/account/1/telephony/sessions",
+        "subscriptionId": sub,
+        "body": {"telephonySessionId": "s-1", "sequence": 2},
+    }
+    return json.dumps([header, body])
+
+
+def response(message_id: str, status: int, body: object, **headers: str) -> str:
+    header = {
+        "type": "ClientRequest",
+        "messageId": message_id,
+        "status": status,
+        "headers": headers,
+    }
+    return json.dumps([header, body])
+
+
+def subscribe(conn: GatewayConnection, frame: str) -> str:
+    [send] = conn.receive(frame)
+    assert isinstance(send, Send)
+    header, body = json.loads(send.text)
+    assert header["type"] == "ClientRequest"
+    assert header["method"] == "POST"
+    assert header["path"] == SUBSCRIPTION_PATH
+    assert body == {
+        "eventFilters": [TELEPHONY_FILTER],
+        "deliveryMode": {"transportType": "WebSocket"},
+    }
+    return str(header["messageId"])
+
+
+def test_fresh_connection_subscribes_and_delivers() -> None:
+    conn = GatewayConnection(recovering=False)
+    message_id = subscribe(conn, details(1))
+    assert conn.phase is Phase.SUBSCRIBING
+    [done] = conn.receive(response(message_id, 200, {"id": "sub-1", "status": "Active"}))
+    assert done == Subscribed("sub-1", lost=True, recovery_error=None)
+    [deliver] = conn.receive(notification("u1", "sub-1", 2))
+    assert isinstance(deliver, Deliver)
+    assert deliver.uuid == "u1"
+    assert json.loads(deliver.envelope)["body"]["telephonySessionId"] == "s-1"
+    assert conn.wsc == Wsc("T1", 2)
+
+
+def test_other_subscriptions_and_unrelated_responses_are_ignored() -> None:
+    conn = GatewayConnection(recovering=False)
+    message_id = subscribe(conn, details(1))
+    assert conn.receive(response("someone-else", 200, {"id": "x"})) == []
+    conn.receive(response(message_id, 200, {"id": "sub-2"}))
+    assert conn.receive(notification("u1", "sub-old", 3)) == []
+    assert conn.ignored == 1
+
+
+def test_successful_recovery_keeps_the_subscription() -> None:
+    conn = GatewayConnection(recovering=True, wsc=Wsc("T1", 5))
+    assert conn.receive(details(9, state="Successful")) == [Recovered()]
+    assert conn.phase is Phase.ACTIVE
+    # after a restart the id is unknown: learned from the first replayed notification
+    [deliver] = conn.receive(notification("u7", "sub-1", 6))
+    assert isinstance(deliver, Deliver)
+    assert conn.subscription_id == "sub-1"
+    assert conn.receive(notification("u8", "sub-9", 10)) == []
+
+
+def test_failed_recovery_resubscribes_and_reports_the_code() -> None:
+    conn = GatewayConnection(recovering=True, subscription_id="sub-1", wsc=Wsc("T1", 5))
+    message_id = subscribe(conn, details(1, token="T2", state="Failed", code="WSG-1003"))
+    [done] = conn.receive(response(message_id, 200, None, **{"WSG-SubscriptionId": "sub-2"}))
+    assert done == Subscribed("sub-2", lost=True, recovery_error="WSG-1003")
+    assert conn.wsc == Wsc("T2", 1)
+
+
+def test_wsc_keeps_the_highest_sequence() -> None:
+    conn = GatewayConnection(recovering=False)
+    message_id = subscribe(conn, details(1))
+    conn.receive(response(message_id, 200, {"id": "s"}))
+    for uuid, seq in (("a", 4), ("b", 3), ("c", 6), ("d", 5)):
+        conn.receive(notification(uuid, "s", seq))
+    assert conn.wsc == Wsc("T1", 6)
+    assert "T1" not in repr(conn.wsc)
+
+
+def test_gateway_errors_end_the_connection() -> None:
+    idle = json.dumps(
+        [
+            {"type": "Error", "status": 400},
+            {"errorCode": "WSG-902", "message": "Idle timeout expired"},
+        ]
+    )
+    assert GatewayConnection(recovering=False).receive(idle) == [
+        Reconnect("gateway error WSG-902", recoverable=True)
+    ]
+    bad = json.dumps([{"type": "Error"}, {"errorCode": "WSG-400", "message": "Malformed"}])
+    [action] = GatewayConnection(recovering=True).receive(bad)
+    assert isinstance(action, Reconnect)
+    assert not action.recoverable
+
+
+def test_refused_subscription_reconnects_after_retry_after() -> None:
+    conn = GatewayConnection(recovering=False)
+    message_id = subscribe(conn, details(1))
+    [action] = conn.receive(
+        response(message_id, 429, {"errorCode": "CMN-301"}, **{"Retry-After": "30"})
+    )
+    assert action == Reconnect("subscription refused: 429 CMN-301", retry_after=30.0)
+
+
+def test_unreadable_frames_are_counted_not_fatal() -> None:
+    conn = GatewayConnection(recovering=False)
+    assert conn.receive('[{"type":"ClientRequest","messageId":"x"},--Boundary_1') == []
+    assert conn.receive("not json") == []
+    assert conn.receive('[{"type":"Heartbeat","messageId":"h"}]') == []
+    assert conn.ignored == 2
+    assert parse_frame('[{"type":"Heartbeat"}]').body is None
