@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction
@@ -35,3 +37,18 @@ def make_call(
         hold_ms=0,
         total_ms=65000,
     )
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], within: float = 10.0, what: str = ""
+) -> None:
+    """Poll a condition until it holds; fail after ``within`` seconds (never a bare sleep)."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                value = predicate()
+                if value if isinstance(value, bool) else await value:
+                    return
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {within} s: {what or predicate}") from None

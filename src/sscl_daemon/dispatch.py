@@ -1,0 +1,292 @@
+"""The outbox dispatcher: one per writer, from due ledger rows to CRM requests and back.
+
+It claims due rows of its writer (``FOR UPDATE SKIP LOCKED`` with a lease,
+so two daemons never send the same row at once), hands them to the writer
+in batches of ``batch_size`` with at most ``concurrency`` batches in flight,
+and records each answer in the same row: sent (with the CRM's record id),
+retry later (the writer's delay, or jittered exponential backoff between
+``retry_initial`` and ``retry_max``), or dead (a permanent failure, or
+``max_attempts`` used up). A writer that times out or raises leaves the
+row *uncertain*: the next attempt must look for the record before creating
+it. Rows whose claim lapsed (a crash mid-request) come back uncertain from
+the store, for the same reason.
+
+The dispatcher itself holds nothing but the rows in flight: a slow or dead
+CRM grows the outbox table, never this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sscl_daemon import metrics
+from sscl_daemon.config import WriterSettings
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    WriteContext,
+    Writer,
+    WriteResult,
+)
+from sscl_daemon.daemon.supervise import backoff_delay
+from sscl_daemon.logging import get_logger
+from sscl_daemon.metrics import WriteOutcome
+from sscl_daemon.store import OutboxItem, Outcome, Store, WorkNotifier
+
+log = get_logger(__name__)
+
+# A request may involve a contact lookup, the create and an association.
+_REQUESTS_PER_WRITE = 3
+# Time to record the answer after the writer returned, before the lease lapses.
+_LEASE_MARGIN = 30.0
+
+
+@dataclass(frozen=True)
+class Uncertain:
+    """The writer timed out or raised: the CRM may or may not have the record."""
+
+    reason: str
+
+
+Answer = WriteResult | Uncertain
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What to do with one row after an attempt (pure; see :func:`settle`)."""
+
+    outcome: WriteOutcome
+    record_id: str | None = None
+    retry_in: float | None = None
+    reason: str | None = None
+    uncertain: bool = False
+
+
+def settle(
+    answer: Answer, attempts: int, settings: WriterSettings, rng: random.Random
+) -> Settlement:
+    """The state transition of a ledger row after the writer's answer."""
+    if isinstance(answer, Created):
+        return Settlement(WriteOutcome.CREATED, record_id=answer.record_id)
+    if isinstance(answer, AlreadyExisted):
+        return Settlement(WriteOutcome.ALREADY_EXISTED, record_id=answer.record_id)
+    if isinstance(answer, PermanentFailure):
+        return Settlement(WriteOutcome.PERMANENT_FAILURE, reason=answer.reason)
+    uncertain = isinstance(answer, Uncertain)
+    if attempts >= settings.max_attempts:
+        return Settlement(
+            WriteOutcome.DEAD,
+            reason=f"gave up after {attempts} attempts; last error: {answer.reason}",
+        )
+    delay = answer.delay if isinstance(answer, RetryLater) else None
+    if delay is None:
+        delay = backoff_delay(attempts, settings.retry_initial, settings.retry_max, rng)
+    return Settlement(
+        WriteOutcome.UNCERTAIN if uncertain else WriteOutcome.RETRY,
+        retry_in=max(0.0, delay),
+        reason=answer.reason,
+        uncertain=uncertain,
+    )
+
+
+class Dispatcher:
+    """Moves one writer's due outbox rows into its CRM until :meth:`drain`."""
+
+    def __init__(
+        self,
+        store: Store,
+        writer: Writer,
+        settings: WriterSettings,
+        *,
+        claimer: str,
+        account: str | None = None,
+        rng: random.Random | None = None,
+        idle_poll: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self.settings = settings
+        self._claimer = claimer
+        self._account = account
+        self._rng = rng or random.Random()
+        self._idle_poll = idle_poll
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._notifier: WorkNotifier | None = None
+        self._old_writers: list[Writer] = []
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def _attempt_timeout(self) -> float:
+        return self.settings.timeout * _REQUESTS_PER_WRITE
+
+    def replace_writer(self, writer: Writer, settings: WriterSettings) -> None:
+        """Live reload: new requests go to ``writer``; the old one is closed at drain."""
+        self._old_writers.append(self._writer)
+        self._writer = writer
+        self.settings = settings
+        self.wake()
+
+    def wake(self) -> None:
+        if self._notifier is not None:
+            self._notifier.notify()
+
+    async def run(self) -> None:
+        """Claim and write until :meth:`drain` is called; store errors propagate (supervised)."""
+        if self._notifier is None:
+            self._notifier = self._store.work_notifier(self.name)
+        while not self._stopping.is_set():
+            free = self.settings.concurrency - len(self._in_flight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._wait_for(self._slot_freed, None)
+                continue
+            batch = max(1, self.settings.batch_size)
+            items = await self._store.claim_due(
+                self.name,
+                free * batch,
+                self._claimer,
+                self._attempt_timeout + _LEASE_MARGIN,
+                self._account,
+            )
+            if not items:
+                await self._idle()
+                continue
+            for start in range(0, len(items), batch):
+                self._spawn(items[start : start + batch])
+
+    async def _idle(self) -> None:
+        due = await self._store.seconds_until_due(self.name, self._account)
+        timeout = self._idle_poll if due is None else min(max(due, 0.01), self._idle_poll)
+        assert self._notifier is not None
+        waiter = asyncio.ensure_future(self._notifier.wait(timeout))
+        await self._wait_for(None, waiter)
+
+    async def _wait_for(
+        self, event: asyncio.Event | None, other: asyncio.Future[bool] | None
+    ) -> None:
+        waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self._stopping.wait())}
+        if event is not None:
+            waits.add(asyncio.ensure_future(event.wait()))
+        if other is not None:
+            waits.add(other)  # type: ignore[arg-type]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    def _spawn(self, items: Sequence[OutboxItem]) -> None:
+        task = asyncio.create_task(self._attempt(items), name=f"write {self.name}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "recording a write result failed; the row's claim will lapse and it is retried",
+                writer=self.name,
+                error=repr(task.exception()),
+            )
+
+    async def _call_writer(self, items: Sequence[OutboxItem]) -> list[Answer]:
+        writer = self._writer
+        batch = [(i.call, WriteContext(attempt=i.attempts, uncertain=i.uncertain)) for i in items]
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._attempt_timeout):
+                results = await writer.write_batch(batch)
+        except TimeoutError:
+            return [Uncertain(f"no answer within {self._attempt_timeout:g} s")] * len(items)
+        except Exception as exc:
+            log.warning("writer raised", writer=self.name, error=repr(exc), exc_info=exc)
+            return [Uncertain(f"writer error: {exc!r}")] * len(items)
+        finally:
+            metrics.CRM_LATENCY.labels(writer=self.name).observe(time.monotonic() - started)
+        if len(results) != len(items):
+            reason = f"writer returned {len(results)} results for {len(items)} calls"
+            return [Uncertain(reason)] * len(items)
+        return list(results)
+
+    async def _attempt(self, items: Sequence[OutboxItem]) -> None:
+        answers = await self._call_writer(items)
+        now = datetime.now(UTC)
+        for item, answer in zip(items, answers, strict=True):
+            await self._record(item, settle(answer, item.attempts, self.settings, self._rng), now)
+
+    async def _record(self, item: OutboxItem, s: Settlement, now: datetime) -> None:
+        store, claimer = self._store, self._claimer
+        metrics.WRITES.labels(writer=self.name, outcome=s.outcome.value).inc()
+        if s.record_id is not None:
+            outcome = Outcome.CREATED if s.outcome is WriteOutcome.CREATED else Outcome.EXISTED
+            held = await store.mark_sent(item.id, claimer, s.record_id, outcome)
+            latency = (now - item.call.end_time).total_seconds()
+            metrics.END_TO_CRM_LATENCY.labels(writer=self.name).observe(max(0.0, latency))
+        elif s.retry_in is not None:
+            held = await store.schedule_retry(
+                item.id, claimer, s.retry_in, s.reason or "", s.uncertain
+            )
+            log.info(
+                "write will be retried",
+                writer=self.name,
+                call=item.call.key,
+                attempt=item.attempts,
+                retry_in=round(s.retry_in, 3),
+                uncertain=s.uncertain,
+                reason=s.reason,
+            )
+        else:
+            held = await store.mark_dead(item.id, claimer, s.reason or "")
+            log.error(
+                "call parked as a dead letter (sscl-daemon retry-dead to try again)",
+                writer=self.name,
+                call=item.call.key,
+                attempts=item.attempts,
+                reason=s.reason,
+            )
+        if not held:
+            log.warning(
+                "claim lapsed before the answer was recorded; the row will be retried as uncertain",
+                writer=self.name,
+                call=item.call.key,
+            )
+
+    async def drain(self, grace: float) -> bool:
+        """Stop claiming; wait up to ``grace`` seconds for requests in flight. True if all finished.
+
+        Requests still running after that are cancelled; their rows keep
+        their claim until the lease lapses and then come back as uncertain.
+        """
+        self._stopping.set()
+        pending = set(self._in_flight)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        if self._notifier is not None:
+            self._notifier.close()
+        for writer in (*self._old_writers, self._writer):
+            try:
+                await writer.close()
+            except Exception as exc:
+                log.warning("closing writer failed", writer=self.name, error=repr(exc))
+        return not pending

@@ -1,0 +1,277 @@
+"""The dispatcher's state transitions, against a real Postgres store."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from tests.daemon.helpers import make_call, wait_until
+
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.config import JsonlOptions, WriterSettings, WriterType
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    WriteContext,
+    WriteResult,
+)
+from sscl_daemon.dispatch import Dispatcher, Uncertain, settle
+from sscl_daemon.metrics import WriteOutcome
+from sscl_daemon.store import OutboxRow, OutboxStatus, Outcome, Store
+
+WRITER = "crm"
+
+
+def _settings(**kw: object) -> WriterSettings:
+    base: dict[str, object] = {
+        "name": WRITER,
+        "type": WriterType.JSONL,
+        "options": JsonlOptions(Path("unused.jsonl")),
+        "retry_initial": 0.01,
+        "retry_max": 0.05,
+        "max_attempts": 5,
+        "timeout": 5.0,
+    }
+    base.update(kw)
+    return WriterSettings(**base)  # type: ignore[arg-type]
+
+
+Script = Callable[[CompletedCall, WriteContext], "WriteResult | None"]
+
+
+class ScriptedCrm:
+    """A writer whose answers the test decides; records every request it gets."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[tuple[str, WriteContext]] = []
+        self.active = 0
+        self.max_active = 0
+        self.release = asyncio.Event()
+        self.release.set()
+        self.closed = False
+
+    @property
+    def name(self) -> str:
+        return WRITER
+
+    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        return (await self.write_batch([(call, ctx)]))[0]
+
+    async def write_batch(
+        self, items: Sequence[tuple[CompletedCall, WriteContext]]
+    ) -> list[WriteResult]:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await self.release.wait()
+            results: list[WriteResult] = []
+            for call, ctx in items:
+                self.requests.append((call.key, ctx))
+                answer = self.script(call, ctx)
+                if answer is None:
+                    await asyncio.Event().wait()  # never answers: the dispatcher times out
+                else:
+                    results.append(answer)
+            return results
+        finally:
+            self.active -= 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def _commit(store: Store, calls: Sequence[CompletedCall]) -> None:
+    await store.commit_batch("acc-1", calls, [WRITER], None)
+
+
+async def _settled(store: Store, count: int) -> list[OutboxRow]:
+    rows: list[OutboxRow] = []
+
+    async def done() -> bool:
+        nonlocal rows
+        rows = await store.outbox_rows(writer=WRITER)
+        finished = [r for r in rows if r.status in (OutboxStatus.SENT, OutboxStatus.DEAD)]
+        return len(finished) >= count
+
+    await wait_until(done, what=f"{count} rows settled")
+    return rows
+
+
+async def _run(dispatcher: Dispatcher) -> asyncio.Task[None]:
+    return asyncio.create_task(dispatcher.run())
+
+
+def test_settle_transitions() -> None:
+    rng = random.Random(5)
+    s = _settings(max_attempts=3, retry_initial=1.0, retry_max=10.0)
+    assert settle(Created("r1"), 1, s, rng).outcome is WriteOutcome.CREATED
+    existed = settle(AlreadyExisted("r2"), 1, s, rng)
+    assert (existed.outcome, existed.record_id) == (WriteOutcome.ALREADY_EXISTED, "r2")
+    told = settle(RetryLater("429", delay=42.0), 1, s, rng)
+    assert (told.outcome, told.retry_in, told.uncertain) == (WriteOutcome.RETRY, 42.0, False)
+    backoff = settle(RetryLater("503"), 2, s, rng)
+    assert backoff.retry_in is not None
+    assert 1.0 <= backoff.retry_in <= 2.0
+    unsure = settle(Uncertain("timeout"), 1, s, rng)
+    assert (unsure.outcome, unsure.uncertain) == (WriteOutcome.UNCERTAIN, True)
+    permanent = settle(PermanentFailure("400 bad phone"), 1, s, rng)
+    assert (permanent.outcome, permanent.reason) == (
+        WriteOutcome.PERMANENT_FAILURE,
+        "400 bad phone",
+    )
+    dead = settle(RetryLater("503"), 3, s, rng)
+    assert dead.outcome is WriteOutcome.DEAD
+    assert dead.reason is not None
+    assert "503" in dead.reason
+
+
+async def test_created_retried_and_permanent_rows(store: Store) -> None:
+    calls = [make_call(n) for n in range(3)]
+
+    def script(call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        if call.key == calls[0].key:
+            return Created("crm-0")
+        if call.key == calls[1].key:
+            return RetryLater("503 busy", delay=0.0) if ctx.attempt == 1 else Created("crm-1")
+        return PermanentFailure("422 phone number rejected")
+
+    crm = ScriptedCrm(script)
+    dispatcher = Dispatcher(store, crm, _settings(), claimer="t1", idle_poll=0.05)
+    task = await _run(dispatcher)
+    await _commit(store, calls)
+    try:
+        rows = {r.call_key: r for r in await _settled(store, 3)}
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    assert (rows[calls[0].key].status, rows[calls[0].key].crm_record_id) == (
+        OutboxStatus.SENT,
+        "crm-0",
+    )
+    assert rows[calls[0].key].outcome is Outcome.CREATED
+    assert (rows[calls[1].key].status, rows[calls[1].key].attempts) == (OutboxStatus.SENT, 2)
+    assert rows[calls[2].key].status is OutboxStatus.DEAD
+    assert rows[calls[2].key].last_error == "422 phone number rejected"
+    assert crm.closed
+
+
+async def test_timeout_makes_the_next_attempt_uncertain(store: Store) -> None:
+    def script(call: CompletedCall, ctx: WriteContext) -> WriteResult | None:
+        return None if ctx.attempt == 1 else AlreadyExisted("found-by-key")
+
+    crm = ScriptedCrm(script)
+    settings = _settings(timeout=0.02)  # the attempt times out after 3 x 20 ms
+    dispatcher = Dispatcher(store, crm, settings, claimer="t2", idle_poll=0.05)
+    task = await _run(dispatcher)
+    await _commit(store, [make_call(1)])
+    try:
+        (row,) = await _settled(store, 1)
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    assert [ctx for _, ctx in crm.requests] == [
+        WriteContext(attempt=1, uncertain=False),
+        WriteContext(attempt=2, uncertain=True),
+    ]
+    assert (row.status, row.outcome, row.crm_record_id) == (
+        OutboxStatus.SENT,
+        Outcome.EXISTED,
+        "found-by-key",
+    )
+
+
+async def test_a_writer_exception_is_uncertain_too(store: Store) -> None:
+    def script(call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        if ctx.attempt == 1:
+            raise ConnectionResetError("peer reset after sending")
+        return Created("crm-9") if ctx.uncertain else PermanentFailure("not uncertain")
+
+    crm = ScriptedCrm(script)
+    dispatcher = Dispatcher(store, crm, _settings(), claimer="t3", idle_poll=0.05)
+    task = await _run(dispatcher)
+    await _commit(store, [make_call(9)])
+    try:
+        (row,) = await _settled(store, 1)
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    assert (row.status, row.crm_record_id) == (OutboxStatus.SENT, "crm-9")
+
+
+async def test_attempts_run_out_into_a_dead_letter(store: Store) -> None:
+    crm = ScriptedCrm(lambda call, ctx: RetryLater("503 again", delay=0.0))
+    dispatcher = Dispatcher(store, crm, _settings(max_attempts=3), claimer="t4", idle_poll=0.05)
+    task = await _run(dispatcher)
+    await _commit(store, [make_call(4)])
+    try:
+        (row,) = await _settled(store, 1)
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    assert (row.status, row.attempts) == (OutboxStatus.DEAD, 3)
+    assert row.last_error is not None
+    assert "503 again" in row.last_error
+    assert len(crm.requests) == 3
+
+
+async def test_concurrency_and_batches_are_bounded(store: Store) -> None:
+    crm = ScriptedCrm(lambda call, ctx: Created(f"r-{call.key}"))
+    crm.release.clear()
+    settings = _settings(concurrency=2, batch_size=3)
+    dispatcher = Dispatcher(store, crm, settings, claimer="t5", idle_poll=0.05)
+    await _commit(store, [make_call(n) for n in range(20)])
+    task = await _run(dispatcher)
+
+    await wait_until(lambda: crm.active == 2, what="two batches in flight")
+    assert dispatcher.in_flight == 2
+    crm.release.set()
+    try:
+        rows = await _settled(store, 20)
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    assert crm.max_active == 2
+    assert all(r.status is OutboxStatus.SENT for r in rows)
+    assert len({key for key, _ in crm.requests}) == 20
+
+
+async def test_drain_waits_for_requests_in_flight_then_gives_up(store: Store) -> None:
+    crm = ScriptedCrm(lambda call, ctx: Created("late"))
+    crm.release.clear()
+    dispatcher = Dispatcher(store, crm, _settings(), claimer="t6", idle_poll=0.05)
+    await _commit(store, [make_call(1)])
+    task = await _run(dispatcher)
+
+    await wait_until(lambda: crm.active == 1, what="a request in flight")
+    assert await dispatcher.drain(0.05) is False
+    await asyncio.wait_for(task, 5)
+    (row,) = await store.outbox_rows(writer=WRITER)
+    # Cut off mid-request: still claimed, it comes back as uncertain once the lease lapses.
+    assert row.status is OutboxStatus.IN_FLIGHT
+
+
+async def test_drain_lets_a_quick_request_finish(store: Store) -> None:
+    crm = ScriptedCrm(lambda call, ctx: Created("quick"))
+    crm.release.clear()
+    dispatcher = Dispatcher(store, crm, _settings(), claimer="t7", idle_poll=0.05)
+    await _commit(store, [make_call(1)])
+    task = await _run(dispatcher)
+
+    await wait_until(lambda: crm.active == 1, what="a request in flight")
+    drained = asyncio.create_task(dispatcher.drain(5.0))
+    crm.release.set()
+    assert await drained is True
+    await asyncio.wait_for(task, 5)
+    (row,) = await store.outbox_rows(writer=WRITER)
+    assert row.status is OutboxStatus.SENT
+
+
+@pytest.mark.parametrize("answer", [Created("x"), AlreadyExisted("y")])
+def test_success_settlements_carry_the_record_id(answer: WriteResult) -> None:
+    assert settle(answer, 1, _settings(), random.Random(1)).record_id in ("x", "y")
