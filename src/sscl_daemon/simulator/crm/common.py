@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -121,9 +122,7 @@ def json_response(
     return web.json_response(body, status=status, headers=dict(headers or {}))
 
 
-def fault_middleware(
-    state: StandInState,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def fault_middleware(state: StandInState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         raw = await request.read()
@@ -173,7 +172,8 @@ class WindowLimit:
 @asynccontextmanager
 async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Run ``app`` on a free loopback port; yields its base URL (no trailing slash)."""
-    runner = web.AppRunner(app)
+    # Stalled handlers (faults) must not hold the shutdown up.
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, host, 0)
     await site.start()
