@@ -33,6 +33,7 @@ from aiohttp import web
 
 from sscl_daemon.crm.content import national_digits, to_e164
 from sscl_daemon.simulator.crm.common import (
+    Handler,
     StandInState,
     WindowLimit,
     fault_middleware,
@@ -419,7 +420,7 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
             )
 
     @web.middleware
-    async def guard(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/oauth/"):
             return await handler(request)
         headers: dict[str, str] = {}
