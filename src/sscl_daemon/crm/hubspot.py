@@ -1,0 +1,547 @@
+"""HubSpot writer: a ``CompletedCall`` becomes a CRM v3 *call* engagement (dispatch -> here -> HubSpot).
+
+Requests (all under ``base_url``, JSON, ``Authorization: Bearer``):
+
+* ``POST /crm/v3/objects/calls`` (one call) or ``POST /crm/v3/objects/calls/batch/create``
+  (2..100 calls) with ``properties`` (every value a string, as the published OpenAPI spec
+  types them) and ``associations`` (call -> contact, HUBSPOT_DEFINED type 194);
+* ``POST /crm/v3/objects/calls/batch/read?`` with ``idProperty`` = our unique property, after
+  an uncertain attempt (strongly consistent, unlike search);
+* ``POST /crm/v3/objects/calls/search`` once per write/batch for logs made by users' own
+  clients; ``POST /crm/v3/objects/contacts/search`` per uncached number;
+  ``GET /crm/v3/owners`` once per cache TTL.
+
+Exactly once. One-time setup in the portal: a call property ``sscl_call_key`` (single-line
+text, "Require unique values" = ``hasUniqueValue: true``), created with
+``POST /crm/v3/properties/calls``. Every log carries our key in it (and in the note). HubSpot
+then refuses a second record with the same key; that refusal, and an uncertain earlier
+attempt, are answered by reading the record by ``idProperty=sscl_call_key``, which returns
+``AlreadyExisted``. We only ever create: an existing record is never updated, so edits a user
+made to a log are never overwritten.
+
+Logs made by a user's own RingCentral client: before creating, one search lists the call
+engagements without ``sscl_call_key`` whose ``hs_timestamp`` lies within an hour of the
+calls; a record is the same call when its ``hs_call_external_id`` is the call's RingCentral
+telephony session id or session id, or when its body names either (App Connect writes a
+"Session Id" line into the body; see ``crm/content.py``). Search is an index that lags by
+seconds, so a client log written in the same second can still be missed; our own records do
+not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final
+
+import aiohttp
+
+from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.config import HubSpotOptions, WriterSettings
+from sscl_daemon.crm import content
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    WriteContext,
+    WriteResult,
+)
+from sscl_daemon.crm.contacts import Contact, ContactCache, LookupFailure, OwnerResolver, choose
+from sscl_daemon.crm.http import (
+    Auth,
+    BearerToken,
+    CrmHttp,
+    OAuthBearer,
+    Response,
+    error_message,
+    scrub,
+)
+from sscl_daemon.crm.limiter import Limiter
+from sscl_daemon.crm.oauth import OAuthClient
+
+CRM: Final = "HubSpot"
+KEY_PROPERTY: Final = "sscl_call_key"
+CALL_TO_CONTACT: Final = 194  # HUBSPOT_DEFINED association type id, call -> contact
+BATCH_MAX: Final = 100
+SEARCH_PAGE: Final = 200
+SEARCH_PAGES: Final = 5
+OWNER_PAGES: Final = 20
+CLIENT_WINDOW: Final = timedelta(hours=1)
+
+# Default call outcomes of every portal (``hs_call_disposition`` takes their GUIDs).
+DISPOSITION_BUSY: Final = "9d9162e7-6cf3-4944-bf63-4dff82258764"
+DISPOSITION_CONNECTED: Final = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
+DISPOSITION_LEFT_VOICEMAIL: Final = "b2cf5968-551e-4856-9783-52b3da59a7d0"
+DISPOSITION_NO_ANSWER: Final = "73a0d17f-1163-4015-bdd5-ec830791da20"
+
+_DISPOSITIONS: Final = {
+    content.Outcome.ANSWERED: DISPOSITION_CONNECTED,
+    content.Outcome.TRANSFERRED: DISPOSITION_CONNECTED,
+    content.Outcome.VOICEMAIL: DISPOSITION_LEFT_VOICEMAIL,
+    content.Outcome.BUSY: DISPOSITION_BUSY,
+    content.Outcome.NO_ANSWER: DISPOSITION_NO_ANSWER,
+    content.Outcome.REJECTED: DISPOSITION_NO_ANSWER,
+    content.Outcome.ABANDONED: DISPOSITION_NO_ANSWER,
+}
+_STATUSES: Final = {
+    content.Outcome.BUSY: "BUSY",
+    content.Outcome.NO_ANSWER: "NO_ANSWER",
+    content.Outcome.REJECTED: "NO_ANSWER",
+    content.Outcome.ABANDONED: "NO_ANSWER",
+    content.Outcome.INCOMPLETE: "FAILED",
+}
+_CALL_FIELDS: Final = ("hs_call_external_id", "hs_call_body", "hs_timestamp", KEY_PROPERTY)
+_CONTACT_FIELDS: Final = ("firstname", "lastname", "phone", "mobilephone", "hubspot_owner_id")
+
+
+# -- pure mapping ----------------------------------------------------------------------------
+
+
+def call_properties(
+    call: CompletedCall, contact_name: str | None = None, owner_id: str | None = None
+) -> dict[str, str]:
+    """The ``properties`` of a call engagement, every value a string (the spec's type)."""
+    outcome = content.outcome(call)
+    props = {
+        "hs_timestamp": content.iso_utc(call.start_time),
+        "hs_call_title": content.subject(call, contact_name),
+        "hs_call_body": content.note_html(call, contact_name),
+        "hs_call_duration": str(max(call.talk_ms, 0)),
+        "hs_call_status": _STATUSES.get(outcome, "COMPLETED"),
+        "hs_call_external_id": call.telephony_session_id,
+        KEY_PROPERTY: call.key,
+    }
+    # HubSpot knows only the two directions of a call with the outside world.
+    if call.direction is Direction.INBOUND:
+        props["hs_call_direction"] = "INBOUND"
+        if call.external_number:
+            props["hs_call_from_number"] = call.external_number
+    elif call.direction is Direction.OUTBOUND:
+        props["hs_call_direction"] = "OUTBOUND"
+        if call.external_number:
+            props["hs_call_to_number"] = call.external_number
+    disposition = _DISPOSITIONS.get(outcome)
+    if disposition:
+        props["hs_call_disposition"] = disposition
+    recordings = content.recording_urls(call)
+    if recordings:
+        props["hs_call_recording_url"] = recordings[0]
+    if owner_id:
+        props["hubspot_owner_id"] = owner_id
+    return props
+
+
+def associations(contacts: Sequence[Contact]) -> list[dict[str, object]]:
+    return [
+        {
+            "to": {"id": c.id},
+            "types": [
+                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": CALL_TO_CONTACT}
+            ],
+        }
+        for c in contacts
+    ]
+
+
+def create_input(
+    call: CompletedCall,
+    contacts: Sequence[Contact] = (),
+    owner_id: str | None = None,
+) -> dict[str, object]:
+    """One ``SimplePublicObjectInputForCreate`` (also a batch input, traced by our key)."""
+    name = contacts[0].name if len(contacts) == 1 else None
+    return {
+        "properties": call_properties(call, name, owner_id),
+        "associations": associations(contacts),
+        "objectWriteTraceId": call.key,
+    }
+
+
+def contact_search(e164: str) -> dict[str, object]:
+    """Contacts whose phone or mobile phone is this number, as typed or as HubSpot normalised it."""
+    groups: list[dict[str, object]] = [
+        {"filters": [{"propertyName": prop, "operator": "EQ", "value": e164}]}
+        for prop in ("phone", "mobilephone")
+    ]
+    national = content.national_digits(e164)
+    if national:
+        groups.extend(
+            {"filters": [{"propertyName": prop, "operator": "EQ", "value": national}]}
+            for prop in (
+                "hs_searchable_calculated_phone_number",
+                "hs_searchable_calculated_mobile_number",
+            )
+        )
+    return {"filterGroups": groups, "properties": list(_CONTACT_FIELDS), "limit": 10}
+
+
+def client_log_search(
+    calls: Sequence[CompletedCall], after: str | None = None
+) -> dict[str, object]:
+    """Call engagements near these calls that are not ours (no ``sscl_call_key``)."""
+    low = min(c.start_time for c in calls) - CLIENT_WINDOW
+    high = max(c.end_time for c in calls) + CLIENT_WINDOW
+    body: dict[str, object] = {
+        "filterGroups": [
+            {
+                "filters": [
+                    {
+                        "propertyName": "hs_timestamp",
+                        "operator": "BETWEEN",
+                        "value": content.iso_utc(low),
+                        "highValue": content.iso_utc(high),
+                    },
+                    {"propertyName": KEY_PROPERTY, "operator": "NOT_HAS_PROPERTY"},
+                ]
+            }
+        ],
+        "properties": list(_CALL_FIELDS),
+        "sorts": [{"propertyName": "hs_timestamp", "direction": "ASCENDING"}],
+        "limit": SEARCH_PAGE,
+    }
+    if after:
+        body["after"] = after
+    return body
+
+
+def client_log_for(call: CompletedCall, records: Sequence[Mapping[str, object]]) -> str | None:
+    """The id of a record a user's client made for this call, if any."""
+    sessions = {call.telephony_session_id, call.session_id} - {None}
+    texts: list[tuple[str, str | None]] = []
+    for record in records:
+        rid = str(record.get("id", ""))
+        props = _props(record)
+        if props.get(KEY_PROPERTY):
+            continue
+        if props.get("hs_call_external_id") in sessions:
+            return rid
+        texts.append((rid, props.get("hs_call_body")))
+    found = content.first_match(call, texts)
+    return found[0] if found else None
+
+
+def contact_from(record: Mapping[str, object]) -> Contact:
+    props = _props(record)
+    name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
+    return Contact(
+        id=str(record.get("id", "")), name=name, owner_id=props.get("hubspot_owner_id") or None
+    )
+
+
+def _props(record: Mapping[str, object]) -> dict[str, str]:
+    raw = record.get("properties")
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, str)}
+
+
+def _results(response: Response) -> list[Mapping[str, object]]:
+    raw = response.object().get("results")
+    return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
+
+
+def _is_key_conflict(response: Response) -> bool:
+    """A create refused because a record with our unique key already exists."""
+    return response.status == 409 or (
+        response.status == 400
+        and KEY_PROPERTY in response.text
+        and "unique" in response.text.lower()
+    )
+
+
+# -- the writer ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    """One call on its way through a batch; ``result`` set once decided."""
+
+    call: CompletedCall
+    ctx: WriteContext
+    result: WriteResult | None = None
+    payload: dict[str, object] = field(default_factory=dict)
+
+
+class HubSpotWriter:
+    """Writes call engagements to one HubSpot portal (private-app token or OAuth)."""
+
+    def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
+        opts = settings.options
+        if not isinstance(opts, HubSpotOptions):
+            raise TypeError(
+                f"writer {settings.name!r}: HubSpotWriter needs [writers.options] of a hubspot writer"
+            )
+        self._settings = settings
+        self._base = opts.base_url.rstrip("/")
+        auth: Auth
+        if opts.oauth is not None:
+            self.oauth: OAuthClient | None = OAuthClient(
+                session, f"{self._base}/oauth/v1/token", opts.oauth, timeout=settings.timeout
+            )
+            auth = OAuthBearer(self.oauth)
+        elif opts.access_token is not None:
+            self.oauth = None
+            auth = BearerToken(opts.access_token.reveal())
+        else:
+            raise ValueError(
+                f"writer {settings.name!r}: give options.access_token or options.client_id/"
+                "client_secret/refresh_token"
+            )
+        self.http = CrmHttp(
+            CRM,
+            session,
+            Limiter(settings.rate_limit, settings.concurrency),
+            auth,
+            timeout=settings.timeout,
+        )
+        self.contacts = ContactCache(settings.contacts)
+        self.owners = OwnerResolver(settings.contacts, self._list_owners)
+
+    def __repr__(self) -> str:
+        return f"HubSpotWriter(name={self._settings.name!r}, base_url={self._base!r})"
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    async def close(self) -> None:
+        """Nothing to release: the aiohttp session belongs to the daemon."""
+
+    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        return (await self.write_batch([(call, ctx)]))[0]
+
+    async def write_batch(
+        self, items: Sequence[tuple[CompletedCall, WriteContext]]
+    ) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for start in range(0, len(items), BATCH_MAX):
+            chunk = [_Pending(call, ctx) for call, ctx in items[start : start + BATCH_MAX]]
+            await self._write_chunk(chunk)
+            results.extend(
+                p.result or RetryLater(f"{CRM}: no answer for {p.call.key}") for p in chunk
+            )
+        return results
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def _write_chunk(self, chunk: list[_Pending]) -> None:
+        uncertain = [p for p in chunk if p.ctx.uncertain]
+        if uncertain:
+            found = await self._read_by_key([p.call.key for p in uncertain])
+            if not isinstance(found, dict):
+                _fail_open(uncertain, found)
+            else:
+                for p in uncertain:
+                    if p.call.key in found:
+                        p.result = AlreadyExisted(found[p.call.key])
+        open_ = [p for p in chunk if p.result is None]
+        if not open_:
+            return
+        clients = await self._client_logs([p.call for p in open_])
+        if not isinstance(clients, list):
+            _fail_open(open_, clients)
+            return
+        for p in open_:
+            rid = client_log_for(p.call, clients)
+            if rid:
+                p.result = AlreadyExisted(rid)
+        for p in chunk:
+            if p.result is None:
+                await self._prepare(p)
+        ready = [p for p in chunk if p.result is None]
+        if len(ready) == 1:
+            await self._create_one(ready[0])
+        elif ready:
+            await self._create_many(ready)
+
+    async def _prepare(self, p: _Pending) -> None:
+        """Contact association and owner; sets ``p.result`` when the call cannot go on."""
+        number = p.call.external_number
+        found: tuple[Contact, ...] | LookupFailure = ()
+        if number:
+            found = await self.contacts.find(number, self._find_contacts)
+        if not isinstance(found, tuple):
+            p.result = found
+            return
+        choice = choose(found, self._settings.contacts, number)
+        if choice.skip:
+            p.result = PermanentFailure(choice.skip)
+            return
+        contacts = choice.contacts
+        if choice.create and number:
+            made = await self._create_contact(p.call, number)
+            if not isinstance(made, Contact):
+                p.result = made
+                return
+            contacts = (made,)
+        owner = await self.owners.resolve(p.call)
+        if isinstance(owner, RetryLater | PermanentFailure):
+            p.result = owner
+            return
+        p.payload = create_input(p.call, contacts, owner)
+
+    async def _create_one(self, p: _Pending) -> None:
+        body = {k: v for k, v in p.payload.items() if k != "objectWriteTraceId"}
+        answer = await self.http.request(
+            "POST",
+            f"{self._base}/crm/v3/objects/calls",
+            json_body=body,
+            accept=frozenset({400, 409}),
+        )
+        if not isinstance(answer, Response):
+            p.result = answer
+        elif answer.status in (400, 409):
+            p.result = await self._conflict_or_failure(p, answer)
+        else:
+            rid = answer.object().get("id")
+            p.result = (
+                Created(str(rid)) if rid else RetryLater(f"{CRM}: create answered without an id")
+            )
+
+    async def _create_many(self, ready: list[_Pending]) -> None:
+        answer = await self.http.request(
+            "POST",
+            f"{self._base}/crm/v3/objects/calls/batch/create",
+            json_body={"inputs": [p.payload for p in ready]},
+            accept=frozenset({400, 409}),
+        )
+        if not isinstance(answer, Response):
+            _fail_open(ready, answer)
+            return
+        if answer.status in (400, 409):
+            # One bad or already-logged input fails the whole batch: settle them one by one.
+            for p in ready:
+                await self._create_one(p)
+            return
+        by_key: dict[str, str] = {}
+        for record in _results(answer):
+            props = _props(record)
+            key = props.get(KEY_PROPERTY) or record.get("objectWriteTraceId")
+            if isinstance(key, str) and record.get("id"):
+                by_key[key] = str(record["id"])
+        errors = answer.object().get("errors")
+        failed: dict[str, str] = {}
+        for err in errors if isinstance(errors, list) else []:
+            if not isinstance(err, dict):
+                continue
+            context = err.get("context")
+            traces = context.get("objectWriteTraceId") if isinstance(context, dict) else None
+            for key in traces if isinstance(traces, list) else []:
+                failed[str(key)] = str(err.get("message", "rejected"))
+        for p in ready:
+            if p.call.key in by_key:
+                p.result = Created(by_key[p.call.key])
+            elif p.call.key in failed:
+                p.result = PermanentFailure(f"{CRM} rejected the call log: {failed[p.call.key]}")
+            else:
+                p.result = RetryLater(f"{CRM}: batch create did not report {p.call.key}")
+
+    async def _conflict_or_failure(self, p: _Pending, answer: Response) -> WriteResult:
+        message = self._reason(answer)
+        if _is_key_conflict(answer):
+            found = await self._read_by_key([p.call.key])
+            if isinstance(found, dict) and p.call.key in found:
+                return AlreadyExisted(found[p.call.key])
+            if not isinstance(found, dict):
+                return found
+        return PermanentFailure(f"{CRM} rejected the call log (HTTP {answer.status}): {message}")
+
+    def _reason(self, answer: Response) -> str:
+        secrets = self.http.auth.secrets() if self.http.auth is not None else ()
+        return scrub(error_message(answer.body, answer.text), secrets)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    async def _read_by_key(self, keys: Sequence[str]) -> dict[str, str] | LookupFailure:
+        """key -> record id for the records that carry our key (batch read by idProperty)."""
+        answer = await self.http.request(
+            "POST",
+            f"{self._base}/crm/v3/objects/calls/batch/read",
+            json_body={
+                "idProperty": KEY_PROPERTY,
+                "inputs": [{"id": k} for k in keys],
+                "properties": [KEY_PROPERTY],
+                "propertiesWithHistory": [],
+            },
+            accept=frozenset({404}),
+        )
+        if not isinstance(answer, Response):
+            return answer
+        found: dict[str, str] = {}
+        for record in _results(answer):
+            key = _props(record).get(KEY_PROPERTY)
+            if key and record.get("id"):
+                found[key] = str(record["id"])
+        return found
+
+    async def _client_logs(
+        self, calls: Sequence[CompletedCall]
+    ) -> list[Mapping[str, object]] | LookupFailure:
+        records: list[Mapping[str, object]] = []
+        after: str | None = None
+        for _ in range(SEARCH_PAGES):
+            answer = await self.http.request(
+                "POST",
+                f"{self._base}/crm/v3/objects/calls/search",
+                json_body=client_log_search(calls, after),
+            )
+            if not isinstance(answer, Response):
+                return answer
+            records.extend(_results(answer))
+            after = _next_after(answer)
+            if not after:
+                break
+        return records
+
+    async def _find_contacts(self, number: str) -> tuple[Contact, ...] | LookupFailure:
+        answer = await self.http.request(
+            "POST", f"{self._base}/crm/v3/objects/contacts/search", json_body=contact_search(number)
+        )
+        if not isinstance(answer, Response):
+            return answer
+        return tuple(contact_from(r) for r in _results(answer) if r.get("id"))
+
+    async def _create_contact(self, call: CompletedCall, number: str) -> Contact | LookupFailure:
+        props = {"phone": number, "firstname": call.external_name or number}
+        answer = await self.http.request(
+            "POST", f"{self._base}/crm/v3/objects/contacts", json_body={"properties": props}
+        )
+        if not isinstance(answer, Response):
+            return answer
+        made = contact_from(answer.object())
+        self.contacts.put(number, (made,))
+        return made
+
+    async def _list_owners(self) -> dict[str, str] | LookupFailure:
+        owners: dict[str, str] = {}
+        after: str | None = None
+        for _ in range(OWNER_PAGES):
+            params = {"limit": "100", "archived": "false"}
+            if after:
+                params["after"] = after
+            answer = await self.http.request("GET", f"{self._base}/crm/v3/owners", params=params)
+            if not isinstance(answer, Response):
+                return answer
+            for owner in _results(answer):
+                email, oid = owner.get("email"), owner.get("id")
+                if isinstance(email, str) and email and oid is not None:
+                    owners[email.lower()] = str(oid)
+            after = _next_after(answer)
+            if not after:
+                break
+        return owners
+
+
+def _next_after(answer: Response) -> str | None:
+    paging = answer.object().get("paging")
+    nxt = paging.get("next") if isinstance(paging, dict) else None
+    after = nxt.get("after") if isinstance(nxt, dict) else None
+    return str(after) if after else None
+
+
+def _fail_open(pending: Sequence[_Pending], failure: LookupFailure) -> None:
+    for p in pending:
+        if p.result is None:
+            p.result = failure
