@@ -1,0 +1,351 @@
+"""Call-log records -> `CompletedCall`s, the same ones the tracker makes from live events.
+
+Pure (no I/O, no clock): `reconcile.py` and `backfill.py` fetch the records and call
+`calls_from_records`. The keys must equal the live ones so the outbox logs a call seen both
+ways once: `<telephonySessionId>:<extensionId>` per user who took part, and
+`<telephonySessionId>:-` for an inbound call that reached nobody (abandoned in the IVR or a
+queue).
+
+How a Detailed record reads (research/rc-protocol.md C3; the leg layout per flow follows the
+developer guide's call-log "details" page):
+
+* every user leg (`legs[].extension.id` of a `User` extension) is that user's part; a user
+  with several legs (an `Accept` leg plus the `PstnToSip` carrier leg) is one call;
+* the leg `result` says what happened to the user: `Accepted`/`Call connected` answered,
+  `Missed`/`No Answer`/`Hang Up` missed, `Voicemail`, `Busy`, `Rejected`;
+* a user who answered and is followed by a `TransferCall` leg of another user transferred the
+  call (blind transfer); a warm transfer shows up as a second record whose first leg is that
+  user's `ExtensionToExtension` consult call and which holds a `TransferCall` leg from the
+  same outside number, so the first record's user is marked transferred too;
+* the leg direction and which side carries no `extensionId` give the call's direction and the
+  outside number; both sides being extensions makes it internal;
+* an inbound record with no user leg at all is an abandoned call.
+
+Without a directory, `PstnToSip` legs (the carrier leg, which names the IVR or queue on a
+routed call) never make a user of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.model import (
+    CallResult,
+    CallSource,
+    CompletedCall,
+    Direction,
+    idempotency_key,
+)
+from sscl_daemon.ringcentral.records import CallerInfo, CallLogLeg, CallLogRecord, as_id
+
+_RESULTS: dict[str, CallResult | None] = {
+    "accepted": CallResult.ANSWERED,
+    "call connected": CallResult.ANSWERED,
+    "answered": CallResult.ANSWERED,
+    "connected": CallResult.ANSWERED,
+    "missed": CallResult.MISSED,
+    "no answer": CallResult.MISSED,
+    "hang up": CallResult.MISSED,
+    "declined": CallResult.REJECTED,
+    "rejected": CallResult.REJECTED,
+    "busy": CallResult.BUSY,
+    "voicemail": CallResult.VOICEMAIL,
+    # another device or user took the call: that user has nothing of their own to log
+    "answered elsewhere": None,
+}
+_CARRIER_LEG = "pstntosip"
+_TRANSFER_LEG = "transfercall"
+_CONSULT_LEG = "extensiontoextension"
+
+
+class RecordError(ValueError):
+    """A call-log record the mapping cannot use (names the record and the field)."""
+
+
+@dataclass(frozen=True)
+class _UserPart:
+    extension_id: str
+    legs: tuple[CallLogLeg, ...]
+
+
+def parse_time(value: str | None, record_id: str, field: str) -> datetime:
+    if not value:
+        raise RecordError(f"call-log record {record_id} has no {field}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError(
+            f"call-log record {record_id} has an unreadable {field}: {value!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def leg_result(leg: CallLogLeg) -> CallResult | None:
+    """The user-level outcome of one leg; None when the leg gives the user nothing to log."""
+    text = (leg.result or "").strip().lower()
+    return _RESULTS.get(text, CallResult.MISSED if text else None)
+
+
+def _is_user(directory: Directory | None, ext_id: str, leg: CallLogLeg) -> bool:
+    known = directory.is_user(ext_id) if directory is not None else None
+    if known is not None:
+        return known
+    return (leg.legType or "").lower() != _CARRIER_LEG
+
+
+def _user_parts(record: CallLogRecord, directory: Directory | None) -> list[_UserPart]:
+    order: list[str] = []
+    legs: dict[str, list[CallLogLeg]] = {}
+    users: set[str] = set()
+    for leg in record.legs:
+        ext_id = as_id(leg.extension.id if leg.extension else None)
+        if ext_id is None:
+            continue
+        if ext_id not in legs:
+            order.append(ext_id)
+            legs[ext_id] = []
+        legs[ext_id].append(leg)
+        if _is_user(directory, ext_id, leg):
+            users.add(ext_id)
+    return [_UserPart(ext_id, tuple(legs[ext_id])) for ext_id in order if ext_id in users]
+
+
+def _has_extension(side: CallerInfo | None) -> bool:
+    return side is not None and as_id(side.extensionId) is not None
+
+
+def _direction(leg: CallLogLeg) -> tuple[Direction, CallerInfo | None]:
+    """Direction of a user's leg and the other side of it."""
+    inbound = (leg.direction or "").lower() == "inbound"
+    other = leg.from_ if inbound else leg.to
+    if other is not None and not _has_extension(other) and other.phoneNumber:
+        return (Direction.INBOUND if inbound else Direction.OUTBOUND), other
+    return Direction.INTERNAL, other
+
+
+Consults = dict[tuple[str, str], list[datetime]]
+
+
+def _consult_transfers(records: Iterable[CallLogRecord]) -> Consults:
+    """Warm transfers: (user, outside number) -> start times of the consult calls."""
+    found: Consults = {}
+    for record in records:
+        if not record.legs:
+            continue
+        first = record.legs[0]
+        user = as_id(first.extension.id if first.extension else None)
+        if user is None or (first.legType or "").lower() != _CONSULT_LEG:
+            continue
+        for leg in record.legs[1:]:
+            caller = leg.from_
+            is_transfer = (leg.legType or "").lower() == _TRANSFER_LEG
+            if is_transfer and caller and caller.phoneNumber and not _has_extension(caller):
+                try:
+                    started = parse_time(record.startTime, str(record.id), "startTime")
+                except RecordError:
+                    continue
+                found.setdefault((user, caller.phoneNumber), []).append(started)
+    return found
+
+
+def calls_from_records(
+    records: Sequence[CallLogRecord],
+    account_id: str,
+    directory: Directory | None = None,
+    *,
+    source: CallSource = CallSource.CALL_LOG,
+) -> tuple[list[CompletedCall], list[RecordError]]:
+    """Every call log the records describe, and the records that could not be read."""
+    consults = _consult_transfers(records)
+    calls: list[CompletedCall] = []
+    errors: list[RecordError] = []
+    for record in records:
+        try:
+            calls.extend(_calls_of(record, account_id, directory, consults, source))
+        except RecordError as exc:
+            errors.append(exc)
+    return calls, errors
+
+
+def _calls_of(
+    record: CallLogRecord,
+    account_id: str,
+    directory: Directory | None,
+    consults: Consults,
+    source: CallSource,
+) -> list[CompletedCall]:
+    record_id = str(record.id)
+    tsid = record.telephonySessionId
+    if not tsid:
+        raise RecordError(f"call-log record {record_id} has no telephonySessionId")
+    start = parse_time(record.startTime, record_id, "startTime")
+    total_ms = _duration_ms(record.durationMs, record.duration)
+    base = _Base(record, record_id, tsid, start, total_ms, account_id, directory, source)
+    parts = _user_parts(record, directory)
+    if not parts:
+        if (record.direction or "").lower() != "inbound":
+            return []
+        return [base.abandoned()]
+    calls: list[CompletedCall] = []
+    for index, part in enumerate(parts):
+        later_transfer = any(
+            (leg.legType or "").lower() == _TRANSFER_LEG
+            for p in parts[index + 1 :]
+            for leg in p.legs
+        )
+        call = base.user_call(part, later_transfer, consults)
+        if call is not None:
+            calls.append(call)
+    return calls
+
+
+def _duration_ms(ms: int | None, seconds: float | None) -> int:
+    if ms is not None:
+        return max(0, ms)
+    return max(0, round((seconds or 0) * 1000))
+
+
+@dataclass(frozen=True)
+class _Base:
+    record: CallLogRecord
+    record_id: str
+    tsid: str
+    start: datetime
+    total_ms: int
+    account_id: str
+    directory: Directory | None
+    source: CallSource
+
+    def _participants(self) -> tuple[str, ...]:
+        numbers: list[str] = []
+        for leg in self.record.legs:
+            for side in (leg.from_, leg.to):
+                if (
+                    side is not None
+                    and side.extensionNumber
+                    and side.extensionNumber not in numbers
+                ):
+                    numbers.append(side.extensionNumber)
+        return tuple(numbers)
+
+    def abandoned(self) -> CompletedCall:
+        caller = self.record.from_
+        return CompletedCall(
+            key=idempotency_key(self.tsid, None),
+            telephony_session_id=self.tsid,
+            session_id=as_id(self.record.sessionId),
+            account_id=self.account_id,
+            extension_id=None,
+            extension_number=None,
+            user_name=None,
+            user_email=None,
+            direction=Direction.INBOUND,
+            external_number=caller.phoneNumber if caller else None,
+            external_name=caller.name if caller else None,
+            internal_number=None,
+            result=CallResult.ABANDONED,
+            start_time=self.start,
+            answer_time=None,
+            end_time=self.start + timedelta(milliseconds=self.total_ms),
+            ring_ms=self.total_ms,
+            queue_ms=self.total_ms,
+            talk_ms=0,
+            hold_ms=0,
+            total_ms=self.total_ms,
+            queue_name=self._queue_name(),
+            final_status=self.record.result,
+            source=self.source,
+            participants=self._participants(),
+        )
+
+    def _queue_name(self) -> str | None:
+        if self.directory is None:
+            return None
+        for leg in self.record.legs:
+            ext = self.directory.by_id(as_id(leg.extension.id if leg.extension else None))
+            if ext is not None and ext.type.value == "Department":
+                return ext.name
+        return None
+
+    def _consulted(
+        self, user: str, external: str | None, end: datetime, consults: Consults
+    ) -> bool:
+        """The user made a consult call during this call that took this caller over."""
+        if external is None:
+            return False
+        return any(self.start <= at <= end for at in consults.get((user, external), ()))
+
+    def user_call(
+        self, part: _UserPart, later_transfer: bool, consults: Consults
+    ) -> CompletedCall | None:
+        results = [leg_result(leg) for leg in part.legs]
+        if CallResult.ANSWERED in results:
+            result: CallResult | None = CallResult.ANSWERED
+        else:
+            result = results[0]
+        if result is None:
+            return None
+        main = part.legs[0]
+        direction, other = _direction(main)
+        external = (
+            other.phoneNumber if other is not None and direction is not Direction.INTERNAL else None
+        )
+        leg_start = (
+            parse_time(main.startTime, self.record_id, "legs[].startTime")
+            if main.startTime
+            else self.start
+        )
+        leg_ms = _duration_ms(main.durationMs, main.duration)
+        end = max(leg_start + timedelta(milliseconds=leg_ms), self.start)
+        if result is CallResult.ANSWERED and (
+            later_transfer
+            or (
+                direction is Direction.INBOUND
+                and self._consulted(part.extension_id, external, end, consults)
+            )
+        ):
+            result = CallResult.TRANSFERRED
+        total = max(0, round((end - self.start).total_seconds() * 1000))
+        wait = max(0, round((leg_start - self.start).total_seconds() * 1000))
+        answered = result in (CallResult.ANSWERED, CallResult.TRANSFERRED)
+        ext = self.directory.by_id(part.extension_id) if self.directory else None
+        own = main.to if (main.direction or "").lower() == "inbound" else main.from_
+        recordings = tuple(
+            dict.fromkeys(
+                str(leg.recording.id) for leg in part.legs if leg.recording and leg.recording.id
+            )
+        )
+        return CompletedCall(
+            key=idempotency_key(self.tsid, part.extension_id),
+            telephony_session_id=self.tsid,
+            session_id=as_id(self.record.sessionId),
+            account_id=self.account_id,
+            extension_id=part.extension_id,
+            extension_number=(ext.extension_number if ext else None)
+            or (own.extensionNumber if own else None),
+            user_name=(ext.name if ext else None) or (own.name if own else None),
+            user_email=ext.email if ext else None,
+            direction=direction,
+            external_number=external,
+            external_name=other.name if other is not None and external is not None else None,
+            internal_number=other.extensionNumber
+            if direction is Direction.INTERNAL and other
+            else None,
+            result=result,
+            start_time=self.start,
+            answer_time=leg_start if answered else None,
+            end_time=end,
+            ring_ms=wait if answered else total,
+            queue_ms=0,
+            talk_ms=leg_ms if answered else 0,
+            hold_ms=0,
+            total_ms=total,
+            recording_ids=recordings,
+            queue_name=self._queue_name(),
+            final_status=main.result,
+            source=self.source,
+            participants=self._participants(),
+        )

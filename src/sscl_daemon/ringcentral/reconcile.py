@@ -1,0 +1,178 @@
+"""Closes gaps in the live stream from the call-log API.
+
+The daemon calls `close_gap` for every `Gap` the subscription reports (and at start-up from
+its checkpoint), and `resolve_sessions` for sessions restored from a snapshot, or left
+in flight by a gap, whose end it never saw. Both page through the account call log (Detailed
+view, Heavy rate group), map the records with `calllog.calls_from_records` into the same
+`CompletedCall`s (same keys) the tracker makes, and pass them through the same `Policy`: the
+outbox's unique key then makes a call seen live and again here one log.
+
+Call-log records appear 15-30 s after a call ends (research/rc-protocol.md C5), so a gap is
+read only `call_log_delay` after its end; the window is widened by `margin` on both sides
+because the call log filters on a call's start time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.model import CallSource, CompletedCall
+from sscl_daemon.calls.policy import Decision, Policy
+from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
+from sscl_daemon.ringcentral.ratelimit import Sleep
+from sscl_daemon.ringcentral.records import CallLogRecord
+from sscl_daemon.ringcentral.rest import RestClient
+from sscl_daemon.ringcentral.subscription import Gap, utc_now
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one stretch of the call log produced."""
+
+    records: int
+    calls: tuple[CompletedCall, ...]  # to be logged
+    skipped: tuple[Decision, ...]  # kept out by the policy, with the reason
+    errors: tuple[RecordError, ...]  # records that could not be read
+
+    @staticmethod
+    def empty() -> Batch:
+        return Batch(0, (), (), ())
+
+    def __add__(self, other: Batch) -> Batch:
+        return Batch(
+            self.records + other.records,
+            self.calls + other.calls,
+            self.skipped + other.skipped,
+            self.errors + other.errors,
+        )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Outcome of looking up sessions whose end was missed."""
+
+    batch: Batch
+    ended: tuple[str, ...]  # gone from the platform, records found
+    active: tuple[str, ...]  # still live: the tracker will see their end
+    unresolved: tuple[str, ...] = field(default=())  # gone, but no record (yet)
+
+
+class Reconciler:
+    """Turns stretches of the account call log into call logs for the outbox."""
+
+    def __init__(
+        self,
+        rest: RestClient,
+        account_id: str,
+        policy: Policy,
+        directory: Callable[[], Directory | None],
+        *,
+        call_log_delay: float,
+        margin: float = 60.0,
+        session_lookback: float = 86_400.0,
+        source: CallSource = CallSource.CALL_LOG,
+        now: Callable[[], datetime] = utc_now,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._rest = rest
+        self._account = account_id
+        self._policy = policy
+        self._directory = directory
+        self._delay = call_log_delay
+        self._margin = timedelta(seconds=margin)
+        self._lookback = timedelta(seconds=session_lookback)
+        self._source = source
+        self._now = now
+        self._sleep = sleep
+
+    def map_records(self, records: list[CallLogRecord]) -> Batch:
+        """Pure part: records -> call logs and policy decisions."""
+        calls, errors = calls_from_records(
+            records, self._account, self._directory(), source=self._source
+        )
+        logged: list[CompletedCall] = []
+        skipped: list[Decision] = []
+        for call in calls:
+            decision = self._policy.explain(call)
+            if decision.logged:
+                logged.append(call)
+            else:
+                skipped.append(decision)
+        for error in errors:
+            log.warning("ringcentral.call_log.unreadable_record", error=str(error))
+        return Batch(len(records), tuple(logged), tuple(skipped), tuple(errors))
+
+    async def pages(self, start: datetime, end: datetime) -> AsyncIterator[Batch]:
+        """The call log of calls started in [start, end), one mapped page at a time."""
+        async for records in self._rest.call_log_pages(start, end):
+            yield self.map_records(records)
+
+    async def read(self, start: datetime, end: datetime) -> Batch:
+        total = Batch.empty()
+        async for batch in self.pages(start, end):
+            total = total + batch
+        return total
+
+    async def wait_for_records(self, ended_at: datetime) -> None:
+        """Sleep until calls that ended by `ended_at` are in the call log."""
+        ready = ended_at + timedelta(seconds=self._delay)
+        wait = (ready - self._now()).total_seconds()
+        if wait > 0:
+            await self._sleep(wait)
+
+    async def close_gap(self, gap: Gap, in_flight: Iterable[str] = ()) -> Resolution:
+        """Everything that happened in `gap`, plus the in-flight sessions it may have ended."""
+        await self.wait_for_records(gap.end)
+        start, end = gap.start - self._margin, gap.end + self._margin
+        batch = await self.read(start, end)
+        seen = {call.telephony_session_id for call in batch.calls}
+        seen.update(d.key.rsplit(":", 1)[0] for d in batch.skipped)
+        log.info(
+            "ringcentral.gap_closed",
+            start=gap.start.isoformat(),
+            end=gap.end.isoformat(),
+            reason=gap.reason.value,
+            records=batch.records,
+            calls=len(batch.calls),
+        )
+        pending = [tsid for tsid in dict.fromkeys(in_flight) if tsid not in seen]
+        resolution = await self.resolve_sessions(pending, wait=False)
+        return Resolution(
+            batch + resolution.batch,
+            resolution.ended,
+            resolution.active,
+            resolution.unresolved,
+        )
+
+    async def resolve_sessions(
+        self, session_ids: Iterable[str], *, wait: bool = True
+    ) -> Resolution:
+        """Sessions whose end was missed: still live, or ended (then their call logs)."""
+        ended: list[str] = []
+        active: list[str] = []
+        for tsid in dict.fromkeys(session_ids):
+            if await self._rest.telephony_session(tsid) is None:
+                ended.append(tsid)
+            else:
+                active.append(tsid)
+        if not ended:
+            return Resolution(Batch.empty(), (), tuple(active))
+        if wait:
+            await self.wait_for_records(self._now())
+        now = self._now()
+        total = Batch.empty()
+        found: list[str] = []
+        missing: list[str] = []
+        for tsid in ended:
+            records = await self._rest.call_log_for_session(tsid, now - self._lookback, now)
+            (found if records else missing).append(tsid)
+            total = total + self.map_records(records)
+        return Resolution(total, tuple(found), tuple(active), tuple(missing))

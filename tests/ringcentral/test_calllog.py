@@ -1,0 +1,104 @@
+"""Call-log records -> CompletedCalls: same keys and results as the simulator's ground truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.model import CallResult, CallSource, Direction
+from sscl_daemon.calls.policy import Policy, PolicyOptions
+from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
+from sscl_daemon.ringcentral.records import CallLogRecord
+from sscl_daemon.simulator.org import Organisation
+from sscl_daemon.simulator.scenarios import CallFactory, CallKind, SimCall
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def org_and_factory(seed: int) -> tuple[Organisation, CallFactory]:
+    org = Organisation.build(seed, users=12, queues=2)
+    return org, CallFactory(org, seed)
+
+
+def records_of(calls: list[SimCall]) -> list[CallLogRecord]:
+    raw = [record for call in calls for record in call.call_log_records]
+    return msgspec.convert(raw, list[CallLogRecord])
+
+
+def logged(org: Organisation, calls: list[SimCall], directory: bool = True) -> dict[str, str]:
+    directory_obj = Directory.from_api(org.extension_records()) if directory else None
+    made, errors = calls_from_records(records_of(calls), org.account_id, directory_obj)
+    assert errors == []
+    policy = Policy(PolicyOptions(), directory_obj)
+    return {call.key: call.result.value for call in made if policy.logs(call)}
+
+
+@pytest.mark.parametrize("kind", list(CallKind))
+def test_each_flow_maps_to_the_ground_truth(kind: CallKind) -> None:
+    org, factory = org_and_factory(11)
+    calls = [factory.make(START + timedelta(minutes=i), kind) for i in range(12)]
+    expected = {log.key: log.result for call in calls for log in call.expected}
+    assert logged(org, calls) == expected
+
+
+def test_a_realistic_mix_without_a_directory_gives_the_same_keys() -> None:
+    org, factory = org_and_factory(5)
+    calls = [factory.make(START + timedelta(seconds=30 * i)) for i in range(300)]
+    expected = {log.key: log.result for call in calls for log in call.expected}
+    assert logged(org, calls) == expected
+    # without the extension list the carrier-leg rule still finds the users
+    assert set(logged(org, calls, directory=False)) == set(expected)
+
+
+def test_fields_of_an_answered_inbound_call() -> None:
+    org, factory = org_and_factory(3)
+    call = factory.make(START, CallKind.RECORDED)
+    directory = Directory.from_api(org.extension_records())
+    [made], _ = calls_from_records(
+        records_of([call]), org.account_id, directory, source=CallSource.BACKFILL
+    )
+    [truth] = call.expected
+    assert made.key == truth.key
+    assert made.direction.value == truth.direction
+    assert made.external_number == truth.external_number
+    assert made.recording_ids == truth.recording_ids
+    assert made.source is CallSource.BACKFILL
+    assert made.account_id == org.account_id
+    assert made.user_name is not None
+    assert made.answer_time is not None
+    assert made.ring_ms + made.talk_ms + made.hold_ms <= made.total_ms
+    assert made.start_time <= made.end_time
+
+
+def test_internal_calls_are_internal_and_skipped_by_default() -> None:
+    org, factory = org_and_factory(4)
+    call = factory.make(START, CallKind.INTERNAL)
+    directory = Directory.from_api(org.extension_records())
+    made, _ = calls_from_records(records_of([call]), org.account_id, directory)
+    assert made
+    assert all(c.direction is Direction.INTERNAL for c in made)
+    assert all(c.internal_number for c in made)
+    assert not any(Policy(PolicyOptions(), directory).logs(c) for c in made)
+
+
+def test_unreadable_records_are_reported_not_raised() -> None:
+    good = {
+        "id": "a",
+        "telephonySessionId": "s-1",
+        "startTime": "2026-01-01T00:00:00Z",
+        "direction": "Inbound",
+        "from": {"phoneNumber": "+15550100"},
+        "legs": [],
+    }
+    bad = {**good, "id": "b", "startTime": "yesterday"}
+    none = {**good, "id": "c", "telephonySessionId": None}
+    records = msgspec.convert([good, bad, none], list[CallLogRecord])
+    made, errors = calls_from_records(records, "acc")
+    assert [c.key for c in made] == ["s-1:-"]
+    assert made[0].result is CallResult.ABANDONED
+    assert made[0].external_number == "+15550100"
+    assert all(isinstance(e, RecordError) for e in errors)
+    assert ["b" in str(errors[0]), "c" in str(errors[1])] == [True, True]
