@@ -125,6 +125,9 @@ class CompletedCall(msgspec.Struct, frozen=True, kw_only=True):
     final_status: str | None = None
     final_reason: str | None = None
     source: CallSource = CallSource.LIVE
+    # Extension numbers of every RingCentral party in the session (users, queues,
+    # IVR menus); the blocklist matches "any participating extension" against it.
+    participants: tuple[str, ...] = ()
 
     def seconds(self, ms: int) -> int:
         """Whole seconds, rounded half up (the unit of the replay output)."""

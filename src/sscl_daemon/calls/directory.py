@@ -1,0 +1,90 @@
+"""The account's extension directory: which extension ids are people.
+
+The daemon loads it from ``GET /restapi/v1.0/account/~/extension`` (fields
+``id`` (a number), ``extensionNumber``, ``name``, ``type``, ``status``,
+``contact.email``, ``contact.department``; see the API reference "List
+Extensions") and refreshes it; the tracker and the policy read it. Only
+``User`` extensions get call logs of their own; ``IvrMenu``, ``Department``
+(a call queue), ``ParkLocation``, ``Voicemail`` and the other types shape a
+call (abandoned in the IVR, queue time) but are never logged as a user's call.
+
+Without a directory the tracker falls back to heuristics (documented in
+:func:`sscl_daemon.calls.legs.classify_parties`): a party with an
+``extensionId`` is a user unless it is the queue that ``queueCall`` parties
+were delivered from, or it left with reason ``CallerInputRedirect`` (an IVR
+menu handing the caller on), or it was the park location of a ``Parked``
+party.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from sscl_daemon.calls.model import Extension, ExtensionType
+
+
+class DirectoryError(ValueError):
+    """An extension-list record cannot be used (names the record and the field)."""
+
+
+class Directory:
+    """Immutable lookup of extensions by id and by extension number."""
+
+    __slots__ = ("_by_id", "_by_number")
+
+    def __init__(self, extensions: Iterable[Extension]) -> None:
+        self._by_id: dict[str, Extension] = {}
+        self._by_number: dict[str, Extension] = {}
+        for ext in extensions:
+            self._by_id[ext.id] = ext
+            if ext.extension_number:
+                self._by_number[ext.extension_number] = ext
+
+    @classmethod
+    def from_api(cls, records: Sequence[Mapping[str, object]]) -> Directory:
+        """Build from the ``records`` of the extension-list response."""
+        extensions: list[Extension] = []
+        for index, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise DirectoryError(f"extension record #{index} is not a JSON object")
+            raw_id = record.get("id")
+            if isinstance(raw_id, bool) or not isinstance(raw_id, int | str) or raw_id == "":
+                raise DirectoryError(f"extension record #{index} has no usable 'id': {raw_id!r}")
+            contact = record.get("contact")
+            contact = contact if isinstance(contact, Mapping) else {}
+            number = record.get("extensionNumber")
+            extensions.append(
+                Extension(
+                    id=str(raw_id),
+                    extension_number=None if number is None else str(number),
+                    name=_text(record.get("name")),
+                    type=ExtensionType.parse(_text(record.get("type"))),
+                    status=_text(record.get("status")),
+                    email=_text(contact.get("email")),
+                    department=_text(contact.get("department")),
+                )
+            )
+        return cls(extensions)
+
+    def by_id(self, extension_id: str | None) -> Extension | None:
+        return None if extension_id is None else self._by_id.get(extension_id)
+
+    def by_number(self, extension_number: str | None) -> Extension | None:
+        return None if extension_number is None else self._by_number.get(extension_number)
+
+    def is_user(self, extension_id: str | None) -> bool | None:
+        """True/False when the directory knows the extension, None when it does not."""
+        ext = self.by_id(extension_id)
+        return None if ext is None else ext.is_user
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterable[Extension]:
+        return iter(self._by_id.values())
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)

@@ -1,0 +1,598 @@
+"""From a finished telephony session to the call legs worth logging (pure).
+
+Called by the tracker once a session is complete (or timed out). The party
+histories are sorted by ``sequence`` first, so the result does not depend on
+the order the notifications arrived in. Rules (RingCentral developer guide:
+"Telephony Session Notifications", "Calculating Call Time Metrics",
+"Managing Warm Transfers", call-log "states"; research notes rc-protocol.md
+B3-B6):
+
+* Parties are users, other RingCentral extensions (IVR menu, call queue,
+  park location, ...) or external (no ``extensionId``). The external caller's
+  party on an inbound call is ``Outbound`` and is ``Answered`` as soon as an
+  IVR or queue picks up, so "a person answered" is read from the user's own
+  party only.
+* Each user who answered gets one leg: ``answered``, or ``transferred`` when
+  they handed the call on (``Disconnected``/``BlindTransfer`` (also
+  ``RccTransfer``/``DtmfTransfer``) or ``Gone``/``AttendedTransfer``).
+* Nobody answered: the voicemail owner gets ``voicemail``; otherwise every
+  user the call rang gets ``missed`` (or one ``missed`` for the configured
+  owner extension); a call that never reached a user gets one ``abandoned``
+  leg keyed ``<tsid>:-``. Queue members who rang while another agent
+  answered get nothing.
+* Outbound calls by a user: ``answered`` when the remote party answered,
+  else ``busy`` (``TargetBusy``), ``rejected`` (``Rejected``) or ``missed``.
+* Warm transfer: the consult leg (a user's outbound call to another
+  extension that ends ``Gone``/``AttendedTransfer`` once the customer is
+  bridged in) is not logged; the transferring agent's leg in the customer's
+  session is ``transferred`` with the consulted user as target (found through
+  ``peerId``).
+* Times: ``ring`` = start of the session to the user's answer (or end),
+  ``queue`` = the part of it before the user's own party appeared, ``talk``
+  = the user's ``Answered`` time after the answer minus ``Hold``; ``Parked``
+  time is neither. So ring + talk + hold <= total and talk never includes
+  redirect or queue time.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.events import Reason, StatusCode
+from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
+from sscl_daemon.calls.numbers import looks_like_extension, normalise_external
+from sscl_daemon.calls.policy import MissedAttribution
+from sscl_daemon.calls.state import PartyState, SessionState, Step
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_TERMINAL = frozenset({StatusCode.DISCONNECTED, StatusCode.GONE})
+_VOICEMAIL = frozenset({StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING})
+_BLIND = frozenset({Reason.BLIND_TRANSFER, Reason.RCC_TRANSFER, Reason.DTMF_TRANSFER})
+
+
+def to_datetime(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000 + 0.5)
+
+
+class Kind(enum.Enum):
+    USER = "user"
+    SYSTEM = "system"  # an RC extension that is not a person (IVR, queue, park, ...)
+    EXTERNAL = "external"
+
+
+@dataclass(frozen=True, slots=True)
+class LegContext:
+    directory: Directory | None
+    default_region: str | None
+    missed_attribution: MissedAttribution = MissedAttribution.RANG
+    missed_owner_extension: str | None = None
+    peer: Callable[[str], SessionState | None] = lambda _tsid: None
+
+
+@dataclass(slots=True)
+class _Timeline:
+    """One party's history, reduced to the moments the call log needs."""
+
+    appeared: int
+    answered: int | None
+    end: int
+    terminal: Step | None
+    parked: bool
+    voicemail: int | None
+    steps: list[Step]
+
+
+def _timeline(steps: list[Step], last_ms: int) -> _Timeline:
+    answered = voicemail = None
+    terminal = None
+    parked_at: int | None = None
+    for step in steps:
+        code = step.code
+        if code is StatusCode.ANSWERED:
+            if answered is None:
+                answered = step.at_ms
+            parked_at = None
+        elif code is StatusCode.HOLD:
+            parked_at = None
+        elif code is StatusCode.PARKED:
+            parked_at = step.at_ms
+        elif code in _VOICEMAIL and voicemail is None:
+            voicemail = step.at_ms
+        elif code in _TERMINAL:
+            terminal = step
+            break
+    if terminal is not None:
+        end = terminal.at_ms if parked_at is None else parked_at
+    else:
+        end = parked_at if parked_at is not None else max(last_ms, steps[-1].at_ms)
+    return _Timeline(
+        appeared=steps[0].at_ms,
+        answered=answered,
+        end=end,
+        terminal=terminal,
+        parked=parked_at is not None,
+        voicemail=voicemail,
+        steps=steps,
+    )
+
+
+def _talk_hold(line: _Timeline, answer: int | None) -> tuple[int, int]:
+    """Answered and Hold time of a party inside [answer, end]."""
+    if answer is None:
+        return 0, 0
+    talk = hold = 0
+    steps = line.steps
+    for index, step in enumerate(steps):
+        if step.at_ms >= line.end:
+            break
+        if step.code is not StatusCode.ANSWERED and step.code is not StatusCode.HOLD:
+            continue
+        until = steps[index + 1].at_ms if index + 1 < len(steps) else line.end
+        span = min(until, line.end) - max(step.at_ms, answer)
+        if span > 0:
+            if step.code is StatusCode.ANSWERED:
+                talk += span
+            else:
+                hold += span
+    return talk, hold
+
+
+def classify_parties(session: SessionState, directory: Directory | None) -> list[Kind]:
+    """User, system extension or external, per party.
+
+    With a directory its ``type`` decides. Without one (or for an id it does
+    not know yet), a party with an ``extensionId`` is taken as a user unless
+    it is the queue that ``queueCall`` parties were delivered from (their
+    ``to.extensionId``), left with reason ``CallerInputRedirect`` (IVR
+    menus hand the caller on that way), or is named as the other side of a
+    ``Parked`` party. A party without ``extensionId`` is external unless its
+    own number is a short extension number.
+    """
+    parties = session.parties
+    queues = {p.to_ext_id for p in parties if p.queue_call and p.to_ext_id}
+    kinds: list[Kind] = []
+    for party in parties:
+        ext_id = party.extension_id
+        if ext_id is None:
+            kinds.append(Kind.SYSTEM if looks_like_extension(party.own_number) else Kind.EXTERNAL)
+            continue
+        known = directory.is_user(ext_id) if directory is not None else None
+        if known is not None:
+            kinds.append(Kind.USER if known else Kind.SYSTEM)
+        elif ext_id in queues or party.last_reason is Reason.CALLER_INPUT_REDIRECT:
+            kinds.append(Kind.SYSTEM)
+        else:
+            kinds.append(Kind.USER)
+    return kinds
+
+
+class _Builder:
+    """Holds the per-session facts while the legs of one session are derived."""
+
+    def __init__(self, session: SessionState, ctx: LegContext, timed_out: bool) -> None:
+        self.session = session
+        self.ctx = ctx
+        self.timed_out = timed_out
+        steps = session.ordered_steps()
+        self.start = steps[0].at_ms
+        self.last = steps[-1].at_ms
+        per_party: list[list[Step]] = [[] for _ in session.parties]
+        for step in steps:
+            per_party[step.party].append(step)
+        self.lines = [_timeline(s, self.last) if s else None for s in per_party]
+        self.kinds = classify_parties(session, ctx.directory)
+        order = sorted(range(len(session.parties)), key=lambda i: session.parties[i].first_seq)
+        self.order = [i for i in order if self.lines[i] is not None]
+        self.users = [i for i in self.order if self.kinds[i] is Kind.USER]
+        self.external = next((i for i in self.order if self.kinds[i] is Kind.EXTERNAL), None)
+        self.participants = tuple(
+            dict.fromkeys(n for i in self.order if (n := self.ext_number(i)) is not None)
+        )
+
+    # ---- identities ----
+
+    def ext_number(self, index: int) -> str | None:
+        party = self.session.parties[index]
+        if party.extension_id is None:
+            own = party.own_number
+            return own if looks_like_extension(own) else None
+        ext = self.ctx.directory.by_id(party.extension_id) if self.ctx.directory else None
+        if ext is not None and ext.extension_number:
+            return ext.extension_number
+        if party.own_ext_number:
+            return party.own_ext_number
+        own = party.own_number
+        return own if looks_like_extension(own) else None
+
+    def external_side(self) -> tuple[str | None, str | None, bool | None]:
+        """(E.164 number, name, external party originated) of the outside party."""
+        region = self.ctx.default_region
+        if self.external is not None:
+            party = self.session.parties[self.external]
+            name = party.own_name
+            if name is None:
+                name = next(
+                    (
+                        self.session.parties[u].caller_id_name
+                        for u in self.users
+                        if self.session.parties[u].caller_id_name
+                    ),
+                    None,
+                )
+            return normalise_external(party.own_number, region), name, party.outbound
+        for u in self.users:
+            party = self.session.parties[u]
+            number = party.counterpart_number
+            if number and party.counterpart_ext_id is None and not looks_like_extension(number):
+                name = party.caller_id_name or party.counterpart_name
+                # The user's own direction tells who called whom.
+                originated = None if party.outbound is None else not party.outbound
+                return normalise_external(number, region), name, originated
+        return None, None, None
+
+    def transfer_target(self, user: int, terminal: Step) -> str | None:
+        party = self.session.parties[user]
+        if terminal.code is StatusCode.GONE:
+            peer_ids = [party.peer_tsid] + [p.peer_tsid for p in self.session.parties]
+            for tsid in peer_ids:
+                peer = self.ctx.peer(tsid) if tsid else None
+                if peer is not None:
+                    target = _consulted(peer, party, self.ctx)
+                    if target is not None:
+                        return target
+            return None
+        later = [
+            i
+            for i in self.order
+            if i != user
+            and i != self.external
+            and self.session.parties[i].first_seq > party.first_seq
+        ]
+        if later:
+            best = min(later, key=lambda i: abs(self.session.parties[i].first_seq - terminal.seq))
+            if self.kinds[best] is Kind.EXTERNAL:
+                return normalise_external(
+                    self.session.parties[best].own_number, self.ctx.default_region
+                )
+            return self.ext_number(best)
+        if self.external is not None:
+            ext_party = self.session.parties[self.external]
+            target = ext_party.counterpart_ext_number or ext_party.counterpart_number
+            if target and target != self.ext_number(user):
+                return (
+                    target
+                    if looks_like_extension(target)
+                    else normalise_external(target, self.ctx.default_region)
+                )
+        return None
+
+    # ---- legs ----
+
+    def make(
+        self,
+        *,
+        index: int | None,
+        result: CallResult,
+        direction: Direction,
+        external: tuple[str | None, str | None],
+        answer: int | None,
+        appeared: int,
+        end: int,
+        talk_line: _Timeline | None,
+        extension_id: str | None = None,
+        extension_number: str | None = None,
+        internal_number: str | None = None,
+        transferred_to: str | None = None,
+    ) -> CompletedCall:
+        session = self.session
+        party = session.parties[index] if index is not None else None
+        if party is not None:
+            extension_id = party.extension_id
+            extension_number = self.ext_number(index)  # type: ignore[arg-type]
+        ext = self.ctx.directory.by_id(extension_id) if self.ctx.directory else None
+        end = max(end, self.start)
+        answer = None if answer is None else min(max(answer, self.start), end)
+        ring = (answer if answer is not None else end) - self.start
+        queue = min(max(appeared - self.start, 0), ring)
+        talk, hold = _talk_hold(talk_line, answer) if talk_line is not None else (0, 0)
+        recordings: tuple[str, ...] = ()
+        for i in self.order:
+            if i == index or self.kinds[i] is not Kind.USER:
+                recordings += tuple(r for r in session.parties[i].recordings if r not in recordings)
+        queue_name = next(
+            (session.parties[i].queue_name for i in self.order if session.parties[i].queue_name),
+            None,
+        )
+        if queue_name is None:
+            queue_name = next(
+                (
+                    session.parties[i].own_name
+                    for i in self.order
+                    if self.kinds[i] is Kind.SYSTEM and session.parties[i].queue_call
+                ),
+                None,
+            )
+        final_status = final_reason = None
+        if party is not None:
+            final_status = party.last_raw or party.last_code.value
+            final_reason = party.last_raw_reason or (party.last_reason.value or None)
+        if self.timed_out and (talk_line is None or talk_line.terminal is None):
+            result = CallResult.INCOMPLETE
+        return CompletedCall(
+            key=idempotency_key(session.tsid, extension_id),
+            telephony_session_id=session.tsid,
+            session_id=session.session_id,
+            account_id=session.account_id or "",
+            extension_id=extension_id,
+            extension_number=extension_number,
+            user_name=ext.name if ext is not None else (party.own_name if party else None),
+            user_email=ext.email if ext is not None else None,
+            direction=direction,
+            external_number=external[0] if direction is not Direction.INTERNAL else None,
+            external_name=external[1] if direction is not Direction.INTERNAL else None,
+            internal_number=internal_number,
+            result=result,
+            start_time=to_datetime(self.start),
+            answer_time=None if answer is None else to_datetime(answer),
+            end_time=to_datetime(end),
+            ring_ms=ring,
+            queue_ms=queue,
+            talk_ms=talk,
+            hold_ms=hold,
+            total_ms=end - self.start,
+            recording_ids=recordings,
+            transferred_to=transferred_to,
+            queue_name=queue_name,
+            final_status=final_status,
+            final_reason=final_reason,
+            participants=self.participants,
+        )
+
+
+def _consulted(peer: SessionState, transferor: PartyState, ctx: LegContext) -> str | None:
+    """In the consult session of a warm transfer, the extension the transferor talked to."""
+    kinds = classify_parties(peer, ctx.directory)
+    for party, kind in zip(peer.parties, kinds, strict=True):
+        if kind is Kind.USER and party.extension_id != transferor.extension_id:
+            ext = ctx.directory.by_id(party.extension_id) if ctx.directory else None
+            if ext is not None and ext.extension_number:
+                return ext.extension_number
+            own = party.own_ext_number or party.own_number
+            if own:
+                return (
+                    own
+                    if looks_like_extension(own)
+                    else normalise_external(own, ctx.default_region)
+                )
+    for party in peer.parties:
+        if party.extension_id == transferor.extension_id:
+            target = party.counterpart_ext_number or party.counterpart_number
+            if target:
+                return (
+                    target
+                    if looks_like_extension(target)
+                    else normalise_external(target, ctx.default_region)
+                )
+    return None
+
+
+def _outcome(line: _Timeline | None) -> CallResult:
+    """Why an outbound call was not answered, read from a party's final reason."""
+    if line is None or line.terminal is None:
+        return CallResult.MISSED
+    reason = line.terminal.reason
+    if reason is Reason.TARGET_BUSY:
+        return CallResult.BUSY
+    if reason is Reason.REJECTED:
+        return CallResult.REJECTED
+    return CallResult.MISSED
+
+
+def derive_calls(
+    session: SessionState, ctx: LegContext, timed_out: bool = False
+) -> list[CompletedCall]:
+    """Every candidate call log of a finished session (the policy filters them later)."""
+    if not session.steps:
+        return []
+    b = _Builder(session, ctx, timed_out)
+    number, name, ext_originated = b.external_side()
+    external = (number, name)
+    parties = session.parties
+    lines = b.lines
+    if number is None:
+        direction = Direction.INTERNAL
+    else:
+        direction = Direction.INBOUND if ext_originated is not False else Direction.OUTBOUND
+        if ext_originated is None and b.order and b.kinds[b.order[0]] is Kind.USER:
+            direction = Direction.OUTBOUND if parties[b.order[0]].outbound else Direction.INBOUND
+
+    originator = b.order[0] if b.order else None
+    caller = (
+        originator
+        if originator is not None
+        and b.kinds[originator] is Kind.USER
+        and parties[originator].outbound is not False
+        and direction is not Direction.INBOUND
+        else None
+    )
+    answered_users = [u for u in b.users if u != caller and lines[u].answered is not None]  # type: ignore[union-attr]
+    calls: list[CompletedCall] = []
+
+    # The user who placed the call (outbound, or the caller of an internal call).
+    if caller is not None:
+        line = lines[caller]
+        assert line is not None
+        if direction is Direction.OUTBOUND:
+            remote = lines[b.external] if b.external is not None else None
+            answer = remote.answered if remote is not None else line.answered
+            result = CallResult.ANSWERED if answer is not None else _outcome(remote or line)
+        else:
+            answer = min((lines[u].answered for u in answered_users), default=None)  # type: ignore[union-attr,type-var]
+            callee = next((lines[u] for u in b.users if u != caller), None)
+            result = CallResult.ANSWERED if answer is not None else _outcome(callee or line)
+        calls.append(_answered_leg(b, caller, direction, external, answer, result))
+
+    voicemail_owner = _voicemail_owner(b)
+    nobody = caller is None and not answered_users and voicemail_owner is None
+    rang = [u for u in b.users if u != caller]
+    for u in rang:
+        line = lines[u]
+        assert line is not None
+        if line.answered is not None:
+            if _is_consult_leg(b, u, number):
+                continue
+            calls.append(
+                _answered_leg(b, u, direction, external, line.answered, CallResult.ANSWERED)
+            )
+        elif u == voicemail_owner:
+            calls.append(_unanswered_leg(b, u, CallResult.VOICEMAIL, direction, external))
+        elif nobody and ctx.missed_attribution is MissedAttribution.RANG:
+            calls.append(_unanswered_leg(b, u, CallResult.MISSED, direction, external))
+
+    if nobody and rang and ctx.missed_attribution is MissedAttribution.OWNER:
+        owner_number = ctx.missed_owner_extension
+        owner = ctx.directory.by_number(owner_number) if ctx.directory else None
+        first = min(lines[u].appeared for u in rang)  # type: ignore[union-attr]
+        calls.append(
+            b.make(
+                index=None,
+                result=CallResult.MISSED,
+                direction=direction,
+                external=external,
+                answer=None,
+                appeared=first,
+                end=b.last,
+                talk_line=None,
+                extension_id=owner.id if owner is not None else None,
+                extension_number=owner_number,
+            )
+        )
+    elif nobody and not rang and voicemail_owner is None and direction is Direction.INBOUND:
+        result = CallResult.VOICEMAIL if _voicemail_reached(b) else CallResult.ABANDONED
+        ext_line = lines[b.external] if b.external is not None else None
+        end = ext_line.end if ext_line is not None else b.last
+        calls.append(
+            b.make(
+                index=None,
+                result=result,
+                direction=direction,
+                external=external,
+                answer=None,
+                appeared=end,
+                end=end,
+                talk_line=ext_line if timed_out else None,
+            )
+        )
+    return calls
+
+
+def _answered_leg(
+    b: _Builder,
+    index: int,
+    direction: Direction,
+    external: tuple[str | None, str | None],
+    answer: int | None,
+    result: CallResult,
+) -> CompletedCall:
+    line = b.lines[index]
+    assert line is not None
+    transferred_to = None
+    terminal = line.terminal
+    if result is CallResult.ANSWERED and terminal is not None and _is_transfer(terminal):
+        result = CallResult.TRANSFERRED
+        transferred_to = b.transfer_target(index, terminal)
+    return b.make(
+        index=index,
+        result=result,
+        direction=direction,
+        external=external,
+        answer=answer,
+        appeared=line.appeared,
+        end=line.end,
+        talk_line=line,
+        internal_number=_internal_number(b, index, direction),
+        transferred_to=transferred_to,
+    )
+
+
+def _unanswered_leg(
+    b: _Builder,
+    index: int,
+    result: CallResult,
+    direction: Direction,
+    external: tuple[str | None, str | None],
+) -> CompletedCall:
+    line = b.lines[index]
+    assert line is not None
+    return b.make(
+        index=index,
+        result=result,
+        direction=direction,
+        external=external,
+        answer=None,
+        appeared=line.appeared,
+        end=line.end,
+        talk_line=line,
+        internal_number=_internal_number(b, index, direction),
+    )
+
+
+def _is_transfer(step: Step) -> bool:
+    if step.code is StatusCode.DISCONNECTED:
+        return step.reason in _BLIND
+    return step.code is StatusCode.GONE and step.reason is Reason.ATTENDED_TRANSFER
+
+
+def _is_consult_leg(b: _Builder, index: int, external_number: str | None) -> bool:
+    """A warm-transfer consult call: user -> extension, bridged away to the customer."""
+    party = b.session.parties[index]
+    line = b.lines[index]
+    assert line is not None
+    terminal = line.terminal
+    if external_number is None or terminal is None or not party.outbound:
+        return False
+    if terminal.code is not StatusCode.GONE or terminal.reason is not Reason.ATTENDED_TRANSFER:
+        return False
+    return party.counterpart_ext_id is not None or looks_like_extension(party.counterpart_number)
+
+
+def _internal_number(b: _Builder, index: int, direction: Direction) -> str | None:
+    if direction is not Direction.INTERNAL:
+        return None
+    party = b.session.parties[index]
+    for other in b.order:
+        if other != index and b.kinds[other] is Kind.USER:
+            return b.ext_number(other)
+    number = party.counterpart_ext_number or party.counterpart_number
+    return number if looks_like_extension(number) else None
+
+
+def _voicemail_reached(b: _Builder) -> bool:
+    return any(line is not None and line.voicemail is not None for line in b.lines)
+
+
+def _voicemail_owner(b: _Builder) -> int | None:
+    """The user party whose mailbox took the call, if voicemail was reached."""
+    parties = b.session.parties
+    for i in b.order:
+        line = b.lines[i]
+        if line is None or line.voicemail is None:
+            continue
+        if b.kinds[i] is Kind.USER:
+            return i
+        target = parties[i].to_ext_id
+        for u in b.users:
+            if parties[u].extension_id == target:
+                return u
+        if b.users:
+            return max(b.users, key=lambda u: parties[u].first_seq)
+    return None

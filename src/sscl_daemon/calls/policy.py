@@ -1,0 +1,142 @@
+"""Which completed calls become call logs, and why (or why not).
+
+The tracker turns a finished session into candidate legs (legs.py) and asks
+the :class:`Policy` about each; the daemon writes the logged ones to the
+outbox, and ``sscl-daemon replay`` prints the skipped ones with their
+reason. :meth:`Policy.explain` answers an admin's "why was (or wasn't) this
+call logged?". The options (blocklist, scope, switches) are swapped
+atomically with :meth:`Policy.replace_options` when the daemon reloads its
+configuration on SIGHUP; the tracker holds the policy by reference, so the
+next decision already uses the new options.
+
+Defaults follow what users of the modelled product expect: every answered
+user leg is logged; a call nobody answered gives ``missed`` logs (to the
+users it rang, or to one owner extension); calls dropped in the IVR before
+reaching anyone are logged as ``abandoned`` (the modelled product cannot);
+extension-to-extension calls are not logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+from sscl_daemon.calls.blocklist import Blocklist, Scope
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.model import CallResult, CompletedCall, Direction
+
+
+class MissedAttribution(enum.StrEnum):
+    RANG = "rang"  # one missed log per user whose phone rang
+    OWNER = "owner"  # one missed log for the configured owner extension
+
+
+class SkipReason(enum.StrEnum):
+    NOT_A_USER = "not_a_user"
+    BLOCKLISTED_NUMBER = "blocklisted_number"
+    BLOCKLISTED_EXTENSION = "blocklisted_extension"
+    OUT_OF_SCOPE = "out_of_scope"
+    INTERNAL_CALL = "internal_call"
+    ABANDONED_DISABLED = "abandoned_disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOptions:
+    log_internal: bool = False
+    log_abandoned: bool = True
+    missed_attribution: MissedAttribution = MissedAttribution.RANG
+    missed_owner_extension: str | None = None  # an extension NUMBER
+    blocklist: Blocklist = field(default_factory=Blocklist)
+    scope: Scope = field(default_factory=Scope)
+
+    def __post_init__(self) -> None:
+        if self.missed_attribution is MissedAttribution.OWNER and not self.missed_owner_extension:
+            raise ValueError("missed_attribution 'owner' needs missed_owner_extension")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to "is this call logged?": ``reason`` is None when it is."""
+
+    key: str
+    logged: bool
+    reason: SkipReason | None
+    detail: str
+
+    def __str__(self) -> str:
+        verdict = "logged" if self.logged else f"skipped ({self.reason})"
+        return f"{self.key}: {verdict}: {self.detail}"
+
+
+class Policy:
+    """Decides per candidate call; options and directory can be replaced live."""
+
+    __slots__ = ("_directory", "_options")
+
+    def __init__(self, options: PolicyOptions | None = None, directory: Directory | None = None):
+        self._options = options or PolicyOptions()
+        self._directory = directory
+
+    @property
+    def options(self) -> PolicyOptions:
+        return self._options
+
+    def replace_options(self, options: PolicyOptions | None = None, **changes: object) -> None:
+        """Swap in new options (a whole object, or changed fields of the current ones)."""
+        base = options or self._options
+        self._options = dataclasses.replace(base, **changes) if changes else base  # type: ignore[arg-type]
+
+    def replace_directory(self, directory: Directory | None) -> None:
+        self._directory = directory
+
+    def decide(self, call: CompletedCall) -> Decision:
+        return self.explain(call)
+
+    def logs(self, call: CompletedCall) -> bool:
+        return self.explain(call).logged
+
+    def explain(self, call: CompletedCall) -> Decision:
+        opts = self._options
+        ext = self._directory.by_id(call.extension_id) if self._directory else None
+        who = call.extension_number or call.extension_id or "nobody"
+
+        def skip(reason: SkipReason, detail: str) -> Decision:
+            return Decision(call.key, False, reason, detail)
+
+        if ext is not None and not ext.is_user:
+            return skip(
+                SkipReason.NOT_A_USER,
+                f"extension {who} is a {ext.type.value}, not a user; only users get call logs",
+            )
+        if opts.blocklist.matches_number(call.external_number):
+            return skip(
+                SkipReason.BLOCKLISTED_NUMBER,
+                f"external number {call.external_number} matches the blocklist",
+            )
+        for number in (call.extension_number, call.internal_number, *call.participants):
+            if opts.blocklist.matches_extension(number):
+                return skip(
+                    SkipReason.BLOCKLISTED_EXTENSION,
+                    f"extension {number} takes part in the call and is on the blocklist",
+                )
+        department = ext.department if ext is not None else None
+        if not opts.scope.allows(call.extension_number, department):
+            return skip(
+                SkipReason.OUT_OF_SCOPE,
+                f"extension {who} (department {department or 'unknown'}) is outside the "
+                f"logging scope ({opts.scope.mode.value})",
+            )
+        if call.direction is Direction.INTERNAL and not opts.log_internal:
+            return skip(
+                SkipReason.INTERNAL_CALL,
+                "extension-to-extension call; set calls.log_internal = true to log these",
+            )
+        if call.result is CallResult.ABANDONED and not opts.log_abandoned:
+            return skip(
+                SkipReason.ABANDONED_DISABLED,
+                "the caller hung up before reaching anyone; calls.log_abandoned is false",
+            )
+        return Decision(
+            call.key, True, None, f"{call.result.value} {call.direction.value} call of {who}"
+        )

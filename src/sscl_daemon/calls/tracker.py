@@ -1,0 +1,447 @@
+"""The per-account call state machine: notifications in, completed calls out.
+
+Sits between ``ringcentral/`` (decoded :class:`~sscl_daemon.calls.events.Notification`
+objects) and the store's outbox. Pure: no clock reads, no I/O. Time comes
+from the events (``eventTime``) or from the ``now`` the caller passes to
+:meth:`Tracker.expire`.
+
+How a session is followed (RingCentral "Calculating Call Time Metrics":
+group by ``telephonySessionId``, order by ``sequence``, events may arrive out
+of order):
+
+* duplicates are dropped by notification ``uuid`` (re-delivery after a
+  WebSocket recovery) and by per-session ``sequence``;
+* a session is *complete* when every known party is final (``Disconnected``
+  or ``Gone``; a party in ``VoiceMail`` counts once everybody else is final),
+  the newest event is not a hand-off (``Disconnected`` with ``Pickup``,
+  ``CallSwitch`` or a blind transfer: somebody takes over), and a grace
+  period in *event time* has passed since its last event — so a party that
+  appears after another one is ``Gone`` (transfers) is still seen. When the
+  sequence numbers have a hole the grace is at least ``gap_grace_s``: the
+  missing notification may still come. With ``completion_grace_s = 0`` a
+  whole call completes on its own last event;
+* since nothing reads a clock, a pending completion happens on a later
+  event of any session (they advance the tracker's event clock) or in
+  :meth:`expire`, which the daemon calls periodically with the wall clock
+  (and ``sscl-daemon replay`` once at the end of input);
+* a session without events for ``session_timeout_s`` is completed by
+  :meth:`expire` with result ``incomplete`` for the legs whose end was never
+  seen; it never stays in memory;
+* events of a session completed recently are counted as ``late`` and dropped.
+
+With a :class:`~sscl_daemon.calls.policy.Policy`, :meth:`apply` and
+:meth:`expire` return only the calls the policy logs; the skipped ones and
+the policy's reasons are collected for :meth:`take_skipped`. Without a
+policy every candidate leg is returned.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.events import (
+    Notification,
+    Party,
+    Reason,
+    StatusCode,
+    parse_reason,
+    parse_status,
+)
+from sscl_daemon.calls.legs import LegContext, derive_calls, to_ms
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy
+from sscl_daemon.calls.state import (
+    MAX_PARTIES,
+    MAX_SEQUENCE,
+    REASON_INDEX,
+    STATUS_INDEX,
+    PartyState,
+    SessionSnapshot,
+    SessionState,
+    pack_step,
+    restore_session,
+    snapshot_session,
+)
+
+_FINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
+_HANDOFF = frozenset(
+    {
+        Reason.PICKUP,
+        Reason.CALL_SWITCH,
+        Reason.BLIND_TRANSFER,
+        Reason.RCC_TRANSFER,
+        Reason.DTMF_TRANSFER,
+    }
+)
+_VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerOptions:
+    completion_grace_s: float = 2.0
+    session_timeout_s: float = 14400.0
+    default_region: str | None = None
+    # Minimum grace while a sequence number of the session is missing.
+    gap_grace_s: float = 5.0
+    # Notification uuids remembered for re-delivery dedupe (a recovery replays <= 100).
+    dedupe_window: int = 20_000
+    # Completed session ids remembered so that late events do not start a new session.
+    finished_window: int = 50_000
+    # Skipped calls kept for take_skipped(); the oldest are dropped beyond this.
+    skipped_window: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("completion_grace_s", "session_timeout_s", "gap_grace_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrackerOptions.{name} must be >= 0")
+        if self.session_timeout_s <= 0:
+            raise ValueError("TrackerOptions.session_timeout_s must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerCounters:
+    events: int
+    duplicates: int
+    out_of_order: int
+    late: int
+    rejected: int
+    sessions_started: int
+    sessions_completed: int
+    sessions_expired: int
+    calls: int
+    skipped: int
+    in_flight: int
+    pending: int
+
+
+class _Snapshot(msgspec.Struct, frozen=True):
+    version: int
+    clock_ms: int
+    sessions: tuple[SessionSnapshot, ...]
+    finished: tuple[str, ...]
+    counters: dict[str, int]
+
+
+_COUNTERS = (
+    "events",
+    "duplicates",
+    "out_of_order",
+    "late",
+    "rejected",
+    "sessions_started",
+    "sessions_completed",
+    "sessions_expired",
+    "calls",
+    "skipped",
+)
+
+
+class Tracker:
+    """Follows every telephony session of an account; see the module docstring."""
+
+    def __init__(
+        self,
+        directory: Directory | None,
+        options: TrackerOptions | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        self._options = options or TrackerOptions()
+        self._directory = directory
+        self._policy = policy
+        self._grace_ms = round(self._options.completion_grace_s * 1000)
+        self._gap_grace_ms = max(self._grace_ms, round(self._options.gap_grace_s * 1000))
+        self._timeout_ms = round(self._options.session_timeout_s * 1000)
+        self._sessions: dict[str, SessionState] = {}
+        self._heap: list[tuple[int, int, str]] = []
+        self._tick = 0
+        self._clock = 0
+        self._uuids: set[str] = set()
+        self._uuid_order: deque[str] = deque()
+        self._finished: set[str] = set()
+        self._finished_order: deque[str] = deque()
+        self._skipped: deque[tuple[CompletedCall, Decision]] = deque(
+            maxlen=self._options.skipped_window
+        )
+        self._count = dict.fromkeys(_COUNTERS, 0)
+
+    # ---- configuration ----
+
+    @property
+    def directory(self) -> Directory | None:
+        return self._directory
+
+    def replace_directory(self, directory: Directory | None) -> None:
+        """Use a refreshed extension directory for sessions completed from now on."""
+        self._directory = directory
+        if self._policy is not None:
+            self._policy.replace_directory(directory)
+
+    @property
+    def policy(self) -> Policy | None:
+        return self._policy
+
+    # ---- introspection ----
+
+    def counters(self) -> TrackerCounters:
+        return TrackerCounters(
+            **self._count,
+            in_flight=len(self._sessions),
+            pending=sum(1 for s in self._sessions.values() if s.deadline is not None),
+        )
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, telephony_session_id: object) -> bool:
+        return telephony_session_id in self._sessions
+
+    def take_skipped(self) -> list[tuple[CompletedCall, Decision]]:
+        """Calls the policy skipped since the last call, with the policy's decision."""
+        taken = list(self._skipped)
+        self._skipped.clear()
+        return taken
+
+    # ---- the state machine ----
+
+    def apply(self, event: Notification) -> list[CompletedCall]:
+        """Apply one notification; return the calls that completed because of it."""
+        count = self._count
+        count["events"] += 1
+        uuid = event.uuid
+        if uuid is not None:
+            if uuid in self._uuids:
+                count["duplicates"] += 1
+                return []
+            self._remember(uuid, self._uuids, self._uuid_order, self._options.dedupe_window)
+        body = event.body
+        at = to_ms(body.event_time)
+        if at > self._clock:
+            self._clock = at
+        tsid = body.telephony_session_id
+        seq = body.sequence
+        if tsid in self._finished:
+            count["late"] += 1
+            return self._complete_due(self._clock)
+        if not 0 <= seq <= MAX_SEQUENCE:
+            count["rejected"] += 1
+            return self._complete_due(self._clock)
+        sessions = self._sessions
+        session = sessions.pop(tsid, None)
+        if session is None:
+            session = SessionState(tsid)
+            session.first_ms = session.last_ms = at
+            session.min_seq = seq
+            count["sessions_started"] += 1
+        sessions[tsid] = session
+        session.touched_ms = self._clock
+        bit = 1 << seq
+        if session.seen & bit:
+            count["duplicates"] += 1
+            return self._complete_due(self._clock)
+        if seq < session.max_seq:
+            count["out_of_order"] += 1
+        session.seen |= bit
+        if seq > session.max_seq:
+            session.max_seq = seq
+        if seq < session.min_seq:
+            session.min_seq = seq
+        if at < session.first_ms:
+            session.first_ms = at
+        if at > session.last_ms:
+            session.last_ms = at
+        if session.session_id is None and body.session_id is not None:
+            session.session_id = body.session_id  # type: ignore[assignment]
+        if session.origin is None and body.origin is not None:
+            session.origin = body.origin.type
+        if session.account_id is None:
+            session.account_id = body.account_id or _account_from_path(event.event)  # type: ignore[assignment]
+        for party in body.parties:
+            self._merge(session, party, seq, at)
+        self._evaluate(session)
+        return self._complete_due(self._clock)
+
+    def _merge(self, session: SessionState, party: Party, seq: int, at: int) -> None:
+        found = session.party(party.id)
+        if found is None:
+            if len(session.parties) >= MAX_PARTIES:
+                self._count["rejected"] += 1
+                return
+            index = len(session.parties)
+            state = PartyState(party.id)
+            session.parties.append(state)
+        else:
+            index, state = found
+        newest = seq > state.last_seq
+        if newest or state.first_seq < 0:
+            state.merge(party)
+        if state.first_seq < 0 or seq < state.first_seq:
+            state.first_seq = seq
+        if party.account_id is not None and session.account_id is None:
+            session.account_id = party.account_id  # type: ignore[assignment]
+        status = party.status
+        raw_code = status.code if status is not None else None
+        raw_reason = status.reason if status is not None else None
+        code = parse_status(raw_code)
+        reason = parse_reason(raw_reason)
+        if newest:
+            state.last_seq = seq
+            state.last_code = code
+            state.last_reason = reason
+            state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
+            state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
+        session.steps.append(at)
+        session.steps.append(pack_step(seq, index, STATUS_INDEX[code], REASON_INDEX[reason]))
+
+    def _evaluate(self, session: SessionState) -> None:
+        """Schedule the session's completion if every party is final, else unschedule it."""
+        session.deadline = None
+        parties = session.parties
+        if not parties:
+            return
+        final = 0
+        newest: PartyState | None = None
+        for party in parties:
+            code = party.last_code
+            if code in _FINAL:
+                final += 1
+            elif code not in _VOICEMAIL:
+                return
+            if newest is None or party.last_seq > newest.last_seq:
+                newest = party
+        if final == 0:
+            return
+        if (
+            newest is not None
+            and newest.last_code is StatusCode.DISCONNECTED
+            and newest.last_reason in _HANDOFF
+        ):
+            return
+        grace = self._grace_ms if session.contiguous() else self._gap_grace_ms
+        deadline = session.last_ms + grace
+        session.deadline = deadline
+        self._tick += 1
+        heapq.heappush(self._heap, (deadline, self._tick, session.tsid))
+
+    def _complete_due(self, now_ms: int) -> list[CompletedCall]:
+        heap = self._heap
+        if not heap or heap[0][0] > now_ms:
+            return []
+        out: list[CompletedCall] = []
+        while heap and heap[0][0] <= now_ms:
+            deadline, _, tsid = heapq.heappop(heap)
+            session = self._sessions.get(tsid)
+            if session is not None and session.deadline == deadline:
+                out.extend(self._finish(session, timed_out=False))
+        return out
+
+    def expire(self, now: datetime) -> list[CompletedCall]:
+        """Complete sessions whose grace has passed and time out silent ones (at ``now``)."""
+        now_ms = to_ms(now if now.tzinfo is not None else now.replace(tzinfo=UTC))
+        out = self._complete_due(now_ms)
+        limit = now_ms - self._timeout_ms
+        stale: list[SessionState] = []
+        for session in self._sessions.values():
+            # Sessions sit in the dict in order of their last event (re-inserted on each).
+            if session.touched_ms > limit:
+                break
+            stale.append(session)
+        for session in stale:
+            out.extend(self._finish(session, timed_out=True))
+        return out
+
+    def flush(self) -> list[CompletedCall]:
+        """Complete every session as :meth:`expire` would at the end of time."""
+        return self.expire(_END_OF_TIME)
+
+    def _finish(self, session: SessionState, timed_out: bool) -> list[CompletedCall]:
+        tsid = session.tsid
+        del self._sessions[tsid]
+        self._remember(tsid, self._finished, self._finished_order, self._options.finished_window)
+        self._count["sessions_expired" if timed_out else "sessions_completed"] += 1
+        policy = self._policy
+        options = policy.options if policy is not None else None
+        ctx = LegContext(
+            directory=self._directory,
+            default_region=self._options.default_region,
+            missed_attribution=options.missed_attribution if options else MissedAttribution.RANG,
+            missed_owner_extension=options.missed_owner_extension if options else None,
+            peer=self._sessions.get,
+        )
+        calls = derive_calls(session, ctx, timed_out)
+        if policy is None:
+            self._count["calls"] += len(calls)
+            return calls
+        logged: list[CompletedCall] = []
+        for call in calls:
+            decision = policy.explain(call)
+            if decision.logged:
+                logged.append(call)
+            else:
+                self._skipped.append((call, decision))
+        self._count["calls"] += len(logged)
+        self._count["skipped"] += len(calls) - len(logged)
+        return logged
+
+    @staticmethod
+    def _remember(key: str, seen: set[str], order: deque[str], limit: int) -> None:
+        seen.add(key)
+        order.append(key)
+        if len(order) > limit:
+            seen.discard(order.popleft())
+
+    # ---- persistence ----
+
+    def snapshot(self) -> bytes:
+        """The in-flight state as compact msgpack (for the store's checkpoint)."""
+        snap = _Snapshot(
+            version=SNAPSHOT_VERSION,
+            clock_ms=self._clock,
+            sessions=tuple(snapshot_session(s) for s in self._sessions.values()),
+            finished=tuple(self._finished_order),
+            counters=dict(self._count),
+        )
+        return msgspec.msgpack.encode(snap)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the in-flight state with a :meth:`snapshot`; raise ValueError if unusable."""
+        try:
+            snap = msgspec.msgpack.decode(data, type=_Snapshot)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"tracker snapshot cannot be decoded: {exc}") from None
+        if snap.version != SNAPSHOT_VERSION:
+            raise ValueError(f"tracker snapshot version {snap.version} is not supported")
+        self._sessions = {}
+        self._heap = []
+        self._clock = snap.clock_ms
+        for item in snap.sessions:
+            session = restore_session(item)
+            self._sessions[session.tsid] = session
+            self._evaluate(session)
+        self._finished = set()
+        self._finished_order = deque()
+        for tsid in snap.finished:
+            self._remember(
+                tsid, self._finished, self._finished_order, self._options.finished_window
+            )
+        for name in _COUNTERS:
+            self._count[name] = snap.counters.get(name, 0)
+
+
+def _account_from_path(event: str | None) -> str | None:
+    """The account id in an event path like ``/restapi/v1.0/account/123/telephony/sessions``."""
+    if not event:
+        return None
+    parts = event.split("/")
+    try:
+        value = parts[parts.index("account") + 1]
+    except (ValueError, IndexError):
+        return None
+    return value if value and value != "~" else None
