@@ -1,0 +1,450 @@
+"""Salesforce writer: a ``CompletedCall`` becomes a Task with the call fields (dispatch -> here -> Salesforce).
+
+REST API under ``<instance_url>/services/data/<api_version>``, OAuth 2 refresh-token flow
+against ``<login_url>/services/oauth2/token`` (its answer names the ``instance_url`` to use;
+Salesforce sends no ``expires_in``, so a 401 ``INVALID_SESSION_ID`` triggers one refresh):
+
+* ``POST /sobjects/Task`` (one call) or ``POST /composite/sobjects`` with ``allOrNone=false``
+  (2..200 calls, one SaveResult per record, in order);
+* ``GET /query?q=SELECT ... FROM Task ...`` once per write/batch: our own earlier records and
+  the logs a user's client made (see below);
+* ``GET /search?q=FIND {...} IN PHONE FIELDS RETURNING Contact(...)`` per uncached number;
+  ``GET /query?q=SELECT Id, Email FROM User WHERE IsActive = true`` once per cache TTL.
+
+Task fields: ``TaskSubtype='Call'``, ``Status='Completed'``, ``Priority='Normal'``,
+``Subject``, ``Description`` (the note: queue/ring/hold/transfer details, recording links and
+the marker lines), ``ActivityDate`` (the call's UTC date; Task has no standard start time),
+``CallType`` (Inbound/Outbound/Internal), ``CallDurationInSeconds`` (talk time),
+``CallDisposition`` (the outcome in words), ``CallObject`` (the RingCentral telephony session
+id), ``WhoId`` (the contact; Task takes one), ``OwnerId`` and the external id field.
+
+Exactly once. One-time setup: a custom Activity field, Text(255), *External ID* and *Unique*
+(default ``SSCL_Call_Key__c``, configurable as ``external_id_field``), visible to the API
+user. Every Task carries our key in it. Before creating, one SOQL query (strongly consistent,
+no search index) looks for Tasks with our keys; a second create with the same key is refused
+by Salesforce with ``DUPLICATE_VALUE`` naming the existing record. Both become
+``AlreadyExisted``. We never upsert an existing Task (``PATCH .../Task/<field>/<key>`` would
+overwrite what a user edited on the log since), we only create.
+
+Logs made by a user's own client: the same query also returns Tasks without our key whose
+``CallObject`` is the call's telephony session id or session id, or that are call Tasks
+created within the call's time window; such a Task is the same call when its ``CallObject``
+matches or its ``Description`` names the session (App Connect writes a "Session Id" line,
+see ``crm/content.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+import aiohttp
+
+from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.config import SalesforceOptions, WriterSettings
+from sscl_daemon.crm import content
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    WriteContext,
+    WriteResult,
+)
+from sscl_daemon.crm.contacts import Contact, ContactCache, LookupFailure, OwnerResolver, choose
+from sscl_daemon.crm.http import CrmHttp, OAuthBearer, Response, classify, error_message, scrub
+from sscl_daemon.crm.limiter import Limiter, pause_from_headers
+from sscl_daemon.crm.oauth import OAuthClient, TokenRefusedError, TokenUnavailableError
+
+CRM: Final = "Salesforce"
+BATCH_MAX: Final = 200
+QUERY_PAGES: Final = 10
+REQUEST_LIMIT_DELAY: Final = 60.0
+WINDOW_BEFORE: Final = timedelta(minutes=5)
+WINDOW_AFTER: Final = timedelta(hours=1)
+_DUPLICATE_ID: Final = re.compile(r"record with id:\s*([A-Za-z0-9]{15,18})")
+
+_CALL_TYPES: Final = {
+    Direction.INBOUND: "Inbound",
+    Direction.OUTBOUND: "Outbound",
+    Direction.INTERNAL: "Internal",
+}
+_DISPOSITIONS: Final = {
+    content.Outcome.ANSWERED: "Answered",
+    content.Outcome.NO_ANSWER: "No answer",
+    content.Outcome.VOICEMAIL: "Voicemail",
+    content.Outcome.BUSY: "Busy",
+    content.Outcome.REJECTED: "Rejected",
+    content.Outcome.TRANSFERRED: "Answered, transferred",
+    content.Outcome.ABANDONED: "Abandoned before answer",
+    content.Outcome.INCOMPLETE: "Unknown (end not seen)",
+}
+
+
+# -- pure mapping ----------------------------------------------------------------------------
+
+
+def soql_quote(value: str) -> str:
+    """A SOQL string literal (backslash and single quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def soql_datetime(moment: datetime) -> str:
+    return content.utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def task_fields(
+    call: CompletedCall,
+    key_field: str,
+    contact: Contact | None = None,
+    owner_id: str | None = None,
+) -> dict[str, object]:
+    """The Task's fields for this call, in Salesforce's types (ints stay ints)."""
+    name = contact.name if contact else None
+    fields: dict[str, object] = {
+        "Subject": content.subject(call, name)[:255],
+        "Description": content.note_text(call, name),
+        "TaskSubtype": "Call",
+        "Status": "Completed",
+        "Priority": "Normal",
+        "ActivityDate": content.utc(call.start_time).date().isoformat(),
+        "CallType": _CALL_TYPES[call.direction],
+        "CallDurationInSeconds": content.talk_seconds(call),
+        "CallDisposition": _DISPOSITIONS[content.outcome(call)],
+        "CallObject": call.telephony_session_id,
+        key_field: call.key,
+    }
+    if contact is not None:
+        fields["WhoId"] = contact.id
+    if owner_id:
+        fields["OwnerId"] = owner_id
+    return fields
+
+
+def dedupe_query(calls: Sequence[CompletedCall], key_field: str) -> str:
+    """One SOQL query for our own Tasks and client-made call Tasks of these calls."""
+    keys = ", ".join(soql_quote(c.key) for c in calls)
+    sessions = sorted({s for c in calls for s in (c.telephony_session_id, c.session_id) if s})
+    low = min(c.start_time for c in calls) - WINDOW_BEFORE
+    high = max(c.end_time for c in calls) + WINDOW_AFTER
+    return (
+        f"SELECT Id, CallObject, Description, {key_field} FROM Task"
+        f" WHERE {key_field} IN ({keys})"
+        f" OR CallObject IN ({', '.join(soql_quote(s) for s in sessions)})"
+        f" OR (TaskSubtype = 'Call' AND {key_field} = null"
+        f" AND CreatedDate >= {soql_datetime(low)} AND CreatedDate <= {soql_datetime(high)})"
+    )
+
+
+def contact_search(e164: str) -> str:
+    """SOSL over phone fields; digits only (SOSL reserves ``+``), national and international."""
+    terms = [e164.lstrip("+")]
+    national = content.national_digits(e164)
+    if national and national not in terms:
+        terms.append(national)
+    return f"FIND {{{' OR '.join(terms)}}} IN PHONE FIELDS RETURNING Contact(Id, Name, OwnerId)"
+
+
+def existing_for(
+    call: CompletedCall, records: Sequence[Mapping[str, object]], key_field: str
+) -> str | None:
+    """The id of a Task that already logs this call: ours by key, else a client's."""
+    sessions = {call.telephony_session_id, call.session_id} - {None}
+    texts: list[tuple[str, str | None]] = []
+    for record in records:
+        rid = str(record.get("Id", ""))
+        key = record.get(key_field)
+        if key == call.key:
+            return rid
+        if key:
+            continue
+        if record.get("CallObject") in sessions:
+            return rid
+        description = record.get("Description")
+        texts.append((rid, description if isinstance(description, str) else None))
+    found = content.first_match(call, texts)
+    return found[0] if found else None
+
+
+def duplicate_id(errors: object) -> str | None:
+    """The existing record's id from a ``DUPLICATE_VALUE`` error list, if it names one."""
+    for err in errors if isinstance(errors, list) else []:
+        if not isinstance(err, dict):
+            continue
+        code = err.get("errorCode") or err.get("statusCode")
+        if code == "DUPLICATE_VALUE":
+            match = _DUPLICATE_ID.search(str(err.get("message", "")))
+            return match.group(1) if match else ""
+    return None
+
+
+def _records(response: Response, name: str = "records") -> list[Mapping[str, object]]:
+    raw = response.object().get(name)
+    return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
+
+
+# -- the writer ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    call: CompletedCall
+    ctx: WriteContext
+    result: WriteResult | None = None
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+class SalesforceWriter:
+    """Writes call Tasks to one Salesforce org with an OAuth connected-app user."""
+
+    def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
+        opts = settings.options
+        if not isinstance(opts, SalesforceOptions):
+            raise TypeError(
+                f"writer {settings.name!r}: SalesforceWriter needs the options of a salesforce writer"
+            )
+        self._settings = settings
+        self._opts = opts
+        self.key_field = opts.external_id_field
+        self.oauth = OAuthClient(
+            session,
+            f"{opts.login_url.rstrip('/')}/services/oauth2/token",
+            opts.oauth,
+            timeout=settings.timeout,
+        )
+        self.http = CrmHttp(
+            CRM,
+            session,
+            Limiter(settings.rate_limit, settings.concurrency),
+            OAuthBearer(self.oauth),
+            timeout=settings.timeout,
+        )
+        self.contacts = ContactCache(settings.contacts)
+        self.owners = OwnerResolver(settings.contacts, self._list_users)
+
+    def __repr__(self) -> str:
+        return (
+            f"SalesforceWriter(name={self._settings.name!r}, instance={self._opts.instance_url!r})"
+        )
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    async def close(self) -> None:
+        """Nothing to release: the aiohttp session belongs to the daemon."""
+
+    @property
+    def api(self) -> str:
+        instance = self.oauth.extras.get("instance_url") or self._opts.instance_url
+        return f"{instance.rstrip('/')}/services/data/{self._opts.api_version}"
+
+    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        return (await self.write_batch([(call, ctx)]))[0]
+
+    async def write_batch(
+        self, items: Sequence[tuple[CompletedCall, WriteContext]]
+    ) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for start in range(0, len(items), BATCH_MAX):
+            chunk = [_Pending(call, ctx) for call, ctx in items[start : start + BATCH_MAX]]
+            await self._write_chunk(chunk)
+            results.extend(
+                p.result or RetryLater(f"{CRM}: no answer for {p.call.key}") for p in chunk
+            )
+        return results
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def _write_chunk(self, chunk: list[_Pending]) -> None:
+        session = await self._session()
+        if session is not None:
+            _fail_open(chunk, session)
+            return
+        existing = await self._query(dedupe_query([p.call for p in chunk], self.key_field))
+        if not isinstance(existing, list):
+            _fail_open(chunk, existing)
+            return
+        for p in chunk:
+            rid = existing_for(p.call, existing, self.key_field)
+            if rid:
+                p.result = AlreadyExisted(rid)
+            else:
+                await self._prepare(p)
+        ready = [p for p in chunk if p.result is None]
+        if len(ready) == 1:
+            await self._create_one(ready[0])
+        elif ready:
+            await self._create_many(ready)
+
+    async def _session(self) -> LookupFailure | None:
+        """Make sure a token (and so the instance URL) is there before URLs are built."""
+        try:
+            await self.oauth.access_token()
+        except TokenRefusedError as exc:
+            return PermanentFailure(f"{CRM} credentials rejected: {exc}")
+        except TokenUnavailableError as exc:
+            return RetryLater(f"{CRM} token refresh failed: {exc}")
+        return None
+
+    async def _prepare(self, p: _Pending) -> None:
+        number = p.call.external_number
+        found: tuple[Contact, ...] | LookupFailure = ()
+        if number:
+            found = await self.contacts.find(number, self._find_contacts)
+        if not isinstance(found, tuple):
+            p.result = found
+            return
+        choice = choose(found, self._settings.contacts, number)
+        if choice.skip:
+            p.result = PermanentFailure(choice.skip)
+            return
+        contact = choice.primary
+        if choice.create and number:
+            made = await self._create_contact(p.call, number)
+            if not isinstance(made, Contact):
+                p.result = made
+                return
+            contact = made
+        owner = await self.owners.resolve(p.call)
+        if isinstance(owner, RetryLater | PermanentFailure):
+            p.result = owner
+            return
+        p.fields = task_fields(p.call, self.key_field, contact, owner)
+
+    async def _create_one(self, p: _Pending) -> None:
+        answer = await self._send("POST", "/sobjects/Task", json_body=p.fields, accept={400})
+        if not isinstance(answer, Response):
+            p.result = answer
+        elif answer.status == 400:
+            p.result = await self._refused(p, answer.body, f"HTTP 400: {self._reason(answer)}")
+        else:
+            rid = answer.object().get("id")
+            p.result = (
+                Created(str(rid)) if rid else RetryLater(f"{CRM}: create answered without an id")
+            )
+
+    async def _create_many(self, ready: list[_Pending]) -> None:
+        body = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": "Task"}, **p.fields} for p in ready],
+        }
+        answer = await self._send("POST", "/composite/sobjects", json_body=body)
+        if not isinstance(answer, Response):
+            _fail_open(ready, answer)
+            return
+        saved = answer.body if isinstance(answer.body, list) else []
+        for index, p in enumerate(ready):
+            result = saved[index] if index < len(saved) else None
+            if not isinstance(result, dict):
+                p.result = RetryLater(f"{CRM}: composite answer lacks record {index}")
+            elif result.get("success") and result.get("id"):
+                p.result = Created(str(result["id"]))
+            else:
+                errors = result.get("errors")
+                reason = error_message(errors, "") or "rejected"
+                p.result = await self._refused(p, errors, reason)
+
+    async def _refused(self, p: _Pending, errors: object, reason: str) -> WriteResult:
+        """A refused create: our key already taken means the call is logged, else permanent."""
+        duplicate = duplicate_id(errors)
+        if duplicate:
+            return AlreadyExisted(duplicate)
+        if duplicate == "":
+            found = await self._query(dedupe_query([p.call], self.key_field))
+            if not isinstance(found, list):
+                return found
+            rid = existing_for(p.call, found, self.key_field)
+            if rid:
+                return AlreadyExisted(rid)
+        return PermanentFailure(f"{CRM} rejected the call log ({reason})")
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _reason(self, answer: Response) -> str:
+        return scrub(error_message(answer.body, answer.text), self.oauth.secrets())
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object = None,
+        accept: set[int] | None = None,
+    ) -> Response | LookupFailure:
+        """One REST request; 403 ``REQUEST_LIMIT_EXCEEDED`` (Salesforce's "slow down") retries."""
+        answer = await self.http.request(
+            method,
+            f"{self.api}{path}",
+            params=params,
+            json_body=json_body,
+            accept=frozenset((accept or set()) | {403}),
+        )
+        if not isinstance(answer, Response) or answer.status != 403:
+            return answer
+        reason = self._reason(answer)
+        if "REQUEST_LIMIT_EXCEEDED" in answer.text:
+            delay = pause_from_headers(answer.headers) or REQUEST_LIMIT_DELAY
+            self.http.limiter.pause(delay)
+            return RetryLater(f"{CRM} API limit reached (REQUEST_LIMIT_EXCEEDED): {reason}", delay)
+        return classify(CRM, 403, answer.headers, reason)
+
+    async def _query(self, soql: str) -> list[Mapping[str, object]] | LookupFailure:
+        records: list[Mapping[str, object]] = []
+        answer = await self._send("GET", "/query", params={"q": soql})
+        for _ in range(QUERY_PAGES):
+            if not isinstance(answer, Response):
+                return answer
+            records.extend(_records(answer))
+            next_url = answer.object().get("nextRecordsUrl")
+            if answer.object().get("done", True) or not isinstance(next_url, str):
+                break
+            # nextRecordsUrl is absolute from the host: /services/data/vXX.X/query/01g...-2000
+            answer = await self._send("GET", next_url.split(f"/{self._opts.api_version}", 1)[-1])
+        return records
+
+    async def _find_contacts(self, number: str) -> tuple[Contact, ...] | LookupFailure:
+        answer = await self._send("GET", "/search", params={"q": contact_search(number)})
+        if not isinstance(answer, Response):
+            return answer
+        return tuple(
+            Contact(
+                id=str(r["Id"]),
+                name=str(r["Name"]) if r.get("Name") else None,
+                owner_id=str(r["OwnerId"]) if r.get("OwnerId") else None,
+            )
+            for r in _records(answer, "searchRecords")
+            if r.get("Id")
+        )
+
+    async def _create_contact(self, call: CompletedCall, number: str) -> Contact | LookupFailure:
+        # LastName is the one field a Contact requires.
+        name = call.external_name or number
+        answer = await self._send(
+            "POST", "/sobjects/Contact", json_body={"LastName": name, "Phone": number}
+        )
+        if not isinstance(answer, Response):
+            return answer
+        made = Contact(id=str(answer.object().get("id", "")), name=name)
+        self.contacts.put(number, (made,))
+        return made
+
+    async def _list_users(self) -> dict[str, str] | LookupFailure:
+        users = await self._query("SELECT Id, Email FROM User WHERE IsActive = true")
+        if not isinstance(users, list):
+            return users
+        return {
+            str(u["Email"]).lower(): str(u["Id"])
+            for u in users
+            if isinstance(u.get("Email"), str) and u.get("Id")
+        }
+
+
+def _fail_open(pending: Sequence[_Pending], failure: LookupFailure) -> None:
+    for p in pending:
+        if p.result is None:
+            p.result = failure
