@@ -162,9 +162,11 @@ def test_park_and_pickup_by_another_user() -> None:
     alice, bob = calls["101"], calls["102"]
     assert alice.result is CallResult.ANSWERED
     assert alice.talk_ms == 26000  # until she parked the call
-    assert alice.end_time == T0.replace(second=30)
+    assert alice.hold_ms == 1000  # the call waited in the park orbit until her phone let go
+    assert alice.end_time == T0.replace(second=31)
     assert bob.result is CallResult.ANSWERED
-    assert bob.talk_ms == 50000
+    assert bob.talk_ms == 49900
+    assert bob.queue_ms == 50000  # ringing started when he picked the call up
 
 
 def test_recording_ids_are_reported() -> None:

@@ -19,7 +19,8 @@ B3-B6):
   user the call rang gets ``missed`` (or one ``missed`` for the configured
   owner extension); a call that never reached a user gets one ``abandoned``
   leg keyed ``<tsid>:-``. Queue members who rang while another agent
-  answered get nothing.
+  answered get nothing; a user the call was blind-transferred to who did
+  not answer gets ``missed``.
 * Outbound calls by a user: ``answered`` when the remote party answered,
   else ``busy`` (``TargetBusy``), ``rejected`` (``Rejected``) or ``missed``.
 * Warm transfer: the consult leg (a user's outbound call to another
@@ -29,8 +30,8 @@ B3-B6):
   ``peerId``).
 * Times: ``ring`` = start of the session to the user's answer (or end),
   ``queue`` = the part of it before the user's own party appeared, ``talk``
-  = the user's ``Answered`` time after the answer minus ``Hold``; ``Parked``
-  time is neither. So ring + talk + hold <= total and talk never includes
+  = the user's ``Answered`` time after the answer, ``hold`` = their ``Hold``
+  (and ``Parked``) time. So ring + talk + hold <= total and talk never includes
   redirect or queue time.
 """
 
@@ -52,6 +53,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _TERMINAL = frozenset({StatusCode.DISCONNECTED, StatusCode.GONE})
 _VOICEMAIL = frozenset({StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING})
+_RANG = frozenset(
+    {StatusCode.PROCEEDING, StatusCode.ANSWERED, StatusCode.HOLD, StatusCode.PARKED}
+) | frozenset({StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING})
+_ON_CALL = frozenset({StatusCode.ANSWERED, StatusCode.HOLD, StatusCode.PARKED})
 _BLIND = frozenset({Reason.BLIND_TRANSFER, Reason.RCC_TRANSFER, Reason.DTMF_TRANSFER})
 
 
@@ -86,7 +91,6 @@ class _Timeline:
     answered: int | None
     end: int
     terminal: Step | None
-    parked: bool
     voicemail: int | None
     steps: list[Step]
 
@@ -94,39 +98,33 @@ class _Timeline:
 def _timeline(steps: list[Step], last_ms: int) -> _Timeline:
     answered = voicemail = None
     terminal = None
-    parked_at: int | None = None
     for step in steps:
         code = step.code
         if code is StatusCode.ANSWERED:
             if answered is None:
                 answered = step.at_ms
-            parked_at = None
-        elif code is StatusCode.HOLD:
-            parked_at = None
-        elif code is StatusCode.PARKED:
-            parked_at = step.at_ms
         elif code in _VOICEMAIL and voicemail is None:
             voicemail = step.at_ms
         elif code in _TERMINAL:
             terminal = step
             break
-    if terminal is not None:
-        end = terminal.at_ms if parked_at is None else parked_at
-    else:
-        end = parked_at if parked_at is not None else max(last_ms, steps[-1].at_ms)
+    end = terminal.at_ms if terminal is not None else max(last_ms, steps[-1].at_ms)
     return _Timeline(
         appeared=steps[0].at_ms,
         answered=answered,
         end=end,
         terminal=terminal,
-        parked=parked_at is not None,
         voicemail=voicemail,
         steps=steps,
     )
 
 
 def _talk_hold(line: _Timeline, answer: int | None) -> tuple[int, int]:
-    """Answered and Hold time of a party inside [answer, end]."""
+    """Answered and Hold time of a party inside [answer, end].
+
+    A call the user parked waits in the park orbit with hold music until the
+    user's own party ends, so ``Parked`` on the user's party counts as hold.
+    """
     if answer is None:
         return 0, 0
     talk = hold = 0
@@ -134,7 +132,7 @@ def _talk_hold(line: _Timeline, answer: int | None) -> tuple[int, int]:
     for index, step in enumerate(steps):
         if step.at_ms >= line.end:
             break
-        if step.code is not StatusCode.ANSWERED and step.code is not StatusCode.HOLD:
+        if step.code not in _ON_CALL:
             continue
         until = steps[index + 1].at_ms if index + 1 < len(steps) else line.end
         span = min(until, line.end) - max(step.at_ms, answer)
@@ -146,21 +144,32 @@ def _talk_hold(line: _Timeline, answer: int | None) -> tuple[int, int]:
     return talk, hold
 
 
-def classify_parties(session: SessionState, directory: Directory | None) -> list[Kind]:
+def _rang(line: _Timeline | None) -> bool:
+    return line is not None and any(step.code in _RANG for step in line.steps)
+
+
+def classify_parties(
+    session: SessionState,
+    directory: Directory | None,
+    lines: list[_Timeline | None] | None = None,
+) -> list[Kind]:
     """User, system extension or external, per party.
 
     With a directory its ``type`` decides. Without one (or for an id it does
     not know yet), a party with an ``extensionId`` is taken as a user unless
     it is the queue that ``queueCall`` parties were delivered from (their
     ``to.extensionId``), left with reason ``CallerInputRedirect`` (IVR
-    menus hand the caller on that way), or is named as the other side of a
-    ``Parked`` party. A party without ``extensionId`` is external unless its
-    own number is a short extension number.
+    menus hand the caller on that way), or, receiving the call, never rang,
+    answered or held (an
+    IVR menu or queue goes from ``Setup`` straight to ``Disconnected``; a
+    phone always reports ``Proceeding`` or ``Answered``). A party without
+    ``extensionId`` is external unless its own number is a short extension
+    number.
     """
     parties = session.parties
     queues = {p.to_ext_id for p in parties if p.queue_call and p.to_ext_id}
     kinds: list[Kind] = []
-    for party in parties:
+    for index, party in enumerate(parties):
         ext_id = party.extension_id
         if ext_id is None:
             kinds.append(Kind.SYSTEM if looks_like_extension(party.own_number) else Kind.EXTERNAL)
@@ -168,7 +177,11 @@ def classify_parties(session: SessionState, directory: Directory | None) -> list
         known = directory.is_user(ext_id) if directory is not None else None
         if known is not None:
             kinds.append(Kind.USER if known else Kind.SYSTEM)
-        elif ext_id in queues or party.last_reason is Reason.CALLER_INPUT_REDIRECT:
+        elif (
+            ext_id in queues
+            or party.last_reason is Reason.CALLER_INPUT_REDIRECT
+            or (not party.outbound and lines is not None and not _rang(lines[index]))
+        ):
             kinds.append(Kind.SYSTEM)
         else:
             kinds.append(Kind.USER)
@@ -189,7 +202,7 @@ class _Builder:
         for step in steps:
             per_party[step.party].append(step)
         self.lines = [_timeline(s, self.last) if s else None for s in per_party]
-        self.kinds = classify_parties(session, ctx.directory)
+        self.kinds = classify_parties(session, ctx.directory, self.lines)
         order = sorted(range(len(session.parties)), key=lambda i: session.parties[i].first_seq)
         self.order = [i for i in order if self.lines[i] is not None]
         self.users = [i for i in self.order if self.kinds[i] is Kind.USER]
@@ -455,7 +468,9 @@ def derive_calls(
             )
         elif u == voicemail_owner:
             calls.append(_unanswered_leg(b, u, CallResult.VOICEMAIL, direction, external))
-        elif nobody and ctx.missed_attribution is MissedAttribution.RANG:
+        elif (nobody and ctx.missed_attribution is MissedAttribution.RANG) or _transfer_target(
+            b, u
+        ):
             calls.append(_unanswered_leg(b, u, CallResult.MISSED, direction, external))
 
     if nobody and rang and ctx.missed_attribution is MissedAttribution.OWNER:
@@ -550,6 +565,17 @@ def _is_transfer(step: Step) -> bool:
     if step.code is StatusCode.DISCONNECTED:
         return step.reason in _BLIND
     return step.code is StatusCode.GONE and step.reason is Reason.ATTENDED_TRANSFER
+
+
+def _transfer_target(b: _Builder, index: int) -> bool:
+    """The user rang because another user blind-transferred the call to them."""
+    first_seq = b.session.parties[index].first_seq
+    for other in b.users:
+        line = b.lines[other]
+        terminal = line.terminal if line is not None and other != index else None
+        if terminal is not None and _is_transfer(terminal) and terminal.seq < first_seq:
+            return True
+    return False
 
 
 def _is_consult_leg(b: _Builder, index: int, external_number: str | None) -> bool:
