@@ -122,6 +122,16 @@ def phone_variants(e164: str) -> tuple[str, ...]:
     return tuple(variants)
 
 
+def same_number(stored: str, e164: str) -> bool:
+    """Whether a number as a user typed it into a CRM (any format; national numbers read in
+    the country of ``e164``) is ``e164``."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return False
+    return to_e164(stored, region) == e164
+
+
 # -- time and durations ----------------------------------------------------------------------
 
 

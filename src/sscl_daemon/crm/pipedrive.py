@@ -1,0 +1,397 @@
+"""Pipedrive writer: a ``CompletedCall`` becomes a Pipedrive call log (dispatch -> here -> Pipedrive).
+
+Requests (JSON; ``api_token`` query parameter, or ``Authorization: Bearer`` with OAuth, whose
+token answer names the company host ``api_domain`` that requests then go to):
+
+* ``POST /api/v1/callLogs`` -- the call log: ``user_id`` (owner), ``subject``, ``duration``
+  (talk seconds, as a string), ``outcome`` (``connected``, ``no_answer``, ``left_voicemail``,
+  ``busy``; the API also has ``left_message`` and ``wrong_number``, which we never infer),
+  ``from_phone_number``, ``to_phone_number`` (required), ``start_time`` / ``end_time``
+  (required, UTC ``YYYY-MM-DD HH:MM:SS``), ``person_id``, ``org_id``, ``note`` (HTML).
+  Call logs take one person: with several matches and ``several_contacts = all`` the first
+  one is used.
+* ``GET /api/v2/persons/search?term=<national number>&fields=phone`` per uncached number;
+  the candidates are kept when one of their phones *is* the call's number in E.164 (users
+  type numbers in every format, so the search is not exact and we compare ourselves).
+* ``POST /api/v2/persons`` when ``no_contact = create``.
+* ``GET /api/v1/users`` once per cache TTL, for owners by e-mail.
+
+Exactly once. Pipedrive call logs have no external id, no upsert and no search, so our key
+rides in the note (``sscl-key:`` line, ``crm/content.py``), and:
+
+* after an uncertain or failed earlier attempt (``ctx.uncertain`` or ``attempt > 1``: a
+  timeout on our side is only a ``RetryLater`` to the dispatcher) we page through
+  ``GET /api/v1/callLogs`` (the call logs of the API token's user, 50 a page, newest first)
+  for at most :data:`SCAN_PAGES` pages and answer ``AlreadyExisted`` when a note carries our
+  key. Older logs are beyond this window; the dispatcher's ledger covers them.
+* logs made by a user's own client (App Connect writes a *call activity* whose note has a
+  "Session Id" line): when the call has a person, ``GET /api/v2/activities?person_id=…&
+  updated_since=<start − 1 h>`` is read and an activity naming the call's RingCentral
+  session (and no key of ours) counts as the log: ``AlreadyExisted("activity:<id>")``.
+
+Rate limits: every answer carries ``x-ratelimit-limit/remaining/reset`` (per token, 2 s
+window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Final
+
+import aiohttp
+
+from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.config import PipedriveOptions, WriterSettings
+from sscl_daemon.crm import content
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    WriteContext,
+    WriteResult,
+)
+from sscl_daemon.crm.contacts import (
+    Contact,
+    ContactCache,
+    LookupFailure,
+    OwnerResolver,
+    choose,
+)
+from sscl_daemon.crm.http import Auth, CrmHttp, OAuthBearer, QueryToken, Response
+from sscl_daemon.crm.limiter import Limiter
+from sscl_daemon.crm.oauth import ClientAuth, OAuthClient, TokenRefusedError, TokenUnavailableError
+
+CRM: Final = "Pipedrive"
+SCAN_PAGES: Final = 4
+PAGE: Final = 50
+SEARCH_LIMIT: Final = 20
+CLIENT_WINDOW: Final = timedelta(hours=1)
+
+_OUTCOMES: Final = {
+    content.Outcome.ANSWERED: "connected",
+    content.Outcome.TRANSFERRED: "connected",
+    content.Outcome.NO_ANSWER: "no_answer",
+    content.Outcome.REJECTED: "no_answer",
+    content.Outcome.ABANDONED: "no_answer",
+    content.Outcome.VOICEMAIL: "left_voicemail",
+    content.Outcome.BUSY: "busy",
+}
+
+
+def pipedrive_outcome(call: CompletedCall) -> str:
+    neutral = content.outcome(call)
+    if neutral is content.Outcome.INCOMPLETE:
+        return "connected" if content.was_connected(call) else "no_answer"
+    return _OUTCOMES[neutral]
+
+
+def pipedrive_time(moment: datetime) -> str:
+    return content.utc(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _int_id(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def call_log_body(
+    call: CompletedCall, person: Contact | None, owner_id: int | None
+) -> dict[str, object]:
+    """The ``POST /v1/callLogs`` body (pure)."""
+    ours = call.extension_number or ""
+    theirs = call.external_number or call.internal_number or ""
+    inbound = call.direction is Direction.INBOUND
+    from_number, to_number = (theirs, ours) if inbound else (ours, theirs)
+    name = person.name if person else None
+    body: dict[str, object] = {
+        "subject": content.subject(call, name),
+        "duration": str(content.talk_seconds(call)),
+        "outcome": pipedrive_outcome(call),
+        "to_phone_number": to_number or "unknown",
+        "start_time": pipedrive_time(call.start_time),
+        "end_time": pipedrive_time(call.end_time),
+        "note": content.note_html(call, name),
+    }
+    if from_number:
+        body["from_phone_number"] = from_number
+    if owner_id is not None:
+        body["user_id"] = owner_id
+    if person is not None:
+        person_id = _int_id(person.id)
+        if person_id is not None:
+            body["person_id"] = person_id
+        org_id = _int_id(person.org_id)
+        if org_id is not None:
+            body["org_id"] = org_id
+    return body
+
+
+def _data(answer: Response) -> object:
+    return answer.object().get("data")
+
+
+def _person(item: Mapping[str, object]) -> Contact | None:
+    person_id = _int_id(item.get("id"))
+    if person_id is None:
+        return None
+    org = item.get("organization")
+    org_id = _int_id(org.get("id")) if isinstance(org, dict) else _int_id(item.get("org_id"))
+    owner = item.get("owner")
+    owner_id = (
+        _int_id(owner.get("id")) if isinstance(owner, dict) else _int_id(item.get("owner_id"))
+    )
+    name = item.get("name")
+    return Contact(
+        str(person_id),
+        name if isinstance(name, str) else None,
+        "person",
+        str(org_id) if org_id is not None else None,
+        str(owner_id) if owner_id is not None else None,
+    )
+
+
+def _phones(item: Mapping[str, object]) -> list[str]:
+    phones = item.get("phones", item.get("phone"))
+    found: list[str] = []
+    if isinstance(phones, list):
+        for phone in phones:
+            if isinstance(phone, str):
+                found.append(phone)
+            elif isinstance(phone, dict) and isinstance(phone.get("value"), str):
+                found.append(phone["value"])
+    return found
+
+
+class PipedriveWriter:
+    """Writes call logs into one Pipedrive company."""
+
+    def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
+        options = settings.options
+        if not isinstance(options, PipedriveOptions):
+            raise TypeError(f"writer {settings.name!r}: pipedrive needs PipedriveOptions")
+        self._name = settings.name
+        self._settings = settings
+        self._base = options.base_url.rstrip("/")
+        self._oauth: OAuthClient | None = None
+        auth: Auth
+        if options.oauth is not None:
+            self._oauth = OAuthClient(
+                session,
+                options.token_url,
+                options.oauth,
+                client_auth=ClientAuth.BASIC,
+                timeout=settings.timeout,
+            )
+            auth = OAuthBearer(self._oauth)
+        elif options.api_token is not None:
+            auth = QueryToken("api_token", options.api_token.reveal())
+        else:
+            raise ValueError(f"writer {settings.name!r}: give an api_token or OAuth credentials")
+        limiter = Limiter(settings.rate_limit, settings.concurrency)
+        self.http = CrmHttp(CRM, session, limiter, auth, timeout=settings.timeout)
+        self.contacts = ContactCache(settings.contacts)
+        self.owners = OwnerResolver(settings.contacts, self._list_users)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"PipedriveWriter({self._name!r}, base_url={self._base!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _url(self, path: str) -> str | LookupFailure:
+        """``path`` on the company host (OAuth's ``api_domain``, once known) or ``base_url``."""
+        if self._oauth is not None:
+            try:
+                await self._oauth.access_token()
+            except TokenRefusedError as exc:
+                return PermanentFailure(f"{CRM} credentials rejected: {exc}")
+            except TokenUnavailableError as exc:
+                return RetryLater(f"{CRM} token refresh failed: {exc}")
+            domain = self._oauth.extras.get("api_domain")
+            if domain:
+                return domain.rstrip("/") + path
+        return self._base + path
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> Response | LookupFailure:
+        url = await self._url(path)
+        if not isinstance(url, str):
+            return url
+        return await self.http.request("GET", url, params=params)
+
+    async def _post(self, path: str, body: object) -> Response | LookupFailure:
+        url = await self._url(path)
+        if not isinstance(url, str):
+            return url
+        return await self.http.request("POST", url, json_body=body)
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    async def _list_users(self) -> dict[str, str] | LookupFailure:
+        answer = await self._get("/api/v1/users", {})
+        if not isinstance(answer, Response):
+            return answer
+        users: dict[str, str] = {}
+        data = _data(answer)
+        for user in data if isinstance(data, list) else []:
+            if (
+                isinstance(user, dict)
+                and isinstance(user.get("email"), str)
+                and user.get("active_flag", True)
+            ):
+                users[user["email"]] = str(user.get("id"))
+        return users
+
+    async def _search_persons(self, number: str) -> tuple[Contact, ...] | LookupFailure:
+        term = content.national_digits(number) or number.lstrip("+")
+        answer = await self._get(
+            "/api/v2/persons/search",
+            {"term": term, "fields": "phone", "limit": str(SEARCH_LIMIT)},
+        )
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        items = data.get("items") if isinstance(data, dict) else None
+        found: list[Contact] = []
+        for entry in items if isinstance(items, list) else []:
+            item = entry.get("item") if isinstance(entry, dict) else None
+            if not isinstance(item, dict):
+                continue
+            person = _person(item)
+            if person and any(content.same_number(p, number) for p in _phones(item)):
+                found.append(person)
+        return tuple(found)
+
+    async def _create_person(
+        self, call: CompletedCall, number: str, owner_id: int | None
+    ) -> Contact | LookupFailure:
+        body: dict[str, object] = {
+            "name": call.external_name or number,
+            "phones": [{"value": number, "primary": True, "label": "work"}],
+        }
+        if owner_id is not None:
+            body["owner_id"] = owner_id
+        answer = await self._post("/api/v2/persons", body)
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        person = _person(data) if isinstance(data, dict) else None
+        if person is None:
+            return RetryLater(f"{CRM} person create answered without an id")
+        self.contacts.put(number, (person,))
+        return person
+
+    async def _owner(self, call: CompletedCall) -> int | LookupFailure | None:
+        owner = await self.owners.resolve(call)
+        if owner is None or isinstance(owner, RetryLater | PermanentFailure):
+            return owner
+        owner_id = _int_id(owner)
+        if owner_id is None:
+            return PermanentFailure(
+                f"{CRM} owner {owner!r} for extension {call.extension_number} is not a Pipedrive"
+                " user id; fix contacts.owners in the writer's configuration"
+            )
+        return owner_id
+
+    async def _client_activity(
+        self, call: CompletedCall, person: Contact
+    ) -> AlreadyExisted | LookupFailure | None:
+        since = content.iso_utc(content.utc(call.start_time) - CLIENT_WINDOW)
+        answer = await self._get(
+            "/api/v2/activities",
+            {"person_id": person.id, "updated_since": since.replace(".000Z", "Z"), "limit": "100"},
+        )
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        records = [
+            (str(a.get("id")), a.get("note") if isinstance(a.get("note"), str) else None)
+            for a in (data if isinstance(data, list) else [])
+            if isinstance(a, dict)
+        ]
+        match = content.first_match(call, records)
+        return AlreadyExisted(f"activity:{match[0]}") if match else None
+
+    async def _our_call_log(self, call: CompletedCall) -> AlreadyExisted | LookupFailure | None:
+        for page in range(SCAN_PAGES):
+            answer = await self._get(
+                "/api/v1/callLogs", {"start": str(page * PAGE), "limit": str(PAGE)}
+            )
+            if not isinstance(answer, Response):
+                return answer
+            data = _data(answer)
+            logs = [
+                log for log in (data if isinstance(data, list) else []) if isinstance(log, dict)
+            ]
+            for log in logs:
+                note = log.get("note")
+                if (
+                    content.recognise(call, note if isinstance(note, str) else None)
+                    is content.Match.OURS
+                ):
+                    return AlreadyExisted(str(log.get("id")))
+            extra = answer.object().get("additional_data")
+            pagination = extra.get("pagination") if isinstance(extra, dict) else None
+            if not (isinstance(pagination, dict) and pagination.get("more_items_in_collection")):
+                return None
+        return None
+
+    # -- the writer protocol -------------------------------------------------------------------
+
+    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        owner_id = await self._owner(call)
+        if isinstance(owner_id, RetryLater | PermanentFailure):
+            return owner_id
+        number = call.external_number
+        person: Contact | None = None
+        created_person = False
+        if number is not None:
+            found = await self.contacts.find(number, self._search_persons)
+            if isinstance(found, RetryLater | PermanentFailure):
+                return found
+            choice = choose(found, self._settings.contacts, number)
+            if choice.skip:
+                return PermanentFailure(choice.skip)
+            if choice.create:
+                created = await self._create_person(call, number, owner_id)
+                if isinstance(created, RetryLater | PermanentFailure):
+                    return created
+                person, created_person = created, True
+            else:
+                person = choice.primary
+        if ctx.uncertain or ctx.attempt > 1:
+            ours = await self._our_call_log(call)
+            if ours is not None:
+                return ours
+        if person is not None and not created_person:
+            client = await self._client_activity(call, person)
+            if client is not None:
+                return client
+        answer = await self._post("/api/v1/callLogs", call_log_body(call, person, owner_id))
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        record_id = data.get("id") if isinstance(data, dict) else None
+        if record_id is None:
+            # Stored, but we cannot name it: the next attempt finds it by its key.
+            return RetryLater(f"{CRM} call log answer without an id")
+        return Created(str(record_id))
+
+    async def write_batch(
+        self, items: Sequence[tuple[CompletedCall, WriteContext]]
+    ) -> list[WriteResult]:
+        # Pipedrive has no batch endpoint for call logs; the limiter bounds the fan-out.
+        return list(await asyncio.gather(*(self.write(call, ctx) for call, ctx in items)))
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,441 @@
+"""Stand-in for the Pipedrive API: call logs, persons, users, activities, OAuth, rate limits.
+
+What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` and
+``/users``, v2 for persons and activities) and its rate-limiting page:
+
+* auth: ``api_token`` query parameter or ``Authorization: Bearer <access token>``; anything
+  else is 401 ``{"success": false, "error": "unauthorized access", "errorCode": 401}``.
+  ``POST /oauth/token`` (client id/secret as HTTP Basic) swaps a refresh token for an
+  access token, rotates the refresh token and names the company host in ``api_domain``.
+* ``POST /v1/callLogs``: ``to_phone_number``, ``outcome``, ``start_time``, ``end_time``
+  required; ``outcome`` one of the six documented values; times ``YYYY-MM-DD HH:MM:SS``;
+  ``duration`` a string of seconds; ids integers that exist; ``deal_id`` and ``lead_id``
+  not both. Stricter than Pipedrive on one point, on purpose: an unknown field is a 400, so
+  tests catch a misspelt one. Errors: 400 ``{"success": false, "error": …, "error_info": …}``.
+* ``GET /v1/callLogs``: the token user's logs, newest first, ``start``/``limit`` (max 50)
+  with ``additional_data.pagination``. Which logs count as "the user's" is not documented
+  beyond that; the stand-in lists those the token's user created.
+* ``GET /api/v2/persons/search``: ``term`` (>= 2 characters unless ``exact_match``),
+  ``fields``, ``exact_match``, ``limit``; phone search matches the digits of the term
+  inside the digits of a stored phone (exact: the whole stored value).
+* every answer carries ``x-ratelimit-limit``, ``x-ratelimit-remaining``,
+  ``x-ratelimit-reset`` for a 2 s window; past it, 429 (``Retry-After`` only when
+  ``retry_after_on_429`` is set: Pipedrive's current page no longer promises it).
+
+v1 paths are served both as ``/v1/…`` and ``/api/v1/…`` like the real hosts.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from aiohttp import web
+
+from sscl_daemon.simulator.crm.common import (
+    Handler,
+    StandInState,
+    WindowLimit,
+    fault_middleware,
+    json_response,
+)
+
+OUTCOMES: Final = frozenset(
+    {"connected", "no_answer", "left_message", "left_voicemail", "wrong_number", "busy"}
+)
+CALL_LOG_FIELDS: Final = frozenset(
+    {
+        "user_id",
+        "activity_id",
+        "subject",
+        "duration",
+        "outcome",
+        "from_phone_number",
+        "to_phone_number",
+        "start_time",
+        "end_time",
+        "person_id",
+        "org_id",
+        "deal_id",
+        "lead_id",
+        "note",
+    }
+)
+ERROR_INFO: Final = (
+    "Please check developers.pipedrive.com for more information about Pipedrive API."
+)
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_STATE_KEY: Final = web.AppKey("pipedrive_state", object)
+_USER: Final = web.RequestKey("pipedrive_user", int)
+
+
+@dataclass
+class PipedriveState(StandInState):
+    """What the stand-in company holds; tests seed and inspect it directly."""
+
+    api_tokens: dict[str, int] = field(default_factory=dict)  # api_token -> user id
+    client_id: str = "pd-client"
+    client_secret: str = "pd-client-secret"
+    refresh_tokens: dict[str, int] = field(default_factory=dict)  # refresh token -> user id
+    access_tokens: dict[str, int] = field(default_factory=dict)
+    api_domain: str | None = None  # host named in token answers; None: the stand-in's own
+    users: dict[int, dict[str, object]] = field(default_factory=dict)
+    persons: dict[int, dict[str, object]] = field(default_factory=dict)
+    activities: dict[int, dict[str, object]] = field(default_factory=dict)
+    call_logs: dict[str, dict[str, object]] = field(default_factory=dict)
+    rate_limit: int = 80
+    retry_after_on_429: bool = False
+    window: WindowLimit | None = None
+    clock: Callable[[], datetime] = field(default=datetime.now)
+    _next_id: int = 1000
+
+    def next_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def add_user(self, email: str, name: str = "", api_token: str | None = None) -> int:
+        uid = self.next_id()
+        self.users[uid] = {"id": uid, "name": name or email, "email": email, "active_flag": True}
+        if api_token:
+            self.api_tokens[api_token] = uid
+        return uid
+
+    def add_person(self, name: str, phones: list[str], org_id: int | None = None) -> int:
+        pid = self.next_id()
+        self.persons[pid] = {
+            "id": pid,
+            "name": name,
+            "phones": [
+                {"value": p, "primary": i == 0, "label": "work"} for i, p in enumerate(phones)
+            ],
+            "org_id": org_id,
+            "owner_id": next(iter(self.users), None),
+        }
+        return pid
+
+    def add_activity(self, person_id: int, note: str, subject: str = "Call") -> int:
+        aid = self.next_id()
+        self.activities[aid] = {
+            "id": aid,
+            "type": "call",
+            "subject": subject,
+            "note": note,
+            "person_id": person_id,
+            "done": True,
+            "update_time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        return aid
+
+
+def _error(status: int, message: str) -> web.Response:
+    body = {
+        "success": False,
+        "error": message,
+        "error_info": ERROR_INFO,
+        "data": None,
+        "additional_data": None,
+    }
+    if status == 401:
+        body["errorCode"] = 401
+    return json_response(body, status)
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _state(request: web.Request) -> PipedriveState:
+    state = request.app[_STATE_KEY]
+    assert isinstance(state, PipedriveState)
+    return state
+
+
+def _validate_call_log(state: PipedriveState, body: object) -> str | None:
+    if not isinstance(body, dict):
+        return "Request body must be a JSON object"
+    unknown = sorted(set(body) - CALL_LOG_FIELDS)
+    if unknown:
+        return f"Unknown field(s): {', '.join(unknown)}"
+    for name in ("to_phone_number", "outcome", "start_time", "end_time"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            return f"{name} is required"
+    if body["outcome"] not in OUTCOMES:
+        return f"outcome must be one of: {', '.join(sorted(OUTCOMES))}"
+    for name in ("start_time", "end_time"):
+        if not _TIME.match(body[name]):
+            return f"{name} must be in format YYYY-MM-DD HH:MM:SS"
+        try:
+            datetime.strptime(body[name], "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return f"{name} is not a valid date"
+    if body["end_time"] < body["start_time"]:
+        return "end_time must not be before start_time"
+    duration = body.get("duration")
+    if duration is not None and not (isinstance(duration, str) and duration.isdigit()):
+        return "duration must be a string of whole seconds"
+    for name in ("subject", "from_phone_number", "note", "lead_id"):
+        if name in body and not isinstance(body[name], str):
+            return f"{name} must be a string"
+    for name in ("user_id", "activity_id", "person_id", "org_id", "deal_id"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{name} must be an integer"
+    if body.get("deal_id") is not None and body.get("lead_id") is not None:
+        return "Only one of deal_id and lead_id can be given"
+    if body.get("user_id") is not None and body["user_id"] not in state.users:
+        return f"User {body['user_id']} not found"
+    if body.get("person_id") is not None and body["person_id"] not in state.persons:
+        return f"Person {body['person_id']} not found"
+    return None
+
+
+def create_app(state: PipedriveState | None = None) -> web.Application:
+    state = state or PipedriveState()
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        s = _state(request)
+        if s.window is None:
+            s.window = WindowLimit(s.rate_limit, 2.0)
+        allowed, remaining, reset = s.window.hit()
+        headers = {
+            "x-ratelimit-limit": str(s.rate_limit),
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-reset": str(max(1, round(reset))),
+        }
+        if not allowed:
+            if s.retry_after_on_429:
+                headers["Retry-After"] = str(max(1, round(reset)))
+            body = {"success": False, "error": "Rate limit has been exceeded", "errorCode": 429}
+            return json_response(body, 429, headers)
+        if request.path.endswith("/oauth/token"):
+            response = await handler(request)
+        else:
+            user = _authorise(s, request)
+            if user is None:
+                response = _error(401, "unauthorized access")
+            else:
+                request[_USER] = user
+                response = await handler(request)
+        response.headers.update(headers)
+        return response
+
+    app = web.Application(middlewares=[fault_middleware(state), gate])
+    app[_STATE_KEY] = state
+    for prefix in ("/v1", "/api/v1"):
+        app.router.add_post(f"{prefix}/callLogs", add_call_log)
+        app.router.add_get(f"{prefix}/callLogs", list_call_logs)
+        app.router.add_get(f"{prefix}/callLogs/{{id}}", get_call_log)
+        app.router.add_get(f"{prefix}/users", list_users)
+    app.router.add_get("/api/v2/persons/search", search_persons)
+    app.router.add_post("/api/v2/persons", add_person)
+    app.router.add_get("/api/v2/activities", list_activities)
+    app.router.add_post("/oauth/token", token)
+    return app
+
+
+def _authorise(state: PipedriveState, request: web.Request) -> int | None:
+    token = request.query.get("api_token")
+    if token is not None:
+        return state.api_tokens.get(token)
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return state.access_tokens.get(auth.removeprefix("Bearer "))
+    return None
+
+
+async def token(request: web.Request) -> web.Response:
+    state = _state(request)
+    expected = base64.b64encode(f"{state.client_id}:{state.client_secret}".encode()).decode()
+    if request.headers.get("Authorization") != f"Basic {expected}":
+        return json_response({"success": False, "message": "Invalid client credentials"}, 401)
+    form = await request.post()
+    if form.get("grant_type") != "refresh_token":
+        return json_response({"error": "unsupported_grant_type"}, 400)
+    user = state.refresh_tokens.pop(str(form.get("refresh_token", "")), None)
+    if user is None:
+        return json_response(
+            {"error": "invalid_grant", "message": "Invalid grant: refresh token is invalid"}, 400
+        )
+    access, refresh = secrets.token_hex(16), secrets.token_hex(16)
+    state.access_tokens[access] = user
+    state.refresh_tokens[refresh] = user
+    domain = state.api_domain or str(request.url.origin())
+    return json_response(
+        {
+            "access_token": access,
+            "token_type": "Bearer",
+            "refresh_token": refresh,
+            "scope": "base,phone-integration,contacts:full,activities:read",
+            "expires_in": 3599,
+            "api_domain": domain,
+        }
+    )
+
+
+async def add_call_log(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "Request body is not valid JSON")
+    problem = _validate_call_log(state, body)
+    if problem:
+        return _error(400, problem)
+    log_id = secrets.token_hex(12)
+    record = {
+        "id": log_id,
+        "activity_id": body.get("activity_id"),
+        "person_id": body.get("person_id"),
+        "org_id": body.get("org_id"),
+        "deal_id": body.get("deal_id"),
+        "lead_id": body.get("lead_id"),
+        "subject": body.get("subject"),
+        "duration": body.get("duration"),
+        "outcome": body["outcome"],
+        "from_phone_number": body.get("from_phone_number"),
+        "to_phone_number": body["to_phone_number"],
+        "has_recording": False,
+        "start_time": body["start_time"],
+        "end_time": body["end_time"],
+        "user_id": body.get("user_id", request[_USER]),
+        "company_id": 1,
+        "note": body.get("note"),
+        "created_by": request[_USER],
+    }
+    state.call_logs[log_id] = record
+    return json_response(
+        {"success": True, "data": {k: v for k, v in record.items() if k != "created_by"}}
+    )
+
+
+async def list_call_logs(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        start = int(request.query.get("start", "0"))
+        limit = min(int(request.query.get("limit", "50")), 50)
+    except ValueError:
+        return _error(400, "start and limit must be integers")
+    mine = [r for r in state.call_logs.values() if r["created_by"] == request[_USER]]
+    mine.reverse()
+    page = mine[start : start + limit]
+    more = start + limit < len(mine)
+    pagination: dict[str, object] = {
+        "start": start,
+        "limit": limit,
+        "more_items_in_collection": more,
+    }
+    if more:
+        pagination["next_start"] = start + limit
+    data = [{k: v for k, v in r.items() if k != "created_by"} for r in page]
+    return json_response(
+        {"success": True, "data": data, "additional_data": {"pagination": pagination}}
+    )
+
+
+async def get_call_log(request: web.Request) -> web.Response:
+    record = _state(request).call_logs.get(request.match_info["id"])
+    if record is None:
+        return _error(404, "Call log not found")
+    return json_response(
+        {"success": True, "data": {k: v for k, v in record.items() if k != "created_by"}}
+    )
+
+
+async def list_users(request: web.Request) -> web.Response:
+    return json_response({"success": True, "data": list(_state(request).users.values())})
+
+
+async def search_persons(request: web.Request) -> web.Response:
+    state = _state(request)
+    term = request.query.get("term", "")
+    exact = request.query.get("exact_match", "false").lower() in ("true", "1")
+    fields = set(request.query.get("fields", "name,email,phone,notes,custom_fields").split(","))
+    if len(term) < (1 if exact else 2):
+        return _error(400, "term must be at least 2 characters long")
+    try:
+        limit = min(int(request.query.get("limit", "100")), 500)
+    except ValueError:
+        return _error(400, "limit must be an integer")
+    items: list[dict[str, object]] = []
+    for person in state.persons.values():
+        phones = [str(p["value"]) for p in person["phones"]]  # type: ignore[attr-defined]
+        hit = False
+        if "phone" in fields:
+            if exact:
+                hit = any(p == term for p in phones)
+            else:
+                hit = bool(_digits(term)) and any(_digits(term) in _digits(p) for p in phones)
+        if not hit and "name" in fields:
+            name = str(person["name"]).lower()
+            hit = name == term.lower() if exact else term.lower() in name
+        if hit:
+            org_id = person.get("org_id")
+            items.append(
+                {
+                    "result_score": 1.0,
+                    "item": {
+                        "id": person["id"],
+                        "type": "person",
+                        "name": person["name"],
+                        "phones": phones,
+                        "emails": [],
+                        "visible_to": 3,
+                        "owner": {"id": person.get("owner_id")},
+                        "organization": {"id": org_id, "name": f"Org {org_id}", "address": None}
+                        if org_id
+                        else None,
+                        "custom_fields": [],
+                        "notes": [],
+                    },
+                }
+            )
+    return json_response(
+        {
+            "success": True,
+            "data": {"items": items[:limit]},
+            "additional_data": {"next_cursor": None},
+        }
+    )
+
+
+async def add_person(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "Request body is not valid JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+        return _error(400, "name is required")
+    phones = body.get("phones", [])
+    if not isinstance(phones, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("value"), str) for p in phones
+    ):
+        return _error(400, "phones must be a list of {value, primary, label} objects")
+    pid = state.add_person(body["name"], [p["value"] for p in phones], body.get("org_id"))
+    if isinstance(body.get("owner_id"), int):
+        state.persons[pid]["owner_id"] = body["owner_id"]
+    return json_response({"success": True, "data": state.persons[pid]})
+
+
+async def list_activities(request: web.Request) -> web.Response:
+    state = _state(request)
+    person = request.query.get("person_id")
+    since = request.query.get("updated_since")
+    if since is not None:
+        try:
+            datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            return _error(400, "updated_since must be an RFC 3339 date-time")
+    data = [
+        a
+        for a in state.activities.values()
+        if person is None or str(a["person_id"]) == person
+        if since is None or str(a["update_time"]) >= since
+    ]
+    return json_response({"success": True, "data": data, "additional_data": {"next_cursor": None}})
