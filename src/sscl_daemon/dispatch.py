@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sscl_daemon import metrics
+from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import WriterSettings
 from sscl_daemon.crm.base import (
     AlreadyExisted,
@@ -56,6 +57,8 @@ class Uncertain:
 
 
 Answer = WriteResult | Uncertain
+# Told about every call the CRM accepted: (writer name, call, CRM record id, outcome).
+SentHook = Callable[[str, CompletedCall, str, WriteOutcome], None]
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,10 @@ class Dispatcher:
         account: str | None = None,
         rng: random.Random | None = None,
         idle_poll: float = 5.0,
+        on_sent: SentHook | None = None,
     ) -> None:
         self._store = store
+        self._on_sent = on_sent
         self._writer = writer
         self.settings = settings
         self._claimer = claimer
@@ -239,6 +244,8 @@ class Dispatcher:
             held = await store.mark_sent(item.id, claimer, s.record_id, outcome)
             latency = (now - item.call.end_time).total_seconds()
             metrics.END_TO_CRM_LATENCY.labels(writer=self.name).observe(max(0.0, latency))
+            if held and self._on_sent is not None:
+                self._on_sent(self.name, item.call, s.record_id, s.outcome)
         elif s.retry_in is not None:
             held = await store.schedule_retry(
                 item.id, claimer, s.retry_in, s.reason or "", s.uncertain

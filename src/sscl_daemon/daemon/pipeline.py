@@ -1,0 +1,187 @@
+"""The event pipeline: subscription items -> tracker -> group commit (calls + checkpoint).
+
+One coroutine feeds every notification through :func:`decode_event` and
+the tracker, in arrival order, and hands the calls it completes to the
+:class:`GroupCommitter` together with the checkpoint after the event.
+Undecodable notifications become dead letters (kept, counted, never fatal).
+Gaps from the subscription go to the reconciler, which feeds the calls it
+finds through the same committer (same idempotency keys, so a call seen
+live and in the call log is logged once).
+
+The checkpoint is a low-water mark, not the newest event time: it is the
+first event time of the oldest session still in flight (or the newest
+event when none is). Reading the call log from the checkpoint therefore
+finds every call whose outcome is not yet committed, whatever a crash
+took from memory. Snapshots are taken synchronously between two events
+and saved only after everything those events produced is committed, so a
+restored snapshot never holds a session whose calls were lost.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+
+import msgspec
+
+from sscl_daemon import metrics
+from sscl_daemon.calls.events import EventDecodeError, Notification, decode_event
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.calls.state import SessionSnapshot
+from sscl_daemon.calls.tracker import Tracker
+from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
+from sscl_daemon.logging import get_logger
+from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind, Store
+
+log = get_logger(__name__)
+
+Committer = GroupCommitter[Checkpoint, DeadLetter]
+CallsCommitted = Callable[[list[CompletedCall]], None]
+
+
+def make_committer(
+    store: Store,
+    account: str,
+    writers: Callable[[], Iterable[str]],
+    *,
+    interval: float,
+    max_batch: int,
+    on_committed: CallsCommitted | None = None,
+) -> Committer:
+    """A group committer that writes batches with :meth:`Store.commit_batch`."""
+
+    async def commit(batch: Batch[Checkpoint, DeadLetter]) -> None:
+        await store.commit_batch(
+            account, batch.calls, list(writers()), batch.checkpoint, batch.dead_letters
+        )
+        for call in batch.calls:
+            metrics.CALLS_COMPLETED.labels(result=call.result.value).inc()
+        if batch.dead_letters:
+            for letter in batch.dead_letters:
+                metrics.DEAD_LETTERS.labels(kind=letter.kind.value).inc()
+        if on_committed is not None and batch.calls:
+            on_committed(batch.calls)
+
+    return GroupCommitter(commit, interval=interval, max_batch=max_batch)
+
+
+class _SnapshotSessions(msgspec.Struct):
+    """The part of the tracker's snapshot that says which sessions it holds."""
+
+    sessions: tuple[SessionSnapshot, ...] = ()
+
+
+def _snapshot_sessions(snapshot: bytes) -> list[tuple[str, int]]:
+    decoded = msgspec.msgpack.decode(snapshot, type=_SnapshotSessions)
+    return [(s.tsid, s.first_ms) for s in decoded.sessions]
+
+
+class Pipeline:
+    """Applies notifications to the tracker and queues the results for commit."""
+
+    def __init__(self, tracker: Tracker, committer: Committer) -> None:
+        self.tracker = tracker
+        self._committer = committer
+        # Sessions in the order their first event arrived, with that event's time.
+        self._first_seen: OrderedDict[str, datetime] = OrderedDict()
+        self._newest: datetime | None = None
+        self._last_uuid: str | None = None
+        # The RingCentral account id, as the events name it (for call-log records).
+        self.account_id: str | None = None
+
+    def replace_tracker(self, tracker: Tracker) -> None:
+        """Use ``tracker`` from now on (a reload that changed the tracker's options)."""
+        tracker.restore(self.tracker.snapshot())
+        self.tracker = tracker
+
+    def checkpoint(self) -> Checkpoint | None:
+        while self._first_seen:
+            tsid, first = next(iter(self._first_seen.items()))
+            if tsid in self.tracker:
+                return Checkpoint(first, self._last_uuid, None)
+            self._first_seen.popitem(last=False)
+        if self._newest is None:
+            return None
+        return Checkpoint(self._newest, self._last_uuid, None)
+
+    def restore(self, snapshot: bytes | None, checkpoint: Checkpoint | None) -> int:
+        """After a restart: load the tracker's snapshot and resume the low-water mark.
+
+        Returns the number of sessions restored. A snapshot this version cannot
+        read raises ``ValueError`` (the caller dead-letters it and starts empty).
+        """
+        if checkpoint is not None and checkpoint.last_event_time is not None:
+            self._newest = checkpoint.last_event_time
+        if snapshot is None:
+            return 0
+        self.tracker.restore(snapshot)
+        for tsid, first_ms in _snapshot_sessions(snapshot):
+            self._first_seen[tsid] = datetime.fromtimestamp(first_ms / 1000, UTC)
+        # Oldest first, so checkpoint() finds the low-water mark at the front.
+        self._first_seen = OrderedDict(sorted(self._first_seen.items(), key=lambda kv: kv[1]))
+        return len(self.tracker)
+
+    async def on_notification(self, raw: bytes, received_at: datetime) -> None:
+        try:
+            event = decode_event(raw)
+        except EventDecodeError as exc:
+            metrics.EVENTS_RECEIVED.labels(status="malformed").inc()
+            log.warning("notification cannot be decoded; kept as a dead letter", reason=exc.reason)
+            payload = exc.raw if isinstance(exc.raw, bytes) else exc.raw.encode()
+            letter = DeadLetter(DeadLetterKind.EVENT, exc.reason, payload)
+            await self._committer.add(dead_letters=[letter])
+            return
+        await self.apply(event)
+
+    async def apply(self, event: Notification) -> None:
+        body = event.body
+        status = "none"
+        for party in body.parties:
+            if party.status is not None and party.status.code:
+                status = party.status.code
+                break
+        metrics.EVENTS_RECEIVED.labels(status=status).inc()
+        calls = self.tracker.apply(event)
+        at = body.event_time if body.event_time.tzinfo else body.event_time.replace(tzinfo=UTC)
+        if body.telephony_session_id in self.tracker:
+            self._first_seen.setdefault(body.telephony_session_id, at)
+        if self._newest is None or at > self._newest:
+            self._newest = at
+        if event.uuid is not None:
+            self._last_uuid = event.uuid
+        if self.account_id is None and body.account_id is not None:
+            self.account_id = str(body.account_id)
+        self._count_skipped()
+        await self._committer.add(calls, self.checkpoint())
+
+    async def expire(self, now: datetime) -> int:
+        """Complete sessions whose grace or timeout passed by ``now``; returns calls completed."""
+        calls = self.tracker.expire(now)
+        self._count_skipped()
+        await self._committer.add(calls, self.checkpoint())
+        metrics.IN_FLIGHT_SESSIONS.set(len(self.tracker))
+        return len(calls)
+
+    async def add_reconciled(self, calls: list[CompletedCall]) -> None:
+        """Calls found in the call log; already-logged keys are ignored by the store."""
+        policy = self.tracker.policy
+        logged: list[CompletedCall] = []
+        for call in calls:
+            decision = policy.explain(call) if policy is not None else None
+            if decision is None or decision.logged:
+                logged.append(call)
+            else:
+                metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
+        await self._committer.add(logged)
+
+    def _count_skipped(self) -> None:
+        for call, decision in self.tracker.take_skipped():
+            metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
+            log.debug("call not logged", call=call.key, reason=str(decision))
+
+    async def snapshot(self, save: Callable[[bytes], Awaitable[None]]) -> None:
+        """Snapshot the tracker now; save it once everything before it is committed."""
+        data = self.tracker.snapshot()
+        await self._committer.flush()
+        await save(data)
