@@ -113,3 +113,8 @@ def test_first_match_prefers_ours() -> None:
     assert content.first_match(call, records) == ("3", Match.OURS)
     assert content.first_match(call, records[:2]) == ("2", Match.CLIENT)
     assert content.first_match(call, records[:1]) is None
+
+
+def test_note_names_the_contact() -> None:
+    assert "With: Bob (+14155550123)" in content.note_text(make_call(), "Bob").splitlines()
+    assert "With: +14155550123" in content.note_text(make_call()).splitlines()

@@ -165,19 +165,16 @@ def iso_utc(moment: datetime) -> str:
 # -- subject and note ------------------------------------------------------------------------
 
 
-def counterpart(call: CompletedCall) -> str:
+def counterpart(call: CompletedCall, contact_name: str | None = None) -> str:
     """Who the call was with, as shown to users: the contact name and number when known."""
     number = call.external_number or call.internal_number or "unknown number"
-    if call.external_name:
-        return f"{call.external_name} ({number})"
-    return number
+    name = contact_name or call.external_name
+    return f"{name} ({number})" if name else number
 
 
 def subject(call: CompletedCall, contact_name: str | None = None) -> str:
     """``Inbound call from …`` / ``Outbound call to …`` / ``Internal call with …``."""
-    number = call.external_number or call.internal_number or "unknown number"
-    name = contact_name or call.external_name
-    who = f"{name} ({number})" if name else number
+    who = counterpart(call, contact_name)
     if call.direction is Direction.INBOUND:
         return f"Inbound call from {who}"
     if call.direction is Direction.OUTBOUND:
@@ -208,7 +205,7 @@ def note_lines(
     lines = [
         NoteLine("Direction", call.direction.value),
         NoteLine("Result", outcome(call).value),
-        NoteLine("With", counterpart(call) if not contact_name else subject(call, contact_name)),
+        NoteLine("With", counterpart(call, contact_name)),
         NoteLine("Start", iso_utc(call.start_time)),
         NoteLine("Talk time", hms(talk_seconds(call))),
         NoteLine("Ring time", hms(call.seconds(call.ring_ms))),
