@@ -30,11 +30,12 @@ from urllib.parse import urlencode
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from sscl_daemon.config import RingCentralSettings
 from sscl_daemon.ringcentral.auth import AuthError
 from sscl_daemon.ringcentral.ratelimit import Sleep
+from sscl_daemon.ringcentral.records import WsToken
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
 from sscl_daemon.ringcentral.wsg import (
@@ -53,6 +54,10 @@ log = structlog.get_logger(__name__)
 
 # Recover only with this much of the window left: the wstoken round trip takes time too.
 RECOVERY_SAFETY = 0.9
+# Reuse a ws token for this share of its lifetime (as rc-ex does, research A1).
+WS_TOKEN_REUSE = 0.8
+# Close codes of a handshake without a usable token (research A2, G-A2).
+REFUSED_TOKEN_CLOSE_CODES = (4400, 4401)
 
 
 def utc_now() -> datetime:
@@ -118,6 +123,18 @@ class RecoveryPoint:
     def expires_at(self) -> datetime:
         return self.last_seen + timedelta(seconds=self.recovery_timeout)
 
+    @classmethod
+    def from_stored(
+        cls,
+        token: str | None,
+        expires_at: datetime,
+        oauth_session: str | None = None,
+        recovery_timeout: float = 180.0,
+    ) -> RecoveryPoint:
+        """Rebuild from what the store keeps (`save_recovery_token`'s fields)."""
+        last_seen = expires_at - timedelta(seconds=recovery_timeout)
+        return cls(token, 0, last_seen, recovery_timeout, oauth_session)
+
 
 PersistRecovery = Callable[[RecoveryPoint], Awaitable[None]]
 Sink = Callable[[Item], Awaitable[None]]
@@ -167,6 +184,7 @@ class Subscription:
         self._gap_start: datetime | None = recovery.last_seen if recovery else None
         self._subscription_id: str | None = None
         self._last_persist: datetime | None = None
+        self._cached_token: tuple[WsToken, float] | None = None
         self.state = ConnectionState.DISCONNECTED
         self.stats = SubscriptionStats()
 
@@ -218,6 +236,20 @@ class Subscription:
         ceiling = min(self._settings.reconnect_max_delay, initial * 2.0 ** (failures - 1))
         return float(ceiling * self._rng.uniform(0.5, 1.0))
 
+    async def _ws_token(self) -> WsToken:
+        """A ws token, reused while fresh: each one costs an Auth-group request (5/min).
+
+        The guide calls the token single-use while the official SDKs reuse it; a refused
+        handshake drops the cached one, so both behaviours work.
+        """
+        loop = asyncio.get_running_loop()
+        cached = self._cached_token
+        if cached is not None and loop.time() < cached[1]:
+            return cached[0]
+        token = await self._rest.ws_token()
+        self._cached_token = (token, loop.time() + token.expires_in * WS_TOKEN_REUSE)
+        return token
+
     def _usable_wsc(self) -> Wsc | None:
         point = self._point
         if point is None or point.token is None:
@@ -230,11 +262,11 @@ class Subscription:
     async def _one_connection(self, sink: Sink) -> _Outcome:
         wsc = self._usable_wsc()
         try:
-            token = await self._rest.ws_token()
+            token = await self._ws_token()
         except AuthError:
             raise
         except (RetriesExhausted, ApiError) as exc:
-            return _Outcome(f"no ws token: {exc}")
+            return _Outcome(f"no ws token: {exc}", healthy=False)
         query = {"access_token": token.ws_access_token}
         if wsc is not None:
             query["wsc"] = wsc.token
@@ -257,6 +289,10 @@ class Subscription:
                 compression=None,
             ) as ws:
                 return await self._converse(ws, conn, sink)
+        except InvalidStatus as exc:
+            if exc.response.status_code == 401:
+                self._cached_token = None
+            return _Outcome(f"handshake refused: {exc.response.status_code}", healthy=False)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
             # Never str(exc): a handshake error may quote the URL with the ws token in it.
             return _Outcome(f"connection failed: {type(exc).__name__}", healthy=False)
@@ -291,6 +327,8 @@ class Subscription:
                 continue
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else None
+                if code in REFUSED_TOKEN_CLOSE_CODES:
+                    self._cached_token = None
                 return _Outcome(f"closed by peer ({code})", healthy=conn.phase is Phase.ACTIVE)
             last_frame = last_beat = loop.time()
             if conn.wsc is not None:

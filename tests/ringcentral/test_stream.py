@@ -1,0 +1,110 @@
+"""The subscription against the simulator: streaming, token expiry, 429, drops, recovery."""
+
+from __future__ import annotations
+
+from tests.ringcentral.harness import Calls, Pipeline, client, simulator, wait_for
+
+from sscl_daemon.ringcentral.ratelimit import RateGroup
+from sscl_daemon.ringcentral.subscription import ConnectionState
+from sscl_daemon.simulator.scenarios import CallKind
+
+
+async def test_calls_stream_live_and_complete_once() -> None:
+    async with simulator() as sim, client(sim) as made, Pipeline(sim, made) as pipe:
+        await pipe.streaming()
+        calls = Calls(sim)
+        calls.place(12)
+        await pipe.logged(calls.expected())
+        await sim.wait_idle()
+        assert sorted(pipe.keys()) == sorted(calls.expected())
+        assert pipe.gaps == []
+        assert pipe.bad_events == 0
+        assert pipe.states[0] is ConnectionState.SUBSCRIBED
+        assert pipe.points, "the recovery token was handed to the persistence callback"
+        assert pipe.points[-1].oauth_session == made.auth.session_id
+
+
+async def test_token_expiry_mid_stream_refreshes_and_recovers() -> None:
+    async with simulator() as sim, client(sim) as made, Pipeline(sim, made) as pipe:
+        await pipe.streaming()
+        calls = Calls(sim)
+        first = calls.place(4)
+        await pipe.logged(calls.expected(first))
+        # every access and ws token dies; the next connection needs a refresh (not a login)
+        sim.expire_tokens()
+        await sim.drop_websocket(abrupt=False)
+        second = calls.place(6)
+        await pipe.logged(calls.expected())
+        assert made.auth.logins == 1
+        assert made.auth.refreshes >= 1
+        assert pipe.subscription.stats.recoveries == 1
+        assert pipe.gaps == []
+        assert sorted(pipe.keys()) == sorted(calls.expected(first + second))
+
+
+async def test_wstoken_429_waits_for_retry_after() -> None:
+    async with simulator() as sim, client(sim) as made, Pipeline(sim, made) as pipe:
+        await pipe.streaming()
+        sim.fail_rest("/restapi/oauth/wstoken", 429, count=1, retry_after_s=1)
+        # the cached ws token dies too: the refused handshake makes the client ask for one
+        sim.expire_tokens()
+        await sim.drop_websocket(abrupt=True)
+        await wait_for(lambda: pipe.subscription.stats.recoveries == 1, "a recovery")
+        # the Auth group was closed for the full Retry-After before the next wstoken request
+        assert made.limiter.waited[RateGroup.AUTH] >= 0.9
+        calls = Calls(sim)
+        calls.place(3)
+        await pipe.logged(calls.expected())
+        assert pipe.gaps == []
+
+
+async def test_clean_and_abrupt_drops_lose_nothing_and_repeat_nothing() -> None:
+    async with (
+        simulator(recovery_replay_overlap=3) as sim,
+        client(sim) as made,
+        Pipeline(sim, made) as pipe,
+    ):
+        await pipe.streaming()
+        calls = Calls(sim)
+        stats = pipe.subscription.stats
+        for round_, abrupt in enumerate((False, True, False, True)):
+            seen = pipe.notifications
+            calls.place(5)
+            await wait_for(lambda: pipe.notifications > seen, "traffic")  # noqa: B023
+            assert await sim.drop_websocket(abrupt=abrupt) == 1
+            await wait_for(lambda: stats.recoveries == round_ + 1, "a recovery")  # noqa: B023
+        await pipe.logged(calls.expected())
+        await sim.wait_idle()
+        keys = pipe.keys()
+        assert sorted(keys) == sorted(calls.expected()), "every call once, no duplicate"
+        assert stats.recoveries == 4
+        assert pipe.gaps == []
+        assert pipe.tracker.counters().duplicates >= 1, "the replay overlap was de-duplicated"
+
+
+async def test_silent_connection_is_detected_and_replaced() -> None:
+    async with simulator() as sim, client(sim) as made, Pipeline(sim, made) as pipe:
+        await pipe.streaming()
+        assert sim.silence_websocket() == 1
+        calls = Calls(sim)
+        calls.place(4, CallKind.INBOUND_ANSWERED)
+        await pipe.logged(calls.expected())
+        stats = pipe.subscription.stats
+        assert stats.dead_connections == 1
+        assert stats.heartbeats >= 1
+        assert stats.recoveries == 1
+        assert pipe.gaps == []
+
+
+async def test_idle_timeout_error_frame_reconnects_with_recovery() -> None:
+    async with (
+        simulator(idle_timeout_s=0.5) as sim,
+        client(sim, heartbeat_interval=5.0, dead_connection_timeout=10.0) as made,
+        Pipeline(sim, made) as pipe,
+    ):
+        await pipe.streaming()
+        await wait_for(lambda: pipe.subscription.stats.recoveries >= 1, "WSG-902 and a recovery")
+        calls = Calls(sim)
+        calls.place(3)
+        await pipe.logged(calls.expected())
+        assert pipe.gaps == []
