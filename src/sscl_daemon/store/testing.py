@@ -16,16 +16,54 @@ import os
 import secrets
 import shutil
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
 from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
 from sscl_daemon.store.errors import StoreError, connect_error, dsn_target
 from sscl_daemon.store.migrate import migrate
 
 TEST_DSN_ENV = "SSCL_TEST_DSN"
+
+
+_EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def sample_call(
+    index: int, account_id: str = "1000", extension_id: str | None = "201"
+) -> CompletedCall:
+    """A plausible answered inbound call, different for every ``index`` (deterministic)."""
+    start = _EPOCH + timedelta(seconds=37 * index)
+    answer = start + timedelta(seconds=8)
+    end = answer + timedelta(seconds=60 + index % 300)
+    session = f"s-{index:08d}"
+    return CompletedCall(
+        key=idempotency_key(session, extension_id),
+        telephony_session_id=session,
+        session_id=f"{900000 + index}",
+        account_id=account_id,
+        extension_id=extension_id,
+        extension_number="101",
+        user_name="Ada Lovelace",
+        user_email="ada@example.com",
+        direction=Direction.INBOUND,
+        external_number=f"+1650555{index % 10000:04d}",
+        external_name=None,
+        internal_number=None,
+        result=CallResult.ANSWERED,
+        start_time=start,
+        answer_time=answer,
+        end_time=end,
+        ring_ms=8000,
+        queue_ms=0,
+        talk_ms=int((end - answer).total_seconds() * 1000),
+        hold_ms=0,
+        total_ms=int((end - start).total_seconds() * 1000),
+    )
 
 
 class PostgresUnavailable(Exception):

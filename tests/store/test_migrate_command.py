@@ -1,0 +1,55 @@
+"""``sscl-daemon migrate``: on a configured server and on the embedded default."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sscl_daemon.cli import main
+from sscl_daemon.store.testing import PostgresForTests
+
+
+@pytest.fixture
+async def empty_dsn(pg_server: PostgresForTests) -> AsyncIterator[str]:
+    dsn = await pg_server.create_empty_database()
+    try:
+        yield dsn
+    finally:
+        await pg_server.drop_database(dsn)
+
+
+def test_migrate_applies_then_has_nothing_to_do(
+    empty_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sscl.toml"
+    config.write_text(f'[store]\ndsn = "{empty_dsn}"\n')
+    assert main(["migrate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "applied 0001_initial" in out
+    assert "schema now at version 1" in out
+
+    assert main(["migrate", "--config", str(config)]) == 0
+    assert "schema already at version 1, nothing to do" in capsys.readouterr().out
+
+
+def test_migrate_without_config_uses_the_embedded_server(embedded_state_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sscl_daemon", "migrate"],
+        cwd=embedded_state_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "applied 0001_initial" in done.stdout
+    data_dir = str((embedded_state_dir / "state" / "postgres" / "data").resolve())
+    assert (embedded_state_dir / "state" / "postgres" / "data" / "PG_VERSION").exists()
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if data_dir in (p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
