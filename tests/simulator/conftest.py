@@ -182,6 +182,7 @@ async def make_sim() -> AsyncIterator[SimFactory]:
         config_fields = {
             k: changes.pop(k) for k in list(changes) if k in SimulatorConfig.__dataclass_fields__
         }
+        config_fields.setdefault("time_scale", 0.01)
         sim = Simulator(SimulatorConfig(seed=7, profile=fast_profile(**changes), **config_fields))
         started.append(await sim.start())
         return sim

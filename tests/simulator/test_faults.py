@@ -220,7 +220,7 @@ async def test_pause_holds_rest_answers_and_frames(platform: Platform) -> None:
     started = loop.time()
     platform.sim.push_raw({"n": 0})
     with pytest.raises(TimeoutError):
-        await client.recv(timeout=0.2)
+        await client.recv(within=0.2)
     code, _, _ = await platform.get("/restapi/v1.0/account/~/extension")
     assert code == 200
     assert loop.time() - started >= 0.35
@@ -235,7 +235,7 @@ async def test_silent_connection_sends_nothing_but_stays_open(platform: Platform
     await client.ws.send_str(json.dumps([{"type": "Heartbeat", "messageId": "hb"}]))
     await client.ws.ping()
     with pytest.raises(TimeoutError):
-        await client.recv(timeout=0.5)
+        await client.recv(within=0.5)
     assert not client.ws.closed
     assert len(platform.sim.gateway.connections) == 1
 

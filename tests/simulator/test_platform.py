@@ -152,6 +152,7 @@ async def test_telephony_session_is_live_until_its_last_event(platform: Platform
 async def test_call_log_records_appear_after_the_call(platform: Platform) -> None:
     await platform.login()
     calls = [platform.sim.place_call() for _ in range(3)]
+    platform.sim.fast_forward()
     await platform.sim.wait_idle()
     code, headers, page = await platform.get(
         "/restapi/v1.0/account/~/call-log", view="Detailed", perPage="100"
@@ -174,11 +175,14 @@ async def test_call_log_records_appear_after_the_call(platform: Platform) -> Non
 
 
 async def test_call_log_waits_for_the_publication_delay(make_platform: Any) -> None:
-    platform: Platform = await make_platform(call_log_delay_s=30.0)
+    platform: Platform = await make_platform(call_log_delay_s=3600.0)
     await platform.login()
     platform.sim.place_call()
+    platform.sim.fast_forward(600.0)
     async with asyncio.timeout(5):
-        await platform.sim.gateway.wait_until(lambda: not platform.sim.engine.live)
+        await platform.sim.engine.wait_until(
+            lambda: platform.sim.engine.published > 0 and not platform.sim.engine.live
+        )
     _, _, page = await platform.get("/restapi/v1.0/account/~/call-log")
     assert page["records"] == []
 
@@ -187,6 +191,7 @@ async def test_call_log_paging(platform: Platform) -> None:
     await platform.login()
     for _ in range(5):
         platform.sim.place_call()
+    platform.sim.fast_forward()
     await platform.sim.wait_idle()
     total = len(platform.sim.engine.call_log)
     _, _, page = await platform.get("/restapi/v1.0/account/~/call-log", perPage="2", page="2")

@@ -23,8 +23,6 @@ from typing import TypeVar
 
 import msgspec
 from aiohttp import web
-from sscl_daemon.simulator.scenarios import CallFactory, CallKind, ExpectedLog, SimCall
-from sscl_daemon.simulator.traffic import Traffic
 
 from sscl_daemon.simulator.engine import Engine
 from sscl_daemon.simulator.faults import Faults
@@ -34,6 +32,8 @@ from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.platform_rest import CONTROL_PREFIX, PlatformRest, json_response
 from sscl_daemon.simulator.profiles import PlatformProfile
 from sscl_daemon.simulator.ratelimit import RateLimiter
+from sscl_daemon.simulator.scenarios import CallFactory, CallKind, ExpectedLog, SimCall
+from sscl_daemon.simulator.traffic import Traffic
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ class SimulatorConfig:
     # 0 = no background traffic; calls come only from place_call/inject
     calls_per_second: float = 0.0
     max_concurrent: int | None = None
+    # stretches (>1) or shrinks (<1) the gaps between a call's events; tests use ~0.01
+    time_scale: float = 1.0
+    # G-B1: `VoiceMail` (spec) or `Voicemail` (docs, SDKs)
+    voicemail_code: str = "VoiceMail"
     profile: PlatformProfile = field(default_factory=PlatformProfile.lenient)
     credentials: Credentials = field(default_factory=Credentials)
 
@@ -58,7 +62,12 @@ class Simulator:
         self.org = Organisation.build(
             self.config.seed, users=self.config.users, queues=self.config.queues
         )
-        self.factory = CallFactory(self.org, self.config.seed)
+        self.factory = CallFactory(
+            self.org,
+            self.config.seed,
+            time_scale=self.config.time_scale,
+            voicemail_code=self.config.voicemail_code,
+        )
         self.faults = Faults()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -158,9 +167,9 @@ class Simulator:
     def expected_logs(self) -> list[ExpectedLog]:
         return self.engine.expected_logs()
 
-    def fast_forward(self) -> int:
-        """Play every scheduled event and call-log record now, in order (tests, demos)."""
-        return self.engine.fast_forward()
+    def fast_forward(self, seconds: float | None = None) -> int:
+        """Bring scheduled events and call-log records `seconds` closer (None: play all now)."""
+        return self.engine.fast_forward(seconds)
 
     async def wait_idle(self) -> None:
         """Wait until every scheduled event and call-log record has been played."""

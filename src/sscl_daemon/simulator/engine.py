@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from sscl_daemon.simulator.scenarios import ExpectedLog, SimCall, SimEvent
-from sscl_daemon.simulator.traffic import Traffic
 
 from sscl_daemon.simulator.gateway import Gateway
 from sscl_daemon.simulator.org import Organisation
+from sscl_daemon.simulator.scenarios import ExpectedLog, SimCall, SimEvent
 from sscl_daemon.simulator.subscriptions import Notification
+from sscl_daemon.simulator.traffic import Traffic
 from sscl_daemon.simulator.wsframes import ENCODER
 
 # How far ahead of the clock the traffic generator materialises calls.
@@ -99,10 +99,14 @@ class Engine:
     call_log: list[CallLogEntry] = field(default_factory=list)
     live: dict[str, LiveSession] = field(default_factory=dict)
     published: int = 0
-    _heap: list[tuple[float, int, Callable[[], Notification | None]]] = field(default_factory=list)
+    # (due, originally due, insertion order, action): fast-forwarded items keep their order
+    _heap: list[tuple[float, float, int, Callable[[], Notification | None]]] = field(
+        default_factory=list
+    )
     _order: itertools.count[int] = field(default_factory=itertools.count)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _played: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _wall0: datetime = field(default_factory=lambda: datetime.now(UTC))
     _mono0: float = 0.0
@@ -138,7 +142,7 @@ class Engine:
     # -- scheduling ------------------------------------------------------------------------
 
     def _schedule(self, due: float, action: Callable[[], Notification | None]) -> None:
-        heapq.heappush(self._heap, (due, next(self._order), action))
+        heapq.heappush(self._heap, (due, due, next(self._order), action))
         self._idle.clear()
         self._wake.set()
 
@@ -231,12 +235,14 @@ class Engine:
             now = self.clock()
             batch: list[Notification] = []
             while heap and heap[0][0] <= now:
-                note = heapq.heappop(heap)[2]()
+                note = heapq.heappop(heap)[3]()
                 if note is not None:
                     batch.append(note)
             if batch:
                 self.published += len(batch)
                 self.gateway.publish(batch)
+            self._played.set()
+            self._played = asyncio.Event()
             # let the socket writers run between batches
             await asyncio.sleep(0)
 
@@ -250,13 +256,25 @@ class Engine:
             await asyncio.sleep(max(0.0, (t0 - self.now_wall()).total_seconds()))
             t0 = t1
 
-    def fast_forward(self) -> int:
-        """Make everything scheduled due now (order kept): skip to the end of the calls in play."""
+    def fast_forward(self, seconds: float | None = None) -> int:
+        """Bring everything scheduled `seconds` closer (None: due now), keeping its order.
+
+        Returns how many scheduled items are now due.
+        """
         now = self.clock()
-        self._heap[:] = [(now, order, action) for _, order, action in self._heap]
-        heapq.heapify(self._heap)
+        shifted = [
+            (now if seconds is None else max(now, due - seconds), first, order, action)
+            for due, first, order, action in self._heap
+        ]
+        heapq.heapify(shifted)
+        self._heap[:] = shifted
         self._wake.set()
-        return len(self._heap)
+        return sum(1 for item in shifted if item[0] <= now)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds; re-checked after every batch the engine plays."""
+        while not predicate():
+            await self._played.wait()
 
     async def wait_idle(self) -> None:
         """Wait until everything scheduled (events and call-log records) has been played."""
