@@ -166,3 +166,13 @@ async def test_5xx_retry(http_session: aiohttp.ClientSession, status: int) -> No
     with aioresponses() as m:
         m.get(API, status=status, headers={"Retry-After": "4"})
         assert await http.request("GET", API) == RetryLater(f"X unavailable (HTTP {status})", 4.0)
+
+
+async def test_redirect_is_not_followed(http_session: aiohttp.ClientSession) -> None:
+    http = CrmHttp("X", http_session, Limiter(100, 2), BearerToken("tok"))
+    with aioresponses() as m:
+        m.post(API, status=307, headers={"Location": "https://elsewhere.example.com/steal"})
+        result = await http.request("POST", API, json_body={})
+    assert result == PermanentFailure(
+        "X answered with a redirect (HTTP 307) to https://elsewhere.example.com/steal; configure the final URL"
+    )

@@ -105,6 +105,11 @@ def classify(
         return PermanentFailure(
             f"{crm} credentials rejected (HTTP 401){detail}; renew the writer's token in the configuration"
         )
+    if 300 <= status < 400:
+        where = lowered.get("location", "elsewhere")
+        return PermanentFailure(
+            f"{crm} answered with a redirect (HTTP {status}) to {where}; configure the final URL"
+        )
     if status == 403:
         return PermanentFailure(f"{crm} refused access (HTTP 403){detail}")
     return PermanentFailure(f"{crm} rejected the request (HTTP {status}){detail}")
@@ -300,6 +305,8 @@ class CrmHttp:
                     data=data,
                     headers=headers,
                     timeout=self.timeout,
+                    # A redirect would turn a POST into a GET or send a token elsewhere.
+                    allow_redirects=False,
                 ) as resp,
             ):
                 text = await resp.text()

@@ -155,6 +155,15 @@ def _state(request: web.Request) -> PipedriveState:
     return state
 
 
+async def _json(request: web.Request) -> object:
+    """The JSON body, or None when it is not JSON (the validators then refuse it)."""
+    try:
+        body: object = await request.json()
+    except ValueError:
+        return None
+    return body
+
+
 def _validate_call_log(state: PipedriveState, body: object) -> str | None:
     if not isinstance(body, dict):
         return "Request body must be a JSON object"
@@ -265,7 +274,9 @@ async def token(request: web.Request) -> web.Response:
     access, refresh = secrets.token_hex(16), secrets.token_hex(16)
     state.access_tokens[access] = user
     state.refresh_tokens[refresh] = user
-    domain = state.api_domain or str(request.url.origin())
+    # Mounted under a prefix, the company host is the prefix on this server.
+    mount = request.path.removesuffix("/oauth/token")
+    domain = state.api_domain or f"{request.url.origin()}{mount}"
     return json_response(
         {
             "access_token": access,
@@ -280,13 +291,10 @@ async def token(request: web.Request) -> web.Response:
 
 async def add_call_log(request: web.Request) -> web.Response:
     state = _state(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        return _error(400, "Request body is not valid JSON")
+    body = await _json(request)
     problem = _validate_call_log(state, body)
-    if problem:
-        return _error(400, problem)
+    if problem or not isinstance(body, dict):
+        return _error(400, problem or "Request body must be a JSON object")
     log_id = secrets.token_hex(12)
     record = {
         "id": log_id,
@@ -406,10 +414,7 @@ async def search_persons(request: web.Request) -> web.Response:
 
 async def add_person(request: web.Request) -> web.Response:
     state = _state(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        return _error(400, "Request body is not valid JSON")
+    body = await _json(request)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
         return _error(400, "name is required")
     phones = body.get("phones", [])
