@@ -181,6 +181,16 @@ def duplicate_id(errors: object) -> str | None:
     return None
 
 
+def save_errors(errors: object) -> str:
+    """``CODE: message`` of each error in a SaveResult's ``errors`` list."""
+    parts = [
+        f"{err.get('statusCode') or err.get('errorCode')}: {err.get('message', '')}"
+        for err in (errors if isinstance(errors, list) else [])
+        if isinstance(err, dict)
+    ]
+    return "; ".join(parts) or "rejected"
+
+
 def _records(response: Response, name: str = "records") -> list[Mapping[str, object]]:
     raw = response.object().get(name)
     return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
@@ -345,8 +355,7 @@ class SalesforceWriter:
                 p.result = Created(str(result["id"]))
             else:
                 errors = result.get("errors")
-                reason = error_message(errors, "") or "rejected"
-                p.result = await self._refused(p, errors, reason)
+                p.result = await self._refused(p, errors, save_errors(errors))
 
     async def _refused(self, p: _Pending, errors: object, reason: str) -> WriteResult:
         """A refused create: our key already taken means the call is logged, else permanent."""
