@@ -27,6 +27,8 @@ from sscl_daemon.crm.limiter import DAILY_EXHAUSTED_PAUSE, Limiter, pause_from_h
         ),
         ({"X-HubSpot-RateLimit-Daily-Remaining": "0"}, DAILY_EXHAUSTED_PAUSE),
         ({"x-daily-requests-left": "0"}, DAILY_EXHAUSTED_PAUSE),
+        ({"x-daily-ratelimit-token-remaining": "0"}, DAILY_EXHAUSTED_PAUSE),
+        ({"x-daily-ratelimit-token-remaining": "5120"}, None),
         ({"Sforce-Limit-Info": "api-usage=25/5000"}, None),
         ({"Sforce-Limit-Info": "api-usage=5000/5000"}, DAILY_EXHAUSTED_PAUSE),
         ({"x-ratelimit-remaining": "garbage"}, None),

@@ -12,7 +12,8 @@ sleeping (writers never sleep on their own).
 Headers understood (names are case-insensitive):
 
 * Pipedrive: ``x-ratelimit-remaining`` + ``x-ratelimit-reset`` (seconds until the 2 s
-  window resets), ``x-daily-requests-left``;
+  window resets), ``x-daily-requests-left`` (api_token POST/PUT allowance) and, seen on
+  accounts with token-based budgets, ``x-daily-ratelimit-token-remaining``;
 * HubSpot: ``X-HubSpot-RateLimit-Remaining`` + ``X-HubSpot-RateLimit-Interval-Milliseconds``,
   ``X-HubSpot-RateLimit-Daily-Remaining``;
 * generic ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` and IETF ``RateLimit-Remaining``
@@ -64,7 +65,12 @@ def pause_from_headers(headers: Mapping[str, str]) -> float | None:
     if hs_remaining is not None and hs_remaining <= 0:
         interval_ms = _number(h, "x-hubspot-ratelimit-interval-milliseconds")
         return (interval_ms or 10_000.0) / 1000.0
-    daily = _number(h, "x-hubspot-ratelimit-daily-remaining", "x-daily-requests-left")
+    daily = _number(
+        h,
+        "x-hubspot-ratelimit-daily-remaining",
+        "x-daily-requests-left",
+        "x-daily-ratelimit-token-remaining",
+    )
     if daily is not None and daily <= 0:
         return DAILY_EXHAUSTED_PAUSE
     sf = h.get("sforce-limit-info", "")
