@@ -100,6 +100,8 @@ def test_recognise_ours_client_and_sibling() -> None:
     # A user's client log names the session but has no key of ours.
     assert content.recognise(call, "Called Bob\n- Session Id: 9001\n") is Match.CLIENT
     assert content.recognise(call, "<p>RingCentral session: s-1001</p>") is Match.CLIENT
+    assert content.recognise(call, "<ul><li><b>Session Id</b>: 9001</li></ul>") is Match.CLIENT
+    assert content.recognise(call, "<li><b>Session Id</b>: 90012</li>") is None
     # Our log for another user of the same session (a transfer) is not this call's log.
     sibling = make_call(extension_id="62002")
     assert content.recognise(call, content.note_text(sibling)) is None

@@ -38,6 +38,7 @@ KEY_LABEL = "sscl-key"
 RECORDING_BASE = "https://media.ringcentral.com"
 DOCUMENT_VERSION = 1
 
+_TAG = re.compile(r"<[^>]*>")
 _KEY_LINE = re.compile(rf"{re.escape(KEY_LABEL)}:\s*([^\s<]+)")
 # Our own session line and the common "Session Id: <id>" line of client-made logs.
 _SESSION_LINE = re.compile(
@@ -285,12 +286,14 @@ def recognise(call: CompletedCall, text: str | None) -> Match | None:
     """Whether a record's note/description is this call's log (see the module docstring)."""
     if not text:
         return None
-    keys = _KEY_LINE.findall(html.unescape(text))
+    # Clients write HTML bodies ("<b>Session Id</b>: 123"): read the text, not the markup.
+    text = html.unescape(_TAG.sub(" ", text))
+    keys = _KEY_LINE.findall(text)
     if call.key in keys:
         return Match.OURS
     if keys:
         return None
-    sessions = set(_SESSION_LINE.findall(html.unescape(text)))
+    sessions = set(_SESSION_LINE.findall(text))
     wanted = {call.telephony_session_id, call.session_id} - {None}
     return Match.CLIENT if sessions & wanted else None
 
