@@ -716,11 +716,26 @@ def _answer_direct(
     ctx: _Ctx, s: _Session, user: OrgExtension, p1: _Party, p2: _Party, t: int
 ) -> int:
     t += ctx.gap(3_000, 18_000)
+    # the answering device shows up in the user's `to` (docs: call-log/states.md example)
+    p2.set_to({**_ext_ref(user, user.did), "deviceId": user.device_id})
     s.emit(t, p2, "Answered", mobilePickupData=_pickup_data(ctx, user))
     t += ctx.gap(20, 90)
     p1.set_to(_ext_ref(user, user.did))
     s.emit(t, p1, "Answered")
     return t
+
+
+def _rc_caller_connected(p1: _Party, caller: OrgExtension, callee: OrgExtension) -> None:
+    """RC -> RC: once routed, the caller's party names both ends (RingCentral-RingCentral.txt)."""
+    p1.set_to(_ext_ref(callee))
+    p1.set_from({**_device_ref(caller), "name": caller.name})
+
+
+def _answered_direct(
+    ctx: _Ctx, s: _Session, user: OrgExtension, caller: ExternalParty
+) -> tuple[_Party, _Party, int]:
+    p1, p2, t = _direct_inbound_start(ctx, s, user, caller)
+    return p1, p2, _answer_direct(ctx, s, user, p1, p2, t)
 
 
 def _caller_done(p1: _Party, caller: ExternalParty) -> None:
@@ -732,8 +747,7 @@ def _inbound_answered(ctx: _Ctx, *, holds: int = 0, record: bool = False) -> Non
     user = _pick_users(ctx, 1)[0]
     caller = ctx.rng.choice(ctx.org.callers)
     s = ctx.session()
-    p1, p2, t = _direct_inbound_start(ctx, s, user, caller)
-    t = _answer_direct(ctx, s, user, p1, p2, t)
+    p1, p2, t = _answered_direct(ctx, s, user, caller)
     rec: dict[str, object] | None = None
     if record:
         automatic = ctx.rng.random() < 0.5
@@ -835,20 +849,26 @@ def _inbound_voicemail(ctx: _Ctx) -> None:
     _direct_record(ctx, s, user, caller, p2, "Voicemail", None, message=True)
 
 
-def _ivr_start(ctx: _Ctx, s: _Session, caller: ExternalParty) -> tuple[_Party, _Party, int]:
-    """Caller dials the main number; the IVR picks up (capture: PSTN-RingCentral-DataStreams)."""
-    org = ctx.org
-    p1 = s.party(None, "Outbound", _pstn(caller, False), {"phoneNumber": org.main_number})
-    ivr_ref = _ext_ref(org.ivr, org.main_number)
-    pi = s.party(org.ivr, "Inbound", _pstn(caller, False), ivr_ref)
+def _company_pickup(
+    ctx: _Ctx, s: _Session, caller: ExternalParty, ext: OrgExtension, number: str
+) -> tuple[_Party, _Party, int]:
+    """Caller dials a company number that the IVR or a queue picks up at once: the caller's
+    party is Answered when that extension answers (capture: PSTN-RingCentral-DataStreams)."""
+    p1 = s.party(None, "Outbound", _pstn(caller, False), {"phoneNumber": number})
+    ref = _ext_ref(ext, number)
+    pe = s.party(ext, "Inbound", _pstn(caller, False), ref)
     t = 0
     s.emit(t, p1, "Setup")
     t += ctx.gap(15, 60)
-    s.emit(t, pi, "Setup")
+    s.emit(t, pe, "Setup")
     t += ctx.gap(60, 200)
-    p1.set_to(ivr_ref)
+    p1.set_to(ref)
     s.emit(t, p1, "Answered")
-    return p1, pi, t
+    return p1, pe, t
+
+
+def _ivr_start(ctx: _Ctx, s: _Session, caller: ExternalParty) -> tuple[_Party, _Party, int]:
+    return _company_pickup(ctx, s, caller, ctx.org.ivr, ctx.org.main_number)
 
 
 def _queue_member(
@@ -885,15 +905,8 @@ def _enter_queue(
         t += ctx.gap(0, 30)
         s.emit(t, pq, "Setup")
         return p1, pi, pq, queue, t
-    p1 = s.party(None, "Outbound", _pstn(caller, False), {"phoneNumber": queue.extension.did})
-    pq = s.party(queue.extension, "Inbound", _pstn(caller, False), qref)
-    t = 0
-    s.emit(t, p1, "Setup")
-    t += ctx.gap(15, 60)
-    s.emit(t, pq, "Setup")
-    t += ctx.gap(60, 200)
-    p1.set_to(qref)
-    s.emit(t, p1, "Answered")
+    number = queue.extension.did or org.main_number
+    p1, pq, t = _company_pickup(ctx, s, caller, queue.extension, number)
     return p1, None, pq, queue, t
 
 
@@ -927,25 +940,33 @@ def _queue_record(
     )
 
 
+def _ring_members(
+    ctx: _Ctx, s: _Session, queue: CallQueue, caller: ExternalParty, t: int
+) -> tuple[list[OrgExtension], list[_Party], int]:
+    """Some of the queue's members (the free ones) start ringing at once."""
+    members = list(queue.members)
+    ctx.rng.shuffle(members)
+    ringing = members[: ctx.rng.randint(1, len(members))]
+    parties = []
+    for member in ringing:
+        party = _queue_member(ctx, s, queue, member, caller)
+        parties.append(party)
+        t += ctx.gap(5, 40)
+        s.emit(t, party, "Proceeding")
+    return ringing, parties, t
+
+
 def _ivr_queue_answered(ctx: _Ctx) -> None:
     rng = ctx.rng
     caller = rng.choice(ctx.org.callers)
     s = ctx.session()
     via_ivr = rng.random() < 0.8
     p1, _pi, pq, queue, t = _enter_queue(ctx, s, caller, via_ivr=via_ivr)
-    members = list(queue.members)
-    rng.shuffle(members)
     t += ctx.gap(500, 20_000)  # waiting for a free agent
     winner_party: _Party
     if rng.random() < 0.6:
         # simultaneous ring: a subset rings at once, one of them answers
-        ringing = members[: rng.randint(1, len(members))]
-        parties = []
-        for member in ringing:
-            party = _queue_member(ctx, s, queue, member, caller)
-            parties.append(party)
-            t += ctx.gap(5, 40)
-            s.emit(t, party, "Proceeding")
+        ringing, parties, t = _ring_members(ctx, s, queue, caller, t)
         win = rng.randrange(len(ringing))
         winner, winner_party = ringing[win], parties[win]
         t += ctx.gap(2_000, 15_000)
@@ -956,6 +977,8 @@ def _ivr_queue_answered(ctx: _Ctx) -> None:
                 s.emit(t, party, "Disconnected", ctx.reason("AgentAnswered"))
     else:
         # rotating: members ring in turn until one answers
+        members = list(queue.members)
+        rng.shuffle(members)
         order = members[: rng.randint(1, len(members))]
         for member in order[:-1]:
             party = _queue_member(ctx, s, queue, member, caller)
@@ -983,16 +1006,8 @@ def _queue_missed(ctx: _Ctx) -> None:
     s = ctx.session()
     via_ivr = rng.random() < 0.6
     p1, _pi, pq, queue, t = _enter_queue(ctx, s, caller, via_ivr=via_ivr)
-    members = list(queue.members)
-    rng.shuffle(members)
-    ringing = members[: rng.randint(1, len(members))]
     t += ctx.gap(500, 10_000)
-    parties = []
-    for member in ringing:
-        party = _queue_member(ctx, s, queue, member, caller)
-        parties.append(party)
-        t += ctx.gap(5, 40)
-        s.emit(t, party, "Proceeding")
+    ringing, parties, t = _ring_members(ctx, s, queue, caller, t)
     t += ctx.gap(8_000, 40_000)
     _caller_done(p1, caller)
     s.emit(t, p1, "Disconnected")
@@ -1063,8 +1078,7 @@ def _blind_transfer(ctx: _Ctx) -> None:
     user1, user2 = _pick_users(ctx, 2)
     caller = rng.choice(ctx.org.callers)
     s = ctx.session()
-    p1, p2, t = _direct_inbound_start(ctx, s, user1, caller)
-    t = _answer_direct(ctx, s, user1, p1, p2, t)
+    p1, p2, t = _answered_direct(ctx, s, user1, caller)
     t += ctx.gap(10_000, 90_000)
     s.emit(t, p2, "Disconnected", "BlindTransfer")
     p3 = s.party(user2, "Inbound", _pstn(caller, True), _ext_ref(user2))
@@ -1076,29 +1090,42 @@ def _blind_transfer(ctx: _Ctx) -> None:
     # while the transferring user already answered is a policy question the rules leave open.
     t += ctx.gap(2_000, 15_000)
     s.emit(t, p3, "Answered", mobilePickupData=_pickup_data(ctx, user2))
+    _finish_handover(
+        ctx, s, t, caller, p1, (user1, p2, "transferred"),
+        (user2, p3, "TransferCall", "Transfer", _rc_number(user2)),
+    )  # fmt: skip
+
+
+def _finish_handover(
+    ctx: _Ctx,
+    s: _Session,
+    t: int,
+    caller: ExternalParty,
+    p1: _Party,
+    first: tuple[OrgExtension, _Party, str],
+    second: tuple[OrgExtension, _Party, str, str, dict[str, object]],
+) -> None:
+    """The caller talks with the second user until both hang up; the first user's part in the
+    session ended with `first[2]` (transferred, or answered for a park)."""
+    user1, p2, first_result = first
+    user2, p3, leg_type, action, to_second = second
     t += ctx.gap(10_000, 150_000)
     _caller_done(p1, caller)
     _hangup_pair(ctx, s, t, p1, p3)
-    ctx.expect(s, p2, "transferred", "inbound", caller.phone_number)
+    ctx.expect(s, p2, first_result, "inbound", caller.phone_number)
     ctx.expect(s, p3, "answered", "inbound", caller.phone_number)
     frm = _pstn_number(caller)
     to = _rc_number(user1)
     legs = [
         _leg(ctx, s, p2, leg_type="Accept", direction="Inbound", action="Phone Call",
              result="Accepted", frm=frm, to=to, ext=user1),
-        _leg(ctx, s, p3, leg_type="TransferCall", direction="Inbound", action="Transfer",
-             result="Accepted", frm=frm, to=_rc_number(user2), ext=user2),
+        _leg(ctx, s, p3, leg_type=leg_type, direction="Inbound", action=action,
+             result="Accepted", frm=frm, to=to_second, ext=user2),
     ]  # fmt: skip
     _record(
-        ctx,
-        s,
-        direction="Inbound",
-        action="Phone Call",
-        result="Accepted",
-        frm=frm,
-        to=to,
+        ctx, s, direction="Inbound", action="Phone Call", result="Accepted", frm=frm, to=to,
         legs=legs,
-    )
+    )  # fmt: skip
 
 
 def _warm_transfer(ctx: _Ctx) -> None:
@@ -1106,8 +1133,7 @@ def _warm_transfer(ctx: _Ctx) -> None:
     user1, user2 = _pick_users(ctx, 2)
     caller = rng.choice(ctx.org.callers)
     a = ctx.session()
-    a1, a2, t = _direct_inbound_start(ctx, a, user1, caller)
-    t = _answer_direct(ctx, a, user1, a1, a2, t)
+    a1, a2, t = _answered_direct(ctx, a, user1, caller)
     t += ctx.gap(10_000, 90_000)
     a.emit(t, a2, "Hold")
     # consult call, agent 1 -> agent 2 (RC -> RC, capture RingCentral-RingCentral.txt)
@@ -1124,7 +1150,7 @@ def _warm_transfer(ctx: _Ctx) -> None:
     t += ctx.gap(10, 40)
     b.emit(t, b2, "Setup")
     t += ctx.gap(10, 60)
-    b1.set_to(_ext_ref(user2))
+    _rc_caller_connected(b1, user1, user2)
     b.emit(t, b1, "Answered")
     t += ctx.gap(10, 120)
     b.emit(t, b2, "Proceeding", mobilePickupData=_pickup_data(ctx, user2))
@@ -1185,8 +1211,7 @@ def _park_pickup(ctx: _Ctx) -> None:
     location = rng.choice(ctx.org.park_locations)
     caller = rng.choice(ctx.org.callers)
     s = ctx.session()
-    p1, p2, t = _direct_inbound_start(ctx, s, user1, caller)
-    t = _answer_direct(ctx, s, user1, p1, p2, t)
+    p1, p2, t = _answered_direct(ctx, s, user1, caller)
     t += ctx.gap(8_000, 60_000)
     park = {"id": location.extension_number}
     p2.tail["park"] = park
@@ -1204,29 +1229,10 @@ def _park_pickup(ctx: _Ctx) -> None:
     t += ctx.gap(5, 40)
     p1.tail["park"] = {}
     s.emit(t, p1, "Answered")
-    t += ctx.gap(10_000, 150_000)
-    _caller_done(p1, caller)
-    _hangup_pair(ctx, s, t, p1, p3)
-    ctx.expect(s, p2, "answered", "inbound", caller.phone_number)
-    ctx.expect(s, p3, "answered", "inbound", caller.phone_number)
-    frm = _pstn_number(caller)
-    to = _rc_number(user1)
-    legs = [
-        _leg(ctx, s, p2, leg_type="Accept", direction="Inbound", action="Phone Call",
-             result="Accepted", frm=frm, to=to, ext=user1),
-        _leg(ctx, s, p3, leg_type="ParkLocation", direction="Inbound", action="Phone Call",
-             result="Accepted", frm=frm, to=_rc_number(location), ext=user2),
-    ]  # fmt: skip
-    _record(
-        ctx,
-        s,
-        direction="Inbound",
-        action="Phone Call",
-        result="Accepted",
-        frm=frm,
-        to=to,
-        legs=legs,
-    )
+    _finish_handover(
+        ctx, s, t, caller, p1, (user1, p2, "answered"),
+        (user2, p3, "ParkLocation", "Phone Call", _rc_number(location)),
+    )  # fmt: skip
 
 
 def _internal(ctx: _Ctx) -> None:
@@ -1242,7 +1248,7 @@ def _internal(ctx: _Ctx) -> None:
     t += ctx.gap(10, 40)
     s.emit(t, p2, "Setup")
     t += ctx.gap(10, 60)
-    p1.set_to(_ext_ref(user2))
+    _rc_caller_connected(p1, user1, user2)
     s.emit(t, p1, "Answered")
     t += ctx.gap(10, 120)
     s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, user2))
