@@ -101,8 +101,8 @@ async def test_create_with_contact_and_owner_by_email(rig: Rig) -> None:
         "person_id": pid,
         "org_id": 77,
     }
-    auth = [r.query.get("api_token") for r in rig.state.requests]
-    assert set(auth) == {TOKEN}
+    assert {r.headers.get("x-api-token") for r in rig.state.requests} == {TOKEN}
+    assert all("api_token" not in r.query for r in rig.state.requests)
 
 
 @pytest.mark.parametrize(
@@ -347,7 +347,7 @@ async def test_validation_errors_kept(http_session: aiohttp.ClientSession) -> No
         http_session,
     )
     call = make_call(external_number=None, direction=Direction.INTERNAL, internal_number="102")
-    url = f"https://api.pipedrive.com/api/v1/callLogs?api_token={TOKEN}"
+    url = "https://api.pipedrive.com/api/v1/callLogs"
     with aioresponses() as m:
         m.post(
             url,

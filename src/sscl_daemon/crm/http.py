@@ -158,6 +158,27 @@ class BearerToken:
         return (self._token,)
 
 
+class HeaderToken:
+    """A token sent in a header of its own (Pipedrive ``x-api-token``)."""
+
+    def __init__(self, header: str, token: str) -> None:
+        self._header = header
+        self._token = token
+
+    def __repr__(self) -> str:
+        return f"HeaderToken({self._header!r}, '***')"
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
+        headers[self._header] = self._token
+        return self._token
+
+    async def refresh(self, used: str | None) -> bool:
+        return False
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
+
+
 class QueryToken:
     """A token sent as a query parameter (Pipedrive ``api_token``)."""
 

@@ -1,7 +1,9 @@
 """Pipedrive writer: a ``CompletedCall`` becomes a Pipedrive call log (dispatch -> here -> Pipedrive).
 
-Requests (JSON; ``api_token`` query parameter, or ``Authorization: Bearer`` with OAuth, whose
-token answer names the company host ``api_domain`` that requests then go to):
+Requests (JSON; the API token in the ``x-api-token`` header as Pipedrive's authentication
+page asks -- never the older ``api_token`` query parameter, which puts the token into URLs
+and logs -- or ``Authorization: Bearer`` with OAuth, whose token answer names the company
+host ``api_domain`` that requests then go to):
 
 * ``POST /api/v1/callLogs`` -- the call log: ``user_id`` (owner), ``subject``, ``duration``
   (talk seconds, as a string), ``outcome`` (``connected``, ``no_answer``, ``left_voicemail``,
@@ -60,7 +62,7 @@ from sscl_daemon.crm.contacts import (
     OwnerResolver,
     choose,
 )
-from sscl_daemon.crm.http import Auth, CrmHttp, OAuthBearer, QueryToken, Response
+from sscl_daemon.crm.http import Auth, CrmHttp, HeaderToken, OAuthBearer, Response
 from sscl_daemon.crm.limiter import Limiter
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient, TokenRefusedError, TokenUnavailableError
 
@@ -192,7 +194,7 @@ class PipedriveWriter:
             )
             auth = OAuthBearer(self._oauth)
         elif options.api_token is not None:
-            auth = QueryToken("api_token", options.api_token.reveal())
+            auth = HeaderToken("x-api-token", options.api_token.reveal())
         else:
             raise ValueError(f"writer {settings.name!r}: give an api_token or OAuth credentials")
         limiter = Limiter(settings.rate_limit, settings.concurrency)

@@ -3,7 +3,8 @@
 What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` and
 ``/users``, v2 for persons and activities) and its rate-limiting page:
 
-* auth: ``api_token`` query parameter or ``Authorization: Bearer <access token>``; anything
+* auth: ``x-api-token`` header (or the older ``api_token`` query parameter) or
+  ``Authorization: Bearer <access token>``; anything
   else is 401 ``{"success": false, "error": "unauthorized access", "errorCode": 401}``.
   ``POST /oauth/token`` (client id/secret as HTTP Basic) swaps a refresh token for an
   access token, rotates the refresh token and names the company host in ``api_domain``.
@@ -249,7 +250,7 @@ def create_app(state: PipedriveState | None = None) -> web.Application:
 
 
 def _authorise(state: PipedriveState, request: web.Request) -> int | None:
-    token = request.query.get("api_token")
+    token = request.headers.get("x-api-token") or request.query.get("api_token")
     if token is not None:
         return state.api_tokens.get(token)
     auth = request.headers.get("Authorization", "")
