@@ -27,11 +27,15 @@ async def test_refresh_single_flight_and_rotation(http_session: aiohttp.ClientSe
                 "api_domain": "https://acme.pipedrive.com",
             },
         )
-        client = OAuthClient(http_session, URL, SETTINGS, client_auth=ClientAuth.BASIC)
+        rotated: list[str] = []
+        client = OAuthClient(
+            http_session, URL, SETTINGS, client_auth=ClientAuth.BASIC, on_rotate=rotated.append
+        )
         tokens = await asyncio.gather(*(client.access_token() for _ in range(5)))
         assert tokens == ["tok-1"] * 5
         assert client.refreshes == 1
         assert client.extras == {"api_domain": "https://acme.pipedrive.com"}
+        assert rotated == ["refresh-new"]
         ((_key, requests),) = m.requests.items()
         sent = requests[0].kwargs
         assert sent["data"] == {"grant_type": "refresh_token", "refresh_token": "refresh-abc"}

@@ -4,8 +4,9 @@ The daemon writes with one admin connection per CRM: the configured refresh toke
 exchanged for an access token on first use and again whenever the CRM answers 401 or the
 token's ``expires_in`` has passed. Refreshes are single-flight: concurrent requests that
 saw the same stale token share one refresh (a second refresh would burn a rotating refresh
-token). Rotated refresh tokens (HubSpot, Pipedrive send a new one) replace the old one in
-memory. Tokens never appear in exceptions, reprs or logs.
+token). A refresh token the server rotates replaces the old one in memory and is handed to
+``on_rotate`` so the daemon can keep it across restarts (the configured one may be dead by
+then). Tokens never appear in exceptions, reprs or logs.
 
 Token responses also carry the host to talk to (Pipedrive ``api_domain``, Salesforce
 ``instance_url``); they are kept in :attr:`OAuthClient.extras`.
@@ -55,6 +56,7 @@ class OAuthClient:
         client_auth: ClientAuth = ClientAuth.BODY,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        on_rotate: Callable[[str], None] | None = None,
     ) -> None:
         self._session = session
         self._token_url = token_url
@@ -64,6 +66,7 @@ class OAuthClient:
         self._client_auth = client_auth
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._clock = clock
+        self._on_rotate = on_rotate
         self._token: str | None = None
         self._expires_at: float | None = None
         self._lock = asyncio.Lock()
@@ -127,8 +130,10 @@ class OAuthClient:
             )
         self.refreshes += 1
         rotated = body.get("refresh_token")
-        if isinstance(rotated, str) and rotated:
+        if isinstance(rotated, str) and rotated and rotated != self._refresh_token:
             self._refresh_token = rotated
+            if self._on_rotate is not None:
+                self._on_rotate(rotated)
         expires_in = body.get("expires_in")
         if isinstance(expires_in, int | float) and expires_in > 0:
             self._expires_at = self._clock() + max(float(expires_in) - EXPIRY_MARGIN, 0.0)
