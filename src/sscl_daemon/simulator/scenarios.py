@@ -21,19 +21,31 @@ Faithfulness notes (research/rc-protocol.md, sources in its section B7):
   reason in both styles (same doc).
 * Warm transfer (two sessions, Gone/AttendedTransfer with `peerId`): `docs/voice/warm-transfer.md`
   and ringcentral-call-js `Session.ts`.
-* INVENTED (nothing public shows it): the account-level view of a call queue -- a queue party
-  (`Department` extension) from entry to hand-off, members ringing in parallel or in turn, the
-  losers' reasons (`AgentAnswered`, `Timeout`, `Cancelled`), `missedCall` on members of an
-  unanswered queue call; the park flow (Parked on the user's and the caller's party with
-  `park.id` = the park location's number, Disconnected/`CallPark`, the picker-up as a new
-  party in the same session); in warm transfer, the customer's party re-appearing in the
-  consult session and agent 2's party re-reported with the customer as `from`.
+* INVENTED (nothing public shows it): the account-level view of a call queue -- a queue
+  party (`Department` extension) from entry to hand-off, members ringing in parallel or in
+  turn, the losers' reasons (`AgentAnswered`, `Timeout`, `Cancelled`), `missedCall` on the
+  members of an unanswered queue call; the park flow (Parked on the user's and the caller's
+  party, Disconnected/`ParkLocation` for the parking user, the picker-up as a new party in the
+  same session with `to` = the park location; status table in
+  `docs/voice/telephony-session-notifications.md`); in warm transfer, the customer's party
+  re-appearing in the consult session and agent 2's party re-reported with the customer as
+  `from`.
 * "Modern" calls carry reasons on hand-offs and non-answers (CallerInputRedirect, Cancelled,
-  Voicemail, AgentAnswered, CallPark); "2020-style" calls have no reason on any Disconnected,
-  as in the captures -- except where the reason is the only evidence of the outcome
-  (BlindTransfer per the docs, TargetBusy), which every call carries.
+  Voicemail, AgentAnswered, Timeout, CallRedirected, ParkLocation); "2020-style" calls have
+  no reason on any Disconnected, as in the captures -- except where the reason is the only
+  evidence of the outcome (BlindTransfer per the docs, TargetBusy), which every call carries.
 * Call-log records follow section C3 (Detailed view, `legs[]` with `legType`, `extension.id`
   as a number); the leg layout per flow is modelled on `docs/voice/call-log/details.md`.
+  `duration`/`durationMs` of a record span its session's first to last eventTime, those of a
+  leg the first to last eventTime of the party it describes.
+
+Ground truth (`expected`, the default policy of issue 5): one log per user per session; users
+who answered get `answered` (`transferred` when they handed the call on by BlindTransfer or
+AttendedTransfer); if nobody answered, `voicemail` for the user whose voicemail took it, else
+`missed` for every user it rang (`busy` for an outbound call refused with TargetBusy), else
+one `abandoned` log keyed `<tsid>:-`; queue members who did not answer while another did, a
+warm-transfer consult leg and internal calls get no log. A blind-transfer target always
+answers: whether one who lets it ring would get `missed` is left open by the rules.
 
 Everything for a call is built once in `CallFactory.make` as plain dicts, lists and strings.
 """
@@ -1086,8 +1098,6 @@ def _blind_transfer(ctx: _Ctx) -> None:
     s.emit(t, p3, "Setup")
     t += ctx.gap(20, 120)
     s.emit(t, p3, "Proceeding", mobilePickupData=_pickup_data(ctx, user2))
-    # The target always answers here: whether a target who lets it ring gets a "missed" log
-    # while the transferring user already answered is a policy question the rules leave open.
     t += ctx.gap(2_000, 15_000)
     s.emit(t, p3, "Answered", mobilePickupData=_pickup_data(ctx, user2))
     _finish_handover(
@@ -1213,21 +1223,20 @@ def _park_pickup(ctx: _Ctx) -> None:
     s = ctx.session()
     p1, p2, t = _answered_direct(ctx, s, user1, caller)
     t += ctx.gap(8_000, 60_000)
-    park = {"id": location.extension_number}
-    p2.tail["park"] = park
+    # A park location (park orbit) keeps the call in its session and leaves `parkData` out
+    # (docs: telephony-session-notifications.md status table); `*8xx` park extensions, picked
+    # up through a new session with Gone/peerId, are not modelled.
     s.emit(t, p2, "Parked")
     t += ctx.gap(5, 40)
-    p1.tail["park"] = park
     s.emit(t, p1, "Parked")
     t += ctx.gap(200, 1_500)
-    s.emit(t, p2, "Disconnected", ctx.reason("CallPark"))
+    s.emit(t, p2, "Disconnected", ctx.reason("ParkLocation"))
     t += ctx.gap(4_000, 45_000)
     p3 = s.party(user2, "Inbound", _pstn(caller, True), _ext_ref(location))
     s.emit(t, p3, "Setup")
     t += ctx.gap(30, 200)
     s.emit(t, p3, "Answered")
     t += ctx.gap(5, 40)
-    p1.tail["park"] = {}
     s.emit(t, p1, "Answered")
     _finish_handover(
         ctx, s, t, caller, p1, (user1, p2, "answered"),
