@@ -1,7 +1,8 @@
 """Shared fixtures: a real PostgreSQL for every test that asks for one.
 
-``pg_dsn`` is a fresh, migrated database per test (copied from a template);
-``store`` is an open :class:`sscl_daemon.store.Store` on it. The server is
+``pg_dsn`` is a fresh, migrated database per test (copied from a template),
+``empty_pg_dsn`` a fresh one without schema, ``store`` an open
+:class:`sscl_daemon.store.Store` on ``pg_dsn``. The server is
 ``$SSCL_TEST_DSN`` or one embedded server for the whole session, started only
 if some test needs it. Without a server the tests that need one fail with a
 single message saying what is missing; they never skip.
@@ -36,6 +37,16 @@ def pg_server() -> Iterator[PostgresForTests]:
 @pytest.fixture
 async def pg_dsn(pg_server: PostgresForTests) -> AsyncIterator[str]:
     dsn = await pg_server.create_database()
+    try:
+        yield dsn
+    finally:
+        await pg_server.drop_database(dsn)
+
+
+@pytest.fixture
+async def empty_pg_dsn(pg_server: PostgresForTests) -> AsyncIterator[str]:
+    """A fresh database without any schema (for migration tests)."""
+    dsn = await pg_server.create_database(migrated=False)
     try:
         yield dsn
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -20,22 +19,13 @@ from sscl_daemon.store.testing import PostgresForTests
 TABLES = {"checkpoints", "session_snapshots", "outbox", "dead_letters", "leases"}
 
 
-@pytest.fixture
-async def empty_dsn(pg_server: PostgresForTests) -> AsyncIterator[str]:
-    dsn = await pg_server.create_empty_database()
-    try:
-        yield dsn
-    finally:
-        await pg_server.drop_database(dsn)
-
-
 async def tables(conn: asyncpg.Connection[asyncpg.Record]) -> set[str]:
     rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {str(r["tablename"]) for r in rows}
 
 
-async def test_from_empty_then_rerun(empty_dsn: str) -> None:
-    conn = await asyncpg.connect(empty_dsn)
+async def test_from_empty_then_rerun(empty_pg_dsn: str) -> None:
+    conn = await asyncpg.connect(empty_pg_dsn)
     try:
         assert await current_version(conn) == 0
         first = await migrate(conn)
@@ -51,9 +41,9 @@ async def test_from_empty_then_rerun(empty_dsn: str) -> None:
         await conn.close()
 
 
-async def test_two_connections_migrating_at_once_apply_each_file_once(empty_dsn: str) -> None:
-    one = await asyncpg.connect(empty_dsn)
-    two = await asyncpg.connect(empty_dsn)
+async def test_two_connections_migrating_at_once_apply_each_file_once(empty_pg_dsn: str) -> None:
+    one = await asyncpg.connect(empty_pg_dsn)
+    two = await asyncpg.connect(empty_pg_dsn)
     try:
         reports = await asyncio.gather(migrate(one), migrate(two))
         applied = [m.version for report in reports for m in report.applied]

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
 import pytest
 
 from sscl_daemon.cli import main
-from sscl_daemon.store.testing import PostgresForTests
-
-
-@pytest.fixture
-async def empty_dsn(pg_server: PostgresForTests) -> AsyncIterator[str]:
-    dsn = await pg_server.create_empty_database()
-    try:
-        yield dsn
-    finally:
-        await pg_server.drop_database(dsn)
 
 
 def test_migrate_applies_then_has_nothing_to_do(
-    empty_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    empty_pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "sscl.toml"
-    config.write_text(f'[store]\ndsn = "{empty_dsn}"\n')
+    config.write_text(f'[store]\ndsn = "{empty_pg_dsn}"\n')
     assert main(["migrate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "applied 0001_initial" in out

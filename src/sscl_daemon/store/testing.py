@@ -121,7 +121,7 @@ class PostgresForTests:
         try:
             asyncio.run(databases._create_template())
         except StoreError as exc:
-            databases.close()
+            databases._stop_server()
             source = "SSCL_TEST_DSN" if server is None else "the embedded server"
             raise PostgresUnavailable(
                 f"No PostgreSQL for the tests: {source} cannot be used: {exc}"
@@ -142,22 +142,13 @@ class PostgresForTests:
         finally:
             await conn.close()
 
-    async def create_database(self) -> str:
-        """A new database with the migrated schema; returns its DSN."""
+    async def create_database(self, *, migrated: bool = True) -> str:
+        """A new database, with the migrated schema unless ``migrated=False``; returns its DSN."""
         name = f"{self._prefix}_{next(self._counter)}"
+        template = f' TEMPLATE "{self.template}"' if migrated else ""
         admin = await _connect(self.admin_dsn)
         try:
-            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-        finally:
-            await admin.close()
-        return dsn_with_database(self.admin_dsn, name)
-
-    async def create_empty_database(self) -> str:
-        """A new database without any schema (for migration tests)."""
-        name = f"{self._prefix}_{next(self._counter)}"
-        admin = await _connect(self.admin_dsn)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"{template}')
         finally:
             await admin.close()
         return dsn_with_database(self.admin_dsn, name)
@@ -190,7 +181,10 @@ class PostgresForTests:
             if self.server is None:
                 asyncio.run(self._drop_all())
         finally:
-            if self.server is not None:
-                self.server.stop()
-            if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
+            self._stop_server()
+
+    def _stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
