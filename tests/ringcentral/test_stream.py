@@ -47,7 +47,7 @@ async def test_wstoken_429_waits_for_retry_after() -> None:
         await pipe.streaming()
         sim.fail_rest("/restapi/oauth/wstoken", 429, count=1, retry_after_s=1)
         # the cached ws token dies too: the refused handshake makes the client ask for one
-        sim.expire_tokens()
+        sim.gateway.expire_ws_tokens()
         await sim.drop_websocket(abrupt=True)
         await wait_for(lambda: pipe.subscription.stats.recoveries == 1, "a recovery")
         # the Auth group was closed for the full Retry-After before the next wstoken request
