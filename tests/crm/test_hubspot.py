@@ -545,3 +545,21 @@ async def test_writer_repr_hides_the_token_and_bad_options_are_named(
     writer = HubSpotWriter(settings, http_session)
     assert "pat-x-1" not in repr(writer)
     assert "pat-x-1" not in repr(writer.http.auth)
+
+
+async def test_stand_in_mounted_under_a_prefix_with_oauth(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    state = sim.HubSpotState(private_token=None)
+    root = web.Application()
+    root.add_subapp("/hubspot", sim.create_app(state))
+    async with serve(root) as base:
+        oauth = OAuthClientSettings(
+            sim.CLIENT_ID, Secret(sim.CLIENT_SECRET), Secret(sim.REFRESH_TOKEN)
+        )
+        opts = HubSpotOptions(f"{base}/hubspot", None, oauth)
+        writer = HubSpotWriter(WriterSettings("hs", WriterType.HUBSPOT, opts), http_session)
+        assert isinstance(await writer.write(make_call(), FIRST), Created)
+    assert len(state.calls) == 1
+    assert state.token_requests == 1
+    assert all(r.path.startswith("/hubspot/") for r in state.requests)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import aiohttp
 import pytest
@@ -543,3 +543,24 @@ async def test_invalid_session_after_refresh_is_permanent(
     assert "credentials rejected (HTTP 401)" in result.reason
     assert "INVALID_SESSION_ID" in result.reason
     assert "00Dx!tok" not in result.reason
+
+
+def test_dedupe_queries_fit_a_get_url_and_cover_every_call() -> None:
+    calls = [make_call(telephony_session_id=f"s-long-session-id-{n:05d}") for n in range(200)]
+    queries = salesforce.dedupe_queries(calls, KEY)
+    assert len(queries) > 1
+    assert all(len(quote(q)) <= salesforce.QUERY_URL_BUDGET for q in queries)
+    joined = " ".join(queries)
+    assert all(f"'{c.key}'" in joined for c in calls)
+
+
+async def test_stand_in_mounted_under_a_prefix(http_session: aiohttp.ClientSession) -> None:
+    state = sim.SalesforceState(clock=lambda: (START + timedelta(minutes=3)).timestamp())
+    root = web.Application()
+    root.add_subapp("/salesforce", sim.create_app(state))
+    async with serve(root) as base:
+        opts = SalesforceOptions("https://unused.invalid", oauth(), f"{base}/salesforce")
+        writer = SalesforceWriter(WriterSettings("sf", WriterType.SALESFORCE, opts), http_session)
+        assert isinstance(await writer.write(make_call(), FIRST), Created)
+    assert len(state.tasks) == 1
+    assert all(r.path.startswith("/salesforce/") for r in state.requests)

@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
+from urllib.parse import quote
 
 import aiohttp
 
@@ -62,6 +63,8 @@ from sscl_daemon.crm.oauth import OAuthClient, TokenRefusedError, TokenUnavailab
 CRM: Final = "Salesforce"
 BATCH_MAX: Final = 200
 QUERY_PAGES: Final = 10
+# Room for the encoded SOQL in a GET URL, under Salesforce's 16,384-byte URI limit.
+QUERY_URL_BUDGET: Final = 12_000
 REQUEST_LIMIT_DELAY: Final = 60.0
 WINDOW_BEFORE: Final = timedelta(minutes=5)
 WINDOW_AFTER: Final = timedelta(hours=1)
@@ -137,6 +140,20 @@ def dedupe_query(calls: Sequence[CompletedCall], key_field: str) -> str:
         f" OR (TaskSubtype = 'Call' AND {key_field} = null"
         f" AND CreatedDate >= {soql_datetime(low)} AND CreatedDate <= {soql_datetime(high)})"
     )
+
+
+def dedupe_queries(calls: Sequence[CompletedCall], key_field: str) -> list[str]:
+    """:func:`dedupe_query` split so that each fits in a GET URL (Salesforce: 16 KiB)."""
+    queries: list[str] = []
+    group: list[CompletedCall] = []
+    for call in calls:
+        if group and len(quote(dedupe_query([*group, call], key_field))) > QUERY_URL_BUDGET:
+            queries.append(dedupe_query(group, key_field))
+            group = []
+        group.append(call)
+    if group:
+        queries.append(dedupe_query(group, key_field))
+    return queries
 
 
 def contact_search(e164: str) -> str:
@@ -274,10 +291,13 @@ class SalesforceWriter:
         if session is not None:
             _fail_open(chunk, session)
             return
-        existing = await self._query(dedupe_query([p.call for p in chunk], self.key_field))
-        if not isinstance(existing, list):
-            _fail_open(chunk, existing)
-            return
+        existing: list[Mapping[str, object]] = []
+        for soql in dedupe_queries([p.call for p in chunk], self.key_field):
+            found = await self._query(soql)
+            if not isinstance(found, list):
+                _fail_open(chunk, found)
+                return
+            existing.extend(found)
         for p in chunk:
             rid = existing_for(p.call, existing, self.key_field)
             if rid:

@@ -421,7 +421,7 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/oauth/"):
+        if request.path.endswith("/oauth/v1/token"):
             return await handler(request)
         headers: dict[str, str] = {}
         try:

@@ -43,6 +43,7 @@ CLIENT_SECRET = "sscl-salesforce-consumer-secret"
 REFRESH_TOKEN = "5Aep861sscl.demo.refresh"
 EXTERNAL_ID_FIELD = "SSCL_Call_Key__c"
 BATCH_MAX = 200
+URI_MAX = 16_384
 
 # field -> (type, max length or allowed values, filterable)
 FieldSpec = tuple[str, object, bool]
@@ -623,7 +624,11 @@ def create_app(state: SalesforceState | None = None) -> web.Application:
     async def search(request: web.Request) -> web.Response:
         return json_response({"searchRecords": _sosl(state, request.query.get("q", ""))})
 
-    app = web.Application(middlewares=[fault_middleware(state), guard])
+    # Salesforce takes URIs up to 16,384 bytes (long SOQL in the query string).
+    app = web.Application(
+        middlewares=[fault_middleware(state), guard],
+        handler_args={"max_line_size": URI_MAX},
+    )
     app.router.add_post("/services/oauth2/token", token)
     app.router.add_post("/services/data/{version}/sobjects/{sobject}", create)
     app.router.add_post("/services/data/{version}/sobjects/{sobject}/", create)

@@ -1,0 +1,255 @@
+"""Benchmark of the HubSpot and Salesforce writers: CRM requests per logged call.
+
+Usage: ``python benchmarks/writers.py [--calls 1000] [--contacts 200] [--users 20] [--seed 7]``
+
+Each writer talks over real loopback HTTP to its stand-in (``simulator/crm/``), which holds
+``--contacts`` contacts (half of them stored in national format) and one CRM user per
+RingCentral user. ``--calls`` seeded calls (each with one of the contacts, a random user,
+answered / missed / voicemail) are logged twice, into fresh stand-ins:
+
+* ``batched``: the way the dispatcher hands over a due backlog, ``write_batch`` with the
+  writer's maximum (HubSpot 100, Salesforce 200);
+* ``single``: one ``write`` per call, the live path when calls end one by one.
+
+For each run the table shows every request the stand-in received (token, owner list,
+contact searches, duplicate checks, creates), the requests per logged call over the whole
+run and at steady state (after the first ``--warmup`` calls, once the token, the owner list
+and the contacts seen so far are cached), and whether each call was logged exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+from aiohttp import web
+from rich.console import Console
+from rich.table import Table
+
+from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
+from sscl_daemon.config import (
+    HubSpotOptions,
+    OAuthClientSettings,
+    SalesforceOptions,
+    Secret,
+    WriterSettings,
+    WriterType,
+)
+from sscl_daemon.crm.base import AlreadyExisted, Created, WriteContext, Writer, WriteResult
+from sscl_daemon.crm.hubspot import BATCH_MAX as HUBSPOT_BATCH
+from sscl_daemon.crm.hubspot import HubSpotWriter
+from sscl_daemon.crm.salesforce import BATCH_MAX as SALESFORCE_BATCH
+from sscl_daemon.crm.salesforce import SalesforceWriter
+from sscl_daemon.simulator.crm import hubspot as hs_sim
+from sscl_daemon.simulator.crm import salesforce as sf_sim
+from sscl_daemon.simulator.crm.common import StandInState, serve
+
+T0 = datetime(2026, 11, 24, 8, 0, 0, tzinfo=UTC)
+TARGET = 1.2
+
+
+@dataclass(frozen=True)
+class Scenario:
+    calls: tuple[CompletedCall, ...]
+    contacts: tuple[str, ...]  # E.164
+    users: tuple[str, ...]  # e-mail addresses
+
+
+def scenario(calls: int, contacts: int, users: int, seed: int) -> Scenario:
+    rng = random.Random(seed)
+    numbers = tuple(f"+1415555{n:04d}" for n in rng.sample(range(10_000), contacts))
+    emails = tuple(f"user{u}@example.com" for u in range(users))
+    made = []
+    for n in range(calls):
+        user = rng.randrange(users)
+        result = rng.choices(
+            [CallResult.ANSWERED, CallResult.MISSED, CallResult.VOICEMAIL], [8, 1, 1]
+        )[0]
+        start = T0 + timedelta(seconds=n * 7)
+        talk = rng.randrange(20_000, 600_000) if result is CallResult.ANSWERED else 0
+        ring = rng.randrange(3_000, 25_000)
+        tsid = f"s-bench-{seed}-{n:06d}"
+        made.append(
+            CompletedCall(
+                key=idempotency_key(tsid, str(60_000 + user)),
+                telephony_session_id=tsid,
+                session_id=str(900_000 + n),
+                account_id="37439510",
+                extension_id=str(60_000 + user),
+                extension_number=str(101 + user),
+                user_name=f"User {user}",
+                user_email=emails[user],
+                direction=rng.choice([Direction.INBOUND, Direction.OUTBOUND]),
+                external_number=rng.choice(numbers),
+                external_name=None,
+                internal_number=None,
+                result=result,
+                start_time=start,
+                answer_time=start + timedelta(milliseconds=ring) if talk else None,
+                end_time=start + timedelta(milliseconds=ring + talk),
+                ring_ms=ring,
+                queue_ms=0,
+                talk_ms=talk,
+                hold_ms=0,
+                total_ms=ring + talk,
+            )
+        )
+    return Scenario(tuple(made), numbers, emails)
+
+
+def national(e164: str) -> str:
+    digits = e164.removeprefix("+1")
+    return f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+
+
+@dataclass
+class Run:
+    crm: str
+    mode: str
+    requests: int
+    warm_requests: int
+    logged: int
+    stored: int
+    seconds: float
+    calls: int
+    warmup: int
+
+    @property
+    def per_call(self) -> float:
+        return self.requests / max(self.logged, 1)
+
+    @property
+    def steady(self) -> float:
+        return (self.requests - self.warm_requests) / max(self.calls - self.warmup, 1)
+
+
+WriterFactory = Callable[[str, aiohttp.ClientSession], Writer]
+
+
+async def drive(
+    writer: Writer,
+    state: StandInState,
+    calls: Sequence[CompletedCall],
+    batch: int,
+    warmup: int,
+) -> tuple[list[WriteResult], int]:
+    """Log every call in groups of ``batch``; returns results and requests seen at warm-up end."""
+    results: list[WriteResult] = []
+    warm = 0
+    for start in range(0, len(calls), batch):
+        if start == warmup:
+            warm = len(state.requests)
+        group = calls[start : start + batch]
+        if batch == 1:
+            results.append(await writer.write(group[0], WriteContext()))
+        else:
+            results.extend(await writer.write_batch([(c, WriteContext()) for c in group]))
+    return results, warm
+
+
+async def run_hubspot(sc: Scenario, batch: int, warmup: int, mode: str) -> Run:
+    state = hs_sim.HubSpotState(burst=10**9)
+    for n, number in enumerate(sc.contacts):
+        state.add_contact(number if n % 2 else national(number), f"Contact{n}", "Bench")
+    for email in sc.users:
+        state.add_owner(email)
+
+    def make(url: str, session: aiohttp.ClientSession) -> Writer:
+        opts = HubSpotOptions(url, Secret(hs_sim.PRIVATE_TOKEN))
+        settings = WriterSettings("hubspot", WriterType.HUBSPOT, opts, rate_limit=10_000.0)
+        return HubSpotWriter(settings, session)
+
+    return await measure("HubSpot", mode, sc, state, hs_sim.create_app(state), make, batch,
+                         warmup, lambda: len(state.calls))  # fmt: skip
+
+
+async def run_salesforce(sc: Scenario, batch: int, warmup: int, mode: str) -> Run:
+    state = sf_sim.SalesforceState(clock=lambda: (T0 + timedelta(hours=4)).timestamp())
+    state.add_user("integration@example.com")
+    for n, number in enumerate(sc.contacts):
+        state.add_contact(number if n % 2 else national(number), f"Bench{n}")
+    for email in sc.users:
+        state.add_user(email)
+
+    def make(url: str, session: aiohttp.ClientSession) -> Writer:
+        oauth = OAuthClientSettings(
+            sf_sim.CLIENT_ID, Secret(sf_sim.CLIENT_SECRET), Secret(sf_sim.REFRESH_TOKEN)
+        )
+        opts = SalesforceOptions("https://unused.invalid", oauth, url)
+        settings = WriterSettings("salesforce", WriterType.SALESFORCE, opts, rate_limit=10_000.0)
+        return SalesforceWriter(settings, session)
+
+    return await measure("Salesforce", mode, sc, state, sf_sim.create_app(state), make, batch,
+                         warmup, lambda: len(state.tasks))  # fmt: skip
+
+
+async def measure(
+    crm: str,
+    mode: str,
+    sc: Scenario,
+    state: StandInState,
+    app: web.Application,
+    make: WriterFactory,
+    batch: int,
+    warmup: int,
+    stored: Callable[[], int],
+) -> Run:
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        writer = make(url, session)
+        began = time.perf_counter()
+        results, warm = await drive(writer, state, sc.calls, batch, warmup)
+        seconds = time.perf_counter() - began
+    logged = sum(isinstance(r, Created | AlreadyExisted) for r in results)
+    return Run(crm, mode, len(state.requests), warm, logged, stored(), seconds,
+               len(sc.calls), warmup)  # fmt: skip
+
+
+def report(runs: Sequence[Run], console: Console) -> None:
+    table = Table(title="CRM requests per logged call (loopback stand-ins)")
+    for column in ("CRM", "mode", "calls", "logged", "stored", "requests", "req/call",
+                   "req/call steady", "calls/s", f"target <= {TARGET}"):  # fmt: skip
+        table.add_column(column, justify="right" if column not in ("CRM", "mode") else "left")
+    for r in runs:
+        verdict = "-" if r.mode == "single" else ("met" if r.steady <= TARGET else "MISSED")
+        table.add_row(r.crm, r.mode, str(r.calls), str(r.logged), str(r.stored), str(r.requests),
+                      f"{r.per_call:.3f}", f"{r.steady:.3f}", f"{r.calls / r.seconds:.0f}",
+                      verdict)  # fmt: skip
+    console.print(table)
+
+
+async def main(args: argparse.Namespace) -> int:
+    sc = scenario(args.calls, args.contacts, args.users, args.seed)
+    runs: list[Run] = []
+    plans: list[tuple[Callable[[Scenario, int, int, str], Awaitable[Run]], int]] = [
+        (run_hubspot, HUBSPOT_BATCH),
+        (run_salesforce, SALESFORCE_BATCH),
+    ]
+    for runner, batch in plans:
+        warmup = max(args.warmup // batch * batch, batch) if args.warmup else 0
+        runs.append(await runner(sc, batch, warmup, "batched"))
+        runs.append(await runner(sc, 1, args.warmup, "single"))
+    report(runs, Console(width=140))
+    ok = all(r.logged == r.stored == r.calls for r in runs) and all(
+        r.steady <= TARGET for r in runs if r.mode == "batched"
+    )
+    return 0 if ok else 1
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--contacts", type=int, default=200)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=200, help="calls before steady state")
+    parser.add_argument("--seed", type=int, default=7)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(parse())))
