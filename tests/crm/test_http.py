@@ -12,6 +12,7 @@ from sscl_daemon.config import OAuthClientSettings, Secret
 from sscl_daemon.crm.base import PermanentFailure, RetryLater
 from sscl_daemon.crm.http import (
     DEFAULT_RATE_LIMIT_DELAY,
+    HeaderToken,
     BearerToken,
     CrmHttp,
     OAuthBearer,
@@ -176,3 +177,13 @@ async def test_redirect_is_not_followed(http_session: aiohttp.ClientSession) -> 
     assert result == PermanentFailure(
         "X answered with a redirect (HTTP 307) to https://elsewhere.example.com/steal; configure the final URL"
     )
+
+
+def test_static_token_reprs_hide_the_token() -> None:
+    for auth in (
+        BearerToken("s3cr3t"),
+        QueryToken("api_token", "s3cr3t"),
+        HeaderToken("x-api-token", "s3cr3t"),
+    ):
+        assert "s3cr3t" not in repr(auth)
+        assert auth.secrets() == ("s3cr3t",)

@@ -138,66 +138,53 @@ class Auth(Protocol):
     def secrets(self) -> tuple[str, ...]: ...
 
 
-class BearerToken:
+class StaticToken:
+    """A fixed token in a header or a query parameter: a 401 is not cured by a refresh."""
+
+    def __init__(
+        self, token: str, *, header: str | None = None, param: str | None = None, scheme: str = ""
+    ) -> None:
+        self._token = token
+        self._header = header
+        self._param = param
+        self._scheme = scheme
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(header={self._header!r}, param={self._param!r}, token='***')"
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
+        if self._header:
+            headers[self._header] = self._scheme + self._token
+        if self._param:
+            params[self._param] = self._token
+        return self._token
+
+    async def refresh(self, used: str | None) -> bool:
+        return False
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
+
+
+class BearerToken(StaticToken):
     """A long-lived bearer token (HubSpot private app)."""
 
     def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "BearerToken('***')"
-
-    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
-        headers["Authorization"] = f"Bearer {self._token}"
-        return self._token
-
-    async def refresh(self, used: str | None) -> bool:
-        return False
-
-    def secrets(self) -> tuple[str, ...]:
-        return (self._token,)
+        super().__init__(token, header="Authorization", scheme="Bearer ")
 
 
-class HeaderToken:
-    """A token sent in a header of its own (Pipedrive ``x-api-token``)."""
+class HeaderToken(StaticToken):
+    """A token in a header of its own (Pipedrive ``x-api-token``)."""
 
     def __init__(self, header: str, token: str) -> None:
-        self._header = header
-        self._token = token
-
-    def __repr__(self) -> str:
-        return f"HeaderToken({self._header!r}, '***')"
-
-    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
-        headers[self._header] = self._token
-        return self._token
-
-    async def refresh(self, used: str | None) -> bool:
-        return False
-
-    def secrets(self) -> tuple[str, ...]:
-        return (self._token,)
+        super().__init__(token, header=header)
 
 
-class QueryToken:
-    """A token sent as a query parameter (Pipedrive ``api_token``)."""
+class QueryToken(StaticToken):
+    """A token as a query parameter (Pipedrive's older ``api_token``)."""
 
     def __init__(self, param: str, token: str) -> None:
-        self._param = param
-        self._token = token
-
-    def __repr__(self) -> str:
-        return f"QueryToken({self._param!r}, '***')"
-
-    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
-        params[self._param] = self._token
-        return self._token
-
-    async def refresh(self, used: str | None) -> bool:
-        return False
-
-    def secrets(self) -> tuple[str, ...]:
-        return (self._token,)
+        super().__init__(token, param=param)
 
 
 class OAuthBearer:
