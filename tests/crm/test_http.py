@@ -12,9 +12,9 @@ from sscl_daemon.config import OAuthClientSettings, Secret
 from sscl_daemon.crm.base import PermanentFailure, RetryLater
 from sscl_daemon.crm.http import (
     DEFAULT_RATE_LIMIT_DELAY,
-    HeaderToken,
     BearerToken,
     CrmHttp,
+    HeaderToken,
     OAuthBearer,
     QueryToken,
     Response,
