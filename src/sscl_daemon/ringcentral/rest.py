@@ -169,7 +169,7 @@ class RestClient:
         date_to: datetime,
         *,
         view: str = "Detailed",
-        per_page: int = 250,
+        per_page: int = 1000,
         telephony_session_id: str | None = None,
     ) -> AsyncIterator[list[CallLogRecord]]:
         """Pages of the account call log for calls started in [date_from, date_to)."""
