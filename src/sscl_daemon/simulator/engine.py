@@ -73,6 +73,24 @@ class LiveSession:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Play:
+    """One event of a call; `ends` names the telephony session this event is the last of."""
+
+    event: SimEvent
+    ends: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Records:
+    """The moment a call's call-log records become visible."""
+
+    call: SimCall
+
+
+_Item = _Play | _Records | Notification
+
+
 @dataclass(frozen=True)
 class CallLogEntry:
     start: datetime
@@ -99,10 +117,8 @@ class Engine:
     call_log: list[CallLogEntry] = field(default_factory=list)
     live: dict[str, LiveSession] = field(default_factory=dict)
     published: int = 0
-    # (due, originally due, insertion order, action): fast-forwarded items keep their order
-    _heap: list[tuple[float, float, int, Callable[[], Notification | None]]] = field(
-        default_factory=list
-    )
+    # (due, originally due, insertion order, item): fast-forwarded items keep their order
+    _heap: list[tuple[float, float, int, _Item]] = field(default_factory=list)
     _order: itertools.count[int] = field(default_factory=itertools.count)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -141,8 +157,7 @@ class Engine:
 
     # -- scheduling ------------------------------------------------------------------------
 
-    def _schedule(self, due: float, action: Callable[[], Notification | None]) -> None:
-        heapq.heappush(self._heap, (due, due, next(self._order), action))
+    def _wake_up(self) -> None:
         self._idle.clear()
         self._wake.set()
 
@@ -155,23 +170,22 @@ class Engine:
             if isinstance(tsid, str):
                 last_index[tsid] = index
         ending = {index: tsid for tsid, index in last_index.items()}
+        base = self._due(call.start)
+        heap, order = self._heap, self._order
         for index, event in enumerate(call.events):
-            due = self._due(call.start + timedelta(milliseconds=event.offset_ms))
-            self._schedule(due, self._event_action(event, ending.get(index)))
-        end_due = self._due(call.start + timedelta(milliseconds=call.end_offset_ms))
-        self._schedule(end_due + self.call_log_delay_s, lambda: self._publish_records(call))
+            due = base + event.offset_ms / 1000.0
+            heapq.heappush(heap, (due, due, next(order), _Play(event, ending.get(index))))
+        due = base + call.end_offset_ms / 1000.0 + self.call_log_delay_s
+        heapq.heappush(heap, (due, due, next(order), _Records(call)))
+        self._wake_up()
         return call
-
-    def _event_action(self, event: SimEvent, ends: str | None) -> Callable[[], Notification | None]:
-        def action() -> Notification:
-            self._track(event.body, ends)
-            return self.notification(event.body, event.extension_id)
-
-        return action
 
     def push_raw(self, body: object, extension_id: str | None = None) -> None:
         """Publish an arbitrary notification body now (bad-input tests)."""
-        self._schedule(self.clock(), lambda: self.notification(body, extension_id))
+        now = self.clock()
+        note = self.notification(body, extension_id)
+        heapq.heappush(self._heap, (now, now, next(self._order), note))
+        self._wake_up()
 
     def notification(self, body: object, extension_id: str | None) -> Notification:
         acct = self.org.account_id
@@ -215,7 +229,6 @@ class Engine:
     def _publish_records(self, call: SimCall) -> None:
         for record in call.call_log_records:
             self.call_log.append(CallLogEntry(_parse_time(record.get("startTime")), record))
-        return None
 
     async def _run(self) -> None:
         heap = self._heap
@@ -235,9 +248,15 @@ class Engine:
             now = self.clock()
             batch: list[Notification] = []
             while heap and heap[0][0] <= now:
-                note = heapq.heappop(heap)[3]()
-                if note is not None:
-                    batch.append(note)
+                item = heapq.heappop(heap)[3]
+                if isinstance(item, _Play):
+                    body = item.event.body
+                    self._track(body, item.ends)
+                    batch.append(self.notification(body, item.event.extension_id))
+                elif isinstance(item, _Records):
+                    self._publish_records(item.call)
+                else:
+                    batch.append(item)
             if batch:
                 self.published += len(batch)
                 self.gateway.publish(batch)
@@ -263,8 +282,8 @@ class Engine:
         """
         now = self.clock()
         shifted = [
-            (now if seconds is None else max(now, due - seconds), first, order, action)
-            for due, first, order, action in self._heap
+            (now if seconds is None else max(now, due - seconds), first, order, item)
+            for due, first, order, item in self._heap
         ]
         heapq.heapify(shifted)
         self._heap[:] = shifted
