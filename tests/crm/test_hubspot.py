@@ -563,3 +563,68 @@ async def test_stand_in_mounted_under_a_prefix_with_oauth(
     assert len(state.calls) == 1
     assert state.token_requests == 1
     assert all(r.path.startswith("/hubspot/") for r in state.requests)
+
+
+def _oauth_mocked_writer(session: aiohttp.ClientSession) -> HubSpotWriter:
+    oauth = OAuthClientSettings("cid", Secret("csecret"), Secret("rtoken"))
+    opts = HubSpotOptions(BASE, None, oauth)
+    return HubSpotWriter(WriterSettings("hubspot", WriterType.HUBSPOT, opts), session)
+
+
+async def test_401_after_a_fresh_token_is_permanent(http_session: aiohttp.ClientSession) -> None:
+    with aioresponses() as mock:
+        for n in range(2):
+            mock.post(
+                f"{BASE}/oauth/v1/token",
+                payload={"access_token": f"at-{n}", "refresh_token": "rtoken", "expires_in": 1800},
+            )
+        mock.post(
+            f"{BASE}/crm/v3/objects/calls/search",
+            status=401,
+            payload={
+                "status": "error",
+                "message": "Authentication credentials not found.",
+                "correlationId": "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+                "category": "INVALID_AUTHENTICATION",
+            },
+            repeat=True,
+        )
+        result = await _oauth_mocked_writer(http_session).write(make_call(), FIRST)
+    assert isinstance(result, PermanentFailure)
+    assert "credentials rejected (HTTP 401)" in result.reason
+    assert "Authentication credentials not found." in result.reason
+    assert "at-1" not in result.reason
+    assert "rtoken" not in result.reason
+
+
+async def test_multi_status_batch_answer_is_read_per_input(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    calls = [make_call(telephony_session_id=f"s-{n}") for n in range(2)]
+    with aioresponses() as mock:
+        mock.post(f"{BASE}/crm/v3/objects/calls/search", payload=SEARCH_EMPTY)
+        mock.post(f"{BASE}/crm/v3/objects/contacts/search", payload=SEARCH_EMPTY)
+        mock.get(re.compile(rf"{BASE}/crm/v3/owners.*"), payload={"results": []})
+        mock.post(
+            f"{BASE}/crm/v3/objects/calls/batch/create",
+            status=207,
+            payload={
+                "status": "COMPLETE",
+                "results": [{"id": "901", "properties": {"sscl_call_key": calls[1].key}}],
+                "numErrors": 1,
+                "errors": [
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": "hs_call_body is too long",
+                        "context": {"objectWriteTraceId": [calls[0].key]},
+                    }
+                ],
+                "startedAt": "2026-11-24T09:40:00Z",
+                "completedAt": "2026-11-24T09:40:01Z",
+            },
+        )
+        results = await _mocked_writer(http_session).write_batch([(c, FIRST) for c in calls])
+    assert results[1] == Created("901")
+    assert isinstance(results[0], PermanentFailure)
+    assert "hs_call_body is too long" in results[0].reason
