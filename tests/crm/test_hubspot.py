@@ -476,13 +476,18 @@ def _mocked_writer(session: aiohttp.ClientSession) -> HubSpotWriter:
 SEARCH_EMPTY = {"total": 0, "results": []}
 
 
+def _empty_lookups(mock: aioresponses) -> None:
+    """No client logs, no contacts, no owners: the writer goes straight to the create."""
+    mock.post(f"{BASE}/crm/v3/objects/calls/search", payload=SEARCH_EMPTY)
+    mock.post(f"{BASE}/crm/v3/objects/contacts/search", payload=SEARCH_EMPTY)
+    mock.get(re.compile(rf"{BASE}/crm/v3/owners.*"), payload={"results": []})
+
+
 async def test_documented_429_body_with_http_date_retry_after(
     http_session: aiohttp.ClientSession,
 ) -> None:
     with aioresponses() as mock:
-        mock.post(f"{BASE}/crm/v3/objects/calls/search", payload=SEARCH_EMPTY)
-        mock.post(f"{BASE}/crm/v3/objects/contacts/search", payload=SEARCH_EMPTY)
-        mock.get(re.compile(rf"{BASE}/crm/v3/owners.*"), payload={"results": []})
+        _empty_lookups(mock)
         mock.post(
             f"{BASE}/crm/v3/objects/calls",
             status=429,
@@ -515,9 +520,7 @@ async def test_connection_refused_retries_and_validation_error_keeps_message(
     assert "connection failed" in down.reason
 
     with aioresponses() as mock:
-        mock.post(f"{BASE}/crm/v3/objects/calls/search", payload=SEARCH_EMPTY)
-        mock.post(f"{BASE}/crm/v3/objects/contacts/search", payload=SEARCH_EMPTY)
-        mock.get(re.compile(rf"{BASE}/crm/v3/owners.*"), payload={"results": []})
+        _empty_lookups(mock)
         mock.post(
             f"{BASE}/crm/v3/objects/calls",
             status=400,
@@ -602,9 +605,7 @@ async def test_multi_status_batch_answer_is_read_per_input(
 ) -> None:
     calls = [make_call(telephony_session_id=f"s-{n}") for n in range(2)]
     with aioresponses() as mock:
-        mock.post(f"{BASE}/crm/v3/objects/calls/search", payload=SEARCH_EMPTY)
-        mock.post(f"{BASE}/crm/v3/objects/contacts/search", payload=SEARCH_EMPTY)
-        mock.get(re.compile(rf"{BASE}/crm/v3/owners.*"), payload={"results": []})
+        _empty_lookups(mock)
         mock.post(
             f"{BASE}/crm/v3/objects/calls/batch/create",
             status=207,

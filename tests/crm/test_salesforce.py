@@ -480,13 +480,18 @@ def _token(mock: aioresponses, times: int = 1) -> None:
         )
 
 
+def _empty_org(mock: aioresponses) -> None:
+    """A token, then nothing found by any query or search."""
+    _token(mock)
+    mock.get(re.compile(rf"{API}/query\?.*"), payload=EMPTY, repeat=True)
+    mock.get(re.compile(rf"{API}/search\?.*"), payload={"searchRecords": []})
+
+
 async def test_duplicate_value_on_create_is_already_existed(
     http_session: aiohttp.ClientSession,
 ) -> None:
     with aioresponses() as mock:
-        _token(mock)
-        mock.get(re.compile(rf"{API}/query\?.*"), payload=EMPTY, repeat=True)
-        mock.get(re.compile(rf"{API}/search\?.*"), payload={"searchRecords": []})
+        _empty_org(mock)
         mock.post(
             f"{API}/sobjects/Task",
             status=400,
@@ -506,9 +511,7 @@ async def test_composite_duplicate_item_is_already_existed(
     http_session: aiohttp.ClientSession,
 ) -> None:
     with aioresponses() as mock:
-        _token(mock)
-        mock.get(re.compile(rf"{API}/query\?.*"), payload=EMPTY, repeat=True)
-        mock.get(re.compile(rf"{API}/search\?.*"), payload={"searchRecords": []})
+        _empty_org(mock)
         mock.post(
             f"{API}/composite/sobjects",
             payload=[

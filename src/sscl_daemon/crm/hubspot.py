@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 import aiohttp
@@ -190,8 +190,8 @@ def client_log_search(
                     {
                         "propertyName": "hs_timestamp",
                         "operator": "BETWEEN",
-                        "value": content.iso_utc(low),
-                        "highValue": content.iso_utc(high),
+                        "value": _epoch_ms(low),
+                        "highValue": _epoch_ms(high),
                     },
                     {"propertyName": KEY_PROPERTY, "operator": "NOT_HAS_PROPERTY"},
                 ]
@@ -204,6 +204,11 @@ def client_log_search(
     if after:
         body["after"] = after
     return body
+
+
+def _epoch_ms(moment: datetime) -> str:
+    """Search filters on datetime properties take epoch milliseconds (as strings)."""
+    return str(int(content.utc(moment).timestamp() * 1000))
 
 
 def client_log_for(call: CompletedCall, records: Sequence[Mapping[str, object]]) -> str | None:
