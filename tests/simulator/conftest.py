@@ -108,8 +108,7 @@ class Platform:
     refresh_token: str = ""
     clients: list[WsClient] = field(default_factory=list)
 
-    async def login(self, jwt: str = "any-jwt") -> dict[str, Any]:
-        form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": jwt}
+    async def _grant(self, form: dict[str, str]) -> dict[str, Any]:
         async with self.http.post(
             self.sim.base_url + "/restapi/oauth/token",
             data=form,
@@ -120,17 +119,15 @@ class Platform:
         self.access_token, self.refresh_token = body["access_token"], body["refresh_token"]
         return body
 
+    async def login(self, jwt: str = "any-jwt") -> dict[str, Any]:
+        return await self._grant(
+            {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": jwt}
+        )
+
     async def refresh(self) -> dict[str, Any]:
-        form = {"grant_type": "refresh_token", "refresh_token": self.refresh_token}
-        async with self.http.post(
-            self.sim.base_url + "/restapi/oauth/token",
-            data=form,
-            headers={"Authorization": basic()},
-        ) as resp:
-            body: dict[str, Any] = await resp.json()
-            assert resp.status == 200, body
-        self.access_token, self.refresh_token = body["access_token"], body["refresh_token"]
-        return body
+        return await self._grant(
+            {"grant_type": "refresh_token", "refresh_token": self.refresh_token}
+        )
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"}
