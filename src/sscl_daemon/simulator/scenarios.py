@@ -118,14 +118,14 @@ STATUS_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SimEvent:
     offset_ms: int  # when to emit, from the call's start
     extension_id: str | None  # the party's extension (None = external party): the event path
     body: dict[str, object]  # the notification `body`, one party
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExpectedLog:
     key: str  # "<telephonySessionId>:<extensionId>" or "<telephonySessionId>:-"
     extension_id: str | None
@@ -139,7 +139,7 @@ class ExpectedLog:
     hold_ms: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SimCall:
     kind: CallKind
     telephony_session_ids: tuple[str, ...]
@@ -154,6 +154,8 @@ class SimCall:
         return self.events[-1].offset_ms if self.events else 0
 
 
+# Sub-objects that never change are shared between bodies: consumers treat bodies as read-only.
+_ORIGIN_CALL: dict[str, object] = {"type": "Call"}
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -183,6 +185,7 @@ class _Party:
         "hold_since",
         "id",
         "last_t",
+        "pickup",
         "recordings",
         "tail",
     )
@@ -198,6 +201,7 @@ class _Party:
         self.hold_since = -1
         self.hold_ms = 0
         self.recordings: list[dict[str, object]] | None = None
+        self.pickup: dict[str, object] | None = None
 
     def set_to(self, value: dict[str, object]) -> None:
         self.head["to"] = value
@@ -307,7 +311,7 @@ class _Session:
             "serverId": self.server_id,
             "eventTime": _iso_ms(ctx.start_ms + t),
             "parties": [body_party],
-            "origin": {"type": "Call"},
+            "origin": _ORIGIN_CALL,
         }
         ctx.raw.append((t + self.lag, len(ctx.raw), SimEvent(t + self.lag, party.ext_id, body)))
 
@@ -379,15 +383,18 @@ def _pstn(caller: ExternalParty, with_name: bool) -> dict[str, object]:
     return {"phoneNumber": caller.phone_number}
 
 
-def _pickup_data(ctx: _Ctx, ext: OrgExtension) -> dict[str, object]:
-    rng = ctx.rng
-    return {
-        "ccMailboxes": [ext.id],
-        "to": f"#{rng.randrange(100_000, 2_000_000)}@sip.ringcentral.com:5060",
-        "sid": str(rng.randrange(10**13, 10**14)),
-        "srvLvl": "-149699523",
-        "srvLvlExt": "406",
-    }
+def _pickup_data(ctx: _Ctx, party: _Party) -> dict[str, object]:
+    """`status.mobilePickupData` of a user's ringing party, the same on each of its events."""
+    if party.pickup is None:
+        rng = ctx.rng
+        party.pickup = {
+            "ccMailboxes": [party.ext_id],
+            "to": f"#{rng.randrange(100_000, 2_000_000)}@sip.ringcentral.com:5060",
+            "sid": str(rng.randrange(10**13, 10**14)),
+            "srvLvl": "-149699523",
+            "srvLvlExt": "406",
+        }
+    return party.pickup
 
 
 class CallFactory:
@@ -720,7 +727,7 @@ def _direct_inbound_start(
     t += ctx.gap(15, 60)
     s.emit(t, p2, "Setup")
     t += ctx.gap(15, 60)
-    s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, user))
+    s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, p2))
     return p1, p2, t
 
 
@@ -730,7 +737,7 @@ def _answer_direct(
     t += ctx.gap(3_000, 18_000)
     # the answering device shows up in the user's `to` (docs: call-log/states.md example)
     p2.set_to({**_ext_ref(user, user.did), "deviceId": user.device_id})
-    s.emit(t, p2, "Answered", mobilePickupData=_pickup_data(ctx, user))
+    s.emit(t, p2, "Answered", mobilePickupData=_pickup_data(ctx, p2))
     t += ctx.gap(20, 90)
     p1.set_to(_ext_ref(user, user.did))
     s.emit(t, p1, "Answered")
@@ -1097,9 +1104,9 @@ def _blind_transfer(ctx: _Ctx) -> None:
     t += ctx.gap(20, 120)
     s.emit(t, p3, "Setup")
     t += ctx.gap(20, 120)
-    s.emit(t, p3, "Proceeding", mobilePickupData=_pickup_data(ctx, user2))
+    s.emit(t, p3, "Proceeding", mobilePickupData=_pickup_data(ctx, p3))
     t += ctx.gap(2_000, 15_000)
-    s.emit(t, p3, "Answered", mobilePickupData=_pickup_data(ctx, user2))
+    s.emit(t, p3, "Answered", mobilePickupData=_pickup_data(ctx, p3))
     _finish_handover(
         ctx, s, t, caller, p1, (user1, p2, "transferred"),
         (user2, p3, "TransferCall", "Transfer", _rc_number(user2)),
@@ -1163,9 +1170,9 @@ def _warm_transfer(ctx: _Ctx) -> None:
     _rc_caller_connected(b1, user1, user2)
     b.emit(t, b1, "Answered")
     t += ctx.gap(10, 120)
-    b.emit(t, b2, "Proceeding", mobilePickupData=_pickup_data(ctx, user2))
+    b.emit(t, b2, "Proceeding", mobilePickupData=_pickup_data(ctx, b2))
     t += ctx.gap(2_000, 10_000)
-    b.emit(t, b2, "Answered", mobilePickupData=_pickup_data(ctx, user2))
+    b.emit(t, b2, "Answered", mobilePickupData=_pickup_data(ctx, b2))
     t += ctx.gap(8_000, 60_000)
     # bridge: agent 1 leaves both sessions, the customer moves into the consult session
     b3 = b.party(None, "Outbound", _pstn(caller, True), {"phoneNumber": user1.did})
@@ -1260,11 +1267,11 @@ def _internal(ctx: _Ctx) -> None:
     _rc_caller_connected(p1, user1, user2)
     s.emit(t, p1, "Answered")
     t += ctx.gap(10, 120)
-    s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, user2))
+    s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, p2))
     answered = ctx.rng.random() < 0.8
     if answered:
         t += ctx.gap(2_000, 10_000)
-        s.emit(t, p2, "Answered", mobilePickupData=_pickup_data(ctx, user2))
+        s.emit(t, p2, "Answered", mobilePickupData=_pickup_data(ctx, p2))
         t = _talk_with_holds(ctx, s, t, p1, 1 if ctx.rng.random() < 0.3 else 0)
         _hangup_pair(ctx, s, t, p1, p2)
     else:
