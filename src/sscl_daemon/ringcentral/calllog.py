@@ -182,6 +182,9 @@ def _calls_of(
     if not tsid:
         raise RecordError(f"call-log record {record_id} has no telephonySessionId")
     start = parse_time(record.startTime, record_id, "startTime")
+    if account_id == "~":
+        # "~" is the caller's own account: the record names its real id.
+        account_id = record.account_id or account_id
     total_ms = _duration_ms(record.durationMs, record.duration)
     base = _Base(record, record_id, tsid, start, total_ms, account_id, directory, source)
     parts = _user_parts(record, directory)

@@ -83,6 +83,7 @@ class CallLogRecord(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
     """One account call-log record (one call; Detailed view adds `legs`)."""
 
     id: IdValue
+    uri: str | None = None
     telephonySessionId: str | None = None
     sessionId: IdValue | None = None
     partyId: str | None = None
@@ -100,6 +101,14 @@ class CallLogRecord(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
     recording: RecordingRef | None = None
     lastModifiedTime: str | None = None
     legs: list[CallLogLeg] = msgspec.field(default_factory=list)
+
+    @property
+    def account_id(self) -> str | None:
+        """The account id the record's own `uri` names (`.../account/<id>/call-log/...`)."""
+        marker = "/account/"
+        if not self.uri or marker not in self.uri:
+            return None
+        return self.uri.split(marker, 1)[1].split("/", 1)[0] or None
 
 
 class CallLogPage(msgspec.Struct, kw_only=True):

@@ -1,0 +1,128 @@
+"""Backfill: the calls of a past period, read from the call log and handed to the outbox.
+
+Used by `sscl-daemon backfill` (commands/backfill.py) when logging is first switched on or
+after an outage longer than the checkpoint can cover. The period is read in chunks (so a
+progress display can follow it) through the same `Reconciler` as the live gaps, with
+`source=backfill`; the outbox's unique key keeps calls already logged from being logged again.
+Parsing and checking of the period are pure and raise `PeriodError` with a message that
+names the option and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.ringcentral.reconcile import Batch, Reconciler
+
+DEFAULT_CHUNK = timedelta(hours=6)
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class PeriodError(ValueError):
+    """`--from`/`--to` are unusable; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    def chunks(self, size: timedelta = DEFAULT_CHUNK) -> list[Period]:
+        out: list[Period] = []
+        cursor = self.start
+        while cursor < self.end:
+            nxt = min(cursor + size, self.end)
+            out.append(Period(cursor, nxt))
+            cursor = nxt
+        return out
+
+
+def parse_moment(text: str, option: str, *, end_of_day: bool) -> datetime:
+    """`YYYY-MM-DD` (a whole day) or an ISO date-time; no zone means UTC."""
+    value = text.strip()
+    if _DATE_ONLY.match(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise PeriodError(f"{option} {text!r} is not a real date (YYYY-MM-DD)") from None
+        moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return moment + timedelta(days=1) if end_of_day else moment
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PeriodError(
+            f"{option} {text!r} is not a date: use YYYY-MM-DD or an ISO date-time "
+            "such as 2026-01-31T14:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_period(from_text: str, to_text: str, now: datetime) -> Period:
+    """The period `--from`..`--to` (a date-only `--to` includes that whole day)."""
+    start = parse_moment(from_text, "--from", end_of_day=False)
+    end = parse_moment(to_text, "--to", end_of_day=True)
+    if start >= end:
+        raise PeriodError(f"--from {from_text!r} must be before --to {to_text!r}")
+    if start >= now:
+        raise PeriodError(f"--from {from_text!r} is in the future; nothing to backfill")
+    return Period(start, min(end, now))
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    calls: int = 0
+    inserted: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    unreadable: int = 0
+
+    def lines(self, dry_run: bool) -> list[str]:
+        verb = "would be logged" if dry_run else "sent to the outbox"
+        out = [
+            f"call-log records read: {self.records}",
+            f"call logs {verb}: {self.calls}",
+        ]
+        if not dry_run:
+            out.append(
+                f"new outbox rows: {self.inserted} (already logged: calls x writers less these)"
+            )
+        for reason, count in sorted(self.skipped.items()):
+            out.append(f"skipped ({reason}): {count}")
+        if self.unreadable:
+            out.append(f"unreadable records (see the log): {self.unreadable}")
+        return out
+
+
+Commit = Callable[[Sequence[CompletedCall]], Awaitable[int]]
+Progress = Callable[[Period, Batch], None]
+
+
+async def run_backfill(
+    reconciler: Reconciler,
+    period: Period,
+    commit: Commit | None,
+    progress: Progress | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+) -> Summary:
+    """Read `period` chunk by chunk; `commit` (None = dry run) stores each chunk's calls."""
+    summary = Summary()
+    for part in period.chunks(chunk):
+        batch = await reconciler.read(part.start, part.end)
+        summary.records += batch.records
+        summary.calls += len(batch.calls)
+        summary.unreadable += len(batch.errors)
+        summary.skipped.update(str(d.reason) for d in batch.skipped)
+        if commit is not None and batch.calls:
+            summary.inserted += await commit(batch.calls)
+        if progress is not None:
+            progress(part, batch)
+    return summary

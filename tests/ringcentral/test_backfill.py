@@ -1,0 +1,102 @@
+"""Backfill: period parsing, and the command end to end against the simulator and Postgres."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from tests.ringcentral.harness import Calls, client_settings, simulator
+
+from sscl_daemon.commands import backfill as command
+from sscl_daemon.config import (
+    DaemonSettings,
+    JsonlOptions,
+    Settings,
+    StoreSettings,
+    WriterSettings,
+    WriterType,
+)
+from sscl_daemon.ringcentral.backfill import Period, PeriodError, parse_period
+from sscl_daemon.simulator.app import Simulator
+from sscl_daemon.store import Store
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def test_dates_cover_whole_days_and_times_are_utc_by_default() -> None:
+    period = parse_period("2026-03-01", "2026-03-02", NOW)
+    assert period == Period(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
+    exact = parse_period("2026-03-01T10:00", "2026-03-01T12:30:00+01:00", NOW)
+    assert exact.start == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert exact.end == datetime(2026, 3, 1, 11, 30, tzinfo=UTC)
+    assert parse_period("2026-03-09", "2026-12-31", NOW).end == NOW
+    assert [p.seconds for p in period.chunks(timedelta(hours=18))] == [64800.0, 64800.0, 43200.0]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("yesterday", "2026-03-02", "--from 'yesterday' is not a date"),
+        ("2026-02-30", "2026-03-02", "--from '2026-02-30' is not a real date"),
+        ("2026-03-01", "03/02/2026", "--to '03/02/2026' is not a date"),
+        ("2026-03-05", "2026-03-01", "must be before --to"),
+        ("2026-04-01", "2026-04-02", "is in the future"),
+    ],
+)
+def test_bad_periods_name_the_option_and_the_fix(start: str, end: str, message: str) -> None:
+    with pytest.raises(PeriodError, match=message):
+        parse_period(start, end, NOW)
+
+
+def test_command_rejects_a_bad_date_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(
+        date_from="2026-13-01", date_to="2026-03-02", dry_run=True, config="x"
+    )
+    assert command.run(args) == command.EXIT_USAGE
+    assert "--from '2026-13-01'" in capsys.readouterr().err
+
+
+def settings_for(sim: Simulator, pg_dsn: str, state: Path) -> Settings:
+    writer = WriterSettings(
+        name="crm", type=WriterType.JSONL, options=JsonlOptions(path=state / "calls.jsonl")
+    )
+    return Settings(
+        daemon=DaemonSettings(state_dir=state),
+        store=StoreSettings(dsn=pg_dsn, pool_max_size=2),
+        ringcentral=client_settings(sim),
+        writers=(writer,),
+    )
+
+
+async def test_backfill_logs_a_period_once_and_dry_run_previews_it(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    async with simulator() as sim:
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        calls = Calls(sim, seed=21)
+        calls.place(15)
+        await sim.wait_idle()
+        period = Period(start, datetime.now(UTC))
+        settings = settings_for(sim, pg_dsn, tmp_path)
+
+        preview = io.StringIO()
+        code = await command._backfill(settings, period, True, Console(file=preview, width=200))
+        assert code == command.EXIT_OK
+        printed = preview.getvalue()
+        assert all(key in printed for key in calls.expected())
+        assert f"call logs would be logged: {len(calls.expected())}" in printed
+
+        for attempt in range(2):
+            out = io.StringIO()
+            terminal = Console(file=out, force_terminal=True, width=200)
+            assert await command._backfill(settings, period, False, terminal) == command.EXIT_OK
+            expected_new = len(calls.expected()) if attempt == 0 else 0
+            assert f"new outbox rows: {expected_new}" in out.getvalue()
+
+        async with await Store.open(settings.store, tmp_path) as store:
+            rows = await store.outbox_rows("default")
+        assert sorted(row.call_key for row in rows) == sorted(calls.expected())
