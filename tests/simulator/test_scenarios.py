@@ -117,6 +117,7 @@ def check_well_formed(call: SimCall) -> None:
     sessions = _by_session(call)
     assert set(sessions) == set(call.telephony_session_ids)
     party_ids: dict[str, set[str]] = {}
+    pickups: dict[str, object] = {}
     for tsid, events in sessions.items():
         assert tsid.startswith("s-")
         core = tsid[2:]
@@ -151,6 +152,10 @@ def check_well_formed(call: SimCall) -> None:
                 # the PSTN side shows full E.164 numbers
                 assert E164.match(str(_ref(party, "from")["phoneNumber"]))
                 assert E164.match(str(_ref(party, "to")["phoneNumber"]))
+            if "mobilePickupData" in status:
+                # one value per ringing party, repeated on its Answered (captures)
+                pickup = pickups.setdefault(str(party["id"]), status["mobilePickupData"])
+                assert status["mobilePickupData"] == pickup
             if status["code"] == "Gone":
                 peer = status["peerId"]
                 assert isinstance(peer, dict)
@@ -435,6 +440,13 @@ def check_call_log(call: SimCall) -> None:
         for log in call.expected:
             if log.key.startswith(f"{tsid}:") and log.extension_id is not None:
                 assert log.extension_id in leg_users, "reconcile can find the user in the legs"
+                # and one of the user's legs names the outside number the live events show
+                own = [leg for leg in legs if str(leg["extension"]["id"]) == log.extension_id]
+                assert any(
+                    leg["from" if leg["direction"] == "Inbound" else "to"]["phoneNumber"]
+                    == log.external_number
+                    for leg in own
+                )
             if log.telephony_session_id == tsid:
                 if log.recording_ids:
                     assert isinstance(recording, dict)
