@@ -6,8 +6,8 @@ Salesforce sends no ``expires_in``, so a 401 ``INVALID_SESSION_ID`` triggers one
 
 * ``POST /sobjects/Task`` (one call) or ``POST /composite/sobjects`` with ``allOrNone=false``
   (2..200 calls, one SaveResult per record, in order);
-* ``GET /query?q=SELECT ... FROM Task ...`` once per write/batch: our own earlier records and
-  the logs a user's client made (see below);
+* ``GET /query?q=SELECT ... FROM Task ...`` once per write/batch (split when the SOQL would
+  not fit a GET URL): our own earlier records and the logs a user's client made (see below);
 * ``GET /search?q=FIND {...} IN PHONE FIELDS RETURNING Contact(...)`` per uncached number;
   ``GET /query?q=SELECT Id, Email FROM User WHERE IsActive = true`` once per cache TTL.
 
@@ -16,7 +16,9 @@ Task fields: ``TaskSubtype='Call'``, ``Status='Completed'``, ``Priority='Normal'
 the marker lines), ``ActivityDate`` (the call's UTC date; Task has no standard start time),
 ``CallType`` (Inbound/Outbound/Internal), ``CallDurationInSeconds`` (talk time),
 ``CallDisposition`` (the outcome in words), ``CallObject`` (the RingCentral telephony session
-id), ``WhoId`` (the contact; Task takes one), ``OwnerId`` and the external id field.
+id), ``WhoId`` (the contact: a Task takes one, so with several matches and the ``all``
+policy the first is used), ``OwnerId`` and the external id field. Contacts are found by SOSL
+over phone fields (Leads are not searched).
 
 Exactly once. One-time setup: a custom Activity field, Text(255), *External ID* and *Unique*
 (default ``SSCL_Call_Key__c``, configurable as ``external_id_field``), visible to the API
@@ -24,7 +26,8 @@ user. Every Task carries our key in it. Before creating, one SOQL query (strongl
 no search index) looks for Tasks with our keys; a second create with the same key is refused
 by Salesforce with ``DUPLICATE_VALUE`` naming the existing record. Both become
 ``AlreadyExisted``. We never upsert an existing Task (``PATCH .../Task/<field>/<key>`` would
-overwrite what a user edited on the log since), we only create.
+overwrite what a user edited on the log since), we only create. Where an org does not let
+the field be Unique, the query alone still keeps one daemon (one writer) from logging twice.
 
 Logs made by a user's own client: the same query also returns Tasks without our key whose
 ``CallObject`` is the call's telephony session id or session id, or that are call Tasks
