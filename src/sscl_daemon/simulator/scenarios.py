@@ -1145,6 +1145,26 @@ def _finish_handover(
     )  # fmt: skip
 
 
+def _rc_to_rc_ringing(
+    ctx: _Ctx, s: _Session, user1: OrgExtension, user2: OrgExtension, t: int
+) -> tuple[_Party, _Party, int]:
+    """User 1 dials user 2's extension: both Setup, the caller Answered at once (the RC
+    destination is reached), the callee ringing (capture: RingCentral-RingCentral.txt)."""
+    p1 = s.party(user1, "Outbound", _device_ref(user1), {"phoneNumber": user2.extension_number})
+    p2 = s.party(
+        user2, "Inbound", {**_ext_ref(user1), "deviceId": user1.device_id}, _ext_ref(user2)
+    )
+    s.emit(t, p1, "Setup")
+    t += ctx.gap(10, 40)
+    s.emit(t, p2, "Setup")
+    t += ctx.gap(10, 60)
+    _rc_caller_connected(p1, user1, user2)
+    s.emit(t, p1, "Answered")
+    t += ctx.gap(10, 120)
+    s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, p2))
+    return p1, p2, t
+
+
 def _warm_transfer(ctx: _Ctx) -> None:
     rng = ctx.rng
     user1, user2 = _pick_users(ctx, 2)
@@ -1155,22 +1175,8 @@ def _warm_transfer(ctx: _Ctx) -> None:
     a.emit(t, a2, "Hold")
     # consult call, agent 1 -> agent 2 (RC -> RC, capture RingCentral-RingCentral.txt)
     b = ctx.session()
-    b1 = b.party(user1, "Outbound", _device_ref(user1), {"phoneNumber": user2.extension_number})
-    b2 = b.party(
-        user2,
-        "Inbound",
-        {**_ext_ref(user1), "deviceId": user1.device_id},
-        _ext_ref(user2),
-    )
     t += ctx.gap(2_000, 6_000)
-    b.emit(t, b1, "Setup")
-    t += ctx.gap(10, 40)
-    b.emit(t, b2, "Setup")
-    t += ctx.gap(10, 60)
-    _rc_caller_connected(b1, user1, user2)
-    b.emit(t, b1, "Answered")
-    t += ctx.gap(10, 120)
-    b.emit(t, b2, "Proceeding", mobilePickupData=_pickup_data(ctx, b2))
+    b1, b2, t = _rc_to_rc_ringing(ctx, b, user1, user2, t)
     t += ctx.gap(2_000, 10_000)
     b.emit(t, b2, "Answered", mobilePickupData=_pickup_data(ctx, b2))
     t += ctx.gap(8_000, 60_000)
@@ -1255,19 +1261,7 @@ def _internal(ctx: _Ctx) -> None:
     """Extension to extension (capture: RingCentral-RingCentral.txt); no log by default."""
     user1, user2 = _pick_users(ctx, 2)
     s = ctx.session()
-    p1 = s.party(user1, "Outbound", _device_ref(user1), {"phoneNumber": user2.extension_number})
-    p2 = s.party(
-        user2, "Inbound", {**_ext_ref(user1), "deviceId": user1.device_id}, _ext_ref(user2)
-    )
-    t = 0
-    s.emit(t, p1, "Setup")
-    t += ctx.gap(10, 40)
-    s.emit(t, p2, "Setup")
-    t += ctx.gap(10, 60)
-    _rc_caller_connected(p1, user1, user2)
-    s.emit(t, p1, "Answered")
-    t += ctx.gap(10, 120)
-    s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, p2))
+    p1, p2, t = _rc_to_rc_ringing(ctx, s, user1, user2, 0)
     answered = ctx.rng.random() < 0.8
     if answered:
         t += ctx.gap(2_000, 10_000)
