@@ -833,6 +833,18 @@ def _recorded(ctx: _Ctx) -> None:
         _outbound(ctx, "answered", record=True)
 
 
+def _caller_hangs_up(
+    ctx: _Ctx, s: _Session, t: int, caller: _Party, unanswered: list[_Party], reason: str
+) -> int:
+    """The caller gives up; every party still ringing for them ends as a missed call."""
+    s.emit(t, caller, "Disconnected")
+    for party in unanswered:
+        t += ctx.gap(10, 80)
+        party.tail["missedCall"] = True
+        s.emit(t, party, "Disconnected", ctx.reason(reason))
+    return t
+
+
 def _inbound_missed(ctx: _Ctx) -> None:
     user = _pick_users(ctx, 1)[0]
     caller = ctx.rng.choice(ctx.org.callers)
@@ -840,10 +852,7 @@ def _inbound_missed(ctx: _Ctx) -> None:
     p1, p2, t = _direct_inbound_start(ctx, s, user, caller)
     t += ctx.gap(6_000, 25_000)
     _caller_done(p1, caller)
-    s.emit(t, p1, "Disconnected")
-    t += ctx.gap(10, 80)
-    p2.tail["missedCall"] = True
-    s.emit(t, p2, "Disconnected", ctx.reason("Cancelled"))
+    _caller_hangs_up(ctx, s, t, p1, [p2], "Cancelled")
     ctx.expect(s, p2, "missed", "inbound", caller.phone_number)
     _direct_record(ctx, s, user, caller, p2, "Missed", None)
 
@@ -860,10 +869,7 @@ def _inbound_voicemail(ctx: _Ctx) -> None:
     s.emit(t, p1, "Answered")
     t += ctx.gap(6_000, 45_000)
     _caller_done(p1, caller)
-    s.emit(t, p1, "Disconnected")
-    t += ctx.gap(10, 80)
-    p2.tail["missedCall"] = True
-    s.emit(t, p2, "Disconnected", ctx.reason("Voicemail"))
+    _caller_hangs_up(ctx, s, t, p1, [p2], "Voicemail")
     ctx.expect(s, p2, "voicemail", "inbound", caller.phone_number)
     _direct_record(ctx, s, user, caller, p2, "Voicemail", None, message=True)
 
@@ -1029,11 +1035,7 @@ def _queue_missed(ctx: _Ctx) -> None:
     ringing, parties, t = _ring_members(ctx, s, queue, caller, t)
     t += ctx.gap(8_000, 40_000)
     _caller_done(p1, caller)
-    s.emit(t, p1, "Disconnected")
-    for party in parties:
-        t += ctx.gap(5, 40)
-        party.tail["missedCall"] = True
-        s.emit(t, party, "Disconnected", ctx.reason("Cancelled"))
+    t = _caller_hangs_up(ctx, s, t, p1, parties, "Cancelled")
     t += ctx.gap(5, 40)
     s.emit(t, pq, "Disconnected")
     for party in parties:
@@ -1056,24 +1058,19 @@ def _ivr_abandoned(ctx: _Ctx) -> None:
     s = ctx.session()
     if rng.random() < 0.6:
         # hangs up in the menu
-        p1, pi, t = _ivr_start(ctx, s, caller)
+        p1, company, t = _ivr_start(ctx, s, caller)
         t += ctx.gap(2_000, 30_000)
-        _caller_done(p1, caller)
-        s.emit(t, p1, "Disconnected")
-        t += ctx.gap(5, 60)
-        s.emit(t, pi, "Disconnected")
-        to = _main_number(ctx)
         ext = org.ivr
     else:
         # chooses a queue, waits while no agent is free, hangs up before any phone rang
-        p1, _pi, pq, queue, t = _enter_queue(ctx, s, caller, via_ivr=True)
+        p1, _pi, company, queue, t = _enter_queue(ctx, s, caller, via_ivr=True)
         t += ctx.gap(10_000, 90_000)
-        _caller_done(p1, caller)
-        s.emit(t, p1, "Disconnected")
-        t += ctx.gap(5, 60)
-        s.emit(t, pq, "Disconnected")
-        to = _main_number(ctx)
         ext = queue.extension
+    _caller_done(p1, caller)
+    s.emit(t, p1, "Disconnected")
+    t += ctx.gap(5, 60)
+    s.emit(t, company, "Disconnected")
+    to = _main_number(ctx)
     ctx.expect(s, None, "abandoned", "inbound", caller.phone_number)
     frm = _pstn_number(caller)
     leg = _leg(
@@ -1270,10 +1267,7 @@ def _internal(ctx: _Ctx) -> None:
         _hangup_pair(ctx, s, t, p1, p2)
     else:
         t += ctx.gap(8_000, 25_000)
-        s.emit(t, p1, "Disconnected")
-        t += ctx.gap(10, 80)
-        p2.tail["missedCall"] = True
-        s.emit(t, p2, "Disconnected", ctx.reason("Cancelled"))
+        _caller_hangs_up(ctx, s, t, p1, [p2], "Cancelled")
     frm = _rc_number(user1)
     to = _rc_number(user2)
     result = "Call connected" if answered else "Missed"
