@@ -194,6 +194,24 @@ async def test_answer_lost_after_send_is_found_on_the_uncertain_retry(portal: Po
     }
 
 
+async def test_uncertain_retry_does_not_depend_on_the_search_index(portal: Portal) -> None:
+    portal.state.index_delay = 3600.0  # nothing we create shows up in search for an hour
+    portal.state.faults.add(
+        ExactFault(stall_after=True, path="/crm/v3/objects/calls", method="POST")
+    )
+    writer = portal.writer(timeout=0.3)
+    assert isinstance(await writer.write(make_call(), FIRST), RetryLater)
+    async with portal.session.post(
+        f"{portal.url}/crm/v3/objects/calls/search",
+        json={"filterGroups": [], "limit": 10},
+        headers={"Authorization": f"Bearer {sim.PRIVATE_TOKEN}"},
+    ) as search:
+        assert (await search.json())["total"] == 0
+    retry = await writer.write(make_call(), UNCERTAIN)
+    assert retry == AlreadyExisted(portal.created()[0].id)
+    assert len(portal.created()) == 1
+
+
 @pytest.mark.parametrize(
     "client_props",
     [

@@ -12,7 +12,9 @@ documents them:
   (direction, status, disposition GUIDs) and numbers are checked, ``hs_timestamp`` is
   required, associations must name existing contacts with a known type; errors use HubSpot's
   body (``status``, ``message``, ``category``, ``correlationId``);
-* a unique property refuses a second record with the same value;
+* a unique property refuses a second record with the same value; reads by id or unique
+  property see a record at once, search only after ``index_delay`` (HubSpot's search index
+  lags behind writes);
 * rate limit: ``burst`` requests per 10 s rolling window, announced in
   ``X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds`` (not on search, like HubSpot),
   answered past the budget with 429 and the ``RATE_LIMIT`` body.
@@ -129,6 +131,7 @@ class HsObject:
     properties: dict[str, str]
     associations: list[str] = field(default_factory=list)  # contact ids
     created_at: str = ""
+    searchable_from: float = 0.0  # search is an index: new records show up after a delay
 
     def public(self, wanted: list[str] | None = None) -> dict[str, object]:
         props = dict(self.properties)
@@ -154,6 +157,7 @@ class HubSpotState(StandInState):
     refresh_token: str = REFRESH_TOKEN
     token_ttl: int = 1800
     key_property: bool = True  # the one-time setup (unique call property) was done
+    index_delay: float = 0.0  # seconds before a call created through the API is searchable
     burst: int = 1000
     clock: Callable[[], float] = field(default=lambda: datetime.now(UTC).timestamp())
     calls: dict[str, HsObject] = field(default_factory=dict)
@@ -354,7 +358,7 @@ def _matches(props: Mapping[str, str], flt: Mapping[str, object]) -> bool:
     raise ApiError(400, f"Unsupported operator {op!r}", "VALIDATION_ERROR")
 
 
-def _search(objects: Mapping[str, HsObject], body: object) -> dict[str, object]:
+def _search(objects: Mapping[str, HsObject], body: object, now: float) -> dict[str, object]:
     if not isinstance(body, dict):
         raise ApiError(400, "Invalid input JSON", "VALIDATION_ERROR")
     groups = body.get("filterGroups", [])
@@ -366,6 +370,8 @@ def _search(objects: Mapping[str, HsObject], body: object) -> dict[str, object]:
     wanted = body.get("properties")
     hits = []
     for obj in objects.values():
+        if obj.searchable_from > now:
+            continue
         props = _searchable(obj)
         if not groups or any(
             all(_matches(props, f) for f in g.get("filters", []))
@@ -475,7 +481,9 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
         props = _string_props(state, body, CALL_PROPERTIES)
         _check_call(state, props, taken)
         contacts = _check_associations(state, body)
-        return HsObject(state.next_id(), props, contacts, state.now_iso())
+        return HsObject(
+            state.next_id(), props, contacts, state.now_iso(), state.clock() + state.index_delay
+        )
 
     async def create_call(request: web.Request) -> web.Response:
         obj = new_call(await request.json(), set())
@@ -568,10 +576,10 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
         return json_response(obj.public())
 
     async def search_calls(request: web.Request) -> web.Response:
-        return json_response(_search(state.calls, await request.json()))
+        return json_response(_search(state.calls, await request.json(), state.clock()))
 
     async def search_contacts(request: web.Request) -> web.Response:
-        return json_response(_search(state.contacts, await request.json()))
+        return json_response(_search(state.contacts, await request.json(), state.clock()))
 
     async def create_contact(request: web.Request) -> web.Response:
         props = _string_props(state, await request.json(), CONTACT_PROPERTIES)
