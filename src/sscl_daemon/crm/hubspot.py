@@ -276,7 +276,7 @@ class HubSpotWriter:
         opts = settings.options
         if not isinstance(opts, HubSpotOptions):
             raise TypeError(
-                f"writer {settings.name!r}: HubSpotWriter needs [writers.options] of a hubspot writer"
+                f'writer {settings.name!r}: HubSpotWriter needs a writer with type = "hubspot"'
             )
         self._settings = settings
         self._base = opts.base_url.rstrip("/")
@@ -291,8 +291,8 @@ class HubSpotWriter:
             auth = BearerToken(opts.access_token.reveal())
         else:
             raise ValueError(
-                f"writer {settings.name!r}: give options.access_token or options.client_id/"
-                "client_secret/refresh_token"
+                f"[writers.{settings.name}]: give access_token (private app) or"
+                " client_id, client_secret and refresh_token (OAuth app)"
             )
         self.http = CrmHttp(
             CRM,

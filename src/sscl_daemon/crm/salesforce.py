@@ -234,7 +234,7 @@ class SalesforceWriter:
         opts = settings.options
         if not isinstance(opts, SalesforceOptions):
             raise TypeError(
-                f"writer {settings.name!r}: SalesforceWriter needs the options of a salesforce writer"
+                f'writer {settings.name!r}: SalesforceWriter needs a writer with type = "salesforce"'
             )
         self._settings = settings
         self._opts = opts
