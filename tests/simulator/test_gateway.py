@@ -258,3 +258,55 @@ async def test_subscription_quota_gives_sub_505(make_platform: Any) -> None:
     )
     assert refused[0]["status"] == 403
     assert refused[1]["errorCode"] == "SUB-505"
+
+
+async def test_rate_driven_traffic_reaches_the_subscriber(make_platform: Any) -> None:
+    platform: Platform = await make_platform(calls_per_second=20.0)
+    client = await platform.subscribed_client()
+    frames = await client.notifications(20)
+    tsids = {f[1]["body"]["telephonySessionId"] for f in frames}
+    played = {t for call in platform.sim.calls for t in call.telephony_session_ids}
+    assert tsids <= played
+    assert len(platform.sim.calls) >= 1
+
+
+async def test_raw_frame_is_sent_verbatim(platform: Platform) -> None:
+    await platform.login()
+    client = await platform.connect()
+    assert platform.sim.push_raw_frame('[{"type":"Mystery"},"not an object"]') == 1
+    assert await client.recv() == [{"type": "Mystery"}, "not an object"]
+
+
+async def test_raw_body_reaches_the_subscriber_unchanged(platform: Platform) -> None:
+    client = await platform.subscribed_client()
+    platform.sim.push_raw(["not", "a", "dict"])
+    (frame,) = await client.notifications(1)
+    assert frame[1]["body"] == ["not", "a", "dict"]
+    acct = platform.sim.org.account_id
+    assert frame[1]["event"] == f"/restapi/v1.0/account/{acct}/telephony/sessions"
+
+
+async def test_server_pings_and_drops_a_client_that_never_pongs(make_platform: Any) -> None:
+    platform: Platform = await make_platform(ping_interval_s=0.1, pong_timeout_s=0.2)
+    await platform.login()
+    token = await platform.ws_token()
+    params = {"access_token": token["ws_access_token"]}
+    async with platform.http.ws_connect(token["uri"], params=params, autoping=False) as ws:
+        assert json.loads((await ws.receive(timeout=5)).data)[0]["type"] == "ConnectionDetails"
+        ping = await ws.receive(timeout=5)
+        assert ping.type is aiohttp.WSMsgType.PING
+        gone = await ws.receive(timeout=5)
+    assert gone.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+
+
+async def test_client_that_pongs_stays_connected(make_platform: Any) -> None:
+    platform: Platform = await make_platform(ping_interval_s=0.05, pong_timeout_s=0.2)
+    await platform.login()
+    client = await platform.connect()  # aiohttp answers pings by itself
+    await client.subscribe()
+    # held back for many ping intervals, longer than the pong timeout
+    platform.sim.delay_notifications(0.6)
+    platform.sim.push_raw({"after": "pings"})
+    (frame,) = await client.notifications(1)
+    assert frame[1]["body"] == {"after": "pings"}
+    assert not client.ws.closed

@@ -91,11 +91,20 @@ class Connection:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     silent: bool = False
     close_code: int | None = None
+    last_ping: float = 0.0
+    ping_sent_at: float | None = None
     frames_sent: int = 0
 
     def enqueue(self, frame: bytes, sequence: int = 0) -> None:
         self.outbox.append((sequence, frame))
         self.wake.set()
+
+
+def _abort(conn: Connection) -> None:
+    """Cut the TCP connection with no close frame (an RST to the client)."""
+    transport = conn.request.transport
+    if transport is not None:
+        transport.abort()
 
 
 @dataclass
@@ -228,7 +237,7 @@ class Gateway:
         else:
             session, recovery_state, error_code = self._recover(wsc_token, oauth)
         now = self.clock()
-        conn = Connection(ws, request, session, now, now)
+        conn = Connection(ws, request, session, now, now, last_ping=now)
         details = wsframes.connection_details(
             self.limits,
             session.token,
@@ -268,24 +277,39 @@ class Gateway:
     async def _reader(self, conn: Connection) -> None:
         ws, profile = conn.ws, self.profile
         while not ws.closed and conn.session.connection is conn:
-            now = self.clock()
             idle_at = conn.last_activity + profile.idle_timeout_s
             absolute_at = conn.opened_at + profile.absolute_timeout_s
-            timeout: float | None = max(0.0, min(idle_at, absolute_at) - now)
+            ping_at = self._ping_deadline(conn)
+            timeout: float | None = max(0.0, min(idle_at, absolute_at, ping_at) - self.clock())
             if conn.silent or conn.close_code is not None:
                 timeout = None
             try:
                 msg = await ws.receive(timeout=timeout)
             except TimeoutError:
-                if self.clock() >= absolute_at:
+                now = self.clock()
+                if now >= absolute_at:
                     conn.enqueue(wsframes.error_frame("WSG-903", "Absolute timeout expired"))
-                else:
+                elif now >= idle_at:
                     conn.enqueue(wsframes.error_frame("WSG-902", "Idle timeout expired"))
+                elif conn.ping_sent_at is None:
+                    conn.ping_sent_at = now
+                    await self.faults.wait_unpaused()
+                    await ws.ping()
+                    continue
+                else:
+                    # no pong in time: the gateway may drop the client (research A2)
+                    _abort(conn)
+                    return
                 conn.close_code = profile.timeout_close_code
                 conn.wake.set()
                 continue
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
+            if msg.type is WSMsgType.PONG:
+                # answers to our pings keep the socket alive but are not client activity
+                conn.ping_sent_at = None
+                conn.last_ping = self.clock()
+                continue
             conn.last_activity = self.clock()
             if msg.type is WSMsgType.PING:
                 if not conn.silent:
@@ -293,6 +317,14 @@ class Gateway:
                     await ws.pong(msg.data)
             elif msg.type is WSMsgType.TEXT:
                 self._on_text(conn, msg.data)
+
+    def _ping_deadline(self, conn: Connection) -> float:
+        interval = self.profile.ping_interval_s
+        if interval is None:
+            return float("inf")
+        if conn.ping_sent_at is None:
+            return conn.last_ping + interval
+        return conn.ping_sent_at + self.profile.pong_timeout_s
 
     async def _writer(self, conn: Connection) -> None:
         ws = conn.ws
@@ -524,9 +556,7 @@ class Gateway:
             self._detach(conn)
             conn.wake.set()
             if abrupt:
-                transport = conn.request.transport
-                if transport is not None:
-                    transport.abort()
+                _abort(conn)
             else:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await conn.ws.close(code=code, message=b"Server going away")

@@ -72,6 +72,10 @@ class PlatformProfile:
     absolute_timeout_s: float = 86400.0
     max_active_requests: int = 10
     max_connections_per_session: int = 50
+    # research A2 [doc: DOCS-WS-HB]: the server pings; a client that does not pong within 10 s
+    # may be dropped. The ping interval is not published: off unless set.
+    ping_interval_s: float | None = None
+    pong_timeout_s: float = 10.0
     # G-A9: close code after the WSG-902/903 Error frame (unknown; 1000 proposed).
     timeout_close_code: int = 1000
     # G-A7: on a successful recovery also replay this many notifications that were already
