@@ -262,3 +262,23 @@ async def test_control_api_injects_faults_over_http(platform: Platform) -> None:
     async with platform.http.get(base + "status") as resp:
         status = await resp.json()
     assert status["accountId"] == platform.sim.org.account_id
+
+
+async def test_control_api_places_calls_and_reports_ground_truth(platform: Platform) -> None:
+    base = platform.sim.base_url + "/_sim/"
+    async with platform.http.post(base + "calls", json={"kind": "inbound_answered"}) as resp:
+        assert resp.status == 200
+        placed = await resp.json()
+    assert placed["kind"] == "inbound_answered"
+    assert placed["expected"]
+    async with platform.http.get(base + "calls") as resp:
+        listed = (await resp.json())["calls"]
+    assert listed == [placed]
+    assert [log.key for log in platform.sim.expected_logs()] == [
+        e["key"] for e in placed["expected"]
+    ]
+    async with platform.http.post(base + "faults/pause", json={"seconds": -1}) as resp:
+        assert resp.status == 400
+    async with platform.http.post(base + "faults/pause", json={"seconds": "x"}) as resp:
+        assert resp.status == 400
+        assert "invalid control request" in await resp.text()

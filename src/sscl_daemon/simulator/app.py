@@ -9,8 +9,18 @@ default). Used by `sscl-daemon simulate`, the demo, the end-to-end tests and the
         sim.place_call()        # play one generated call now
         await sim.drop_websocket(abrupt=True)
 
-The control API mirrors the fault methods for processes that cannot call Python (see
-`control_routes`).
+The control API mirrors the fault methods for processes that cannot call Python (JSON
+bodies, no auth, never paused or rate limited):
+
+    POST /_sim/faults/drop {"abrupt": false}       POST /_sim/faults/silence
+    POST /_sim/faults/refuse-recovery {"count": 1} POST /_sim/faults/delay {"seconds": 2, "count": 1}
+    POST /_sim/faults/duplicate {"count": 1}       POST /_sim/faults/reorder {"count": 1}
+    POST /_sim/faults/rest {"status": 503, "path_prefix": "/restapi/v1.0/account/~/call-log",
+                            "count": 1, "retry_after_s": 5}
+    POST /_sim/faults/expire-tokens                POST /_sim/faults/pause {"seconds": 5}
+    POST /_sim/faults/clear
+    POST /_sim/calls {"kind": "inbound_answered"}  GET /_sim/calls (ground truth)
+    POST /_sim/notifications {"body": ..., "extension_id": null}   GET /_sim/status
 """
 
 from __future__ import annotations
