@@ -219,6 +219,21 @@ async def test_an_expired_claim_comes_back_as_uncertain(store: Store) -> None:
     assert await store.mark_sent(second.id, "b", "crm-b", Outcome.EXISTED)
 
 
+async def test_claims_of_an_earlier_incarnation_can_be_ended_at_start(store: Store) -> None:
+    await store.commit_batch(ACCOUNT, [sample_call(1), sample_call(2)], ["hubspot"], None)
+    [mine] = await store.claim_due("hubspot", 1, "host-a:100:aa", lease_seconds=600)
+    [other] = await store.claim_due("hubspot", 1, "host-b:7:cc", lease_seconds=600)
+    assert await store.claim_due("hubspot", 10, "host-a:200:bb", lease_seconds=600) == []
+
+    assert await store.expire_claims("host-a:", keep="host-a:200:bb") == 1
+    [again] = await store.claim_due("hubspot", 10, "host-a:200:bb", lease_seconds=600)
+    assert again.id == mine.id
+    assert again.uncertain
+    assert again.id != other.id
+    # The current claimer's own claims are kept.
+    assert await store.expire_claims("host-a:", keep="host-a:200:bb") == 0
+
+
 async def test_claims_are_per_writer_and_optionally_per_account(store: Store) -> None:
     await store.commit_batch("1000", [sample_call(1)], ["hubspot", "webhook"], None)
     await store.commit_batch("2000", [sample_call(2)], ["hubspot"], None)

@@ -142,6 +142,15 @@ WHERE status = 'dead'
 RETURNING writer
 """
 
+_EXPIRE_CLAIMS = """
+UPDATE outbox SET claim_expires_at = now(), next_attempt_at = now(), updated_at = now()
+WHERE status = 'in_flight'
+  AND starts_with(claimed_by, $1)
+  AND ($2::text IS NULL OR claimed_by <> $2)
+  AND ($3::text IS NULL OR account = $3)
+RETURNING writer
+"""
+
 _WRITER_STATS = """
 SELECT writer,
        count(*) FILTER (WHERE status = 'pending') AS pending,
@@ -174,6 +183,16 @@ claimed_by, crm_record_id, outcome, last_error, created_at, sent_at"""
 def _count(status: str) -> int:
     """Rows affected, from a command tag such as ``UPDATE 3``."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def _notify(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], writers: set[str]
+) -> None:
+    """Announce new due rows for ``writers``; delivered when the transaction commits."""
+    if writers:
+        await conn.execute(
+            "SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", OUTBOX_CHANNEL, sorted(writers)
+        )
 
 
 @contextlib.asynccontextmanager
@@ -345,12 +364,7 @@ class Store:
             if keys and writer_names:
                 rows = await conn.fetch(_INSERT_OUTBOX, account, keys, payloads, ends, writer_names)
                 inserted = sum(int(r["n"]) for r in rows)
-                if rows:
-                    await conn.execute(
-                        "SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w",
-                        OUTBOX_CHANNEL,
-                        [str(r["writer"]) for r in rows],
-                    )
+                await _notify(conn, {str(r["writer"]) for r in rows})
             if checkpoint is not None:
                 await conn.execute(
                     _SAVE_CHECKPOINT,
@@ -561,11 +575,26 @@ class Store:
             conn.transaction(),
         ):
             rows = await conn.fetch(_RETRY_DEAD, writer, since, account)
-            writers = sorted({str(r["writer"]) for r in rows})
-            if writers:
-                await conn.execute(
-                    "SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", OUTBOX_CHANNEL, writers
-                )
+            await _notify(conn, {str(r["writer"]) for r in rows})
+        return len(rows)
+
+    async def expire_claims(
+        self, claimer_prefix: str, keep: str | None = None, account: str | None = None
+    ) -> int:
+        """End the claims of earlier incarnations of this daemon now instead of at lease end.
+
+        Rows in flight under a claimer starting with ``claimer_prefix`` (other than
+        ``keep``, this process) become due at once and are claimed again as
+        ``uncertain``. Call it at start when no other live process claims under
+        that prefix (e.g. prefix ``"<instance_name>:"``); returns the rows released.
+        """
+        async with (
+            _failures("expiring earlier claims"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            rows = await conn.fetch(_EXPIRE_CLAIMS, claimer_prefix, keep, account)
+            await _notify(conn, {str(r["writer"]) for r in rows})
         return len(rows)
 
     async def seconds_until_due(self, writer: str, account: str | None = None) -> float | None:
