@@ -30,7 +30,7 @@ dead-letter it.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
@@ -155,10 +155,6 @@ def parse_origin(kind: str | None) -> OriginType:
     return _ORIGIN_FOLDED.get(kind.lower(), OriginType.UNKNOWN)
 
 
-def _text(value: str | int | None) -> str | None:
-    return value if value is None or type(value) is str else str(value)
-
-
 # The wire structs are plain (non-frozen, gc-free) for decode speed: they are
 # read once by the tracker and never shared or mutated after decoding.
 
@@ -168,20 +164,16 @@ class PhoneInfo(msgspec.Struct, rename="camel", gc=False):
 
     phone_number: str | None = None
     name: str | None = None
-    extension_id: str | int | None = None
+    extension_id: str | None = None
     extension_number: str | None = None
-    device_id: str | int | None = None
-
-    def __post_init__(self) -> None:
-        if self.extension_id is not None and type(self.extension_id) is not str:
-            self.extension_id = str(self.extension_id)
+    device_id: str | None = None
 
 
 class PeerId(msgspec.Struct, rename="camel", gc=False):
     """Where a ``Gone`` party went (warm transfer, conference, pick-up)."""
 
     telephony_session_id: str | None = None
-    session_id: str | int | None = None
+    session_id: str | None = None
     party_id: str | None = None
 
 
@@ -202,12 +194,12 @@ class Status(msgspec.Struct, rename="camel", gc=False):
 
 
 class Recording(msgspec.Struct, gc=False):
-    id: str | int
+    id: str
     active: bool = False
 
 
 class Park(msgspec.Struct, gc=False):
-    id: str | int | None = None
+    id: str | None = None
 
 
 class UiCallValue(msgspec.Struct, gc=False):
@@ -224,8 +216,8 @@ class UiCallInfo(msgspec.Struct, gc=False):
 
 class Party(msgspec.Struct, rename="camel", gc=False):
     id: str
-    account_id: str | int | None = None
-    extension_id: str | int | None = None
+    account_id: str | None = None
+    extension_id: str | None = None
     direction: str | None = None
     from_: PhoneInfo | None = msgspec.field(default=None, name="from")
     to: PhoneInfo | None = None
@@ -240,12 +232,6 @@ class Party(msgspec.Struct, rename="camel", gc=False):
     conference_role: str | None = None
     ring_out_role: str | None = None
     ring_me_role: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.extension_id is not None and type(self.extension_id) is not str:
-            self.extension_id = str(self.extension_id)
-        if self.account_id is not None and type(self.account_id) is not str:
-            self.account_id = str(self.account_id)
 
     @property
     def outbound(self) -> bool:
@@ -262,24 +248,18 @@ class Origin(msgspec.Struct, gc=False):
 
 
 class SessionBody(msgspec.Struct, rename="camel", gc=False):
+    """The notification body; an ``eventTime`` without offset is taken as UTC."""
+
     telephony_session_id: str
     sequence: int
     event_time: datetime
-    session_id: str | int | None = None
+    session_id: str | None = None
     server_id: str | None = None
     origin: Origin | None = None
     parties: list[Party] = msgspec.field(default_factory=list)
     # Only 2018-era payloads carry these at body level.
-    account_id: str | int | None = None
-    extension_id: str | int | None = None
-
-    def __post_init__(self) -> None:
-        if self.event_time.tzinfo is None:
-            self.event_time = self.event_time.replace(tzinfo=UTC)
-        if self.session_id is not None and type(self.session_id) is not str:
-            self.session_id = str(self.session_id)
-        if self.account_id is not None and type(self.account_id) is not str:
-            self.account_id = str(self.account_id)
+    account_id: str | None = None
+    extension_id: str | None = None
 
 
 class Notification(msgspec.Struct, rename="camel", gc=False):
@@ -290,56 +270,83 @@ class Notification(msgspec.Struct, rename="camel", gc=False):
     event: str | None = None
     timestamp: datetime | None = None
     subscription_id: str | None = None
-    owner_id: str | int | None = None
+    owner_id: str | None = None
 
 
-class _Envelope(msgspec.Struct, rename="camel", gc=False):
-    body: SessionBody | None = None
+class _Bare(msgspec.Struct, gc=False):
+    """Just enough of a bare JSON object to tell an envelope from a bare body."""
+
+    body: dict[str, object] | None = None
     uuid: str | None = None
-    event: str | None = None
-    timestamp: datetime | None = None
-    subscription_id: str | None = None
-    owner_id: str | int | None = None
 
 
 class _WsHeader(msgspec.Struct, gc=False):
     type: str | None = None
 
 
-_frame_decoder = msgspec.json.Decoder(tuple[_WsHeader, _Envelope])
-_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_frame_decoder = msgspec.json.Decoder(tuple[_WsHeader, Notification])
+_envelope_decoder = msgspec.json.Decoder(Notification)
+_bare_decoder = msgspec.json.Decoder(_Bare)
 _body_decoder = msgspec.json.Decoder(SessionBody)
+_WHITESPACE = b" \t\r\n"
 
 
-def _first_char(raw: bytes | str) -> str:
-    head = raw[:64] if isinstance(raw, str) else raw[:64].decode("latin-1")
-    stripped = head.lstrip()
-    return stripped[:1]
+def _first_byte(raw: bytes | str) -> int:
+    data = raw.encode() if isinstance(raw, str) else raw
+    if data[:1] in (b"[", b"{"):
+        return data[0]
+    stripped = data[:64].lstrip(_WHITESPACE)
+    return stripped[0] if stripped else 0
+
+
+_ID_KEYS = frozenset(
+    {"id", "accountId", "extensionId", "sessionId", "ownerId", "deviceId", "partyId"}
+)
+
+
+def _ids_as_text(value: object) -> object:
+    """Numbers under id keys turned into strings (old payloads and the call-log API)."""
+    if isinstance(value, dict):
+        return {
+            k: str(v) if k in _ID_KEYS and type(v) is int else _ids_as_text(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_ids_as_text(v) for v in value]
+    return value
 
 
 def decode_event(raw: bytes | str) -> Notification:
-    """Decode one notification; raise :class:`EventDecodeError` if it cannot be used."""
+    """Decode one notification; raise :class:`EventDecodeError` if it cannot be used.
+
+    The fast path decodes straight into the typed structs; a payload whose
+    ids are JSON numbers is rewritten with string ids and decoded again.
+    """
     try:
-        first = _first_char(raw)
-        if first == "[":
-            header, envelope = _frame_decoder.decode(raw)
+        return _decode(raw)
+    except EventDecodeError as exc:
+        if "got `int`" not in exc.reason:
+            raise
+    try:
+        fixed = msgspec.json.encode(_ids_as_text(msgspec.json.decode(raw)))
+        return _decode(fixed)
+    except (msgspec.DecodeError, EventDecodeError) as exc:
+        raise EventDecodeError(str(exc), raw) from None
+
+
+def _decode(raw: bytes | str) -> Notification:
+    try:
+        first = _first_byte(raw)
+        if first == 0x5B:  # "[": the WebSocket frame
+            header, notification = _frame_decoder.decode(raw)
             if header.type is not None and header.type != "ServerNotification":
                 raise EventDecodeError(f"WebSocket frame of type {header.type!r}", raw)
-        elif first == "{":
-            envelope = _envelope_decoder.decode(raw)
-            if envelope.body is None and envelope.uuid is None and envelope.event is None:
-                return Notification(body=_body_decoder.decode(raw))
-        else:
+            return notification
+        if first != 0x7B:  # not "{" either
             raise EventDecodeError("not a JSON object or [header, body] array", raw)
+        bare = _bare_decoder.decode(raw)
+        if bare.body is None and bare.uuid is None:
+            return Notification(body=_body_decoder.decode(raw))
+        return _envelope_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise EventDecodeError(str(exc), raw) from None
-    if envelope.body is None:
-        raise EventDecodeError("the notification has no body", raw)
-    return Notification(
-        body=envelope.body,
-        uuid=envelope.uuid,
-        event=envelope.event,
-        timestamp=envelope.timestamp,
-        subscription_id=envelope.subscription_id,
-        owner_id=_text(envelope.owner_id),
-    )

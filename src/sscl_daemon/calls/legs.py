@@ -51,13 +51,20 @@ from sscl_daemon.calls.state import PartyState, SessionState, Step
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_TERMINAL = frozenset({StatusCode.DISCONNECTED, StatusCode.GONE})
-_VOICEMAIL = frozenset({StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING})
-_RANG = frozenset(
-    {StatusCode.PROCEEDING, StatusCode.ANSWERED, StatusCode.HOLD, StatusCode.PARKED}
-) | frozenset({StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING})
-_ON_CALL = frozenset({StatusCode.ANSWERED, StatusCode.HOLD, StatusCode.PARKED})
-_BLIND = frozenset({Reason.BLIND_TRANSFER, Reason.RCC_TRANSFER, Reason.DTMF_TRANSFER})
+# Tuples, not sets: membership then compares by identity in C, while hashing an
+# enum member runs Python code (Enum.__hash__) — this is the per-session hot path.
+_TERMINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
+_VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
+_RANG = (
+    StatusCode.PROCEEDING,
+    StatusCode.ANSWERED,
+    StatusCode.HOLD,
+    StatusCode.PARKED,
+    StatusCode.VOICEMAIL,
+    StatusCode.VOICEMAIL_SCREENING,
+)
+_ON_CALL = (StatusCode.ANSWERED, StatusCode.HOLD, StatusCode.PARKED)
+_BLIND = (Reason.BLIND_TRANSFER, Reason.RCC_TRANSFER, Reason.DTMF_TRANSFER)
 
 
 def to_datetime(ms: int) -> datetime:
@@ -207,6 +214,11 @@ class _Builder:
         self.order = [i for i in order if self.lines[i] is not None]
         self.users = [i for i in self.order if self.kinds[i] is Kind.USER]
         self.external = next((i for i in self.order if self.kinds[i] is Kind.EXTERNAL), None)
+        self.recorded = [i for i in self.order if session.parties[i].recordings]
+        self.queue_name = next(
+            (session.parties[i].queue_name for i in self.order if session.parties[i].queue_name),
+            None,
+        )
         self.participants = tuple(
             dict.fromkeys(n for i in self.order if (n := self.ext_number(i)) is not None)
         )
@@ -218,7 +230,9 @@ class _Builder:
         if party.extension_id is None:
             own = party.own_number
             return own if looks_like_extension(own) else None
-        ext = self.ctx.directory.by_id(party.extension_id) if self.ctx.directory else None
+        ext = (
+            self.ctx.directory.by_id(party.extension_id) if self.ctx.directory is not None else None
+        )
         if ext is not None and ext.extension_number:
             return ext.extension_number
         if party.own_ext_number:
@@ -311,29 +325,16 @@ class _Builder:
         if party is not None:
             extension_id = party.extension_id
             extension_number = self.ext_number(index)  # type: ignore[arg-type]
-        ext = self.ctx.directory.by_id(extension_id) if self.ctx.directory else None
+        ext = self.ctx.directory.by_id(extension_id) if self.ctx.directory is not None else None
         end = max(end, self.start)
         answer = None if answer is None else min(max(answer, self.start), end)
         ring = (answer if answer is not None else end) - self.start
         queue = min(max(appeared - self.start, 0), ring)
         talk, hold = _talk_hold(talk_line, answer) if talk_line is not None else (0, 0)
         recordings: tuple[str, ...] = ()
-        for i in self.order:
+        for i in self.recorded:
             if i == index or self.kinds[i] is not Kind.USER:
                 recordings += tuple(r for r in session.parties[i].recordings if r not in recordings)
-        queue_name = next(
-            (session.parties[i].queue_name for i in self.order if session.parties[i].queue_name),
-            None,
-        )
-        if queue_name is None:
-            queue_name = next(
-                (
-                    session.parties[i].own_name
-                    for i in self.order
-                    if self.kinds[i] is Kind.SYSTEM and session.parties[i].queue_call
-                ),
-                None,
-            )
         final_status = final_reason = None
         if party is not None:
             final_status = party.last_raw or party.last_code.value
@@ -364,7 +365,7 @@ class _Builder:
             total_ms=end - self.start,
             recording_ids=recordings,
             transferred_to=transferred_to,
-            queue_name=queue_name,
+            queue_name=self.queue_name,
             final_status=final_status,
             final_reason=final_reason,
             participants=self.participants,
@@ -376,7 +377,7 @@ def _consulted(peer: SessionState, transferor: PartyState, ctx: LegContext) -> s
     kinds = classify_parties(peer, ctx.directory)
     for party, kind in zip(peer.parties, kinds, strict=True):
         if kind is Kind.USER and party.extension_id != transferor.extension_id:
-            ext = ctx.directory.by_id(party.extension_id) if ctx.directory else None
+            ext = ctx.directory.by_id(party.extension_id) if ctx.directory is not None else None
             if ext is not None and ext.extension_number:
                 return ext.extension_number
             own = party.own_ext_number or party.own_number
@@ -475,7 +476,7 @@ def derive_calls(
 
     if nobody and rang and ctx.missed_attribution is MissedAttribution.OWNER:
         owner_number = ctx.missed_owner_extension
-        owner = ctx.directory.by_number(owner_number) if ctx.directory else None
+        owner = ctx.directory.by_number(owner_number) if ctx.directory is not None else None
         first = min(lines[u].appeared for u in rang)  # type: ignore[union-attr]
         calls.append(
             b.make(

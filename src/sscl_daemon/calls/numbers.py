@@ -7,6 +7,7 @@ because the same few numbers recur across many calls of an organisation.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
@@ -14,6 +15,7 @@ import phonenumbers
 # RingCentral extension numbers are short digit strings; anything longer in a
 # ``phoneNumber`` field is a real phone number (see blocklist.py for the rule).
 MAX_EXTENSION_DIGITS = 8
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
 def looks_like_extension(value: str | None) -> bool:
@@ -51,5 +53,9 @@ def normalise_external(value: str | None, region: str | None) -> str | None:
     """Best E.164 form of an external number; falls back to the digits as given."""
     if not value:
         return None
+    if _E164.fullmatch(value):
+        # RingCentral reports PSTN numbers in E.164 already; parsing them again with
+        # phonenumbers would cost tens of microseconds per call for nothing.
+        return value
     # Without a region a national number cannot be placed: keep it verbatim, never guess.
     return to_e164(value, region) or value

@@ -98,45 +98,39 @@ class Policy:
 
     def explain(self, call: CompletedCall) -> Decision:
         opts = self._options
-        ext = self._directory.by_id(call.extension_id) if self._directory else None
+        directory = self._directory
+        ext = directory.by_id(call.extension_id) if directory is not None else None
         who = call.extension_number or call.extension_id or "nobody"
-
-        def skip(reason: SkipReason, detail: str) -> Decision:
-            return Decision(call.key, False, reason, detail)
-
+        reason: SkipReason | None = None
         if ext is not None and not ext.is_user:
-            return skip(
-                SkipReason.NOT_A_USER,
-                f"extension {who} is a {ext.type.value}, not a user; only users get call logs",
+            reason = SkipReason.NOT_A_USER
+            detail = f"extension {who} is a {ext.type.value}, not a user; only users get call logs"
+        elif opts.blocklist and opts.blocklist.matches_number(call.external_number):
+            reason = SkipReason.BLOCKLISTED_NUMBER
+            detail = f"external number {call.external_number} matches the blocklist"
+        elif opts.blocklist and (blocked := self._blocked_extension(call)) is not None:
+            reason = SkipReason.BLOCKLISTED_EXTENSION
+            detail = f"extension {blocked} takes part in the call and is on the blocklist"
+        elif not opts.scope.allows(call.extension_number, ext.department if ext else None):
+            reason = SkipReason.OUT_OF_SCOPE
+            department = (ext.department if ext else None) or "unknown"
+            detail = (
+                f"extension {who} (department {department}) is outside the logging scope "
+                f"({opts.scope.mode.value})"
             )
-        if opts.blocklist.matches_number(call.external_number):
-            return skip(
-                SkipReason.BLOCKLISTED_NUMBER,
-                f"external number {call.external_number} matches the blocklist",
-            )
+        elif call.direction is Direction.INTERNAL and not opts.log_internal:
+            reason = SkipReason.INTERNAL_CALL
+            detail = "extension-to-extension call; set calls.log_internal = true to log these"
+        elif call.result is CallResult.ABANDONED and not opts.log_abandoned:
+            reason = SkipReason.ABANDONED_DISABLED
+            detail = "the caller hung up before reaching anyone; calls.log_abandoned is false"
+        else:
+            detail = f"{call.result.value} {call.direction.value} call of {who}"
+        return Decision(call.key, reason is None, reason, detail)
+
+    def _blocked_extension(self, call: CompletedCall) -> str | None:
+        blocklist = self._options.blocklist
         for number in (call.extension_number, call.internal_number, *call.participants):
-            if opts.blocklist.matches_extension(number):
-                return skip(
-                    SkipReason.BLOCKLISTED_EXTENSION,
-                    f"extension {number} takes part in the call and is on the blocklist",
-                )
-        department = ext.department if ext is not None else None
-        if not opts.scope.allows(call.extension_number, department):
-            return skip(
-                SkipReason.OUT_OF_SCOPE,
-                f"extension {who} (department {department or 'unknown'}) is outside the "
-                f"logging scope ({opts.scope.mode.value})",
-            )
-        if call.direction is Direction.INTERNAL and not opts.log_internal:
-            return skip(
-                SkipReason.INTERNAL_CALL,
-                "extension-to-extension call; set calls.log_internal = true to log these",
-            )
-        if call.result is CallResult.ABANDONED and not opts.log_abandoned:
-            return skip(
-                SkipReason.ABANDONED_DISABLED,
-                "the caller hung up before reaching anyone; calls.log_abandoned is false",
-            )
-        return Decision(
-            call.key, True, None, f"{call.result.value} {call.direction.value} call of {who}"
-        )
+            if blocklist.matches_extension(number):
+                return number
+        return None

@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from sys import intern
 
 import msgspec
 
@@ -59,25 +61,34 @@ from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy
 from sscl_daemon.calls.state import (
     MAX_PARTIES,
     MAX_SEQUENCE,
+    PARTY_SHIFT,
     REASON_INDEX,
+    SEQ_SHIFT,
     STATUS_INDEX,
     PartyState,
     SessionSnapshot,
     SessionState,
-    pack_step,
     restore_session,
     snapshot_session,
 )
 
 _FINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
-_HANDOFF = frozenset(
-    {
-        Reason.PICKUP,
-        Reason.CALL_SWITCH,
-        Reason.BLIND_TRANSFER,
-        Reason.RCC_TRANSFER,
-        Reason.DTMF_TRANSFER,
-    }
+# Exact spellings -> (member, index in the packed step word); parse_status and
+# parse_reason handle every other spelling. Keyed by the raw text because hashing
+# an enum member runs Python code.
+_STATUS: dict[str | None, tuple[StatusCode, int]] = {
+    m.value: (m, STATUS_INDEX[m]) for m in StatusCode if m is not StatusCode.UNKNOWN
+}
+_REASON: dict[str | None, tuple[Reason, int]] = {
+    m.value: (m, REASON_INDEX[m]) for m in Reason if m is not Reason.UNKNOWN
+}
+_REASON[None] = (Reason.NONE, REASON_INDEX[Reason.NONE])
+_HANDOFF = (
+    Reason.PICKUP,
+    Reason.CALL_SWITCH,
+    Reason.BLIND_TRANSFER,
+    Reason.RCC_TRANSFER,
+    Reason.DTMF_TRANSFER,
 )
 _VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
@@ -144,6 +155,30 @@ _COUNTERS = (
 )
 
 
+class _RecentSet:
+    """Membership of the last N to 2N keys added (two generations, O(1), bounded)."""
+
+    __slots__ = ("limit", "new", "old")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.new: set[str] = set()
+        self.old: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.new or key in self.old
+
+    def add(self, key: str) -> None:
+        self.new.add(key)
+        if len(self.new) >= self.limit:
+            self.old = self.new
+            self.new = set()
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.old
+        yield from self.new
+
+
 class Tracker:
     """Follows every telephony session of an account; see the module docstring."""
 
@@ -163,10 +198,10 @@ class Tracker:
         self._heap: list[tuple[int, int, str]] = []
         self._tick = 0
         self._clock = 0
-        self._uuids: set[str] = set()
-        self._uuid_order: deque[str] = deque()
-        self._finished: set[str] = set()
-        self._finished_order: deque[str] = deque()
+        # Two generations of recent notification uuids: between N and 2N are remembered.
+        self._uuids_new: set[str] = set()
+        self._uuids_old: set[str] = set()
+        self._finished = _RecentSet(self._options.finished_window)
         self._skipped: deque[tuple[CompletedCall, Decision]] = deque(
             maxlen=self._options.skipped_window
         )
@@ -217,17 +252,25 @@ class Tracker:
         count["events"] += 1
         uuid = event.uuid
         if uuid is not None:
-            if uuid in self._uuids:
+            recent = self._uuids_new
+            if uuid in recent or uuid in self._uuids_old:
                 count["duplicates"] += 1
                 return []
-            self._remember(uuid, self._uuids, self._uuid_order, self._options.dedupe_window)
+            recent.add(uuid)
+            if len(recent) >= self._options.dedupe_window:
+                self._uuids_old = recent
+                self._uuids_new = set()
         body = event.body
-        at = to_ms(body.event_time)
+        when = body.event_time
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        at = int(when.timestamp() * 1000 + 0.5)
         if at > self._clock:
             self._clock = at
         tsid = body.telephony_session_id
         seq = body.sequence
-        if tsid in self._finished:
+        finished = self._finished
+        if tsid in finished.new or tsid in finished.old:
             count["late"] += 1
             return self._complete_due(self._clock)
         if not 0 <= seq <= MAX_SEQUENCE:
@@ -258,50 +301,83 @@ class Tracker:
         if at > session.last_ms:
             session.last_ms = at
         if session.session_id is None and body.session_id is not None:
-            session.session_id = body.session_id  # type: ignore[assignment]
-        if session.origin is None and body.origin is not None:
-            session.origin = body.origin.type
+            session.session_id = body.session_id
+        if session.origin is None and body.origin is not None and body.origin.type:
+            session.origin = intern(body.origin.type)
         if session.account_id is None:
-            session.account_id = body.account_id or _account_from_path(event.event)  # type: ignore[assignment]
+            account = body.account_id or _account_from_path(event.event)
+            session.account_id = intern(account) if isinstance(account, str) else None
+        ending = False
         for party in body.parties:
-            self._merge(session, party, seq, at)
-        self._evaluate(session)
-        return self._complete_due(self._clock)
+            ending = self._merge(session, party, seq, at) or ending
+        self._evaluate(session, ending)
+        heap = self._heap
+        if heap and heap[0][0] <= self._clock:
+            return self._complete_due(self._clock)
+        return []
 
-    def _merge(self, session: SessionState, party: Party, seq: int, at: int) -> None:
-        found = session.party(party.id)
-        if found is None:
-            if len(session.parties) >= MAX_PARTIES:
-                self._count["rejected"] += 1
-                return
-            index = len(session.parties)
-            state = PartyState(party.id)
-            session.parties.append(state)
+    def _merge(self, session: SessionState, party: Party, seq: int, at: int) -> bool:
+        """Fold one party's report into the session; True if it is a final status."""
+        # The short party key (see SessionState.party_key), inlined: this runs per event.
+        pid = party.id
+        tsid = session.tsid
+        if pid.startswith(tsid[2:], 2) and tsid.startswith("s-"):
+            key = intern(pid[len(tsid) :])
         else:
-            index, state = found
+            key = intern(pid)
+        parties = session.parties
+        index = 0
+        for state in parties:
+            if state.party_id is key:
+                break
+            index += 1
+        else:
+            if index >= MAX_PARTIES:
+                self._count["rejected"] += 1
+                return False
+            state = PartyState(key)
+            parties.append(state)
         newest = seq > state.last_seq
         if newest or state.first_seq < 0:
             state.merge(party)
         if state.first_seq < 0 or seq < state.first_seq:
             state.first_seq = seq
         if party.account_id is not None and session.account_id is None:
-            session.account_id = party.account_id  # type: ignore[assignment]
+            session.account_id = intern(party.account_id)
         status = party.status
         raw_code = status.code if status is not None else None
         raw_reason = status.reason if status is not None else None
-        code = parse_status(raw_code)
-        reason = parse_reason(raw_reason)
+        found = _STATUS.get(raw_code)
+        if found is None:
+            code = parse_status(raw_code)
+            found = (code, STATUS_INDEX[code])
+        code = found[0]
+        found_reason = _REASON.get(raw_reason)
+        if found_reason is None:
+            reason = parse_reason(raw_reason)
+            found_reason = (reason, REASON_INDEX[reason])
+        reason = found_reason[0]
         if newest:
             state.last_seq = seq
             state.last_code = code
             state.last_reason = reason
             state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
             state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
-        session.steps.append(at)
-        session.steps.append(pack_step(seq, index, STATUS_INDEX[code], REASON_INDEX[reason]))
+        steps = session.steps
+        steps.append(at)
+        steps.append(
+            (seq << SEQ_SHIFT) | (index << PARTY_SHIFT) | (found[1] << 6) | found_reason[1]
+        )
+        return code in _FINAL or code in _VOICEMAIL
 
-    def _evaluate(self, session: SessionState) -> None:
-        """Schedule the session's completion if every party is final, else unschedule it."""
+    def _evaluate(self, session: SessionState, ending: bool) -> None:
+        """Schedule the session's completion if every party is final, else unschedule it.
+
+        ``ending``: a final status was just applied. Without one, a session that
+        was not scheduled cannot have become complete.
+        """
+        if not ending and session.deadline is None:
+            return
         session.deadline = None
         parties = session.parties
         if not parties:
@@ -364,7 +440,7 @@ class Tracker:
     def _finish(self, session: SessionState, timed_out: bool) -> list[CompletedCall]:
         tsid = session.tsid
         del self._sessions[tsid]
-        self._remember(tsid, self._finished, self._finished_order, self._options.finished_window)
+        self._finished.add(tsid)
         self._count["sessions_expired" if timed_out else "sessions_completed"] += 1
         policy = self._policy
         options = policy.options if policy is not None else None
@@ -390,13 +466,6 @@ class Tracker:
         self._count["skipped"] += len(calls) - len(logged)
         return logged
 
-    @staticmethod
-    def _remember(key: str, seen: set[str], order: deque[str], limit: int) -> None:
-        seen.add(key)
-        order.append(key)
-        if len(order) > limit:
-            seen.discard(order.popleft())
-
     # ---- persistence ----
 
     def snapshot(self) -> bytes:
@@ -405,7 +474,7 @@ class Tracker:
             version=SNAPSHOT_VERSION,
             clock_ms=self._clock,
             sessions=tuple(snapshot_session(s) for s in self._sessions.values()),
-            finished=tuple(self._finished_order),
+            finished=tuple(self._finished),
             counters=dict(self._count),
         )
         return msgspec.msgpack.encode(snap)
@@ -424,13 +493,10 @@ class Tracker:
         for item in snap.sessions:
             session = restore_session(item)
             self._sessions[session.tsid] = session
-            self._evaluate(session)
-        self._finished = set()
-        self._finished_order = deque()
+            self._evaluate(session, True)
+        self._finished = _RecentSet(self._options.finished_window)
         for tsid in snap.finished:
-            self._remember(
-                tsid, self._finished, self._finished_order, self._options.finished_window
-            )
+            self._finished.add(tsid)
         for name in _COUNTERS:
             self._count[name] = snap.counters.get(name, 0)
 

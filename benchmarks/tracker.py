@@ -1,0 +1,240 @@
+"""Benchmark of the call core: decode + apply throughput and memory per in-flight session.
+
+Usage: ``python benchmarks/tracker.py [--events 1000000] [--sessions 100000] [--seed 7]``
+
+1. Throughput: a seeded synthetic stream of at least ``--events`` raw WebSocket
+   frames (``[header, envelope]`` JSON, one party each, realistic field set)
+   from calls of four shapes (inbound answered with hold, IVR -> queue with
+   two ringing agents, outbound answered, inbound missed), 2,000 calls in
+   flight at any time and about 1 in 50 notifications delivered out of order.
+   Timed: ``decode_event`` + ``Tracker.apply`` (with the default policy) for
+   every frame, as CPU time of this process (the figure to compare with the
+   target: the development machine is shared, so wall time is also printed).
+2. Memory: ``--sessions`` calls are started and left in flight (each in the
+   middle of a conversation: caller, IVR and user parties, 6 events); the
+   retained memory is measured with ``tracemalloc`` (Python allocations still
+   alive after the events were applied and the decoded events dropped) and,
+   for comparison, as the process RSS growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import psutil
+
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.events import decode_event
+from sscl_daemon.calls.model import Extension, ExtensionType
+from sscl_daemon.calls.policy import Policy
+from sscl_daemon.calls.tracker import Tracker, TrackerOptions
+
+ACCOUNT = "400131234008"
+T0 = datetime(2026, 3, 2, 15, 0, 0, tzinfo=UTC)
+USERS = 200
+
+
+def directory() -> Directory:
+    users = [
+        Extension(id=str(10_000 + i), extension_number=str(100 + i), name=f"User {i}",
+                  type=ExtensionType.USER, email=f"user{i}@example.com", department="Sales")
+        for i in range(USERS)
+    ]  # fmt: skip
+    users.append(Extension(id="2000", extension_number="2000", type=ExtensionType.IVR_MENU))
+    users.append(Extension(id="3000", extension_number="3000", type=ExtensionType.DEPARTMENT))
+    return Directory(users)
+
+
+class _Call:
+    """Builds the frames of one synthetic call."""
+
+    def __init__(self, index: int, start: datetime, rng: random.Random) -> None:
+        self.tsid = f"s-a8e1b2c3d4e5fz{index:011x}z{rng.randrange(16**7):07x}0000"
+        self.start = start
+        self.seq = 1
+        self.index = index
+        self.caller = f"+1415555{rng.randrange(10_000):04d}"
+        self.frames: list[tuple[datetime, bytes]] = []
+
+    def party(
+        self, n: int, ext_id: str | None, direction: str, **extra: object
+    ) -> dict[str, object]:
+        party: dict[str, object] = {
+            "accountId": ACCOUNT,
+            "direction": direction,
+            "from": {"phoneNumber": self.caller, "name": "WIRELESS CALLER"},
+            "id": f"p-{self.tsid[2:]}-{n}",
+            "missedCall": False,
+            "muted": False,
+            "park": {},
+            "standAlone": False,
+            "to": {"phoneNumber": "+16505550100", "name": "Company"},
+        }
+        if ext_id is not None:
+            party["extensionId"] = ext_id
+            party["to"] = {"phoneNumber": "+16505550100", "name": "User", "extensionId": ext_id}
+        party.update(extra)
+        return party
+
+    def ev(self, party: dict[str, object], code: str, at: float, reason: str | None = None) -> None:
+        self.seq += 1
+        when = self.start + timedelta(seconds=at)
+        status: dict[str, object] = {"code": code, "rcc": False}
+        if reason:
+            status["reason"] = reason
+        body = {
+            "sequence": self.seq,
+            "sessionId": str(4_000_000_000 + self.index),
+            "telephonySessionId": self.tsid,
+            "serverId": "10.13.22.27.TAM",
+            "eventTime": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "origin": {"type": "Call"},
+            "parties": [{**party, "status": status}],
+        }
+        uuid = f"{self.index * 64 + self.seq}"
+        ext = party.get("extensionId")
+        envelope = {
+            "uuid": uuid,
+            "event": f"/restapi/v1.0/account/{ACCOUNT}"
+            + (f"/extension/{ext}" if ext else "")
+            + "/telephony/sessions",
+            "timestamp": body["eventTime"],
+            "subscriptionId": "2a7c5d3e-9b1f-4c6a-8e2d-7f0a1b2c3d4e",
+            "ownerId": "10000",
+            "body": body,
+        }
+        header = {"type": "ServerNotification", "messageId": uuid, "status": 200,
+                  "headers": {"RCRequestId": "5e1b8a34-8f2e-11ee-a9c3-005056bb1234"}}  # fmt: skip
+        self.frames.append((when, msgspec.json.encode([header, envelope])))
+
+
+def make_call(index: int, start: datetime, rng: random.Random, midway: bool = False) -> _Call:
+    call = _Call(index, start, rng)
+    user = str(10_000 + rng.randrange(USERS))
+    kind = 1 if midway else rng.randrange(4)
+    caller = call.party(1, None, "Outbound")
+    if kind == 0:  # inbound direct, answered, one hold
+        me = call.party(2, user, "Inbound")
+        for party, code, at in ((caller, "Setup", 0), (me, "Setup", 0.2), (me, "Proceeding", 0.4),
+                                (me, "Answered", 6), (caller, "Answered", 6.1), (me, "Hold", 40),
+                                (me, "Answered", 50), (me, "Disconnected", 90),
+                                (caller, "Disconnected", 90.1)):  # fmt: skip
+            call.ev(party, code, at)
+    elif kind == 1:  # main number -> IVR -> queue, two agents ring, the second answers
+        ivr = call.party(2, "2000", "Inbound")
+        a1 = call.party(3, user, "Inbound", queueCall=True)
+        a2 = call.party(4, str(10_000 + (int(user) + 1) % USERS), "Inbound", queueCall=True)
+        steps = [(caller, "Setup", 0, None), (ivr, "Setup", 0.1, None),
+                 (caller, "Answered", 1, None), (ivr, "Disconnected", 9, "CallerInputRedirect"),
+                 (a1, "Proceeding", 10, None), (a2, "Proceeding", 10.1, None)]  # fmt: skip
+        if not midway:
+            steps += [(a2, "Answered", 18, None), (a1, "Disconnected", 18.1, "AgentAnswered"),
+                      (a2, "Disconnected", 70, None), (caller, "Disconnected", 70.1, None)]  # fmt: skip
+        for party, code, at, reason in steps:
+            call.ev(party, code, at, reason)
+    elif kind == 2:  # outbound answered
+        me = call.party(1, user, "Outbound")
+        remote = call.party(2, None, "Inbound")
+        for party, code, at in ((me, "Setup", 0), (remote, "Proceeding", 0.8),
+                                (me, "Proceeding", 0.9), (remote, "Answered", 9),
+                                (me, "Answered", 9.1), (me, "Disconnected", 120),
+                                (remote, "Disconnected", 120.2)):  # fmt: skip
+            call.ev(party, code, at)
+    else:  # inbound missed
+        me = call.party(2, user, "Inbound")
+        for party, code, at in ((caller, "Setup", 0), (me, "Setup", 0.2), (me, "Proceeding", 0.4),
+                                (caller, "Disconnected", 20), (me, "Disconnected", 20.1)):  # fmt: skip
+            call.ev(party, code, at)
+    return call
+
+
+def stream(total_events: int, concurrency: int, seed: int) -> Iterator[bytes]:
+    """Frames of overlapping calls in event-time order, a few swapped out of order."""
+    rng = random.Random(seed)
+    produced = 0
+    index = 0
+    clock = T0
+    while produced < total_events:
+        batch: list[tuple[datetime, bytes]] = []
+        for _ in range(concurrency):
+            call = make_call(index, clock + timedelta(seconds=rng.uniform(0, 60)), rng)
+            index += 1
+            batch.extend(call.frames)
+        batch.sort(key=lambda item: item[0])
+        frames = [raw for _, raw in batch]
+        for i in range(0, len(frames) - 1, 50):
+            frames[i], frames[i + 1] = frames[i + 1], frames[i]
+        produced += len(frames)
+        yield from frames
+        clock += timedelta(seconds=60)
+
+
+def throughput(events: int, seed: int) -> None:
+    frames = list(stream(events, 2_000, seed))
+    book = directory()
+    tracker = Tracker(book, TrackerOptions(completion_grace_s=2.0), Policy(None, book))
+    gc.collect()
+    gc.freeze()
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    calls = 0
+    for raw in frames:
+        calls += len(tracker.apply(decode_event(raw)))
+    calls += len(tracker.flush())
+    cpu = time.process_time() - cpu_started
+    elapsed = time.perf_counter() - started
+    gc.unfreeze()
+    counters = tracker.counters()
+    print(f"throughput: {len(frames):,} events (decode + apply + policy) in {cpu:.2f} s of CPU "
+          f"= {len(frames) / cpu:,.0f} events/s on one core "
+          f"(wall clock {elapsed:.2f} s = {len(frames) / elapsed:,.0f} events/s)")  # fmt: skip
+    print(f"  {counters.sessions_completed:,} sessions completed, {calls:,} call logs, "
+          f"{counters.out_of_order:,} out of order, {counters.in_flight} left in flight")  # fmt: skip
+
+
+def memory(sessions: int, seed: int) -> None:
+    rng = random.Random(seed)
+    frames: list[bytes] = []
+    for index in range(sessions):
+        frames.extend(raw for _, raw in make_call(index, T0, rng, midway=True).frames)
+    tracker = Tracker(directory(), TrackerOptions(session_timeout_s=3600))
+    process = psutil.Process()
+    gc.collect()
+    rss_before = process.memory_info().rss
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for raw in frames:
+        tracker.apply(decode_event(raw))
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    rss_after = process.memory_info().rss
+    assert len(tracker) == sessions
+    per_session = (after - before) / sessions
+    print(f"memory: {sessions:,} sessions in flight ({len(frames) // sessions} events each, "
+          f"caller, IVR and two ringing queue agents)")  # fmt: skip
+    print(f"  retained per session: {per_session:,.0f} bytes (tracemalloc, live Python "
+          f"allocations); RSS growth {(rss_after - rss_before) / sessions:,.0f} bytes/session")  # fmt: skip
+    snapshot = tracker.snapshot()
+    print(f"  snapshot: {len(snapshot) / sessions:,.0f} bytes/session (msgpack)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    throughput(args.events, args.seed)
+    memory(args.sessions, args.seed)
+
+
+if __name__ == "__main__":
+    main()
