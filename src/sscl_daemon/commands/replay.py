@@ -1,0 +1,190 @@
+"""``sscl-daemon replay EVENTS.jsonl``: recorded notifications in, call logs out.
+
+An admin's debugging tool and the call core's offline entry point. Each line
+of the input is one raw telephony-session notification as the daemon
+receives it (the WebSocket ``[header, envelope]`` frame, the bare envelope,
+or a bare body). The lines run through the same tracker and policy as the
+daemon; at the end of the input, sessions still open are completed as
+:meth:`~sscl_daemon.calls.tracker.Tracker.expire` would at the end of time,
+so a file holding one whole call prints its log.
+
+Output, one JSON object per call log on stdout, with these stable keys (more
+may be added): ``key``, ``telephony_session_id``, ``session_id``,
+``account_id``, ``extension_id``, ``extension_number``, ``direction``
+(inbound/outbound/internal), ``external_number`` (E.164, null for internal
+calls), ``external_name``, ``result`` (answered, missed, voicemail,
+abandoned, rejected, busy, transferred, incomplete), ``start_time``,
+``answer_time`` (null if never answered), ``end_time`` (ISO 8601 UTC with
+milliseconds and ``Z``), ``ring_seconds``, ``talk_seconds``,
+``hold_seconds``, ``total_seconds`` (whole seconds, rounded half up),
+``recording_ids``, ``transferred_to``; then ``queue_seconds``,
+``queue_name``, ``internal_number``, ``user_name``, ``final_status``,
+``final_reason``.
+
+stderr gets one line per call the policy did not log (``skipped KEY
+(REASON): why``) and one per input line that could not be decoded
+(``FILE:LINE: ...``; the replay goes on). Exit status: 0, 1 if any input
+line was bad, 2 if the configuration, directory or input file cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from sscl_daemon.calls.directory import Directory, DirectoryError
+from sscl_daemon.calls.events import EventDecodeError, decode_event
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.calls.policy import Policy, PolicyOptions
+from sscl_daemon.calls.tracker import Tracker, TrackerOptions
+
+HELP = "run recorded telephony notifications (JSON lines) through the call core; print call logs"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", help="file with one raw notification per line ('-' for stdin)")
+    parser.add_argument(
+        "--config",
+        help="TOML configuration; its [calls], [blocklist] and [scope] settings are used",
+    )
+    parser.add_argument(
+        "--directory",
+        help="JSON body of GET /restapi/v1.0/account/~/extension (the 'records' list)",
+    )
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
+
+
+def call_json(call: CompletedCall) -> dict[str, object]:
+    """The replay output object of one call log (keys in their documented order)."""
+    return {
+        "key": call.key,
+        "telephony_session_id": call.telephony_session_id,
+        "session_id": call.session_id,
+        "account_id": call.account_id,
+        "extension_id": call.extension_id,
+        "extension_number": call.extension_number,
+        "direction": call.direction.value,
+        "external_number": call.external_number,
+        "external_name": call.external_name,
+        "result": call.result.value,
+        "start_time": iso(call.start_time),
+        "answer_time": iso(call.answer_time),
+        "end_time": iso(call.end_time),
+        "ring_seconds": call.seconds(call.ring_ms),
+        "talk_seconds": call.seconds(call.talk_ms),
+        "hold_seconds": call.seconds(call.hold_ms),
+        "total_seconds": call.seconds(call.total_ms),
+        "recording_ids": list(call.recording_ids),
+        "transferred_to": call.transferred_to,
+        "queue_seconds": call.seconds(call.queue_ms),
+        "queue_name": call.queue_name,
+        "internal_number": call.internal_number,
+        "user_name": call.user_name,
+        "final_status": call.final_status,
+        "final_reason": call.final_reason,
+    }
+
+
+def load_directory(path: str) -> Directory:
+    """Read the extension list; raise DirectoryError naming the file and the problem."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DirectoryError(f"{path}: cannot read the file: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DirectoryError(f"{path}: not a JSON document: {exc}") from None
+    records = data.get("records") if isinstance(data, dict) else data
+    if not isinstance(records, list):
+        raise DirectoryError(
+            f"{path}: expected the extension-list response (an object with 'records') "
+            "or a list of extension records"
+        )
+    try:
+        return Directory.from_api(records)
+    except DirectoryError as exc:
+        raise DirectoryError(f"{path}: {exc}") from None
+
+
+def build(args: argparse.Namespace) -> Tracker:
+    """The tracker and policy the arguments ask for (raises on unusable inputs)."""
+    directory = load_directory(args.directory) if args.directory else None
+    options = TrackerOptions(completion_grace_s=0.0)
+    policy_options = PolicyOptions()
+    if args.config:
+        from sscl_daemon.config import load_config
+
+        settings = load_config(args.config, require_credentials=False)
+        calls = settings.calls
+        options = TrackerOptions(
+            completion_grace_s=calls.completion_grace,
+            session_timeout_s=calls.session_timeout,
+            default_region=calls.default_region,
+        )
+        policy_options = PolicyOptions(
+            log_internal=calls.log_internal,
+            log_abandoned=calls.log_abandoned,
+            missed_attribution=calls.missed_attribution,
+            missed_owner_extension=calls.missed_owner_extension,
+            blocklist=settings.blocklist,
+            scope=settings.scope,
+        )
+    return Tracker(directory, options, Policy(policy_options, directory))
+
+
+def _emit(tracker: Tracker, calls: list[CompletedCall], out: IO[str], err: IO[str]) -> None:
+    for call in calls:
+        out.write(json.dumps(call_json(call), ensure_ascii=False) + "\n")
+    for call, decision in tracker.take_skipped():
+        reason = decision.reason.value if decision.reason else "?"
+        err.write(f"skipped {call.key} ({reason}): {decision.detail}\n")
+
+
+def replay(tracker: Tracker, lines: IO[bytes], name: str, out: IO[str], err: IO[str]) -> int:
+    """Feed every line to the tracker; return the number of lines that could not be used."""
+    bad = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = decode_event(line)
+        except EventDecodeError as exc:
+            bad += 1
+            err.write(f"{name}:{number}: not a usable notification, skipped: {exc.reason}\n")
+            continue
+        _emit(tracker, tracker.apply(event), out, err)
+    _emit(tracker, tracker.flush(), out, err)
+    return bad
+
+
+def run(args: argparse.Namespace) -> int:
+    from sscl_daemon.config import ConfigError
+
+    try:
+        tracker = build(args)
+    except (ConfigError, DirectoryError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.events == "-":
+        bad = replay(tracker, sys.stdin.buffer, "<stdin>", sys.stdout, sys.stderr)
+    else:
+        try:
+            handle = open(args.events, "rb")  # noqa: SIM115 - closed below, errors reported
+        except OSError as exc:
+            print(f"{args.events}: cannot read the file: {exc.strerror}", file=sys.stderr)
+            return 2
+        with handle:
+            bad = replay(tracker, handle, args.events, sys.stdout, sys.stderr)
+    if bad:
+        print(f"{args.events}: {bad} line(s) could not be used (see above)", file=sys.stderr)
+        return 1
+    return 0
