@@ -88,6 +88,16 @@ async def wait_for(predicate: Callable[[], bool], what: str, limit: float = WAIT
         await asyncio.sleep(0.01)
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = WAIT) -> None:
+    """Like `wait_for`, for a condition that needs I/O to check."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
 class Calls:
     """Short calls (about a second) placed on the simulator, with their ground truth."""
 

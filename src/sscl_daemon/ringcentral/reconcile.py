@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
+from cachetools import LRUCache
 
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.model import CallSource, CompletedCall
@@ -31,6 +32,9 @@ from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.ringcentral.subscription import Gap, utc_now
 
 log = structlog.get_logger(__name__)
+
+# The first `sequence` the platform delivers for a session (research B5: 2 in every capture).
+FIRST_SEQUENCE = 2
 
 
 @dataclass(frozen=True)
@@ -153,9 +157,13 @@ class Reconciler:
         )
 
     async def resolve_sessions(
-        self, session_ids: Iterable[str], *, wait: bool = True
+        self, session_ids: Iterable[str], *, since: datetime | None = None, wait: bool = True
     ) -> Resolution:
-        """Sessions whose end was missed: still live, or ended (then their call logs)."""
+        """Sessions whose end was missed: still live, or ended (then their call logs).
+
+        With `since` (no session started before it) the ended ones are read with one call-log
+        query instead of one per session: the call log is in the Heavy group (10/min).
+        """
         ended: list[str] = []
         active: list[str] = []
         for tsid in dict.fromkeys(session_ids):
@@ -168,11 +176,82 @@ class Reconciler:
         if wait:
             await self.wait_for_records(self._now())
         now = self._now()
-        total = Batch.empty()
-        found: list[str] = []
-        missing: list[str] = []
-        for tsid in ended:
-            records = await self._rest.call_log_for_session(tsid, now - self._lookback, now)
-            (found if records else missing).append(tsid)
-            total = total + self.map_records(records)
-        return Resolution(total, tuple(found), tuple(active), tuple(missing))
+        if since is not None:
+            wanted = set(ended)
+            records = [
+                record
+                for page in await self._pages(since - self._margin, now)
+                for record in page
+                if record.telephonySessionId in wanted
+            ]
+        else:
+            records = []
+            for tsid in ended:
+                records.extend(
+                    await self._rest.call_log_for_session(tsid, now - self._lookback, now)
+                )
+        found = {record.telephonySessionId for record in records}
+        return Resolution(
+            self.map_records(records),
+            tuple(t for t in ended if t in found),
+            tuple(active),
+            tuple(t for t in ended if t not in found),
+        )
+
+    async def _pages(self, start: datetime, end: datetime) -> list[list[CallLogRecord]]:
+        return [page async for page in self._rest.call_log_pages(start, end)]
+
+
+class Suspects:
+    """Sessions whose live view a gap may have cut: their call logs come from the call log.
+
+    Sans-I/O bookkeeping for the daemon. A session is suspect when it was in flight at a
+    gap (`on_gap`), or when it is first seen shortly after a gap with a `sequence` above the
+    first one the platform sends (its start fell into the gap). The tracker's output for a
+    suspect is dropped (`keep`); once the tracker no longer follows it, it is `due` for
+    `Reconciler.resolve_sessions`, and `resolved` when its call logs were taken.
+    """
+
+    def __init__(self, window: float = 300.0, remember: int = 100_000) -> None:
+        self._window = timedelta(seconds=window)
+        self._seen: LRUCache[str, datetime] = LRUCache(maxsize=remember)
+        self._suspect: dict[str, datetime] = {}
+        self._last_gap_end: datetime | None = None
+
+    def __contains__(self, tsid: object) -> bool:
+        return tsid in self._suspect
+
+    def __len__(self) -> int:
+        return len(self._suspect)
+
+    def observe(self, tsid: str, sequence: int, at: datetime) -> None:
+        """Every notification: its session id and per-session sequence."""
+        if tsid in self._seen:
+            return
+        self._seen[tsid] = at
+        recent_gap = self._last_gap_end is not None and at - self._last_gap_end <= self._window
+        if recent_gap and sequence > FIRST_SEQUENCE:
+            self._suspect.setdefault(tsid, at)
+
+    def seen(self) -> list[str]:
+        """Sessions observed recently (the daemon asks its tracker which are in flight)."""
+        return list(self._seen.keys())
+
+    def on_gap(self, gap: Gap, in_flight: Iterable[str]) -> None:
+        self._last_gap_end = gap.end
+        for tsid in in_flight:
+            self._suspect.setdefault(tsid, self._seen.get(tsid, gap.start))
+
+    def keep(self, calls: Iterable[CompletedCall]) -> list[CompletedCall]:
+        """The calls whose sessions are not suspect."""
+        return [call for call in calls if call.telephony_session_id not in self._suspect]
+
+    def due(self, followed: Callable[[str], bool]) -> tuple[list[str], datetime | None]:
+        """Suspects the tracker no longer follows, and the earliest time one was first seen."""
+        ready = [tsid for tsid in self._suspect if not followed(tsid)]
+        since = min((self._suspect[t] for t in ready), default=None)
+        return ready, since
+
+    def resolved(self, tsids: Iterable[str]) -> None:
+        for tsid in tsids:
+            self._suspect.pop(tsid, None)
