@@ -11,11 +11,13 @@ template database; every test then gets its own copy with
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import os
 import secrets
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -66,6 +68,24 @@ def sample_call(
     )
 
 
+_WORKDIR_PREFIX = "sscl-test-pg-"
+# A session's directory is locked by its server within a second of being made.
+_ABANDONED_AFTER = 600.0
+
+
+def _remove_abandoned_workdirs() -> None:
+    """Delete what test sessions killed before their cleanup left in the temp dir."""
+    for workdir in Path(tempfile.gettempdir()).glob(f"{_WORKDIR_PREFIX}*"):
+        try:
+            if time.time() - workdir.stat().st_mtime < _ABANDONED_AFTER:
+                continue
+            with (workdir / "postgres" / "server.lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # in use by a live session, or not ours to judge
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 class PostgresUnavailable(Exception):
     """No server for the tests; the message says what is missing and how to provide it."""
 
@@ -104,7 +124,8 @@ class PostgresForTests:
         server: EmbeddedServer | None = None
         workdir: Path | None = None
         if not dsn:
-            workdir = Path(tempfile.mkdtemp(prefix="sscl-test-pg-"))
+            _remove_abandoned_workdirs()
+            workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
             server = EmbeddedServer(workdir / "postgres", settings=FAST_UNSAFE_SETTINGS)
             try:
                 dsn = server.start()
