@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -58,6 +60,24 @@ RECOVERY_SAFETY = 0.9
 WS_TOKEN_REUSE = 0.8
 # Close codes of a handshake without a usable token (research A2, G-A2).
 REFUSED_TOKEN_CLOSE_CODES = (4400, 4401)
+
+
+_QUERY_SECRETS = re.compile(r"((?:access_token|wsc)=)[^&\s]+")
+
+
+class _RedactQuery(logging.Filter):
+    """The websockets library logs the handshake request line, tokens included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _QUERY_SECRETS.sub(r"\1[REDACTED]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+WS_LOGGER = logging.getLogger("sscl_daemon.ringcentral.websocket")
+WS_LOGGER.addFilter(_RedactQuery())
 
 
 def utc_now() -> datetime:
@@ -287,6 +307,7 @@ class Subscription:
                 close_timeout=2.0,
                 max_size=16 * 1024 * 1024,
                 compression=None,
+                logger=WS_LOGGER,
             ) as ws:
                 return await self._converse(ws, conn, sink)
         except InvalidStatus as exc:
