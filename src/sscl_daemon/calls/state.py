@@ -75,50 +75,75 @@ class PartyState(msgspec.Struct, gc=False):
     last_raw: str | None = None
     last_raw_reason: str | None = None
 
-    def merge(self, party: Party) -> None:
+    def merge(self, party: Party, newest: bool) -> None:
+        """Fold a party report in; an older report (``newest`` False) only fills gaps."""
         # Strings are interned: the caller's number, the company numbers, names and
         # extension ids repeat across the parties of a session and across sessions,
         # and one shared copy is what keeps an in-flight session small.
         value = party.extension_id
-        if value is not None and value != self.extension_id:
+        if (
+            value is not None
+            and value != self.extension_id
+            and (newest or self.extension_id is None)
+        ):
             self.extension_id = intern(value)
-        if party.direction is not None:
+        if party.direction is not None and (newest or self.outbound is None):
             self.outbound = party.outbound
         info = party.from_
         if info is not None:
             value = info.phone_number
-            if value is not None and value != self.from_number:
+            if (
+                value is not None
+                and value != self.from_number
+                and (newest or self.from_number is None)
+            ):
                 self.from_number = intern(value)
             value = info.name
-            if value is not None and value != self.from_name:
+            if value is not None and value != self.from_name and (newest or self.from_name is None):
                 self.from_name = intern(value)
             value = info.extension_id
-            if value is not None and value != self.from_ext_id:
+            if (
+                value is not None
+                and value != self.from_ext_id
+                and (newest or self.from_ext_id is None)
+            ):
                 self.from_ext_id = intern(value)
             value = info.extension_number
-            if value is not None and value != self.from_ext_number:
+            if (
+                value is not None
+                and value != self.from_ext_number
+                and (newest or self.from_ext_number is None)
+            ):
                 self.from_ext_number = intern(value)
         info = party.to
         if info is not None:
             value = info.phone_number
-            if value is not None and value != self.to_number:
+            if value is not None and value != self.to_number and (newest or self.to_number is None):
                 self.to_number = intern(value)
             value = info.name
-            if value is not None and value != self.to_name:
+            if value is not None and value != self.to_name and (newest or self.to_name is None):
                 self.to_name = intern(value)
             value = info.extension_id
-            if value is not None and value != self.to_ext_id:
+            if value is not None and value != self.to_ext_id and (newest or self.to_ext_id is None):
                 self.to_ext_id = intern(value)
             value = info.extension_number
-            if value is not None and value != self.to_ext_number:
+            if (
+                value is not None
+                and value != self.to_ext_number
+                and (newest or self.to_ext_number is None)
+            ):
                 self.to_ext_number = intern(value)
         if party.queue_call:
             self.queue_call = True
         ui = party.ui_call_info
         if ui is not None:
-            if ui.primary is not None and ui.primary.value:
+            if ui.primary is not None and ui.primary.value and (newest or not self.queue_name):
                 self.queue_name = intern(ui.primary.value)
-            if ui.additional is not None and ui.additional.value:
+            if (
+                ui.additional is not None
+                and ui.additional.value
+                and (newest or not self.caller_id_name)
+            ):
                 self.caller_id_name = intern(ui.additional.value)
         if party.recordings:
             known = self.recordings
@@ -130,7 +155,7 @@ class PartyState(msgspec.Struct, gc=False):
         status = party.status
         if status is not None and status.peer_id is not None:
             peer = status.peer_id.telephony_session_id
-            if peer is not None:
+            if peer is not None and (newest or self.peer_tsid is None):
                 self.peer_tsid = peer
 
     @property

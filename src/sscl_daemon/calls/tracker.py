@@ -17,8 +17,8 @@ of order):
   ``CallSwitch`` or a blind transfer: somebody takes over), and a grace
   period in *event time* has passed since its last event — so a party that
   appears after another one is ``Gone`` (transfers) is still seen. When the
-  sequence numbers have a hole the grace is at least ``gap_grace_s``: the
-  missing notification may still come. With ``completion_grace_s = 0`` a
+  sequence numbers have a hole, or a party is still in ``VoiceMail``, the
+  grace is at least ``gap_grace_s``: the missing notification may still come. With ``completion_grace_s = 0`` a
   whole call completes on its own last event;
 * since nothing reads a clock, a pending completion happens on a later
   event of any session (they advance the tracker's event clock) or in
@@ -338,8 +338,7 @@ class Tracker:
             state = PartyState(key)
             parties.append(state)
         newest = seq > state.last_seq
-        if newest or state.first_seq < 0:
-            state.merge(party)
+        state.merge(party, newest)
         if state.first_seq < 0 or seq < state.first_seq:
             state.first_seq = seq
         if party.account_id is not None and session.account_id is None:
@@ -382,13 +381,15 @@ class Tracker:
         parties = session.parties
         if not parties:
             return
-        final = 0
+        final = in_voicemail = 0
         newest: PartyState | None = None
         for party in parties:
             code = party.last_code
             if code in _FINAL:
                 final += 1
-            elif code not in _VOICEMAIL:
+            elif code in _VOICEMAIL:
+                in_voicemail += 1
+            else:
                 return
             if newest is None or party.last_seq > newest.last_seq:
                 newest = party
@@ -400,7 +401,9 @@ class Tracker:
             and newest.last_reason in _HANDOFF
         ):
             return
-        grace = self._grace_ms if session.contiguous() else self._gap_grace_ms
+        # A mailbox party normally reports its own end too: wait as for a missing event.
+        sure = session.contiguous() and not in_voicemail
+        grace = self._grace_ms if sure else self._gap_grace_ms
         deadline = session.last_ms + grace
         session.deadline = deadline
         self._tick += 1
