@@ -109,7 +109,7 @@ async def test_extension_list_is_paged(platform: Platform) -> None:
     assert len(records) > 2
     code, headers, first = await platform.get("/restapi/v1.0/account/~/extension", perPage="2")
     assert code == 200
-    assert headers["X-Rate-Limit-Group"] == "light"
+    assert headers["X-Rate-Limit-Group"] == "medium"
     assert first["records"] == records[:2]
     assert first["paging"]["totalElements"] == len(records)
     got = list(first["records"])
@@ -121,6 +121,9 @@ async def test_extension_list_is_paged(platform: Platform) -> None:
             page = await resp.json()
         got.extend(page["records"])
     assert got == records
+    _, _, users = await platform.get("/restapi/v1.0/account/~/extension", type="User")
+    assert users["records"] == [r for r in records if r["type"] == "User"]
+    assert 0 < len(users["records"]) < len(records)
 
 
 async def test_telephony_session_is_live_until_its_last_event(platform: Platform) -> None:

@@ -51,6 +51,8 @@ def _group_for(method: str, path: str) -> RateGroup:
         return RateGroup.AUTH
     if "/call-log" in path:
         return RateGroup.HEAVY
+    if path.endswith("/extension"):  # list extensions [spec: REX paths Account/Extension]
+        return RateGroup.MEDIUM
     if path.startswith("/restapi/v1.0/subscription") and method != "GET":
         return RateGroup.MEDIUM
     return RateGroup.LIGHT
@@ -184,8 +186,18 @@ class PlatformRest:
 
     async def extensions(self, request: web.Request) -> web.Response:
         self._check_account(request)
-        records = self.org.extension_records()
-        page, per_page = _paging(request)
+        types = set(request.query.getall("type", []))
+        statuses = set(request.query.getall("status", []))
+        records = [
+            r
+            for r in self.org.extension_records()
+            if (not types or r.get("type") in types)
+            and (not statuses or r.get("status") in statuses)
+        ]
+        try:
+            page, per_page = _paging(request)
+        except ValueError as exc:
+            return json_response(rest_error("CMN-101", str(exc)), 400)
         return json_response(_page_body(request, records, page, per_page))
 
     async def call_log(self, request: web.Request) -> web.Response:
