@@ -280,3 +280,17 @@ async def test_non_json_error_never_leaks_tokens(platform: Platform) -> None:
         text = await resp.text()
     assert resp.status == 401
     assert "leaked-token-xyz" not in text
+
+
+async def test_session_cap_revokes_the_oldest_login(make_platform: Any) -> None:
+    platform: Platform = await make_platform(max_oauth_sessions=2)
+    await platform.login()
+    first_refresh = platform.refresh_token
+    await platform.login()
+    await platform.login()  # the third session pushes the first one out
+    status, body = await _token(
+        platform, {"grant_type": "refresh_token", "refresh_token": first_refresh}, basic()
+    )
+    assert (status, body["errors"][0]["errorCode"]) == (400, "OAU-211")
+    code, _, _ = await platform.get("/restapi/v1.0/account/~/extension")
+    assert code == 200

@@ -186,6 +186,11 @@ class OAuthServer:
             raise OAuthError(400, "invalid_grant", "Invalid JWT token", "OAU-144")
         session = OAuthSession("ses-" + secrets.token_hex(8), client_id, self.owner_id)
         self.sessions.append(session)
+        cap = self.profile.max_oauth_sessions
+        if cap is not None:
+            live = [s for s in self.sessions if not s.revoked and s.client_id == client_id]
+            for oldest in live[: max(0, len(live) - cap)]:
+                oldest.revoked = True
         return self._issue(session, now)
 
     def _refresh_grant(self, client_id: str, token: str, now: float) -> Grant:

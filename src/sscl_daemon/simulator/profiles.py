@@ -59,6 +59,9 @@ class PlatformProfile:
     # OAuth (research D): access TTL default 3600 s per the spec (G-D1), refresh one week.
     access_token_ttl_s: float = 3600.0
     refresh_token_ttl_s: float = 604800.0
+    # research A10/D [doc: tokens.md]: ~5 parallel OAuth sessions per user and app, more
+    # logins revoke the oldest (G-D1: optional). None = no cap.
+    max_oauth_sessions: int | None = None
     # wstoken expires_in: the SDK comments and rc-ex PR #77 say 600 s (research A1).
     ws_token_ttl_s: float = 600.0
     # G-A3: docs say single use, rc-ex reuses the token within its TTL.
@@ -103,6 +106,7 @@ class PlatformProfile:
             ws_token_single_use=True,
             bad_ws_token_reply=BadWsTokenReply.CLOSE_4401,
             recovery_replay_overlap=3,
+            max_oauth_sessions=5,
         )
 
     def with_changes(self, **changes: object) -> PlatformProfile:
