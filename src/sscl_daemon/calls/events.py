@@ -285,6 +285,7 @@ class _WsHeader(msgspec.Struct, gc=False):
 
 
 _frame_decoder = msgspec.json.Decoder(tuple[_WsHeader, Notification])
+_header_decoder = msgspec.json.Decoder(list[_WsHeader | msgspec.Raw])
 _envelope_decoder = msgspec.json.Decoder(Notification)
 _bare_decoder = msgspec.json.Decoder(_Bare)
 _body_decoder = msgspec.json.Decoder(SessionBody)
@@ -330,8 +331,10 @@ def decode_event(raw: bytes | str) -> Notification:
     try:
         fixed = msgspec.json.encode(_ids_as_text(msgspec.json.decode(raw)))
         return _decode(fixed)
-    except (msgspec.DecodeError, EventDecodeError) as exc:
+    except msgspec.DecodeError as exc:
         raise EventDecodeError(str(exc), raw) from None
+    except EventDecodeError as exc:
+        raise EventDecodeError(exc.reason, raw) from None
 
 
 def _decode(raw: bytes | str) -> Notification:
@@ -349,4 +352,15 @@ def _decode(raw: bytes | str) -> Notification:
             return Notification(body=_body_decoder.decode(raw))
         return _envelope_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise EventDecodeError(str(exc), raw) from None
+        raise EventDecodeError(_frame_kind(raw) or str(exc), raw) from None
+
+
+def _frame_kind(raw: bytes | str) -> str | None:
+    """Why a WebSocket frame that is not a notification was refused, if that is the cause."""
+    try:
+        header = _header_decoder.decode(raw)[0]
+    except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
+        return None
+    if not isinstance(header, _WsHeader) or header.type in (None, "ServerNotification"):
+        return None
+    return f"WebSocket frame of type {header.type!r}, not a ServerNotification"
