@@ -223,3 +223,30 @@ async def test_store_open_starts_and_close_stops_the_embedded_server(
         loaded = await reopened.load_checkpoint("acc")
         assert loaded is not None
         assert loaded.last_event_time == checkpoint.last_event_time
+
+
+async def test_a_crashed_server_gives_store_errors_and_the_next_open_recovers(
+    embedded_state_dir: Path,
+) -> None:
+    settings = StoreSettings(dsn="embedded")
+    store = await Store.open(settings, embedded_state_dir)
+    server = store.embedded_server
+    assert server is not None
+    await store.save_snapshot("acc", b"before the crash")
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGKILL)
+    # Backends notice their postmaster's death within moments; from then on every call fails.
+    error: StoreError | None = None
+    async with asyncio.timeout(10):
+        while error is None:
+            try:
+                await store.load_snapshot("acc")
+            except StoreError as exc:
+                error = exc
+            await asyncio.sleep(0.01)
+    assert str(error).startswith("store: loading the snapshot failed")
+    await store.close()
+    assert_nothing_left(server)
+
+    async with await Store.open(settings, embedded_state_dir) as reopened:
+        assert await reopened.load_snapshot("acc") == b"before the crash"

@@ -258,6 +258,8 @@ class EmbeddedServer:
         try:
             if self._process is not None:
                 self._terminate(self._process)
+                # A server that crashed instead of shutting down leaves its pid and lock files.
+                self._clear_leftovers()
         finally:
             self._process = None
             if self.socket_dir != self.root:

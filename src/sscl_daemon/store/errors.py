@@ -14,6 +14,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
+# What talking to PostgreSQL can raise besides programming errors: server errors,
+# client/protocol errors (a connection whose server died mid-call), and the socket's own.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
 
 class StoreError(Exception):
     """PostgreSQL could not be used; the message says what and how to fix it."""

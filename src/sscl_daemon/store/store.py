@@ -23,7 +23,7 @@ import msgspec
 from sscl_daemon.calls.model import CompletedCall, decode_call, encode_call
 from sscl_daemon.config import StoreSettings
 from sscl_daemon.store.embedded import EmbeddedServer
-from sscl_daemon.store.errors import StoreError, connect_error, dsn_target
+from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
 from sscl_daemon.store.migrate import MigrationReport, current_version, migrate
 from sscl_daemon.store.model import (
     AccountStats,
@@ -201,7 +201,7 @@ async def _failures(action: str) -> AsyncIterator[None]:
         yield
     except StoreError:
         raise
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"store: {action} failed: {exc}") from exc
 
 
@@ -623,7 +623,7 @@ class Store:
             try:
                 conn = await asyncpg.connect(self._dsn, password=self._password, timeout=10.0)
                 await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            except DATABASE_ERRORS:
                 return  # Notifiers fall back to their timeouts; the next wait tries again.
             conn.add_termination_listener(self._on_listener_lost)
             self._listener = conn
@@ -717,6 +717,10 @@ class Store:
         )
 
 
+# A DSN asyncpg cannot parse surfaces as ValueError when the pool first connects.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError)
+
+
 async def _create_pool(
     dsn: str, password: str | None, settings: StoreSettings
 ) -> asyncpg.Pool[asyncpg.Record]:
@@ -730,13 +734,7 @@ async def _create_pool(
             max_inactive_connection_lifetime=300.0,
             server_settings={"application_name": "sscl-daemon", "jit": "off"},
         )
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        OSError,
-        TimeoutError,
-        ValueError,
-    ) as exc:
+    except _CONNECT_ERRORS as exc:
         raise connect_error(exc, dsn, password) from None
 
 
@@ -744,7 +742,7 @@ async def _ensure_database(admin_dsn: str, database: str, connect_timeout: float
     """Create ``database`` on the embedded server the first time."""
     try:
         conn = await asyncpg.connect(admin_dsn, timeout=connect_timeout)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         raise connect_error(exc, admin_dsn, None) from None
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)

@@ -26,7 +26,7 @@ import asyncpg
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
 from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
-from sscl_daemon.store.errors import StoreError, connect_error, dsn_target
+from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
 from sscl_daemon.store.migrate import migrate
 
 TEST_DSN_ENV = "SSCL_TEST_DSN"
@@ -99,7 +99,7 @@ def dsn_with_database(dsn: str, database: str) -> str:
 async def _connect(dsn: str) -> asyncpg.Connection[asyncpg.Record]:
     try:
         return await asyncpg.connect(dsn, timeout=10.0)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         raise connect_error(exc, dsn, urlsplit(dsn).password) from None
 
 
