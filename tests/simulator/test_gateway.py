@@ -310,3 +310,29 @@ async def test_client_that_pongs_stays_connected(make_platform: Any) -> None:
     (frame,) = await client.notifications(1)
     assert frame[1]["body"] == {"after": "pings"}
     assert not client.ws.closed
+
+
+async def test_client_vanishing_mid_stream_leaves_the_gateway_serving(platform: Platform) -> None:
+    client = await platform.subscribed_client()
+    for n in range(2000):
+        platform.sim.push_raw({"n": n, "pad": "x" * 500})
+    await client.notifications(1)
+    connection = client.ws._response.connection
+    assert connection is not None
+    assert connection.transport is not None
+    connection.transport.abort()  # an RST from the client side
+    async with asyncio.timeout(5):
+        await platform.sim.gateway.wait_until(lambda: not platform.sim.gateway.connections)
+    again = await platform.connect(wsc=client.wsc)
+    assert again.details[1]["recoveryState"] == "Successful"
+    platform.sim.push_raw({"n": "after"})
+    # replayed: only what never reached the dead socket, in order, then the new one
+    last = await again.recv_until(
+        lambda f: f[0]["type"] == "ServerNotification" and f[1]["body"]["n"] == "after"
+    )
+    replayed = [
+        f[1]["body"]["n"] for f in again.frames[:-1] if f[0]["type"] == "ServerNotification"
+    ]
+    assert replayed == sorted(replayed)
+    assert all(isinstance(n, int) and n >= 1 for n in replayed)
+    assert last[1]["body"] == {"n": "after"}

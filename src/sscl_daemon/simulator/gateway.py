@@ -336,14 +336,19 @@ class Gateway:
             if session.connection is not conn:
                 break
             outbox = conn.outbox
-            while outbox:
-                seq, frame = outbox.popleft()
-                if conn.silent:
-                    continue
-                await ws.send_frame(frame, WSMsgType.TEXT)
-                conn.frames_sent += 1
-                if seq > session.last_written:
-                    session.last_written = seq
+            try:
+                while outbox:
+                    seq, frame = outbox.popleft()
+                    if conn.silent:
+                        continue
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+                    conn.frames_sent += 1
+                    if seq > session.last_written:
+                        session.last_written = seq
+            except (ConnectionError, RuntimeError):
+                # the client went away mid-write; the reader sees the socket close
+                _abort(conn)
+                return
             if conn.close_code is not None:
                 break
         with contextlib.suppress(ConnectionError, RuntimeError):
