@@ -236,7 +236,10 @@ class Party(msgspec.Struct, rename="camel", gc=False):
     @property
     def outbound(self) -> bool:
         """True when this party originated its leg (the PSTN caller of an inbound call)."""
-        return self.direction is not None and self.direction.lower() == "outbound"
+        direction = self.direction
+        return direction == "Outbound" or (
+            direction is not None and direction.lower() == "outbound"
+        )
 
 
 class Origin(msgspec.Struct, gc=False):
@@ -323,6 +326,15 @@ def decode_event(raw: bytes | str) -> Notification:
     The fast path decodes straight into the typed structs; a payload whose
     ids are JSON numbers is rewritten with string ids and decoded again.
     """
+    if type(raw) is bytes and raw[:1] == b"[":
+        # Fast path: a well-formed ServerNotification frame, as the gateway sends it.
+        try:
+            header, notification = _frame_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        else:
+            if header.type is None or header.type == "ServerNotification":
+                return notification
     try:
         return _decode(raw)
     except EventDecodeError as exc:

@@ -49,7 +49,6 @@ import msgspec
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.events import (
     Notification,
-    Party,
     Reason,
     StatusCode,
     parse_reason,
@@ -57,7 +56,7 @@ from sscl_daemon.calls.events import (
 )
 from sscl_daemon.calls.legs import LegContext, derive_calls, to_ms
 from sscl_daemon.calls.model import CompletedCall
-from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy
+from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy, PolicyOptions
 from sscl_daemon.calls.state import (
     MAX_PARTIES,
     MAX_SEQUENCE,
@@ -206,6 +205,8 @@ class Tracker:
             maxlen=self._options.skipped_window
         )
         self._count = dict.fromkeys(_COUNTERS, 0)
+        self._ctx: LegContext | None = None
+        self._ctx_options: PolicyOptions | None = None
 
     # ---- configuration ----
 
@@ -309,65 +310,62 @@ class Tracker:
             session.account_id = intern(account) if isinstance(account, str) else None
         ending = False
         for party in body.parties:
-            ending = self._merge(session, party, seq, at) or ending
+            # Folding the party report in, inlined: this is the per-event hot path.
+            # The short party key is SessionState.party_key, inlined too.
+            pid = party.id
+            if pid.startswith(tsid[2:], 2) and tsid.startswith("s-"):
+                key = intern(pid[len(tsid) :])
+            else:
+                key = intern(pid)
+            parties = session.parties
+            index = 0
+            for state in parties:
+                if state.party_id == key:
+                    break
+                index += 1
+            else:
+                if index >= MAX_PARTIES:
+                    count["rejected"] += 1
+                    continue
+                state = PartyState(key)
+                parties.append(state)
+            newest = seq > state.last_seq
+            state.merge(party, newest)
+            if state.first_seq < 0 or seq < state.first_seq:
+                state.first_seq = seq
+            if party.account_id is not None and session.account_id is None:
+                session.account_id = intern(party.account_id)
+            status = party.status
+            raw_code = status.code if status is not None else None
+            raw_reason = status.reason if status is not None else None
+            found = _STATUS.get(raw_code)
+            if found is None:
+                code = parse_status(raw_code)
+                found = (code, STATUS_INDEX[code])
+            code = found[0]
+            found_reason = _REASON.get(raw_reason)
+            if found_reason is None:
+                reason = parse_reason(raw_reason)
+                found_reason = (reason, REASON_INDEX[reason])
+            reason = found_reason[0]
+            if newest:
+                state.last_seq = seq
+                state.last_code = code
+                state.last_reason = reason
+                state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
+                state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
+            steps = session.steps
+            steps.append(at)
+            steps.append(
+                (seq << SEQ_SHIFT) | (index << PARTY_SHIFT) | (found[1] << 6) | found_reason[1]
+            )
+            if code in _FINAL or code in _VOICEMAIL:
+                ending = True
         self._evaluate(session, ending)
         heap = self._heap
         if heap and heap[0][0] <= self._clock:
             return self._complete_due(self._clock)
         return []
-
-    def _merge(self, session: SessionState, party: Party, seq: int, at: int) -> bool:
-        """Fold one party's report into the session; True if it is a final status."""
-        # The short party key (see SessionState.party_key), inlined: this runs per event.
-        pid = party.id
-        tsid = session.tsid
-        if pid.startswith(tsid[2:], 2) and tsid.startswith("s-"):
-            key = intern(pid[len(tsid) :])
-        else:
-            key = intern(pid)
-        parties = session.parties
-        index = 0
-        for state in parties:
-            if state.party_id is key:
-                break
-            index += 1
-        else:
-            if index >= MAX_PARTIES:
-                self._count["rejected"] += 1
-                return False
-            state = PartyState(key)
-            parties.append(state)
-        newest = seq > state.last_seq
-        state.merge(party, newest)
-        if state.first_seq < 0 or seq < state.first_seq:
-            state.first_seq = seq
-        if party.account_id is not None and session.account_id is None:
-            session.account_id = intern(party.account_id)
-        status = party.status
-        raw_code = status.code if status is not None else None
-        raw_reason = status.reason if status is not None else None
-        found = _STATUS.get(raw_code)
-        if found is None:
-            code = parse_status(raw_code)
-            found = (code, STATUS_INDEX[code])
-        code = found[0]
-        found_reason = _REASON.get(raw_reason)
-        if found_reason is None:
-            reason = parse_reason(raw_reason)
-            found_reason = (reason, REASON_INDEX[reason])
-        reason = found_reason[0]
-        if newest:
-            state.last_seq = seq
-            state.last_code = code
-            state.last_reason = reason
-            state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
-            state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
-        steps = session.steps
-        steps.append(at)
-        steps.append(
-            (seq << SEQ_SHIFT) | (index << PARTY_SHIFT) | (found[1] << 6) | found_reason[1]
-        )
-        return code in _FINAL or code in _VOICEMAIL
 
     def _evaluate(self, session: SessionState, ending: bool) -> None:
         """Schedule the session's completion if every party is final, else unschedule it.
@@ -440,21 +438,31 @@ class Tracker:
         """Complete every session as :meth:`expire` would at the end of time."""
         return self.expire(_END_OF_TIME)
 
+    def _context(self) -> LegContext:
+        """The leg derivation's view of directory and options (rebuilt when they change)."""
+        options = self._policy.options if self._policy is not None else None
+        ctx = self._ctx
+        if ctx is None or ctx.directory is not self._directory or self._ctx_options is not options:
+            ctx = LegContext(
+                directory=self._directory,
+                default_region=self._options.default_region,
+                missed_attribution=options.missed_attribution
+                if options
+                else MissedAttribution.RANG,
+                missed_owner_extension=options.missed_owner_extension if options else None,
+                peer=self._sessions.get,
+            )
+            self._ctx = ctx
+            self._ctx_options = options
+        return ctx
+
     def _finish(self, session: SessionState, timed_out: bool) -> list[CompletedCall]:
         tsid = session.tsid
         del self._sessions[tsid]
         self._finished.add(tsid)
         self._count["sessions_expired" if timed_out else "sessions_completed"] += 1
         policy = self._policy
-        options = policy.options if policy is not None else None
-        ctx = LegContext(
-            directory=self._directory,
-            default_region=self._options.default_region,
-            missed_attribution=options.missed_attribution if options else MissedAttribution.RANG,
-            missed_owner_extension=options.missed_owner_extension if options else None,
-            peer=self._sessions.get,
-        )
-        calls = derive_calls(session, ctx, timed_out)
+        calls = derive_calls(session, self._context(), timed_out)
         if policy is None:
             self._count["calls"] += len(calls)
             return calls
@@ -491,6 +499,7 @@ class Tracker:
         if snap.version != SNAPSHOT_VERSION:
             raise ValueError(f"tracker snapshot version {snap.version} is not supported")
         self._sessions = {}
+        self._ctx = None
         self._heap = []
         self._clock = snap.clock_ms
         for item in snap.sessions:
