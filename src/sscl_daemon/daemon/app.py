@@ -71,6 +71,8 @@ EXIT_CONFIG = 2
 # How often sessions whose completion grace passed are completed without a new event.
 EXPIRE_INTERVAL = 0.25
 OUTBOX_POLL_INTERVAL = 5.0
+# Lookups of an ended session whose call-log record does not appear before giving up.
+SUSPECT_ROUNDS = 10
 REFRESH_TOKEN_FILE = "ringcentral-refresh-token"
 # The gateway's default recovery window when none was recorded (research A8).
 DEFAULT_RECOVERY_WINDOW = 180.0
@@ -214,6 +216,7 @@ class Daemon:
         )
         self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
         self._supervise("expiry", lambda: self._expire_loop(pipeline))
+        self._supervise("suspects", lambda: self._suspect_loop(pipeline), fatal=(AuthError,))
         self._supervise("snapshots", lambda: self._snapshot_loop(store, pipeline))
         self._supervise("outbox-gauges", lambda: self._outbox_loop(store))
         self._supervise("watchdog", self._notifier.run_watchdog)
@@ -258,7 +261,7 @@ class Daemon:
         metrics.SUBSCRIBED.set(0)
         try:
             async with asyncio.timeout(grace):
-                await pipeline.snapshot(lambda data: store.save_snapshot(ACCOUNT, data))
+                await self._save_state(store, pipeline)
         except (TimeoutError, StoreError) as exc:
             log.error("could not commit the last events and snapshot", error=repr(exc))
         drained = await asyncio.gather(
@@ -337,6 +340,8 @@ class Daemon:
             letter = DeadLetter(DeadLetterKind.SNAPSHOT, str(exc), snapshot or b"")
             await store.add_dead_letters(ACCOUNT, [letter])
             restored = pipeline.restore(None, checkpoint)
+        # Events between the snapshot and the stop are gone from memory.
+        pipeline.mark_suspects(pipeline.in_flight_sessions())
         if checkpoint is not None:
             self._startup_gap_from = checkpoint.last_event_time
         token = await store.load_recovery_token(ACCOUNT)
@@ -360,17 +365,10 @@ class Daemon:
     # ---- the subscription ------------------------------------------------------------
 
     async def _subscribe(self, rest: RestClient, pipeline: Pipeline) -> None:
-        store = self.store
-        assert store is not None
-
         async def persist(point: RecoveryPoint) -> None:
+            # Written with the next snapshot, so that a recovery after a restart replays
+            # exactly what the restored tracker has not seen.
             self._recovery = point
-            if point.token is None:
-                await store.clear_recovery_token(ACCOUNT)
-                return
-            await store.save_recovery_token(
-                ACCOUNT, point.token, point.expires_at, point.oauth_session or ""
-            )
 
         subscription = Subscription(
             rest, self.settings.ringcentral, recovery=self._recovery, persist=persist
@@ -422,17 +420,10 @@ class Daemon:
             self._notifier.status("subscribed; logging calls" if value else "reconnecting")
 
     def _reconcile(self, gap: Gap, trigger: str, pipeline: Pipeline) -> None:
-        rest = self._rest
-        assert rest is not None
+        pipeline.mark_suspects(pipeline.in_flight_sessions())
 
         async def close() -> None:
-            reconciler = Reconciler(
-                rest,
-                self._account_id,
-                _policy(pipeline),
-                lambda: pipeline.tracker.directory,
-                call_log_delay=self.settings.ringcentral.call_log_delay,
-            )
+            reconciler = self._reconciler(pipeline)
             try:
                 resolution = await reconciler.close_gap(gap)
             except (ApiError, RetriesExhausted, aiohttp.ClientError):
@@ -446,6 +437,42 @@ class Daemon:
             supervise(f"reconcile:{trigger}", close, fatal=(AuthError,)),
         )
 
+    def _reconciler(self, pipeline: Pipeline) -> Reconciler:
+        rest = self._rest
+        assert rest is not None
+        return Reconciler(
+            rest,
+            self._account_id,
+            _policy(pipeline),
+            lambda: pipeline.tracker.directory,
+            call_log_delay=self.settings.ringcentral.call_log_delay,
+        )
+
+    async def _suspect_loop(self, pipeline: Pipeline) -> None:
+        """Sessions that may have lost events are settled from the call log once they end.
+
+        The tracker finishes such a session from what it saw (maybe missing a user who
+        left before the gap); the call log has all of it. Keys are the same, so what the
+        tracker already logged is not logged again.
+        """
+        interval = max(self.settings.ringcentral.call_log_delay, 1.0)
+        rounds: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(interval)
+            for tsid in pipeline.take_suspects():
+                rounds.setdefault(tsid, 0)
+            if not rounds:
+                continue
+            resolution = await self._reconciler(pipeline).resolve_sessions(list(rounds), wait=False)
+            await pipeline.add_reconciled(list(resolution.batch.calls))
+            for tsid in resolution.ended:
+                rounds.pop(tsid, None)
+            for tsid in resolution.unresolved:
+                rounds[tsid] += 1
+                if rounds[tsid] > SUSPECT_ROUNDS:
+                    del rounds[tsid]
+                    log.warning("no call-log record for a session that ended", session=tsid)
+
     # ---- periodic work ---------------------------------------------------------------
 
     async def _expire_loop(self, pipeline: Pipeline) -> None:
@@ -456,7 +483,24 @@ class Daemon:
     async def _snapshot_loop(self, store: Store, pipeline: Pipeline) -> None:
         while True:
             await asyncio.sleep(self.settings.daemon.snapshot_interval)
-            await pipeline.snapshot(lambda data: store.save_snapshot(ACCOUNT, data))
+            await self._save_state(store, pipeline)
+
+    async def _save_state(self, store: Store, pipeline: Pipeline) -> None:
+        """Snapshot and recovery point of the same moment, once its calls are committed."""
+        point = self._recovery
+
+        async def save(data: bytes) -> None:
+            await store.save_snapshot(ACCOUNT, data)
+            if point is None:
+                return
+            if point.token is None:
+                await store.clear_recovery_token(ACCOUNT)
+            else:
+                await store.save_recovery_token(
+                    ACCOUNT, point.token, point.expires_at, point.oauth_session or ""
+                )
+
+        await pipeline.snapshot(save)
 
     async def _outbox_loop(self, store: Store) -> None:
         while True:

@@ -37,6 +37,9 @@ from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind, Store
 log = get_logger(__name__)
 
 Committer = GroupCommitter[Checkpoint, DeadLetter]
+# The first sequence number RingCentral delivers for a session (research rc-protocol B: 2 in
+# every captured flow); a session first seen later than that was joined in the middle.
+FIRST_SEQUENCE = 2
 CallsCommitted = Callable[[list[CompletedCall]], None]
 
 
@@ -89,11 +92,26 @@ class Pipeline:
         self._last_uuid: str | None = None
         # The RingCentral account id, as the events name it (for call-log records).
         self.account_id: str | None = None
+        # Sessions that may have lost events (seen from the middle, or in flight across a
+        # gap or a restart): their call-log records are read once they end.
+        self._suspects: set[str] = set()
+
+    def mark_suspects(self, sessions: Iterable[str]) -> None:
+        self._suspects.update(sessions)
+
+    def take_suspects(self) -> list[str]:
+        taken = sorted(self._suspects)
+        self._suspects.clear()
+        return taken
 
     def replace_tracker(self, tracker: Tracker) -> None:
         """Use ``tracker`` from now on (a reload that changed the tracker's options)."""
         tracker.restore(self.tracker.snapshot())
         self.tracker = tracker
+
+    def in_flight_sessions(self) -> list[str]:
+        """The sessions the tracker is following, oldest first."""
+        return [tsid for tsid in self._first_seen if tsid in self.tracker]
 
     def checkpoint(self) -> Checkpoint | None:
         while self._first_seen:
@@ -132,7 +150,14 @@ class Pipeline:
             letter = DeadLetter(DeadLetterKind.EVENT, exc.reason, payload)
             await self._committer.add(dead_letters=[letter])
             return
-        await self.apply(event)
+        try:
+            await self.apply(event)
+        except Exception as exc:
+            # A bug or an input the core cannot handle must cost one event, not the stream.
+            metrics.EVENTS_RECEIVED.labels(status="rejected").inc()
+            log.error("the tracker failed on a notification; kept as a dead letter", exc_info=exc)
+            letter = DeadLetter(DeadLetterKind.EVENT, f"tracker error: {exc!r}", raw)
+            await self._committer.add(dead_letters=[letter])
 
     async def apply(self, event: Notification) -> None:
         body = event.body
@@ -142,10 +167,14 @@ class Pipeline:
                 status = party.status.code
                 break
         metrics.EVENTS_RECEIVED.labels(status=status).inc()
+        tsid = body.telephony_session_id
+        new = tsid not in self._first_seen and tsid not in self.tracker
         calls = self.tracker.apply(event)
         at = body.event_time if body.event_time.tzinfo else body.event_time.replace(tzinfo=UTC)
-        if body.telephony_session_id in self.tracker:
-            self._first_seen.setdefault(body.telephony_session_id, at)
+        if new and body.sequence > FIRST_SEQUENCE and (calls or tsid in self.tracker):
+            self._suspects.add(tsid)
+        if tsid in self.tracker:
+            self._first_seen.setdefault(tsid, at)
         if self._newest is None or at > self._newest:
             self._newest = at
         if event.uuid is not None:
