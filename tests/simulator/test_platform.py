@@ -172,6 +172,11 @@ async def test_call_log_records_appear_after_the_call(platform: Platform) -> Non
     assert one["records"] == [r for r in want if r["telephonySessionId"] == tsid]
     _, _, simple = await platform.get("/restapi/v1.0/account/~/call-log", telephonySessionId=tsid)
     assert all("legs" not in r for r in simple["records"])
+    for direction in ("Inbound", "Outbound"):
+        _, _, some = await platform.get("/restapi/v1.0/account/~/call-log", direction=direction)
+        assert sorted(r["id"] for r in some["records"]) == sorted(
+            r["id"] for r in want if r["direction"] == direction
+        )
     future = (platform.sim.engine.now_wall() + timedelta(hours=1)).isoformat()
     _, _, none = await platform.get("/restapi/v1.0/account/~/call-log", dateFrom=future)
     assert none["records"] == []
