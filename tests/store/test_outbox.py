@@ -339,3 +339,21 @@ async def test_a_commit_wakes_the_writers_notifier(store: Store) -> None:
     finally:
         hubspot.close()
         webhook.close()
+
+
+async def test_a_lost_listener_wakes_waiters_and_is_replaced(store: Store, pg_dsn: str) -> None:
+    hubspot = store.work_notifier("hubspot")
+    try:
+        assert not await hubspot.wait(0.01)  # starts listening
+        await execute(
+            pg_dsn,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        # Losing the listener may have hidden an announcement: the waiter is told to look.
+        assert await hubspot.wait(10)
+        assert not await hubspot.wait(0.01)  # listening again
+        await store.commit_batch(ACCOUNT, [sample_call(1)], ["hubspot"], None)
+        assert await hubspot.wait(10)
+    finally:
+        hubspot.close()

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 MIGRATION_LOCK_KEY = 0x5C_5C_1D_00_0001
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_TIMEOUT = 120.0
+# A later migration may rewrite a large outbox; allow for it.
+_MIGRATION_TIMEOUT = 3600.0
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -111,7 +113,7 @@ async def migrate(conn: Connection) -> MigrationReport:
                     )
                 continue
             async with conn.transaction():
-                await conn.execute(migration.sql)
+                await conn.execute(migration.sql, timeout=_MIGRATION_TIMEOUT)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version,

@@ -43,6 +43,8 @@ EMBEDDED_DATABASE = "sscl"
 # LISTEN/NOTIFY channel: the payload is the writer name that has new due rows.
 OUTBOX_CHANNEL = "sscl_outbox"
 _CLOSE_TIMEOUT = 10.0
+# No statement of ours takes long; one that does means the server or network is stuck.
+_COMMAND_TIMEOUT = 60.0
 
 _INSERT_OUTBOX = """
 WITH ins AS (
@@ -209,8 +211,8 @@ class WorkNotifier:
     """Wakes a dispatcher when rows for its writer are committed (LISTEN/NOTIFY).
 
     ``wait(seconds)`` returns True when new work was announced since the last
-    wake-up, False when the seconds ran out. It is a hint: without a listening connection it
-    degrades to waiting out the timeout, so the caller must still poll.
+    wake-up, False when the seconds ran out. It is a hint: without a listening
+    connection it just waits the seconds out, so the caller must still poll.
     """
 
     def __init__(self, store: Store, writer: str) -> None:
@@ -309,7 +311,7 @@ class Store:
             notifier.notify()
         try:
             if self._listener is not None:
-                with contextlib.suppress(asyncpg.InterfaceError, OSError, TimeoutError):
+                with contextlib.suppress(*DATABASE_ERRORS):
                     await asyncio.wait_for(self._listener.close(), _CLOSE_TIMEOUT)
                 self._listener = None
             try:
@@ -731,6 +733,7 @@ async def _create_pool(
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.connect_timeout,
+            command_timeout=_COMMAND_TIMEOUT,
             max_inactive_connection_lifetime=300.0,
             server_settings={"application_name": "sscl-daemon", "jit": "off"},
         )
