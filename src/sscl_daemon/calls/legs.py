@@ -210,18 +210,32 @@ class _Builder:
             per_party[step.party].append(step)
         self.lines = [_timeline(s, self.last) if s else None for s in per_party]
         self.kinds = classify_parties(session, ctx.directory, self.lines)
-        order = sorted(range(len(session.parties)), key=lambda i: session.parties[i].first_seq)
-        self.order = [i for i in order if self.lines[i] is not None]
-        self.users = [i for i in self.order if self.kinds[i] is Kind.USER]
-        self.external = next((i for i in self.order if self.kinds[i] is Kind.EXTERNAL), None)
-        self.recorded = [i for i in self.order if session.parties[i].recordings]
-        self.queue_name = next(
-            (session.parties[i].queue_name for i in self.order if session.parties[i].queue_name),
-            None,
-        )
-        self.participants = tuple(
-            dict.fromkeys(n for i in self.order if (n := self.ext_number(i)) is not None)
-        )
+        parties = session.parties
+        order = sorted(range(len(parties)), key=lambda i: parties[i].first_seq)
+        self.order: list[int] = []
+        self.users: list[int] = []
+        self.external: int | None = None
+        self.recorded: list[int] = []
+        self.queue_name: str | None = None
+        participants: list[str] = []
+        for i in order:
+            if self.lines[i] is None:
+                continue
+            party = parties[i]
+            self.order.append(i)
+            kind = self.kinds[i]
+            if kind is Kind.USER:
+                self.users.append(i)
+            elif kind is Kind.EXTERNAL and self.external is None:
+                self.external = i
+            if party.recordings:
+                self.recorded.append(i)
+            if self.queue_name is None and party.queue_name:
+                self.queue_name = party.queue_name
+            number = self.ext_number(i)
+            if number is not None and number not in participants:
+                participants.append(number)
+        self.participants = tuple(participants)
 
     # ---- identities ----
 
