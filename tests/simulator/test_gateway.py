@@ -336,3 +336,31 @@ async def test_client_vanishing_mid_stream_leaves_the_gateway_serving(platform: 
     assert replayed == sorted(replayed)
     assert all(isinstance(n, int) and n >= 1 for n in replayed)
     assert last[1]["body"] == {"n": "after"}
+
+
+async def test_rest_calls_over_the_websocket(platform: Platform) -> None:
+    await platform.login()
+    client = await platform.connect()
+    header, page = await client.request("GET", "/restapi/v1.0/account/~/extension?perPage=2")
+    assert header["status"] == 200
+    assert header["headers"]["X-Rate-Limit-Group"] == "medium"
+    assert page["records"] == platform.sim.org.extension_records()[:2]
+    assert page["navigation"]["nextPage"]["uri"].startswith(platform.sim.base_url)
+    message_id = "q-1"
+    request = {
+        "type": "ClientRequest",
+        "messageId": message_id,
+        "method": "GET",
+        "path": "/restapi/v1.0/account/~/call-log",
+        "query": {"view": "Detailed", "perPage": "10"},
+    }
+    await client.ws.send_str(json.dumps([request]))
+    header, log = await client.recv_until(lambda f: f[0].get("messageId") == message_id)
+    assert header["status"] == 200
+    assert header["headers"]["X-Rate-Limit-Group"] == "heavy"
+    assert log["paging"]["perPage"] == 10
+    missing = await client.request("GET", "/restapi/v1.0/account/~/telephony/sessions/s-nope")
+    assert missing[0]["status"] == 404
+    assert missing[1]["errorCode"] == "TAS-102"
+    other = await client.request("GET", "/restapi/v1.0/nowhere")
+    assert other[0]["status"] == 404

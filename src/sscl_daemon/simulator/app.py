@@ -97,6 +97,7 @@ class Simulator:
         self.rest = PlatformRest(
             self.org, self.oauth, self.gateway, self.engine, self.limiter, self.faults, loop.time
         )
+        self.gateway.rest = self.rest
         app = web.Application(middlewares=[self.rest.middleware])
         app.add_routes(self.rest.routes())
         app.add_routes(control_routes(self))
@@ -113,6 +114,7 @@ class Simulator:
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
         self._port = server.sockets[0].getsockname()[1]
+        self.rest.gateway_base_url = self.base_url
         traffic = None
         if self.config.calls_per_second > 0:
             traffic = Traffic(

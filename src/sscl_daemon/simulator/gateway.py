@@ -34,20 +34,32 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
+from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
+from multidict import MultiDict, MultiMapping
 
 from sscl_daemon.simulator import wsframes
 from sscl_daemon.simulator.faults import Faults
 from sscl_daemon.simulator.oauth import OAuthError, OAuthServer, OAuthSession
 from sscl_daemon.simulator.profiles import BadWsTokenReply, PlatformProfile, RateGroup
-from sscl_daemon.simulator.ratelimit import RateLimiter, rate_exceeded_body
+from sscl_daemon.simulator.ratelimit import RateLimiter, rate_exceeded_body, rate_group_for
 from sscl_daemon.simulator.subscriptions import (
     Notification,
     Subscription,
     SubscriptionError,
     build_subscription,
 )
+
+
+class RestOverWs(Protocol):
+    """The REST side, for `ClientRequest`s that are not about subscriptions (research A3)."""
+
+    def ws_request(
+        self, method: str, path: str, query: MultiMapping[str]
+    ) -> tuple[int, object]: ...
+
 
 _WSC_FORM = re.compile(r"^[A-Za-z0-9_-]{32}$")
 _SUB_PATH = re.compile(r"^/restapi/v1\.0/subscription/?(?P<id>[^/?]+)?(?P<renew>/renew)?/?$")
@@ -126,6 +138,7 @@ class Gateway:
         default_factory=lambda: itertools.count(10**18 + secrets.randbelow(10**17))
     )
     _change: asyncio.Event = field(default_factory=asyncio.Event)
+    rest: RestOverWs | None = None
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -377,8 +390,18 @@ class Gateway:
         self, session: WsSession, header: dict[str, object], body: object
     ) -> tuple[int, dict[str, str], object]:
         method = str(header.get("method", "GET")).upper()
-        path = str(header.get("path", ""))
-        group = RateGroup.LIGHT if method == "GET" else RateGroup.MEDIUM
+        path, _, raw_query = str(header.get("path", "")).partition("?")
+        query: MultiDict[str] = MultiDict(parse_qsl(raw_query, keep_blank_values=True))
+        extra = header.get("query")
+        if isinstance(extra, dict):
+            for key, value in extra.items():
+                for item in value if isinstance(value, list) else [value]:
+                    query.add(str(key), str(item))
+        sub_match = _SUB_PATH.match(path)
+        if sub_match is not None:
+            group = RateGroup.LIGHT if method == "GET" else RateGroup.MEDIUM
+        else:
+            group = rate_group_for(method, path)
         decision = self.limiter.check(session.oauth.client_id, group, self.clock())
         headers = {
             "RCRequestId": wsframes.request_id(),
@@ -389,44 +412,51 @@ class Gateway:
             return 429, headers, rate_exceeded_body()
         fault = self.faults.take_rest_fault(path)
         if fault is not None:
-            return (
-                fault.status,
-                headers,
-                wsframes.rest_error(
-                    "CMN-102" if fault.status < 500 else "CMN-201", "Injected fault"
-                ),
-            )
-        match = _SUB_PATH.match(path.split("?", 1)[0])
-        if match is None:
-            return 404, headers, wsframes.rest_error("CMN-102", f"Resource [{path}] is not found")
-        sub_id = match["id"]
-        current = session.subscription
+            code = "CMN-201" if fault.status >= 500 else "CMN-102"
+            return fault.status, headers, wsframes.rest_error(code, "Injected fault")
+        if sub_match is None:
+            if self.rest is None:
+                return (
+                    404,
+                    headers,
+                    wsframes.rest_error("CMN-102", f"Resource [{path}] is not found"),
+                )
+            status, reply = self.rest.ws_request(method, path, query)
+            return status, headers, reply
         try:
-            if sub_id is None and method == "POST":
-                sub = self._create(session, body)
-            elif sub_id is None and method == "GET":
-                records = [current.info()] if current else []
-                return 200, headers, {"uri": "/restapi/v1.0/subscription", "records": records}
-            elif current is None or sub_id != current.id:
-                raise SubscriptionError(
-                    404, "CMN-102", "Resource for parameter [subscriptionId] is not found"
-                )
-            elif method == "DELETE":
-                session.subscription = None
-                return 204, headers, None
-            elif method == "PUT":
-                sub = build_subscription(
-                    body, self.account_id, session.oauth.owner_id, current.created, current.id
-                )
-                session.subscription = sub
-            elif method in ("GET", "POST"):
-                sub = current
-            else:
-                raise SubscriptionError(405, "CMN-103", f"Method [{method}] is not allowed")
+            status, reply, sub = self._subscription_request(session, method, sub_match["id"], body)
         except SubscriptionError as exc:
             return exc.status, headers, wsframes.rest_error(exc.code, exc.message)
-        headers["WSG-SubscriptionId"] = sub.id
-        return 200, headers, sub.info()
+        if sub is not None:
+            headers["WSG-SubscriptionId"] = sub.id
+        return status, headers, reply
+
+    def _subscription_request(
+        self, session: WsSession, method: str, sub_id: str | None, body: object
+    ) -> tuple[int, object, Subscription | None]:
+        current = session.subscription
+        if sub_id is None and method == "POST":
+            sub = self._create(session, body)
+            return 200, sub.info(), sub
+        if sub_id is None and method == "GET":
+            records = [current.info()] if current else []
+            return 200, {"uri": "/restapi/v1.0/subscription", "records": records}, None
+        if current is None or sub_id != current.id:
+            raise SubscriptionError(
+                404, "CMN-102", "Resource for parameter [subscriptionId] is not found"
+            )
+        if method == "DELETE":
+            session.subscription = None
+            return 204, None, None
+        if method == "PUT":
+            current = build_subscription(
+                body, self.account_id, session.oauth.owner_id, current.created, current.id
+            )
+            session.subscription = current
+            return 200, current.info(), current
+        if method in ("GET", "POST"):  # POST .../renew
+            return 200, current.info(), current
+        raise SubscriptionError(405, "CMN-103", f"Method [{method}] is not allowed")
 
     def _create(self, session: WsSession, body: object) -> Subscription:
         sub = build_subscription(

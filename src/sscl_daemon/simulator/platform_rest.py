@@ -10,11 +10,13 @@ apply injected REST faults. Paths under `/_sim/` (the control API) bypass all of
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from multidict import MultiMapping
 from yarl import URL
 
 from sscl_daemon.simulator.engine import Engine
@@ -22,8 +24,7 @@ from sscl_daemon.simulator.faults import Faults
 from sscl_daemon.simulator.gateway import Gateway
 from sscl_daemon.simulator.oauth import OAuthError, OAuthServer, OAuthSession
 from sscl_daemon.simulator.org import Organisation
-from sscl_daemon.simulator.profiles import RateGroup
-from sscl_daemon.simulator.ratelimit import RateLimiter, rate_exceeded_body
+from sscl_daemon.simulator.ratelimit import RateLimiter, rate_exceeded_body, rate_group_for
 from sscl_daemon.simulator.wsframes import ENCODER, request_id, rest_error
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,6 +36,10 @@ WS_PATH = "/ws"
 CONTROL_PREFIX = "/_sim/"
 
 _SESSION_KEY = web.RequestKey("oauth_session", OAuthSession)
+_DATA_PATH = re.compile(
+    r"^/restapi/v1\.0/account/(?P<account>[^/]+)/"
+    r"(?:(?P<what>call-log|extension)|telephony/sessions/(?P<session>[^/]+))$"
+)
 
 
 def json_response(
@@ -43,19 +48,6 @@ def json_response(
     return web.Response(
         body=ENCODER.encode(body), status=status, headers=headers, content_type="application/json"
     )
-
-
-def _group_for(method: str, path: str) -> RateGroup:
-    """Throttling group per operation (research C6, from the spec's path comments)."""
-    if path.startswith("/restapi/oauth/"):
-        return RateGroup.AUTH
-    if "/call-log" in path:
-        return RateGroup.HEAVY
-    if path.endswith("/extension"):  # list extensions [spec: REX paths Account/Extension]
-        return RateGroup.MEDIUM
-    if path.startswith("/restapi/v1.0/subscription") and method != "GET":
-        return RateGroup.MEDIUM
-    return RateGroup.LIGHT
 
 
 @dataclass
@@ -69,15 +61,17 @@ class PlatformRest:
     limiter: RateLimiter
     faults: Faults
     clock: Callable[[], float]
+    # where navigation links of REST-over-WS answers point (set once the port is known)
+    gateway_base_url: str = "http://127.0.0.1"
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post(TOKEN_PATH, self.token),
             web.post(REVOKE_PATH, self.revoke),
             web.post(WSTOKEN_PATH, self.wstoken),
-            web.get("/restapi/v1.0/account/{account}/call-log", self.call_log),
-            web.get("/restapi/v1.0/account/{account}/extension", self.extensions),
-            web.get("/restapi/v1.0/account/{account}/telephony/sessions/{session}", self.session),
+            web.get("/restapi/v1.0/account/{account}/call-log", self.data),
+            web.get("/restapi/v1.0/account/{account}/extension", self.data),
+            web.get("/restapi/v1.0/account/{account}/telephony/sessions/{session}", self.data),
             web.get(WS_PATH, self.gateway.handle),
         ]
 
@@ -99,7 +93,7 @@ class PlatformRest:
                 return json_response(self._api_auth_error(exc), exc.status)
             request[_SESSION_KEY] = session
             caller = session.client_id
-        decision = self.limiter.check(caller, _group_for(request.method, path), now)
+        decision = self.limiter.check(caller, rate_group_for(request.method, path), now)
         headers = {"RCRequestId": request_id(), **decision.headers()}
         if not decision.allowed:
             return json_response(rate_exceeded_body(), 429, headers)
@@ -165,63 +159,64 @@ class PlatformRest:
 
     # -- data ------------------------------------------------------------------------------
 
-    def _check_account(self, request: web.Request) -> None:
-        account = request.match_info["account"]
-        if account not in ("~", self.org.account_id):
-            raise web.HTTPNotFound(
-                text=ENCODER.encode(
-                    rest_error("CMN-102", f"Account [{account}] is not found")
-                ).decode(),
-                content_type="application/json",
-            )
+    # -- data: pure (query, url) -> (status, body), served over HTTP and over the WebSocket --
 
-    async def session(self, request: web.Request) -> web.Response:
-        self._check_account(request)
-        sid = request.match_info["session"]
+    async def data(self, request: web.Request) -> web.Response:
+        """call-log, extension list, telephony session."""
+        status, body = self._data(request.path, request.query, request.url)
+        return json_response(body, status)
+
+    def ws_request(self, method: str, path: str, query: MultiMapping[str]) -> tuple[int, object]:
+        """A REST call sent as a WS `ClientRequest` (research A3: any JSON REST call)."""
+        if method != "GET" or _DATA_PATH.match(path) is None:
+            return 404, rest_error("CMN-102", f"Resource [{method} {path}] is not found")
+        url = URL(self.gateway_base_url + path).with_query(query)
+        return self._data(path, query, url)
+
+    def _data(self, path: str, query: MultiMapping[str], url: URL) -> tuple[int, object]:
+        match = _DATA_PATH.match(path)
+        if match is None:
+            return 404, rest_error("CMN-102", f"Resource [{path}] is not found")
+        account = match["account"]
+        if account not in ("~", self.org.account_id):
+            return 404, rest_error("CMN-102", f"Account [{account}] is not found")
+        try:
+            if match["session"] is not None:
+                return self._session_body(match["session"])
+            if match["what"] == "extension":
+                return self._extension_body(query, url)
+            return self._call_log_body(query, url)
+        except ValueError as exc:
+            return 400, rest_error("CMN-101", str(exc))
+
+    def _session_body(self, sid: str) -> tuple[int, object]:
         live = self.engine.live.get(sid)
         if live is None:
-            body = rest_error("TAS-102", f"Telephony session [{sid}] is not found")
-            return json_response(body, 404)
-        return json_response(live.rest_object(self.org.account_id))
+            return 404, rest_error("TAS-102", f"Telephony session [{sid}] is not found")
+        return 200, live.rest_object(self.org.account_id)
 
-    async def extensions(self, request: web.Request) -> web.Response:
-        self._check_account(request)
-        types = set(request.query.getall("type", []))
-        statuses = set(request.query.getall("status", []))
+    def _extension_body(self, query: MultiMapping[str], url: URL) -> tuple[int, object]:
+        types = set(query.getall("type", []))
+        statuses = set(query.getall("status", []))
         records = [
             r
             for r in self.org.extension_records()
             if (not types or r.get("type") in types)
             and (not statuses or r.get("status") in statuses)
         ]
-        try:
-            page, per_page = _paging(request)
-        except ValueError as exc:
-            return json_response(rest_error("CMN-101", str(exc)), 400)
-        return json_response(_page_body(request, records, page, per_page))
+        return 200, _page_body(url, records, *_paging(query))
 
-    async def call_log(self, request: web.Request) -> web.Response:
-        self._check_account(request)
-        q = request.query
-        try:
-            date_to = _when(q.get("dateTo")) or self.engine.now_wall()
-            date_from = _when(q.get("dateFrom")) or date_to - timedelta(hours=24)
-        except ValueError as exc:
-            return json_response(
-                rest_error("CMN-101", str(exc), parameterName="dateFrom/dateTo"), 400
-            )
+    def _call_log_body(self, q: MultiMapping[str], url: URL) -> tuple[int, object]:
+        date_to = _when(q.get("dateTo")) or self.engine.now_wall()
+        date_from = _when(q.get("dateFrom")) or date_to - timedelta(hours=24)
         view = q.get("view", "Simple")
         if view not in ("Simple", "Detailed"):
-            return json_response(
-                rest_error(
-                    "CMN-101", f"Parameter [view] value [{view}] is invalid", parameterName="view"
-                ),
-                400,
-            )
+            raise ValueError(f"Parameter [view] value [{view}] is invalid: use Simple or Detailed")
         tsid = q.get("telephonySessionId")
         sid = q.get("sessionId")
         directions = set(q.getall("direction", []))
         types = set(q.getall("type", []))
+        page, per_page = _paging(q)
         selected: list[dict[str, object]] = []
         for entry in sorted(self.engine.call_log, key=lambda e: e.start, reverse=True):
             rec = entry.record
@@ -238,11 +233,7 @@ class PlatformRest:
             selected.append(
                 rec if view == "Detailed" else {k: v for k, v in rec.items() if k != "legs"}
             )
-        try:
-            page, per_page = _paging(request)
-        except ValueError as exc:
-            return json_response(rest_error("CMN-101", str(exc)), 400)
-        return json_response(_page_body(request, selected, page, per_page))
+        return 200, _page_body(url, selected, page, per_page)
 
 
 def _when(value: str | None) -> datetime | None:
@@ -257,9 +248,9 @@ def _when(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _paging(request: web.Request) -> tuple[int, int]:
-    raw_per_page = request.query.get("perPage", "100")
-    raw_page = request.query.get("page", "1")
+def _paging(query: MultiMapping[str]) -> tuple[int, int]:
+    raw_per_page = query.get("perPage", "100")
+    raw_page = query.get("page", "1")
     try:
         per_page = 1000 if raw_per_page == "max" else int(raw_per_page)
         page = int(raw_page)
@@ -275,7 +266,7 @@ def _paging(request: web.Request) -> tuple[int, int]:
 
 
 def _page_body(
-    request: web.Request, records: list[dict[str, object]], page: int, per_page: int
+    url: URL, records: list[dict[str, object]], page: int, per_page: int
 ) -> dict[str, object]:
     """`{uri, records, navigation, paging}` (research C3)."""
     total = len(records)
@@ -284,7 +275,7 @@ def _page_body(
     chunk = records[start : start + per_page]
 
     def link(number: int) -> dict[str, str]:
-        return {"uri": str(request.url.update_query(page=str(number), perPage=str(per_page)))}
+        return {"uri": str(url.update_query(page=str(number), perPage=str(per_page)))}
 
     navigation: dict[str, object] = {"firstPage": link(1), "lastPage": link(pages)}
     if page < pages:
@@ -300,4 +291,4 @@ def _page_body(
     if chunk:
         paging["pageStart"] = start
         paging["pageEnd"] = start + len(chunk) - 1
-    return {"uri": str(request.url), "records": chunk, "navigation": navigation, "paging": paging}
+    return {"uri": str(url), "records": chunk, "navigation": navigation, "paging": paging}

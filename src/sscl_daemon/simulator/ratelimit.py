@@ -39,6 +39,19 @@ class RateDecision:
         return out
 
 
+def rate_group_for(method: str, path: str) -> RateGroup:
+    """Throttling group per operation (research C6; the spec's path comments)."""
+    if path.startswith("/restapi/oauth/"):
+        return RateGroup.AUTH
+    if "/call-log" in path:
+        return RateGroup.HEAVY
+    if path.endswith("/extension"):  # list extensions [spec: REX paths Account/Extension]
+        return RateGroup.MEDIUM
+    if path.startswith("/restapi/v1.0/subscription") and method != "GET":
+        return RateGroup.MEDIUM
+    return RateGroup.LIGHT
+
+
 def rate_exceeded_body() -> dict[str, object]:
     message = "Request rate exceeded"
     return {
