@@ -57,6 +57,8 @@ SOCKET_PORT = 5432
 # sun_path is 108 bytes on Linux, 104 on macOS; keep a margin for the NUL byte.
 _MAX_SOCKET_PATH = 100
 _PR_SET_PDEATHSIG = 1
+# The server log is appended to across starts and rotated once at start beyond this.
+_MAX_LOG_BYTES = 10 * 1024 * 1024
 
 # Settings for throwaway servers (tests, benchmarks): durability traded for speed.
 FAST_UNSAFE_SETTINGS: Mapping[str, str] = {
@@ -245,8 +247,8 @@ class EmbeddedServer:
     def start(self) -> str:
         """Start the server (creating its data directory on first use); return its DSN."""
         self._prepare()
-        self._spawn()
         try:
+            self._spawn()
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -432,6 +434,9 @@ class EmbeddedServer:
         for name, value in settings.items():
             args += ["-c", f"{name}={value}"]
         user = self._run_as
+        with contextlib.suppress(FileNotFoundError):
+            if self.log_path.stat().st_size > _MAX_LOG_BYTES:
+                self.log_path.replace(self.log_path.with_name(self.log_path.name + ".1"))
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             args,
