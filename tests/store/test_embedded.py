@@ -250,3 +250,13 @@ async def test_a_crashed_server_gives_store_errors_and_the_next_open_recovers(
 
     async with await Store.open(settings, embedded_state_dir) as reopened:
         assert await reopened.load_snapshot("acc") == b"before the crash"
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(embedded_state_dir: Path) -> None:
+    server = EmbeddedServer(embedded_state_dir / "postgres", settings={"no_such_setting": "1"})
+    with pytest.raises(StoreError) as caught:
+        server.start()
+    message = str(caught.value)
+    assert "exited at start" in message
+    assert 'unrecognized configuration parameter "no_such_setting"' in message
+    assert_nothing_left(server)
