@@ -9,6 +9,23 @@ from __future__ import annotations
 from tests.calls.builder import ALICE_DID, CUSTOMER, MAIN_NUMBER, Session, ext, pstn
 
 
+def _alice_answers(s: Session, answer_at: float, dialled: str = ALICE_DID) -> None:
+    """The customer dials, Alice's phone rings and she answers at ``answer_at``."""
+    s.party("1", direction="Outbound", from_=pstn(CUSTOMER), to=pstn(dialled))
+    s.party(
+        "2",
+        direction="Inbound",
+        extension_id="1001",
+        from_=pstn(CUSTOMER),
+        to=ext("1001", ALICE_DID),
+    )
+    s.ev("1", "Setup", 0.0)
+    s.ev("2", "Setup", 0.2)
+    s.ev("2", "Proceeding", 0.4)
+    s.ev("2", "Answered", answer_at)
+    s.ev("1", "Answered", answer_at + 0.1)  # fmt: skip
+
+
 def outbound(answer: bool = True, reason: str | None = None) -> Session:
     """Alice (101) calls a customer from her phone (RC ext -> PSTN capture shape)."""
     s = Session("s-a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d60001")
@@ -126,22 +143,9 @@ def ivr_queue(hang_up_in_ivr: bool = False) -> Session:
 def blind_transfer() -> Session:
     """Alice answers and blind-transfers the caller to Bob (102), who answers."""
     s = Session("s-a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d60004")
-    s.party("1", direction="Outbound", from_=pstn(CUSTOMER), to=pstn(ALICE_DID))
-    s.party(
-        "2",
-        direction="Inbound",
-        extension_id="1001",
-        from_=pstn(CUSTOMER),
-        to=ext("1001", ALICE_DID),
-    )
-    s.party(
-        "3", direction="Inbound", extension_id="1002", from_=pstn(CUSTOMER), to=ext("1002", "102")
-    )
-    s.ev("1", "Setup", 0.0)
-    s.ev("2", "Setup", 0.2)
-    s.ev("2", "Proceeding", 0.4)
-    s.ev("2", "Answered", 5.0)
-    s.ev("1", "Answered", 5.1)
+    _alice_answers(s, 5.0)
+    s.party("3", direction="Inbound", extension_id="1002",
+            from_=pstn(CUSTOMER), to=ext("1002", "102"))  # fmt: skip
     s.ev("2", "Disconnected", 30.0, "BlindTransfer")
     s.ev("3", "Setup", 30.1)
     s.ev("3", "Proceeding", 30.3)
@@ -155,19 +159,7 @@ def warm_transfer() -> tuple[Session, Session]:
     """Alice talks to the customer (A), consults Bob (B), then bridges them (Gone/AttendedTransfer)."""
     a = Session("s-a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6000a")
     b = Session("s-a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6000b", session_id="4119612999", shared=a.shared)
-    a.party("1", direction="Outbound", from_=pstn(CUSTOMER), to=pstn(ALICE_DID))
-    a.party(
-        "2",
-        direction="Inbound",
-        extension_id="1001",
-        from_=pstn(CUSTOMER),
-        to=ext("1001", ALICE_DID),
-    )
-    a.ev("1", "Setup", 0.0)
-    a.ev("2", "Setup", 0.2)
-    a.ev("2", "Proceeding", 1.0)
-    a.ev("2", "Answered", 5.0)
-    a.ev("1", "Answered", 5.1)
+    _alice_answers(a, 5.0)
     a.ev("2", "Hold", 30.0)
     b.party(
         "1",
@@ -211,22 +203,9 @@ def warm_transfer() -> tuple[Session, Session]:
 def park_pickup() -> Session:
     """Alice answers and parks the call; Bob picks it up from the park location."""
     s = Session("s-a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d60005")
-    s.party("1", direction="Outbound", from_=pstn(CUSTOMER), to=pstn(MAIN_NUMBER))
-    s.party(
-        "2",
-        direction="Inbound",
-        extension_id="1001",
-        from_=pstn(CUSTOMER),
-        to=ext("1001", ALICE_DID),
-    )
-    s.party(
-        "3", direction="Inbound", extension_id="1002", from_=pstn(CUSTOMER), to=ext("1002", "102")
-    )
-    s.ev("1", "Setup", 0.0)
-    s.ev("2", "Setup", 0.2)
-    s.ev("2", "Proceeding", 0.4)
-    s.ev("2", "Answered", 4.0)
-    s.ev("1", "Answered", 4.1)
+    _alice_answers(s, 4.0, dialled=MAIN_NUMBER)
+    s.party("3", direction="Inbound", extension_id="1002",
+            from_=pstn(CUSTOMER), to=ext("8001", "8001", "Park 1"))  # fmt: skip
     s.ev("2", "Parked", 30.0, park={"id": "8001"})
     s.ev("1", "Parked", 30.02, park={"id": "8001"})
     s.ev("2", "Disconnected", 31.0, "CallPark")

@@ -467,7 +467,7 @@ def derive_calls(
             answer = min((lines[u].answered for u in answered_users), default=None)  # type: ignore[union-attr,type-var]
             callee = next((lines[u] for u in b.users if u != caller), None)
             result = CallResult.ANSWERED if answer is not None else _outcome(callee or line)
-        calls.append(_answered_leg(b, caller, direction, external, answer, result))
+        calls.append(_user_leg(b, caller, direction, external, answer, result))
 
     voicemail_owner = _voicemail_owner(b)
     nobody = caller is None and not answered_users and voicemail_owner is None
@@ -478,15 +478,13 @@ def derive_calls(
         if line.answered is not None:
             if _is_consult_leg(b, u, number):
                 continue
-            calls.append(
-                _answered_leg(b, u, direction, external, line.answered, CallResult.ANSWERED)
-            )
+            calls.append(_user_leg(b, u, direction, external, line.answered, CallResult.ANSWERED))
         elif u == voicemail_owner:
-            calls.append(_unanswered_leg(b, u, CallResult.VOICEMAIL, direction, external))
+            calls.append(_user_leg(b, u, direction, external, None, CallResult.VOICEMAIL))
         elif (nobody and ctx.missed_attribution is MissedAttribution.RANG) or _transfer_target(
             b, u
         ):
-            calls.append(_unanswered_leg(b, u, CallResult.MISSED, direction, external))
+            calls.append(_user_leg(b, u, direction, external, None, CallResult.MISSED))
 
     if nobody and rang and ctx.missed_attribution is MissedAttribution.OWNER:
         owner_number = ctx.missed_owner_extension
@@ -525,7 +523,7 @@ def derive_calls(
     return calls
 
 
-def _answered_leg(
+def _user_leg(
     b: _Builder,
     index: int,
     direction: Direction,
@@ -533,6 +531,7 @@ def _answered_leg(
     answer: int | None,
     result: CallResult,
 ) -> CompletedCall:
+    """The leg of one user's party; an answered leg that handed the call on is a transfer."""
     line = b.lines[index]
     assert line is not None
     transferred_to = None
@@ -551,28 +550,6 @@ def _answered_leg(
         talk_line=line,
         internal_number=_internal_number(b, index, direction),
         transferred_to=transferred_to,
-    )
-
-
-def _unanswered_leg(
-    b: _Builder,
-    index: int,
-    result: CallResult,
-    direction: Direction,
-    external: tuple[str | None, str | None],
-) -> CompletedCall:
-    line = b.lines[index]
-    assert line is not None
-    return b.make(
-        index=index,
-        result=result,
-        direction=direction,
-        external=external,
-        answer=None,
-        appeared=line.appeared,
-        end=line.end,
-        talk_line=line,
-        internal_number=_internal_number(b, index, direction),
     )
 
 
