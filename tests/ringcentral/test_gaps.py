@@ -117,3 +117,30 @@ async def test_restart_in_another_oauth_session_fails_recovery_and_reports_a_gap
             assert gap.reason is GapReason.RECOVERY_FAILED
             assert gap.detail == "WSG-1003"
             assert gap.start == point.last_seen
+
+
+async def test_recovery_replay_cut_short_by_its_buffer_is_a_gap(store: Store) -> None:
+    gate = Gate()
+    async with (
+        simulator(recovery_buffer_size=5) as sim,
+        client(sim) as made,
+        Pipeline(sim, made, gate=gate) as pipe,
+    ):
+        await pipe.streaming()
+        calls = Calls(sim)
+        await pipe.logged(calls.expected(calls.place(2)))
+        gate.open.clear()
+        await sim.drop_websocket(abrupt=False)
+        await wait_for(lambda: not sim.gateway.connections, "the drop")
+        during = calls.place(4)  # dozens of notifications, the gateway keeps the last 5
+        await sim.wait_idle()
+        gate.open.set()
+        await wait_for(lambda: len(pipe.gaps) == 1, "a gap")
+        [gap] = pipe.gaps
+        assert gap.reason is GapReason.REPLAY_INCOMPLETE
+        assert pipe.subscription.stats.recoveries == 1
+        resolution = await pipe.reconciler().close_gap(gap)
+        await store.commit_batch(ACCOUNT, pipe.calls, WRITERS, None)
+        await store.commit_batch(ACCOUNT, list(resolution.batch.calls), WRITERS, None)
+        rows = await store.outbox_rows(ACCOUNT)
+        assert calls.expected(during) <= {row.call_key for row in rows}

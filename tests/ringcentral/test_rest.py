@@ -11,7 +11,7 @@ from tests.ringcentral.helpers import FakeClock, fast_retry, roomy_limiter, sett
 from tests.ringcentral.scripted import Canned, Scripted, scripted_server
 
 from sscl_daemon.ringcentral.auth import Authenticator
-from sscl_daemon.ringcentral.ratelimit import RateGroup, retry_after_seconds
+from sscl_daemon.ringcentral.ratelimit import Budget, GroupLimiter, RateGroup, retry_after_seconds
 from sscl_daemon.ringcentral.records import as_id
 from sscl_daemon.ringcentral.rest import (
     CALL_LOG_PATH,
@@ -205,3 +205,16 @@ def test_retry_after_parses_seconds_dates_and_defaults() -> None:
     date = "Thu, 01 Jan 2026 10:00:30 GMT"
     assert retry_after_seconds({"Retry-After": date}, now=FROM.timestamp()) == pytest.approx(30.0)
     assert RateGroup.parse("heavy") is RateGroup.HEAVY
+
+
+async def test_limiter_keeps_a_sliding_window_like_the_platform() -> None:
+    clock = FakeClock()
+    limiter = GroupLimiter({RateGroup.AUTH: Budget(3, 10.0)}, clock=clock, sleep=clock.sleep)
+    times = []
+    for _ in range(7):
+        await limiter.acquire(RateGroup.AUTH)
+        times.append(clock.now - 1000.0)
+    # never more than 3 inside any 10 s window (a leaky bucket would let a 4th in at 3.3 s)
+    assert times == [0.0, 0.0, 0.0, 10.0, 10.0, 10.0, 20.0]
+    await limiter.acquire(RateGroup.LIGHT)  # a group without a budget is not held back
+    assert clock.now == 1020.0

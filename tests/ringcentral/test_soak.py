@@ -190,6 +190,7 @@ FAULTS: tuple[Fault, ...] = (
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SECONDS + 180)
 async def test_soak_logged_calls_equal_generated_calls(store: Store) -> None:
     rng = random.Random(20260324)
     faults: Counter[str] = Counter()

@@ -12,6 +12,7 @@ from sscl_daemon.ringcentral.wsg import (
     Phase,
     Reconnect,
     Recovered,
+    ReplayIncomplete,
     Send,
     Subscribed,
     Wsc,
@@ -157,3 +158,27 @@ def test_unreadable_frames_are_counted_not_fatal() -> None:
     assert conn.receive('[{"type":"Heartbeat","messageId":"h"}]') == []
     assert conn.ignored == 2
     assert parse_frame('[{"type":"Heartbeat"}]').body is None
+
+
+def test_a_short_replay_after_recovery_is_reported() -> None:
+    conn = GatewayConnection(
+        recovering=True, subscription_id="s", wsc=Wsc("T1", 10), last_notification=10
+    )
+    # 11..29 were missed while away (the details frame is 30); the replay starts at 25
+    assert conn.receive(details(30, state="Successful")) == [Recovered()]
+    first = conn.receive(notification("u25", "s", 25))
+    assert first[0] == ReplayIncomplete(14)
+    assert isinstance(first[1], Deliver)
+    assert [type(a) for a in conn.receive(notification("u26", "s", 26))] == [Deliver]
+
+
+def test_a_complete_replay_or_none_needed_is_quiet() -> None:
+    full = GatewayConnection(recovering=True, wsc=Wsc("T1", 10), last_notification=10)
+    full.receive(details(14, state="Successful"))
+    assert [type(a) for a in full.receive(notification("u11", "s", 11))] == [Deliver]
+    nothing = GatewayConnection(recovering=True, wsc=Wsc("T1", 10), last_notification=10)
+    nothing.receive(details(11, state="Successful"))
+    assert [type(a) for a in nothing.receive(notification("u12", "s", 12))] == [Deliver]
+    failed = GatewayConnection(recovering=True, wsc=Wsc("T1", 10), last_notification=10)
+    failed.receive(details(1, token="T2", state="Failed"))
+    assert failed.last_notification is None

@@ -3,10 +3,11 @@
 Used by `auth.py` (token and wstoken calls, group Auth) and `rest.py` (every API call). The
 platform counts requests per user+app and group over a sliding window and, once a budget is
 exceeded, answers 429 for a penalty period that restarts with every request made during it
-(research/rc-protocol.md C6). So the client (1) spaces its own requests under the documented
-budgets with `aiolimiter`, (2) stops a whole group when a response says no budget is left, and
-(3) after a 429/503 keeps the group closed for the `Retry-After` it was given, sending nothing
-in between.
+(research/rc-protocol.md C6). So the client (1) keeps its own requests under the documented
+budgets with a sliding window like the platform's (a leaky bucket such as `aiolimiter` lets a
+burst plus its refill through within one window, which the platform punishes), (2) stops a
+whole group when a response says no budget is left, and (3) after a 429/503 keeps the group
+closed for the `Retry-After` it was given, sending nothing in between.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-
-from aiolimiter import AsyncLimiter
 
 # research C6: "if Retry-After is absent wait at least 30 s"; the JS SDK waits 60 s.
 DEFAULT_RETRY_AFTER = 60.0
@@ -90,25 +90,31 @@ class GroupLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self._limiters = {
-            group: AsyncLimiter(budget.requests, budget.window) for group, budget in budgets.items()
-        }
+        self._budgets = dict(budgets)
+        self._hits: dict[RateGroup, deque[float]] = {group: deque() for group in budgets}
         self._closed_until: dict[RateGroup, float] = {}
         self._clock = clock
         self._sleep = sleep
         self.waited: dict[RateGroup, float] = dict.fromkeys(RateGroup, 0.0)
 
     async def acquire(self, group: RateGroup) -> None:
-        """Wait until a request of `group` may be sent."""
+        """Wait until a request of `group` may be sent, and count it."""
+        budget = self._budgets.get(group)
+        hits = self._hits.get(group)
         while True:
-            wait = self._closed_until.get(group, 0.0) - self._clock()
-            if wait <= 0:
-                break
+            now = self._clock()
+            wait = self._closed_until.get(group, 0.0) - now
+            if wait <= 0 and budget is not None and hits is not None:
+                while hits and hits[0] <= now - budget.window:
+                    hits.popleft()
+                if len(hits) < budget.requests:
+                    hits.append(now)
+                    return
+                wait = hits[0] + budget.window - now
+            elif wait <= 0:
+                return
             self.waited[group] += wait
             await self._sleep(wait)
-        limiter = self._limiters.get(group)
-        if limiter is not None:
-            await limiter.acquire()
 
     def close_for(self, group: RateGroup, seconds: float) -> None:
         """Send nothing of `group` for `seconds` (a 429's Retry-After, an exhausted window)."""

@@ -47,6 +47,7 @@ from sscl_daemon.ringcentral.wsg import (
     Phase,
     Reconnect,
     Recovered,
+    ReplayIncomplete,
     Send,
     Subscribed,
     Wsc,
@@ -86,6 +87,7 @@ def utc_now() -> datetime:
 
 class GapReason(enum.StrEnum):
     RECOVERY_FAILED = "recovery-failed"
+    REPLAY_INCOMPLETE = "replay-incomplete"
     RECOVERY_WINDOW_PASSED = "recovery-window-passed"
     NO_RECOVERY_TOKEN = "no-recovery-token"
 
@@ -205,6 +207,8 @@ class Subscription:
         self._subscription_id: str | None = None
         self._last_persist: datetime | None = None
         self._cached_token: tuple[WsToken, float] | None = None
+        self._last_notification: int | None = None
+        self._recovered_from: datetime | None = None
         self.state = ConnectionState.DISCONNECTED
         self.stats = SubscriptionStats()
 
@@ -296,6 +300,7 @@ class Subscription:
             recovering=wsc is not None,
             subscription_id=self._subscription_id if wsc is not None else None,
             wsc=wsc,
+            last_notification=self._last_notification,
         )
         self.stats.connections += 1
         self.state = ConnectionState.CONNECTING
@@ -319,6 +324,7 @@ class Subscription:
             return _Outcome(f"connection failed: {type(exc).__name__}", healthy=False)
         finally:
             self.stats.ignored_frames += conn.ignored
+            self._last_notification = conn.last_notification
             self._remember()
 
     async def _converse(
@@ -370,11 +376,17 @@ class Subscription:
             await self._save()
         elif isinstance(action, Recovered):
             self.stats.recoveries += 1
-            self._gap_start = None
+            self._recovered_from, self._gap_start = self._gap_start, None
             self.state = ConnectionState.RECOVERED
             log.info("ringcentral.ws.recovered")
             await sink(StateChange(ConnectionState.RECOVERED))
             await self._save(force=True)
+        elif isinstance(action, ReplayIncomplete):
+            start = self._recovered_from or self._now()
+            gap = Gap(start, self._now(), GapReason.REPLAY_INCOMPLETE, f"{action.missing} missed")
+            self.stats.gaps += 1
+            log.warning("ringcentral.ws.replay_incomplete", missing=action.missing)
+            await sink(gap)
         elif isinstance(action, Subscribed):
             await self._subscribed(conn, action, sink)
         elif isinstance(action, Reconnect):

@@ -147,6 +147,13 @@ class Recovered:
 
 
 @dataclass(frozen=True)
+class ReplayIncomplete:
+    """The recovery replay skipped `missing` notifications (its buffer overflowed)."""
+
+    missing: int
+
+
+@dataclass(frozen=True)
 class Subscribed:
     """A new subscription is active; `lost` when notifications before it may be missing."""
 
@@ -164,7 +171,7 @@ class Reconnect:
     retry_after: float | None = None
 
 
-Action = Send | Deliver | Recovered | Subscribed | Reconnect
+Action = Send | Deliver | Recovered | ReplayIncomplete | Subscribed | Reconnect
 
 
 class GatewayConnection:
@@ -177,6 +184,7 @@ class GatewayConnection:
         recovering: bool,
         subscription_id: str | None = None,
         wsc: Wsc | None = None,
+        last_notification: int | None = None,
     ) -> None:
         self.filters = filters
         self.recovering = recovering
@@ -189,6 +197,9 @@ class GatewayConnection:
         self._prefix = secrets.token_hex(4)
         self._subscribe_id: str | None = None
         self._recovery_error: str | None = None
+        # `wsc.sequence` of the newest notification of this WS session seen so far.
+        self.last_notification = last_notification if recovering else None
+        self._replay: tuple[int, int] | None = None
 
     def next_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
@@ -240,7 +251,14 @@ class GatewayConnection:
             return []
         if self.recovering and details.recoveryState == "Successful":
             self.phase = Phase.ACTIVE
+            wsc = frame.header.wsc
+            if wsc is not None and self.last_notification is not None:
+                # Frames of a WS session are numbered one by one; the ones missed while away
+                # are those between our last notification and this ConnectionDetails.
+                self._replay = (self.last_notification, wsc.sequence)
             return [Recovered()]
+        # A new WS session numbers its frames afresh.
+        self.last_notification = None
         return self._subscribe(details.recoveryErrorCode)
 
     def _subscribe(self, recovery_error: str | None) -> list[Action]:
@@ -288,7 +306,29 @@ class GatewayConnection:
             # A replaced subscription's stragglers: its events belong to no stream of ours.
             self.ignored += 1
             return []
-        return [Deliver(raw, envelope.uuid or frame.header.messageId)]
+        actions: list[Action] = []
+        wsc = frame.header.wsc
+        if wsc is not None:
+            if self._replay is not None:
+                actions.extend(self._check_replay(wsc.sequence))
+            if self.last_notification is None or wsc.sequence > self.last_notification:
+                self.last_notification = wsc.sequence
+        actions.append(Deliver(raw, envelope.uuid or frame.header.messageId))
+        return actions
+
+    def _check_replay(self, first: int) -> list[Action]:
+        """The first notification after a recovery: was the replay complete?
+
+        The gateway replays at most `recoveryBufferSize` notifications, the newest ones
+        (research A8): a replay that starts later than the one after our last is short.
+        """
+        assert self._replay is not None
+        last, details = self._replay
+        self._replay = None
+        if details <= last + 1 or first <= last + 1:
+            return []
+        missing = min(first, details) - last - 1
+        return [ReplayIncomplete(missing)]
 
     def _on_error(self, frame: Frame) -> list[Action]:
         error = _decode_body(frame.body, GatewayError) or GatewayError()
