@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.ringcentral.harness import Calls, Pipeline, client, simulator, wait_for
 
 from sscl_daemon.ringcentral.ratelimit import RateGroup
-from sscl_daemon.ringcentral.subscription import ConnectionState
+from sscl_daemon.ringcentral.subscription import ConnectionState, Notification, StateChange
 from sscl_daemon.simulator.scenarios import CallKind
 
 
@@ -108,3 +108,18 @@ async def test_idle_timeout_error_frame_reconnects_with_recovery() -> None:
         calls.place(3)
         await pipe.logged(calls.expected())
         assert pipe.gaps == []
+
+
+async def test_stream_yields_items_as_an_async_iterator() -> None:
+    async with simulator() as sim, client(sim) as made:
+        subscription = Pipeline(sim, made).subscription
+        calls = Calls(sim)
+        notifications = 0
+        async for item in subscription.stream():
+            if isinstance(item, StateChange) and item.state is ConnectionState.SUBSCRIBED:
+                calls.place(1, CallKind.OUTBOUND_ANSWERED)
+            if isinstance(item, Notification):
+                notifications += 1
+                if notifications == 3:
+                    break
+        assert subscription.stats.notifications >= 3
