@@ -266,17 +266,18 @@ class Tracker:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         at = int(when.timestamp() * 1000 + 0.5)
-        if at > self._clock:
-            self._clock = at
+        clock = self._clock
+        if at > clock:
+            self._clock = clock = at
         tsid = body.telephony_session_id
         seq = body.sequence
         finished = self._finished
         if tsid in finished.new or tsid in finished.old:
             count["late"] += 1
-            return self._complete_due(self._clock)
+            return self._complete_due(clock)
         if not 0 <= seq <= MAX_SEQUENCE:
             count["rejected"] += 1
-            return self._complete_due(self._clock)
+            return self._complete_due(clock)
         sessions = self._sessions
         session = sessions.pop(tsid, None)
         if session is None:
@@ -285,11 +286,11 @@ class Tracker:
             session.min_seq = seq
             count["sessions_started"] += 1
         sessions[tsid] = session
-        session.touched_ms = self._clock
+        session.touched_ms = clock
         bit = 1 << seq
         if session.seen & bit:
             count["duplicates"] += 1
-            return self._complete_due(self._clock)
+            return self._complete_due(clock)
         if seq < session.max_seq:
             count["out_of_order"] += 1
         session.seen |= bit
@@ -361,20 +362,20 @@ class Tracker:
             )
             if code in _FINAL or code in _VOICEMAIL:
                 ending = True
-        self._evaluate(session, ending)
+        if ending or session.deadline is not None:
+            self._evaluate(session)
         heap = self._heap
-        if heap and heap[0][0] <= self._clock:
-            return self._complete_due(self._clock)
+        if heap and heap[0][0] <= clock:
+            return self._complete_due(clock)
         return []
 
-    def _evaluate(self, session: SessionState, ending: bool) -> None:
+    def _evaluate(self, session: SessionState) -> None:
         """Schedule the session's completion if every party is final, else unschedule it.
 
-        ``ending``: a final status was just applied. Without one, a session that
-        was not scheduled cannot have become complete.
+        Called after a final status was applied, or for a session already
+        scheduled: without a final status an unscheduled session cannot have
+        become complete.
         """
-        if not ending and session.deadline is None:
-            return
         session.deadline = None
         parties = session.parties
         if not parties:
@@ -505,7 +506,7 @@ class Tracker:
         for item in snap.sessions:
             session = restore_session(item)
             self._sessions[session.tsid] = session
-            self._evaluate(session, True)
+            self._evaluate(session)
         self._finished = _RecentSet(self._options.finished_window)
         for tsid in snap.finished:
             self._finished.add(tsid)
