@@ -18,7 +18,7 @@ party.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from sscl_daemon.calls.model import Extension, ExtensionType
 
@@ -80,7 +80,7 @@ class Directory:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def __iter__(self) -> Iterable[Extension]:
+    def __iter__(self) -> Iterator[Extension]:
         return iter(self._by_id.values())
 
 

@@ -3,9 +3,10 @@
 The tracker keeps one :class:`SessionState` per ``telephonySessionId`` while
 the call is in progress. Memory is the constraint (100,000 concurrent
 sessions in under 2 KB each), so nothing here keeps a decoded event: a
-party's descriptive fields are merged into a slotted :class:`PartyState`
-(values only ever filled in, never replaced by an absent one — RingCentral
-adds names and numbers to a party over time, rc-protocol.md B5), and each
+party's descriptive fields are merged into a gc-free :class:`PartyState`
+with interned strings (values never replaced by an absent one — RingCentral
+adds names and numbers to a party over time, rc-protocol.md B5 — and an
+older notification only fills what is still unknown), and each
 status change is packed into two machine integers of the session's
 ``steps`` array, in arrival order. Sorting by ``sequence`` happens once, when
 the session is turned into call logs (legs.py), which makes the result
