@@ -22,6 +22,7 @@ import msgspec
 
 from sscl_daemon.calls.model import CompletedCall, decode_call, encode_call
 from sscl_daemon.config import StoreSettings
+from sscl_daemon.store import sql
 from sscl_daemon.store.embedded import EmbeddedServer
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
 from sscl_daemon.store.migrate import MigrationReport, current_version, migrate
@@ -45,141 +46,6 @@ OUTBOX_CHANNEL = "sscl_outbox"
 _CLOSE_TIMEOUT = 10.0
 # No statement of ours takes long; one that does means the server or network is stuck.
 _COMMAND_TIMEOUT = 60.0
-
-_INSERT_OUTBOX = """
-WITH ins AS (
-    INSERT INTO outbox (account, call_key, writer, payload, call_ended_at)
-    SELECT $1, c.key, w.writer, c.payload::jsonb, c.ended
-    FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS c(key, payload, ended)
-    CROSS JOIN unnest($5::text[]) AS w(writer)
-    ON CONFLICT ON CONSTRAINT outbox_one_log_per_call_and_writer DO NOTHING
-    RETURNING writer
-)
-SELECT writer, count(*) AS n FROM ins GROUP BY writer
-"""
-
-_SAVE_CHECKPOINT = """
-INSERT INTO checkpoints (account, last_event_time, last_event_uuid, last_sequence, updated_at)
-VALUES ($1, $2, $3, $4, now())
-ON CONFLICT (account) DO UPDATE SET
-    last_event_time = EXCLUDED.last_event_time,
-    last_event_uuid = EXCLUDED.last_event_uuid,
-    last_sequence = EXCLUDED.last_sequence,
-    updated_at = now()
-"""
-
-_SAVE_RECOVERY_TOKEN = """
-INSERT INTO checkpoints (account, recovery_token, recovery_token_expires_at, oauth_session)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (account) DO UPDATE SET
-    recovery_token = EXCLUDED.recovery_token,
-    recovery_token_expires_at = EXCLUDED.recovery_token_expires_at,
-    oauth_session = EXCLUDED.oauth_session
-"""
-
-_INSERT_DEAD_LETTERS = """
-INSERT INTO dead_letters (account, kind, reason, payload)
-SELECT $1, d.kind, d.reason, d.payload
-FROM unnest($2::text[], $3::text[], $4::bytea[]) AS d(kind, reason, payload)
-"""
-
-# Due: pending rows whose time has come, and in-flight rows whose claim lapsed
-# (for those next_attempt_at is the claim expiry). A lapsed claim may have
-# reached the CRM, hence "uncertain".
-_CLAIM_DUE = """
-WITH due AS (
-    SELECT id FROM outbox
-    WHERE writer = $1
-      AND status IN ('pending', 'in_flight')
-      AND next_attempt_at <= now()
-      AND ($5::text IS NULL OR account = $5)
-    ORDER BY next_attempt_at, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE outbox AS o SET
-    status = 'in_flight',
-    uncertain = o.uncertain OR o.status = 'in_flight',
-    last_error = CASE WHEN o.status = 'in_flight'
-                      THEN 'claim by ' || o.claimed_by || ' expired'
-                      ELSE o.last_error END,
-    attempts = o.attempts + 1,
-    claimed_by = $3,
-    claim_expires_at = now() + make_interval(secs => $4),
-    next_attempt_at = now() + make_interval(secs => $4),
-    updated_at = now()
-FROM due
-WHERE o.id = due.id
-RETURNING o.id, o.account, o.writer, o.payload::text AS payload, o.attempts, o.uncertain,
-          o.claimed_by, o.claim_expires_at, o.last_error
-"""
-
-_OWNED = "id = $1 AND status = 'in_flight' AND claimed_by = $2"
-
-_MARK_SENT = f"""
-UPDATE outbox SET status = 'sent', crm_record_id = $3, outcome = $4, sent_at = now(),
-    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
-WHERE {_OWNED}
-"""
-
-_SCHEDULE_RETRY = f"""
-UPDATE outbox SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3),
-    last_error = $4, uncertain = uncertain OR $5,
-    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
-WHERE {_OWNED}
-"""
-
-_MARK_DEAD = f"""
-UPDATE outbox SET status = 'dead', last_error = $3,
-    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
-WHERE {_OWNED}
-"""
-
-_RETRY_DEAD = """
-UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
-WHERE status = 'dead'
-  AND ($1::text IS NULL OR writer = $1)
-  AND ($2::timestamptz IS NULL OR updated_at >= $2)
-  AND ($3::text IS NULL OR account = $3)
-RETURNING writer
-"""
-
-_EXPIRE_CLAIMS = """
-UPDATE outbox SET claim_expires_at = now(), next_attempt_at = now(), updated_at = now()
-WHERE status = 'in_flight'
-  AND starts_with(claimed_by, $1)
-  AND ($2::text IS NULL OR claimed_by <> $2)
-  AND ($3::text IS NULL OR account = $3)
-RETURNING writer
-"""
-
-_WRITER_STATS = """
-SELECT writer,
-       count(*) FILTER (WHERE status = 'pending') AS pending,
-       count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
-       count(*) FILTER (WHERE status = 'sent') AS sent,
-       count(*) FILTER (WHERE status = 'dead') AS dead,
-       count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
-       extract(epoch FROM now() - min(created_at)
-               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest
-FROM outbox
-WHERE ($1::text IS NULL OR account = $1)
-GROUP BY writer
-ORDER BY writer
-"""
-
-_ACCOUNT_STATS = """
-SELECT account, c.last_event_time,
-       extract(epoch FROM now() - c.updated_at)::float8 AS checkpoint_age,
-       c.recovery_token_expires_at, s.taken_at
-FROM checkpoints AS c
-FULL JOIN session_snapshots AS s USING (account)
-WHERE ($1::text IS NULL OR account = $1)
-ORDER BY account
-"""
-
-_OUTBOX_COLUMNS = """id, account, call_key, writer, status, attempts, uncertain, next_attempt_at,
-claimed_by, crm_record_id, outcome, last_error, created_at, sent_at"""
 
 
 def _count(status: str) -> int:
@@ -364,12 +230,14 @@ class Store:
             conn.transaction(),
         ):
             if keys and writer_names:
-                rows = await conn.fetch(_INSERT_OUTBOX, account, keys, payloads, ends, writer_names)
+                rows = await conn.fetch(
+                    sql.INSERT_OUTBOX, account, keys, payloads, ends, writer_names
+                )
                 inserted = sum(int(r["n"]) for r in rows)
                 await _notify(conn, {str(r["writer"]) for r in rows})
             if checkpoint is not None:
                 await conn.execute(
-                    _SAVE_CHECKPOINT,
+                    sql.SAVE_CHECKPOINT,
                     account,
                     checkpoint.last_event_time,
                     checkpoint.last_event_uuid,
@@ -399,7 +267,7 @@ class Store:
         self, account: str, token: str, expires_at: datetime, oauth_session: str
     ) -> None:
         async with _failures("saving the recovery token"), self._pool.acquire() as conn:
-            await conn.execute(_SAVE_RECOVERY_TOKEN, account, token, expires_at, oauth_session)
+            await conn.execute(sql.SAVE_RECOVERY_TOKEN, account, token, expires_at, oauth_session)
 
     async def load_recovery_token(self, account: str) -> RecoveryToken | None:
         async with _failures("loading the recovery token"), self._pool.acquire() as conn:
@@ -452,7 +320,7 @@ class Store:
         letters: Sequence[DeadLetter],
     ) -> None:
         await conn.execute(
-            _INSERT_DEAD_LETTERS,
+            sql.INSERT_DEAD_LETTERS,
             account,
             [letter.kind.value for letter in letters],
             [letter.reason for letter in letters],
@@ -508,7 +376,7 @@ class Store:
         """
         async with _failures(f"claiming outbox rows for {writer!r}"), self._pool.acquire() as conn:
             rows = await conn.fetch(
-                _CLAIM_DUE, writer, limit, claimer, float(lease_seconds), account
+                sql.CLAIM_DUE, writer, limit, claimer, float(lease_seconds), account
             )
         items: list[OutboxItem] = []
         for row in sorted(rows, key=lambda r: int(r["id"])):
@@ -542,7 +410,7 @@ class Store:
     ) -> bool:
         """Record the CRM's answer. False if ``claimer`` no longer holds the row."""
         return await self._settle(
-            "marking a call sent", _MARK_SENT, item_id, claimer, crm_record_id, outcome.value
+            "marking a call sent", sql.MARK_SENT, item_id, claimer, crm_record_id, outcome.value
         )
 
     async def schedule_retry(
@@ -552,7 +420,7 @@ class Store:
         may have reached the CRM, every later attempt must check first."""
         return await self._settle(
             "scheduling a retry",
-            _SCHEDULE_RETRY,
+            sql.SCHEDULE_RETRY,
             item_id,
             claimer,
             float(delay_seconds),
@@ -562,7 +430,7 @@ class Store:
 
     async def mark_dead(self, item_id: int, claimer: str, reason: str) -> bool:
         """Park the row (no more attempts) until :meth:`retry_dead`."""
-        return await self._settle("parking a call as dead", _MARK_DEAD, item_id, claimer, reason)
+        return await self._settle("parking a call as dead", sql.MARK_DEAD, item_id, claimer, reason)
 
     async def retry_dead(
         self,
@@ -576,7 +444,7 @@ class Store:
             self._pool.acquire() as conn,
             conn.transaction(),
         ):
-            rows = await conn.fetch(_RETRY_DEAD, writer, since, account)
+            rows = await conn.fetch(sql.RETRY_DEAD, writer, since, account)
             await _notify(conn, {str(r["writer"]) for r in rows})
         return len(rows)
 
@@ -595,7 +463,7 @@ class Store:
             self._pool.acquire() as conn,
             conn.transaction(),
         ):
-            rows = await conn.fetch(_EXPIRE_CLAIMS, claimer_prefix, keep, account)
+            rows = await conn.fetch(sql.EXPIRE_CLAIMS, claimer_prefix, keep, account)
             await _notify(conn, {str(r["writer"]) for r in rows})
         return len(rows)
 
@@ -652,7 +520,7 @@ class Store:
     ) -> list[OutboxRow]:
         async with _failures("reading the outbox"), self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox "
+                f"SELECT {sql.OUTBOX_COLUMNS} FROM outbox "
                 "WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR writer = $2) "
                 "AND ($3::text IS NULL OR status = $3) ORDER BY id LIMIT $4",
                 account,
@@ -683,8 +551,8 @@ class Store:
     async def status(self, account: str | None = None) -> StoreStatus:
         """Counts for ``sscl-daemon status`` and the metrics endpoint."""
         async with _failures("reading the store status"), self._pool.acquire() as conn:
-            writer_rows = await conn.fetch(_WRITER_STATS, account)
-            account_rows = await conn.fetch(_ACCOUNT_STATS, account)
+            writer_rows = await conn.fetch(sql.WRITER_STATS, account)
+            account_rows = await conn.fetch(sql.ACCOUNT_STATS, account)
             dead_rows = await conn.fetch(
                 "SELECT kind, count(*) AS n FROM dead_letters "
                 "WHERE ($1::text IS NULL OR account = $1) GROUP BY kind ORDER BY kind",

@@ -1,0 +1,141 @@
+"""The store's longer SQL statements, kept apart from the code that runs them.
+
+Every statement that touches the outbox's state is written so that one
+statement does one transition (claim, settle, retry), which keeps them safe
+under concurrent dispatchers without explicit locking in Python.
+"""
+
+INSERT_OUTBOX = """
+WITH ins AS (
+    INSERT INTO outbox (account, call_key, writer, payload, call_ended_at)
+    SELECT $1, c.key, w.writer, c.payload::jsonb, c.ended
+    FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS c(key, payload, ended)
+    CROSS JOIN unnest($5::text[]) AS w(writer)
+    ON CONFLICT ON CONSTRAINT outbox_one_log_per_call_and_writer DO NOTHING
+    RETURNING writer
+)
+SELECT writer, count(*) AS n FROM ins GROUP BY writer
+"""
+
+SAVE_CHECKPOINT = """
+INSERT INTO checkpoints (account, last_event_time, last_event_uuid, last_sequence, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (account) DO UPDATE SET
+    last_event_time = EXCLUDED.last_event_time,
+    last_event_uuid = EXCLUDED.last_event_uuid,
+    last_sequence = EXCLUDED.last_sequence,
+    updated_at = now()
+"""
+
+SAVE_RECOVERY_TOKEN = """
+INSERT INTO checkpoints (account, recovery_token, recovery_token_expires_at, oauth_session)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (account) DO UPDATE SET
+    recovery_token = EXCLUDED.recovery_token,
+    recovery_token_expires_at = EXCLUDED.recovery_token_expires_at,
+    oauth_session = EXCLUDED.oauth_session
+"""
+
+INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (account, kind, reason, payload)
+SELECT $1, d.kind, d.reason, d.payload
+FROM unnest($2::text[], $3::text[], $4::bytea[]) AS d(kind, reason, payload)
+"""
+
+# Due: pending rows whose time has come, and in-flight rows whose claim lapsed
+# (for those next_attempt_at is the claim expiry). A lapsed claim may have
+# reached the CRM, hence "uncertain".
+CLAIM_DUE = """
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE writer = $1
+      AND status IN ('pending', 'in_flight')
+      AND next_attempt_at <= now()
+      AND ($5::text IS NULL OR account = $5)
+    ORDER BY next_attempt_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox AS o SET
+    status = 'in_flight',
+    uncertain = o.uncertain OR o.status = 'in_flight',
+    last_error = CASE WHEN o.status = 'in_flight'
+                      THEN 'claim by ' || o.claimed_by || ' expired'
+                      ELSE o.last_error END,
+    attempts = o.attempts + 1,
+    claimed_by = $3,
+    claim_expires_at = now() + make_interval(secs => $4),
+    next_attempt_at = now() + make_interval(secs => $4),
+    updated_at = now()
+FROM due
+WHERE o.id = due.id
+RETURNING o.id, o.account, o.writer, o.payload::text AS payload, o.attempts, o.uncertain,
+          o.claimed_by, o.claim_expires_at, o.last_error
+"""
+
+OWNED = "id = $1 AND status = 'in_flight' AND claimed_by = $2"
+
+MARK_SENT = f"""
+UPDATE outbox SET status = 'sent', crm_record_id = $3, outcome = $4, sent_at = now(),
+    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+WHERE {OWNED}
+"""
+
+SCHEDULE_RETRY = f"""
+UPDATE outbox SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3),
+    last_error = $4, uncertain = uncertain OR $5,
+    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+WHERE {OWNED}
+"""
+
+MARK_DEAD = f"""
+UPDATE outbox SET status = 'dead', last_error = $3,
+    claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+WHERE {OWNED}
+"""
+
+RETRY_DEAD = """
+UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
+WHERE status = 'dead'
+  AND ($1::text IS NULL OR writer = $1)
+  AND ($2::timestamptz IS NULL OR updated_at >= $2)
+  AND ($3::text IS NULL OR account = $3)
+RETURNING writer
+"""
+
+EXPIRE_CLAIMS = """
+UPDATE outbox SET claim_expires_at = now(), next_attempt_at = now(), updated_at = now()
+WHERE status = 'in_flight'
+  AND starts_with(claimed_by, $1)
+  AND ($2::text IS NULL OR claimed_by <> $2)
+  AND ($3::text IS NULL OR account = $3)
+RETURNING writer
+"""
+
+WRITER_STATS = """
+SELECT writer,
+       count(*) FILTER (WHERE status = 'pending') AS pending,
+       count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
+       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'dead') AS dead,
+       count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
+       extract(epoch FROM now() - min(created_at)
+               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest
+FROM outbox
+WHERE ($1::text IS NULL OR account = $1)
+GROUP BY writer
+ORDER BY writer
+"""
+
+ACCOUNT_STATS = """
+SELECT account, c.last_event_time,
+       extract(epoch FROM now() - c.updated_at)::float8 AS checkpoint_age,
+       c.recovery_token_expires_at, s.taken_at
+FROM checkpoints AS c
+FULL JOIN session_snapshots AS s USING (account)
+WHERE ($1::text IS NULL OR account = $1)
+ORDER BY account
+"""
+
+OUTBOX_COLUMNS = """id, account, call_key, writer, status, attempts, uncertain, next_attempt_at,
+claimed_by, crm_record_id, outcome, last_error, created_at, sent_at"""
