@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
@@ -62,8 +63,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds before a finished call shows in the call log (the platform: 15-30)",
     )
     parser.add_argument("--client-id", help="accept only this client id (default: any)")
-    parser.add_argument("--client-secret", help="accept only this client secret (default: any)")
-    parser.add_argument("--jwt", help="accept only this JWT assertion (default: any)")
+    parser.add_argument(
+        "--client-secret",
+        default=os.environ.get("SSCL_SIM_CLIENT_SECRET"),
+        help="accept only this client secret (default: $SSCL_SIM_CLIENT_SECRET, else any)",
+    )
+    parser.add_argument(
+        "--jwt",
+        default=os.environ.get("SSCL_SIM_JWT"),
+        help="accept only this JWT assertion (default: $SSCL_SIM_JWT, else any)",
+    )
 
 
 def settings_text(sim: Simulator, credentials: Credentials) -> str:
