@@ -388,7 +388,8 @@ class _Table:
                 self.problem(name, f"{value!r} is not an http(s) URL")
         return value
 
-    def secret(self, name: str, required: bool = False) -> Secret | None:
+    def secret(self, name: str, required: bool = False, resolve: bool = True) -> Secret | None:
+        """A secret value; with ``resolve=False`` an unset ``env:``/``credential:`` is no error."""
         value = self._get(name)
         if value is None or value == "":
             if required:
@@ -400,7 +401,10 @@ class _Table:
         if not isinstance(value, str):
             self.problem(name, "expected a string (inline, 'env:NAME' or 'credential:NAME')")
             return None
-        resolved = _resolve_secret(value, self.key(name), self._issues)
+        issues: list[ConfigIssue] = []
+        resolved = _resolve_secret(value, self.key(name), issues)
+        if resolve:
+            self._issues.extend(issues)
         return None if resolved is None else Secret(resolved)
 
     def table(self, name: str) -> _Table:
@@ -511,8 +515,8 @@ def _ringcentral(t: _Table, required: bool) -> RingCentralSettings:
     settings = RingCentralSettings(
         server=t.url("server", RingCentralSettings.server),
         client_id=client_id,
-        client_secret=t.secret("client_secret", required) or Secret(""),
-        jwt=t.secret("jwt", required) or Secret(""),
+        client_secret=t.secret("client_secret", required, resolve=required) or Secret(""),
+        jwt=t.secret("jwt", required, resolve=required) or Secret(""),
         request_timeout=t.number("request_timeout", 30.0, minimum=0.1),
         heartbeat_interval=t.number("heartbeat_interval", 60.0, minimum=0.1),
         dead_connection_timeout=t.number("dead_connection_timeout", 120.0, minimum=0.1),

@@ -234,3 +234,15 @@ def test_check_config_command(
     err = capsys.readouterr().err
     assert "calls.log_internl: unknown key" in err
     assert "daemon.log_level: 'chatty' is not allowed" in err
+
+
+def test_commands_without_credentials_ignore_unset_rc_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("UNSET_RC_JWT", raising=False)
+    data = {"ringcentral": {"client_id": "cid", "client_secret": "x", "jwt": "env:UNSET_RC_JWT"}}
+    settings = parse_config(data, require_credentials=False)
+    assert settings.ringcentral.jwt.reveal() == ""
+    assert issues_of(data) == [
+        "ringcentral.jwt: environment variable UNSET_RC_JWT is not set or empty"
+    ]
