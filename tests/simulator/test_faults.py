@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.simulator.conftest import Platform
+from tests.simulator.conftest import Platform, basic
 
 SUB_BODY = {
     "eventFilters": ["/restapi/v1.0/account/~/telephony/sessions"],
@@ -282,3 +282,35 @@ async def test_control_api_places_calls_and_reports_ground_truth(platform: Platf
     async with platform.http.post(base + "faults/pause", json={"seconds": "x"}) as resp:
         assert resp.status == 400
         assert "invalid control request" in await resp.text()
+
+
+async def test_expired_refresh_tokens_force_a_new_login(platform: Platform) -> None:
+    await platform.login()
+    async with platform.http.post(
+        platform.sim.base_url + "/_sim/faults/expire-tokens", json={"refresh": True}
+    ) as resp:
+        assert (await resp.json())["expired"] >= 1
+    form = {"grant_type": "refresh_token", "refresh_token": platform.refresh_token}
+    async with platform.http.post(
+        platform.sim.base_url + "/restapi/oauth/token",
+        data=form,
+        headers={"Authorization": basic()},
+    ) as resp:
+        body = await resp.json()
+    assert (resp.status, body["error"], body["errors"][0]["errorCode"]) == (
+        400,
+        "invalid_grant",
+        "OAU-210",
+    )
+    await platform.login()
+    code, _, _ = await platform.get("/restapi/v1.0/account/~/extension")
+    assert code == 200
+
+
+async def test_revoked_sessions_refuse_every_token(platform: Platform) -> None:
+    await platform.login()
+    async with platform.http.post(platform.sim.base_url + "/_sim/faults/revoke-sessions") as resp:
+        assert (await resp.json())["revoked"] == 1
+    code, _, body = await platform.get("/restapi/v1.0/account/~/extension")
+    assert code == 401
+    assert body["errors"][0]["errorCode"] == "OAU-213"

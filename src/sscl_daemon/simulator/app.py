@@ -17,7 +17,8 @@ bodies, no auth, never paused or rate limited):
     POST /_sim/faults/duplicate {"count": 1}       POST /_sim/faults/reorder {"count": 1}
     POST /_sim/faults/rest {"status": 503, "path_prefix": "/restapi/v1.0/account/~/call-log",
                             "count": 1, "retry_after_s": 5}
-    POST /_sim/faults/expire-tokens                POST /_sim/faults/pause {"seconds": 5}
+    POST /_sim/faults/expire-tokens {"refresh": false}  POST /_sim/faults/revoke-sessions
+    POST /_sim/faults/pause {"seconds": 5}
     POST /_sim/faults/clear
     POST /_sim/calls {"kind": "inbound_answered"}  GET /_sim/calls (ground truth)
     POST /_sim/notifications {"body": ..., "extension_id": null}   GET /_sim/status
@@ -218,10 +219,17 @@ class Simulator:
         """Answer the next `count` REST requests under `path_prefix` with `status`."""
         self.faults.add_rest_fault(path_prefix, status, count, retry_after_s)
 
-    def expire_tokens(self) -> int:
-        """Expire every access token and ws token now (refresh tokens keep working)."""
+    def expire_tokens(self, *, refresh: bool = False) -> int:
+        """Expire every access token and ws token now; with `refresh`, the refresh tokens too
+        (then only a new JWT login works). Returns how many access tokens expired."""
         self.gateway.expire_ws_tokens()
+        if refresh:
+            self.oauth.expire_refresh_tokens()
         return self.oauth.expire_access_tokens()
+
+    def revoke_sessions(self) -> int:
+        """Revoke every OAuth session (as an admin or the session cap would)."""
+        return self.oauth.revoke_sessions()
 
     def pause(self, seconds: float) -> None:
         """No frames and no REST answers for `seconds` (requests wait, then get answered)."""
@@ -256,6 +264,10 @@ class _RestFaultRequest(msgspec.Struct, forbid_unknown_fields=True):
     path_prefix: str = "/restapi/"
     count: int = 1
     retry_after_s: int | None = None
+
+
+class _ExpireRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh: bool = False
 
 
 class _PauseRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -329,7 +341,11 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
         return ok()
 
     async def expire(request: web.Request) -> web.Response:
-        return ok(expired=sim.expire_tokens())
+        req = _decode(await request.read(), _ExpireRequest)
+        return ok(expired=sim.expire_tokens(refresh=req.refresh))
+
+    async def revoke(request: web.Request) -> web.Response:
+        return ok(revoked=sim.revoke_sessions())
 
     async def pause(request: web.Request) -> web.Response:
         req = _decode(await request.read(), _PauseRequest)
@@ -388,6 +404,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
         web.post(p + "faults/reorder", reorder),
         web.post(p + "faults/rest", rest),
         web.post(p + "faults/expire-tokens", expire),
+        web.post(p + "faults/revoke-sessions", revoke),
         web.post(p + "faults/pause", pause),
         web.post(p + "faults/clear", clear),
         web.post(p + "calls", place),
