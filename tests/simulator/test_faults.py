@@ -262,6 +262,8 @@ async def test_control_api_injects_faults_over_http(platform: Platform) -> None:
     async with platform.http.get(base + "status") as resp:
         status = await resp.json()
     assert status["accountId"] == platform.sim.org.account_id
+    assert status["connections"] == 0
+    assert status["published"] == 1
 
 
 async def test_control_api_places_calls_and_reports_ground_truth(platform: Platform) -> None:

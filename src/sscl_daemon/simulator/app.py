@@ -385,6 +385,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
             {
                 "accountId": sim.org.account_id,
                 "connections": len(sim.gateway.connections),
+                "framesSentOnOpenConnections": sum(c.frames_sent for c in sim.gateway.connections),
                 "published": sim.engine.published,
                 "calls": len(sim.calls),
                 "liveSessions": len(sim.engine.live),
