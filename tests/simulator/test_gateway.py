@@ -300,12 +300,12 @@ async def test_server_pings_and_drops_a_client_that_never_pongs(make_platform: A
 
 
 async def test_client_that_pongs_stays_connected(make_platform: Any) -> None:
-    platform: Platform = await make_platform(ping_interval_s=0.05, pong_timeout_s=0.2)
+    platform: Platform = await make_platform(ping_interval_s=0.05, pong_timeout_s=0.5)
     await platform.login()
     client = await platform.connect()  # aiohttp answers pings by itself
     await client.subscribe()
     # held back for many ping intervals, longer than the pong timeout
-    platform.sim.delay_notifications(0.6)
+    platform.sim.delay_notifications(0.8)
     platform.sim.push_raw({"after": "pings"})
     (frame,) = await client.notifications(1)
     assert frame[1]["body"] == {"after": "pings"}
