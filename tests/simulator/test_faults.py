@@ -204,7 +204,13 @@ async def test_rest_fault_hits_the_next_requests_under_a_prefix(
 
 async def test_expired_tokens_get_401_and_refresh_recovers(platform: Platform) -> None:
     await platform.login()
+    ws_token = await platform.ws_token()
     assert platform.sim.expire_tokens() >= 1
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await platform.http.ws_connect(
+            ws_token["uri"], params={"access_token": ws_token["ws_access_token"]}
+        )
+    assert refused.value.status == 401
     code, _, body = await platform.get("/restapi/v1.0/account/~/extension")
     assert code == 401
     assert body["errors"][0]["errorCode"] == "OAU-210"
