@@ -103,7 +103,7 @@ class Calls:
 
     def __init__(self, sim: Simulator, seed: int = 3) -> None:
         self._sim = sim
-        self._factory = CallFactory(sim.org, seed, time_scale=0.01)
+        self._factory = CallFactory(sim.org, seed, time_scale=0.005)
         self.placed: list[SimCall] = []
 
     def place(self, count: int, kind: CallKind | None = None) -> list[SimCall]:

@@ -31,7 +31,7 @@ from sscl_daemon.ringcentral.subscription import Gap, Item, Notification
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.store import Store
 
-SECONDS = float(os.environ.get("SSCL_SOAK_SECONDS", "40"))
+SECONDS = float(os.environ.get("SSCL_SOAK_SECONDS", "50"))
 FAULT_EVERY = float(os.environ.get("SSCL_SOAK_FAULT_EVERY", "4"))
 CALLS_PER_SECOND = float(os.environ.get("SSCL_SOAK_CALLS_PER_SECOND", "1.5"))
 ACCOUNT = "soak"
