@@ -8,8 +8,10 @@ import msgspec
 import pytest
 
 from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.events import decode_event
 from sscl_daemon.calls.model import CallResult, CallSource, Direction
-from sscl_daemon.calls.policy import Policy, PolicyOptions
+from sscl_daemon.calls.policy import MissedAttribution, Policy, PolicyOptions
+from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
 from sscl_daemon.ringcentral.records import CallLogRecord
 from sscl_daemon.simulator.org import Organisation
@@ -102,3 +104,41 @@ def test_unreadable_records_are_reported_not_raised() -> None:
     assert made[0].external_number == "+15550100"
     assert all(isinstance(e, RecordError) for e in errors)
     assert ["b" in str(errors[0]), "c" in str(errors[1])] == [True, True]
+
+
+def tracker_keys(org: Organisation, calls: list[SimCall], options: PolicyOptions) -> set[str]:
+    """What the live path (the call core's tracker) logs from the same calls' events."""
+    directory = Directory.from_api(org.extension_records())
+    tracker = Tracker(directory, TrackerOptions(completion_grace_s=0.5), Policy(options, directory))
+    timeline = sorted(
+        (
+            (call.start + timedelta(milliseconds=e.offset_ms), n, e)
+            for call in calls
+            for n, e in enumerate(call.events)
+        ),
+        key=lambda item: (item[0], item[1]),
+    )
+    made = []
+    for _, _, event in timeline:
+        made.extend(tracker.apply(decode_event(msgspec.json.encode(event.body))))
+    made.extend(tracker.flush())
+    return {call.key for call in made}
+
+
+@pytest.mark.parametrize("attribution", [MissedAttribution.RANG, MissedAttribution.OWNER])
+def test_live_and_call_log_paths_give_the_same_keys(attribution: MissedAttribution) -> None:
+    org, factory = org_and_factory(8)
+    owner = org.users[0].extension_number if attribution is MissedAttribution.OWNER else None
+    options = PolicyOptions(missed_attribution=attribution, missed_owner_extension=owner)
+    calls = [factory.make(START + timedelta(minutes=3 * i)) for i in range(150)]
+    directory = Directory.from_api(org.extension_records())
+    made, errors = calls_from_records(
+        records_of(calls), org.account_id, directory, missed_owner=owner
+    )
+    assert errors == []
+    policy = Policy(options, directory)
+    from_log = {call.key for call in made if policy.logs(call)}
+    assert from_log == tracker_keys(org, calls, options)
+    if attribution is MissedAttribution.OWNER:
+        owner_id = org.users[0].id
+        assert any(key.endswith(f":{owner_id}") for key in from_log)

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.model import (
     CallResult,
@@ -157,14 +159,22 @@ def calls_from_records(
     directory: Directory | None = None,
     *,
     source: CallSource = CallSource.CALL_LOG,
+    missed_owner: str | None = None,
 ) -> tuple[list[CompletedCall], list[RecordError]]:
-    """Every call log the records describe, and the records that could not be read."""
+    """Every call log the records describe, and the records that could not be read.
+
+    `missed_owner` (an extension number) is the policy's "owner" attribution: a call nobody
+    answered gets one missed log for that extension instead of one per user it rang.
+    """
     consults = _consult_transfers(records)
     calls: list[CompletedCall] = []
     errors: list[RecordError] = []
     for record in records:
         try:
-            calls.extend(_calls_of(record, account_id, directory, consults, source))
+            made = _calls_of(record, account_id, directory, consults, source)
+            if missed_owner is not None:
+                made = _owner_attribution(made, missed_owner, directory)
+            calls.extend(call for call, _ in made)
         except RecordError as exc:
             errors.append(exc)
     return calls, errors
@@ -176,7 +186,8 @@ def _calls_of(
     directory: Directory | None,
     consults: Consults,
     source: CallSource,
-) -> list[CompletedCall]:
+) -> list[tuple[CompletedCall, bool]]:
+    """The record's calls, each with whether the user was rung (rather than placed it)."""
     record_id = str(record.id)
     tsid = record.telephonySessionId
     if not tsid:
@@ -191,8 +202,8 @@ def _calls_of(
     if not parts:
         if (record.direction or "").lower() != "inbound":
             return []
-        return [base.abandoned()]
-    calls: list[CompletedCall] = []
+        return [(base.abandoned(), True)]
+    calls: list[tuple[CompletedCall, bool]] = []
     for index, part in enumerate(parts):
         later_transfer = any(
             (leg.legType or "").lower() == _TRANSFER_LEG
@@ -201,8 +212,37 @@ def _calls_of(
         )
         call = base.user_call(part, later_transfer, consults)
         if call is not None:
-            calls.append(call)
+            rang = (part.legs[0].direction or "").lower() == "inbound"
+            calls.append((call, rang))
     return calls
+
+
+def _owner_attribution(
+    calls: list[tuple[CompletedCall, bool]], owner_number: str, directory: Directory | None
+) -> list[tuple[CompletedCall, bool]]:
+    """Nobody answered an inbound call: one missed log for the owner instead of one per user."""
+    if any(not rang for _, rang in calls):
+        return calls  # a user placed this call: not a call that nobody answered
+    results = {call.result for call, _ in calls}
+    if results & {CallResult.ANSWERED, CallResult.TRANSFERRED, CallResult.VOICEMAIL}:
+        return calls
+    missed = [call for call, _ in calls if call.result is CallResult.MISSED]
+    if not missed:
+        return calls
+    owner = directory.by_number(owner_number) if directory is not None else None
+    first = missed[0]
+    merged = msgspec.structs.replace(
+        first,
+        key=idempotency_key(first.telephony_session_id, owner.id if owner else None),
+        extension_id=owner.id if owner else None,
+        extension_number=owner_number,
+        user_name=owner.name if owner else None,
+        user_email=owner.email if owner else None,
+        start_time=first.start_time,
+        end_time=max(call.end_time for call in missed),
+    )
+    rest = [(call, rang) for call, rang in calls if call.result is not CallResult.MISSED]
+    return [*rest, (merged, True)]
 
 
 def _duration_ms(ms: int | None, seconds: float | None) -> int:

@@ -24,7 +24,7 @@ from cachetools import LRUCache
 
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.model import CallSource, CompletedCall
-from sscl_daemon.calls.policy import Decision, Policy
+from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy
 from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
 from sscl_daemon.ringcentral.ratelimit import Sleep
 from sscl_daemon.ringcentral.records import CallLogRecord
@@ -99,8 +99,14 @@ class Reconciler:
 
     def map_records(self, records: list[CallLogRecord]) -> Batch:
         """Pure part: records -> call logs and policy decisions."""
+        options = self._policy.options
+        owner = (
+            options.missed_owner_extension
+            if options.missed_attribution is MissedAttribution.OWNER
+            else None
+        )
         calls, errors = calls_from_records(
-            records, self._account, self._directory(), source=self._source
+            records, self._account, self._directory(), source=self._source, missed_owner=owner
         )
         logged: list[CompletedCall] = []
         skipped: list[Decision] = []
