@@ -202,3 +202,24 @@ async def test_token_429_and_503_wait_for_retry_after(
     # 7 s for the 429, then the documented default of 60 s for a 503 without Retry-After
     assert clock.slept == [7.0, 60.0]
     assert clock.now - started == pytest.approx(67.0)
+
+
+async def test_keep_fresh_refreshes_ahead_of_expiry_while_idle(
+    http: aiohttp.ClientSession, server: Scripted
+) -> None:
+    clock = FakeClock()
+    auth = make(http, server, clock, refresh_margin=60.0)
+    server.add("POST", TOKEN, *(Canned(body=token_body(n, expires_in=600)) for n in range(1, 5)))
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if len(clock.slept) > 3:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await auth.keep_fresh(sleep)
+    # 0 s to log in, then each token refreshed 60 s before its 600 s lifetime ends
+    assert clock.slept == [0.0, 540.0, 540.0, 540.0]
+    grants = [form["grant_type"] for form in forms(server)]
+    assert grants == [JWT_GRANT, "refresh_token", "refresh_token"]
+    assert auth.session_id == "ses-1"

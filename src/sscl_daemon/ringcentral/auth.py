@@ -29,6 +29,7 @@ from sscl_daemon.ringcentral.ratelimit import (
     Clock,
     GroupLimiter,
     RateGroup,
+    Sleep,
     retry_after_seconds,
 )
 from sscl_daemon.ringcentral.retry import Retryable, RetryPolicy, with_retries
@@ -153,10 +154,10 @@ class Authenticator:
             return 0.0
         return max(0.0, tokens.expires_at - self._margin - self._clock())
 
-    async def keep_fresh(self) -> None:
+    async def keep_fresh(self, sleep: Sleep = asyncio.sleep) -> None:
         """Refresh before expiry forever, so the session outlives idle periods (a task)."""
         while True:
-            await asyncio.sleep(self.seconds_until_refresh())
+            await sleep(self.seconds_until_refresh())
             await self.access_token()
 
     # -- internals ---------------------------------------------------------------------------
