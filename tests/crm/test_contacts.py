@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 from tests.crm.conftest import make_call
 
+from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import ContactSettings, NoContactPolicy, SeveralContactsPolicy
-from sscl_daemon.crm.base import RetryLater
-from sscl_daemon.crm.contacts import Contact, ContactCache, OwnerResolver, choose, skipped
+from sscl_daemon.crm import batch
+from sscl_daemon.crm.base import Created, PermanentFailure, RetryLater, WriteContext
+from sscl_daemon.crm.contacts import (
+    Contact,
+    ContactCache,
+    LookupFailure,
+    OwnerResolver,
+    Resolution,
+    Resolver,
+    choose,
+    skipped,
+)
 
 A = Contact("1", "Ann")
 B = Contact("2", "Ben")
@@ -104,3 +116,89 @@ async def test_owner_lookup_failure_is_returned() -> None:
 
     owners = OwnerResolver(ContactSettings(), users)
     assert await owners.resolve(make_call()) == RetryLater("down", 3.0)
+
+
+class FakeCrm:
+    """In-memory lookups of a CRM, recording what the resolver asked for."""
+
+    def __init__(self, found: tuple[Contact, ...] = ()) -> None:
+        self.found = found
+        self.searches: list[str] = []
+        self.created: list[tuple[str, str | None]] = []
+
+    async def find(self, number: str) -> tuple[Contact, ...] | LookupFailure:
+        self.searches.append(number)
+        return self.found
+
+    async def create(
+        self, call: CompletedCall, number: str, owner: str | None
+    ) -> Contact | LookupFailure:
+        self.created.append((number, owner))
+        return Contact("new-1", call.external_name)
+
+    async def users(self) -> dict[str, str]:
+        return {"alice@example.com": "42"}
+
+    def resolver(
+        self, settings: ContactSettings, owner_valid: Callable[[str], bool] | None = None
+    ) -> Resolver:
+        return Resolver(
+            "TestCRM",
+            settings,
+            find=self.find,
+            create=self.create,
+            list_users=self.users,
+            owner_valid=owner_valid,
+        )
+
+
+async def test_resolver_creates_with_the_owner_and_caches_the_new_contact() -> None:
+    crm = FakeCrm()
+    resolver = crm.resolver(ContactSettings(no_contact=NoContactPolicy.CREATE))
+    first = await resolver.resolve(make_call(external_name="Zed"))
+    again = await resolver.resolve(make_call(telephony_session_id="s-2"))
+    assert first == Resolution((Contact("new-1", "Zed"),), "42", created_contact=True)
+    assert again == Resolution((Contact("new-1", "Zed"),), "42")  # from the cache, not created
+    assert crm.created == [(NUM, "42")]
+    assert crm.searches == [NUM]
+
+
+async def test_resolver_skip_and_invalid_owner_are_permanent() -> None:
+    crm = FakeCrm(found=(A, B))
+    skip = crm.resolver(ContactSettings(several_contacts=SeveralContactsPolicy.SKIP))
+    skipped_call = await skip.resolve(make_call())
+    assert isinstance(skipped_call, PermanentFailure)
+    assert skipped_call.reason.startswith("skipped: 2 contacts match")
+
+    strict = crm.resolver(ContactSettings(owners={"101": "Alice"}), owner_valid=str.isdigit)
+    bad = await strict.resolve(make_call())
+    assert isinstance(bad, PermanentFailure)
+    assert "'Alice'" in bad.reason
+    assert "contacts.owners" in bad.reason
+    assert crm.created == []
+
+
+async def test_batch_prepare_marks_failures_and_in_chunks_keeps_order() -> None:
+    crm = FakeCrm()
+    resolver = crm.resolver(ContactSettings(no_contact=NoContactPolicy.SKIP))
+    seen: list[int] = []
+
+    async def chunk_writer(chunk: list[batch.Pending]) -> None:
+        seen.append(len(chunk))
+        ready = await batch.prepare(chunk, resolver, lambda call, r: {"key": call.key})
+        for p in ready:
+            p.result = Created(str(p.payload["key"]))
+
+    calls = [
+        make_call(telephony_session_id=f"s-{n}", external_number=None if n % 2 else NUM)
+        for n in range(5)
+    ]
+    results = await batch.in_chunks(
+        "TestCRM", [(c, WriteContext()) for c in calls], 2, chunk_writer
+    )
+    assert seen == [2, 2, 1]
+    for n, (call, result) in enumerate(zip(calls, results, strict=True)):
+        if n % 2:
+            assert result == Created(call.key)  # no number: nothing to match, logged
+        else:
+            assert isinstance(result, PermanentFailure)  # no contact for NUM: skipped

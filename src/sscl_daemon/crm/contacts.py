@@ -12,6 +12,9 @@ only the lookups differ. A writer passes its own async lookups in, and this modu
   (RingCentral extension number -> CRM user id, or an e-mail to look up) first, then the
   RingCentral user's e-mail matched against the CRM's user list (``owner_by_email``). The
   user list is fetched once per TTL.
+* :class:`Resolver` -- the whole step every CRM writer runs before creating a log: cached
+  contact lookup, the policy decision, the owner, and (``no_contact = create``) the new
+  contact, which is then cached. It answers a :class:`Resolution` or the lookup's failure.
 """
 
 from __future__ import annotations
@@ -170,3 +173,79 @@ class OwnerResolver:
         if self._by_email and call.user_email:
             return await self._by_mail(call.user_email)
         return None
+
+
+CreateContact = Callable[[CompletedCall, str, str | None], Awaitable[Contact | LookupFailure]]
+OwnerCheck = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Who a call log is associated with and who owns it."""
+
+    contacts: tuple[Contact, ...] = ()
+    owner_id: str | None = None
+    created_contact: bool = False
+
+    @property
+    def primary(self) -> Contact | None:
+        return self.contacts[0] if self.contacts else None
+
+
+class Resolver:
+    """Contacts and owner of a call, with the CRM's own lookups passed in.
+
+    ``find`` searches contacts by E.164 number, ``create`` makes one (given the call, the
+    number and the resolved owner id), ``list_users`` lists the CRM's users (e-mail -> id),
+    and ``owner_valid`` says whether a mapped owner can be a user id of this CRM (a wrong
+    entry in ``contacts.owners`` is then a permanent failure naming the fix).
+    """
+
+    def __init__(
+        self,
+        crm: str,
+        settings: ContactSettings,
+        *,
+        find: ContactLookup,
+        create: CreateContact,
+        list_users: UserList,
+        owner_valid: OwnerCheck | None = None,
+    ) -> None:
+        self._crm = crm
+        self._settings = settings
+        self._find = find
+        self._create = create
+        self._owner_valid = owner_valid
+        self.cache = ContactCache(settings)
+        self.owners = OwnerResolver(settings, list_users)
+
+    async def _owner(self, call: CompletedCall) -> str | LookupFailure | None:
+        owner = await self.owners.resolve(call)
+        if isinstance(owner, str) and self._owner_valid and not self._owner_valid(owner):
+            return PermanentFailure(
+                f"{self._crm} owner {owner!r} for extension {call.extension_number} is not a"
+                f" {self._crm} user id; fix contacts.owners in the writer's configuration"
+            )
+        return owner
+
+    async def resolve(self, call: CompletedCall) -> Resolution | LookupFailure:
+        number = call.external_number
+        found: tuple[Contact, ...] | LookupFailure = ()
+        if number:
+            found = await self.cache.find(number, self._find)
+        if not isinstance(found, tuple):
+            return found
+        choice = choose(found, self._settings, number)
+        skip = skipped(choice)
+        if skip is not None:
+            return skip
+        owner = await self._owner(call)
+        if isinstance(owner, RetryLater | PermanentFailure):
+            return owner
+        if not (choice.create and number):
+            return Resolution(choice.contacts, owner)
+        made = await self._create(call, number, owner)
+        if not isinstance(made, Contact):
+            return made
+        self.cache.put(number, (made,))
+        return Resolution((made,), owner, created_contact=True)

@@ -209,6 +209,22 @@ class OAuthBearer:
         return self.client.secrets()
 
 
+def token_failure(crm: str, exc: TokenRefusedError | TokenUnavailableError) -> Failure:
+    """A refused refresh needs new credentials; an unreachable token endpoint, patience."""
+    if isinstance(exc, TokenRefusedError):
+        return PermanentFailure(f"{crm} credentials rejected: {exc}")
+    return RetryLater(f"{crm} token refresh failed: {exc}")
+
+
+async def ensure_token(crm: str, client: OAuthClient) -> Failure | None:
+    """Get a token before building URLs from what its answer names (instance, api domain)."""
+    try:
+        await client.access_token()
+    except (TokenRefusedError, TokenUnavailableError) as exc:
+        return token_failure(crm, exc)
+    return None
+
+
 def _decode(text: str) -> object:
     if not text:
         return None
@@ -243,6 +259,10 @@ class CrmHttp:
     def _secrets(self) -> tuple[str, ...]:
         return self.auth.secrets() if self.auth is not None else ()
 
+    def reason(self, answer: Response) -> str:
+        """The CRM's own message of an answer, with every known secret masked."""
+        return scrub(self._message(answer.body, answer.text), self._secrets())
+
     async def request(
         self,
         method: str,
@@ -265,10 +285,8 @@ class CrmHttp:
             sent_params = dict(params or {})
             try:
                 used = await self.auth.apply(sent_headers, sent_params) if self.auth else None
-            except TokenRefusedError as exc:
-                return PermanentFailure(f"{self.crm} credentials rejected: {exc}")
-            except TokenUnavailableError as exc:
-                return RetryLater(f"{self.crm} token refresh failed: {exc}")
+            except (TokenRefusedError, TokenUnavailableError) as exc:
+                return token_failure(self.crm, exc)
             answer = await self._send(
                 method, url, where, sent_params, json_body, data, sent_headers
             )
@@ -279,13 +297,11 @@ class CrmHttp:
                 try:
                     if await self.auth.refresh(used):
                         continue
-                except TokenRefusedError as exc:
-                    return PermanentFailure(f"{self.crm} credentials rejected: {exc}")
-                except TokenUnavailableError as exc:
-                    return RetryLater(f"{self.crm} token refresh failed: {exc}")
+                except (TokenRefusedError, TokenUnavailableError) as exc:
+                    return token_failure(self.crm, exc)
             if 200 <= answer.status < 300 or answer.status in accept:
                 return answer
-            message = scrub(self._message(answer.body, answer.text), self._secrets())
+            message = self.reason(answer)
             failure = classify(self.crm, answer.status, answer.headers, message)
             if answer.status == 429 and isinstance(failure, RetryLater) and failure.delay:
                 self.limiter.pause(failure.delay)

@@ -31,7 +31,6 @@ not depend on it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -39,27 +38,19 @@ import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
 from sscl_daemon.config import HubSpotOptions, WriterSettings
-from sscl_daemon.crm import content
+from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
     PermanentFailure,
     RetryLater,
-    WriteContext,
     WriteResult,
 )
-from sscl_daemon.crm.contacts import Contact, ContactCache, LookupFailure, OwnerResolver, choose
-from sscl_daemon.crm.http import (
-    Auth,
-    BearerToken,
-    CrmHttp,
-    OAuthBearer,
-    Response,
-    error_message,
-    scrub,
-)
-from sscl_daemon.crm.limiter import Limiter
+from sscl_daemon.crm.batch import Pending
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.http import Auth, BearerToken, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.wiring import ChunkedWriterBase
 
 CRM: Final = "HubSpot"
 KEY_PROPERTY: Final = "sscl_call_key"
@@ -256,21 +247,17 @@ def _is_key_conflict(response: Response) -> bool:
     )
 
 
+def _payload(call: CompletedCall, resolved: Resolution) -> dict[str, object]:
+    return create_input(call, resolved.contacts, resolved.owner_id)
+
+
 # -- the writer ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Pending:
-    """One call on its way through a batch; ``result`` set once decided."""
-
-    call: CompletedCall
-    ctx: WriteContext
-    result: WriteResult | None = None
-    payload: dict[str, object] = field(default_factory=dict)
-
-
-class HubSpotWriter:
+class HubSpotWriter(ChunkedWriterBase):
     """Writes call engagements to one HubSpot portal (private-app token or OAuth)."""
+
+    chunk_size = BATCH_MAX
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         opts = settings.options
@@ -278,7 +265,6 @@ class HubSpotWriter:
             raise TypeError(
                 f'writer {settings.name!r}: HubSpotWriter needs a writer with type = "hubspot"'
             )
-        self._settings = settings
         self._base = opts.base_url.rstrip("/")
         auth: Auth
         if opts.oauth is not None:
@@ -294,100 +280,46 @@ class HubSpotWriter:
                 f"[writers.{settings.name}]: give access_token (private app) or"
                 " client_id, client_secret and refresh_token (OAuth app)"
             )
-        self.http = CrmHttp(
+        super().__init__(
             CRM,
+            settings,
             session,
-            Limiter(settings.rate_limit, settings.concurrency),
             auth,
-            timeout=settings.timeout,
+            find=self._find_contacts,
+            create=self._create_contact,
+            list_users=self._list_owners,
         )
-        self.contacts = ContactCache(settings.contacts)
-        self.owners = OwnerResolver(settings.contacts, self._list_owners)
 
     def __repr__(self) -> str:
         return f"HubSpotWriter(name={self._settings.name!r}, base_url={self._base!r})"
 
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    async def close(self) -> None:
-        """Nothing to release: the aiohttp session belongs to the daemon."""
-
-    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
-        return (await self.write_batch([(call, ctx)]))[0]
-
-    async def write_batch(
-        self, items: Sequence[tuple[CompletedCall, WriteContext]]
-    ) -> list[WriteResult]:
-        results: list[WriteResult] = []
-        for start in range(0, len(items), BATCH_MAX):
-            chunk = [_Pending(call, ctx) for call, ctx in items[start : start + BATCH_MAX]]
-            await self._write_chunk(chunk)
-            results.extend(
-                p.result or RetryLater(f"{CRM}: no answer for {p.call.key}") for p in chunk
-            )
-        return results
-
     # -- steps -------------------------------------------------------------------------------
 
-    async def _write_chunk(self, chunk: list[_Pending]) -> None:
+    async def _write_chunk(self, chunk: list[Pending]) -> None:
         uncertain = [p for p in chunk if p.ctx.uncertain]
         if uncertain:
             found = await self._read_by_key([p.call.key for p in uncertain])
             if not isinstance(found, dict):
-                _fail_open(uncertain, found)
+                batch.fail_open(uncertain, found)
             else:
                 for p in uncertain:
                     if p.call.key in found:
                         p.result = AlreadyExisted(found[p.call.key])
-        open_ = [p for p in chunk if p.result is None]
+        open_ = batch.still_open(chunk)
         if not open_:
             return
         clients = await self._client_logs([p.call for p in open_])
         if not isinstance(clients, list):
-            _fail_open(open_, clients)
+            batch.fail_open(open_, clients)
             return
         for p in open_:
             rid = client_log_for(p.call, clients)
             if rid:
                 p.result = AlreadyExisted(rid)
-        for p in chunk:
-            if p.result is None:
-                await self._prepare(p)
-        ready = [p for p in chunk if p.result is None]
-        if len(ready) == 1:
-            await self._create_one(ready[0])
-        elif ready:
-            await self._create_many(ready)
+        ready = await batch.prepare(chunk, self.resolver, _payload)
+        await batch.send(ready, self._create_one, self._create_many)
 
-    async def _prepare(self, p: _Pending) -> None:
-        """Contact association and owner; sets ``p.result`` when the call cannot go on."""
-        number = p.call.external_number
-        found: tuple[Contact, ...] | LookupFailure = ()
-        if number:
-            found = await self.contacts.find(number, self._find_contacts)
-        if not isinstance(found, tuple):
-            p.result = found
-            return
-        choice = choose(found, self._settings.contacts, number)
-        if choice.skip:
-            p.result = PermanentFailure(choice.skip)
-            return
-        contacts = choice.contacts
-        if choice.create and number:
-            made = await self._create_contact(p.call, number)
-            if not isinstance(made, Contact):
-                p.result = made
-                return
-            contacts = (made,)
-        owner = await self.owners.resolve(p.call)
-        if isinstance(owner, RetryLater | PermanentFailure):
-            p.result = owner
-            return
-        p.payload = create_input(p.call, contacts, owner)
-
-    async def _create_one(self, p: _Pending) -> None:
+    async def _create_one(self, p: Pending) -> None:
         body = {k: v for k, v in p.payload.items() if k != "objectWriteTraceId"}
         answer = await self.http.request(
             "POST",
@@ -400,12 +332,9 @@ class HubSpotWriter:
         elif answer.status in (400, 409):
             p.result = await self._conflict_or_failure(p, answer)
         else:
-            rid = answer.object().get("id")
-            p.result = (
-                Created(str(rid)) if rid else RetryLater(f"{CRM}: create answered without an id")
-            )
+            p.result = batch.created(CRM, answer.object().get("id"))
 
-    async def _create_many(self, ready: list[_Pending]) -> None:
+    async def _create_many(self, ready: list[Pending]) -> None:
         answer = await self.http.request(
             "POST",
             f"{self._base}/crm/v3/objects/calls/batch/create",
@@ -413,7 +342,7 @@ class HubSpotWriter:
             accept=frozenset({400, 409}),
         )
         if not isinstance(answer, Response):
-            _fail_open(ready, answer)
+            batch.fail_open(ready, answer)
             return
         if answer.status in (400, 409):
             # One bad or already-logged input fails the whole batch: settle them one by one.
@@ -443,8 +372,8 @@ class HubSpotWriter:
             else:
                 p.result = RetryLater(f"{CRM}: batch create did not report {p.call.key}")
 
-    async def _conflict_or_failure(self, p: _Pending, answer: Response) -> WriteResult:
-        message = self._reason(answer)
+    async def _conflict_or_failure(self, p: Pending, answer: Response) -> WriteResult:
+        message = self.http.reason(answer)
         if _is_key_conflict(answer):
             found = await self._read_by_key([p.call.key])
             if isinstance(found, dict) and p.call.key in found:
@@ -452,10 +381,6 @@ class HubSpotWriter:
             if not isinstance(found, dict):
                 return found
         return PermanentFailure(f"{CRM} rejected the call log (HTTP {answer.status}): {message}")
-
-    def _reason(self, answer: Response) -> str:
-        secrets = self.http.auth.secrets() if self.http.auth is not None else ()
-        return scrub(error_message(answer.body, answer.text), secrets)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -508,16 +433,16 @@ class HubSpotWriter:
             return answer
         return tuple(contact_from(r) for r in _results(answer) if r.get("id"))
 
-    async def _create_contact(self, call: CompletedCall, number: str) -> Contact | LookupFailure:
+    async def _create_contact(
+        self, call: CompletedCall, number: str, owner_id: str | None
+    ) -> Contact | LookupFailure:
         props = {"phone": number, "firstname": call.external_name or number}
         answer = await self.http.request(
             "POST", f"{self._base}/crm/v3/objects/contacts", json_body={"properties": props}
         )
         if not isinstance(answer, Response):
             return answer
-        made = contact_from(answer.object())
-        self.contacts.put(number, (made,))
-        return made
+        return contact_from(answer.object())
 
     async def _list_owners(self) -> dict[str, str] | LookupFailure:
         owners: dict[str, str] = {}
@@ -544,9 +469,3 @@ def _next_after(answer: Response) -> str | None:
     nxt = paging.get("next") if isinstance(paging, dict) else None
     after = nxt.get("after") if isinstance(nxt, dict) else None
     return str(after) if after else None
-
-
-def _fail_open(pending: Sequence[_Pending], failure: LookupFailure) -> None:
-    for p in pending:
-        if p.result is None:
-            p.result = failure

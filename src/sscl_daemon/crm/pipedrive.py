@@ -37,7 +37,6 @@ window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
@@ -46,7 +45,7 @@ import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
 from sscl_daemon.config import PipedriveOptions, WriterSettings
-from sscl_daemon.crm import content
+from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
@@ -55,16 +54,10 @@ from sscl_daemon.crm.base import (
     WriteContext,
     WriteResult,
 )
-from sscl_daemon.crm.contacts import (
-    Contact,
-    ContactCache,
-    LookupFailure,
-    OwnerResolver,
-    choose,
-)
-from sscl_daemon.crm.http import Auth, CrmHttp, HeaderToken, OAuthBearer, Response
-from sscl_daemon.crm.limiter import Limiter
-from sscl_daemon.crm.oauth import ClientAuth, OAuthClient, TokenRefusedError, TokenUnavailableError
+from sscl_daemon.crm.contacts import Contact, LookupFailure
+from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
+from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
+from sscl_daemon.crm.wiring import CrmWriterBase
 
 CRM: Final = "Pipedrive"
 SCAN_PAGES: Final = 4
@@ -172,15 +165,13 @@ def _phones(item: Mapping[str, object]) -> list[str]:
     return found
 
 
-class PipedriveWriter:
+class PipedriveWriter(CrmWriterBase):
     """Writes call logs into one Pipedrive company."""
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         options = settings.options
         if not isinstance(options, PipedriveOptions):
             raise TypeError(f"writer {settings.name!r}: pipedrive needs PipedriveOptions")
-        self._name = settings.name
-        self._settings = settings
         self._base = options.base_url.rstrip("/")
         self._oauth: OAuthClient | None = None
         auth: Auth
@@ -197,29 +188,28 @@ class PipedriveWriter:
             auth = HeaderToken("x-api-token", options.api_token.reveal())
         else:
             raise ValueError(f"writer {settings.name!r}: give an api_token or OAuth credentials")
-        limiter = Limiter(settings.rate_limit, settings.concurrency)
-        self.http = CrmHttp(CRM, session, limiter, auth, timeout=settings.timeout)
-        self.contacts = ContactCache(settings.contacts)
-        self.owners = OwnerResolver(settings.contacts, self._list_users)
-
-    @property
-    def name(self) -> str:
-        return self._name
+        super().__init__(
+            CRM,
+            settings,
+            session,
+            auth,
+            find=self._search_persons,
+            create=self._create_person,
+            list_users=self._list_users,
+            owner_valid=lambda owner: _int_id(owner) is not None,
+        )
 
     def __repr__(self) -> str:
-        return f"PipedriveWriter({self._name!r}, base_url={self._base!r})"
+        return f"PipedriveWriter({self.name!r}, base_url={self._base!r})"
 
     # -- plumbing ------------------------------------------------------------------------------
 
     async def _url(self, path: str) -> str | LookupFailure:
         """``path`` on the company host (OAuth's ``api_domain``, once known) or ``base_url``."""
         if self._oauth is not None:
-            try:
-                await self._oauth.access_token()
-            except TokenRefusedError as exc:
-                return PermanentFailure(f"{CRM} credentials rejected: {exc}")
-            except TokenUnavailableError as exc:
-                return RetryLater(f"{CRM} token refresh failed: {exc}")
+            failure = await ensure_token(CRM, self._oauth)
+            if failure is not None:
+                return failure
             domain = self._oauth.extras.get("api_domain")
             if domain:
                 return domain.rstrip("/") + path
@@ -275,12 +265,13 @@ class PipedriveWriter:
         return tuple(found)
 
     async def _create_person(
-        self, call: CompletedCall, number: str, owner_id: int | None
+        self, call: CompletedCall, number: str, owner: str | None
     ) -> Contact | LookupFailure:
         body: dict[str, object] = {
             "name": call.external_name or number,
             "phones": [{"value": number, "primary": True, "label": "work"}],
         }
+        owner_id = _int_id(owner)
         if owner_id is not None:
             body["owner_id"] = owner_id
         answer = await self._post("/api/v2/persons", body)
@@ -290,20 +281,7 @@ class PipedriveWriter:
         person = _person(data) if isinstance(data, dict) else None
         if person is None:
             return RetryLater(f"{CRM} person create answered without an id")
-        self.contacts.put(number, (person,))
         return person
-
-    async def _owner(self, call: CompletedCall) -> int | LookupFailure | None:
-        owner = await self.owners.resolve(call)
-        if owner is None or isinstance(owner, RetryLater | PermanentFailure):
-            return owner
-        owner_id = _int_id(owner)
-        if owner_id is None:
-            return PermanentFailure(
-                f"{CRM} owner {owner!r} for extension {call.extension_number} is not a Pipedrive"
-                " user id; fix contacts.owners in the writer's configuration"
-            )
-        return owner_id
 
     async def _client_activity(
         self, call: CompletedCall, person: Contact
@@ -351,35 +329,20 @@ class PipedriveWriter:
     # -- the writer protocol -------------------------------------------------------------------
 
     async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
-        owner_id = await self._owner(call)
-        if isinstance(owner_id, RetryLater | PermanentFailure):
-            return owner_id
-        number = call.external_number
-        person: Contact | None = None
-        created_person = False
-        if number is not None:
-            found = await self.contacts.find(number, self._search_persons)
-            if isinstance(found, RetryLater | PermanentFailure):
-                return found
-            choice = choose(found, self._settings.contacts, number)
-            if choice.skip:
-                return PermanentFailure(choice.skip)
-            if choice.create:
-                created = await self._create_person(call, number, owner_id)
-                if isinstance(created, RetryLater | PermanentFailure):
-                    return created
-                person, created_person = created, True
-            else:
-                person = choice.primary
+        resolved = await self.resolver.resolve(call)
+        if isinstance(resolved, RetryLater | PermanentFailure):
+            return resolved
+        person = resolved.primary
         if ctx.uncertain or ctx.attempt > 1:
             ours = await self._our_call_log(call)
             if ours is not None:
                 return ours
-        if person is not None and not created_person:
+        if person is not None and not resolved.created_contact:
             client = await self._client_activity(call, person)
             if client is not None:
                 return client
-        answer = await self._post("/api/v1/callLogs", call_log_body(call, person, owner_id))
+        body = call_log_body(call, person, _int_id(resolved.owner_id))
+        answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer
         data = _data(answer)
@@ -392,8 +355,5 @@ class PipedriveWriter:
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
     ) -> list[WriteResult]:
-        # Pipedrive has no batch endpoint for call logs; the limiter bounds the fan-out.
-        return list(await asyncio.gather(*(self.write(call, ctx) for call, ctx in items)))
-
-    async def close(self) -> None:
-        return None
+        # Pipedrive has no batch endpoint for call logs.
+        return await batch.each(self.write, items)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import quote
@@ -49,19 +48,20 @@ import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
 from sscl_daemon.config import SalesforceOptions, WriterSettings
-from sscl_daemon.crm import content
+from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
     PermanentFailure,
     RetryLater,
-    WriteContext,
     WriteResult,
 )
-from sscl_daemon.crm.contacts import Contact, ContactCache, LookupFailure, OwnerResolver, choose
-from sscl_daemon.crm.http import CrmHttp, OAuthBearer, Response, classify, error_message, scrub
-from sscl_daemon.crm.limiter import Limiter, pause_from_headers
-from sscl_daemon.crm.oauth import OAuthClient, TokenRefusedError, TokenUnavailableError
+from sscl_daemon.crm.batch import Pending
+from sscl_daemon.crm.contacts import Contact, LookupFailure
+from sscl_daemon.crm.http import OAuthBearer, Response, classify, ensure_token
+from sscl_daemon.crm.limiter import pause_from_headers
+from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.wiring import ChunkedWriterBase
 
 CRM: Final = "Salesforce"
 BATCH_MAX: Final = 200
@@ -219,16 +219,10 @@ def _records(response: Response, name: str = "records") -> list[Mapping[str, obj
 # -- the writer ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Pending:
-    call: CompletedCall
-    ctx: WriteContext
-    result: WriteResult | None = None
-    fields: dict[str, object] = field(default_factory=dict)
-
-
-class SalesforceWriter:
+class SalesforceWriter(ChunkedWriterBase):
     """Writes call Tasks to one Salesforce org with an OAuth connected-app user."""
+
+    chunk_size = BATCH_MAX
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         opts = settings.options
@@ -236,7 +230,6 @@ class SalesforceWriter:
             raise TypeError(
                 f'writer {settings.name!r}: SalesforceWriter needs a writer with type = "salesforce"'
             )
-        self._settings = settings
         self._opts = opts
         self.key_field = opts.external_id_field
         self.oauth = OAuthClient(
@@ -245,15 +238,15 @@ class SalesforceWriter:
             opts.oauth,
             timeout=settings.timeout,
         )
-        self.http = CrmHttp(
+        super().__init__(
             CRM,
+            settings,
             session,
-            Limiter(settings.rate_limit, settings.concurrency),
             OAuthBearer(self.oauth),
-            timeout=settings.timeout,
+            find=self._find_contacts,
+            create=self._create_contact,
+            list_users=self._list_users,
         )
-        self.contacts = ContactCache(settings.contacts)
-        self.owners = OwnerResolver(settings.contacts, self._list_users)
 
     def __repr__(self) -> str:
         return (
@@ -261,113 +254,54 @@ class SalesforceWriter:
         )
 
     @property
-    def name(self) -> str:
-        return self._settings.name
-
-    async def close(self) -> None:
-        """Nothing to release: the aiohttp session belongs to the daemon."""
-
-    @property
     def api(self) -> str:
         instance = self.oauth.extras.get("instance_url") or self._opts.instance_url
         return f"{instance.rstrip('/')}/services/data/{self._opts.api_version}"
 
-    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
-        return (await self.write_batch([(call, ctx)]))[0]
-
-    async def write_batch(
-        self, items: Sequence[tuple[CompletedCall, WriteContext]]
-    ) -> list[WriteResult]:
-        results: list[WriteResult] = []
-        for start in range(0, len(items), BATCH_MAX):
-            chunk = [_Pending(call, ctx) for call, ctx in items[start : start + BATCH_MAX]]
-            await self._write_chunk(chunk)
-            results.extend(
-                p.result or RetryLater(f"{CRM}: no answer for {p.call.key}") for p in chunk
-            )
-        return results
-
     # -- steps -------------------------------------------------------------------------------
 
-    async def _write_chunk(self, chunk: list[_Pending]) -> None:
-        session = await self._session()
+    async def _write_chunk(self, chunk: list[Pending]) -> None:
+        session = await ensure_token(CRM, self.oauth)
         if session is not None:
-            _fail_open(chunk, session)
+            batch.fail_open(chunk, session)
             return
         existing: list[Mapping[str, object]] = []
         for soql in dedupe_queries([p.call for p in chunk], self.key_field):
             found = await self._query(soql)
             if not isinstance(found, list):
-                _fail_open(chunk, found)
+                batch.fail_open(chunk, found)
                 return
             existing.extend(found)
         for p in chunk:
             rid = existing_for(p.call, existing, self.key_field)
             if rid:
                 p.result = AlreadyExisted(rid)
-            else:
-                await self._prepare(p)
-        ready = [p for p in chunk if p.result is None]
-        if len(ready) == 1:
-            await self._create_one(ready[0])
-        elif ready:
-            await self._create_many(ready)
+        ready = await batch.prepare(
+            chunk,
+            self.resolver,
+            lambda call, resolved: task_fields(
+                call, self.key_field, resolved.primary, resolved.owner_id
+            ),
+        )
+        await batch.send(ready, self._create_one, self._create_many)
 
-    async def _session(self) -> LookupFailure | None:
-        """Make sure a token (and so the instance URL) is there before URLs are built."""
-        try:
-            await self.oauth.access_token()
-        except TokenRefusedError as exc:
-            return PermanentFailure(f"{CRM} credentials rejected: {exc}")
-        except TokenUnavailableError as exc:
-            return RetryLater(f"{CRM} token refresh failed: {exc}")
-        return None
-
-    async def _prepare(self, p: _Pending) -> None:
-        number = p.call.external_number
-        found: tuple[Contact, ...] | LookupFailure = ()
-        if number:
-            found = await self.contacts.find(number, self._find_contacts)
-        if not isinstance(found, tuple):
-            p.result = found
-            return
-        choice = choose(found, self._settings.contacts, number)
-        if choice.skip:
-            p.result = PermanentFailure(choice.skip)
-            return
-        contact = choice.primary
-        if choice.create and number:
-            made = await self._create_contact(p.call, number)
-            if not isinstance(made, Contact):
-                p.result = made
-                return
-            contact = made
-        owner = await self.owners.resolve(p.call)
-        if isinstance(owner, RetryLater | PermanentFailure):
-            p.result = owner
-            return
-        p.fields = task_fields(p.call, self.key_field, contact, owner)
-
-    async def _create_one(self, p: _Pending) -> None:
-        answer = await self._send("POST", "/sobjects/Task", json_body=p.fields, accept={400})
+    async def _create_one(self, p: Pending) -> None:
+        answer = await self._send("POST", "/sobjects/Task", json_body=p.payload, accept={400})
         if not isinstance(answer, Response):
             p.result = answer
         elif answer.status == 400:
-            p.result = await self._refused(p, answer.body, f"HTTP 400: {self._reason(answer)}")
+            p.result = await self._refused(p, answer.body, f"HTTP 400: {self.http.reason(answer)}")
         else:
-            rid = answer.object().get("id")
-            p.result = (
-                Created(str(rid)) if rid else RetryLater(f"{CRM}: create answered without an id")
-            )
+            p.result = batch.created(CRM, answer.object().get("id"))
 
-    async def _create_many(self, ready: list[_Pending]) -> None:
+    async def _create_many(self, ready: list[Pending]) -> None:
         body = {
             "allOrNone": False,
-            "records": [{"attributes": {"type": "Task"}, **p.fields} for p in ready],
+            "records": [{"attributes": {"type": "Task"}, **p.payload} for p in ready],
         }
         answer = await self._send("POST", "/composite/sobjects", json_body=body)
         if not isinstance(answer, Response):
-            _fail_open(ready, answer)
+            batch.fail_open(ready, answer)
             return
         saved = answer.body if isinstance(answer.body, list) else []
         for index, p in enumerate(ready):
@@ -380,7 +314,7 @@ class SalesforceWriter:
                 errors = result.get("errors")
                 p.result = await self._refused(p, errors, save_errors(errors))
 
-    async def _refused(self, p: _Pending, errors: object, reason: str) -> WriteResult:
+    async def _refused(self, p: Pending, errors: object, reason: str) -> WriteResult:
         """A refused create: our key already taken means the call is logged, else permanent."""
         duplicate = duplicate_id(errors)
         if duplicate:
@@ -395,9 +329,6 @@ class SalesforceWriter:
         return PermanentFailure(f"{CRM} rejected the call log ({reason})")
 
     # -- requests ----------------------------------------------------------------------------
-
-    def _reason(self, answer: Response) -> str:
-        return scrub(error_message(answer.body, answer.text), self.oauth.secrets())
 
     async def _send(
         self,
@@ -418,7 +349,7 @@ class SalesforceWriter:
         )
         if not isinstance(answer, Response) or answer.status != 403:
             return answer
-        reason = self._reason(answer)
+        reason = self.http.reason(answer)
         if "REQUEST_LIMIT_EXCEEDED" in answer.text:
             delay = pause_from_headers(answer.headers) or REQUEST_LIMIT_DELAY
             self.http.limiter.pause(delay)
@@ -453,7 +384,9 @@ class SalesforceWriter:
             if r.get("Id")
         )
 
-    async def _create_contact(self, call: CompletedCall, number: str) -> Contact | LookupFailure:
+    async def _create_contact(
+        self, call: CompletedCall, number: str, owner_id: str | None
+    ) -> Contact | LookupFailure:
         # LastName is the one field a Contact requires.
         name = call.external_name or number
         answer = await self._send(
@@ -461,9 +394,7 @@ class SalesforceWriter:
         )
         if not isinstance(answer, Response):
             return answer
-        made = Contact(id=str(answer.object().get("id", "")), name=name)
-        self.contacts.put(number, (made,))
-        return made
+        return Contact(id=str(answer.object().get("id", "")), name=name)
 
     async def _list_users(self) -> dict[str, str] | LookupFailure:
         users = await self._query("SELECT Id, Email FROM User WHERE IsActive = true")
@@ -474,9 +405,3 @@ class SalesforceWriter:
             for u in users
             if isinstance(u.get("Email"), str) and u.get("Id")
         }
-
-
-def _fail_open(pending: Sequence[_Pending], failure: LookupFailure) -> None:
-    for p in pending:
-        if p.result is None:
-            p.result = failure

@@ -31,7 +31,6 @@ as every CRM (``crm/http.py``).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -44,7 +43,7 @@ import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import WebhookOptions, WriterSettings
-from sscl_daemon.crm import content
+from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
@@ -170,8 +169,7 @@ class WebhookWriter:
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
     ) -> list[WriteResult]:
-        # The limiter bounds how many of these are in flight.
-        return list(await asyncio.gather(*(self.write(call, ctx) for call, ctx in items)))
+        return await batch.each(self.write, items)
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,82 @@
+"""The parts every CRM writer is built from (registry -> a writer's constructor -> here).
+
+HubSpot, Pipedrive and Salesforce writers each hold one :class:`CrmHttp` (limiter from the
+writer's ``rate_limit``/``concurrency``, credentials, error classification) and one
+:class:`Resolver` (contacts and owner). :class:`CrmWriterBase` builds both from the writer's
+settings and the CRM's own lookups, and answers the protocol's ``name`` and ``close``.
+:class:`ChunkedWriterBase` adds ``write``/``write_batch`` for CRMs with a batch API: a
+single call is a batch of one, and a batch is cut into chunks of the CRM's maximum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import aiohttp
+
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.config import WriterSettings
+from sscl_daemon.crm import batch
+from sscl_daemon.crm.base import WriteContext, WriteResult
+from sscl_daemon.crm.contacts import ContactLookup, CreateContact, OwnerCheck, Resolver, UserList
+from sscl_daemon.crm.http import Auth, CrmHttp
+from sscl_daemon.crm.limiter import Limiter
+
+
+class CrmWriterBase:
+    """Settings, HTTP client and resolver of one CRM writer."""
+
+    def __init__(
+        self,
+        crm: str,
+        settings: WriterSettings,
+        session: aiohttp.ClientSession,
+        auth: Auth,
+        *,
+        find: ContactLookup,
+        create: CreateContact,
+        list_users: UserList,
+        owner_valid: OwnerCheck | None = None,
+    ) -> None:
+        self._settings = settings
+        self.http = CrmHttp(
+            crm,
+            session,
+            Limiter(settings.rate_limit, settings.concurrency),
+            auth,
+            timeout=settings.timeout,
+        )
+        self.resolver = Resolver(
+            crm,
+            settings.contacts,
+            find=find,
+            create=create,
+            list_users=list_users,
+            owner_valid=owner_valid,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    async def close(self) -> None:
+        """Nothing to release: the aiohttp session belongs to the daemon."""
+
+
+class ChunkedWriterBase(CrmWriterBase):
+    """A writer whose CRM takes up to ``chunk_size`` calls per request."""
+
+    chunk_size: ClassVar[int]
+
+    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        return (await self.write_batch([(call, ctx)]))[0]
+
+    async def write_batch(
+        self, items: Sequence[tuple[CompletedCall, WriteContext]]
+    ) -> list[WriteResult]:
+        return await batch.in_chunks(self.http.crm, items, self.chunk_size, self._write_chunk)
+
+    async def _write_chunk(self, chunk: list[batch.Pending]) -> None:
+        """Decide every call of ``chunk`` (set each ``result``)."""
+        raise NotImplementedError
