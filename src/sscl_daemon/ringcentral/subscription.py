@@ -316,10 +316,11 @@ class Subscription:
             ) as ws:
                 return await self._converse(ws, conn, sink)
         except InvalidStatus as exc:
-            if exc.response.status_code == 401:
-                self._cached_token = None
+            # Refused (401 for a used or expired token): the next attempt takes a new token.
+            self._cached_token = None
             return _Outcome(f"handshake refused: {exc.response.status_code}", healthy=False)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+            self._cached_token = None
             # Never str(exc): a handshake error may quote the URL with the ws token in it.
             return _Outcome(f"connection failed: {type(exc).__name__}", healthy=False)
         finally:
