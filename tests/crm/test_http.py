@@ -112,6 +112,38 @@ async def test_429_pauses_the_limiter(http_session: aiohttp.ClientSession) -> No
         assert len(next(iter(m.requests.values()))) == 1
 
 
+async def test_classify_first_hook_goes_before_the_generic_rules(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    seen: list[tuple[int, str]] = []
+
+    def slow_down_on_403(answer: Response, message: str) -> RetryLater | None:
+        seen.append((answer.status, message))
+        if answer.status == 403 and "LIMIT" in message:
+            return RetryLater(f"X says slow down: {message}", 20.0)
+        return None
+
+    limiter = Limiter(100, 2, max_wait=1.0)
+    http = CrmHttp(
+        "X", http_session, limiter, BearerToken("tok-secret"), classify_first=slow_down_on_403
+    )
+    with aioresponses() as m:
+        m.get(API, payload={"ok": True})
+        m.get(API, status=409, payload={"message": "dup"})
+        m.get(API, status=403, payload={"message": "forbidden for tok-secret"})
+        m.get(API, status=403, payload={"message": "LIMIT reached"})
+        assert isinstance(await http.request("GET", API), Response)
+        assert isinstance(await http.request("GET", API, accept=frozenset({409})), Response)
+        assert seen == []  # usable answers never reach the hook
+        refused = await http.request("GET", API)
+        assert refused == PermanentFailure("X refused access (HTTP 403): forbidden for ***")
+        assert limiter.blocked_for() == 0.0
+        limited = await http.request("GET", API)
+    assert limited == RetryLater("X says slow down: LIMIT reached", 20.0)
+    assert limiter.blocked_for() > 19  # a delay from the hook closes the window like a 429
+    assert seen == [(403, "forbidden for ***"), (403, "LIMIT reached")]  # scrubbed messages
+
+
 async def test_query_token_never_in_reason(http_session: aiohttp.ClientSession) -> None:
     http = CrmHttp("X", http_session, Limiter(100, 2), QueryToken("api_token", "pd-secret"))
     with aioresponses() as m:

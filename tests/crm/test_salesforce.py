@@ -534,6 +534,54 @@ async def test_composite_duplicate_item_is_already_existed(
     assert results == [Created("00T000000000001AAA"), AlreadyExisted("00T000000000777AAA")]
 
 
+@pytest.mark.parametrize(
+    ("usage", "delay"), [("api-usage=15000/15000", 3600.0), ("api-usage=120/15000", 60.0)]
+)
+async def test_request_limit_exceeded_delay_follows_sforce_limit_info(
+    http_session: aiohttp.ClientSession, usage: str, delay: float
+) -> None:
+    with aioresponses() as mock:
+        _token(mock)
+        mock.get(
+            re.compile(rf"{API}/query\?.*"),
+            status=403,
+            headers={"Sforce-Limit-Info": usage},
+            payload=[
+                {
+                    "message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                    "errorCode": "REQUEST_LIMIT_EXCEEDED",
+                }
+            ],
+        )
+        writer = _mocked(http_session)
+        result = await writer.write(make_call(), FIRST)
+    assert result == RetryLater(
+        "Salesforce API limit reached (REQUEST_LIMIT_EXCEEDED):"
+        " ConcurrentPerOrgLongTxn Limit exceeded.; REQUEST_LIMIT_EXCEEDED",
+        delay,
+    )
+    assert writer.http.limiter.blocked_for() > delay - 1
+
+
+async def test_other_403_is_a_permanent_refusal(http_session: aiohttp.ClientSession) -> None:
+    with aioresponses() as mock:
+        _token(mock)
+        mock.get(
+            re.compile(rf"{API}/query\?.*"),
+            status=403,
+            payload=[
+                {
+                    "message": "The REST API is not enabled for this Organization.",
+                    "errorCode": "API_DISABLED_FOR_ORG",
+                }
+            ],
+        )
+        result = await _mocked(http_session).write(make_call(), FIRST)
+    assert isinstance(result, PermanentFailure)
+    assert "refused access (HTTP 403)" in result.reason
+    assert "API_DISABLED_FOR_ORG" in result.reason
+
+
 async def test_invalid_session_after_refresh_is_permanent(
     http_session: aiohttp.ClientSession,
 ) -> None:

@@ -2,12 +2,17 @@
 
 A writer sends every request through :meth:`CrmHttp.request`, which holds a limiter slot,
 applies the credentials, and turns everything that is not a usable answer into the
-dispatcher's vocabulary (``crm/base.py``):
+dispatcher's vocabulary (``crm/base.py``). A writer whose CRM says something the generic
+rules would misread passes a ``classify_first`` hook (:data:`ResponseHook`): it sees every
+answer that is neither 2xx nor accepted, after the 401 refresh, and may return the result
+itself (Salesforce: 403 ``REQUEST_LIMIT_EXCEEDED`` is "slow down", not "forbidden");
+``None`` leaves the answer to the generic rules:
 
 * connection errors, timeouts, 408 and 5xx -> ``RetryLater`` (delay from ``Retry-After``
   when sent, otherwise the dispatcher's backoff);
 * 429 -> ``RetryLater`` with ``Retry-After`` (seconds or an HTTP-date), else the CRM's own
-  reset header, else :data:`DEFAULT_RATE_LIMIT_DELAY`; the limiter is paused as well;
+  reset header, else :data:`DEFAULT_RATE_LIMIT_DELAY`; the limiter is paused as well (so it
+  is for a ``RetryLater`` with a delay from the hook);
 * 401 -> one token refresh and one retry for OAuth credentials, then ``PermanentFailure``
   "credentials rejected";
 * other 4xx (400, 422 validation errors, 403, 404) -> ``PermanentFailure`` keeping the CRM's
@@ -126,6 +131,12 @@ class Response:
 
     def object(self) -> dict[str, object]:
         return self.body if isinstance(self.body, dict) else {}
+
+
+# The hook's answer is one of the failing WriteResults: what reads as success after a non-2xx
+# status (a 409 "already there") needs the call at hand and stays with ``accept=``.
+ResponseHook = Callable[["Response", str], Failure | None]
+"""``(answer, scrubbed CRM message) -> result or None`` for a non-2xx, non-accepted answer."""
 
 
 class Auth(Protocol):
@@ -247,6 +258,7 @@ class CrmHttp:
         *,
         timeout: float = 30.0,
         message: Callable[[object, str], str] = error_message,
+        classify_first: ResponseHook | None = None,
     ) -> None:
         self.crm = crm
         self.session = session
@@ -254,6 +266,7 @@ class CrmHttp:
         self.auth = auth
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._message = message
+        self._classify_first = classify_first
         self.requests = 0
 
     def _secrets(self) -> tuple[str, ...]:
@@ -301,11 +314,15 @@ class CrmHttp:
                     return token_failure(self.crm, exc)
             if 200 <= answer.status < 300 or answer.status in accept:
                 return answer
-            message = self.reason(answer)
-            failure = classify(self.crm, answer.status, answer.headers, message)
-            if answer.status == 429 and isinstance(failure, RetryLater) and failure.delay:
-                self.limiter.pause(failure.delay)
-            return failure
+            return self._failure(answer)
+
+    def _failure(self, answer: Response) -> Failure:
+        message = self.reason(answer)
+        hooked = self._classify_first(answer, message) if self._classify_first else None
+        failure = hooked or classify(self.crm, answer.status, answer.headers, message)
+        if (hooked or answer.status == 429) and isinstance(failure, RetryLater) and failure.delay:
+            self.limiter.pause(failure.delay)
+        return failure
 
     async def _send(
         self,

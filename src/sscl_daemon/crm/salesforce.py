@@ -11,6 +11,11 @@ Salesforce sends no ``expires_in``, so a 401 ``INVALID_SESSION_ID`` triggers one
 * ``GET /search?q=FIND {...} IN PHONE FIELDS RETURNING Contact(...)`` per uncached number;
   ``GET /query?q=SELECT Id, Email FROM User WHERE IsActive = true`` once per cache TTL.
 
+Limits: every answer's ``Sforce-Limit-Info: api-usage=<used>/<max>`` feeds the limiter. A 403
+``REQUEST_LIMIT_EXCEEDED`` is read by :func:`request_limit` (the ``classify_first`` hook of
+``crm/http.py``) as "retry later": after an hour when that header says the 24 h allowance
+is spent, else after a minute (a concurrency limit); any other 403 is a permanent refusal.
+
 Task fields: ``TaskSubtype='Call'``, ``Status='Completed'``, ``Priority='Normal'``,
 ``Subject``, ``Description`` (the note: queue/ring/hold/transfer details, recording links and
 the marker lines), ``ActivityDate`` (the call's UTC date; Task has no standard start time),
@@ -58,7 +63,7 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure
-from sscl_daemon.crm.http import OAuthBearer, Response, classify, ensure_token
+from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.limiter import pause_from_headers
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.wiring import ChunkedWriterBase
@@ -211,6 +216,33 @@ def save_errors(errors: object) -> str:
     return "; ".join(parts) or "rejected"
 
 
+def error_codes(body: object) -> set[str]:
+    """The ``errorCode`` of each entry of a REST error answer (a JSON list)."""
+    return {
+        str(err["errorCode"])
+        for err in (body if isinstance(body, list) else [])
+        if isinstance(err, dict) and err.get("errorCode")
+    }
+
+
+def limit_delay(headers: Mapping[str, str]) -> float:
+    """How long to hold back after ``REQUEST_LIMIT_EXCEEDED``, from ``Sforce-Limit-Info``.
+
+    ``api-usage=<used>/<max>`` at or over the maximum: the rolling 24 h allowance is spent
+    and frees up slowly, so an hour. Under it, the limit hit was another one (concurrent
+    long-running requests), which clears within a minute."""
+    return pause_from_headers(headers) or REQUEST_LIMIT_DELAY
+
+
+def request_limit(answer: Response, message: str) -> RetryLater | None:
+    """403 ``REQUEST_LIMIT_EXCEEDED`` is Salesforce's "slow down", not "forbidden" (pure)."""
+    if answer.status != 403 or "REQUEST_LIMIT_EXCEEDED" not in error_codes(answer.body):
+        return None
+    return RetryLater(
+        f"{CRM} API limit reached (REQUEST_LIMIT_EXCEEDED): {message}", limit_delay(answer.headers)
+    )
+
+
 def _records(response: Response, name: str = "records") -> list[Mapping[str, object]]:
     raw = response.object().get(name)
     return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
@@ -243,6 +275,7 @@ class SalesforceWriter(ChunkedWriterBase):
             settings,
             session,
             OAuthBearer(self.oauth),
+            classify_first=request_limit,
             find=self._find_contacts,
             create=self._create_contact,
             list_users=self._list_users,
@@ -286,7 +319,9 @@ class SalesforceWriter(ChunkedWriterBase):
         await batch.send(ready, self._create_one, self._create_many)
 
     async def _create_one(self, p: Pending) -> None:
-        answer = await self._send("POST", "/sobjects/Task", json_body=p.payload, accept={400})
+        answer = await self._send(
+            "POST", "/sobjects/Task", json_body=p.payload, accept=frozenset({400})
+        )
         if not isinstance(answer, Response):
             p.result = answer
         elif answer.status == 400:
@@ -337,24 +372,12 @@ class SalesforceWriter(ChunkedWriterBase):
         *,
         params: Mapping[str, str] | None = None,
         json_body: object = None,
-        accept: set[int] | None = None,
+        accept: frozenset[int] = frozenset(),
     ) -> Response | LookupFailure:
-        """One REST request; 403 ``REQUEST_LIMIT_EXCEEDED`` (Salesforce's "slow down") retries."""
-        answer = await self.http.request(
-            method,
-            f"{self.api}{path}",
-            params=params,
-            json_body=json_body,
-            accept=frozenset((accept or set()) | {403}),
+        """One REST request under the instance's API root."""
+        return await self.http.request(
+            method, f"{self.api}{path}", params=params, json_body=json_body, accept=accept
         )
-        if not isinstance(answer, Response) or answer.status != 403:
-            return answer
-        reason = self.http.reason(answer)
-        if "REQUEST_LIMIT_EXCEEDED" in answer.text:
-            delay = pause_from_headers(answer.headers) or REQUEST_LIMIT_DELAY
-            self.http.limiter.pause(delay)
-            return RetryLater(f"{CRM} API limit reached (REQUEST_LIMIT_EXCEEDED): {reason}", delay)
-        return classify(CRM, 403, answer.headers, reason)
 
     async def _query(self, soql: str) -> list[Mapping[str, object]] | LookupFailure:
         records: list[Mapping[str, object]] = []

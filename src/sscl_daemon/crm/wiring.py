@@ -20,7 +20,7 @@ from sscl_daemon.config import WriterSettings
 from sscl_daemon.crm import batch
 from sscl_daemon.crm.base import WriteContext, WriteResult
 from sscl_daemon.crm.contacts import ContactLookup, CreateContact, OwnerCheck, Resolver, UserList
-from sscl_daemon.crm.http import Auth, CrmHttp
+from sscl_daemon.crm.http import Auth, CrmHttp, ResponseHook
 from sscl_daemon.crm.limiter import Limiter
 
 
@@ -38,6 +38,7 @@ class CrmWriterBase:
         create: CreateContact,
         list_users: UserList,
         owner_valid: OwnerCheck | None = None,
+        classify_first: ResponseHook | None = None,
     ) -> None:
         self._settings = settings
         self.http = CrmHttp(
@@ -46,6 +47,7 @@ class CrmWriterBase:
             Limiter(settings.rate_limit, settings.concurrency),
             auth,
             timeout=settings.timeout,
+            classify_first=classify_first,
         )
         self.resolver = Resolver(
             crm,
