@@ -29,18 +29,11 @@ from sscl_daemon.crm import hubspot
 from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater, WriteContext
 from sscl_daemon.crm.hubspot import HubSpotWriter
 from sscl_daemon.simulator.crm import hubspot as sim
-from sscl_daemon.simulator.crm.common import Fault, serve
+from sscl_daemon.simulator.crm.common import serve
 
 NUMBER = "+14155550123"
 FIRST = WriteContext()
 UNCERTAIN = WriteContext(attempt=2, uncertain=True)
-
-
-class ExactFault(Fault):
-    """A fault for exactly one path (the stand-in's default matches by substring)."""
-
-    def matches(self, request: web.Request) -> bool:
-        return request.path == self.path and self.method in (None, request.method)
 
 
 @dataclass
@@ -172,9 +165,7 @@ async def test_repeat_answers_already_existed_without_a_second_record(portal: Po
 
 
 async def test_answer_lost_after_send_is_found_on_the_uncertain_retry(portal: Portal) -> None:
-    portal.state.faults.add(
-        ExactFault(stall_after=True, path="/crm/v3/objects/calls", method="POST")
-    )
+    portal.state.faults.stall(after=True, path="/crm/v3/objects/calls", method="POST", exact=True)
     writer = portal.writer(timeout=0.3)
 
     lost = await writer.write(make_call(), FIRST)
@@ -196,9 +187,7 @@ async def test_answer_lost_after_send_is_found_on_the_uncertain_retry(portal: Po
 
 async def test_uncertain_retry_does_not_depend_on_the_search_index(portal: Portal) -> None:
     portal.state.index_delay = 3600.0  # nothing we create shows up in search for an hour
-    portal.state.faults.add(
-        ExactFault(stall_after=True, path="/crm/v3/objects/calls", method="POST")
-    )
+    portal.state.faults.stall(after=True, path="/crm/v3/objects/calls", method="POST", exact=True)
     writer = portal.writer(timeout=0.3)
     assert isinstance(await writer.write(make_call(), FIRST), RetryLater)
     async with portal.session.post(
@@ -418,9 +407,7 @@ async def test_server_errors_retry(portal: Portal, status: int) -> None:
 
 
 async def test_timeout_before_hubspot_saw_it_retries_then_creates(portal: Portal) -> None:
-    portal.state.faults.add(
-        ExactFault(stall_before=True, path="/crm/v3/objects/calls", method="POST")
-    )
+    portal.state.faults.stall(after=False, path="/crm/v3/objects/calls", method="POST", exact=True)
     writer = portal.writer(timeout=0.3)
     lost = await writer.write(make_call(), FIRST)
     assert isinstance(lost, RetryLater)

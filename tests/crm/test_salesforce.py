@@ -30,20 +30,13 @@ from sscl_daemon.crm import salesforce
 from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater, WriteContext
 from sscl_daemon.crm.salesforce import SalesforceWriter
 from sscl_daemon.simulator.crm import salesforce as sim
-from sscl_daemon.simulator.crm.common import Fault, serve
+from sscl_daemon.simulator.crm.common import serve
 
 NUMBER = "+14155550123"
 FIRST = WriteContext()
 UNCERTAIN = WriteContext(attempt=2, uncertain=True)
 TASK_PATH = "/services/data/v61.0/sobjects/Task"
 KEY = sim.EXTERNAL_ID_FIELD
-
-
-class ExactFault(Fault):
-    """A fault for exactly one path (the stand-in's default matches by substring)."""
-
-    def matches(self, request: web.Request) -> bool:
-        return request.path == self.path and self.method in (None, request.method)
 
 
 def oauth(refresh: str = sim.REFRESH_TOKEN) -> OAuthClientSettings:
@@ -215,7 +208,7 @@ async def test_repeat_is_found_by_the_query_and_not_sent_again(org: Org) -> None
 
 
 async def test_answer_lost_after_send_is_found_on_the_uncertain_retry(org: Org) -> None:
-    org.state.faults.add(ExactFault(stall_after=True, path=TASK_PATH, method="POST"))
+    org.state.faults.stall(after=True, path=TASK_PATH, method="POST", exact=True)
     writer = org.writer(timeout=0.3)
 
     lost = await writer.write(make_call(), FIRST)
@@ -405,7 +398,7 @@ async def test_server_error_and_timeout_retry(org: Org) -> None:
     assert isinstance(unavailable, RetryLater)
     assert "HTTP 503" in unavailable.reason
 
-    org.state.faults.add(ExactFault(stall_before=True, path=TASK_PATH, method="POST"))
+    org.state.faults.stall(after=False, path=TASK_PATH, method="POST", exact=True)
     timed_out = await org.writer(timeout=0.3).write(make_call(), FIRST)
     assert isinstance(timed_out, RetryLater)
     assert "timed out" in timed_out.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import aiohttp
 from aiohttp import web
 from tests.crm.conftest import make_call
@@ -17,7 +19,7 @@ from sscl_daemon.config import (
 from sscl_daemon.crm.base import Created, WriteContext
 from sscl_daemon.crm.pipedrive import PipedriveWriter
 from sscl_daemon.crm.webhook import WebhookWriter
-from sscl_daemon.simulator.crm import pipedrive, webhook
+from sscl_daemon.simulator.crm import hubspot, pipedrive, webhook
 from sscl_daemon.simulator.crm.common import serve
 
 
@@ -49,3 +51,20 @@ async def test_mounted_under_prefixes(http_session: aiohttp.ClientSession) -> No
         )
         assert await hook.write(make_call(), WriteContext()) == Created("dlv-1")
     assert all(r.path.startswith("/pipedrive/") for r in pd_state.requests)
+
+
+async def test_exact_fault_matches_only_its_own_path(http_session: aiohttp.ClientSession) -> None:
+    state = hubspot.HubSpotState()
+    headers = {"Authorization": f"Bearer {hubspot.PRIVATE_TOKEN}"}
+    state.faults.fail(503, path="/crm/v3/objects/calls", method="POST", exact=True)
+    state.faults.fail(502, path="/crm/v3/objects/calls", method="POST")
+    async with serve(hubspot.create_app(state)) as base:
+        search = f"{base}/crm/v3/objects/calls/search"
+        async with http_session.post(search, json={"limit": 1}, headers=headers) as resp:
+            assert resp.status == 502  # the substring fault catches the search; the exact one not
+        async with http_session.post(search, json={"limit": 1}, headers=headers) as resp:
+            assert resp.status == 200
+        create = f"{base}/crm/v3/objects/calls"
+        async with http_session.post(create, json={"properties": {}}, headers=headers) as resp:
+            assert resp.status == 503
+    assert state.faults.queue == deque()

@@ -6,7 +6,9 @@ needs, so tests drive all stand-ins the same way:
 
 * :class:`StandInState` -- the journal of every request received (method, path, query,
   JSON body) and the :class:`FaultPlan`;
-* :func:`fault_middleware` -- records each request, then applies the next matching fault:
+* :func:`fault_middleware` -- records each request, then applies the next matching fault
+  (its ``path`` is a substring of the request path, or with ``exact`` the whole path, so
+  ``/crm/v3/objects/calls`` need not also catch ``/crm/v3/objects/calls/search``):
   answer with a status (429 with or without ``Retry-After``, 5xx, ...), or **stall** (hold
   the answer so the client times out), either *before* handling (the CRM never saw the
   request) or *after* handling (the CRM stored the record but the answer is lost -- the
@@ -46,7 +48,8 @@ class RecordedRequest:
 
 @dataclass
 class Fault:
-    """One planned misbehaviour for requests whose path contains ``path`` (and ``method``)."""
+    """One planned misbehaviour for requests whose path contains ``path`` (or, with ``exact``,
+    is ``path``) and whose method is ``method`` (any when None)."""
 
     status: int | None = None  # answer with this status instead of handling
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -56,9 +59,11 @@ class Fault:
     path: str = ""
     method: str | None = None
     remaining: int = 1
+    exact: bool = False
 
     def matches(self, request: web.Request) -> bool:
-        return self.path in request.path and (self.method is None or self.method == request.method)
+        path = request.path == self.path if self.exact else self.path in request.path
+        return path and (self.method is None or self.method == request.method)
 
 
 @dataclass
@@ -79,17 +84,37 @@ class FaultPlan:
         times: int = 1,
         headers: Mapping[str, str] | None = None,
         body: object = None,
-    ) -> None:
-        self.add(
-            Fault(status, dict(headers or {}), body, path=path, method=method, remaining=times)
-        )
-
-    def stall(
-        self, *, after: bool, path: str = "", method: str | None = None, times: int = 1
+        exact: bool = False,
     ) -> None:
         self.add(
             Fault(
-                stall_before=not after, stall_after=after, path=path, method=method, remaining=times
+                status,
+                dict(headers or {}),
+                body,
+                path=path,
+                method=method,
+                remaining=times,
+                exact=exact,
+            )
+        )
+
+    def stall(
+        self,
+        *,
+        after: bool,
+        path: str = "",
+        method: str | None = None,
+        times: int = 1,
+        exact: bool = False,
+    ) -> None:
+        self.add(
+            Fault(
+                stall_before=not after,
+                stall_after=after,
+                path=path,
+                method=method,
+                remaining=times,
+                exact=exact,
             )
         )
 
