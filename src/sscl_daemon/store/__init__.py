@@ -1,4 +1,4 @@
-"""Postgres store: checkpoints, in-flight snapshots, the outbox/ledger and dead letters.
+"""Postgres store: checkpoints, in-flight snapshots, the outbox/ledger, dead letters, leases.
 
 The only package that speaks SQL. By default it starts an embedded
 PostgreSQL under the state directory (:mod:`.embedded`); in production it
@@ -6,6 +6,7 @@ connects to the server named by ``store.dsn``. See :class:`Store`.
 """
 
 from sscl_daemon.store.errors import StoreError
+from sscl_daemon.store.leases import Lease, LeaseInfo, LeaseLostError
 from sscl_daemon.store.migrate import MigrationReport
 from sscl_daemon.store.model import (
     AccountStats,
@@ -29,6 +30,9 @@ __all__ = [
     "Checkpoint",
     "DeadLetter",
     "DeadLetterKind",
+    "Lease",
+    "LeaseInfo",
+    "LeaseLostError",
     "MigrationReport",
     "OutboxItem",
     "OutboxRow",

@@ -6,6 +6,8 @@ claims due outbox rows (:meth:`Store.claim_due`, ``FOR UPDATE SKIP LOCKED``
 with a claim lease) and records how each attempt ended; the CLI and the
 admin endpoint read :meth:`Store.status`. State changes of an outbox row are
 guarded in SQL: only the claimer that holds a row in flight can settle it.
+Account leases (:mod:`.leases`) decide which instance processes an account;
+the writes that take a ``fence`` refuse to run for a deposed holder.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sscl_daemon.config import StoreSettings
 from sscl_daemon.store import sql
 from sscl_daemon.store.embedded import EmbeddedServer
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
+from sscl_daemon.store.leases import Lease, LeaseInfo, LeaseKeeper, check_fence, lease_holders
 from sscl_daemon.store.migrate import MigrationReport, current_version, migrate
 from sscl_daemon.store.model import (
     AccountStats,
@@ -120,6 +123,7 @@ class Store:
         self._listener: asyncpg.Connection[asyncpg.Record] | None = None
         self._listener_lock = asyncio.Lock()
         self._closed = False
+        self._leases = LeaseKeeper(dsn, password, connect_timeout=10.0)
         self.target = dsn_target(dsn).describe()
 
     def __repr__(self) -> str:
@@ -176,6 +180,8 @@ class Store:
         for notifier in list(self._notifiers):
             notifier.notify()
         try:
+            with contextlib.suppress(StoreError):
+                await self._leases.close()
             if self._listener is not None:
                 with contextlib.suppress(*DATABASE_ERRORS):
                     await asyncio.wait_for(self._listener.close(), _CLOSE_TIMEOUT)
@@ -212,12 +218,17 @@ class Store:
         writers: Sequence[str],
         checkpoint: Checkpoint | None,
         dead_letters: Sequence[DeadLetter] = (),
+        *,
+        fence: Lease | None = None,
     ) -> int:
         """In ONE transaction: an outbox row per (call, writer), the checkpoint, dead letters.
 
         A call already in the outbox for a writer is left as it is (no second
         log). Returns the number of outbox rows inserted. On any failure nothing
-        of the batch is stored and the checkpoint is not advanced.
+        of the batch is stored and the checkpoint is not advanced. With a
+        ``fence`` (the account's lease) nothing is stored and
+        :class:`~sscl_daemon.store.leases.LeaseLostError` is raised once another
+        instance took the account over.
         """
         keys = [call.key for call in calls]
         payloads = [encode_call(call).decode() for call in calls]
@@ -229,6 +240,8 @@ class Store:
             self._pool.acquire() as conn,
             conn.transaction(),
         ):
+            if fence is not None:
+                await check_fence(conn, fence, account)
             if keys and writer_names:
                 rows = await conn.fetch(
                     sql.INSERT_OUTBOX, account, keys, payloads, ends, writer_names
@@ -264,9 +277,21 @@ class Store:
         )
 
     async def save_recovery_token(
-        self, account: str, token: str, expires_at: datetime, oauth_session: str
+        self,
+        account: str,
+        token: str,
+        expires_at: datetime,
+        oauth_session: str,
+        *,
+        fence: Lease | None = None,
     ) -> None:
-        async with _failures("saving the recovery token"), self._pool.acquire() as conn:
+        async with (
+            _failures("saving the recovery token"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            if fence is not None:
+                await check_fence(conn, fence, account)
             await conn.execute(sql.SAVE_RECOVERY_TOKEN, account, token, expires_at, oauth_session)
 
     async def load_recovery_token(self, account: str) -> RecoveryToken | None:
@@ -295,8 +320,14 @@ class Store:
 
     # --- in-flight snapshots ------------------------------------------------------
 
-    async def save_snapshot(self, account: str, data: bytes) -> None:
-        async with _failures("saving the snapshot"), self._pool.acquire() as conn:
+    async def save_snapshot(self, account: str, data: bytes, *, fence: Lease | None = None) -> None:
+        async with (
+            _failures("saving the snapshot"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            if fence is not None:
+                await check_fence(conn, fence, account)
             await conn.execute(
                 "INSERT INTO session_snapshots (account, data, taken_at) VALUES ($1, $2, now()) "
                 "ON CONFLICT (account) DO UPDATE SET data = EXCLUDED.data, taken_at = now()",
@@ -367,14 +398,26 @@ class Store:
         claimer: str,
         lease_seconds: float,
         account: str | None = None,
+        *,
+        fence: Lease | None = None,
     ) -> list[OutboxItem]:
         """Claim up to ``limit`` due rows of ``writer`` for ``lease_seconds`` (one statement).
 
         Rows another claimer holds are skipped, never waited for. A row whose
         previous claim lapsed comes back marked ``uncertain``. ``claimer`` must be
         unique per dispatcher incarnation (e.g. host, pid and a random suffix).
+        With a ``fence`` only rows of the fence's account are claimed, and only
+        while its lease is current.
         """
-        async with _failures(f"claiming outbox rows for {writer!r}"), self._pool.acquire() as conn:
+        if fence is not None:
+            account = account or fence.account
+        async with (
+            _failures(f"claiming outbox rows for {writer!r}"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            if fence is not None:
+                await check_fence(conn, fence, account)
             rows = await conn.fetch(
                 sql.CLAIM_DUE, writer, limit, claimer, float(lease_seconds), account
             )
@@ -401,25 +444,48 @@ class Store:
             )
         return items
 
-    async def _settle(self, action: str, query: str, *args: object) -> bool:
-        async with _failures(action), self._pool.acquire() as conn:
+    async def _settle(self, action: str, fence: Lease | None, query: str, *args: object) -> bool:
+        async with _failures(action), self._pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await check_fence(conn, fence)
             return _count(await conn.execute(query, *args)) == 1
 
     async def mark_sent(
-        self, item_id: int, claimer: str, crm_record_id: str | None, outcome: Outcome
+        self,
+        item_id: int,
+        claimer: str,
+        crm_record_id: str | None,
+        outcome: Outcome,
+        *,
+        fence: Lease | None = None,
     ) -> bool:
-        """Record the CRM's answer. False if ``claimer`` no longer holds the row."""
+        """Record the CRM's answer. False if ``claimer`` no longer holds the row; with a
+        ``fence``, :class:`~sscl_daemon.store.leases.LeaseLostError` once it is deposed."""
         return await self._settle(
-            "marking a call sent", sql.MARK_SENT, item_id, claimer, crm_record_id, outcome.value
+            "marking a call sent",
+            fence,
+            sql.MARK_SENT,
+            item_id,
+            claimer,
+            crm_record_id,
+            outcome.value,
         )
 
     async def schedule_retry(
-        self, item_id: int, claimer: str, delay_seconds: float, error: str, uncertain: bool
+        self,
+        item_id: int,
+        claimer: str,
+        delay_seconds: float,
+        error: str,
+        uncertain: bool,
+        *,
+        fence: Lease | None = None,
     ) -> bool:
         """Back to pending after ``delay_seconds``. ``uncertain`` is sticky: once an attempt
         may have reached the CRM, every later attempt must check first."""
         return await self._settle(
             "scheduling a retry",
+            fence,
             sql.SCHEDULE_RETRY,
             item_id,
             claimer,
@@ -428,9 +494,13 @@ class Store:
             uncertain,
         )
 
-    async def mark_dead(self, item_id: int, claimer: str, reason: str) -> bool:
+    async def mark_dead(
+        self, item_id: int, claimer: str, reason: str, *, fence: Lease | None = None
+    ) -> bool:
         """Park the row (no more attempts) until :meth:`retry_dead`."""
-        return await self._settle("parking a call as dead", sql.MARK_DEAD, item_id, claimer, reason)
+        return await self._settle(
+            "parking a call as dead", fence, sql.MARK_DEAD, item_id, claimer, reason
+        )
 
     async def retry_dead(
         self,
@@ -508,6 +578,30 @@ class Store:
         # Work may have been announced while nobody listened: let every dispatcher look.
         for notifier in self._notifiers:
             notifier.notify()
+
+    # --- account leases (active/standby, fleets) -----------------------------------
+
+    async def acquire_lease(self, account: str, holder: str, ttl: float) -> Lease | None:
+        """Take ``account``'s lease for ``ttl`` seconds if nobody holds it; never waits.
+
+        None while another live instance (or this store already) holds it. The
+        returned lease carries a fencing token higher than every earlier holder's.
+        Renew it every ``ttl / 3`` seconds.
+        """
+        return await self._leases.acquire(account, holder, ttl)
+
+    async def renew_lease(self, lease: Lease) -> bool:
+        """Heartbeat. False means the lease is lost: stop processing its account."""
+        return await self._leases.renew(lease)
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Give the lease up so that a standby takes over at once."""
+        await self._leases.release(lease)
+
+    async def lease_holders(self, account: str | None = None) -> list[LeaseInfo]:
+        """Every account's lease (who, since when, until when, token) for ``status``."""
+        async with _failures("reading the leases"), self._pool.acquire() as conn:
+            return await lease_holders(conn, account)
 
     # --- views ---------------------------------------------------------------------
 

@@ -1,0 +1,375 @@
+"""Account leases: which daemon instance may process an account (active/standby, fleets).
+
+Where it sits: the daemon asks the store for an account's lease before it opens the
+account's WebSocket subscription and commits anything; a standby instance keeps
+asking (``Store.acquire_lease``, non-blocking) until it gets it. The holder renews
+the lease every third of its TTL and stops processing the account as soon as a
+renewal says the lease is lost. The store's own writes take the lease as a
+``fence`` and refuse (:class:`LeaseLostError`) once another instance took over.
+
+Design: a session-level advisory lock for liveness, combined with the ``leases`` row
+for the fencing token.
+
+* The advisory lock (key ``hashtextextended('sscl-lease:' || account, 0)``) is taken on
+  one dedicated connection per :class:`LeaseKeeper` (one per store, shared by every
+  account the instance holds). PostgreSQL drops the lock the moment that session
+  ends, so a holder killed with SIGKILL (the kernel closes its socket) or whose
+  connection is terminated is replaced on the standby's next attempt, not after a TTL.
+* The row carries the holder's name, an expiry (renewed by the heartbeat) and the
+  ``fencing_token``, which grows by one on every acquisition and is never reset (a
+  release only expires the row). ``updated_at`` is when the current holder took the
+  lease (renewals move only ``expires_at``).
+* Fenced writes read the row ``FOR SHARE`` inside their own transaction and compare the
+  token; a takeover updates the row, so it waits for a fenced write in progress to
+  commit, and every fenced write after it sees the new token. A write is thus
+  refused exactly when a newer holder exists.
+
+Failure modes and how they end:
+
+* Holder SIGKILLed, or its lease connection terminated (``pg_terminate_backend``, a
+  server restart): the lock goes with the session; the next attempt of a standby wins
+  (takeover time = the standby's polling interval). The old holder's next renewal
+  fails (its connection is gone) and its fenced writes are refused.
+* Network cut without a FIN/RST (cable, partition): the server notices a dead client
+  only through TCP keepalives, so the lease connection asks for keepalives after 2 s
+  idle, every 1 s, 3 probes (about 5 s). As a backstop, a contender that finds the row
+  expired while the lock is still held terminates the backend holding the lock (this
+  needs the same database role, a superuser or ``pg_signal_backend``; otherwise the
+  contender waits for the keepalives). On the holder's side a renewal that gets no
+  answer within a third of the TTL counts as lost, so a partitioned holder stops
+  before its row expires.
+* Holder frozen (SIGSTOP, swapped out) past its TTL: its row expires, a contender
+  terminates its lock session and takes over with a higher token; when the holder
+  wakes up its renewal fails and its fenced writes are refused.
+* The lease connection dies while no one else wants the account: renewals return
+  False (the daemon must re-acquire); fenced writes with the old token still pass,
+  which is safe because no newer holder exists.
+* Through a pooler in transaction mode (PgBouncer) session-level advisory locks do not
+  work: point the store at PostgreSQL directly (or a session-mode pool).
+* A CRM request already on the wire when the lease is lost cannot be recalled: the
+  deposed instance's ``mark_sent`` is refused, its claim lapses, and the new holder
+  sends the call again as "uncertain", which makes the writer look for the record
+  first (the outbox's normal at-least-once path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+# The server notices a vanished lease holder in about idle + interval * count seconds.
+_KEEPALIVE_SETTINGS = {
+    "application_name": "sscl-daemon lease",
+    "tcp_keepalives_idle": "2",
+    "tcp_keepalives_interval": "1",
+    "tcp_keepalives_count": "3",
+}
+# How long a contender waits for a stale holder's session to end after terminating it.
+_TERMINATE_WAIT_MS = 2000
+_MIN_TTL = 1.0
+
+_LOCK_KEY = "hashtextextended('sscl-lease:' || $1, 0)"
+
+TRY_LOCK = f"SELECT pg_try_advisory_lock({_LOCK_KEY})"
+UNLOCK = f"SELECT pg_advisory_unlock({_LOCK_KEY})"
+
+# pg_locks shows a bigint advisory key as its high and low 32 bits.
+_LOCK_HELD = """
+    l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND l.classid::bigint = (k.key >> 32) & 4294967295
+    AND l.objid::bigint = k.key & 4294967295
+"""
+
+TERMINATE_STALE = f"""
+SELECT pg_terminate_backend(l.pid, {_TERMINATE_WAIT_MS})
+FROM leases AS s
+CROSS JOIN LATERAL (SELECT {_LOCK_KEY.replace("$1", "s.account")} AS key) AS k
+JOIN pg_locks AS l ON {_LOCK_HELD}
+WHERE s.account = $1 AND s.expires_at < now() AND l.pid <> pg_backend_pid()
+"""
+
+TAKE = """
+INSERT INTO leases AS s (account, holder, expires_at, fencing_token, updated_at)
+VALUES ($1, $2, now() + make_interval(secs => $3), 1, now())
+ON CONFLICT (account) DO UPDATE SET
+    holder = EXCLUDED.holder,
+    expires_at = EXCLUDED.expires_at,
+    fencing_token = s.fencing_token + 1,
+    updated_at = now()
+RETURNING fencing_token, updated_at AS acquired_at, expires_at
+"""
+
+RENEW = """
+UPDATE leases SET expires_at = now() + make_interval(secs => $3)
+WHERE account = $1 AND fencing_token = $2
+RETURNING expires_at
+"""
+
+GIVE_UP = """
+UPDATE leases SET expires_at = least(expires_at, now())
+WHERE account = $1 AND fencing_token = $2
+"""
+
+HOLDERS = f"""
+SELECT s.account, s.holder, s.updated_at AS acquired_at, s.expires_at, s.fencing_token,
+       s.expires_at > now() AS current,
+       EXISTS (SELECT 1 FROM pg_locks AS l WHERE {_LOCK_HELD}) AS connected
+FROM leases AS s
+CROSS JOIN LATERAL (SELECT {_LOCK_KEY.replace("$1", "s.account")} AS key) AS k
+WHERE ($1::text IS NULL OR s.account = $1)
+ORDER BY s.account
+"""
+
+CURRENT_TOKEN = "SELECT fencing_token FROM leases WHERE account = $1 FOR SHARE"
+
+
+class LeaseLostError(StoreError):
+    """A fenced write was refused: another instance holds the account's lease now.
+
+    Stop processing the account (do not retry the write); try to acquire the lease
+    again later. A subclass of :class:`StoreError` so that generic handlers at least
+    never treat it as success.
+    """
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to process ``account``, proven by ``token`` (the fencing token)."""
+
+    account: str
+    holder: str
+    token: int
+    ttl: float
+    acquired_at: datetime
+    # As granted; renewals move the expiry in the database, not in this value.
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """An account's lease as ``sscl-daemon status`` shows it."""
+
+    account: str
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+    token: int
+    # The holder's heartbeat is recent enough (expires_at is in the future).
+    current: bool
+    # The holder's lease connection is alive (its advisory lock is held).
+    connected: bool
+
+    @property
+    def held(self) -> bool:
+        """Someone holds the account now (a released lease is neither current nor connected)."""
+        return self.current and self.connected
+
+
+async def check_fence(conn: Connection, fence: Lease, account: str | None = None) -> None:
+    """Inside a transaction: raise :class:`LeaseLostError` unless ``fence`` is still current.
+
+    Locks the lease row against a takeover until the transaction ends, so the
+    writes that follow in the same transaction happen before any new holder's.
+    """
+    if account is not None and account != fence.account:
+        raise ValueError(f"the fence is the lease of account {fence.account!r}, not of {account!r}")
+    current = await conn.fetchval(CURRENT_TOKEN, fence.account)
+    if current != fence.token:
+        newer = "no lease row" if current is None else f"token {current}"
+        raise LeaseLostError(
+            f"lease of account {fence.account!r} lost by {fence.holder!r}: its fencing token "
+            f"{fence.token} is no longer current ({newer}); another instance took over"
+        )
+
+
+def _check_ttl(ttl: float) -> float:
+    if ttl < _MIN_TTL:
+        raise ValueError(f"lease ttl must be at least {_MIN_TTL} s (got {ttl})")
+    return float(ttl)
+
+
+class LeaseKeeper:
+    """The leases of one store: one dedicated connection holding every advisory lock.
+
+    Calls are serialised (one connection); each answers within a third of the lease
+    TTL or treats the connection as dead, which loses every lease it held.
+    """
+
+    def __init__(self, dsn: str, password: str | None, connect_timeout: float) -> None:
+        self._dsn = dsn
+        self._password = password
+        self._connect_timeout = connect_timeout
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+        # account -> the lease held on the current connection
+        self._held: dict[str, Lease] = {}
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def _connection(self) -> asyncpg.Connection[asyncpg.Record]:
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        self._drop_connection()
+        try:
+            self._conn = await asyncpg.connect(
+                self._dsn,
+                password=self._password,
+                timeout=self._connect_timeout,
+                server_settings=_KEEPALIVE_SETTINGS,
+            )
+        except DATABASE_ERRORS as exc:
+            raise StoreError(f"store: opening the lease connection failed: {exc}") from None
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        """Forget the connection and with it every lease (its locks die with the session)."""
+        if self._conn is not None:
+            self._conn.terminate()
+        self._conn = None
+        self._held.clear()
+
+    async def acquire(self, account: str, holder: str, ttl: float) -> Lease | None:
+        """Take the lease of ``account`` if nobody holds it (never waits for a holder).
+
+        Returns None while another live instance holds it, or while this keeper
+        already does (renew that lease instead).
+        """
+        seconds = _check_ttl(ttl)
+        if self._closed:
+            raise StoreError("store: the store is closed; no lease can be acquired")
+        async with self._lock:
+            if account in self._held and self._conn is not None and not self._conn.is_closed():
+                return None
+            conn = await self._connection()
+            timeout = seconds / 3
+            try:
+                got = await conn.fetchval(TRY_LOCK, account, timeout=timeout)
+                if not got:
+                    got = await self._take_from_stale_holder(conn, account, timeout)
+                if not got:
+                    return None
+                try:
+                    row = await conn.fetchrow(TAKE, account, holder, seconds, timeout=timeout)
+                except BaseException:
+                    with contextlib.suppress(*DATABASE_ERRORS):
+                        await conn.fetchval(UNLOCK, account, timeout=timeout)
+                    raise
+            except DATABASE_ERRORS as exc:
+                self._drop_connection()
+                raise StoreError(
+                    f"store: acquiring the lease of {account!r} failed: {exc}"
+                ) from None
+            assert row is not None
+            lease = Lease(
+                account=account,
+                holder=holder,
+                token=int(row["fencing_token"]),
+                ttl=seconds,
+                acquired_at=row["acquired_at"],
+                expires_at=row["expires_at"],
+            )
+            self._held[account] = lease
+            return lease
+
+    async def _take_from_stale_holder(
+        self, conn: asyncpg.Connection[asyncpg.Record], account: str, wait: float
+    ) -> bool:
+        """End the session of a holder whose lease expired (frozen or cut off), then retry."""
+        try:
+            ended = await conn.fetch(
+                TERMINATE_STALE, account, timeout=wait + _TERMINATE_WAIT_MS / 1000
+            )
+        except asyncpg.InsufficientPrivilegeError:
+            return False  # Not allowed to end it: the server's keepalives will.
+        if not any(row[0] for row in ended):
+            return False
+        return bool(await conn.fetchval(TRY_LOCK, account, timeout=wait))
+
+    async def renew(self, lease: Lease) -> bool:
+        """Heartbeat: move the expiry one TTL ahead. False = lost (stop processing the account)."""
+        async with self._lock:
+            if self._held.get(lease.account) != lease:
+                return False
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                self._drop_connection()
+                return False
+            try:
+                row = await conn.fetchrow(
+                    RENEW, lease.account, lease.token, lease.ttl, timeout=lease.ttl / 3
+                )
+            except DATABASE_ERRORS:
+                self._drop_connection()
+                return False
+            if row is None:
+                await self._unlock(conn, lease)
+                return False
+            return True
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease up now (a standby may take it at once). Lost leases are ignored."""
+        async with self._lock:
+            if self._held.get(lease.account) != lease:
+                return
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                self._drop_connection()
+                return
+            try:
+                await conn.execute(GIVE_UP, lease.account, lease.token, timeout=lease.ttl / 3)
+            except DATABASE_ERRORS:
+                self._drop_connection()
+                return
+            await self._unlock(conn, lease)
+
+    async def _unlock(self, conn: asyncpg.Connection[asyncpg.Record], lease: Lease) -> None:
+        del self._held[lease.account]
+        try:
+            await conn.fetchval(UNLOCK, lease.account, timeout=lease.ttl / 3)
+        except DATABASE_ERRORS:
+            self._drop_connection()
+
+    def held(self) -> list[Lease]:
+        """The leases this keeper believes it holds (renew to be sure)."""
+        return list(self._held.values())
+
+    async def close(self) -> None:
+        """Release every lease and close the lease connection."""
+        if self._closed:
+            return
+        for lease in self.held():
+            await self.release(lease)
+        self._closed = True
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                with contextlib.suppress(*DATABASE_ERRORS):
+                    await asyncio.wait_for(self._conn.close(), 5.0)
+            self._drop_connection()
+
+
+async def lease_holders(conn: Connection, account: str | None = None) -> list[LeaseInfo]:
+    rows = await conn.fetch(HOLDERS, account)
+    return [
+        LeaseInfo(
+            account=r["account"],
+            holder=r["holder"],
+            acquired_at=r["acquired_at"],
+            expires_at=r["expires_at"],
+            token=int(r["fencing_token"]),
+            current=bool(r["current"]),
+            connected=bool(r["connected"]),
+        )
+        for r in rows
+    ]

@@ -1,0 +1,310 @@
+"""Account leases on a real PostgreSQL: contention, takeover, fencing, many accounts.
+
+Two (or three) stores on the same database stand for daemon instances on different
+machines. Takeover is waited for by polling ``acquire_lease`` with a deadline, the
+way a standby does; the bound asserted is the issue's 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from sscl_daemon.config import StoreSettings
+from sscl_daemon.store import (
+    Checkpoint,
+    Lease,
+    LeaseLostError,
+    OutboxStatus,
+    Outcome,
+    Store,
+)
+from sscl_daemon.store.testing import sample_call
+
+ACCOUNT = "1000"
+TTL = 3.0
+TAKEOVER_BOUND = 10.0
+POLL = 0.1
+
+HOLDER_PIDS = """
+SELECT l.pid FROM pg_locks AS l,
+     (SELECT hashtextextended('sscl-lease:' || $1, 0) AS key) AS k
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid::bigint = (k.key >> 32) & 4294967295
+  AND l.objid::bigint = k.key & 4294967295
+"""
+
+
+async def open_store(dsn: str, tmp_path: Path) -> Store:
+    return await Store.open(StoreSettings(dsn=dsn, pool_max_size=2), tmp_path)
+
+
+@pytest.fixture
+async def other(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A second instance on the same database."""
+    opened = await open_store(pg_dsn, tmp_path)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def terminate_holder(dsn: str, account: str) -> int:
+    """Cut the lease connection of whoever holds ``account`` (as a failing network would)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        pids = [int(r["pid"]) for r in await conn.fetch(HOLDER_PIDS, account)]
+        assert len(pids) == 1, pids
+        assert await conn.fetchval("SELECT pg_terminate_backend($1, 5000)", pids[0])
+        return pids[0]
+    finally:
+        await conn.close()
+
+
+async def take_over(store: Store, account: str, holder: str) -> tuple[Lease, float]:
+    """Poll like a standby until the lease is ours; returns it and the seconds it took."""
+    started = time.monotonic()
+    async with asyncio.timeout(TAKEOVER_BOUND):
+        while True:
+            lease = await store.acquire_lease(account, holder, TTL)
+            if lease is not None:
+                return lease, time.monotonic() - started
+            await asyncio.sleep(POLL)
+
+
+async def test_two_holders_contend_and_only_one_wins(store: Store, other: Store) -> None:
+    results = await asyncio.gather(
+        store.acquire_lease(ACCOUNT, "host-a", TTL), other.acquire_lease(ACCOUNT, "host-b", TTL)
+    )
+    won = [lease for lease in results if lease is not None]
+    assert len(won) == 1
+    assert won[0].token == 1
+    # The loser keeps losing while the winner lives, and so does a second try by the winner.
+    loser = other if results[0] is not None else store
+    winner = store if loser is other else other
+    assert await loser.acquire_lease(ACCOUNT, "host-c", TTL) is None
+    assert await winner.acquire_lease(ACCOUNT, "host-d", TTL) is None
+    [info] = await loser.lease_holders()
+    assert (info.account, info.holder, info.token) == (ACCOUNT, won[0].holder, 1)
+    assert info.held
+    assert info.current
+    assert info.connected
+    assert info.acquired_at <= info.expires_at
+
+
+async def test_terminated_connection_hands_the_lease_over_with_a_higher_token(
+    store: Store, other: Store, pg_dsn: str
+) -> None:
+    first = await store.acquire_lease(ACCOUNT, "host-a", TTL)
+    assert first is not None
+    assert await other.acquire_lease(ACCOUNT, "host-b", TTL) is None
+    await terminate_holder(pg_dsn, ACCOUNT)
+    second, seconds = await take_over(other, ACCOUNT, "host-b")
+    print(f"takeover after the holder's connection was cut: {seconds:.3f} s")
+    assert second.token > first.token
+    assert not await store.renew_lease(first)
+    [info] = await store.lease_holders()
+    assert (info.holder, info.token) == ("host-b", second.token)
+
+
+async def test_sigkilled_holder_process_is_replaced_within_the_bound(
+    other: Store, pg_dsn: str, tmp_path: Path
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, pathlib, sys
+        from sscl_daemon.config import StoreSettings
+        from sscl_daemon.store import Store
+
+        async def main() -> None:
+            store = await Store.open(StoreSettings(dsn={pg_dsn!r}), pathlib.Path({str(tmp_path)!r}))
+            lease = await store.acquire_lease({ACCOUNT!r}, "doomed", {TTL})
+            print("token", lease.token if lease else None, flush=True)
+            await asyncio.sleep(600)
+
+        asyncio.run(main())
+        """
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line.decode().strip() == "token 1", line
+        assert await other.acquire_lease(ACCOUNT, "standby", TTL) is None
+        process.send_signal(signal.SIGKILL)
+        lease, seconds = await take_over(other, ACCOUNT, "standby")
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await asyncio.wait_for(process.wait(), 10)
+    print(f"takeover after SIGKILL of the holder: {seconds:.3f} s")
+    assert lease.token == 2
+
+
+async def test_deposed_holder_cannot_write(store: Store, other: Store, pg_dsn: str) -> None:
+    first = await store.acquire_lease(ACCOUNT, "host-a", TTL)
+    assert first is not None
+    cp = Checkpoint(last_event_time=datetime(2026, 1, 5, 10, tzinfo=UTC), last_sequence=1)
+    assert await store.commit_batch(ACCOUNT, [sample_call(1)], ["crm"], cp, fence=first) == 1
+    [claimed] = await store.claim_due("crm", 10, "host-a:1", 60.0, fence=first)
+
+    await terminate_holder(pg_dsn, ACCOUNT)
+    second, _ = await take_over(other, ACCOUNT, "host-b")
+
+    later = Checkpoint(last_event_time=datetime(2026, 1, 5, 11, tzinfo=UTC), last_sequence=2)
+    with pytest.raises(LeaseLostError, match="no longer current"):
+        await store.commit_batch(ACCOUNT, [sample_call(2)], ["crm"], later, fence=first)
+    with pytest.raises(LeaseLostError):
+        await store.mark_sent(claimed.id, "host-a:1", "crm-1", Outcome.CREATED, fence=first)
+    with pytest.raises(LeaseLostError):
+        await store.schedule_retry(claimed.id, "host-a:1", 1.0, "boom", True, fence=first)
+    with pytest.raises(LeaseLostError):
+        await store.mark_dead(claimed.id, "host-a:1", "bad", fence=first)
+    with pytest.raises(LeaseLostError):
+        await store.claim_due("crm", 10, "host-a:1", 60.0, fence=first)
+    with pytest.raises(LeaseLostError):
+        await store.save_snapshot(ACCOUNT, b"old", fence=first)
+    with pytest.raises(LeaseLostError):
+        await store.save_recovery_token(
+            ACCOUNT, "wsc", datetime(2026, 1, 5, 12, tzinfo=UTC), "oauth", fence=first
+        )
+    # Nothing of the refused writes landed: one call, the first checkpoint, the row in flight.
+    rows = await other.outbox_rows()
+    assert [(r.call_key, r.status) for r in rows] == [(sample_call(1).key, OutboxStatus.IN_FLIGHT)]
+    loaded = await other.load_checkpoint(ACCOUNT)
+    assert loaded is not None
+    assert loaded.last_sequence == 1
+    assert await other.load_snapshot(ACCOUNT) is None
+    assert await other.load_recovery_token(ACCOUNT) is None
+    # The new holder writes normally.
+    assert await other.commit_batch(ACCOUNT, [sample_call(2)], ["crm"], later, fence=second) == 1
+    await other.save_snapshot(ACCOUNT, b"new", fence=second)
+    assert await other.load_snapshot(ACCOUNT) == b"new"
+
+
+async def test_a_fence_only_covers_its_own_account(store: Store) -> None:
+    lease = await store.acquire_lease(ACCOUNT, "host-a", TTL)
+    assert lease is not None
+    with pytest.raises(ValueError, match="not of '2000'"):
+        await store.commit_batch("2000", [sample_call(1)], ["crm"], None, fence=lease)
+    assert await store.outbox_rows() == []
+
+
+async def test_fenced_write_without_any_lease_row_is_refused(store: Store, other: Store) -> None:
+    lease = await store.acquire_lease(ACCOUNT, "host-a", TTL)
+    assert lease is not None
+    forged = Lease(ACCOUNT, "host-a", lease.token + 1, TTL, lease.acquired_at, lease.expires_at)
+    with pytest.raises(LeaseLostError, match=f"token {lease.token}"):
+        await other.commit_batch(ACCOUNT, [sample_call(1)], ["crm"], None, fence=forged)
+    unknown = Lease("9999", "host-a", 1, TTL, lease.acquired_at, lease.expires_at)
+    with pytest.raises(LeaseLostError, match="no lease row"):
+        await other.save_snapshot("9999", b"x", fence=unknown)
+
+
+async def test_many_accounts_are_leased_independently(
+    store: Store, other: Store, pg_dsn: str, tmp_path: Path
+) -> None:
+    accounts = [f"acc-{n}" for n in range(6)]
+    for account in accounts[:3]:
+        assert await store.acquire_lease(account, "host-a", TTL) is not None
+    for account in accounts[3:]:
+        assert await other.acquire_lease(account, "host-b", TTL) is not None
+    for account in accounts:
+        assert await store.acquire_lease(account, "host-a", TTL) is None
+        assert await other.acquire_lease(account, "host-b", TTL) is None
+    infos = await store.lease_holders()
+    assert [(i.account, i.holder, i.held) for i in infos] == [
+        (a, "host-a" if n < 3 else "host-b", True) for n, a in enumerate(accounts)
+    ]
+    # host-a dies: a third instance picks up exactly its accounts, host-b keeps its own.
+    third = await open_store(pg_dsn, tmp_path)
+    try:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            pids = {int(r["pid"]) for a in accounts[:3] for r in await conn.fetch(HOLDER_PIDS, a)}
+            assert len(pids) == 1  # one lease connection carries all of an instance's leases
+            await conn.execute("SELECT pg_terminate_backend($1, 5000)", pids.pop())
+        finally:
+            await conn.close()
+        moved = [await take_over(third, account, "host-c") for account in accounts[:3]]
+        assert [lease.token for lease, _ in moved] == [2, 2, 2]
+        for account in accounts[3:]:
+            assert await third.acquire_lease(account, "host-c", TTL) is None
+        holders = {i.account: i.holder for i in await other.lease_holders()}
+        assert holders == {a: "host-c" if n < 3 else "host-b" for n, a in enumerate(accounts)}
+    finally:
+        await third.close()
+
+
+async def test_renewal_extends_and_reports_loss(store: Store, other: Store, pg_dsn: str) -> None:
+    lease = await store.acquire_lease(ACCOUNT, "host-a", TTL)
+    assert lease is not None
+    [before] = await store.lease_holders(ACCOUNT)
+    assert await store.renew_lease(lease)
+    [after] = await store.lease_holders(ACCOUNT)
+    assert after.expires_at > before.expires_at
+    assert after.acquired_at == before.acquired_at
+    assert after.token == before.token
+    await terminate_holder(pg_dsn, ACCOUNT)
+    await take_over(other, ACCOUNT, "host-b")
+    assert not await store.renew_lease(lease)
+    assert not await store.renew_lease(lease)  # stays lost; re-acquiring is the way back
+    assert await store.acquire_lease(ACCOUNT, "host-a", TTL) is None
+
+
+async def test_lost_connection_without_a_rival_is_reported_and_reacquirable(
+    store: Store, pg_dsn: str
+) -> None:
+    lease = await store.acquire_lease(ACCOUNT, "host-a", TTL)
+    assert lease is not None
+    await terminate_holder(pg_dsn, ACCOUNT)
+    assert not await store.renew_lease(lease)
+    again = await store.acquire_lease(ACCOUNT, "host-a", TTL)
+    assert again is not None
+    assert again.token == lease.token + 1
+
+
+async def test_release_hands_over_at_once_and_tokens_never_go_back(
+    store: Store, other: Store
+) -> None:
+    tokens = []
+    for holder, mine in [("host-a", store), ("host-b", other), ("host-a", store)]:
+        lease = await mine.acquire_lease(ACCOUNT, holder, TTL)
+        assert lease is not None
+        tokens.append(lease.token)
+        await mine.release_lease(lease)
+        [info] = await mine.lease_holders(ACCOUNT)
+        assert not info.held
+        assert not await mine.renew_lease(lease)
+    assert tokens == [1, 2, 3]
+
+
+async def test_expired_holder_that_stopped_heartbeating_is_deposed(
+    store: Store, other: Store
+) -> None:
+    """A frozen holder keeps its connection (and lock) but not its lease after the TTL."""
+    frozen = await store.acquire_lease(ACCOUNT, "host-a", 1.0)
+    assert frozen is not None
+    assert await other.acquire_lease(ACCOUNT, "host-b", TTL) is None
+    lease, seconds = await take_over(other, ACCOUNT, "host-b")
+    print(f"takeover from a holder that stopped renewing (ttl 1 s): {seconds:.3f} s")
+    assert lease.token == frozen.token + 1
+    assert not await store.renew_lease(frozen)
+    with pytest.raises(LeaseLostError):
+        await store.save_snapshot(ACCOUNT, b"stale", fence=frozen)
+
+
+async def test_ttl_below_a_second_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match=r"at least 1\.0 s"):
+        await store.acquire_lease(ACCOUNT, "host-a", 0.2)
