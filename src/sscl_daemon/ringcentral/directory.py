@@ -15,7 +15,6 @@ import msgspec
 import structlog
 
 from sscl_daemon.calls.directory import Directory, DirectoryError
-from sscl_daemon.ringcentral.auth import AuthError
 from sscl_daemon.ringcentral.ratelimit import Sleep
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
@@ -36,13 +35,14 @@ async def keep_fresh(
     *,
     sleep: Sleep = asyncio.sleep,
 ) -> None:
-    """Reload every `interval` seconds forever; failures keep the previous directory."""
+    """Reload every `interval` seconds forever; failures keep the previous directory.
+
+    `AuthError` (credentials revoked) is not caught: it is fatal for the whole daemon.
+    """
     while True:
         await sleep(interval)
         try:
             directory = await load_directory(rest)
-        except AuthError:
-            raise
         except (ApiError, RetriesExhausted, DirectoryError) as exc:
             log.warning("ringcentral.directory.reload_failed", error=str(exc))
             continue

@@ -35,7 +35,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from sscl_daemon.config import RingCentralSettings
-from sscl_daemon.ringcentral.auth import AuthError
 from sscl_daemon.ringcentral.ratelimit import Sleep
 from sscl_daemon.ringcentral.records import WsToken
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
@@ -287,8 +286,6 @@ class Subscription:
         wsc = self._usable_wsc()
         try:
             token = await self._ws_token()
-        except AuthError:
-            raise
         except (RetriesExhausted, ApiError) as exc:
             return _Outcome(f"no ws token: {exc}", healthy=False)
         query = {"access_token": token.ws_access_token}
