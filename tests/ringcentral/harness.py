@@ -47,10 +47,11 @@ CALL_LOG_DELAY = 0.3
 WAIT = 20.0
 
 
-def fast_profile(**changes: object) -> PlatformProfile:
+def fast_profile(strict: bool = False, **changes: object) -> PlatformProfile:
     base: dict[str, object] = {"recovery_timeout_s": 30.0, "call_log_delay_s": CALL_LOG_DELAY}
     base.update(changes)
-    return PlatformProfile.lenient().with_changes(**base)
+    profile = PlatformProfile.strict() if strict else PlatformProfile.lenient()
+    return profile.with_changes(**base)
 
 
 def client_settings(sim: Simulator, **changes: float) -> RingCentralSettings:
@@ -73,8 +74,9 @@ def client_settings(sim: Simulator, **changes: float) -> RingCentralSettings:
 
 
 @contextlib.asynccontextmanager
-async def simulator(**profile: object) -> AsyncIterator[Simulator]:
-    async with Simulator(SimulatorConfig(seed=7, users=10, profile=fast_profile(**profile))) as sim:
+async def simulator(strict: bool = False, **profile: object) -> AsyncIterator[Simulator]:
+    config = SimulatorConfig(seed=7, users=10, profile=fast_profile(strict, **profile))
+    async with Simulator(config) as sim:
         yield sim
 
 

@@ -123,3 +123,22 @@ async def test_stream_yields_items_as_an_async_iterator() -> None:
                 if notifications == 3:
                     break
         assert subscription.stats.notifications >= 3
+
+
+async def test_strict_platform_single_use_ws_tokens_and_replay_overlap() -> None:
+    # strict: a ws token works once (a reused one is closed with 4401), replays overlap
+    async with simulator(strict=True) as sim, client(sim) as made, Pipeline(sim, made) as pipe:
+        await pipe.streaming()
+        calls = Calls(sim)
+        stats = pipe.subscription.stats
+        for round_, abrupt in enumerate((True, False)):
+            seen = pipe.notifications
+            calls.place(4)
+            await wait_for(lambda: pipe.notifications > seen, "traffic")  # noqa: B023
+            assert await sim.drop_websocket(abrupt=abrupt) == 1
+            await wait_for(lambda: stats.recoveries == round_ + 1, "a recovery")  # noqa: B023
+        await pipe.logged(calls.expected())
+        await sim.wait_idle()
+        assert sorted(pipe.keys()) == sorted(calls.expected())
+        assert pipe.gaps == []
+        assert stats.connections >= 5, "each reused token was refused, then a new one worked"
