@@ -174,7 +174,7 @@ async def test_sigterm_commits_drains_and_exits_zero(
 
 
 async def test_sigkill_at_random_moments_loses_nothing_and_logs_nothing_twice(
-    world: tuple[Simulator, WebhookReceiverState, DaemonProcess], tmp_path: Path
+    world: tuple[Simulator, WebhookReceiverState, DaemonProcess], tmp_path: Path, pg_dsn: str
 ) -> None:
     sim, crm, daemon = world
     rng = random.Random(20261124)
@@ -184,9 +184,12 @@ async def test_sigkill_at_random_moments_loses_nothing_and_logs_nothing_twice(
     try:
         for _ in range(3):
             await asyncio.sleep(rng.uniform(0.2, 1.5))
+            print("DIAG kill at", datetime.now(UTC))
             assert await daemon.signal(signal.SIGKILL) == -signal.SIGKILL
+            print("DIAG restart at", datetime.now(UTC))
             daemon.start()
             await daemon.ready()
+            print("DIAG ready at", datetime.now(UTC))
         await asyncio.wait_for(traffic, 60)
     finally:
         traffic.cancel()
@@ -199,6 +202,19 @@ async def test_sigkill_at_random_moments_loses_nothing_and_logs_nothing_twice(
     with contextlib.suppress(AssertionError):
         await wait_until(lambda: not missing(), 60, "every call in the CRM")
     extra = set(crm.deliveries) - expected
+    for key in missing():
+        tsid = key.split(":")[0]
+        for n in range(1, daemon.runs + 1):
+            text = (tmp_path / f"daemon-{n}.log").read_text()
+            print("DIAG run", n, [line[:600] for line in text.splitlines() if tsid in line])
+        for c in sim.calls:
+            if tsid in c.telephony_session_ids:
+                print("DIAG", key, c.kind, c.start, [(e.offset_ms, e.body.get("telephonySessionId")[-6:], e.body.get("sequence"), e.extension_id, [p.get("status", {}).get("code") for p in e.body.get("parties", [])]) for e in c.events])
+        import asyncpg
+        conn = await asyncpg.connect(pg_dsn)
+        rows = await conn.fetch("select call_key, status, created_at, payload::text from outbox where call_key like $1 and writer='crm'", tsid + "%")
+        print("DIAG rows", [(r[0], r[1], r[2], r[3][:300]) for r in rows])
+        await conn.close()
     assert not missing(), _explain(sim, missing(), extra)
     assert not extra, _explain(sim, missing(), extra)
     keys = logged_keys(tmp_path / "state")

@@ -73,6 +73,10 @@ EXPIRE_INTERVAL = 0.25
 OUTBOX_POLL_INTERVAL = 5.0
 # Lookups of an ended session whose call-log record does not appear before giving up.
 SUSPECT_ROUNDS = 10
+# A suspect still followed by the tracker is looked up after this long without an event.
+SUSPECT_SILENCE = 10.0
+# How long before it was first seen a suspect session may have started (call-log window).
+SUSPECT_LOOKBACK = 3600.0
 REFRESH_TOKEN_FILE = "ringcentral-refresh-token"
 # The gateway's default recovery window when none was recorded (research A8).
 DEFAULT_RECOVERY_WINDOW = 180.0
@@ -133,6 +137,8 @@ class Daemon:
         self.store: Store | None = None
         self.admin_port: int | None = None
         self.calls_committed = 0
+        self._suspect_rounds: dict[str, int] = {}
+        self._startup_hold: int | None = None
         self._pipeline: Pipeline | None = None
         self._rest: RestClient | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -342,8 +348,10 @@ class Daemon:
             restored = pipeline.restore(None, checkpoint)
         # Events between the snapshot and the stop are gone from memory.
         pipeline.mark_suspects(pipeline.in_flight_sessions())
-        if checkpoint is not None:
+        if checkpoint is not None and checkpoint.last_event_time is not None:
             self._startup_gap_from = checkpoint.last_event_time
+            # Until the downtime is read from the call log, the checkpoint must not pass it.
+            self._startup_hold = pipeline.hold(checkpoint.last_event_time)
         token = await store.load_recovery_token(ACCOUNT)
         if token is not None:
             self._recovery = RecoveryPoint(
@@ -407,7 +415,7 @@ class Daemon:
         if self._startup_gap_from is not None:
             start, self._startup_gap_from = self._startup_gap_from, None
             gap = Gap(start, datetime.now(UTC), GapReason.NO_RECOVERY_TOKEN, "daemon restart")
-            self._reconcile(gap, "startup", pipeline)
+            self._reconcile(gap, "startup", pipeline, self._startup_hold)
         if not self.ready.is_set():
             self.ready.set()
             log.info("subscribed; logging calls")
@@ -419,8 +427,11 @@ class Daemon:
         if self.ready.is_set():
             self._notifier.status("subscribed; logging calls" if value else "reconnecting")
 
-    def _reconcile(self, gap: Gap, trigger: str, pipeline: Pipeline) -> None:
+    def _reconcile(
+        self, gap: Gap, trigger: str, pipeline: Pipeline, held: int | None = None
+    ) -> None:
         pipeline.mark_suspects(pipeline.in_flight_sessions())
+        hold = pipeline.hold(gap.start) if held is None else held
 
         async def close() -> None:
             reconciler = self._reconciler(pipeline)
@@ -430,6 +441,7 @@ class Daemon:
                 metrics.RECONCILE_RUNS.labels(trigger=trigger, result="error").inc()
                 raise
             await pipeline.add_reconciled(list(resolution.batch.calls))
+            pipeline.release(hold)
             metrics.RECONCILE_RUNS.labels(trigger=trigger, result="ok").inc()
 
         self._spawn(
@@ -456,21 +468,31 @@ class Daemon:
         tracker already logged is not logged again.
         """
         interval = max(self.settings.ringcentral.call_log_delay, 1.0)
-        rounds: dict[str, int] = {}
+        silent = max(SUSPECT_SILENCE, self.settings.ringcentral.call_log_delay)
+        rounds = self._suspect_rounds
         while True:
             await asyncio.sleep(interval)
-            for tsid in pipeline.take_suspects():
-                rounds.setdefault(tsid, 0)
-            if not rounds:
+            suspects, earliest = pipeline.due_suspects(datetime.now(UTC), silent)
+            if not suspects or earliest is None:
                 continue
-            resolution = await self._reconciler(pipeline).resolve_sessions(list(rounds), wait=False)
+            since = earliest - timedelta(seconds=SUSPECT_LOOKBACK)
+            resolution = await self._reconciler(pipeline).resolve_sessions(
+                suspects, since=since, wait=False
+            )
             await pipeline.add_reconciled(list(resolution.batch.calls))
-            for tsid in resolution.ended:
-                rounds.pop(tsid, None)
+            pipeline.settle_suspects(resolution.ended)
+            log.info(
+                "sessions that may have lost events checked against the call log",
+                ended=list(resolution.ended),
+                active=len(resolution.active),
+                unresolved=list(resolution.unresolved),
+                calls=[c.key for c in resolution.batch.calls],
+            )
             for tsid in resolution.unresolved:
-                rounds[tsid] += 1
+                rounds[tsid] = rounds.get(tsid, 0) + 1
                 if rounds[tsid] > SUSPECT_ROUNDS:
                     del rounds[tsid]
+                    pipeline.settle_suspects([tsid])
                     log.warning("no call-log record for a session that ended", session=tsid)
 
     # ---- periodic work ---------------------------------------------------------------

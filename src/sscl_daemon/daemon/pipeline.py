@@ -93,16 +93,50 @@ class Pipeline:
         # The RingCentral account id, as the events name it (for call-log records).
         self.account_id: str | None = None
         # Sessions that may have lost events (seen from the middle, or in flight across a
-        # gap or a restart): their call-log records are read once they end.
-        self._suspects: set[str] = set()
+        # gap or a restart) -> when they were first seen: their call-log records are read
+        # once they end, and until then the checkpoint stays before them.
+        self._suspects: dict[str, datetime] = {}
+        self._suspect_last: dict[str, datetime] = {}
+        # Gaps not yet closed from the call log -> where they start (the checkpoint waits).
+        self._holds: dict[int, datetime] = {}
+        self._next_hold = 0
 
     def mark_suspects(self, sessions: Iterable[str]) -> None:
-        self._suspects.update(sessions)
+        fallback = self._newest or datetime.now(UTC)
+        for tsid in sessions:
+            self._suspects.setdefault(tsid, self._first_seen.get(tsid, fallback))
 
-    def take_suspects(self) -> list[str]:
-        taken = sorted(self._suspects)
-        self._suspects.clear()
-        return taken
+    def suspects(self) -> list[str]:
+        return list(self._suspects)
+
+    def due_suspects(self, now: datetime, silent: float) -> tuple[list[str], datetime | None]:
+        """Suspects worth a look now, and the earliest time one of them was first seen.
+
+        A suspect the tracker still follows is probably still going: it is looked up only
+        after ``silent`` seconds without an event (its end may have been lost).
+        """
+        due: list[str] = []
+        for tsid in self._suspects:
+            last = self._suspect_last.get(tsid)
+            if tsid not in self.tracker or last is None or (now - last).total_seconds() >= silent:
+                due.append(tsid)
+        earliest = min((self._suspects[t] for t in due), default=None)
+        return due, earliest
+
+    def settle_suspects(self, sessions: Iterable[str]) -> None:
+        """Forget suspects whose call-log records were queued for commit."""
+        for tsid in sessions:
+            self._suspects.pop(tsid, None)
+            self._suspect_last.pop(tsid, None)
+
+    def hold(self, since: datetime) -> int:
+        """Keep the checkpoint at or before ``since`` until :meth:`release` (a gap being closed)."""
+        self._next_hold += 1
+        self._holds[self._next_hold] = since
+        return self._next_hold
+
+    def release(self, hold: int) -> None:
+        self._holds.pop(hold, None)
 
     def replace_tracker(self, tracker: Tracker) -> None:
         """Use ``tracker`` from now on (a reload that changed the tracker's options)."""
@@ -114,14 +148,18 @@ class Pipeline:
         return [tsid for tsid in self._first_seen if tsid in self.tracker]
 
     def checkpoint(self) -> Checkpoint | None:
+        low = self._newest
         while self._first_seen:
             tsid, first = next(iter(self._first_seen.items()))
             if tsid in self.tracker:
-                return Checkpoint(first, self._last_uuid, None)
+                low = first if low is None else min(low, first)
+                break
             self._first_seen.popitem(last=False)
-        if self._newest is None:
+        for held in (*self._holds.values(), *self._suspects.values()):
+            low = held if low is None else min(low, held)
+        if low is None:
             return None
-        return Checkpoint(self._newest, self._last_uuid, None)
+        return Checkpoint(low, self._last_uuid, None)
 
     def restore(self, snapshot: bytes | None, checkpoint: Checkpoint | None) -> int:
         """After a restart: load the tracker's snapshot and resume the low-water mark.
@@ -172,7 +210,9 @@ class Pipeline:
         calls = self.tracker.apply(event)
         at = body.event_time if body.event_time.tzinfo else body.event_time.replace(tzinfo=UTC)
         if new and body.sequence > FIRST_SEQUENCE and (calls or tsid in self.tracker):
-            self._suspects.add(tsid)
+            self._suspects.setdefault(tsid, at)
+        if tsid in self._suspects:
+            self._suspect_last[tsid] = at
         if tsid in self.tracker:
             self._first_seen.setdefault(tsid, at)
         if self._newest is None or at > self._newest:
