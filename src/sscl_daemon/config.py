@@ -181,6 +181,9 @@ class ContactSettings:
     owner_by_email: bool = True
     # RingCentral extension number -> CRM owner (id or email), checked before email matching.
     owners: Mapping[str, str] = field(default_factory=dict)
+    # Look for a log the user's own RingCentral client already made before creating one
+    # (one request per write or batch); off, such calls are logged twice.
+    detect_client_logs: bool = True
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class HubSpotOptions:
     base_url: str = "https://api.hubapi.com"
     access_token: Secret | None = None
     oauth: OAuthClientSettings | None = None
+    # The call property (unique values) that holds our idempotency key.
+    key_property: str = "sscl_call_key"
 
 
 @dataclass(frozen=True)
@@ -602,6 +607,7 @@ def _contacts(t: _Table) -> ContactSettings:
         cache_size=t.integer("contact_cache_size", 10000, minimum=1),
         owner_by_email=t.boolean("owner_by_email", True),
         owners=owners,
+        detect_client_logs=t.boolean("detect_client_logs", True),
     )
 
 
@@ -627,7 +633,15 @@ def _writer_options(t: _Table, kind: WriterType) -> WriterOptions | None:
                 "access_token",
                 "give a private-app access_token or client_id/client_secret/refresh_token",
             )
-        return HubSpotOptions(t.url("base_url", HubSpotOptions.base_url), token, oauth)
+        key = t.string("key_property", HubSpotOptions.key_property)
+        name_ok = key.isascii() and key[:1].isalpha() and key.replace("_", "").isalnum()
+        if not name_ok or key != key.lower():
+            t.problem(
+                "key_property",
+                f"{key!r} is not a HubSpot internal property name: use lowercase letters,"
+                " digits and _, starting with a letter (the default is 'sscl_call_key')",
+            )
+        return HubSpotOptions(t.url("base_url", HubSpotOptions.base_url), token, oauth, key)
     if kind is WriterType.PIPEDRIVE:
         api_token = t.secret("api_token")
         oauth = _oauth(t, "Pipedrive OAuth", required=False)

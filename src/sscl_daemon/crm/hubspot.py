@@ -8,19 +8,19 @@ Requests (all under ``base_url``, JSON, ``Authorization: Bearer``):
 * ``POST /crm/v3/objects/calls/batch/read?`` with ``idProperty`` = our unique property, after
   an uncertain attempt (strongly consistent, unlike search);
 * ``POST /crm/v3/objects/calls/search`` once per write/batch for logs made by users' own
-  clients; ``POST /crm/v3/objects/contacts/search`` per uncached number;
+  clients (not with ``detect_client_logs = false``); ``POST /crm/v3/objects/contacts/search`` per uncached number;
   ``GET /crm/v3/owners`` once per cache TTL.
 
-Exactly once. One-time setup in the portal: a call property ``sscl_call_key`` (single-line
-text, "Require unique values" = ``hasUniqueValue: true``), created with
-``POST /crm/v3/properties/calls``. Every log carries our key in it (and in the note). HubSpot
+Exactly once. One-time setup in the portal: a call property ``sscl_call_key`` (the writer's
+``key_property``; single-line text, "Require unique values" = ``hasUniqueValue: true``),
+created in the property settings or with ``POST /crm/v3/properties/calls``. Every log carries our key in it (and in the note). HubSpot
 then refuses a second record with the same key; that refusal, and an uncertain earlier
-attempt, are answered by reading the record by ``idProperty=sscl_call_key``, which returns
+attempt, are answered by reading the record by ``idProperty=<key_property>``, which returns
 ``AlreadyExisted``. We only ever create: an existing record is never updated, so edits a user
 made to a log are never overwritten.
 
 Logs made by a user's own RingCentral client: before creating, one search lists the call
-engagements without ``sscl_call_key`` whose ``hs_timestamp`` lies within an hour of the
+engagements without our key property whose ``hs_timestamp`` lies within an hour of the
 calls; a record is the same call when its ``hs_call_external_id`` is the call's RingCentral
 telephony session id or session id, or when its body names either (App Connect writes a
 "Session Id" line into the body; see ``crm/content.py``). Search is an index that lags by
@@ -83,7 +83,7 @@ _STATUSES: Final = {
     content.Outcome.ABANDONED: "NO_ANSWER",
     content.Outcome.INCOMPLETE: "FAILED",
 }
-_CALL_FIELDS: Final = ("hs_call_external_id", "hs_call_body", "hs_timestamp", KEY_PROPERTY)
+_CALL_FIELDS: Final = ("hs_call_external_id", "hs_call_body", "hs_timestamp")
 _CONTACT_FIELDS: Final = ("firstname", "lastname", "phone", "mobilephone", "hubspot_owner_id")
 
 
@@ -91,7 +91,10 @@ _CONTACT_FIELDS: Final = ("firstname", "lastname", "phone", "mobilephone", "hubs
 
 
 def call_properties(
-    call: CompletedCall, contact_name: str | None = None, owner_id: str | None = None
+    call: CompletedCall,
+    contact_name: str | None = None,
+    owner_id: str | None = None,
+    key_property: str = KEY_PROPERTY,
 ) -> dict[str, str]:
     """The ``properties`` of a call engagement, every value a string (the spec's type)."""
     outcome = content.outcome(call)
@@ -102,7 +105,7 @@ def call_properties(
         "hs_call_duration": str(max(call.talk_ms, 0)),
         "hs_call_status": _STATUSES.get(outcome, "COMPLETED"),
         "hs_call_external_id": call.telephony_session_id,
-        KEY_PROPERTY: call.key,
+        key_property: call.key,
     }
     # HubSpot knows only the two directions of a call with the outside world.
     if call.direction is Direction.INBOUND:
@@ -140,11 +143,12 @@ def create_input(
     call: CompletedCall,
     contacts: Sequence[Contact] = (),
     owner_id: str | None = None,
+    key_property: str = KEY_PROPERTY,
 ) -> dict[str, object]:
     """One ``SimplePublicObjectInputForCreate`` (also a batch input, traced by our key)."""
     name = contacts[0].name if len(contacts) == 1 else None
     return {
-        "properties": call_properties(call, name, owner_id),
+        "properties": call_properties(call, name, owner_id, key_property),
         "associations": associations(contacts),
         "objectWriteTraceId": call.key,
     }
@@ -169,7 +173,7 @@ def contact_search(e164: str) -> dict[str, object]:
 
 
 def client_log_search(
-    calls: Sequence[CompletedCall], after: str | None = None
+    calls: Sequence[CompletedCall], after: str | None = None, key_property: str = KEY_PROPERTY
 ) -> dict[str, object]:
     """Call engagements near these calls that are not ours (no ``sscl_call_key``)."""
     low = min(c.start_time for c in calls) - CLIENT_WINDOW
@@ -184,11 +188,11 @@ def client_log_search(
                         "value": _epoch_ms(low),
                         "highValue": _epoch_ms(high),
                     },
-                    {"propertyName": KEY_PROPERTY, "operator": "NOT_HAS_PROPERTY"},
+                    {"propertyName": key_property, "operator": "NOT_HAS_PROPERTY"},
                 ]
             }
         ],
-        "properties": list(_CALL_FIELDS),
+        "properties": [*_CALL_FIELDS, key_property],
         "sorts": [{"propertyName": "hs_timestamp", "direction": "ASCENDING"}],
         "limit": SEARCH_PAGE,
     }
@@ -202,14 +206,18 @@ def _epoch_ms(moment: datetime) -> str:
     return str(int(content.utc(moment).timestamp() * 1000))
 
 
-def client_log_for(call: CompletedCall, records: Sequence[Mapping[str, object]]) -> str | None:
+def client_log_for(
+    call: CompletedCall,
+    records: Sequence[Mapping[str, object]],
+    key_property: str = KEY_PROPERTY,
+) -> str | None:
     """The id of a record a user's client made for this call, if any."""
     sessions = {call.telephony_session_id, call.session_id} - {None}
     texts: list[tuple[str, str | None]] = []
     for record in records:
         rid = str(record.get("id", ""))
         props = _props(record)
-        if props.get(KEY_PROPERTY):
+        if props.get(key_property):
             continue
         if props.get("hs_call_external_id") in sessions:
             return rid
@@ -238,17 +246,13 @@ def _results(response: Response) -> list[Mapping[str, object]]:
     return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
 
 
-def _is_key_conflict(response: Response) -> bool:
+def _is_key_conflict(response: Response, key_property: str) -> bool:
     """A create refused because a record with our unique key already exists."""
     return response.status == 409 or (
         response.status == 400
-        and KEY_PROPERTY in response.text
+        and key_property in response.text
         and "unique" in response.text.lower()
     )
-
-
-def _payload(call: CompletedCall, resolved: Resolution) -> dict[str, object]:
-    return create_input(call, resolved.contacts, resolved.owner_id)
 
 
 # -- the writer ------------------------------------------------------------------------------
@@ -266,6 +270,7 @@ class HubSpotWriter(ChunkedWriterBase):
                 f'writer {settings.name!r}: HubSpotWriter needs a writer with type = "hubspot"'
             )
         self._base = opts.base_url.rstrip("/")
+        self.key_property = opts.key_property
         auth: Auth
         if opts.oauth is not None:
             self.oauth: OAuthClient | None = OAuthClient(
@@ -295,6 +300,9 @@ class HubSpotWriter(ChunkedWriterBase):
 
     # -- steps -------------------------------------------------------------------------------
 
+    def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
+        return create_input(call, resolved.contacts, resolved.owner_id, self.key_property)
+
     async def _write_chunk(self, chunk: list[Pending]) -> None:
         uncertain = [p for p in chunk if p.ctx.uncertain]
         if uncertain:
@@ -308,15 +316,16 @@ class HubSpotWriter(ChunkedWriterBase):
         open_ = batch.still_open(chunk)
         if not open_:
             return
-        clients = await self._client_logs([p.call for p in open_])
-        if not isinstance(clients, list):
-            batch.fail_open(open_, clients)
-            return
-        for p in open_:
-            rid = client_log_for(p.call, clients)
-            if rid:
-                p.result = AlreadyExisted(rid)
-        ready = await batch.prepare(chunk, self.resolver, _payload)
+        if self._settings.contacts.detect_client_logs:
+            clients = await self._client_logs([p.call for p in open_])
+            if not isinstance(clients, list):
+                batch.fail_open(open_, clients)
+                return
+            for p in open_:
+                rid = client_log_for(p.call, clients, self.key_property)
+                if rid:
+                    p.result = AlreadyExisted(rid)
+        ready = await batch.prepare(chunk, self.resolver, self._payload)
         await batch.send(ready, self._create_one, self._create_many)
 
     async def _create_one(self, p: Pending) -> None:
@@ -352,7 +361,7 @@ class HubSpotWriter(ChunkedWriterBase):
         by_key: dict[str, str] = {}
         for record in _results(answer):
             props = _props(record)
-            key = props.get(KEY_PROPERTY) or record.get("objectWriteTraceId")
+            key = props.get(self.key_property) or record.get("objectWriteTraceId")
             if isinstance(key, str) and record.get("id"):
                 by_key[key] = str(record["id"])
         errors = answer.object().get("errors")
@@ -374,7 +383,7 @@ class HubSpotWriter(ChunkedWriterBase):
 
     async def _conflict_or_failure(self, p: Pending, answer: Response) -> WriteResult:
         message = self.http.reason(answer)
-        if _is_key_conflict(answer):
+        if _is_key_conflict(answer, self.key_property):
             found = await self._read_by_key([p.call.key])
             if isinstance(found, dict) and p.call.key in found:
                 return AlreadyExisted(found[p.call.key])
@@ -390,9 +399,9 @@ class HubSpotWriter(ChunkedWriterBase):
             "POST",
             f"{self._base}/crm/v3/objects/calls/batch/read",
             json_body={
-                "idProperty": KEY_PROPERTY,
+                "idProperty": self.key_property,
                 "inputs": [{"id": k} for k in keys],
-                "properties": [KEY_PROPERTY],
+                "properties": [self.key_property],
                 "propertiesWithHistory": [],
             },
             accept=frozenset({404}),
@@ -401,7 +410,7 @@ class HubSpotWriter(ChunkedWriterBase):
             return answer
         found: dict[str, str] = {}
         for record in _results(answer):
-            key = _props(record).get(KEY_PROPERTY)
+            key = _props(record).get(self.key_property)
             if key and record.get("id"):
                 found[key] = str(record["id"])
         return found
@@ -415,7 +424,7 @@ class HubSpotWriter(ChunkedWriterBase):
             answer = await self.http.request(
                 "POST",
                 f"{self._base}/crm/v3/objects/calls/search",
-                json_body=client_log_search(calls, after),
+                json_body=client_log_search(calls, after, self.key_property),
             )
             if not isinstance(answer, Response):
                 return answer

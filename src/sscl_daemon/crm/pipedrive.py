@@ -30,6 +30,7 @@ rides in the note (``sscl-key:`` line, ``crm/content.py``), and:
   "Session Id" line): when the call has a person, ``GET /api/v2/activities?person_id=…&
   updated_since=<start − 1 h>`` is read and an activity naming the call's RingCentral
   session (and no key of ours) counts as the log: ``AlreadyExisted("activity:<id>")``.
+  ``detect_client_logs = false`` skips this request (such calls are then logged twice).
 
 Rate limits: every answer carries ``x-ratelimit-limit/remaining/reset`` (per token, 2 s
 window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the reset.
@@ -337,7 +338,8 @@ class PipedriveWriter(CrmWriterBase):
             ours = await self._our_call_log(call)
             if ours is not None:
                 return ours
-        if person is not None and not resolved.created_contact:
+        detect = self._settings.contacts.detect_client_logs
+        if detect and person is not None and not resolved.created_contact:
             client = await self._client_activity(call, person)
             if client is not None:
                 return client

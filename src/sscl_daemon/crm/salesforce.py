@@ -7,7 +7,10 @@ Salesforce sends no ``expires_in``, so a 401 ``INVALID_SESSION_ID`` triggers one
 * ``POST /sobjects/Task`` (one call) or ``POST /composite/sobjects`` with ``allOrNone=false``
   (2..200 calls, one SaveResult per record, in order);
 * ``GET /query?q=SELECT ... FROM Task ...`` once per write/batch (split when the SOQL would
-  not fit a GET URL): our own earlier records and the logs a user's client made (see below);
+  not fit a GET URL): our own earlier records and the logs a user's client made (see below).
+  With ``detect_client_logs = false`` the query asks only for our keys, and only for calls
+  an earlier attempt may have stored (``uncertain`` or a retry): the unique key field
+  refuses any other repeat;
 * ``GET /search?q=FIND {...} IN PHONE FIELDS RETURNING Contact(...)`` per uncached number;
   ``GET /query?q=SELECT Id, Email FROM User WHERE IsActive = true`` once per cache TTL.
 
@@ -135,32 +138,38 @@ def task_fields(
     return fields
 
 
-def dedupe_query(calls: Sequence[CompletedCall], key_field: str) -> str:
-    """One SOQL query for our own Tasks and client-made call Tasks of these calls."""
+def dedupe_query(calls: Sequence[CompletedCall], key_field: str, clients: bool = True) -> str:
+    """One SOQL query for our own Tasks and (``clients``) client-made call Tasks of these calls."""
     keys = ", ".join(soql_quote(c.key) for c in calls)
+    ours = (
+        f"SELECT Id, CallObject, Description, {key_field} FROM Task WHERE {key_field} IN ({keys})"
+    )
+    if not clients:
+        return ours
     sessions = sorted({s for c in calls for s in (c.telephony_session_id, c.session_id) if s})
     low = min(c.start_time for c in calls) - WINDOW_BEFORE
     high = max(c.end_time for c in calls) + WINDOW_AFTER
     return (
-        f"SELECT Id, CallObject, Description, {key_field} FROM Task"
-        f" WHERE {key_field} IN ({keys})"
-        f" OR CallObject IN ({', '.join(soql_quote(s) for s in sessions)})"
+        f"{ours} OR CallObject IN ({', '.join(soql_quote(s) for s in sessions)})"
         f" OR (TaskSubtype = 'Call' AND {key_field} = null"
         f" AND CreatedDate >= {soql_datetime(low)} AND CreatedDate <= {soql_datetime(high)})"
     )
 
 
-def dedupe_queries(calls: Sequence[CompletedCall], key_field: str) -> list[str]:
+def dedupe_queries(
+    calls: Sequence[CompletedCall], key_field: str, clients: bool = True
+) -> list[str]:
     """:func:`dedupe_query` split so that each fits in a GET URL (Salesforce: 16 KiB)."""
     queries: list[str] = []
     group: list[CompletedCall] = []
     for call in calls:
-        if group and len(quote(dedupe_query([*group, call], key_field))) > QUERY_URL_BUDGET:
-            queries.append(dedupe_query(group, key_field))
+        query = dedupe_query([*group, call], key_field, clients)
+        if group and len(quote(query)) > QUERY_URL_BUDGET:
+            queries.append(dedupe_query(group, key_field, clients))
             group = []
         group.append(call)
     if group:
-        queries.append(dedupe_query(group, key_field))
+        queries.append(dedupe_query(group, key_field, clients))
     return queries
 
 
@@ -298,8 +307,12 @@ class SalesforceWriter(ChunkedWriterBase):
         if session is not None:
             batch.fail_open(chunk, session)
             return
+        # Without client-log detection only calls an earlier attempt may have stored are looked
+        # for (by key); the unique key field refuses any other repeat.
+        detect = self._settings.contacts.detect_client_logs
+        checked = [p.call for p in chunk if detect or p.ctx.uncertain or p.ctx.attempt > 1]
         existing: list[Mapping[str, object]] = []
-        for soql in dedupe_queries([p.call for p in chunk], self.key_field):
+        for soql in dedupe_queries(checked, self.key_field, clients=detect) if checked else []:
             found = await self._query(soql)
             if not isinstance(found, list):
                 batch.fail_open(chunk, found)
@@ -355,7 +368,7 @@ class SalesforceWriter(ChunkedWriterBase):
         if duplicate:
             return AlreadyExisted(duplicate)
         if duplicate == "":
-            found = await self._query(dedupe_query([p.call], self.key_field))
+            found = await self._query(dedupe_query([p.call], self.key_field, clients=False))
             if not isinstance(found, list):
                 return found
             rid = existing_for(p.call, found, self.key_field)

@@ -8,7 +8,7 @@ documents them:
   otherwise 401 ``INVALID_AUTHENTICATION`` / ``EXPIRED_AUTHENTICATION``;
 * calls: create, batch create (at most 100 inputs), batch read and read by ``idProperty``,
   search; contacts: create, search; owners list. Property values must be strings, the
-  properties must exist (``sscl_call_key`` only after ``key_property`` setup), enums
+  properties must exist (our key property ``key_name`` only after ``key_property`` setup), enums
   (direction, status, disposition GUIDs) and numbers are checked, ``hs_timestamp`` is
   required, associations must name existing contacts with a known type; errors use HubSpot's
   body (``status``, ``message``, ``category``, ``correlationId``);
@@ -157,6 +157,7 @@ class HubSpotState(StandInState):
     refresh_token: str = REFRESH_TOKEN
     token_ttl: int = 1800
     key_property: bool = True  # the one-time setup (unique call property) was done
+    key_name: str = KEY_PROPERTY  # its internal name
     index_delay: float = 0.0  # seconds before a call created through the API is searchable
     burst: int = 1000
     clock: Callable[[], float] = field(default=lambda: datetime.now(UTC).timestamp())
@@ -206,7 +207,9 @@ class HubSpotState(StandInState):
         return obj.id
 
     def call_by_key(self, key: str) -> HsObject | None:
-        return next((c for c in self.calls.values() if c.properties.get(KEY_PROPERTY) == key), None)
+        return next(
+            (c for c in self.calls.values() if c.properties.get(self.key_name) == key), None
+        )
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -228,7 +231,7 @@ def _string_props(state: HubSpotState, body: object, known: frozenset[str]) -> d
         raise ApiError(400, "Invalid input JSON: properties is required", "VALIDATION_ERROR")
     props: dict[str, str] = {}
     for name, value in body["properties"].items():
-        if name not in known and not (name == KEY_PROPERTY and state.key_property):
+        if name not in known and not (name == state.key_name and state.key_property):
             raise ApiError(
                 400,
                 f'Property values were not valid: Property "{name}" does not exist',
@@ -272,12 +275,12 @@ def _check_call(state: HubSpotState, props: dict[str, str], taken: set[str]) -> 
     owner = props.get("hubspot_owner_id")
     if owner and owner not in {str(o["id"]) for o in state.owners}:
         raise _invalid(f"{owner!r} is not a valid owner id", "hubspot_owner_id")
-    key = props.get(KEY_PROPERTY)
+    key = props.get(state.key_name)
     if key is not None:
         if key in taken or state.call_by_key(key) is not None:
             raise _invalid(
-                f"{KEY_PROPERTY}: a call already has the unique value {key!r}",
-                KEY_PROPERTY,
+                f"{state.key_name}: a call already has the unique value {key!r}",
+                state.key_name,
                 "INVALID_UNIQUE_VALUE",
             )
         taken.add(key)
@@ -521,7 +524,7 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
         )
 
     def check_id_property(name: str | None) -> None:
-        if name is not None and not (name == KEY_PROPERTY and state.key_property):
+        if name is not None and not (name == state.key_name and state.key_property):
             raise ApiError(400, f"{name} is not a unique value property", "VALIDATION_ERROR")
 
     async def batch_read(request: web.Request) -> web.Response:
@@ -542,7 +545,7 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
             if obj is None:
                 missing.append(wanted)
             else:
-                found.append(obj.public(body["properties"] + [KEY_PROPERTY]))
+                found.append(obj.public(body["properties"] + [state.key_name]))
         now = state.now_iso()
         result: dict[str, object] = {
             "status": "COMPLETE",
