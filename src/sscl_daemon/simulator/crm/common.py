@@ -15,12 +15,15 @@ needs, so tests drive all stand-ins the same way:
   crash-after-send case the writers' idempotency must survive);
 * :class:`WindowLimit` -- a fixed-window request budget for CRMs that announce their
   window in headers;
+* :func:`refresh_refusal` -- the checks of an OAuth refresh-token grant with the client id
+  and secret in the form (HubSpot, Salesforce); each stand-in answers in its CRM's words;
 * :func:`serve` -- run an app on 127.0.0.1 with a free port for tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -192,6 +195,27 @@ class WindowLimit:
         self._used += 1
         reset = max(self.window - (now - self._start), 0.0)
         return self._used <= self.limit, max(self.limit - self._used, 0), reset
+
+
+class GrantRefusal(enum.Enum):
+    """Why a token endpoint refuses a refresh-token grant (RFC 6749 section 5.2)."""
+
+    GRANT_TYPE = "unsupported_grant_type"
+    CLIENT = "invalid_client"
+    REFRESH_TOKEN = "invalid_grant"
+
+
+def refresh_refusal(
+    form: Mapping[str, object], client_id: str, client_secret: str, refresh_token: str
+) -> GrantRefusal | None:
+    """What is wrong with a refresh-token grant whose client credentials are in the form."""
+    if form.get("grant_type") != "refresh_token":
+        return GrantRefusal.GRANT_TYPE
+    if form.get("client_id") != client_id or form.get("client_secret") != client_secret:
+        return GrantRefusal.CLIENT
+    if form.get("refresh_token") != refresh_token:
+        return GrantRefusal.REFRESH_TOKEN
+    return None
 
 
 @asynccontextmanager

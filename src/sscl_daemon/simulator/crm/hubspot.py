@@ -35,11 +35,13 @@ from aiohttp import web
 
 from sscl_daemon.crm.content import national_digits, to_e164
 from sscl_daemon.simulator.crm.common import (
+    GrantRefusal,
     Handler,
     StandInState,
     WindowLimit,
     fault_middleware,
     json_response,
+    refresh_refusal,
 )
 
 PRIVATE_TOKEN = "pat-na1-00000000-sscl-demo"
@@ -96,6 +98,14 @@ DISPOSITIONS = frozenset(
 )
 CALL_TO_CONTACT = 194
 BATCH_MAX = 100
+TOKEN_ERRORS = {
+    GrantRefusal.GRANT_TYPE: {"status": "BAD_GRANT_TYPE", "message": "unsupported grant_type"},
+    GrantRefusal.CLIENT: {"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"},
+    GrantRefusal.REFRESH_TOKEN: {
+        "status": "BAD_REFRESH_TOKEN",
+        "message": "missing or invalid refresh token",
+    },
+}
 SEARCH_LIMIT_MAX = 200
 WINDOW_MS = 10_000
 
@@ -453,22 +463,11 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
 
     async def token(request: web.Request) -> web.Response:
         state.token_requests += 1
-        form = await request.post()
-        if form.get("grant_type") != "refresh_token":
-            return json_response(
-                {"status": "BAD_GRANT_TYPE", "message": "unsupported grant_type"}, 400
-            )
-        if (
-            form.get("client_id") != state.client_id
-            or form.get("client_secret") != state.client_secret
-        ):
-            return json_response(
-                {"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"}, 400
-            )
-        if form.get("refresh_token") != state.refresh_token:
-            return json_response(
-                {"status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token"}, 400
-            )
+        refusal = refresh_refusal(
+            await request.post(), state.client_id, state.client_secret, state.refresh_token
+        )
+        if refusal is not None:
+            return json_response(TOKEN_ERRORS[refusal], 400)
         access = f"hs-at-{uuid.uuid4()}"
         state.access_tokens[access] = state.clock() + state.token_ttl
         return json_response(

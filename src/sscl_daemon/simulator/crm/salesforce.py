@@ -36,7 +36,14 @@ from typing import Any
 
 from aiohttp import web
 
-from sscl_daemon.simulator.crm.common import Handler, StandInState, fault_middleware, json_response
+from sscl_daemon.simulator.crm.common import (
+    GrantRefusal,
+    Handler,
+    StandInState,
+    fault_middleware,
+    json_response,
+    refresh_refusal,
+)
 
 CLIENT_ID = "3MVG9sscl.demo.consumer.key"
 CLIENT_SECRET = "sscl-salesforce-consumer-secret"
@@ -44,6 +51,20 @@ REFRESH_TOKEN = "5Aep861sscl.demo.refresh"
 EXTERNAL_ID_FIELD = "SSCL_Call_Key__c"
 BATCH_MAX = 200
 URI_MAX = 16_384
+TOKEN_ERRORS = {
+    GrantRefusal.GRANT_TYPE: {
+        "error": "unsupported_grant_type",
+        "error_description": "grant type not supported",
+    },
+    GrantRefusal.CLIENT: {
+        "error": "invalid_client_id",
+        "error_description": "client identifier invalid",
+    },
+    GrantRefusal.REFRESH_TOKEN: {
+        "error": "invalid_grant",
+        "error_description": "expired access/refresh token",
+    },
+}
 
 # field -> (type, max length or allowed values, filterable)
 FieldSpec = tuple[str, object, bool]
@@ -525,27 +546,11 @@ def create_app(state: SalesforceState | None = None) -> web.Application:
 
     async def token(request: web.Request) -> web.Response:
         state.token_requests += 1
-        form = await request.post()
-        if form.get("grant_type") != "refresh_token":
-            return json_response(
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "grant type not supported",
-                },
-                400,
-            )
-        if (
-            form.get("client_id") != state.client_id
-            or form.get("client_secret") != state.client_secret
-        ):
-            return json_response(
-                {"error": "invalid_client_id", "error_description": "client identifier invalid"},
-                400,
-            )
-        if form.get("refresh_token") != state.refresh_token:
-            return json_response(
-                {"error": "invalid_grant", "error_description": "expired access/refresh token"}, 400
-            )
+        refusal = refresh_refusal(
+            await request.post(), state.client_id, state.client_secret, state.refresh_token
+        )
+        if refusal is not None:
+            return json_response(TOKEN_ERRORS[refusal], 400)
         access = f"00Dsscl!{uuid.uuid4().hex}"
         state.sessions[access] = state.clock() + state.session_ttl
         instance = str(request.url.origin()) + request.path.removesuffix("/services/oauth2/token")
