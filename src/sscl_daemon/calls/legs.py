@@ -68,7 +68,9 @@ _BLIND = (Reason.BLIND_TRANSFER, Reason.RCC_TRANSFER, Reason.DTMF_TRANSFER)
 
 
 def to_datetime(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
+    # Positional (days, seconds, microseconds, milliseconds): a third cheaper than the
+    # keyword form, and exact, unlike datetime.fromtimestamp(ms / 1000).
+    return EPOCH + timedelta(0, 0, 0, ms)
 
 
 def to_ms(value: datetime) -> int:
@@ -202,16 +204,13 @@ class _Builder:
         self.session = session
         self.ctx = ctx
         self.timed_out = timed_out
-        steps = session.ordered_steps()
-        self.start = steps[0].at_ms
-        self.last = steps[-1].at_ms
-        per_party: list[list[Step]] = [[] for _ in session.parties]
-        for step in steps:
-            per_party[step.party].append(step)
+        per_party, self.start, self.last = session.steps_by_party()
         self.lines = [_timeline(s, self.last) if s else None for s in per_party]
         self.kinds = classify_parties(session, ctx.directory, self.lines)
         parties = session.parties
-        order = sorted(range(len(parties)), key=lambda i: parties[i].first_seq)
+        order = sorted(range(len(parties)), key=[p.first_seq for p in parties].__getitem__)
+        # Resolved once: the legs, transfer targets and participants all ask again.
+        self.ext_numbers = [self._ext_number(party) for party in parties]
         self.order: list[int] = []
         self.users: list[int] = []
         self.external: int | None = None
@@ -232,7 +231,7 @@ class _Builder:
                 self.recorded.append(i)
             if self.queue_name is None and party.queue_name:
                 self.queue_name = party.queue_name
-            number = self.ext_number(i)
+            number = self.ext_numbers[i]
             if number is not None and number not in participants:
                 participants.append(number)
         self.participants = tuple(participants)
@@ -240,7 +239,9 @@ class _Builder:
     # ---- identities ----
 
     def ext_number(self, index: int) -> str | None:
-        party = self.session.parties[index]
+        return self.ext_numbers[index]
+
+    def _ext_number(self, party: PartyState) -> str | None:
         if party.extension_id is None:
             own = party.own_number
             return own if looks_like_extension(own) else None
@@ -351,8 +352,9 @@ class _Builder:
                 recordings += tuple(r for r in session.parties[i].recordings if r not in recordings)
         final_status = final_reason = None
         if party is not None:
-            final_status = party.last_raw or party.last_code.value
-            final_reason = party.last_raw_reason or (party.last_reason.value or None)
+            # str() of a StrEnum member is its value, without Enum.value's Python property.
+            final_status = party.last_raw or str(party.last_code)
+            final_reason = party.last_raw_reason or (str(party.last_reason) or None)
         if self.timed_out and (talk_line is None or talk_line.terminal is None):
             result = CallResult.INCOMPLETE
         return CompletedCall(

@@ -125,7 +125,7 @@ class Policy:
             reason = SkipReason.ABANDONED_DISABLED
             detail = "the caller hung up before reaching anyone; calls.log_abandoned is false"
         else:
-            detail = f"{call.result.value} {call.direction.value} call of {who}"
+            detail = f"{call.result} {call.direction} call of {who}"  # StrEnum: the values
         return Decision(call.key, reason is None, reason, detail)
 
     def _blocked_extension(self, call: CompletedCall) -> str | None:

@@ -31,6 +31,7 @@ REASON_INDEX: dict[Reason, int] = {reason: i for i, reason in enumerate(REASONS)
 # packed step word: sequence << 20 | party index << 12 | status << 6 | reason
 SEQ_SHIFT = 20
 PARTY_SHIFT = 12
+STATUS_SHIFT = 6
 MAX_SEQUENCE = (1 << 42) - 1
 MAX_PARTIES = 1 << 8
 
@@ -227,6 +228,17 @@ class SessionState(msgspec.Struct, gc=False):
         RingCentral orders a session by ``sequence``; an event time that goes
         backwards against it is clamped so no duration can become negative.
         """
+        return self._sorted_steps(None)[0]
+
+    def steps_by_party(self) -> tuple[list[list[Step]], int, int]:
+        """:meth:`ordered_steps` split per party index, with the first and last step times."""
+        by_party: list[list[Step]] = [[] for _ in self.parties]
+        _, first, last = self._sorted_steps(by_party)
+        return by_party, first, last
+
+    def _sorted_steps(self, by_party: list[list[Step]] | None) -> tuple[list[Step], int, int]:
+        # One pass serves both views: the leg derivation only wants the per-party
+        # split, and building the flat list as well would cost a second loop.
         raw = self.steps
         # The packed word starts with the sequence, so sorting words sorts by sequence.
         pairs = sorted(zip(raw[1::2], raw[0::2], strict=True))
@@ -234,24 +246,27 @@ class SessionState(msgspec.Struct, gc=False):
         codes = STATUS_CODES
         reasons = REASONS
         result: list[Step] = []
-        latest = pairs[0][1] if pairs else 0
+        first = latest = pairs[0][1] if pairs else 0
         for word, at in pairs:
             if at < latest:
                 at = latest
             latest = at
-            result.append(
-                make(
-                    Step,
-                    (
-                        word >> SEQ_SHIFT,
-                        at,
-                        (word >> PARTY_SHIFT) & 0xFF,
-                        codes[(word >> 6) & 0x3F],
-                        reasons[word & 0x3F],
-                    ),
-                )
+            party = (word >> PARTY_SHIFT) & 0xFF
+            step = make(
+                Step,
+                (
+                    word >> SEQ_SHIFT,
+                    at,
+                    party,
+                    codes[(word >> STATUS_SHIFT) & 0x3F],
+                    reasons[word & 0x3F],
+                ),
             )
-        return result
+            if by_party is None:
+                result.append(step)
+            else:
+                by_party[party].append(step)
+        return result, first, latest
 
     def contiguous(self) -> bool:
         """No sequence number is missing between the first (<= 2) and the last one seen."""

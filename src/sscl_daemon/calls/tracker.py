@@ -64,6 +64,7 @@ from sscl_daemon.calls.state import (
     REASON_INDEX,
     SEQ_SHIFT,
     STATUS_INDEX,
+    STATUS_SHIFT,
     PartyState,
     SessionSnapshot,
     SessionState,
@@ -72,16 +73,28 @@ from sscl_daemon.calls.state import (
 )
 
 _FINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
-# Exact spellings -> (member, index in the packed step word); parse_status and
-# parse_reason handle every other spelling. Keyed by the raw text because hashing
-# an enum member runs Python code.
-_STATUS: dict[str | None, tuple[StatusCode, int]] = {
-    m.value: (m, STATUS_INDEX[m]) for m in StatusCode if m is not StatusCode.UNKNOWN
+_VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
+
+
+def _status_entry(code: StatusCode) -> tuple[StatusCode, int, bool]:
+    """(member, its bits in the packed step word, whether it can end the session)."""
+    return code, STATUS_INDEX[code] << STATUS_SHIFT, code in _FINAL or code in _VOICEMAIL
+
+
+def _reason_entry(reason: Reason) -> tuple[Reason, int]:
+    return reason, REASON_INDEX[reason]
+
+
+# Dispatch tables keyed by the exact wire spelling: one dict lookup per event gives
+# everything apply() needs. Keyed by the raw text because hashing an enum member
+# runs Python code; parse_status/parse_reason handle every other spelling.
+_STATUS: dict[str | None, tuple[StatusCode, int, bool]] = {
+    m.value: _status_entry(m) for m in StatusCode if m is not StatusCode.UNKNOWN
 }
 _REASON: dict[str | None, tuple[Reason, int]] = {
-    m.value: (m, REASON_INDEX[m]) for m in Reason if m is not Reason.UNKNOWN
+    m.value: _reason_entry(m) for m in Reason if m is not Reason.UNKNOWN
 }
-_REASON[None] = (Reason.NONE, REASON_INDEX[Reason.NONE])
+_REASON[None] = _reason_entry(Reason.NONE)
 _HANDOFF = (
     Reason.PICKUP,
     Reason.CALL_SWITCH,
@@ -89,7 +102,6 @@ _HANDOFF = (
     Reason.RCC_TRANSFER,
     Reason.DTMF_TRANSFER,
 )
-_VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 SNAPSHOT_VERSION = 1
 
@@ -310,15 +322,15 @@ class Tracker:
             account = body.account_id or _account_from_path(event.event)
             session.account_id = intern(account) if isinstance(account, str) else None
         ending = False
+        # Party ids repeat the session id ("p-<hex>-<n>" in "s-<hex>"); only the tail
+        # is kept as the party's key (SessionState.party_key, inlined with the rest of
+        # this loop: it is the per-event hot path).
+        tail = tsid[2:] if tsid.startswith("s-") else None
+        parties = session.parties
+        steps = session.steps
         for party in body.parties:
-            # Folding the party report in, inlined: this is the per-event hot path.
-            # The short party key is SessionState.party_key, inlined too.
             pid = party.id
-            if pid.startswith(tsid[2:], 2) and tsid.startswith("s-"):
-                key = intern(pid[len(tsid) :])
-            else:
-                key = intern(pid)
-            parties = session.parties
+            key = pid[len(tsid) :] if tail is not None and pid.startswith(tail, 2) else pid
             index = 0
             for state in parties:
                 if state.party_id == key:
@@ -328,7 +340,8 @@ class Tracker:
                 if index >= MAX_PARTIES:
                     count["rejected"] += 1
                     continue
-                state = PartyState(key)
+                # Interned once per party: every session of the call shares the short keys.
+                state = PartyState(intern(key))
                 parties.append(state)
             newest = seq > state.last_seq
             state.merge(party, newest)
@@ -337,30 +350,29 @@ class Tracker:
             if party.account_id is not None and session.account_id is None:
                 session.account_id = intern(party.account_id)
             status = party.status
-            raw_code = status.code if status is not None else None
-            raw_reason = status.reason if status is not None else None
+            if status is None:
+                raw_code = raw_reason = None
+            else:
+                raw_code = status.code
+                raw_reason = status.reason
             found = _STATUS.get(raw_code)
             if found is None:
-                code = parse_status(raw_code)
-                found = (code, STATUS_INDEX[code])
-            code = found[0]
+                found = _status_entry(parse_status(raw_code))
+            code, code_bits, can_end = found
             found_reason = _REASON.get(raw_reason)
             if found_reason is None:
-                reason = parse_reason(raw_reason)
-                found_reason = (reason, REASON_INDEX[reason])
-            reason = found_reason[0]
+                found_reason = _reason_entry(parse_reason(raw_reason))
+            reason, reason_bits = found_reason
             if newest:
                 state.last_seq = seq
                 state.last_code = code
                 state.last_reason = reason
+                # The raw text is kept only for spellings outside the known codes.
                 state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
                 state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
-            steps = session.steps
             steps.append(at)
-            steps.append(
-                (seq << SEQ_SHIFT) | (index << PARTY_SHIFT) | (found[1] << 6) | found_reason[1]
-            )
-            if code in _FINAL or code in _VOICEMAIL:
+            steps.append((seq << SEQ_SHIFT) | (index << PARTY_SHIFT) | code_bits | reason_bits)
+            if can_end:
                 ending = True
         if ending or session.deadline is not None:
             self._evaluate(session)
