@@ -251,26 +251,27 @@ class WriterSettings:
     contacts: ContactSettings = field(default_factory=ContactSettings)
 
 
+DEFAULT_ACCOUNT = "default"
+
+
 @dataclass(frozen=True)
-class Settings:
-    daemon: DaemonSettings = field(default_factory=DaemonSettings)
-    admin: AdminSettings = field(default_factory=AdminSettings)
-    store: StoreSettings = field(default_factory=StoreSettings)
+class AccountSettings:
+    """One RingCentral account (organisation) and where its calls are logged.
+
+    ``name`` is the key of the account's checkpoint, outbox rows and lease in
+    the store: ``"default"`` for a file with top-level ``[ringcentral]``, or
+    the NAME of an ``[accounts.NAME]`` table.
+    """
+
+    name: str = DEFAULT_ACCOUNT
     ringcentral: RingCentralSettings = field(default_factory=RingCentralSettings)
     calls: CallSettings = field(default_factory=CallSettings)
     blocklist: Blocklist = field(default_factory=lambda: _empty_blocklist())
     scope: Scope = field(default_factory=lambda: _all_scope())
     writers: tuple[WriterSettings, ...] = ()
-    source: Path | None = None
 
-    def secrets(self) -> list[str]:
-        """Every configured secret value, for the log redactor."""
-        found: list[Secret | None] = [
-            self.admin.token,
-            self.store.password,
-            self.ringcentral.client_secret,
-            self.ringcentral.jwt,
-        ]
+    def secrets(self) -> list[Secret | None]:
+        found: list[Secret | None] = [self.ringcentral.client_secret, self.ringcentral.jwt]
         for writer in self.writers:
             opts = writer.options
             if isinstance(opts, HubSpotOptions):
@@ -282,6 +283,39 @@ class Settings:
             oauth = getattr(opts, "oauth", None)
             if isinstance(oauth, OAuthClientSettings):
                 found.extend((oauth.client_secret, oauth.refresh_token))
+        return found
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole file. The account fields (``ringcentral`` ... ``writers``) describe the
+    single account of a one-organisation file; a file with ``[accounts.NAME]`` tables
+    lists its accounts in ``accounts`` instead. :meth:`account_list` gives both forms."""
+
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    ringcentral: RingCentralSettings = field(default_factory=RingCentralSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
+    blocklist: Blocklist = field(default_factory=lambda: _empty_blocklist())
+    scope: Scope = field(default_factory=lambda: _all_scope())
+    writers: tuple[WriterSettings, ...] = ()
+    accounts: tuple[AccountSettings, ...] = ()
+    source: Path | None = None
+
+    def account_list(self) -> tuple[AccountSettings, ...]:
+        if self.accounts:
+            return self.accounts
+        single = AccountSettings(
+            DEFAULT_ACCOUNT, self.ringcentral, self.calls, self.blocklist, self.scope, self.writers
+        )
+        return (single,)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor."""
+        found: list[Secret | None] = [self.admin.token, self.store.password]
+        for account in self.account_list():
+            found.extend(account.secrets())
         return [s.reveal() for s in found if s is not None and s.reveal()]
 
 
@@ -717,6 +751,34 @@ def _writer(name: str, t: _Table) -> WriterSettings | None:
     )
 
 
+_ACCOUNT_SECTIONS = ("ringcentral", "calls", "blocklist", "scope", "writers")
+
+
+def _account(name: str, t: _Table, require_credentials: bool) -> AccountSettings:
+    ringcentral = _ringcentral(t.table("ringcentral"), require_credentials)
+    calls = _calls(t.table("calls"))
+    blocklist = _blocklist(t.table("blocklist"), calls.default_region)
+    scope = _scope(t.table("scope"))
+    writers_table = t.table("writers")
+    writers: list[WriterSettings] = []
+    for writer_name, _ in writers_table.items():
+        writer = _writer(writer_name, writers_table.table(writer_name))
+        if writer is not None:
+            writers.append(writer)
+    return AccountSettings(name, ringcentral, calls, blocklist, scope, tuple(writers))
+
+
+def _accounts(t: _Table, require_credentials: bool) -> list[AccountSettings]:
+    accounts: list[AccountSettings] = []
+    for name, _ in t.items():
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            t.problem(name, "account names may use letters, digits, '-' and '_' only")
+        table = t.table(name)
+        accounts.append(_account(name, table, require_credentials))
+        table.finish()
+    return accounts
+
+
 def parse_config(
     data: Mapping[str, object], source: str = "<config>", require_credentials: bool = True
 ) -> Settings:
@@ -726,16 +788,21 @@ def parse_config(
     daemon = _daemon(root.table("daemon"))
     admin = _admin(root.table("admin"))
     store = _store(root.table("store"))
-    ringcentral = _ringcentral(root.table("ringcentral"), require_credentials)
-    calls = _calls(root.table("calls"))
-    blocklist = _blocklist(root.table("blocklist"), calls.default_region)
-    scope = _scope(root.table("scope"))
-    writers_table = root.table("writers")
-    writers: list[WriterSettings] = []
-    for name, _ in writers_table.items():
-        writer = _writer(name, writers_table.table(name))
-        if writer is not None:
-            writers.append(writer)
+    accounts: list[AccountSettings] = []
+    single = AccountSettings()
+    if root.has("accounts"):
+        accounts = _accounts(root.table("accounts"), require_credentials)
+        if not accounts:
+            root.problem("accounts", "lists no account: add an [accounts.NAME] table")
+        for section in _ACCOUNT_SECTIONS:
+            if root.has(section):
+                root.problem(
+                    section,
+                    "cannot be used together with [accounts.NAME] tables: "
+                    f"move it into each account as [accounts.NAME.{section}]",
+                )
+    else:
+        single = _account(DEFAULT_ACCOUNT, root, require_credentials)
     root.finish()
     if issues:
         raise ConfigError(source, issues)
@@ -743,11 +810,12 @@ def parse_config(
         daemon=daemon,
         admin=admin,
         store=store,
-        ringcentral=ringcentral,
-        calls=calls,
-        blocklist=blocklist,
-        scope=scope,
-        writers=tuple(writers),
+        ringcentral=single.ringcentral,
+        calls=single.calls,
+        blocklist=single.blocklist,
+        scope=single.scope,
+        writers=single.writers,
+        accounts=tuple(accounts),
         source=Path(source) if source != "<config>" else None,
     )
 

@@ -246,3 +246,47 @@ def test_commands_without_credentials_ignore_unset_rc_secrets(
     assert issues_of(data) == [
         "ringcentral.jwt: environment variable UNSET_RC_JWT is not set or empty"
     ]
+
+
+def test_several_accounts() -> None:
+    account = {"ringcentral": RC, "writers": {"log": {"type": "jsonl", "path": "x.jsonl"}}}
+    settings = parse_config(
+        {
+            "accounts": {
+                "acme": {**account, "blocklist": {"entries": ["+15105551234"]}},
+                "globex": {**account, "ringcentral": {**RC, "jwt": "globex-jwt"}},
+            }
+        }
+    )
+    names = [a.name for a in settings.account_list()]
+    assert names == ["acme", "globex"]
+    acme, globex = settings.account_list()
+    assert len(acme.blocklist) == 1
+    assert len(globex.blocklist) == 0
+    assert globex.ringcentral.jwt.reveal() == "globex-jwt"
+    assert "globex-jwt" in settings.secrets()
+
+
+def test_single_account_file_is_the_default_account() -> None:
+    settings = parse_config({"ringcentral": RC})
+    (only,) = settings.account_list()
+    assert only.name == "default"
+    assert only.ringcentral == settings.ringcentral
+
+
+def test_accounts_errors_name_the_account() -> None:
+    found = issues_of(
+        {
+            "ringcentral": RC,
+            "accounts": {"a b": {"ringcentral": RC}, "c": {"ringcentral": {}, "writer": {}}},
+        }
+    )
+    assert any(
+        i.startswith("ringcentral: cannot be used together with [accounts.NAME]") for i in found
+    )
+    assert "accounts.a b: account names may use letters, digits, '-' and '_' only" in found
+    assert any(i.startswith("accounts.c.ringcentral.client_id: is required") for i in found)
+    assert any(i.startswith("accounts.c.writer: unknown key") for i in found)
+    assert issues_of({"accounts": {}}) == [
+        "accounts: lists no account: add an [accounts.NAME] table"
+    ]
