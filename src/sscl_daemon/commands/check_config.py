@@ -15,17 +15,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def summary(settings: Settings) -> str:
-    writers = ", ".join(
-        f"{w.name} ({w.type.value}{'' if w.enabled else ', disabled'})" for w in settings.writers
-    )
     store = "embedded PostgreSQL" if settings.store.embedded else "external PostgreSQL"
-    lines = [
-        f"state directory: {settings.daemon.state_dir}",
-        f"store: {store}",
-        f"RingCentral: {settings.ringcentral.server} (client id {settings.ringcentral.client_id})",
-        f"blocklist: {len(settings.blocklist)} entries; scope: {settings.scope.mode.value}",
-        f"writers: {writers or 'none (calls are tracked but not logged anywhere)'}",
-    ]
+    lines = [f"state directory: {settings.daemon.state_dir}", f"store: {store}"]
+    for account in settings.account_list():
+        writers = ", ".join(
+            f"{w.name} ({w.type.value}{'' if w.enabled else ', disabled'})" for w in account.writers
+        )
+        rc = account.ringcentral
+        lines += [
+            f"account {account.name}:",
+            f"  RingCentral: {rc.server} (client id {rc.client_id})",
+            f"  blocklist: {len(account.blocklist)} entries; scope: {account.scope.mode.value}",
+            f"  writers: {writers or 'none (calls are tracked but not logged anywhere)'}",
+        ]
     return "\n".join(lines)
 
 
