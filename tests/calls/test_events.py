@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import msgspec
 import pytest
 from tests.calls import scenarios
 from tests.calls.builder import frames
@@ -13,7 +15,9 @@ from sscl_daemon.calls.events import (
     OriginType,
     Reason,
     StatusCode,
+    TrackedNotification,
     decode_event,
+    decode_tracked,
     parse_status,
 )
 
@@ -125,11 +129,51 @@ def test_naive_event_time_is_utc() -> None:
          '"eventTime": "yesterday"}}', "datetime"),
     ],
 )  # fmt: skip
+@pytest.mark.parametrize("decode", [decode_event, decode_tracked])
 def test_undecodable_payloads_raise_one_error_carrying_the_payload(
-    raw: bytes | str, why: str
+    raw: bytes | str, why: str, decode: Callable[[bytes | str], object]
 ) -> None:
     with pytest.raises(EventDecodeError) as caught:
-        decode_event(raw)
+        decode(raw)
     assert caught.value.raw == raw
     assert why in caught.value.reason
     assert isinstance(caught.value, ValueError)
+
+
+def tracked_fields(note: object) -> object:
+    """What Tracker.apply reads of either view, as plain data."""
+    body = msgspec.to_builtins(note.body)  # type: ignore[attr-defined]
+    for party in body["parties"]:
+        for dropped in ("missedCall", "standAlone", "muted", "park", "conferenceRole",
+                        "ringOutRole", "ringMeRole"):  # fmt: skip
+            party.pop(dropped, None)
+    for dropped in ("serverId", "extensionId"):
+        body.pop(dropped, None)
+    return note.uuid, note.event, body  # type: ignore[attr-defined]
+
+
+def test_the_tracked_view_carries_what_the_tracker_reads_of_the_full_one() -> None:
+    for make in (scenarios.ivr_queue, scenarios.park_pickup, lambda: scenarios.inbound_direct(
+            recording=True)):  # fmt: skip
+        for raw in frames(make()):
+            env = json.loads(raw)[1]
+            for shape in (raw, json.dumps(env).encode(), json.dumps(env)):
+                lean = decode_tracked(shape)
+                assert isinstance(lean, TrackedNotification)
+                assert tracked_fields(lean) == tracked_fields(decode_event(shape))
+
+
+def test_the_tracked_view_falls_back_to_the_full_decoder() -> None:
+    raw = frames(scenarios.inbound_direct())[1]
+    env = json.loads(raw)[1]
+    bare_body = decode_tracked("  \n" + json.dumps(env["body"]))
+    assert bare_body == decode_event(json.dumps(env["body"]))
+    env["body"]["sessionId"] = 4119612004
+    numeric = decode_tracked(json.dumps(env).encode())
+    assert numeric.body.session_id == "4119612004"
+    # a field the tracker never reads is not validated on the lean path
+    env["body"]["sessionId"] = "4119612004"
+    env["body"]["serverId"] = {"not": "a string"}
+    assert decode_tracked(json.dumps(env)).body.sequence == 3
+    with pytest.raises(EventDecodeError):
+        decode_event(json.dumps(env))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.calls import scenarios
 from tests.calls.builder import ALICE_DID, CUSTOMER, DIRECTORY, Session, ext, frames, pstn
 
-from sscl_daemon.calls.events import decode_event
+from sscl_daemon.calls.events import decode_event, decode_tracked
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 
@@ -158,3 +158,19 @@ def test_restore_rejects_garbage() -> None:
     for junk in (b"", b"\x93\x01", Tracker(None).snapshot()[:-3]):
         with pytest.raises(ValueError, match="snapshot"):
             tracker.restore(junk)
+
+
+def replay_state(raws: Sequence[bytes], lean: bool) -> tuple[list[CompletedCall], bytes]:
+    decode = decode_tracked if lean else decode_event
+    tracker = Tracker(DIRECTORY, TrackerOptions(completion_grace_s=30.0))
+    calls = [c for raw in raws for c in tracker.apply(decode(raw))]
+    return calls, tracker.snapshot()
+
+
+@PROPS
+@given(raws=random_session(), data=st.data())
+def test_both_views_of_a_notification_drive_the_tracker_alike(
+    raws: list[bytes], data: st.DataObject
+) -> None:
+    raws = [*data.draw(st.permutations(raws)), *FLOWS[data.draw(st.integers(0, len(FLOWS) - 1))]]
+    assert replay_state(raws, lean=True) == replay_state(raws, lean=False)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from sscl_daemon.calls.events import Party, Reason, StatusCode
+from sscl_daemon.calls.events import Party, Reason, StatusCode, TrackedParty, is_outbound
 
 STATUS_CODES: tuple[StatusCode, ...] = tuple(StatusCode)
 REASONS: tuple[Reason, ...] = tuple(Reason)
@@ -77,7 +77,7 @@ class PartyState(msgspec.Struct, gc=False):
     last_raw: str | None = None
     last_raw_reason: str | None = None
 
-    def merge(self, party: Party, newest: bool) -> None:
+    def merge(self, party: Party | TrackedParty, newest: bool) -> None:
         """Fold a party report in; an older report (``newest`` False) only fills gaps."""
         # Strings are interned: the caller's number, the company numbers, names and
         # extension ids repeat across the parties of a session and across sessions,
@@ -89,8 +89,9 @@ class PartyState(msgspec.Struct, gc=False):
             and (newest or self.extension_id is None)
         ):
             self.extension_id = intern(value)
-        if party.direction is not None and (newest or self.outbound is None):
-            self.outbound = party.outbound
+        direction = party.direction
+        if direction is not None and (newest or self.outbound is None):
+            self.outbound = is_outbound(direction)
         info = party.from_
         if info is not None:
             value = info.phone_number

@@ -51,6 +51,7 @@ from sscl_daemon.calls.events import (
     Notification,
     Reason,
     StatusCode,
+    TrackedNotification,
     parse_reason,
     parse_status,
 )
@@ -259,8 +260,12 @@ class Tracker:
 
     # ---- the state machine ----
 
-    def apply(self, event: Notification) -> list[CompletedCall]:
-        """Apply one notification; return the calls that completed because of it."""
+    def apply(self, event: Notification | TrackedNotification) -> list[CompletedCall]:
+        """Apply one notification; return the calls that completed because of it.
+
+        Either view of it will do: :func:`~sscl_daemon.calls.events.decode_tracked`'s
+        lean one is the cheaper to decode.
+        """
         count = self._count
         count["events"] += 1
         uuid = event.uuid
@@ -283,16 +288,20 @@ class Tracker:
             self._clock = clock = at
         tsid = body.telephony_session_id
         seq = body.sequence
-        finished = self._finished
-        if tsid in finished.new or tsid in finished.old:
-            count["late"] += 1
-            return self._complete_due(clock)
-        if not 0 <= seq <= MAX_SEQUENCE:
-            count["rejected"] += 1
-            return self._complete_due(clock)
         sessions = self._sessions
-        session = sessions.pop(tsid, None)
+        in_range = 0 <= seq <= MAX_SEQUENCE
+        # Popped and put back at the end: the dict stays in order of last event for expire().
+        session = sessions.pop(tsid, None) if in_range else None
         if session is None:
+            # Only a session not in flight can have completed already (the two never
+            # overlap), so events of live calls skip the two big set lookups.
+            finished = self._finished
+            if tsid in finished.new or tsid in finished.old:
+                count["late"] += 1
+                return self._complete_due(clock)
+            if not in_range:
+                count["rejected"] += 1
+                return self._complete_due(clock)
             session = SessionState(tsid)
             session.first_ms = session.last_ms = at
             session.min_seq = seq
