@@ -174,50 +174,36 @@ async def test_sigterm_commits_drains_and_exits_zero(
 
 
 async def test_sigkill_at_random_moments_loses_nothing_and_logs_nothing_twice(
-    world: tuple[Simulator, WebhookReceiverState, DaemonProcess], tmp_path: Path, pg_dsn: str
+    world: tuple[Simulator, WebhookReceiverState, DaemonProcess], tmp_path: Path
 ) -> None:
     sim, crm, daemon = world
     rng = random.Random(20261124)
     daemon.start()
     await daemon.ready()
-    traffic = asyncio.create_task(_traffic(sim, 120, random.Random(7)))
+    traffic = asyncio.create_task(_traffic(sim, 100, random.Random(7)))
     try:
         for _ in range(3):
             await asyncio.sleep(rng.uniform(0.2, 1.5))
-            print("DIAG kill at", datetime.now(UTC))
             assert await daemon.signal(signal.SIGKILL) == -signal.SIGKILL
-            print("DIAG restart at", datetime.now(UTC))
             daemon.start()
             await daemon.ready()
-            print("DIAG ready at", datetime.now(UTC))
         await asyncio.wait_for(traffic, 60)
     finally:
         traffic.cancel()
     expected = _expected(sim)
-    assert len(expected) >= 120
+    assert len(expected) >= 100
 
     def missing() -> set[str]:
         return expected - set(crm.deliveries)
 
     with contextlib.suppress(AssertionError):
-        await wait_until(lambda: not missing(), 60, "every call in the CRM")
+        await wait_until(lambda: not missing(), 120, "every call in the CRM")
     extra = set(crm.deliveries) - expected
-    for key in missing():
-        tsid = key.split(":")[0]
-        for n in range(1, daemon.runs + 1):
-            text = (tmp_path / f"daemon-{n}.log").read_text()
-            print("DIAG run", n, [line[:600] for line in text.splitlines() if tsid in line])
-        for c in sim.calls:
-            if tsid in c.telephony_session_ids:
-                print("DIAG", key, c.kind, c.start, [(e.offset_ms, e.body.get("telephonySessionId")[-6:], e.body.get("sequence"), e.extension_id, [p.get("status", {}).get("code") for p in e.body.get("parties", [])]) for e in c.events])
-        import asyncpg
-        conn = await asyncpg.connect(pg_dsn)
-        rows = await conn.fetch("select call_key, status, created_at, payload::text from outbox where call_key like $1 and writer='crm'", tsid + "%")
-        print("DIAG rows", [(r[0], r[1], r[2], r[3][:300]) for r in rows])
-        await conn.close()
     assert not missing(), _explain(sim, missing(), extra)
     assert not extra, _explain(sim, missing(), extra)
-    keys = logged_keys(tmp_path / "state")
+    state = tmp_path / "state"
+    await wait_until(lambda: set(logged_keys(state)) >= expected, 30, "every call in the jsonl")
+    keys = logged_keys(state)
     assert len(keys) == len(set(keys)), "the jsonl writer logged a call twice"
     assert set(keys) == expected
     assert await daemon.signal(signal.SIGTERM) == 0

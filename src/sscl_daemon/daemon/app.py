@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,7 @@ SUSPECT_ROUNDS = 10
 # A suspect still followed by the tracker is looked up after this long without an event.
 SUSPECT_SILENCE = 10.0
 # How long before it was first seen a suspect session may have started (call-log window).
-SUSPECT_LOOKBACK = 3600.0
+SUSPECT_LOOKBACK = 900.0
 REFRESH_TOKEN_FILE = "ringcentral-refresh-token"
 # The gateway's default recovery window when none was recorded (research A8).
 DEFAULT_RECOVERY_WINDOW = 180.0
@@ -469,31 +469,57 @@ class Daemon:
         """
         interval = max(self.settings.ringcentral.call_log_delay, 1.0)
         silent = max(SUSPECT_SILENCE, self.settings.ringcentral.call_log_delay)
-        rounds = self._suspect_rounds
         while True:
             await asyncio.sleep(interval)
-            suspects, earliest = pipeline.due_suspects(datetime.now(UTC), silent)
-            if not suspects or earliest is None:
-                continue
-            since = earliest - timedelta(seconds=SUSPECT_LOOKBACK)
-            resolution = await self._reconciler(pipeline).resolve_sessions(
-                suspects, since=since, wait=False
-            )
-            await pipeline.add_reconciled(list(resolution.batch.calls))
-            pipeline.settle_suspects(resolution.ended)
-            log.info(
-                "sessions that may have lost events checked against the call log",
-                ended=list(resolution.ended),
-                active=len(resolution.active),
-                unresolved=list(resolution.unresolved),
-                calls=[c.key for c in resolution.batch.calls],
-            )
-            for tsid in resolution.unresolved:
-                rounds[tsid] = rounds.get(tsid, 0) + 1
-                if rounds[tsid] > SUSPECT_ROUNDS:
-                    del rounds[tsid]
-                    pipeline.settle_suspects([tsid])
-                    log.warning("no call-log record for a session that ended", session=tsid)
+            finished, quiet = pipeline.due_suspects(datetime.now(UTC), silent)
+            reconciler = self._reconciler(pipeline)
+            if finished:
+                await self._settle_finished(reconciler, pipeline, finished)
+            if quiet:
+                since = pipeline.suspect_since(quiet)
+                assert since is not None
+                resolution = await reconciler.resolve_sessions(
+                    quiet, since=since - timedelta(seconds=SUSPECT_LOOKBACK), wait=False
+                )
+                await pipeline.add_reconciled(list(resolution.batch.calls))
+                pipeline.settle_suspects(resolution.ended)
+                await self._count_rounds(pipeline, resolution.unresolved)
+
+    async def _settle_finished(
+        self, reconciler: Reconciler, pipeline: Pipeline, sessions: list[str]
+    ) -> None:
+        """Read the call log once for suspects the tracker already finished (they ended)."""
+        since = pipeline.suspect_since(sessions)
+        assert since is not None
+        wanted = set(sessions)
+        batch = await reconciler.read(
+            since - timedelta(seconds=SUSPECT_LOOKBACK), datetime.now(UTC) + timedelta(minutes=1)
+        )
+        calls = [c for c in batch.calls if c.telephony_session_id in wanted]
+        found = {c.telephony_session_id for c in calls}
+        found.update(d.key.rsplit(":", 1)[0] for d in batch.skipped)
+        await pipeline.add_reconciled(calls)
+        settled = wanted & found
+        pipeline.settle_suspects(settled)
+        log.info(
+            "sessions that may have lost events settled from the call log",
+            sessions=len(settled),
+            calls=len(calls),
+            waiting=len(wanted - settled),
+        )
+        await self._count_rounds(pipeline, wanted - settled)
+
+    async def _count_rounds(self, pipeline: Pipeline, unresolved: Iterable[str]) -> None:
+        rounds = self._suspect_rounds
+        for tsid in unresolved:
+            rounds[tsid] = rounds.get(tsid, 0) + 1
+            if rounds[tsid] > SUSPECT_ROUNDS:
+                del rounds[tsid]
+                log.warning(
+                    "no call-log record for a session that ended; logging what was seen live",
+                    session=tsid,
+                )
+                await pipeline.give_up_suspect(tsid)
 
     # ---- periodic work ---------------------------------------------------------------
 

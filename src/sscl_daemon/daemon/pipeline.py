@@ -97,6 +97,9 @@ class Pipeline:
         # once they end, and until then the checkpoint stays before them.
         self._suspects: dict[str, datetime] = {}
         self._suspect_last: dict[str, datetime] = {}
+        # What the tracker made of a suspect from partial events: kept back while the call
+        # log may still say better, committed only if it never does.
+        self._held: dict[str, list[CompletedCall]] = {}
         # Gaps not yet closed from the call log -> where they start (the checkpoint waits).
         self._holds: dict[int, datetime] = {}
         self._next_hold = 0
@@ -109,25 +112,51 @@ class Pipeline:
     def suspects(self) -> list[str]:
         return list(self._suspects)
 
-    def due_suspects(self, now: datetime, silent: float) -> tuple[list[str], datetime | None]:
-        """Suspects worth a look now, and the earliest time one of them was first seen.
+    def due_suspects(self, now: datetime, silent: float) -> tuple[list[str], list[str]]:
+        """Suspects worth a look now: (finished by the tracker, silent while followed).
 
-        A suspect the tracker still follows is probably still going: it is looked up only
-        after ``silent`` seconds without an event (its end may have been lost).
+        A finished suspect has ended: its call-log record only needs reading. One the
+        tracker still follows is probably still going: it is looked up only after
+        ``silent`` seconds without an event (its end may have been lost).
         """
-        due: list[str] = []
+        finished: list[str] = []
+        silent_ones: list[str] = []
         for tsid in self._suspects:
-            last = self._suspect_last.get(tsid)
-            if tsid not in self.tracker or last is None or (now - last).total_seconds() >= silent:
-                due.append(tsid)
-        earliest = min((self._suspects[t] for t in due), default=None)
-        return due, earliest
+            if tsid not in self.tracker:
+                finished.append(tsid)
+                continue
+            last = self._suspect_last.get(tsid, self._suspects[tsid])
+            if (now - last).total_seconds() >= silent:
+                silent_ones.append(tsid)
+        return finished, silent_ones
+
+    def suspect_since(self, sessions: Iterable[str]) -> datetime | None:
+        """The earliest time one of ``sessions`` was first seen."""
+        return min((self._suspects[t] for t in sessions if t in self._suspects), default=None)
 
     def settle_suspects(self, sessions: Iterable[str]) -> None:
         """Forget suspects whose call-log records were queued for commit."""
         for tsid in sessions:
             self._suspects.pop(tsid, None)
             self._suspect_last.pop(tsid, None)
+            self._held.pop(tsid, None)
+
+    async def give_up_suspect(self, tsid: str) -> None:
+        """No call-log record came: log what the tracker made of the session after all."""
+        held = self._held.pop(tsid, [])
+        self.settle_suspects([tsid])
+        await self._committer.add(held, self.checkpoint())
+
+    def _hold_back(self, calls: list[CompletedCall]) -> list[CompletedCall]:
+        if not self._suspects:
+            return calls
+        passed: list[CompletedCall] = []
+        for call in calls:
+            if call.telephony_session_id in self._suspects:
+                self._held.setdefault(call.telephony_session_id, []).append(call)
+            else:
+                passed.append(call)
+        return passed
 
     def hold(self, since: datetime) -> int:
         """Keep the checkpoint at or before ``since`` until :meth:`release` (a gap being closed)."""
@@ -209,7 +238,9 @@ class Pipeline:
         new = tsid not in self._first_seen and tsid not in self.tracker
         calls = self.tracker.apply(event)
         at = body.event_time if body.event_time.tzinfo else body.event_time.replace(tzinfo=UTC)
-        if new and body.sequence > FIRST_SEQUENCE and (calls or tsid in self.tracker):
+        if new and body.sequence > FIRST_SEQUENCE:
+            # Joined in the middle (or a late event of a finished session): the call log
+            # decides once it ended; keys already logged are not logged again.
             self._suspects.setdefault(tsid, at)
         if tsid in self._suspects:
             self._suspect_last[tsid] = at
@@ -222,13 +253,13 @@ class Pipeline:
         if self.account_id is None and body.account_id is not None:
             self.account_id = str(body.account_id)
         self._count_skipped()
-        await self._committer.add(calls, self.checkpoint())
+        await self._committer.add(self._hold_back(calls), self.checkpoint())
 
     async def expire(self, now: datetime) -> int:
         """Complete sessions whose grace or timeout passed by ``now``; returns calls completed."""
         calls = self.tracker.expire(now)
         self._count_skipped()
-        await self._committer.add(calls, self.checkpoint())
+        await self._committer.add(self._hold_back(calls), self.checkpoint())
         metrics.IN_FLIGHT_SESSIONS.set(len(self.tracker))
         return len(calls)
 
