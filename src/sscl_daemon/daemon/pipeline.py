@@ -80,6 +80,16 @@ def _snapshot_sessions(snapshot: bytes) -> list[tuple[str, int]]:
     return [(s.tsid, s.first_ms) for s in decoded.sessions]
 
 
+def snapshot_session_count(snapshot: bytes | None) -> int | None:
+    """How many sessions a saved snapshot holds (None if there is none or it is unreadable)."""
+    if snapshot is None:
+        return None
+    try:
+        return len(_snapshot_sessions(snapshot))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 class Pipeline:
     """Applies notifications to the tracker and queues the results for commit."""
 

@@ -1,0 +1,129 @@
+"""``sscl-daemon status --config FILE``: what the daemon's store says, from Postgres alone.
+
+Shows the checkpoint and its age, the WebSocket recovery token's expiry, the
+in-flight sessions of the last snapshot, the outbox per writer (pending, in
+flight, sent, dead, oldest pending age) and the dead letters by kind. Works
+whether or not the daemon runs: with the embedded store it attaches to the
+running daemon's server, or starts the server itself when the daemon is
+stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime
+
+from sscl_daemon.config import ConfigError, Settings, StoreSettings, load_config
+from sscl_daemon.store import Store, StoreError, StoreStatus
+
+HELP = "show the checkpoint, in-flight calls, outbox per writer and dead letters"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_config_option(parser)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        required=True,
+        metavar="FILE",
+        help="the daemon's TOML configuration file (for the store settings)",
+    )
+
+
+def load(args: argparse.Namespace) -> Settings | None:
+    try:
+        return load_config(args.config, require_credentials=False)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+async def open_store(settings: Settings) -> Store:
+    """The daemon's store; with the embedded server, the running daemon's one if it runs."""
+    try:
+        return await Store.open(settings.store, settings.daemon.state_dir)
+    except StoreError as exc:
+        if not settings.store.embedded or "in use by another process" not in str(exc):
+            raise
+    from sscl_daemon.store.embedded import EmbeddedServer
+    from sscl_daemon.store.store import EMBEDDED_DATABASE
+
+    server = EmbeddedServer(settings.daemon.state_dir / "postgres")
+    attach = StoreSettings(dsn=server.dsn(EMBEDDED_DATABASE), pool_min_size=1, pool_max_size=2)
+    return await Store.open(attach, settings.daemon.state_dir, apply_migrations=False)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _time(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else "-"
+
+
+def render(status: StoreStatus, in_flight: dict[str, int | None]) -> str:
+    lines = [f"schema version {status.schema_version}", ""]
+    if not status.accounts:
+        lines.append("no checkpoint yet (the daemon has not committed anything)")
+    for account in status.accounts:
+        sessions = in_flight.get(account.account)
+        lines += [
+            f"account {account.account}",
+            f"  checkpoint:           {_time(account.last_event_time)} "
+            f"(advanced {_age(account.checkpoint_age)} ago)",
+            f"  recovery token until: {_time(account.recovery_token_expires_at)}",
+            f"  snapshot taken:       {_time(account.snapshot_taken_at)}; "
+            f"in-flight sessions: {'-' if sessions is None else sessions}",
+        ]
+    lines += ["", f"{'writer':<16} {'pending':>8} {'in flight':>9} {'sent':>8} {'dead':>6}  oldest"]
+    for w in status.writers:
+        lines.append(
+            f"{w.writer:<16} {w.pending:>8} {w.in_flight:>9} {w.sent:>8} {w.dead:>6}  "
+            f"{_age(w.oldest_pending_age)}"
+        )
+    if not status.writers:
+        lines.append("(no call logs in the outbox yet)")
+    dead = ", ".join(f"{kind}: {n}" for kind, n in sorted(status.dead_letters.items()))
+    lines += ["", f"dead letters: {dead or 'none'}"]
+    if any(w.dead for w in status.writers):
+        lines.append("retry dead call logs with: sscl-daemon retry-dead --config FILE")
+    return "\n".join(lines)
+
+
+async def _status(settings: Settings) -> str:
+    from sscl_daemon.daemon.pipeline import snapshot_session_count
+
+    store = await open_store(settings)
+    try:
+        status = await store.status()
+        in_flight: dict[str, int | None] = {}
+        for account in status.accounts:
+            data = await store.load_snapshot(account.account)
+            in_flight[account.account] = snapshot_session_count(data)
+    finally:
+        await store.close()
+    return render(status, in_flight)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(args)
+    if settings is None:
+        return 2
+    try:
+        print(asyncio.run(_status(settings)))
+    except StoreError as exc:
+        print(f"sscl-daemon status: {exc}", file=sys.stderr)
+        return 1
+    return 0
