@@ -1,0 +1,37 @@
+"""``sscl-daemon demo``: see the daemon log calls, with no account, config or internet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+HELP = "run the simulator, an embedded PostgreSQL and the daemon, and watch calls being logged"
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
+    return number
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration", type=_positive, metavar="S", help="stop after S seconds (default: Ctrl-C)"
+    )
+    parser.add_argument(
+        "--calls-per-second",
+        type=_positive,
+        default=0.5,
+        metavar="R",
+        help="how many calls the simulated organisation places per second (default 0.5)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulated traffic")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sscl_daemon.demo import DemoOptions, run_demo
+
+    options = DemoOptions(args.duration, args.calls_per_second, args.seed)
+    report = asyncio.run(run_demo(options))
+    return report.exit_code
