@@ -81,8 +81,10 @@ def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
     """Merge the live parts of ``new`` into ``old``; list what changed and what needs a restart."""
     applied: list[str] = []
     restart: list[str] = []
-    for section in ("calls", "blocklist", "scope"):
-        applied.extend(_differences(section, getattr(old, section), getattr(new, section)))
+    applied.extend(_differences("calls", old.calls, new.calls))
+    applied.extend(
+        name for name in ("blocklist", "scope") if getattr(old, name) != getattr(new, name)
+    )
     daemon, daemon_changes = _daemon(old.daemon, new.daemon)
     for key in daemon_changes:
         (applied if key.rsplit(".", 1)[1] in _DAEMON_LIVE else restart).append(key)
