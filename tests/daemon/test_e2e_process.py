@@ -143,6 +143,7 @@ def _expected(sim: Simulator) -> set[str]:
     return {log.key for log in sim.expected_logs()}
 
 
+@pytest.mark.slow
 async def test_sigterm_commits_drains_and_exits_zero(
     world: tuple[Simulator, WebhookReceiverState, DaemonProcess], pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -173,6 +174,7 @@ async def test_sigterm_commits_drains_and_exits_zero(
     assert await daemon.signal(signal.SIGTERM) == 0
 
 
+@pytest.mark.slow
 async def test_sigkill_at_random_moments_loses_nothing_and_logs_nothing_twice(
     world: tuple[Simulator, WebhookReceiverState, DaemonProcess], tmp_path: Path
 ) -> None:
