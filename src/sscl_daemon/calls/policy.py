@@ -94,21 +94,33 @@ class Policy:
         return self.explain(call)
 
     def logs(self, call: CompletedCall) -> bool:
-        return self.explain(call).logged
+        return self.skipped(call) is None
 
     def explain(self, call: CompletedCall) -> Decision:
+        decision = self.skipped(call)
+        if decision is not None:
+            return decision
+        who = call.extension_number or call.extension_id or "nobody"
+        return Decision(call.key, True, None, f"{call.result} {call.direction} call of {who}")
+
+    def skipped(self, call: CompletedCall) -> Decision | None:
+        """The decision for a call that is not logged; None (and no text built) for one that is.
+
+        The tracker asks this for every completed call, so the common answer is
+        the cheap one.
+        """
         opts = self._options
         directory = self._directory
         ext = directory.by_id(call.extension_id) if directory is not None else None
         who = call.extension_number or call.extension_id or "nobody"
-        reason: SkipReason | None = None
+        blocklist = opts.blocklist
         if ext is not None and not ext.is_user:
             reason = SkipReason.NOT_A_USER
             detail = f"extension {who} is a {ext.type.value}, not a user; only users get call logs"
-        elif opts.blocklist and opts.blocklist.matches_number(call.external_number):
+        elif blocklist and blocklist.matches_number(call.external_number):
             reason = SkipReason.BLOCKLISTED_NUMBER
             detail = f"external number {call.external_number} matches the blocklist"
-        elif opts.blocklist and (blocked := self._blocked_extension(call)) is not None:
+        elif blocklist and (blocked := self._blocked_extension(call)) is not None:
             reason = SkipReason.BLOCKLISTED_EXTENSION
             detail = f"extension {blocked} takes part in the call and is on the blocklist"
         elif not opts.scope.allows(call.extension_number, ext.department if ext else None):
@@ -125,8 +137,8 @@ class Policy:
             reason = SkipReason.ABANDONED_DISABLED
             detail = "the caller hung up before reaching anyone; calls.log_abandoned is false"
         else:
-            detail = f"{call.result} {call.direction} call of {who}"  # StrEnum: the values
-        return Decision(call.key, reason is None, reason, detail)
+            return None
+        return Decision(call.key, False, reason, detail)
 
     def _blocked_extension(self, call: CompletedCall) -> str | None:
         blocklist = self._options.blocklist

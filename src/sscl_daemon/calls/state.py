@@ -91,7 +91,11 @@ class PartyState(msgspec.Struct, gc=False):
             self.extension_id = intern(value)
         direction = party.direction
         if direction is not None and (newest or self.outbound is None):
-            self.outbound = is_outbound(direction)
+            # The two exact spellings first: is_outbound() (case folding) is a call per event.
+            if direction == "Inbound":
+                self.outbound = False
+            else:
+                self.outbound = direction == "Outbound" or is_outbound(direction)
         info = party.from_
         if info is not None:
             value = info.phone_number

@@ -206,6 +206,7 @@ class Tracker:
         self._grace_ms = round(self._options.completion_grace_s * 1000)
         self._gap_grace_ms = max(self._grace_ms, round(self._options.gap_grace_s * 1000))
         self._timeout_ms = round(self._options.session_timeout_s * 1000)
+        self._dedupe_window = self._options.dedupe_window
         self._sessions: dict[str, SessionState] = {}
         self._heap: list[tuple[int, int, str]] = []
         self._tick = 0
@@ -275,7 +276,7 @@ class Tracker:
                 count["duplicates"] += 1
                 return []
             recent.add(uuid)
-            if len(recent) >= self._options.dedupe_window:
+            if len(recent) >= self._dedupe_window:
                 self._uuids_old = recent
                 self._uuids_new = set()
         body = event.body
@@ -312,17 +313,20 @@ class Tracker:
         if session.seen & bit:
             count["duplicates"] += 1
             return self._complete_due(clock)
-        if seq < session.max_seq:
-            count["out_of_order"] += 1
         session.seen |= bit
-        if seq > session.max_seq:
+        # min <= max and first <= last always hold, so an event in order (the usual
+        # case) needs one comparison each.
+        max_seq = session.max_seq
+        if seq > max_seq:
             session.max_seq = seq
-        if seq < session.min_seq:
-            session.min_seq = seq
-        if at < session.first_ms:
-            session.first_ms = at
+        elif seq < max_seq:
+            count["out_of_order"] += 1
+            if seq < session.min_seq:
+                session.min_seq = seq
         if at > session.last_ms:
             session.last_ms = at
+        elif at < session.first_ms:
+            session.first_ms = at
         if session.session_id is None and body.session_id is not None:
             session.session_id = body.session_id
         if session.origin is None and body.origin is not None and body.origin.type:
@@ -376,9 +380,12 @@ class Tracker:
                 state.last_seq = seq
                 state.last_code = code
                 state.last_reason = reason
-                # The raw text is kept only for spellings outside the known codes.
-                state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
-                state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
+                # The raw text is kept only for spellings outside the known codes
+                # (read before written: almost always both stay None).
+                if code is StatusCode.UNKNOWN or state.last_raw is not None:
+                    state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
+                if reason is Reason.UNKNOWN or state.last_raw_reason is not None:
+                    state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
             steps.append(at)
             steps.append((seq << SEQ_SHIFT) | (index << PARTY_SHIFT) | code_bits | reason_bits)
             if can_end:
@@ -490,8 +497,8 @@ class Tracker:
             return calls
         logged: list[CompletedCall] = []
         for call in calls:
-            decision = policy.explain(call)
-            if decision.logged:
+            decision = policy.skipped(call)
+            if decision is None:
                 logged.append(call)
             else:
                 self._skipped.append((call, decision))
