@@ -367,7 +367,7 @@ class Daemon:
             checkpoint=checkpoint.last_event_time.isoformat()
             if checkpoint and checkpoint.last_event_time
             else None,
-            recovery_token=token is not None,
+            websocket_resume="possible" if token is not None else "no",
         )
 
     # ---- the subscription ------------------------------------------------------------
