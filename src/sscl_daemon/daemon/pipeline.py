@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from sscl_daemon import metrics
-from sscl_daemon.calls.events import EventDecodeError, Notification, decode_event
+from sscl_daemon.calls.events import EventDecodeError, Notification, decode_event, parse_status
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.state import SessionSnapshot
 from sscl_daemon.calls.tracker import Tracker
@@ -241,7 +241,8 @@ class Pipeline:
         status = "none"
         for party in body.parties:
             if party.status is not None and party.status.code:
-                status = party.status.code
+                # The enum value, so that odd codes cannot grow the label set without bound.
+                status = parse_status(party.status.code).value
                 break
         metrics.EVENTS_RECEIVED.labels(status=status).inc()
         tsid = body.telephony_session_id

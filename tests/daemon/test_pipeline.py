@@ -1,0 +1,111 @@
+"""The pipeline between the subscription and the committer: dead letters, the low-water
+checkpoint, and sessions joined in the middle (held back for the call log)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from sscl_daemon import metrics
+from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.policy import Policy
+from sscl_daemon.calls.tracker import Tracker, TrackerOptions
+from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
+from sscl_daemon.daemon.pipeline import Pipeline, snapshot_session_count
+from sscl_daemon.simulator.org import Organisation
+from sscl_daemon.simulator.scenarios import CallFactory, CallKind, SimCall
+from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind
+
+START = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.batches: list[Batch[Checkpoint, DeadLetter]] = []
+
+    async def __call__(self, batch: Batch[Checkpoint, DeadLetter]) -> None:
+        self.batches.append(batch)
+
+    @property
+    def keys(self) -> set[str]:
+        return {c.key for b in self.batches for c in b.calls}
+
+
+def _pipeline(org: Organisation) -> tuple[Pipeline, GroupCommitter[Checkpoint, DeadLetter], Sink]:
+    sink = Sink()
+    committer: GroupCommitter[Checkpoint, DeadLetter] = GroupCommitter(
+        sink, interval=0.001, max_batch=100
+    )
+    directory = Directory.from_api(org.extension_records())
+    tracker = Tracker(directory, TrackerOptions(completion_grace_s=0.0), Policy(None, directory))
+    return Pipeline(tracker, committer), committer, sink
+
+
+async def _play(pipeline: Pipeline, call: SimCall, skip: int = 0) -> None:
+    for event in call.events[skip:]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+
+
+async def _drain(committer: GroupCommitter[Checkpoint, DeadLetter]) -> None:
+    import asyncio
+
+    task = asyncio.create_task(committer.run())
+    try:
+        await asyncio.wait_for(committer.flush(), 5)
+    finally:
+        task.cancel()
+
+
+async def test_undecodable_notification_becomes_a_dead_letter() -> None:
+    pipeline, committer, sink = _pipeline(Organisation.build(3))
+    before = metrics.EVENTS_RECEIVED.labels(status="malformed")._value.get()
+    await pipeline.on_notification(b'{"body": "no session here"', START)
+    await _drain(committer)
+    (letter,) = [d for b in sink.batches for d in b.dead_letters]
+    assert letter.kind is DeadLetterKind.EVENT
+    assert letter.payload == b'{"body": "no session here"'
+    assert metrics.EVENTS_RECEIVED.labels(status="malformed")._value.get() == before + 1
+
+
+async def test_whole_call_is_committed_and_the_checkpoint_waits_for_open_sessions() -> None:
+    org = Organisation.build(3)
+    factory = CallFactory(org, 3)
+    pipeline, committer, sink = _pipeline(org)
+    first = factory.make(START, CallKind.INBOUND_ANSWERED)
+    second = factory.make(START, CallKind.OUTBOUND_ANSWERED)
+    await _play(pipeline, first)
+    # Half of the second call: it is in flight, so the checkpoint stays at its first event.
+    half = len(second.events) // 2
+    for event in second.events[:half]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    checkpoint = pipeline.checkpoint()
+    assert checkpoint is not None
+    first_event = datetime.fromisoformat(str(second.events[0].body["eventTime"]))
+    assert checkpoint.last_event_time == first_event
+    assert snapshot_session_count(pipeline.tracker.snapshot()) == 1
+    await _play(pipeline, second, skip=half)
+    await _drain(committer)
+    expected = {log.key for call in (first, second) for log in call.expected}
+    assert sink.keys == expected
+    assert pipeline.in_flight_sessions() == []
+
+
+async def test_a_session_joined_in_the_middle_waits_for_the_call_log() -> None:
+    org = Organisation.build(5)
+    call = CallFactory(org, 5).make(START, CallKind.BLIND_TRANSFER)
+    pipeline, committer, sink = _pipeline(org)
+    await _play(pipeline, call, skip=4)  # its first notifications were lost
+    await pipeline.expire(datetime(2100, 1, 1, tzinfo=UTC))  # whatever the tracker makes of it
+    await _drain(committer)
+    tsid = call.telephony_session_ids[0]
+    assert pipeline.suspects() == [tsid]
+    assert sink.keys == set(), "partial results must wait for the call log"
+    checkpoint = pipeline.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.last_event_time is not None
+    # No call-log record ever came: what the tracker saw is logged after all.
+    await pipeline.give_up_suspect(tsid)
+    await _drain(committer)
+    assert sink.keys
+    assert all(key.startswith(tsid) for key in sink.keys)
+    assert pipeline.suspects() == []
