@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -97,6 +98,4 @@ async def test_status_and_retry_dead(
 
 async def _run(argv: list[str]) -> int:
     # The commands call asyncio.run(); run them off this test's event loop.
-    import asyncio
-
     return await asyncio.to_thread(main, argv)

@@ -3,6 +3,7 @@ checkpoint, and sessions joined in the middle (held back for the call log)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -47,8 +48,6 @@ async def _play(pipeline: Pipeline, call: SimCall, skip: int = 0) -> None:
 
 
 async def _drain(committer: GroupCommitter[Checkpoint, DeadLetter]) -> None:
-    import asyncio
-
     task = asyncio.create_task(committer.run())
     try:
         await asyncio.wait_for(committer.flush(), 5)
