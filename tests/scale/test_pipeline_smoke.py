@@ -21,6 +21,8 @@ FIGURES = {
     "daemon_events_per_s",
     "daemon_calls_per_s",
     "committed_calls_per_s",
+    "committed_events_per_s",
+    "daemon_cpu_share",
     "ratio",
     "latency_100_p50",
     "latency_100_p99",
