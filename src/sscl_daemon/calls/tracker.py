@@ -1,7 +1,9 @@
 """The per-account call state machine: notifications in, completed calls out.
 
 Sits between ``ringcentral/`` (decoded :class:`~sscl_daemon.calls.events.Notification`
-objects) and the store's outbox. Pure: no clock reads, no I/O. Time comes
+objects, or the leaner :class:`~sscl_daemon.calls.events.TrackedNotification` that
+:func:`~sscl_daemon.calls.events.decode_tracked` gives for the per-event hot path)
+and the store's outbox. Pure: no clock reads, no I/O. Time comes
 from the events (``eventTime``) or from the ``now`` the caller passes to
 :meth:`Tracker.expire`.
 
