@@ -30,13 +30,16 @@ class DirectoryError(ValueError):
 class Directory:
     """Immutable lookup of extensions by id and by extension number."""
 
-    __slots__ = ("_by_id", "_by_number")
+    __slots__ = ("_by_id", "_by_number", "_user")
 
     def __init__(self, extensions: Iterable[Extension]) -> None:
         self._by_id: dict[str, Extension] = {}
         self._by_number: dict[str, Extension] = {}
+        # Answered once here: every completed session asks it for each of its parties.
+        self._user: dict[str, bool] = {}
         for ext in extensions:
             self._by_id[ext.id] = ext
+            self._user[ext.id] = ext.is_user
             if ext.extension_number:
                 self._by_number[ext.extension_number] = ext
 
@@ -74,8 +77,7 @@ class Directory:
 
     def is_user(self, extension_id: str | None) -> bool | None:
         """True/False when the directory knows the extension, None when it does not."""
-        ext = self.by_id(extension_id)
-        return None if ext is None else ext.is_user
+        return None if extension_id is None else self._user.get(extension_id)
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -79,22 +79,23 @@ _FINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
 _VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
 
 
-def _status_entry(code: StatusCode) -> tuple[StatusCode, int, bool]:
-    """(member, its bits in the packed step word, whether it can end the session)."""
-    return code, STATUS_INDEX[code] << STATUS_SHIFT, code in _FINAL or code in _VOICEMAIL
+def _status_entry(code: StatusCode) -> tuple[StatusCode, int, bool, bool]:
+    """(member, its bits in the packed step word, can it end the session, is it unknown)."""
+    final = code in _FINAL or code in _VOICEMAIL
+    return code, STATUS_INDEX[code] << STATUS_SHIFT, final, code is StatusCode.UNKNOWN
 
 
-def _reason_entry(reason: Reason) -> tuple[Reason, int]:
-    return reason, REASON_INDEX[reason]
+def _reason_entry(reason: Reason) -> tuple[Reason, int, bool]:
+    return reason, REASON_INDEX[reason], reason is Reason.UNKNOWN
 
 
 # Dispatch tables keyed by the exact wire spelling: one dict lookup per event gives
 # everything apply() needs. Keyed by the raw text because hashing an enum member
 # runs Python code; parse_status/parse_reason handle every other spelling.
-_STATUS: dict[str | None, tuple[StatusCode, int, bool]] = {
+_STATUS: dict[str | None, tuple[StatusCode, int, bool, bool]] = {
     m.value: _status_entry(m) for m in StatusCode if m is not StatusCode.UNKNOWN
 }
-_REASON: dict[str | None, tuple[Reason, int]] = {
+_REASON: dict[str | None, tuple[Reason, int, bool]] = {
     m.value: _reason_entry(m) for m in Reason if m is not Reason.UNKNOWN
 }
 _REASON[None] = _reason_entry(Reason.NONE)
@@ -373,21 +374,21 @@ class Tracker:
             found = _STATUS.get(raw_code)
             if found is None:
                 found = _status_entry(parse_status(raw_code))
-            code, code_bits, can_end = found
+            code, code_bits, can_end, odd_code = found
             found_reason = _REASON.get(raw_reason)
             if found_reason is None:
                 found_reason = _reason_entry(parse_reason(raw_reason))
-            reason, reason_bits = found_reason
+            reason, reason_bits, odd_reason = found_reason
             if newest:
                 state.last_seq = seq
                 state.last_code = code
                 state.last_reason = reason
                 # The raw text is kept only for spellings outside the known codes
                 # (read before written: almost always both stay None).
-                if code is StatusCode.UNKNOWN or state.last_raw is not None:
-                    state.last_raw = raw_code if code is StatusCode.UNKNOWN else None
-                if reason is Reason.UNKNOWN or state.last_raw_reason is not None:
-                    state.last_raw_reason = raw_reason if reason is Reason.UNKNOWN else None
+                if odd_code or state.last_raw is not None:
+                    state.last_raw = raw_code if odd_code else None
+                if odd_reason or state.last_raw_reason is not None:
+                    state.last_raw_reason = raw_reason if odd_reason else None
             steps.append(at)
             steps.append((seq << SEQ_SHIFT) | (index << PARTY_SHIFT) | code_bits | reason_bits)
             if can_end:
