@@ -135,6 +135,11 @@ class ScopeMode(enum.StrEnum):
     EXCLUDE = "exclude"  # log everybody but the listed extensions / departments
 
 
+# Asked for every completed call; an enum member read through its class costs
+# about 50 ns in Python 3.11.
+_ALL = ScopeMode.ALL
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     """Which users' calls are logged (extension numbers, directory department names)."""
@@ -191,7 +196,7 @@ class Scope:
         )
 
     def allows(self, extension_number: str | None, department: str | None) -> bool:
-        if self.mode is ScopeMode.ALL:
+        if self.mode is _ALL:
             return True
         listed = self.listed(extension_number, department)
         return listed if self.mode is ScopeMode.INCLUDE else not listed

@@ -55,6 +55,12 @@ class PolicyOptions:
             raise ValueError("missed_attribution 'owner' needs missed_owner_extension")
 
 
+# Read for every completed call: an enum member read through its class costs
+# about 50 ns in Python 3.11, a module global a few.
+_INTERNAL = Direction.INTERNAL
+_ABANDONED = CallResult.ABANDONED
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The answer to "is this call logged?": ``reason`` is None when it is."""
@@ -114,7 +120,7 @@ class Policy:
         ext = directory.by_id(call.extension_id) if directory is not None else None
         who = call.extension_number or call.extension_id or "nobody"
         blocklist = opts.blocklist
-        if ext is not None and not ext.is_user:
+        if ext is not None and directory is not None and not directory.is_user(ext.id):
             reason = SkipReason.NOT_A_USER
             detail = f"extension {who} is a {ext.type.value}, not a user; only users get call logs"
         elif blocklist and blocklist.matches_number(call.external_number):
@@ -130,10 +136,10 @@ class Policy:
                 f"extension {who} (department {department}) is outside the logging scope "
                 f"({opts.scope.mode.value})"
             )
-        elif call.direction is Direction.INTERNAL and not opts.log_internal:
+        elif call.direction is _INTERNAL and not opts.log_internal:
             reason = SkipReason.INTERNAL_CALL
             detail = "extension-to-extension call; set calls.log_internal = true to log these"
-        elif call.result is CallResult.ABANDONED and not opts.log_abandoned:
+        elif call.result is _ABANDONED and not opts.log_abandoned:
             reason = SkipReason.ABANDONED_DISABLED
             detail = "the caller hung up before reaching anyone; calls.log_abandoned is false"
         else:
