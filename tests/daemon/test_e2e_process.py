@@ -199,7 +199,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_logs_nothing_twice(
         return expected - set(crm.deliveries)
 
     with contextlib.suppress(AssertionError):
-        await wait_until(lambda: not missing(), 120, "every call in the CRM")
+        await wait_until(lambda: not missing(), 80, "every call in the CRM")
     extra = set(crm.deliveries) - expected
     assert not missing(), _explain(sim, missing(), extra)
     assert not extra, _explain(sim, missing(), extra)

@@ -108,3 +108,18 @@ async def test_a_session_joined_in_the_middle_waits_for_the_call_log() -> None:
     assert sink.keys
     assert all(key.startswith(tsid) for key in sink.keys)
     assert pipeline.suspects() == []
+
+
+async def test_out_of_order_start_is_not_mistaken_for_a_lost_start() -> None:
+    org = Organisation.build(6)
+    call = CallFactory(org, 6).make(START, CallKind.INBOUND_ANSWERED)
+    pipeline, committer, sink = _pipeline(org)
+    events = list(call.events)
+    events[0], events[1] = events[1], events[0]
+    assert events[0].body["sequence"] != events[1].body["sequence"]
+    for event in events:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    await pipeline.expire(datetime(2100, 1, 1, tzinfo=UTC))
+    await _drain(committer)
+    assert pipeline.suspects() == []
+    assert sink.keys == {log.key for log in call.expected}

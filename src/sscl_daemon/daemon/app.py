@@ -73,6 +73,8 @@ EXPIRE_INTERVAL = 0.25
 OUTBOX_POLL_INTERVAL = 5.0
 # Lookups of an ended session whose call-log record does not appear before giving up.
 SUSPECT_ROUNDS = 10
+# The call log is in the Heavy rate group (10 requests/min): one read per round at most.
+SUSPECT_INTERVAL = 6.0
 # A suspect still followed by the tracker is looked up after this long without an event.
 SUSPECT_SILENCE = 10.0
 # How long before it was first seen a suspect session may have started (call-log window).
@@ -467,7 +469,7 @@ class Daemon:
         left before the gap); the call log has all of it. Keys are the same, so what the
         tracker already logged is not logged again.
         """
-        interval = max(self.settings.ringcentral.call_log_delay, 1.0)
+        interval = max(self.settings.ringcentral.call_log_delay, SUSPECT_INTERVAL)
         silent = max(SUSPECT_SILENCE, self.settings.ringcentral.call_log_delay)
         while True:
             await asyncio.sleep(interval)

@@ -80,6 +80,10 @@ def _snapshot_sessions(snapshot: bytes) -> list[tuple[str, int]]:
     return [(s.tsid, s.first_ms) for s in decoded.sessions]
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def snapshot_session_count(snapshot: bytes | None) -> int | None:
     """How many sessions a saved snapshot holds (None if there is none or it is unreadable)."""
     if snapshot is None:
@@ -110,6 +114,9 @@ class Pipeline:
         # What the tracker made of a suspect from partial events: kept back while the call
         # log may still say better, committed only if it never does.
         self._held: dict[str, list[CompletedCall]] = {}
+        # The lowest sequence seen per followed session: above FIRST_SEQUENCE at completion
+        # means its beginning was never seen.
+        self._min_seq: dict[str, int] = {}
         # Gaps not yet closed from the call log -> where they start (the checkpoint waits).
         self._holds: dict[int, datetime] = {}
         self._next_hold = 0
@@ -158,6 +165,13 @@ class Pipeline:
         await self._committer.add(held, self.checkpoint())
 
     def _hold_back(self, calls: list[CompletedCall]) -> list[CompletedCall]:
+        for tsid in {call.telephony_session_id for call in calls}:
+            lowest = self._min_seq.get(tsid)
+            if lowest is not None and lowest > FIRST_SEQUENCE and tsid not in self._suspects:
+                # Joined in the middle (the start was lost): the call log decides.
+                self._suspects[tsid] = self._first_seen.get(tsid) or self._newest or _now()
+            if tsid not in self.tracker:
+                self._min_seq.pop(tsid, None)
         if not self._suspects:
             return calls
         passed: list[CompletedCall] = []
@@ -194,6 +208,7 @@ class Pipeline:
                 low = first if low is None else min(low, first)
                 break
             self._first_seen.popitem(last=False)
+            self._min_seq.pop(tsid, None)
         for held in (*self._holds.values(), *self._suspects.values()):
             low = held if low is None else min(low, held)
         if low is None:
@@ -246,13 +261,13 @@ class Pipeline:
                 break
         metrics.EVENTS_RECEIVED.labels(status=status).inc()
         tsid = body.telephony_session_id
-        new = tsid not in self._first_seen and tsid not in self.tracker
+        lowest = self._min_seq.get(tsid)
+        if lowest is None or body.sequence < lowest:
+            self._min_seq[tsid] = body.sequence
         calls = self.tracker.apply(event)
         at = body.event_time if body.event_time.tzinfo else body.event_time.replace(tzinfo=UTC)
-        if new and body.sequence > FIRST_SEQUENCE:
-            # Joined in the middle (or a late event of a finished session): the call log
-            # decides once it ended; keys already logged are not logged again.
-            self._suspects.setdefault(tsid, at)
+        if not calls and tsid not in self.tracker:
+            self._min_seq.pop(tsid, None)  # a late event of a finished session
         if tsid in self._suspects:
             self._suspect_last[tsid] = at
         if tsid in self.tracker:
