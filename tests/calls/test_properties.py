@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +13,7 @@ from tests.calls import scenarios
 from tests.calls.builder import ALICE_DID, CUSTOMER, DIRECTORY, Session, ext, frames, pstn
 
 from sscl_daemon.calls.events import decode_event, decode_tracked
+from sscl_daemon.calls.legs import to_datetime
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 
@@ -174,3 +175,12 @@ def test_both_views_of_a_notification_drive_the_tracker_alike(
 ) -> None:
     raws = [*data.draw(st.permutations(raws)), *FLOWS[data.draw(st.integers(0, len(FLOWS) - 1))]]
     assert replay_state(raws, lean=True) == replay_state(raws, lean=False)
+
+
+@PROPS
+@given(ms=st.one_of(st.integers(-(10**13), 10**14), st.integers((1 << 32) * 1000 - 10**6,
+                    (1 << 32) * 1000 + 10**6)))  # fmt: skip
+def test_millisecond_times_convert_exactly(ms: int) -> None:
+    exact = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert to_datetime(ms) == exact
+    assert to_datetime(ms).utcoffset() == timedelta(0)

@@ -67,9 +67,15 @@ _ON_CALL = (StatusCode.ANSWERED, StatusCode.HOLD, StatusCode.PARKED)
 _BLIND = (Reason.BLIND_TRANSFER, Reason.RCC_TRANSFER, Reason.DTMF_TRANSFER)
 
 
+# Below 2**32 s (year 2106) a double holds ms / 1000 within 0.25 us of the exact
+# value, so fromtimestamp's rounding to the microsecond gives the exact millisecond.
+_FLOAT_EXACT_MS = (1 << 32) * 1000
+
+
 def to_datetime(ms: int) -> datetime:
-    # Positional (days, seconds, microseconds, milliseconds): a third cheaper than the
-    # keyword form, and exact, unlike datetime.fromtimestamp(ms / 1000).
+    if 0 <= ms < _FLOAT_EXACT_MS:
+        # Three of these per call log: a third cheaper than the timedelta sum.
+        return datetime.fromtimestamp(ms / 1000, UTC)
     return EPOCH + timedelta(0, 0, 0, ms)
 
 
@@ -359,7 +365,7 @@ class _Builder:
         party = session.parties[index] if index is not None else None
         if party is not None:
             extension_id = party.extension_id
-            extension_number = self.ext_number(index)  # type: ignore[arg-type]
+            extension_number = self.ext_numbers[index]  # type: ignore[index]
         ext = self.ctx.directory.by_id(extension_id) if self.ctx.directory is not None else None
         end = max(end, self.start)
         answer = None if answer is None else min(max(answer, self.start), end)
