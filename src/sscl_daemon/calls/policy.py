@@ -120,13 +120,14 @@ class Policy:
         ext = directory.by_id(call.extension_id) if directory is not None else None
         who = call.extension_number or call.extension_id or "nobody"
         blocklist = opts.blocklist
+        blocking = bool(blocklist)  # one __len__ call, not one per check
         if ext is not None and directory is not None and not directory.is_user(ext.id):
             reason = SkipReason.NOT_A_USER
             detail = f"extension {who} is a {ext.type.value}, not a user; only users get call logs"
-        elif blocklist and blocklist.matches_number(call.external_number):
+        elif blocking and blocklist.matches_number(call.external_number):
             reason = SkipReason.BLOCKLISTED_NUMBER
             detail = f"external number {call.external_number} matches the blocklist"
-        elif blocklist and (blocked := self._blocked_extension(call)) is not None:
+        elif blocking and (blocked := self._blocked_extension(call)) is not None:
             reason = SkipReason.BLOCKLISTED_EXTENSION
             detail = f"extension {blocked} takes part in the call and is on the blocklist"
         elif not opts.scope.allows(call.extension_number, ext.department if ext else None):

@@ -360,13 +360,14 @@ class Tracker:
                     count["rejected"] += 1
                     continue
                 # Interned once per party: every session of the call shares the short keys.
-                state = PartyState(intern(key))
+                state = PartyState(intern(key), first_seq=seq)
                 parties.append(state)
             newest = seq > state.last_seq
             state.merge(party, newest)
-            if state.first_seq < 0 or seq < state.first_seq:
+            # An event newer than the party's last cannot be older than its first.
+            if not newest and seq < state.first_seq:
                 state.first_seq = seq
-            if party.account_id is not None and session.account_id is None:
+            if session.account_id is None and party.account_id is not None:
                 session.account_id = intern(party.account_id)
             status = party.status
             if status is None:
