@@ -13,6 +13,11 @@ the store, for the same reason.
 
 The dispatcher itself holds nothing but the rows in flight: a slow or dead
 CRM grows the outbox table, never this process.
+
+With an account lease (``fence``) every claim and settlement is fenced, and
+``may_write`` is asked right before each batch goes to the CRM, so a deposed
+instance stops before its next write; a request already on the wire when the
+lease is lost cannot be recalled (the new holder sends it again as uncertain).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from sscl_daemon.crm.base import (
 from sscl_daemon.daemon.supervise import backoff_delay
 from sscl_daemon.logging import get_logger
 from sscl_daemon.metrics import WriteOutcome
-from sscl_daemon.store import OutboxItem, Outcome, Store, WorkNotifier
+from sscl_daemon.store import Lease, OutboxItem, Outcome, Store, WorkNotifier
 
 log = get_logger(__name__)
 
@@ -113,8 +118,12 @@ class Dispatcher:
         rng: random.Random | None = None,
         idle_poll: float = 5.0,
         on_sent: SentHook | None = None,
+        fence: Lease | None = None,
+        may_write: Callable[[], bool] | None = None,
     ) -> None:
         self._store = store
+        self._fence = fence
+        self._may_write = may_write
         self._on_sent = on_sent
         self._writer = writer
         self.settings = settings
@@ -168,6 +177,7 @@ class Dispatcher:
                 self._claimer,
                 self._attempt_timeout + _LEASE_MARGIN,
                 self._account,
+                fence=self._fence,
             )
             if not items:
                 await self._idle()
@@ -231,6 +241,13 @@ class Dispatcher:
         return list(results)
 
     async def _attempt(self, items: Sequence[OutboxItem]) -> None:
+        if self._may_write is not None and not self._may_write():
+            log.warning(
+                "account lease not current; not writing (the holder takes the rows over)",
+                writer=self.name,
+                calls=len(items),
+            )
+            return
         answers = await self._call_writer(items)
         now = datetime.now(UTC)
         for item, answer in zip(items, answers, strict=True):
@@ -241,14 +258,14 @@ class Dispatcher:
         metrics.WRITES.labels(writer=self.name, outcome=s.outcome.value).inc()
         if s.record_id is not None:
             outcome = Outcome.CREATED if s.outcome is WriteOutcome.CREATED else Outcome.EXISTED
-            held = await store.mark_sent(item.id, claimer, s.record_id, outcome)
+            held = await store.mark_sent(item.id, claimer, s.record_id, outcome, fence=self._fence)
             latency = (now - item.call.end_time).total_seconds()
             metrics.END_TO_CRM_LATENCY.labels(writer=self.name).observe(max(0.0, latency))
             if held and self._on_sent is not None:
                 self._on_sent(self.name, item.call, s.record_id, s.outcome)
         elif s.retry_in is not None:
             held = await store.schedule_retry(
-                item.id, claimer, s.retry_in, s.reason or "", s.uncertain
+                item.id, claimer, s.retry_in, s.reason or "", s.uncertain, fence=self._fence
             )
             log.info(
                 "write will be retried",
@@ -260,7 +277,7 @@ class Dispatcher:
                 reason=s.reason,
             )
         else:
-            held = await store.mark_dead(item.id, claimer, s.reason or "")
+            held = await store.mark_dead(item.id, claimer, s.reason or "", fence=self._fence)
             log.error(
                 "call parked as a dead letter (sscl-daemon retry-dead to try again)",
                 writer=self.name,

@@ -117,7 +117,11 @@ async def test_admin_endpoint_reports_ready_and_metrics(running: Running) -> Non
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
             assert resp.status == 200
-            assert (await resp.json())["checks"] == {"subscribed": True, "store": True}
+            assert (await resp.json())["checks"] == {
+                "subscribed": True,
+                "store": True,
+                "account:default": True,
+            }
         await wait_until(lambda: len(running.delivered()) >= 1, 30, "a delivery")
         async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
             text = await resp.text()

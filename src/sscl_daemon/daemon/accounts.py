@@ -1,0 +1,669 @@
+"""One account's runtime inside the daemon: from its WebSocket to its CRM writers.
+
+Where it sits: the daemon (:mod:`.app`) owns what the process shares (store,
+admin endpoint, signals, systemd notifications, metrics); the lease loop
+(:mod:`.lease`) starts an :class:`AccountRunner` for an account only while this
+instance holds the account's lease, and stops it the moment the lease is lost.
+
+A runner logs in to RingCentral with the account's credentials, loads its
+extension directory, restores the tracker's snapshot and the WebSocket recovery
+point, then runs the subscription feeding the pipeline, the group committer,
+one dispatcher per writer, the reconciler for gaps (and, once subscribed, for
+the time since the checkpoint), expiry, snapshots, and token and directory
+refresh. Every store write of the account carries the lease as ``fence``, so a
+deposed runner's writes are refused (:class:`LeaseLostError`), which stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sscl_daemon import metrics
+from sscl_daemon.calls.directory import Directory, DirectoryError
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.calls.policy import Policy, PolicyOptions
+from sscl_daemon.calls.tracker import Tracker, TrackerOptions
+from sscl_daemon.config import AccountSettings, Secret, Settings, WriterSettings
+from sscl_daemon.crm.registry import build_writer
+from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
+from sscl_daemon.daemon.pipeline import Committer, Pipeline
+from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
+from sscl_daemon.dispatch import Dispatcher, SentHook
+from sscl_daemon.logging import get_logger
+from sscl_daemon.ringcentral.auth import Authenticator, AuthError, TokenSet
+from sscl_daemon.ringcentral.directory import keep_fresh, load_directory
+from sscl_daemon.ringcentral.reconcile import Reconciler
+from sscl_daemon.ringcentral.rest import ApiError, RestClient
+from sscl_daemon.ringcentral.retry import RetriesExhausted
+from sscl_daemon.ringcentral.subscription import (
+    ConnectionState,
+    Gap,
+    GapReason,
+    Item,
+    Notification,
+    RecoveryPoint,
+    StateChange,
+    Subscription,
+)
+from sscl_daemon.store import (
+    Checkpoint,
+    DeadLetter,
+    DeadLetterKind,
+    Lease,
+    LeaseLostError,
+    Store,
+    StoreError,
+)
+
+log = get_logger(__name__)
+
+DEFAULT_ACCOUNT = "default"
+# How often sessions whose completion grace passed are completed without a new event.
+EXPIRE_INTERVAL = 0.25
+# Lookups of an ended session whose call-log record does not appear before giving up.
+SUSPECT_ROUNDS = 10
+# The call log is in the Heavy rate group (10 requests/min): one read per round at most.
+SUSPECT_INTERVAL = 6.0
+# A suspect still followed by the tracker is looked up after this long without an event.
+SUSPECT_SILENCE = 10.0
+# How long before it was first seen a suspect session may have started (call-log window).
+SUSPECT_LOOKBACK = 900.0
+REFRESH_TOKEN_FILE = "ringcentral-refresh-token"
+# The gateway's default recovery window when none was recorded (research A8).
+DEFAULT_RECOVERY_WINDOW = 180.0
+
+# What the call policy and the tracker read: the whole file for a one-account
+# file (``Settings``) or one ``[accounts.NAME]`` table.
+AccountView = Settings | AccountSettings
+
+
+def policy_options(settings: AccountView) -> PolicyOptions:
+    calls = settings.calls
+    return PolicyOptions(
+        log_internal=calls.log_internal,
+        log_abandoned=calls.log_abandoned,
+        missed_attribution=calls.missed_attribution,
+        missed_owner_extension=calls.missed_owner_extension,
+        blocklist=settings.blocklist,
+        scope=settings.scope,
+    )
+
+
+def tracker_options(settings: AccountView) -> TrackerOptions:
+    return TrackerOptions(
+        completion_grace_s=settings.calls.completion_grace,
+        session_timeout_s=settings.calls.session_timeout,
+        default_region=settings.calls.default_region,
+    )
+
+
+def refresh_token_path(state_dir: Path, account: str) -> Path:
+    """The default account keeps the one-account file name, so upgrades keep their session."""
+    if account == DEFAULT_ACCOUNT:
+        return state_dir / REFRESH_TOKEN_FILE
+    return state_dir / f"{REFRESH_TOKEN_FILE}-{account}"
+
+
+def fenced_committer(
+    store: Store,
+    lease: Lease,
+    writers: Callable[[], Iterable[str]],
+    *,
+    interval: float,
+    max_batch: int,
+    on_committed: Callable[[list[CompletedCall]], None],
+) -> Committer:
+    """A group committer whose batches are refused once ``lease`` is no longer current."""
+
+    async def commit(batch: Batch[Checkpoint, DeadLetter]) -> None:
+        await store.commit_batch(
+            lease.account,
+            batch.calls,
+            list(writers()),
+            batch.checkpoint,
+            batch.dead_letters,
+            fence=lease,
+        )
+        for call in batch.calls:
+            metrics.CALLS_COMPLETED.labels(result=call.result.value).inc()
+        for letter in batch.dead_letters:
+            metrics.DEAD_LETTERS.labels(kind=letter.kind.value).inc()
+        if batch.calls:
+            on_committed(batch.calls)
+
+    return GroupCommitter(commit, interval=interval, max_batch=max_batch)
+
+
+class AccountRunner:
+    """Processes one account while its lease is held; :meth:`start`, then one of the stops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        account: AccountSettings,
+        store: Store,
+        http: aiohttp.ClientSession,
+        lease: Lease,
+        *,
+        claimer: str,
+        may_write: Callable[[], bool],
+        on_sent: SentHook | None,
+        on_fatal: Callable[[str], None],
+        on_state: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.account = account
+        self.lease = lease
+        self._store = store
+        self._http = http
+        self._claimer = claimer
+        self._may_write = may_write
+        self._on_sent = on_sent
+        self._on_fatal = on_fatal
+        self._on_state = on_state
+        self.subscribed = False
+        self.ever_subscribed = False
+        # Set when a fenced write was refused: another instance holds the account now.
+        self.lost = asyncio.Event()
+        self.calls_committed = 0
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._dispatchers: dict[str, Dispatcher] = {}
+        self._account_id = "~"
+        self._startup_gap_from: datetime | None = None
+        self._startup_hold: int | None = None
+        self._recovery: RecoveryPoint | None = None
+        self._suspect_rounds: dict[str, int] = {}
+        self._pipeline: Pipeline | None = None
+        self._rest: RestClient | None = None
+
+    @property
+    def name(self) -> str:
+        return self.account.name
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in, restore and start the account's tasks; FatalError if the login is refused."""
+        store, http, rc = self._store, self._http, self.account.ringcentral
+        refresh_file = refresh_token_path(self.settings.daemon.state_dir, self.name)
+        auth = Authenticator(
+            http,
+            rc,
+            refresh_token=_read_secret(refresh_file),
+            on_tokens=lambda tokens: _save_refresh_token(refresh_file, tokens),
+        )
+        rest = RestClient(http, auth, rc.server, request_timeout=rc.request_timeout)
+        self._rest = rest
+        try:
+            directory = await self._load_directory(rest)
+        except AuthError as exc:
+            log.error(
+                "RingCentral refused the credentials; stopping", account=self.name, error=str(exc)
+            )
+            raise FatalError(f"account {self.name}: {exc}") from exc
+        policy = Policy(policy_options(self.account), directory)
+        tracker = Tracker(directory, tracker_options(self.account), policy)
+        committer = fenced_committer(
+            store,
+            self.lease,
+            lambda: list(self._dispatchers),
+            interval=self.settings.store.commit_interval_ms / 1000,
+            max_batch=self.settings.store.commit_max_batch,
+            on_committed=self._committed,
+        )
+        pipeline = Pipeline(tracker, committer)
+        self._pipeline = pipeline
+        await self._restore(pipeline)
+        # Claims of earlier holders of this account cannot be settled any more (their
+        # writes are fenced): make their rows due now, as uncertain, instead of at claim end.
+        released = await store.expire_claims("", self._claimer, self.name)
+        if released:
+            log.info("took over calls a former holder had in flight", rows=released)
+        for writer_settings in self.account.writers:
+            if writer_settings.enabled:
+                self._dispatchers[writer_settings.name] = Dispatcher(
+                    store,
+                    build_writer(writer_settings, http),
+                    writer_settings,
+                    claimer=self._claimer,
+                    account=self.name,
+                    on_sent=self._on_sent,
+                    fence=self.lease,
+                    may_write=self._may_write,
+                )
+        if not self._dispatchers:
+            log.warning(
+                "no writer is enabled: calls are tracked and stored but not logged",
+                account=self.name,
+            )
+        self._supervise("committer", committer.run)
+        for name, dispatcher in self._dispatchers.items():
+            self._supervise(f"dispatcher:{name}", dispatcher.run)
+        self._supervise("auth-refresh", auth.keep_fresh, fatal=(AuthError,))
+        self._supervise(
+            "directory-refresh",
+            lambda: keep_fresh(rest, rc.directory_refresh, self._new_directory(pipeline)),
+            fatal=(AuthError,),
+        )
+        self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
+        self._supervise("expiry", lambda: self._expire_loop(pipeline))
+        self._supervise("suspects", lambda: self._suspect_loop(pipeline), fatal=(AuthError,))
+        self._supervise("snapshots", lambda: self._snapshot_loop(pipeline))
+
+    async def shutdown(self) -> None:
+        """Graceful stop while the lease is still held: commit, snapshot, drain the writers."""
+        grace = self.settings.daemon.shutdown_timeout
+        keep = {"committer", *(f"dispatcher:{n}" for n in self._dispatchers)}
+        await _cancel([t for name, t in self._tasks.items() if name not in keep])
+        await _cancel(list(self._background))
+        self._set_subscribed(False)
+        if self._pipeline is not None:
+            try:
+                async with asyncio.timeout(grace):
+                    await self._save_state(self._pipeline)
+            except (TimeoutError, StoreError) as exc:
+                log.error(
+                    "could not commit the last events and snapshot",
+                    account=self.name,
+                    error=repr(exc),
+                )
+        drained = await asyncio.gather(
+            *(d.drain(grace) for d in self._dispatchers.values()), return_exceptions=True
+        )
+        if not all(result is True for result in drained):
+            log.warning(
+                "some CRM requests did not finish in time; they are retried after restart",
+                account=self.name,
+                grace=grace,
+            )
+        await _cancel(list(self._tasks.values()))
+
+    async def abort(self) -> None:
+        """The lease is lost: stop everything now, write nothing more (the new holder goes on).
+
+        Requests already sent to a CRM cannot be recalled; their rows are settled
+        by the new holder, which sends them again as uncertain (look up first).
+        """
+        await _cancel([*self._tasks.values(), *self._background])
+        await asyncio.gather(
+            *(d.drain(0.0) for d in self._dispatchers.values()), return_exceptions=True
+        )
+        self._set_subscribed(False)
+
+    # ---- supervision -----------------------------------------------------------------
+
+    def _supervise(
+        self,
+        name: str,
+        run: Callable[[], Awaitable[None]],
+        *,
+        fatal: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        task_name = f"{self.name}:{name}"
+        coro = supervise(task_name, self._fenced(run), backoff=Backoff(), fatal=fatal)
+        task = asyncio.create_task(coro, name=task_name)
+        self._tasks[name] = task
+        task.add_done_callback(self._task_done)
+
+    def _fenced(self, run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A refused fenced write is not a crash to retry: the account belongs to another now."""
+
+        async def guarded() -> None:
+            try:
+                await run()
+            except LeaseLostError as exc:
+                log.warning(
+                    "lease lost (a fenced write was refused); stopping the account",
+                    account=self.name,
+                    error=str(exc),
+                )
+                self.lost.set()
+                # Parked until the lease loop cancels the runner.
+                await asyncio.Event().wait()
+
+        return guarded
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=f"{self.name}:{name}")
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        self._task_done(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, FatalError):
+            self._on_fatal(str(exc))
+        elif isinstance(exc, LeaseLostError):
+            self.lost.set()
+        elif exc is not None:
+            log.error("task ended with an error", task=task.get_name(), error=repr(exc))
+
+    # ---- start-up state --------------------------------------------------------------
+
+    async def _load_directory(self, rest: RestClient) -> Directory | None:
+        try:
+            directory = await load_directory(rest)
+        except (ApiError, RetriesExhausted, DirectoryError, aiohttp.ClientError) as exc:
+            log.warning(
+                "extension directory unavailable; using heuristics until the next refresh",
+                account=self.name,
+                error=str(exc),
+            )
+            return None
+        log.info("extension directory loaded", account=self.name, extensions=len(directory))
+        return directory
+
+    def _new_directory(self, pipeline: Pipeline) -> Callable[[Directory], None]:
+        def apply(directory: Directory) -> None:
+            pipeline.tracker.replace_directory(directory)
+
+        return apply
+
+    async def _restore(self, pipeline: Pipeline) -> None:
+        store, account = self._store, self.name
+        checkpoint = await store.load_checkpoint(account)
+        snapshot = await store.load_snapshot(account)
+        try:
+            restored = pipeline.restore(snapshot, checkpoint)
+        except ValueError as exc:
+            log.error(
+                "the in-flight snapshot cannot be restored; kept as a dead letter",
+                account=account,
+                error=str(exc),
+            )
+            letter = DeadLetter(DeadLetterKind.SNAPSHOT, str(exc), snapshot or b"")
+            await store.add_dead_letters(account, [letter])
+            restored = pipeline.restore(None, checkpoint)
+        # Events between the snapshot and the stop are gone from memory.
+        pipeline.mark_suspects(pipeline.in_flight_sessions())
+        if checkpoint is not None and checkpoint.last_event_time is not None:
+            self._startup_gap_from = checkpoint.last_event_time
+            # Until the downtime is read from the call log, the checkpoint must not pass it.
+            self._startup_hold = pipeline.hold(checkpoint.last_event_time)
+        token = await store.load_recovery_token(account)
+        if token is not None:
+            self._recovery = RecoveryPoint(
+                token=token.token,
+                sequence=0,
+                last_seen=token.expires_at - timedelta(seconds=DEFAULT_RECOVERY_WINDOW),
+                recovery_timeout=DEFAULT_RECOVERY_WINDOW,
+                oauth_session=token.oauth_session or None,
+            )
+        log.info(
+            "state restored",
+            account=account,
+            in_flight_sessions=restored,
+            checkpoint=checkpoint.last_event_time.isoformat()
+            if checkpoint and checkpoint.last_event_time
+            else None,
+            websocket_resume="possible" if token is not None else "no",
+        )
+
+    # ---- the subscription ------------------------------------------------------------
+
+    async def _subscribe(self, rest: RestClient, pipeline: Pipeline) -> None:
+        async def persist(point: RecoveryPoint) -> None:
+            # Written with the next snapshot, so that a recovery after a restart replays
+            # exactly what the restored tracker has not seen.
+            self._recovery = point
+
+        subscription = Subscription(
+            rest, self.account.ringcentral, recovery=self._recovery, persist=persist
+        )
+        try:
+            await subscription.run(lambda item: self._on_item(item, pipeline))
+        finally:
+            self._recovery = subscription.recovery_point or self._recovery
+            self._set_subscribed(False)
+
+    async def _on_item(self, item: Item, pipeline: Pipeline) -> None:
+        if isinstance(item, Notification):
+            await pipeline.on_notification(item.envelope, item.received_at)
+            if pipeline.account_id is not None:
+                self._account_id = pipeline.account_id
+        elif isinstance(item, Gap):
+            metrics.WS_GAPS.inc()
+            if item.reason is GapReason.RECOVERY_FAILED:
+                metrics.WS_RECOVERIES.labels(result="failed").inc()
+            self._reconcile(item, "gap", pipeline)
+        elif isinstance(item, StateChange):
+            self._state_change(item, pipeline)
+
+    def _state_change(self, change: StateChange, pipeline: Pipeline) -> None:
+        state = change.state
+        if state is ConnectionState.DISCONNECTED:
+            self._set_subscribed(False)
+            return
+        if state not in (ConnectionState.SUBSCRIBED, ConnectionState.RECOVERED):
+            return
+        if state is ConnectionState.RECOVERED:
+            metrics.WS_RECOVERIES.labels(result="successful").inc()
+        if self.ever_subscribed:
+            metrics.WS_RECONNECTS.inc()
+        if self._startup_gap_from is not None:
+            start, self._startup_gap_from = self._startup_gap_from, None
+            gap = Gap(start, datetime.now(UTC), GapReason.NO_RECOVERY_TOKEN, "daemon restart")
+            self._reconcile(gap, "startup", pipeline, self._startup_hold)
+        if not self.ever_subscribed:
+            log.info("subscribed; logging calls", account=self.name)
+        self.ever_subscribed = True
+        self._set_subscribed(True)
+
+    def _set_subscribed(self, value: bool) -> None:
+        changed = self.subscribed != value
+        self.subscribed = value
+        if changed:
+            self._on_state()
+
+    def _reconcile(
+        self, gap: Gap, trigger: str, pipeline: Pipeline, held: int | None = None
+    ) -> None:
+        pipeline.mark_suspects(pipeline.in_flight_sessions())
+        hold = pipeline.hold(gap.start) if held is None else held
+
+        async def close() -> None:
+            reconciler = self._reconciler(pipeline)
+            try:
+                resolution = await reconciler.close_gap(gap)
+            except (ApiError, RetriesExhausted, aiohttp.ClientError):
+                metrics.RECONCILE_RUNS.labels(trigger=trigger, result="error").inc()
+                raise
+            await pipeline.add_reconciled(list(resolution.batch.calls))
+            pipeline.release(hold)
+            metrics.RECONCILE_RUNS.labels(trigger=trigger, result="ok").inc()
+
+        name = f"{self.name}:reconcile:{trigger}"
+        self._spawn(f"reconcile:{trigger}", supervise(name, close, fatal=(AuthError,)))
+
+    def _reconciler(self, pipeline: Pipeline) -> Reconciler:
+        rest = self._rest
+        assert rest is not None
+        return Reconciler(
+            rest,
+            self._account_id,
+            policy_of(pipeline),
+            lambda: pipeline.tracker.directory,
+            call_log_delay=self.account.ringcentral.call_log_delay,
+        )
+
+    async def _suspect_loop(self, pipeline: Pipeline) -> None:
+        """Sessions that may have lost events are settled from the call log once they end.
+
+        The tracker finishes such a session from what it saw (maybe missing a user who
+        left before the gap); the call log has all of it. Keys are the same, so what the
+        tracker already logged is not logged again.
+        """
+        delay = self.account.ringcentral.call_log_delay
+        interval = max(delay, SUSPECT_INTERVAL)
+        silent = max(SUSPECT_SILENCE, delay)
+        while True:
+            await asyncio.sleep(interval)
+            finished, quiet = pipeline.due_suspects(datetime.now(UTC), silent)
+            reconciler = self._reconciler(pipeline)
+            if finished:
+                await self._settle_finished(reconciler, pipeline, finished)
+            if quiet:
+                since = pipeline.suspect_since(quiet)
+                assert since is not None
+                resolution = await reconciler.resolve_sessions(
+                    quiet, since=since - timedelta(seconds=SUSPECT_LOOKBACK), wait=False
+                )
+                await pipeline.add_reconciled(list(resolution.batch.calls))
+                pipeline.settle_suspects(resolution.ended)
+                await self._count_rounds(pipeline, resolution.unresolved)
+
+    async def _settle_finished(
+        self, reconciler: Reconciler, pipeline: Pipeline, sessions: list[str]
+    ) -> None:
+        """Read the call log once for suspects the tracker already finished (they ended)."""
+        since = pipeline.suspect_since(sessions)
+        assert since is not None
+        wanted = set(sessions)
+        batch = await reconciler.read(
+            since - timedelta(seconds=SUSPECT_LOOKBACK), datetime.now(UTC) + timedelta(minutes=1)
+        )
+        calls = [c for c in batch.calls if c.telephony_session_id in wanted]
+        found = {c.telephony_session_id for c in calls}
+        found.update(d.key.rsplit(":", 1)[0] for d in batch.skipped)
+        await pipeline.add_reconciled(calls)
+        settled = wanted & found
+        pipeline.settle_suspects(settled)
+        log.info(
+            "sessions that may have lost events settled from the call log",
+            account=self.name,
+            sessions=len(settled),
+            calls=len(calls),
+            waiting=len(wanted - settled),
+        )
+        await self._count_rounds(pipeline, wanted - settled)
+
+    async def _count_rounds(self, pipeline: Pipeline, unresolved: Iterable[str]) -> None:
+        rounds = self._suspect_rounds
+        for tsid in unresolved:
+            rounds[tsid] = rounds.get(tsid, 0) + 1
+            if rounds[tsid] > SUSPECT_ROUNDS:
+                del rounds[tsid]
+                log.warning(
+                    "no call-log record for a session that ended; logging what was seen live",
+                    account=self.name,
+                    session=tsid,
+                )
+                await pipeline.give_up_suspect(tsid)
+
+    # ---- periodic work ---------------------------------------------------------------
+
+    async def _expire_loop(self, pipeline: Pipeline) -> None:
+        while True:
+            await pipeline.expire(datetime.now(UTC))
+            await asyncio.sleep(EXPIRE_INTERVAL)
+
+    async def _snapshot_loop(self, pipeline: Pipeline) -> None:
+        while True:
+            await asyncio.sleep(self.settings.daemon.snapshot_interval)
+            await self._save_state(pipeline)
+
+    async def _save_state(self, pipeline: Pipeline) -> None:
+        """Snapshot and recovery point of the same moment, once its calls are committed."""
+        point, store, lease = self._recovery, self._store, self.lease
+
+        async def save(data: bytes) -> None:
+            await store.save_snapshot(self.name, data, fence=lease)
+            if point is None:
+                return
+            if point.token is None:
+                await store.clear_recovery_token(self.name)
+            else:
+                await store.save_recovery_token(
+                    self.name, point.token, point.expires_at, point.oauth_session or "", fence=lease
+                )
+
+        await pipeline.snapshot(save)
+
+    def _committed(self, calls: list[CompletedCall]) -> None:
+        self.calls_committed += len(calls)
+        for dispatcher in self._dispatchers.values():
+            dispatcher.wake()
+
+    # ---- reload ----------------------------------------------------------------------
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self._pipeline
+
+    def apply(self, settings: Settings, account: AccountSettings) -> None:
+        """Live reload: new call policy, blocklist, scope and writer tuning."""
+        self.settings = settings
+        old, self.account = self.account, account
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        policy = policy_of(pipeline)
+        policy.replace_options(policy_options(account))
+        if tracker_options(old) != tracker_options(account):
+            directory = pipeline.tracker.directory
+            pipeline.replace_tracker(Tracker(directory, tracker_options(account), policy))
+        for writer in account.writers:
+            self._retune(writer)
+
+    def _retune(self, settings: WriterSettings) -> None:
+        dispatcher = self._dispatchers.get(settings.name)
+        if dispatcher is None or dispatcher.settings == settings:
+            return
+        dispatcher.replace_writer(build_writer(settings, self._http), settings)
+
+
+def policy_of(pipeline: Pipeline) -> Policy:
+    policy = pipeline.tracker.policy
+    assert policy is not None, "the daemon always runs the tracker with a policy"
+    return policy
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5.0)
+
+
+def _read_secret(path: Path) -> Secret | None:
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return None
+    return Secret(value) if value else None
+
+
+async def _save_refresh_token(path: Path, tokens: TokenSet) -> None:
+    """Keep the OAuth session across restarts, so the WebSocket can recover after one."""
+    if not tokens.refresh_token:
+        return
+    data = tokens.refresh_token.encode()
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    try:
+        await asyncio.to_thread(write)
+    except OSError as exc:
+        log.warning("cannot keep the RingCentral session for restarts", error=exc.strerror)
