@@ -1,6 +1,7 @@
 """``sscl-daemon status --config FILE``: what the daemon's store says, from Postgres alone.
 
-Shows the checkpoint and its age, the WebSocket recovery token's expiry, the
+Shows which daemon instance holds which account's lease (active/standby and
+fleets: every instance sharing the database shows up), the checkpoint and its age, the WebSocket recovery token's expiry, the
 in-flight sessions of the last snapshot, the outbox per writer (pending, in
 flight, sent, dead, oldest pending age) and the dead letters by kind. Works
 whether or not the daemon runs: with the embedded store it attaches to the
@@ -16,9 +17,9 @@ import sys
 from datetime import datetime
 
 from sscl_daemon.config import ConfigError, Settings, StoreSettings, load_config
-from sscl_daemon.store import Store, StoreError, StoreStatus
+from sscl_daemon.store import LeaseInfo, Store, StoreError, StoreStatus
 
-HELP = "show the checkpoint, in-flight calls, outbox per writer and dead letters"
+HELP = "show who holds each account, checkpoints, in-flight calls, outbox and dead letters"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +74,32 @@ def _time(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment is not None else "-"
 
 
-def render(status: StoreStatus, in_flight: dict[str, int | None]) -> str:
-    lines = [f"schema version {status.schema_version}", ""]
+def _lease_state(lease: LeaseInfo | None) -> str:
+    if lease is None:
+        return "never held (no instance has taken it yet)"
+    if lease.held:
+        return f"held by {lease.holder} since {_time(lease.acquired_at)} (token {lease.token})"
+    if lease.connected:
+        return f"{lease.holder} is connected but its lease expired {_time(lease.expires_at)}"
+    return f"free (last held by {lease.holder} until {_time(lease.expires_at)})"
+
+
+def render_leases(configured: list[str], leases: list[LeaseInfo]) -> list[str]:
+    """One line per account: the configured ones, and any other the database has a lease for."""
+    by_account = {lease.account: lease for lease in leases}
+    names = [*configured, *sorted(set(by_account) - set(configured))]
+    width = max((len(name) for name in names), default=7)
+    lines = ["account leases"]
+    lines += [f"  {name:<{width}}  {_lease_state(by_account.get(name))}" for name in names]
+    return [*lines, ""]
+
+
+def render(
+    status: StoreStatus,
+    in_flight: dict[str, int | None],
+    leases: list[str] | None = None,
+) -> str:
+    lines = [f"schema version {status.schema_version}", "", *(leases or [])]
     if not status.accounts:
         lines.append("no checkpoint yet (the daemon has not committed anything)")
     for account in status.accounts:
@@ -107,6 +132,7 @@ async def _status(settings: Settings) -> str:
 
     store = await open_store(settings)
     try:
+        holders = await store.lease_holders()
         status = await store.status()
         in_flight: dict[str, int | None] = {}
         for account in status.accounts:
@@ -114,7 +140,8 @@ async def _status(settings: Settings) -> str:
             in_flight[account.account] = snapshot_session_count(data)
     finally:
         await store.close()
-    return render(status, in_flight)
+    configured = [account.name for account in settings.account_list()]
+    return render(status, in_flight, render_leases(configured, holders))
 
 
 def run(args: argparse.Namespace) -> int:
