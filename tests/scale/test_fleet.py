@@ -1,0 +1,181 @@
+"""A fleet: three ``sscl-daemon run`` processes share six accounts through one database.
+
+Six simulated RingCentral accounts (one simulator each), each logging into its own
+webhook CRM stand-in and jsonl file, are listed as ``[accounts.NAME]`` tables of one
+config file. Three daemons started from it split the accounts by their leases. With
+traffic on every account the daemon holding the most accounts is SIGKILLed: each of
+its accounts moves to a survivor, and every account's CRM ends up with each
+simulated call exactly once (no jsonl file has a call twice). ``sscl-daemon status``
+names the surviving holder of every account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.daemon.harness import (
+    daemon_config,
+    fast_simulator,
+    logged_keys,
+    webhook_crm,
+    write_config,
+)
+from tests.daemon.helpers import wait_until
+from tests.daemon.test_e2e_process import DaemonProcess
+from tests.scale.test_failover import (
+    TAKEOVER_BOUND,
+    all_delivered,
+    expected_keys,
+    held_by,
+    named,
+    pid,
+    terminate,
+    traffic,
+)
+
+from sscl_daemon.cli import main
+from sscl_daemon.simulator.app import Simulator
+from sscl_daemon.simulator.crm.webhook import WebhookReceiverState
+
+ACCOUNTS = 6
+DAEMONS = 3
+_ACCOUNT_SECTIONS = ("ringcentral", "calls", "blocklist", "writers")
+
+
+@dataclass
+class Account:
+    name: str
+    sim: Simulator
+    crm: WebhookReceiverState
+    state_dir: Path
+
+
+@dataclass
+class Fleet:
+    accounts: list[Account]
+    daemons: list[DaemonProcess]
+    config: Path
+
+
+@pytest.fixture
+async def fleet(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+    config: dict[str, dict[str, object]] = {}
+    accounts: list[Account] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for index in range(ACCOUNTS):
+            name = f"org{index + 1}"
+            sim = await stack.enter_async_context(fast_simulator(seed=100 + index))
+            crm, crm_url = await stack.enter_async_context(webhook_crm())
+            # Each account's jsonl file under its own directory (the writer's path).
+            state_dir = tmp_path / name
+            one = daemon_config(
+                sim_url=sim.base_url,
+                crm_url=crm_url,
+                crm_secret=crm.secret,
+                state_dir=state_dir,
+                dsn=pg_dsn,
+            )
+            config.update({k: v for k, v in one.items() if k not in _ACCOUNT_SECTIONS})
+            config["daemon"]["state_dir"] = str(tmp_path / "state")
+            config.setdefault("accounts", {})[name] = {k: one[k] for k in _ACCOUNT_SECTIONS}
+            state_dir.mkdir()
+            accounts.append(Account(name, sim, crm, state_dir))
+        path = write_config(tmp_path / "config.toml", config)
+        daemons = [named(tmp_path / f"d{i}", path) for i in range(DAEMONS)]
+        try:
+            yield Fleet(accounts, daemons, path)
+        finally:
+            for daemon in daemons:
+                daemon.kill_if_running()
+
+
+async def _status(config: Path) -> tuple[int, str]:
+    def run() -> tuple[int, str]:
+        import io
+        from contextlib import redirect_stdout
+
+        out = io.StringIO()
+        with redirect_stdout(out):
+            code = main(["status", "--config", str(config)])
+        return code, out.getvalue()
+
+    return await asyncio.to_thread(run)
+
+
+@pytest.mark.slow
+async def test_killed_daemons_accounts_move_to_survivors_nothing_lost_or_doubled(
+    fleet: Fleet, pg_dsn: str, tmp_path: Path
+) -> None:
+    names = {a.name for a in fleet.accounts}
+    for daemon in fleet.daemons:
+        daemon.start()
+    for daemon in fleet.daemons:
+        await daemon.ready()
+
+    async def every_account_held() -> bool:
+        return set(await held_by(pg_dsn, tmp_path)) == names
+
+    await wait_until(every_account_held, 30, "every account held by some daemon")
+    holders = await held_by(pg_dsn, tmp_path)
+    assert set(holders.values()) <= {pid(d) for d in fleet.daemons}
+
+    load = asyncio.create_task(traffic([a.sim for a in fleet.accounts], 15, random.Random(61)))
+    try:
+        await wait_until(
+            lambda: all(len(a.crm.deliveries) >= 2 for a in fleet.accounts),
+            30,
+            "calls flowing on every account before the kill",
+        )
+        victim = max(fleet.daemons, key=lambda d: sum(p == pid(d) for p in holders.values()))
+        moved = {name for name, p in holders.items() if p == pid(victim)}
+        kept = {name: p for name, p in holders.items() if p != pid(victim)}
+        survivors = {pid(d) for d in fleet.daemons if d is not victim}
+        killed_at = time.monotonic()
+        assert await victim.signal(signal.SIGKILL) == -signal.SIGKILL
+
+        async def moved_to_survivors() -> bool:
+            now = await held_by(pg_dsn, tmp_path)
+            return set(now) == names and set(now.values()) <= survivors
+
+        await wait_until(moved_to_survivors, TAKEOVER_BOUND + 5, "the accounts to move")
+        takeover = time.monotonic() - killed_at
+        await asyncio.wait_for(load, 60)
+    finally:
+        load.cancel()
+    print(
+        f"\nfleet: {len(moved)} account(s) of the killed daemon held by survivors "
+        f"{takeover:.2f} s after its SIGKILL"
+    )
+    assert takeover <= TAKEOVER_BOUND
+    assert moved, "the killed daemon held at least one account"
+    final = await held_by(pg_dsn, tmp_path)
+    # A survivor's own accounts stay where they were (leases are given up only on a stop).
+    assert {name: final[name] for name in kept} == kept
+
+    for account in fleet.accounts:
+        await all_delivered(account.sim, account.crm, 40)
+        expected = expected_keys(account.sim)
+        assert len(expected) >= 15
+        jsonl = account.state_dir
+
+        def in_jsonl(path: Path = jsonl, keys: set[str] = expected) -> bool:
+            return set(logged_keys(path)) >= keys
+
+        await wait_until(in_jsonl, 20, f"every call of {account.name} in its jsonl")
+        keys = logged_keys(account.state_dir)
+        assert len(keys) == len(set(keys)), f"a call of {account.name} was logged twice"
+
+    code, out = await _status(fleet.config)
+    assert code == 0
+    for name, holder in final.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"{name} "))
+        assert f":{holder} since" in line, line
+    await terminate(d for d in fleet.daemons if d is not victim)
