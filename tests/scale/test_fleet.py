@@ -163,7 +163,7 @@ async def test_killed_daemons_accounts_move_to_survivors_nothing_lost_or_doubled
     for account in fleet.accounts:
         await all_delivered(account.sim, account.crm, 40)
         expected = expected_keys(account.sim)
-        assert len(expected) >= 15
+        assert len(expected) >= 8  # some simulated calls (internal, blocked) log nothing
         jsonl = account.state_dir
 
         def in_jsonl(path: Path = jsonl, keys: set[str] = expected) -> bool:
