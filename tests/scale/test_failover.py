@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 from tests.daemon.harness import (
     daemon_config,
@@ -33,7 +34,9 @@ from tests.daemon.harness import (
 from tests.daemon.helpers import wait_until
 from tests.daemon.test_e2e_process import DaemonProcess
 
-from sscl_daemon.config import StoreSettings
+from sscl_daemon.config import StoreSettings, load_config
+from sscl_daemon.daemon.app import Daemon
+from sscl_daemon.sdnotify import Notifier
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.crm.webhook import WebhookReceiverState
 from sscl_daemon.store import LeaseInfo, Store
@@ -164,3 +167,57 @@ async def test_standby_takes_over_after_sigkill_and_logs_every_call_once(
     keys = logged_keys(state)
     assert len(keys) == len(set(keys)), "a call was logged twice across the two instances"
     await terminate([standby])
+
+
+@pytest.mark.slow
+async def test_deposed_instance_stops_at_once_and_resumes_only_with_the_lease(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The lease connection is cut and another holder takes the account: the daemon stops
+    processing it (nothing reaches the CRM meanwhile) and goes back to waiting; once the
+    other holder lets go it takes the account again and logs what it missed, once."""
+    async with fast_simulator(seed=37) as sim, webhook_crm() as (crm, crm_url):
+        config = daemon_config(
+            sim_url=sim.base_url,
+            crm_url=crm_url,
+            crm_secret=crm.secret,
+            state_dir=tmp_path / "state",
+            dsn=pg_dsn,
+        )
+        path = write_config(tmp_path / "config.toml", config)
+        daemon = Daemon(load_config(path), notifier=Notifier(None), handle_signals=False)
+        task = asyncio.create_task(daemon.run())
+        other = await Store.open(StoreSettings(dsn=pg_dsn, pool_max_size=2), tmp_path)
+        try:
+            await asyncio.wait_for(daemon.ready.wait(), 30)
+            assert daemon.held_accounts == ["default"]
+            await traffic([sim], 5, random.Random(43))
+            first = expected_keys(sim)
+            await wait_until(lambda: first <= set(crm.deliveries), 30, "the first calls")
+
+            conn = await asyncpg.connect(pg_dsn)
+            try:
+                cut = await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid, 2000)) FROM pg_stat_activity "
+                    "WHERE application_name = 'sscl-daemon lease' "
+                    "AND datname = current_database()"
+                )
+            finally:
+                await conn.close()
+            assert cut == 1
+            lease = await other.acquire_lease("default", "other-instance", 30.0)
+            assert lease is not None
+            await wait_until(lambda: not daemon.held_accounts, 10, "the daemon to let go")
+
+            await traffic([sim], 5, random.Random(47))
+            await asyncio.wait_for(sim.wait_idle(), 30)
+            assert set(crm.deliveries) == first, "a deposed instance wrote to the CRM"
+
+            await other.release_lease(lease)
+            await wait_until(lambda: daemon.held_accounts == ["default"], 10, "the lease back")
+            await all_delivered(sim, crm, 40)
+            assert set(crm.deliveries) > first
+        finally:
+            await other.close()
+            daemon.stop()
+            assert await asyncio.wait_for(task, 30) == 0

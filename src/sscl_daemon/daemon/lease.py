@@ -128,7 +128,7 @@ class LeaseLoop:
         return lease
 
     async def _serve(self, lease: Lease) -> Ended:
-        log.info("account lease acquired", account=self.account, fencing_token=lease.token)
+        log.info("account lease acquired", account=self.account, lease_number=lease.token)
         runner = self._make_runner(lease, self.may_write)
         self.runner = runner
         try:
