@@ -109,19 +109,26 @@ async def since_kill_message(daemon: DaemonProcess, offset: int, text: str, with
     await wait_until(seen, within, f"{text!r} from the standby")
 
 
+def config_file(
+    sim: Simulator, crm: WebhookReceiverState, crm_url: str, dsn: str, tmp_path: Path
+) -> Path:
+    """A one-account config file logging ``sim``'s calls into ``crm`` and a jsonl file."""
+    config = daemon_config(
+        sim_url=sim.base_url,
+        crm_url=crm_url,
+        crm_secret=crm.secret,
+        state_dir=tmp_path / "state",
+        dsn=dsn,
+    )
+    return write_config(tmp_path / "config.toml", config)
+
+
 @pytest.fixture
 async def pair(
     pg_dsn: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Simulator, WebhookReceiverState, DaemonProcess, DaemonProcess]]:
     async with fast_simulator(seed=31) as sim, webhook_crm() as (crm, crm_url):
-        config = daemon_config(
-            sim_url=sim.base_url,
-            crm_url=crm_url,
-            crm_secret=crm.secret,
-            state_dir=tmp_path / "state",
-            dsn=pg_dsn,
-        )
-        path = write_config(tmp_path / "config.toml", config)
+        path = config_file(sim, crm, crm_url, pg_dsn, tmp_path)
         active, standby = named(tmp_path / "a", path), named(tmp_path / "b", path)
         try:
             yield sim, crm, active, standby
@@ -177,14 +184,7 @@ async def test_deposed_instance_stops_at_once_and_resumes_only_with_the_lease(
     processing it (nothing reaches the CRM meanwhile) and goes back to waiting; once the
     other holder lets go it takes the account again and logs what it missed, once."""
     async with fast_simulator(seed=37) as sim, webhook_crm() as (crm, crm_url):
-        config = daemon_config(
-            sim_url=sim.base_url,
-            crm_url=crm_url,
-            crm_secret=crm.secret,
-            state_dir=tmp_path / "state",
-            dsn=pg_dsn,
-        )
-        path = write_config(tmp_path / "config.toml", config)
+        path = config_file(sim, crm, crm_url, pg_dsn, tmp_path)
         daemon = Daemon(load_config(path), notifier=Notifier(None), handle_signals=False)
         task = asyncio.create_task(daemon.run())
         other = await Store.open(StoreSettings(dsn=pg_dsn, pool_max_size=2), tmp_path)

@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,12 @@ from tests.scale.test_failover import (
 )
 
 from sscl_daemon.cli import main
+from sscl_daemon.commands.status import render_leases
+from sscl_daemon.config import Settings, parse_config
+from sscl_daemon.daemon.app import plan_accounts_reload
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.crm.webhook import WebhookReceiverState
+from sscl_daemon.store import LeaseInfo
 
 ACCOUNTS = 6
 DAEMONS = 3
@@ -179,3 +184,44 @@ async def test_killed_daemons_accounts_move_to_survivors_nothing_lost_or_doubled
         line = next(line for line in out.splitlines() if line.strip().startswith(f"{name} "))
         assert f":{holder} since" in line, line
     await terminate(d for d in fleet.daemons if d is not victim)
+
+
+def _accounts_config(blocklist: list[str], client_id: str, extra: bool) -> Settings:
+    accounts: dict[str, object] = {}
+    for name in ("org1", "org2", *(("org3",) if extra else ())):
+        one = daemon_config(
+            sim_url="http://127.0.0.1:9",
+            crm_url="http://127.0.0.1:9",
+            crm_secret="whsec_c3NjbC1kZW1vLXNlY3JldC0xMjM0NTY=",
+            state_dir=Path("/tmp/unused"),
+            dsn="postgresql://localhost/unused",
+            blocklist=blocklist if name == "org2" else [],
+        )
+        tables = {k: one[k] for k in _ACCOUNT_SECTIONS}
+        if name == "org2":
+            tables["ringcentral"] = {**one["ringcentral"], "client_id": client_id}
+        accounts[name] = tables
+    return parse_config({"store": {"dsn": "postgresql://localhost/unused"}, "accounts": accounts})
+
+
+def test_reload_applies_each_accounts_live_settings_and_names_the_rest() -> None:
+    old = _accounts_config([], "client-a", extra=False)
+    new = _accounts_config(["+14155550100"], "client-b", extra=True)
+    plan = plan_accounts_reload(old, new)
+    assert plan.applied == ("accounts.org2.blocklist",)
+    assert set(plan.needs_restart) == {"accounts.org2.ringcentral.client_id", "accounts.org3"}
+    org1, org2 = plan.effective.account_list()
+    assert org1 == old.account_list()[0]
+    assert org2.blocklist.matches_number("+14155550100")
+    assert org2.ringcentral.client_id == "client-a"  # credentials change only on a restart
+
+
+def test_status_lists_every_accounts_holder() -> None:
+    now = datetime.now(UTC)
+    live = LeaseInfo("org1", "vm:101", now, now + timedelta(seconds=6), 3, True, True)
+    gone = LeaseInfo("org9", "vm:102", now, now - timedelta(seconds=1), 1, False, False)
+    lines = render_leases(["org1", "org2"], [live, gone])
+    assert lines[1].split()[:4] == ["org1", "held", "by", "vm:101"]
+    assert "(token 3)" in lines[1]
+    assert lines[2].split()[:3] == ["org2", "never", "held"]
+    assert lines[3].split()[:3] == ["org9", "free", "(last"]

@@ -262,8 +262,8 @@ class AccountRunner:
         """Graceful stop while the lease is still held: commit, snapshot, drain the writers."""
         grace = self.settings.daemon.shutdown_timeout
         keep = {"committer", *(f"dispatcher:{n}" for n in self._dispatchers)}
-        await _cancel([t for name, t in self._tasks.items() if name not in keep])
-        await _cancel(list(self._background))
+        await cancel_tasks([t for name, t in self._tasks.items() if name not in keep])
+        await cancel_tasks(list(self._background))
         self._set_subscribed(False)
         if self._pipeline is not None:
             try:
@@ -284,7 +284,7 @@ class AccountRunner:
                 account=self.name,
                 grace=grace,
             )
-        await _cancel(list(self._tasks.values()))
+        await cancel_tasks(list(self._tasks.values()))
 
     async def abort(self) -> None:
         """The lease is lost: stop everything now, write nothing more (the new holder goes on).
@@ -292,7 +292,7 @@ class AccountRunner:
         Requests already sent to a CRM cannot be recalled; their rows are settled
         by the new holder, which sends them again as uncertain (look up first).
         """
-        await _cancel([*self._tasks.values(), *self._background])
+        await cancel_tasks([*self._tasks.values(), *self._background])
         await asyncio.gather(
             *(d.drain(0.0) for d in self._dispatchers.values()), return_exceptions=True
         )
@@ -631,7 +631,8 @@ def policy_of(pipeline: Pipeline) -> Policy:
     return policy
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them to end (bounded: a stuck task is left behind)."""
     for task in tasks:
         task.cancel()
     if tasks:

@@ -39,13 +39,14 @@ from sscl_daemon.config import AccountSettings, ConfigError, Settings, load_conf
 from sscl_daemon.daemon.accounts import (
     DEFAULT_ACCOUNT,
     AccountRunner,
+    cancel_tasks,
     policy_options,
     tracker_options,
 )
 from sscl_daemon.daemon.lease import LeaseLoop, Runner
 from sscl_daemon.daemon.reload import ReloadPlan, plan_reload
 from sscl_daemon.daemon.signals import SignalRequests, installed
-from sscl_daemon.daemon.supervise import FatalError
+from sscl_daemon.daemon.supervise import FatalError, supervise
 from sscl_daemon.dispatch import SentHook
 from sscl_daemon.logging import configure_logging, get_logger
 from sscl_daemon.sdnotify import Notifier
@@ -234,8 +235,8 @@ class Daemon:
             )
             self._loops[account.name] = loop
             self._start_task(f"lease:{account.name}", loop.run)
-        self._start_task("outbox-gauges", lambda: self._outbox_loop(store))
-        self._start_task("watchdog", self._notifier.run_watchdog)
+        self._start_task("outbox-gauges", lambda: supervise("outbox-gauges", self._outbox(store)))
+        self._start_task("watchdog", lambda: supervise("watchdog", self._notifier.run_watchdog))
         if self._handle_signals:
             with installed(self.requests):
                 await self._main_loop()
@@ -302,7 +303,7 @@ class Daemon:
         _, pending = await asyncio.wait(loops, timeout=grace + 10.0)
         if pending:
             log.warning("some accounts did not stop in time", accounts=len(pending))
-        await _cancel(list(self._tasks.values()))
+        await cancel_tasks(list(self._tasks.values()))
         metrics.SUBSCRIBED.set(0)
 
     # ---- supervision -----------------------------------------------------------------
@@ -333,13 +334,12 @@ class Daemon:
 
     # ---- periodic work ---------------------------------------------------------------
 
-    async def _outbox_loop(self, store: Store) -> None:
-        while True:
-            try:
+    def _outbox(self, store: Store) -> Callable[[], Awaitable[None]]:
+        """The outbox gauges, over every account in the database (all instances show the same)."""
+
+        async def loop() -> None:
+            while True:
                 status = await store.status()
-            except StoreError as exc:
-                log.warning("cannot read the outbox figures", error=str(exc))
-            else:
                 metrics.OUTBOX.update(
                     {
                         w.writer: metrics.OutboxFigures(
@@ -348,7 +348,9 @@ class Daemon:
                         for w in status.writers
                     }
                 )
-            await asyncio.sleep(OUTBOX_POLL_INTERVAL)
+                await asyncio.sleep(OUTBOX_POLL_INTERVAL)
+
+        return loop
 
     async def _readiness(self) -> Mapping[str, bool]:
         store_ok = False
@@ -407,10 +409,3 @@ class Daemon:
                 keys=list(plan.needs_restart),
             )
         return True
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=5.0)
