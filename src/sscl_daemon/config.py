@@ -120,6 +120,10 @@ class DaemonSettings:
     log_format: LogFormat = LogFormat.AUTO
     shutdown_timeout: float = 10.0
     snapshot_interval: float = 10.0
+    # An account's lease lasts lease_ttl seconds without renewal (renewed every third of it);
+    # a standby asks for free accounts every lease_poll seconds.
+    lease_ttl: float = 6.0
+    lease_poll: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -509,6 +513,8 @@ def _daemon(t: _Table) -> DaemonSettings:
         log_format=t.choice("log_format", LogFormat.AUTO),
         shutdown_timeout=t.number("shutdown_timeout", 10.0),
         snapshot_interval=t.number("snapshot_interval", 10.0, minimum=0.1),
+        lease_ttl=t.number("lease_ttl", 6.0, minimum=1.0),
+        lease_poll=t.number("lease_poll", 1.0, minimum=0.1),
     )
     t.finish()
     return settings

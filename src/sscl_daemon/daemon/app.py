@@ -232,6 +232,8 @@ class Daemon:
                 self.holder,
                 self._runner_factory(store, account.name),
                 on_change=self._state_changed,
+                ttl=self.settings.daemon.lease_ttl,
+                poll=self.settings.daemon.lease_poll,
             )
             self._loops[account.name] = loop
             self._start_task(f"lease:{account.name}", loop.run)

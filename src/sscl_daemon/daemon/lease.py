@@ -38,9 +38,9 @@ from sscl_daemon.store import Lease, Store, StoreError
 
 log = get_logger(__name__)
 
-# Seconds a lease lasts without renewal (a config key could replace this; see the report).
+# Defaults of daemon.lease_ttl (seconds a lease lasts without renewal) and
+# daemon.lease_poll (how often a standby asks for an account nobody holds).
 LEASE_TTL = 6.0
-# How often a standby asks for an account nobody holds.
 ACQUIRE_POLL = 1.0
 
 
