@@ -122,22 +122,12 @@ def build(args: argparse.Namespace) -> Tracker:
     policy_options = PolicyOptions()
     if args.config:
         from sscl_daemon.config import load_config
+        from sscl_daemon.daemon.accounts import policy_options as configured_policy
+        from sscl_daemon.daemon.accounts import tracker_options
 
         settings = load_config(args.config, require_credentials=False)
-        calls = settings.calls
-        options = TrackerOptions(
-            completion_grace_s=calls.completion_grace,
-            session_timeout_s=calls.session_timeout,
-            default_region=calls.default_region,
-        )
-        policy_options = PolicyOptions(
-            log_internal=calls.log_internal,
-            log_abandoned=calls.log_abandoned,
-            missed_attribution=calls.missed_attribution,
-            missed_owner_extension=calls.missed_owner_extension,
-            blocklist=settings.blocklist,
-            scope=settings.scope,
-        )
+        options = tracker_options(settings)
+        policy_options = configured_policy(settings)
     return Tracker(directory, options, Policy(policy_options, directory))
 
 
