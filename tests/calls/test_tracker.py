@@ -81,3 +81,18 @@ def test_options_are_validated() -> None:
         TrackerOptions(completion_grace_s=-1)
     with pytest.raises(ValueError, match="session_timeout_s"):
         TrackerOptions(session_timeout_s=0)
+
+
+@pytest.mark.parametrize("sequence", [2**16, 2**40, 2**62])
+def test_a_huge_sequence_number_is_rejected_without_allocating_for_it(sequence: int) -> None:
+    raws = frames(scenarios.outbound())
+    tracker = Tracker(DIRECTORY, TrackerOptions(completion_grace_s=0))
+    hostile = raws[0].replace(b'"sequence": 2,', f'"sequence": {sequence},'.encode(), 1)
+    hostile = hostile.replace(b"4000000000000000001", b"4999999999999999999")  # another uuid
+    assert f'"sequence": {sequence},'.encode() in hostile
+    assert tracker.apply(decode_event(hostile)) == []
+    assert tracker.counters().rejected == 1
+    assert len(tracker) == 0
+    # the genuine call is still tracked and logged
+    calls = [c for raw in raws for c in tracker.apply(decode_event(raw))]
+    assert [c.result for c in calls] == [CallResult.ANSWERED]

@@ -32,7 +32,12 @@ REASON_INDEX: dict[Reason, int] = {reason: i for i, reason in enumerate(REASONS)
 SEQ_SHIFT = 20
 PARTY_SHIFT = 12
 STATUS_SHIFT = 6
-MAX_SEQUENCE = (1 << 42) - 1
+# The packed word has room for 42 bits of sequence, but the per-session "seen" bitset
+# is an int as wide as the highest sequence: a hostile or corrupt event with a huge
+# sequence must not allocate gigabytes. Real sessions number their events in the tens
+# or hundreds; an event beyond this bound is rejected (counted) and the session falls
+# back to expiry and the call log.
+MAX_SEQUENCE = (1 << 16) - 1
 MAX_PARTIES = 1 << 8
 
 
