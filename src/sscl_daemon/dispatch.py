@@ -87,7 +87,9 @@ def settle(
         return Settlement(WriteOutcome.ALREADY_EXISTED, record_id=answer.record_id)
     if isinstance(answer, PermanentFailure):
         return Settlement(WriteOutcome.PERMANENT_FAILURE, reason=answer.reason)
-    uncertain = isinstance(answer, Uncertain)
+    uncertain = isinstance(answer, Uncertain) or (
+        isinstance(answer, RetryLater) and answer.uncertain
+    )
     if attempts >= settings.max_attempts:
         return Settlement(
             WriteOutcome.DEAD,

@@ -90,8 +90,15 @@ async def test_request_success_timeout_and_connection_error(
         timed_out = await http.request("POST", API)
         assert isinstance(timed_out, RetryLater)
         assert "timed out" in timed_out.reason
-        m.post(API, exception=aiohttp.ClientConnectionError())
-        assert isinstance(await http.request("POST", API), RetryLater)
+        assert timed_out.uncertain  # the CRM may have stored it
+        m.post(API, exception=aiohttp.ServerDisconnectedError())
+        dropped = await http.request("POST", API)
+        assert isinstance(dropped, RetryLater)
+        assert dropped.uncertain
+        m.post(API, exception=aiohttp.ClientConnectorError(None, OSError(111, "refused")))  # type: ignore[arg-type]
+        refused = await http.request("POST", API)
+        assert isinstance(refused, RetryLater)
+        assert not refused.uncertain  # never connected: nothing can have been stored
         m.post(API, status=409, payload={"message": "dup"})
         assert isinstance(await http.request("POST", API, accept=frozenset({409})), Response)
 

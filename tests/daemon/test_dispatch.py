@@ -120,6 +120,9 @@ def test_settle_transitions() -> None:
     assert 1.0 <= backoff.retry_in <= 2.0
     unsure = settle(Uncertain("timeout"), 1, s, rng)
     assert (unsure.outcome, unsure.uncertain) == (WriteOutcome.UNCERTAIN, True)
+    # A writer's own timeout (the request may have reached the CRM) is uncertain too.
+    lost = settle(RetryLater("timed out", uncertain=True), 1, s, rng)
+    assert (lost.outcome, lost.uncertain) == (WriteOutcome.UNCERTAIN, True)
     permanent = settle(PermanentFailure("400 bad phone"), 1, s, rng)
     assert (permanent.outcome, permanent.reason) == (
         WriteOutcome.PERMANENT_FAILURE,

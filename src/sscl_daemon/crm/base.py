@@ -32,10 +32,16 @@ class AlreadyExisted:
 
 @dataclass(frozen=True)
 class RetryLater:
-    """Transient failure: try again after ``delay`` seconds (None: the dispatcher's backoff)."""
+    """Transient failure: try again after ``delay`` seconds (None: the dispatcher's backoff).
+
+    ``uncertain`` says the request may have reached the CRM (a timeout, a connection
+    lost after sending): the next attempt then runs with ``WriteContext.uncertain``
+    and looks for the record before creating it.
+    """
 
     reason: str
     delay: float | None = None
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)

@@ -354,8 +354,13 @@ class CrmHttp:
                 answer_headers = {k.lower(): v for k, v in resp.headers.items()}
                 status = resp.status
         except TimeoutError:
-            return RetryLater(f"{self.crm} timed out ({where})")
-        except aiohttp.ClientError as exc:
+            return RetryLater(f"{self.crm} timed out ({where})", uncertain=True)
+        except aiohttp.ClientConnectorError as exc:
+            # Never connected: the CRM cannot have seen the request.
             return RetryLater(f"{self.crm} connection failed ({where}: {type(exc).__name__})")
+        except aiohttp.ClientError as exc:
+            return RetryLater(
+                f"{self.crm} connection failed ({where}: {type(exc).__name__})", uncertain=True
+            )
         self.limiter.observe(answer_headers)
         return Response(status, answer_headers, _decode(text), text)
