@@ -114,6 +114,8 @@ class Options:
     sessions: int = 100_000
     # Keep the daemon's logs and configs here (default: a temporary directory, removed).
     workdir: Path | None = None
+    # Write a py-spy profile (speedscope JSON) of the daemon during each run's burst (b) here.
+    profile: Path | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Options:
@@ -129,6 +131,7 @@ class Options:
             grace=args.grace,
             sessions=args.sessions or base.sessions,
             workdir=args.workdir,
+            profile=args.profile,
         )
 
 
@@ -601,6 +604,31 @@ async def measure_memory(config: Path, sessions: int, seed: int) -> dict[str, fl
 # ---- one run ------------------------------------------------------------------------------------
 
 
+async def start_profile(
+    daemon: DaemonProcess, directory: Path | None, index: int
+) -> asyncio.subprocess.Process | None:
+    """py-spy sampling the daemon (the figures of a profiled run are slowed by the sampling)."""
+    if directory is None or daemon.process is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    out = directory / f"daemon-burst-{index}.speedscope.json"
+    process = await asyncio.create_subprocess_exec(
+        str(spy), "record", "--pid", str(daemon.process.pid), "--rate", "250",
+        "--format", "speedscope", "--output", str(out), "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(1.0)  # py-spy attaches before the burst starts
+    return process
+
+
+async def stop_profile(spy: asyncio.subprocess.Process | None) -> None:
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    await asyncio.wait_for(spy.wait(), 30)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -658,10 +686,12 @@ async def run_once(pg: PostgresForTests, options: Options, index: int, workdir: 
 
             # (b) sustained throughput
             # Played 0.5 s after the answer: the daemon's CPU is counted from then.
+            spy = await start_profile(daemon, options.profile, index)
             burst = await sim.play("burst", options.burst_events)
             cpu_before, busy_from = daemon.cpu_seconds(), time.monotonic()
             got = await receiver.wait_for(burst.keys, 300, "throughput burst")
             cpu = daemon.cpu_seconds() - cpu_before
+            await stop_profile(spy)
             figures["daemon_cpu_share"] = cpu / (time.monotonic() - busy_from)
             first, _ = await sim.times(sorted({_tsid(k) for k in burst.keys}))
             start = min(first.values())
@@ -893,6 +923,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=0.0, help="calls.completion_grace (s)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep daemon logs here")
     parser.add_argument("--sessions", type=int, default=None, help="in-flight sessions for (d)")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write py-spy profiles of the burst here"
+    )
     return parser.parse_args(argv)
 
 

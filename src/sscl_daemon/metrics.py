@@ -201,3 +201,20 @@ REGISTRY.register(OUTBOX)
 def render() -> bytes:
     """The registry in Prometheus' text exposition format."""
     return generate_latest(REGISTRY)
+
+
+CounterChild = Counter
+_CHILDREN: dict[tuple[int, tuple[tuple[str, str], ...]], Counter] = {}
+
+
+def counter_child(counter: Counter, **labels: str) -> CounterChild:
+    """``counter.labels(**labels)``, cached: the lookup costs more than the increment.
+
+    For the per-event and per-call hot paths; the label values must come from a bounded
+    set (enum values), as every label value of these counters does anyway.
+    """
+    key = (id(counter), tuple(labels.items()))
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = counter.labels(**labels)
+    return child

@@ -343,7 +343,9 @@ class Subscription:
                 return _Outcome("silent connection replaced", healthy=conn.phase is Phase.ACTIVE)
             wait = min(dead_after - silence, max(0.0, last_beat + heartbeat - now))
             try:
-                data = await asyncio.wait_for(ws.recv(), timeout=wait)
+                # A timeout scope, not wait_for: wait_for wraps every recv() in a new task.
+                async with asyncio.timeout(wait):
+                    data = await ws.recv()
             except TimeoutError:
                 if loop.time() - last_beat >= heartbeat:
                     last_beat = loop.time()
