@@ -610,7 +610,6 @@ async def start_profile(
     """py-spy sampling the daemon (the figures of a profiled run are slowed by the sampling)."""
     if directory is None or daemon.process is None:
         return None
-    directory.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
     out = directory / f"daemon-burst-{index}.speedscope.json"
     process = await asyncio.create_subprocess_exec(
@@ -893,6 +892,8 @@ class Report:
 def run(options: Options, pg: PostgresForTests | None = None) -> Report:
     """Every run, each with a fresh database, simulator and daemon; ``pg`` may be shared."""
     before = machine()
+    if options.profile is not None:
+        options.profile.mkdir(parents=True, exist_ok=True)
     own = pg is None
     server = PostgresForTests.start() if pg is None else pg
     runs: list[RunResult] = []
