@@ -116,6 +116,8 @@ class Options:
     workdir: Path | None = None
     # Write a py-spy profile (speedscope JSON) of the daemon during each run's burst (b) here.
     profile: Path | None = None
+    # Writer settings on top of the defaults (e.g. concurrency), to see what the dispatch takes.
+    writer: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Options:
@@ -132,6 +134,7 @@ class Options:
             sessions=args.sessions or base.sessions,
             workdir=args.workdir,
             profile=args.profile,
+            writer=tuple(args.writer),
         )
 
 
@@ -360,7 +363,13 @@ def _toml(value: object) -> str:
 
 
 def daemon_config(
-    workdir: Path, sim_url: str, crm_url: str, secret: str, dsn: str, grace: float
+    workdir: Path,
+    sim_url: str,
+    crm_url: str,
+    secret: str,
+    dsn: str,
+    grace: float,
+    writer: Sequence[tuple[str, int]] = (),
 ) -> Path:
     """The daemon's defaults, except what points it at this benchmark's parts."""
     sections: dict[str, dict[str, object]] = {
@@ -381,6 +390,7 @@ def daemon_config(
             "url": f"{crm_url}/hooks/calls",
             "secret": secret,
             "rate_limit": WRITER_RATE_LIMIT,
+            **dict(writer),
         },
     }
     text = "".join(
@@ -669,7 +679,7 @@ async def run_once(pg: PostgresForTests, options: Options, index: int, workdir: 
         async with serve(receiver.app()) as crm_url:
             await sim.started()
             config = daemon_config(
-                workdir, sim.base_url, crm_url, receiver.secret, dsn, options.grace
+                workdir, sim.base_url, crm_url, receiver.secret, dsn, options.grace, options.writer
             )
             daemon = DaemonProcess(config, workdir)
             await daemon.start()
@@ -912,6 +922,13 @@ def run(options: Options, pg: PostgresForTests | None = None) -> Report:
     return Report(runs, before, " ".join(f"{v:.2f}" for v in os.getloadavg()), options)
 
 
+def _writer_setting(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=N, e.g. concurrency=16")
+    return name, int(value)
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -924,6 +941,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=0.0, help="calls.completion_grace (s)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep daemon logs here")
     parser.add_argument("--sessions", type=int, default=None, help="in-flight sessions for (d)")
+    parser.add_argument(
+        "--writer",
+        type=_writer_setting,
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="a writer setting over the default, e.g. concurrency=16 (repeatable)",
+    )
     parser.add_argument(
         "--profile", type=Path, default=None, help="write py-spy profiles of the burst here"
     )
