@@ -178,6 +178,8 @@ class Pipeline:
         await self._committer.add(held, self.checkpoint())
 
     def _hold_back(self, calls: list[CompletedCall]) -> list[CompletedCall]:
+        if not calls:
+            return calls
         for tsid in {call.telephony_session_id for call in calls}:
             lowest = self._min_seq.get(tsid)
             if lowest is not None and lowest > FIRST_SEQUENCE and tsid not in self._suspects:
@@ -222,8 +224,10 @@ class Pipeline:
                 break
             self._first_seen.popitem(last=False)
             self._min_seq.pop(tsid, None)
-        for held in (*self._holds.values(), *self._suspects.values()):
-            low = held if low is None else min(low, held)
+        # Most events find neither a gap being closed nor a suspect: skip the scan then.
+        if self._holds or self._suspects:
+            for held in (*self._holds.values(), *self._suspects.values()):
+                low = held if low is None else min(low, held)
         if low is None:
             return None
         return Checkpoint(low, self._last_uuid, None)

@@ -358,22 +358,29 @@ class Subscription:
                     self._cached_token = None
                 return _Outcome(f"closed by peer ({code})", healthy=conn.phase is Phase.ACTIVE)
             last_frame = last_beat = loop.time()
+            # One clock read per frame serves its recovery point, its items and the save.
+            received = self._now()
             if conn.wsc is not None:
-                self._point = self._point_from(conn)
+                self._point = self._point_from(conn, received)
             for action in conn.receive(data):
-                outcome = await self._act(ws, conn, action, sink)
+                outcome = await self._act(ws, conn, action, sink, received)
                 if outcome is not None:
                     return outcome
 
     async def _act(
-        self, ws: ClientConnection, conn: GatewayConnection, action: object, sink: Sink
+        self,
+        ws: ClientConnection,
+        conn: GatewayConnection,
+        action: object,
+        sink: Sink,
+        received: datetime,
     ) -> _Outcome | None:
         if isinstance(action, Send):
             await ws.send(action.text)
         elif isinstance(action, Deliver):
             self.stats.notifications += 1
-            await sink(Notification(action.envelope, action.uuid, self._now()))
-            await self._save()
+            await sink(Notification(action.envelope, action.uuid, received))
+            await self._save(now=received)
         elif isinstance(action, Recovered):
             self.stats.recoveries += 1
             self._recovered_from, self._gap_start = self._gap_start, None
@@ -426,7 +433,7 @@ class Subscription:
 
     # -- recovery token bookkeeping --------------------------------------------------------
 
-    def _point_from(self, conn: GatewayConnection) -> RecoveryPoint:
+    def _point_from(self, conn: GatewayConnection, now: datetime) -> RecoveryPoint:
         wsc = conn.wsc
         assert wsc is not None
         timeout = conn.details.recoveryTimeout if conn.details else None
@@ -434,7 +441,7 @@ class Subscription:
         return RecoveryPoint(
             token=wsc.token,
             sequence=wsc.sequence,
-            last_seen=self._now(),
+            last_seen=now,
             recovery_timeout=timeout or (previous.recovery_timeout if previous else 180.0),
             oauth_session=self._rest.auth.session_id,
         )
@@ -447,11 +454,11 @@ class Subscription:
         if self._gap_start is None and self._point is not None:
             self._gap_start = self._point.last_seen
 
-    async def _save(self, force: bool = False) -> None:
+    async def _save(self, force: bool = False, now: datetime | None = None) -> None:
         point = self._point
         if self._persist is None or point is None:
             return
-        now = self._now()
+        now = now or self._now()
         last = self._last_persist
         if not force and last is not None and (now - last).total_seconds() < self._persist_interval:
             return
