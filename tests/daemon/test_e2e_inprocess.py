@@ -33,7 +33,7 @@ from sscl_daemon.daemon.app import Daemon
 from sscl_daemon.sdnotify import Notifier
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.crm.webhook import WebhookReceiverState
-from sscl_daemon.simulator.scenarios import SimCall
+from sscl_daemon.simulator.scenarios import CallKind, SimCall
 
 
 @dataclass
@@ -86,8 +86,16 @@ async def _notifications(sock: socket.socket) -> list[str]:
             return messages
 
 
+# Every kind of call that logs something under the default policy (internal calls don't).
+LOGGED_KINDS = [kind for kind in CallKind if kind is not CallKind.INTERNAL]
+
+
 def _make_calls(sim: Simulator, count: int) -> list[SimCall]:
-    return [sim.factory.make(datetime.now(UTC)) for _ in range(count)]
+    """``count`` calls cycling through the kinds, each fixed by its salt (not by the clock)."""
+    now = datetime.now(UTC)
+    return [
+        sim.factory.make(now, LOGGED_KINDS[i % len(LOGGED_KINDS)], salt=i) for i in range(count)
+    ]
 
 
 def _expected_keys(calls: list[SimCall]) -> set[str]:
