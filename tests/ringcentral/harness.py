@@ -15,6 +15,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Self
 
 import aiohttp
 
@@ -226,7 +227,7 @@ class Pipeline:
             await asyncio.sleep(0.1)
             self.calls.extend(self.tracker.expire(datetime.now(UTC)))
 
-    async def __aenter__(self) -> Pipeline:
+    async def __aenter__(self) -> Self:
         self.directory = await load_directory(self.client.rest)
         self.tracker.replace_directory(self.directory)
         self._task = asyncio.create_task(self._run())

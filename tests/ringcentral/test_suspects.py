@@ -51,3 +51,14 @@ def test_sessions_first_seen_mid_call_just_after_a_gap_are_suspect() -> None:
     assert "s-new" not in suspects
     assert "s-late" not in suspects
     assert set(suspects.seen()) == {"s-early", "s-cut", "s-new", "s-late"}
+
+
+def test_a_session_first_seen_after_a_long_gap_is_looked_up_from_the_gap_start() -> None:
+    # An 18 s outage: the session started in it and is first seen when the stream is back.
+    # Its call-log record starts in the gap, far more than the reconciler's margin before
+    # the first notification, so the lookup must reach back to the gap's start.
+    suspects = Suspects(window=60)
+    gap = Gap(T0, T0 + timedelta(seconds=18), GapReason.REPLAY_INCOMPLETE)
+    suspects.on_gap(gap, [])
+    suspects.observe("s-cut", 6, T0 + timedelta(seconds=19))
+    assert suspects.due(lambda tsid: False) == (["s-cut"], T0)

@@ -222,7 +222,7 @@ class Suspects:
         self._window = timedelta(seconds=window)
         self._seen: LRUCache[str, datetime] = LRUCache(maxsize=remember)
         self._suspect: dict[str, datetime] = {}
-        self._last_gap_end: datetime | None = None
+        self._last_gap: Gap | None = None
 
     def __contains__(self, tsid: object) -> bool:
         return tsid in self._suspect
@@ -235,16 +235,18 @@ class Suspects:
         if tsid in self._seen:
             return
         self._seen[tsid] = at
-        recent_gap = self._last_gap_end is not None and at - self._last_gap_end <= self._window
-        if recent_gap and sequence > FIRST_SEQUENCE:
-            self._suspect.setdefault(tsid, at)
+        gap = self._last_gap
+        if gap is not None and at - gap.end <= self._window and sequence > FIRST_SEQUENCE:
+            # It started unseen, in the gap: seen only now (a long outage, a replay) it may
+            # have started well before, and the call log filters on the start time.
+            self._suspect.setdefault(tsid, min(at, gap.start))
 
     def seen(self) -> list[str]:
         """Sessions observed recently (the daemon asks its tracker which are in flight)."""
         return list(self._seen.keys())
 
     def on_gap(self, gap: Gap, in_flight: Iterable[str]) -> None:
-        self._last_gap_end = gap.end
+        self._last_gap = gap
         for tsid in in_flight:
             self._suspect.setdefault(tsid, self._seen.get(tsid, gap.start))
 
