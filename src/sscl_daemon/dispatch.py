@@ -134,10 +134,17 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._idle_poll = idle_poll
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
+        # Claimed rows not yet handed to the writer, with the monotonic time of their claim.
+        self._ready: list[tuple[float, OutboxItem]] = []
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._notifier: WorkNotifier | None = None
         self._old_writers: list[Writer] = []
+        # Accepted calls waiting to be recorded; one flusher settles all of them in one
+        # transaction, so concurrent requests share a commit instead of one each.
+        self._to_mark: list[tuple[OutboxItem, str, Outcome, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -166,26 +173,57 @@ class Dispatcher:
         """Claim and write until :meth:`drain` is called; store errors propagate (supervised)."""
         if self._notifier is None:
             self._notifier = self._store.work_notifier(self.name)
-        while not self._stopping.is_set():
-            free = self.settings.concurrency - len(self._in_flight)
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._wait_for(self._slot_freed, None)
-                continue
-            batch = max(1, self.settings.batch_size)
-            items = await self._store.claim_due(
-                self.name,
-                free * batch,
-                self._claimer,
-                self._attempt_timeout + _LEASE_MARGIN,
-                self._account,
-                fence=self._fence,
-            )
-            if not items:
-                await self._idle()
-                continue
-            for start in range(0, len(items), batch):
-                self._spawn(items[start : start + batch])
+        try:
+            while not self._stopping.is_set():
+                concurrency = self.settings.concurrency
+                free = concurrency - len(self._in_flight)
+                # Answers still being recorded count against the bound too, so a slow
+                # database holds the CRM requests back instead of piling up settlements.
+                if free <= 0 or len(self._in_flight) + len(self._settling) >= 2 * concurrency:
+                    self._slot_freed.clear()
+                    await self._wait_for(self._slot_freed, None)
+                    continue
+                batch = max(1, self.settings.batch_size)
+                await self._release_stale()
+                if not self._ready:
+                    # One claim for a full round of batches: the rows beyond the free
+                    # slots wait here for the next slot instead of a claim each.
+                    items = await self._store.claim_due(
+                        self.name,
+                        concurrency * batch,
+                        self._claimer,
+                        self._attempt_timeout + _LEASE_MARGIN,
+                        self._account,
+                        fence=self._fence,
+                    )
+                    if not items:
+                        await self._idle()
+                        continue
+                    claimed = time.monotonic()
+                    self._ready = [(claimed, item) for item in items]
+                for _ in range(free):
+                    if not self._ready:
+                        break
+                    taken, self._ready = self._ready[:batch], self._ready[batch:]
+                    self._spawn([item for _, item in taken])
+        finally:
+            await self._release_ready("the dispatcher stopped before sending it")
+
+    async def _release_stale(self) -> None:
+        """Give back waiting rows whose claim no longer covers a whole attempt."""
+        if self._ready and time.monotonic() - self._ready[0][0] > _LEASE_MARGIN / 2:
+            await self._release_ready("claimed, but no slot came free in time; not sent")
+
+    async def _release_ready(self, reason: str) -> None:
+        ready, self._ready = self._ready, []
+        try:
+            for _, item in ready:
+                await self._store.schedule_retry(
+                    item.id, self._claimer, 0.0, reason, item.uncertain, fence=self._fence
+                )
+        except Exception as exc:
+            # Not given back: the claims lapse and the rows return (as uncertain) later.
+            log.warning("releasing claimed rows failed", writer=self.name, error=repr(exc))
 
     async def _idle(self) -> None:
         due = await self._store.seconds_until_due(self.name, self._account)
@@ -215,6 +253,7 @@ class Dispatcher:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._settling.discard(task)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error(
@@ -251,6 +290,12 @@ class Dispatcher:
             )
             return
         answers = await self._call_writer(items)
+        # The CRM answered: the slot is free for the next request while this is recorded.
+        task = asyncio.current_task()
+        if task is not None and task in self._in_flight:
+            self._in_flight.discard(task)
+            self._settling.add(task)
+            self._slot_freed.set()
         now = datetime.now(UTC)
         for item, answer in zip(items, answers, strict=True):
             await self._record(item, settle(answer, item.attempts, self.settings, self._rng), now)
@@ -260,7 +305,7 @@ class Dispatcher:
         metrics.WRITES.labels(writer=self.name, outcome=s.outcome.value).inc()
         if s.record_id is not None:
             outcome = Outcome.CREATED if s.outcome is WriteOutcome.CREATED else Outcome.EXISTED
-            held = await store.mark_sent(item.id, claimer, s.record_id, outcome, fence=self._fence)
+            held = await self._mark_sent(item, s.record_id, outcome)
             latency = (now - item.call.end_time).total_seconds()
             metrics.END_TO_CRM_LATENCY.labels(writer=self.name).observe(max(0.0, latency))
             if held and self._on_sent is not None:
@@ -294,6 +339,38 @@ class Dispatcher:
                 call=item.call.key,
             )
 
+    def _mark_sent(
+        self, item: OutboxItem, record_id: str, outcome: Outcome
+    ) -> asyncio.Future[bool]:
+        """Queue the row for the next group settlement; resolves to whether it was still held."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_mark.append((item, record_id, outcome, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_sent(), name=f"settle {self.name}")
+        return done
+
+    async def _flush_sent(self) -> None:
+        while self._to_mark:
+            group, self._to_mark = self._to_mark, []
+            try:
+                held = await self._store.mark_sent_many(
+                    [(item.id, record_id, outcome) for item, record_id, outcome, _ in group],
+                    self._claimer,
+                    fence=self._fence,
+                )
+            except Exception as exc:
+                for *_, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            except BaseException:
+                for *_, done in group:
+                    done.cancel()
+                raise
+            for item, _, _, done in group:
+                if not done.done():
+                    done.set_result(item.id in held)
+
     async def drain(self, grace: float) -> bool:
         """Stop claiming; wait up to ``grace`` seconds for requests in flight. True if all finished.
 
@@ -301,13 +378,15 @@ class Dispatcher:
         their claim until the lease lapses and then come back as uncertain.
         """
         self._stopping.set()
-        pending = set(self._in_flight)
+        pending = self._in_flight | self._settling
         if pending:
             _, pending = await asyncio.wait(pending, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait({self._flusher}, timeout=1.0)
         if self._notifier is not None:
             self._notifier.close()
         for writer in (*self._old_writers, self._writer):

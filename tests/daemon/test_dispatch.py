@@ -244,6 +244,64 @@ async def test_concurrency_and_batches_are_bounded(store: Store) -> None:
     assert len({key for key, _ in crm.requests}) == 20
 
 
+async def test_concurrent_answers_share_one_settlement_each_call_once(store: Store) -> None:
+    def is_new(key: str) -> bool:  # keys are "s-N:ext-1": even N are new records
+        return int(key.split(":")[0][2:]) % 2 == 0
+
+    def answer(call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        if is_new(call.key):
+            return Created(f"r-{call.key}")
+        return AlreadyExisted(f"x-{call.key}")
+
+    crm = ScriptedCrm(answer)
+    crm.release.clear()
+    groups: list[int] = []
+    mark_sent_many = store.mark_sent_many
+
+    async def counted(
+        items: Sequence[tuple[int, str | None, Outcome]], claimer: str, **kw: object
+    ) -> set[int]:
+        groups.append(len(items))
+        return await mark_sent_many(items, claimer, **kw)  # type: ignore[arg-type]
+
+    store.mark_sent_many = counted  # type: ignore[method-assign]
+    sent: list[tuple[str, str, WriteOutcome]] = []
+    dispatcher = Dispatcher(
+        store,
+        crm,
+        _settings(concurrency=8),
+        claimer="t9",
+        idle_poll=0.05,
+        on_sent=lambda _w, call, record, outcome: sent.append((call.key, record, outcome)),
+    )
+    calls = [make_call(n) for n in range(30)]
+    await _commit(store, calls)
+    task = await _run(dispatcher)
+    await wait_until(lambda: crm.active == 8, what="eight requests in flight")
+    crm.release.set()
+    try:
+        rows = await _settled(store, 30)
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    assert sum(groups) == 30
+    # The eight answers released together were recorded in one transaction.
+    assert groups[0] == 8
+    by_key = {r.call_key: r for r in rows}
+    assert len(sent) == len({key for key, _, _ in sent}) == 30
+    for key, record, outcome in sent:
+        row = by_key[key]
+        assert row.status is OutboxStatus.SENT
+        assert row.crm_record_id == record
+        expected = Outcome.CREATED if outcome is WriteOutcome.CREATED else Outcome.EXISTED
+        assert row.outcome is expected
+        assert (record, outcome) == (
+            (f"r-{key}", WriteOutcome.CREATED)
+            if is_new(key)
+            else (f"x-{key}", WriteOutcome.ALREADY_EXISTED)
+        )
+
+
 async def test_drain_waits_for_requests_in_flight_then_gives_up(store: Store) -> None:
     crm = ScriptedCrm(lambda call, ctx: Created("late"))
     crm.release.clear()

@@ -17,6 +17,7 @@ from sscl_daemon.store import (
     Store,
     StoreError,
 )
+from sscl_daemon.store.leases import LeaseLostError
 from sscl_daemon.store.testing import sample_call
 
 ACCOUNT = "1000"
@@ -161,6 +162,56 @@ async def test_claim_decodes_the_call_and_only_its_claimer_settles_it(store: Sto
     )
     assert row.sent_at is not None
     assert row.claimed_by is None
+
+
+async def test_mark_sent_many_settles_only_the_rows_the_claimer_holds(store: Store) -> None:
+    calls = [sample_call(n) for n in range(1, 5)]
+    await store.commit_batch(ACCOUNT, calls, ["hubspot"], None)
+    mine = await store.claim_due("hubspot", 3, "a", lease_seconds=60)
+    [theirs] = await store.claim_due("hubspot", 10, "b", lease_seconds=60)
+    assert await store.mark_sent_many([], "a") == set()
+
+    settled = await store.mark_sent_many(
+        [
+            (mine[0].id, "crm-0", Outcome.CREATED),
+            (mine[1].id, "crm-1", Outcome.EXISTED),
+            (theirs.id, "crm-x", Outcome.CREATED),
+        ],
+        "a",
+    )
+    assert settled == {mine[0].id, mine[1].id}
+    # Settled once: a repeat, even by the claimer, changes nothing.
+    assert await store.mark_sent_many([(mine[0].id, "crm-again", Outcome.CREATED)], "a") == set()
+    rows = {r.id: r for r in await store.outbox_rows(ACCOUNT)}
+    assert (rows[mine[0].id].status, rows[mine[0].id].crm_record_id, rows[mine[0].id].outcome) == (
+        OutboxStatus.SENT,
+        "crm-0",
+        Outcome.CREATED,
+    )
+    assert (rows[mine[1].id].crm_record_id, rows[mine[1].id].outcome) == ("crm-1", Outcome.EXISTED)
+    assert rows[mine[1].id].claimed_by is None
+    assert rows[mine[1].id].sent_at is not None
+    assert (rows[mine[2].id].status, rows[mine[2].id].claimed_by) == (OutboxStatus.IN_FLIGHT, "a")
+    assert (rows[theirs.id].status, rows[theirs.id].claimed_by) == (OutboxStatus.IN_FLIGHT, "b")
+
+
+async def test_mark_sent_many_is_refused_whole_once_the_fence_is_deposed(
+    store: Store, pg_dsn: str
+) -> None:
+    lease = await store.acquire_lease(ACCOUNT, "host-a", 30.0)
+    assert lease is not None
+    await store.commit_batch(ACCOUNT, [sample_call(1), sample_call(2)], ["crm"], None, fence=lease)
+    first, second = await store.claim_due("crm", 10, "host-a:1", 60.0, fence=lease)
+    assert await store.mark_sent_many(
+        [(first.id, "crm-1", Outcome.CREATED)], "host-a:1", fence=lease
+    ) == {first.id}
+
+    # Another instance took the account over: its token is the current one now.
+    await execute(pg_dsn, "UPDATE leases SET fencing_token = fencing_token + 1")
+    with pytest.raises(LeaseLostError):
+        await store.mark_sent_many([(second.id, "crm-2", Outcome.CREATED)], "host-a:1", fence=lease)
+    rows = {r.id: r.status for r in await store.outbox_rows(ACCOUNT)}
+    assert rows == {first.id: OutboxStatus.SENT, second.id: OutboxStatus.IN_FLIGHT}
 
 
 async def test_retries_wait_their_delay_and_uncertainty_sticks(store: Store, pg_dsn: str) -> None:

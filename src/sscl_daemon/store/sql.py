@@ -81,6 +81,15 @@ UPDATE outbox SET status = 'sent', crm_record_id = $3, outcome = $4, sent_at = n
 WHERE {OWNED}
 """
 
+# Many rows in one statement, with the same guard as MARK_SENT per row; returns the ids settled.
+MARK_SENT_MANY = """
+UPDATE outbox AS o SET status = 'sent', crm_record_id = s.record_id, outcome = s.outcome,
+    sent_at = now(), claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+FROM unnest($1::bigint[], $3::text[], $4::text[]) AS s(id, record_id, outcome)
+WHERE o.id = s.id AND o.status = 'in_flight' AND o.claimed_by = $2
+RETURNING o.id
+"""
+
 SCHEDULE_RETRY = f"""
 UPDATE outbox SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3),
     last_error = $4, uncertain = uncertain OR $5,

@@ -471,6 +471,37 @@ class Store:
             outcome.value,
         )
 
+    async def mark_sent_many(
+        self,
+        items: Sequence[tuple[int, str | None, Outcome]],
+        claimer: str,
+        *,
+        fence: Lease | None = None,
+    ) -> set[int]:
+        """:meth:`mark_sent` for many ``(item id, CRM record id, outcome)`` in ONE transaction.
+
+        Returns the ids settled; a row ``claimer`` no longer holds is left alone
+        and missing from the result. With a ``fence``,
+        :class:`~sscl_daemon.store.leases.LeaseLostError` once it is deposed (nothing settled).
+        """
+        if not items:
+            return set()
+        async with (
+            _failures("marking calls sent"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            if fence is not None:
+                await check_fence(conn, fence)
+            rows = await conn.fetch(
+                sql.MARK_SENT_MANY,
+                [item_id for item_id, _, _ in items],
+                claimer,
+                [record_id for _, record_id, _ in items],
+                [outcome.value for _, _, outcome in items],
+            )
+        return {int(r["id"]) for r in rows}
+
     async def schedule_retry(
         self,
         item_id: int,
