@@ -716,6 +716,18 @@ class Store:
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError)
 
 
+async def _reset_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Before a connection goes back to the pool: the full reset only if something is open.
+
+    The store's statements leave no session state behind (no SET, LISTEN or cursor;
+    the migration lock is released explicitly; the listener and the leases have
+    connections of their own), so the default reset query on every release is a
+    round trip that changes nothing, except after a transaction left open.
+    """
+    if conn.is_in_transaction():
+        await conn.execute(conn.get_reset_query())
+
+
 async def _create_pool(
     dsn: str, password: str | None, settings: StoreSettings
 ) -> asyncpg.Pool[asyncpg.Record]:
@@ -728,6 +740,7 @@ async def _create_pool(
             timeout=settings.connect_timeout,
             command_timeout=_COMMAND_TIMEOUT,
             max_inactive_connection_lifetime=300.0,
+            reset=_reset_connection,
             server_settings={"application_name": "sscl-daemon", "jit": "off"},
         )
     except _CONNECT_ERRORS as exc:
