@@ -18,16 +18,29 @@ from sscl_daemon.config import Secret, WebhookOptions, WriterSettings, WriterTyp
 from sscl_daemon.crm import content
 from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater, WriteContext
 from sscl_daemon.crm.registry import build_writer
-from sscl_daemon.crm.webhook import VerificationError, WebhookWriter, secret_key, signature, verify
+from sscl_daemon.crm.webhook import (
+    VerificationError,
+    WebhookWriter,
+    payload,
+    secret_key,
+    signature,
+    verify,
+)
 from sscl_daemon.simulator.crm import webhook as standin
 from sscl_daemon.simulator.crm.common import serve
 
 SECRET = "whsec_c3NjbC1kZW1vLXNlY3JldC0xMjM0NTY="
 
 
-def settings(url: str, secret: str = SECRET, timeout: float = 5.0) -> WriterSettings:
+def settings(
+    url: str, secret: str = SECRET, timeout: float = 5.0, batch_size: int = 1
+) -> WriterSettings:
     return WriterSettings(
-        "hook", WriterType.WEBHOOK, WebhookOptions(url, Secret(secret)), timeout=timeout
+        "hook",
+        WriterType.WEBHOOK,
+        WebhookOptions(url, Secret(secret)),
+        timeout=timeout,
+        batch_size=batch_size,
     )
 
 
@@ -166,11 +179,18 @@ async def test_5xx_and_timeout_retry(rig: Rig) -> None:
 
 
 async def test_batch(rig: Rig) -> None:
+    # batch_size 1 (the default): one single-call delivery per call, the original wire format.
     writer = build_writer(settings(rig.url), rig.session)
     calls = [make_call(telephony_session_id=f"s-{i}") for i in range(5)]
     results = await writer.write_batch([(c, WriteContext()) for c in calls])
     assert all(isinstance(r, Created) for r in results)
     assert set(rig.state.deliveries) == {c.key for c in calls}
+    sent = {r.headers["webhook-id"]: r for r in rig.state.requests}
+    assert set(sent) == {c.key for c in calls}
+    for call in calls:
+        assert sent[call.key].raw == payload(call)
+        assert sent[call.key].headers["Idempotency-Key"] == call.key
+        assert rig.state.deliveries[call.key].batch_id is None
 
 
 async def test_validation_error_and_gone(http_session: aiohttp.ClientSession) -> None:
