@@ -4,6 +4,7 @@ It claims due rows of its writer (``FOR UPDATE SKIP LOCKED`` with a lease,
 so two daemons never send the same row at once), hands them to the writer
 in batches of ``batch_size`` with at most ``concurrency`` batches in flight,
 and records each answer in the same row: sent (with the CRM's record id),
+skipped (the contact policy said not to log the call: settled, never retried),
 retry later (the writer's delay, or jittered exponential backoff between
 ``retry_initial`` and ``retry_max``), or dead (a permanent failure, or
 ``max_attempts`` used up). A writer that times out or raises leaves the
@@ -37,6 +38,7 @@ from sscl_daemon.crm.base import (
     Created,
     PermanentFailure,
     RetryLater,
+    Skipped,
     WriteContext,
     Writer,
     WriteResult,
@@ -87,6 +89,8 @@ def settle(
         return Settlement(WriteOutcome.ALREADY_EXISTED, record_id=answer.record_id)
     if isinstance(answer, PermanentFailure):
         return Settlement(WriteOutcome.PERMANENT_FAILURE, reason=answer.reason)
+    if isinstance(answer, Skipped):
+        return Settlement(WriteOutcome.SKIPPED, reason=answer.reason)
     uncertain = isinstance(answer, Uncertain) or (
         isinstance(answer, RetryLater) and answer.uncertain
     )
@@ -143,7 +147,7 @@ class Dispatcher:
         self._old_writers: list[Writer] = []
         # Accepted calls waiting to be recorded; one flusher settles all of them in one
         # transaction, so concurrent requests share a commit instead of one each.
-        self._to_mark: list[tuple[OutboxItem, str, Outcome, asyncio.Future[bool]]] = []
+        self._to_mark: list[tuple[OutboxItem, str | None, Outcome, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @property
@@ -310,6 +314,16 @@ class Dispatcher:
             metrics.END_TO_CRM_LATENCY.labels(writer=self.name).observe(max(0.0, latency))
             if held and self._on_sent is not None:
                 self._on_sent(self.name, item.call, s.record_id, s.outcome)
+        elif s.outcome is WriteOutcome.SKIPPED:
+            # Settled like a sent row (the same group commit), without a record id: the
+            # policy decided, so it is neither a failure nor anything retry-dead may resend.
+            held = await self._mark_sent(item, None, Outcome.SKIPPED)
+            log.info(
+                "call not logged: the contact policy skips it",
+                writer=self.name,
+                call=item.call.key,
+                reason=s.reason,
+            )
         elif s.retry_in is not None:
             held = await store.schedule_retry(
                 item.id, claimer, s.retry_in, s.reason or "", s.uncertain, fence=self._fence
@@ -340,7 +354,7 @@ class Dispatcher:
             )
 
     def _mark_sent(
-        self, item: OutboxItem, record_id: str, outcome: Outcome
+        self, item: OutboxItem, record_id: str | None, outcome: Outcome
     ) -> asyncio.Future[bool]:
         """Queue the row for the next group settlement; resolves to whether it was still held."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

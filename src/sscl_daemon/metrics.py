@@ -55,6 +55,8 @@ class WriteOutcome(enum.StrEnum):
     # The writer timed out or raised: the CRM may or may not have the record.
     UNCERTAIN = "uncertain"
     DEAD = "dead"
+    # The contact policy skips the call (no_contact / several_contacts = "skip"): settled, not sent.
+    SKIPPED = "skipped"
 
 
 EVENTS_RECEIVED = Counter(

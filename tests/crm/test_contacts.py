@@ -11,7 +11,7 @@ from tests.crm.conftest import make_call
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import ContactSettings, NoContactPolicy, SeveralContactsPolicy
 from sscl_daemon.crm import batch
-from sscl_daemon.crm.base import Created, PermanentFailure, RetryLater, WriteContext
+from sscl_daemon.crm.base import Created, PermanentFailure, RetryLater, Skipped, WriteContext
 from sscl_daemon.crm.contacts import (
     Contact,
     ContactCache,
@@ -35,11 +35,11 @@ def test_choose_one_and_none() -> None:
     assert choose([], replace(s, no_contact=NoContactPolicy.CREATE), NUM).create
     skip = choose([], replace(s, no_contact=NoContactPolicy.SKIP), NUM)
     assert skip.skip is not None
-    assert skip.skip.startswith("skipped:")
+    assert "contacts.no_contact = skip" in skip.skip
     assert NUM in skip.skip
-    result = skipped(skip)
-    assert result is not None
-    assert result.reason == skip.skip
+    # Its own result, not a failure: the dispatcher settles it as skipped, never as dead.
+    assert skipped(skip) == Skipped(skip.skip)
+    assert skipped(choose([A], s, NUM)) is None
     # An internal call has no number to match: never skipped or created.
     assert choose([], replace(s, no_contact=NoContactPolicy.SKIP), None).skip is None
 
@@ -163,12 +163,12 @@ async def test_resolver_creates_with_the_owner_and_caches_the_new_contact() -> N
     assert crm.searches == [NUM]
 
 
-async def test_resolver_skip_and_invalid_owner_are_permanent() -> None:
+async def test_resolver_skips_by_policy_and_an_invalid_owner_is_permanent() -> None:
     crm = FakeCrm(found=(A, B))
     skip = crm.resolver(ContactSettings(several_contacts=SeveralContactsPolicy.SKIP))
     skipped_call = await skip.resolve(make_call())
-    assert isinstance(skipped_call, PermanentFailure)
-    assert skipped_call.reason.startswith("skipped: 2 contacts match")
+    assert isinstance(skipped_call, Skipped)
+    assert skipped_call.reason.startswith("2 contacts match")
 
     strict = crm.resolver(ContactSettings(owners={"101": "Alice"}), owner_valid=str.isdigit)
     bad = await strict.resolve(make_call())
@@ -201,4 +201,4 @@ async def test_batch_prepare_marks_failures_and_in_chunks_keeps_order() -> None:
         if n % 2:
             assert result == Created(call.key)  # no number: nothing to match, logged
         else:
-            assert isinstance(result, PermanentFailure)  # no contact for NUM: skipped
+            assert isinstance(result, Skipped)  # no contact for NUM: skipped by the policy

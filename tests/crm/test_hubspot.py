@@ -26,7 +26,14 @@ from sscl_daemon.config import (
     WriterType,
 )
 from sscl_daemon.crm import hubspot
-from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater, WriteContext
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    Skipped,
+    WriteContext,
+)
 from sscl_daemon.crm.hubspot import HubSpotWriter
 from sscl_daemon.simulator.crm import hubspot as sim
 from sscl_daemon.simulator.crm.common import serve
@@ -239,12 +246,20 @@ async def test_contact_not_found_logs_unassociated(portal: Portal) -> None:
     assert portal.state.calls[result.record_id].associations == []
 
 
-async def test_contact_not_found_skip_policy_is_a_permanent_skip(portal: Portal) -> None:
+async def test_contact_not_found_skip_policy_skips_the_call(portal: Portal) -> None:
     writer = portal.writer(contacts=ContactSettings(no_contact=NoContactPolicy.SKIP))
     result = await writer.write(make_call(), FIRST)
-    assert isinstance(result, PermanentFailure)
-    assert result.reason.startswith("skipped:")
+    assert result == Skipped(f"no contact matches {NUMBER} (contacts.no_contact = skip)")
     assert portal.created() == []
+    # In a batch the skipped call keeps its own answer; the others are still logged.
+    contact = portal.state.add_contact("(415) 555-0124", "Ann", "Lee")
+    other = make_call(telephony_session_id="s-9", external_number="+14155550124")
+    results = await writer.write_batch(
+        [(make_call(telephony_session_id="s-8"), FIRST), (other, FIRST)]
+    )
+    assert isinstance(results[0], Skipped)
+    assert isinstance(results[1], Created)
+    assert portal.state.calls[results[1].record_id].associations == [contact]
 
 
 async def test_contact_not_found_create_policy_creates_and_associates(portal: Portal) -> None:
@@ -283,8 +298,9 @@ async def test_several_contacts_follow_the_policy(
     writer = portal.writer(contacts=ContactSettings(several_contacts=policy))
     result = await writer.write(make_call(), FIRST)
     if expected is None:
-        assert isinstance(result, PermanentFailure)
+        assert isinstance(result, Skipped)
         assert "2 contacts match" in result.reason
+        assert portal.created() == []
         return
     assert isinstance(result, Created)
     assert len(portal.state.calls[result.record_id].associations) == expected

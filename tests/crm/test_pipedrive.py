@@ -24,7 +24,14 @@ from sscl_daemon.config import (
     WriterType,
 )
 from sscl_daemon.crm import content
-from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater, WriteContext
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    Skipped,
+    WriteContext,
+)
 from sscl_daemon.crm.pipedrive import PipedriveWriter, call_log_body
 from sscl_daemon.crm.registry import build_writer
 from sscl_daemon.simulator.crm import pipedrive as standin
@@ -192,8 +199,8 @@ async def test_contact_not_found_policies(rig: Rig) -> None:
     skipped = await rig.writer(no_contact=NoContactPolicy.SKIP).write(
         make_call(telephony_session_id="s-2"), WriteContext()
     )
-    assert isinstance(skipped, PermanentFailure)
-    assert skipped.reason.startswith("skipped: no contact matches +14155550123")
+    assert skipped == Skipped("no contact matches +14155550123 (contacts.no_contact = skip)")
+    assert rig.state.count("POST", "/api/v1/callLogs") == 1  # only the unassociated one
 
     writer = rig.writer(no_contact=NoContactPolicy.CREATE)
     created = await writer.write(
@@ -228,8 +235,9 @@ async def test_several_contacts(
     rig.state.add_person("Not Bob", ["+1 415 555 0124"])  # a near miss the search returns
     result = await rig.writer(several_contacts=policy).write(make_call(), WriteContext())
     if expect == "skip":
-        assert isinstance(result, PermanentFailure)
+        assert isinstance(result, Skipped)
         assert "2 contacts match" in result.reason
+        assert rig.state.call_logs == {}
         return
     assert isinstance(result, Created)
     person = rig.state.call_logs[result.record_id]["person_id"]

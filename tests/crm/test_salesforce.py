@@ -27,7 +27,14 @@ from sscl_daemon.config import (
     WriterType,
 )
 from sscl_daemon.crm import salesforce
-from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater, WriteContext
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    PermanentFailure,
+    RetryLater,
+    Skipped,
+    WriteContext,
+)
 from sscl_daemon.crm.salesforce import SalesforceWriter
 from sscl_daemon.simulator.crm import salesforce as sim
 from sscl_daemon.simulator.crm.common import serve
@@ -254,8 +261,7 @@ async def test_no_contact_logs_without_who(org: Org) -> None:
 async def test_no_contact_skip_and_create_policies(org: Org) -> None:
     skip = org.writer(contacts=ContactSettings(no_contact=NoContactPolicy.SKIP))
     skipped = await skip.write(make_call(), FIRST)
-    assert isinstance(skipped, PermanentFailure)
-    assert skipped.reason.startswith("skipped:")
+    assert skipped == Skipped(f"no contact matches {NUMBER} (contacts.no_contact = skip)")
     assert org.tasks() == []
 
     create = org.writer(contacts=ContactSettings(no_contact=NoContactPolicy.CREATE))
@@ -265,6 +271,19 @@ async def test_no_contact_skip_and_create_policies(org: Org) -> None:
     assert made["LastName"] == "Zed Zane"
     assert made["Phone"] == NUMBER
     assert org.state.tasks[result.record_id]["WhoId"] == made["Id"]
+
+
+async def test_a_skipped_call_keeps_its_own_answer_in_a_batch(org: Org) -> None:
+    skip = org.writer(contacts=ContactSettings(no_contact=NoContactPolicy.SKIP))
+    # The call without a contact is skipped; the other one in the same batch is logged.
+    known = org.state.add_contact("415-555-0124", "Lee")
+    other = make_call(telephony_session_id="s-9", external_number="+14155550124")
+    results = await skip.write_batch(
+        [(make_call(telephony_session_id="s-8"), FIRST), (other, FIRST)]
+    )
+    assert isinstance(results[0], Skipped)
+    assert isinstance(results[1], Created)
+    assert org.state.tasks[results[1].record_id]["WhoId"] == known
 
 
 async def test_contact_search_is_cached_per_number(org: Org) -> None:
@@ -295,8 +314,9 @@ async def test_several_contacts_follow_the_policy(
         make_call(), FIRST
     )
     if who == "skip":
-        assert isinstance(result, PermanentFailure)
+        assert isinstance(result, Skipped)
         assert "2 contacts match" in result.reason
+        assert org.tasks() == []
         return
     assert isinstance(result, Created)
     assert org.state.tasks[result.record_id].get("WhoId") == (first if who else None)

@@ -14,7 +14,7 @@ from tests.daemon.helpers import make_call
 from sscl_daemon.cli import main
 from sscl_daemon.commands.retry_dead import parse_since
 from sscl_daemon.config import StoreSettings
-from sscl_daemon.store import Checkpoint, Store
+from sscl_daemon.store import Checkpoint, Outcome, Store
 
 
 def _config(tmp_path: Path, dsn: str = "embedded", blocklist: list[str] | None = None) -> Path:
@@ -68,9 +68,12 @@ async def _park_one(dsn: str, tmp_path: Path) -> None:
     try:
         end = datetime.now(UTC)
         checkpoint = Checkpoint(end - timedelta(seconds=30))
-        await store.commit_batch("default", [make_call(1), make_call(2)], ["crm"], checkpoint)
-        (item, _) = await store.claim_due("crm", 2, "test", 30.0)
+        calls = [make_call(1), make_call(2), make_call(3)]
+        await store.commit_batch("default", calls, ["crm"], checkpoint)
+        (item, _, skipped) = await store.claim_due("crm", 3, "test", 30.0)
         await store.mark_dead(item.id, "test", "422 the CRM refused the phone number")
+        # Settled on purpose by a contact policy: shown apart, and retry-dead leaves it alone.
+        assert await store.mark_sent(skipped.id, "test", None, Outcome.SKIPPED)
     finally:
         await store.close()
 
@@ -86,14 +89,14 @@ async def test_status_and_retry_dead(
     assert "crm" in out
     assert "retry-dead" in out  # one dead call log: the hint is shown
     line = next(line for line in out.splitlines() if line.startswith("crm"))
-    assert line.split()[1:5] == ["0", "1", "0", "1"]  # pending, in flight, sent, dead
+    assert line.split()[1:6] == ["0", "1", "0", "1", "1"]  # pending, in flight, sent, skipped, dead
     assert await _run(["retry-dead", "--config", config, "--writer", "nope"]) == 2
     assert "no writer named 'nope'" in capsys.readouterr().err
     assert await _run(["retry-dead", "--config", config, "--writer", "crm", "--since", "1h"]) == 0
     assert "1 dead call log for writer crm moved back" in capsys.readouterr().out
     assert await _run(["status", "--config", config]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("crm"))
-    assert line.split()[1:5] == ["1", "1", "0", "0"]
+    assert line.split()[1:6] == ["1", "1", "0", "1", "0"]
 
 
 async def _run(argv: list[str]) -> int:

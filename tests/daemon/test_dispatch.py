@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import structlog
 from tests.daemon.helpers import make_call, wait_until
 
 from sscl_daemon.calls.model import CompletedCall
@@ -17,11 +18,12 @@ from sscl_daemon.crm.base import (
     Created,
     PermanentFailure,
     RetryLater,
+    Skipped,
     WriteContext,
     WriteResult,
 )
 from sscl_daemon.dispatch import Dispatcher, Uncertain, settle
-from sscl_daemon.metrics import WriteOutcome
+from sscl_daemon.metrics import REGISTRY, WriteOutcome
 from sscl_daemon.store import OutboxRow, OutboxStatus, Outcome, Store
 
 WRITER = "crm"
@@ -128,6 +130,8 @@ def test_settle_transitions() -> None:
         WriteOutcome.PERMANENT_FAILURE,
         "400 bad phone",
     )
+    skip = settle(Skipped("no contact matches +14155550123"), 1, s, rng)
+    assert (skip.outcome, skip.record_id, skip.retry_in) == (WriteOutcome.SKIPPED, None, None)
     dead = settle(RetryLater("503"), 3, s, rng)
     assert dead.outcome is WriteOutcome.DEAD
     assert dead.reason is not None
@@ -336,3 +340,63 @@ async def test_drain_lets_a_quick_request_finish(store: Store) -> None:
 @pytest.mark.parametrize("answer", [Created("x"), AlreadyExisted("y")])
 def test_success_settlements_carry_the_record_id(answer: WriteResult) -> None:
     assert settle(answer, 1, _settings(), random.Random(1)).record_id in ("x", "y")
+
+
+def _writes(outcome: WriteOutcome) -> float:
+    value = REGISTRY.get_sample_value(
+        "sscl_writes_total", {"writer": WRITER, "outcome": outcome.value}
+    )
+    return value or 0.0
+
+
+async def test_a_skipped_call_is_settled_not_dead_and_never_retried(store: Store) -> None:
+    calls = [make_call(n) for n in range(3)]
+    skipped, created, refused = (c.key for c in calls)
+    reason = "2 contacts match +14155550123 (contacts.several_contacts = skip)"
+
+    def script(call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        if call.key == skipped:
+            return Skipped(reason)
+        if call.key == created:
+            return Created("crm-1")
+        return PermanentFailure("422 phone number rejected")
+
+    crm = ScriptedCrm(script)
+    sent: list[str] = []
+    dispatcher = Dispatcher(
+        store,
+        crm,
+        _settings(),
+        claimer="t-skip",
+        idle_poll=0.05,
+        on_sent=lambda _w, call, _r, _o: sent.append(call.key),
+    )
+    before = _writes(WriteOutcome.SKIPPED)
+    task = await _run(dispatcher)
+    await _commit(store, calls)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            rows = {r.call_key: r for r in await _settled(store, 3)}
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    row = rows[skipped]
+    assert (row.status, row.outcome, row.crm_record_id, row.attempts) == (
+        OutboxStatus.SENT,
+        Outcome.SKIPPED,
+        None,
+        1,
+    )
+    assert rows[refused].status is OutboxStatus.DEAD
+    # Not a CRM record: the sent hook (reconciliation, suspects) never hears of it.
+    assert sent == [created]
+    assert _writes(WriteOutcome.SKIPPED) == before + 1
+    said = [e for e in logs if e.get("call") == skipped]
+    assert [(e["log_level"], e["reason"]) for e in said] == [("info", reason)]
+    stats = (await store.status()).writer(WRITER)
+    assert (stats.sent, stats.skipped, stats.dead) == (1, 1, 1)
+    # retry-dead resends the refused call only; nothing of the skipped one is due again.
+    assert await store.retry_dead(WRITER) == 1
+    due = await store.claim_due(WRITER, 10, "probe", 30.0)
+    assert [item.call.key for item in due] == [refused]
+    assert [key for key, _ in crm.requests].count(skipped) == 1

@@ -3,7 +3,7 @@
 Shows which daemon instance holds which account's lease (active/standby and
 fleets: every instance sharing the database shows up), the checkpoint and its age, the WebSocket recovery token's expiry, the
 in-flight sessions of the last snapshot, the outbox per writer (pending, in
-flight, sent, dead, oldest pending age) and the dead letters by kind. Works
+flight, sent, skipped by the contact policy, dead, oldest pending age) and the dead letters by kind. Works
 whether or not the daemon runs: with the embedded store it attaches to the
 running daemon's server, or starts the server itself when the daemon is
 stopped.
@@ -112,11 +112,13 @@ def render(
             f"  snapshot taken:       {_time(account.snapshot_taken_at)}; "
             f"in-flight sessions: {'-' if sessions is None else sessions}",
         ]
-    lines += ["", f"{'writer':<16} {'pending':>8} {'in flight':>9} {'sent':>8} {'dead':>6}  oldest"]
+    # "skipped": settled on purpose by a contact policy ("skip"); neither sent nor dead.
+    head = f"{'pending':>8} {'in flight':>9} {'sent':>8} {'skipped':>7} {'dead':>6}"
+    lines += ["", f"{'writer':<16} {head}  oldest"]
     for w in status.writers:
         lines.append(
-            f"{w.writer:<16} {w.pending:>8} {w.in_flight:>9} {w.sent:>8} {w.dead:>6}  "
-            f"{_age(w.oldest_pending_age)}"
+            f"{w.writer:<16} {w.pending:>8} {w.in_flight:>9} {w.sent:>8} {w.skipped:>7} "
+            f"{w.dead:>6}  {_age(w.oldest_pending_age)}"
         )
     if not status.writers:
         lines.append("(no call logs in the outbox yet)")

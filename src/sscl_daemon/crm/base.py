@@ -51,7 +51,19 @@ class PermanentFailure:
     reason: str
 
 
-WriteResult = Created | AlreadyExisted | RetryLater | PermanentFailure
+@dataclass(frozen=True)
+class Skipped:
+    """The configured contact policy says not to log this call (``no_contact`` or
+    ``several_contacts = "skip"``): nothing was written, and nothing should be.
+
+    The dispatcher settles the row as skipped; it is neither sent nor dead, and
+    ``retry-dead`` leaves it alone. ``reason`` names the policy that decided.
+    """
+
+    reason: str
+
+
+WriteResult = Created | AlreadyExisted | RetryLater | PermanentFailure | Skipped
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ only the lookups differ. A writer passes its own async lookups in, and this modu
   user list is fetched once per TTL.
 * :class:`Resolver` -- the whole step every CRM writer runs before creating a log: cached
   contact lookup, the policy decision, the owner, and (``no_contact = create``) the new
-  contact, which is then cached. It answers a :class:`Resolution` or the lookup's failure.
+  contact, which is then cached. It answers a :class:`Resolution`, the lookup's failure, or
+  :class:`~sscl_daemon.crm.base.Skipped` when a ``"skip"`` policy decided not to log the call.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import ContactSettings, NoContactPolicy, SeveralContactsPolicy
-from sscl_daemon.crm.base import PermanentFailure, RetryLater
-
-SKIPPED = "skipped:"
+from sscl_daemon.crm.base import PermanentFailure, RetryLater, Skipped
 
 LookupFailure = RetryLater | PermanentFailure
 
@@ -68,9 +67,7 @@ def choose(
         if settings.no_contact is NoContactPolicy.CREATE:
             return ContactChoice(create=True)
         if settings.no_contact is NoContactPolicy.SKIP:
-            return ContactChoice(
-                skip=f"{SKIPPED} no contact matches {number} (contacts.no_contact = skip)"
-            )
+            return ContactChoice(skip=f"no contact matches {number} (contacts.no_contact = skip)")
         return ContactChoice()
     if len(found) == 1:
         return ContactChoice(contacts=(found[0],))
@@ -81,14 +78,14 @@ def choose(
         return ContactChoice(contacts=(found[0],))
     if policy is SeveralContactsPolicy.SKIP:
         return ContactChoice(
-            skip=f"{SKIPPED} {len(found)} contacts match {number} (contacts.several_contacts = skip)"
+            skip=f"{len(found)} contacts match {number} (contacts.several_contacts = skip)"
         )
     return ContactChoice()
 
 
-def skipped(choice: ContactChoice) -> PermanentFailure | None:
-    """The dispatcher's answer for a skipped call (until base.py has a result of its own)."""
-    return PermanentFailure(choice.skip) if choice.skip else None
+def skipped(choice: ContactChoice) -> Skipped | None:
+    """The writer's answer for a call the policy skips (settled as skipped, never retried)."""
+    return Skipped(choice.skip) if choice.skip else None
 
 
 ContactLookup = Callable[[str], Awaitable[tuple[Contact, ...] | LookupFailure]]
@@ -228,7 +225,7 @@ class Resolver:
             )
         return owner
 
-    async def resolve(self, call: CompletedCall) -> Resolution | LookupFailure:
+    async def resolve(self, call: CompletedCall) -> Resolution | LookupFailure | Skipped:
         number = call.external_number
         found: tuple[Contact, ...] | LookupFailure = ()
         if number:

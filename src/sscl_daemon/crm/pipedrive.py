@@ -50,12 +50,11 @@ from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
-    PermanentFailure,
     RetryLater,
     WriteContext,
     WriteResult,
 )
-from sscl_daemon.crm.contacts import Contact, LookupFailure
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
 from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
 from sscl_daemon.crm.wiring import CrmWriterBase
@@ -331,8 +330,8 @@ class PipedriveWriter(CrmWriterBase):
 
     async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
         resolved = await self.resolver.resolve(call)
-        if isinstance(resolved, RetryLater | PermanentFailure):
-            return resolved
+        if not isinstance(resolved, Resolution):
+            return resolved  # a failed lookup, or Skipped by the contact policy
         person = resolved.primary
         if ctx.uncertain or ctx.attempt > 1:
             ours = await self._our_call_log(call)

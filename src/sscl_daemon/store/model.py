@@ -22,10 +22,12 @@ class OutboxStatus(enum.StrEnum):
 
 
 class Outcome(enum.StrEnum):
-    """How a CRM write ended: a new record, or one that was already there (found by key)."""
+    """How a settled CRM write ended: a new record, one that was already there (found by
+    key), or none on purpose (the contact policy skipped the call; no CRM record id)."""
 
     CREATED = "created"
     EXISTED = "existed"
+    SKIPPED = "skipped"
 
 
 class DeadLetterKind(enum.StrEnum):
@@ -117,6 +119,8 @@ class WriterStats:
     in_flight: int = 0
     sent: int = 0
     dead: int = 0
+    # Settled without a CRM record because the contact policy skips the call (not in ``sent``).
+    skipped: int = 0
     # Pending rows whose next attempt time has come.
     due: int = 0
     # Seconds since the oldest pending or in-flight row entered the outbox.

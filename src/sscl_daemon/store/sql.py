@@ -125,7 +125,8 @@ WRITER_STATS = """
 SELECT writer,
        count(*) FILTER (WHERE status = 'pending') AS pending,
        count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
-       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'sent' AND outcome IS DISTINCT FROM 'skipped') AS sent,
+       count(*) FILTER (WHERE status = 'sent' AND outcome = 'skipped') AS skipped,
        count(*) FILTER (WHERE status = 'dead') AS dead,
        count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
        extract(epoch FROM now() - min(created_at)

@@ -692,6 +692,7 @@ class Store:
                     in_flight=r["in_flight"],
                     sent=r["sent"],
                     dead=r["dead"],
+                    skipped=r["skipped"],
                     due=r["due"],
                     oldest_pending_age=r["oldest"],
                 )
