@@ -124,6 +124,9 @@ class DaemonSettings:
     # a standby asks for free accounts every lease_poll seconds.
     lease_ttl: float = 6.0
     lease_poll: float = 1.0
+    # Fair sharing: instances sharing a store split the accounts evenly (an instance above
+    # ceil(accounts / live instances) hands accounts over); false: first come, first served.
+    balance: bool = True
 
 
 @dataclass(frozen=True)
@@ -515,6 +518,7 @@ def _daemon(t: _Table) -> DaemonSettings:
         snapshot_interval=t.number("snapshot_interval", 10.0, minimum=0.1),
         lease_ttl=t.number("lease_ttl", 6.0, minimum=1.0),
         lease_poll=t.number("lease_poll", 1.0, minimum=0.1),
+        balance=t.boolean("balance", True),
     )
     t.finish()
     return settings

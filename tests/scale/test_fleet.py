@@ -16,7 +16,7 @@ import contextlib
 import random
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,29 +70,44 @@ class Fleet:
     config: Path
 
 
-@pytest.fixture
-async def fleet(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+async def organisations(
+    stack: contextlib.AsyncExitStack,
+    count: int,
+    *,
+    seed: int,
+    dsn: str,
+    root: Path,
+    extra: Mapping[str, Mapping[str, object]] | None = None,
+) -> tuple[list[Account], dict[str, dict[str, object]]]:
+    """``count`` accounts (a simulator and a CRM stand-in each) and a config listing them."""
     config: dict[str, dict[str, object]] = {}
     accounts: list[Account] = []
+    for index in range(count):
+        name = f"org{index + 1}"
+        sim = await stack.enter_async_context(fast_simulator(seed=seed + index))
+        crm, crm_url = await stack.enter_async_context(webhook_crm())
+        # Each account's jsonl file under its own directory (the writer's path).
+        state_dir = root / name
+        one = daemon_config(
+            sim_url=sim.base_url,
+            crm_url=crm_url,
+            crm_secret=crm.secret,
+            state_dir=state_dir,
+            dsn=dsn,
+            extra=extra,
+        )
+        config.update({k: v for k, v in one.items() if k not in _ACCOUNT_SECTIONS})
+        config["daemon"]["state_dir"] = str(root / "state")
+        config.setdefault("accounts", {})[name] = {k: one[k] for k in _ACCOUNT_SECTIONS}
+        state_dir.mkdir()
+        accounts.append(Account(name, sim, crm, state_dir))
+    return accounts, config
+
+
+@pytest.fixture
+async def fleet(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     async with contextlib.AsyncExitStack() as stack:
-        for index in range(ACCOUNTS):
-            name = f"org{index + 1}"
-            sim = await stack.enter_async_context(fast_simulator(seed=100 + index))
-            crm, crm_url = await stack.enter_async_context(webhook_crm())
-            # Each account's jsonl file under its own directory (the writer's path).
-            state_dir = tmp_path / name
-            one = daemon_config(
-                sim_url=sim.base_url,
-                crm_url=crm_url,
-                crm_secret=crm.secret,
-                state_dir=state_dir,
-                dsn=pg_dsn,
-            )
-            config.update({k: v for k, v in one.items() if k not in _ACCOUNT_SECTIONS})
-            config["daemon"]["state_dir"] = str(tmp_path / "state")
-            config.setdefault("accounts", {})[name] = {k: one[k] for k in _ACCOUNT_SECTIONS}
-            state_dir.mkdir()
-            accounts.append(Account(name, sim, crm, state_dir))
+        accounts, config = await organisations(stack, ACCOUNTS, seed=100, dsn=pg_dsn, root=tmp_path)
         path = write_config(tmp_path / "config.toml", config)
         daemons = [named(tmp_path / f"d{i}", path) for i in range(DAEMONS)]
         try:

@@ -12,7 +12,7 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,13 +21,16 @@ import pytest
 
 from sscl_daemon.config import StoreSettings
 from sscl_daemon.store import (
+    Announcement,
     Checkpoint,
+    InstanceInfo,
     Lease,
     LeaseLostError,
     OutboxStatus,
     Outcome,
     Store,
 )
+from sscl_daemon.store.instances import PRUNE_AFTER
 from sscl_daemon.store.testing import sample_call
 
 ACCOUNT = "1000"
@@ -308,3 +311,120 @@ async def test_expired_holder_that_stopped_heartbeating_is_deposed(
 async def test_ttl_below_a_second_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match=r"at least 1\.0 s"):
         await store.acquire_lease(ACCOUNT, "host-a", 0.2)
+
+
+# ---- instances (fair sharing) ----------------------------------------------------------
+
+ACCOUNTS = tuple(f"org{n}" for n in range(1, 9))
+
+
+def announcement(name: str, accounts: tuple[str, ...] = ACCOUNTS) -> Announcement:
+    return Announcement(name, f"{name}.example", 4242, accounts)
+
+
+def by_id(fleet: list[InstanceInfo]) -> dict[str, InstanceInfo]:
+    return {info.instance_id: info for info in fleet}
+
+
+async def test_instances_see_each_other_with_the_accounts_each_holds(
+    store: Store, other: Store
+) -> None:
+    a, b = announcement("host-a"), announcement("host-b", ACCOUNTS[:2])
+    await store.instance_heartbeat(a, TTL)
+    # Eight accounts: their lock keys cover both signs of the bigint, which the view must
+    # map back from pg_locks' two halves.
+    mine = [await store.acquire_lease(account, "host-a", TTL) for account in ACCOUNTS[:5]]
+    for account in ACCOUNTS[5:]:
+        assert await other.acquire_lease(account, "host-b", TTL) is not None
+    fleet = by_id(await other.instance_heartbeat(b, TTL))
+    assert set(fleet) == {"host-a", "host-b"}
+    assert fleet["host-a"].held == ACCOUNTS[:5]
+    assert fleet["host-b"].held == ACCOUNTS[5:]
+    assert fleet["host-a"].live
+    assert fleet["host-b"].live
+    assert (fleet["host-b"].host, fleet["host-b"].pid) == ("host-b.example", 4242)
+    assert fleet["host-b"].accounts == ACCOUNTS[:2]
+    assert fleet["host-a"].started_at <= fleet["host-b"].started_at
+    # A released lease no longer counts.
+    assert mine[0] is not None
+    await store.release_lease(mine[0])
+    assert by_id(await store.instances(TTL))["host-a"].held == ACCOUNTS[1:5]
+
+
+async def test_an_instance_whose_connection_dies_stops_counting_at_once(
+    store: Store, other: Store, pg_dsn: str
+) -> None:
+    await store.instance_heartbeat(announcement("host-a"), TTL)
+    assert await store.acquire_lease(ACCOUNT, "host-a", TTL) is not None
+    await other.instance_heartbeat(announcement("host-b"), TTL)
+    await terminate_holder(pg_dsn, ACCOUNT)
+    gone = by_id(await other.instance_heartbeat(announcement("host-b"), TTL))["host-a"]
+    assert not gone.live  # its heartbeat is fresh, but its instance lock went with the session
+    assert gone.held == ()
+    # Its next heartbeat reconnects and takes the instance lock again.
+    await store.instance_heartbeat(announcement("host-a"), TTL)
+    assert by_id(await other.instances(TTL))["host-a"].live
+
+
+async def test_an_instance_that_stops_beating_is_dead_after_the_ttl_and_pruned_later(
+    store: Store, other: Store, pg_dsn: str
+) -> None:
+    await store.instance_heartbeat(announcement("host-a"), TTL)
+    await other.instance_heartbeat(announcement("host-b"), TTL)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        # A frozen process: its session (and lock) lives, its heartbeat ages.
+        await conn.execute(
+            "UPDATE instances SET heartbeat_at = now() - make_interval(secs => $1) "
+            "WHERE instance_id = 'host-a'",
+            TTL + 0.5,
+        )
+        fleet = by_id(await other.instance_heartbeat(announcement("host-b"), TTL))
+        assert not fleet["host-a"].live
+        assert fleet["host-a"].heartbeat_age >= TTL
+        assert fleet["host-b"].live
+        await conn.execute(
+            "UPDATE instances SET heartbeat_at = now() - make_interval(secs => $1) "
+            "WHERE instance_id = 'host-a'",
+            PRUNE_AFTER + 1,
+        )
+    finally:
+        await conn.close()
+    assert set(by_id(await other.instance_heartbeat(announcement("host-b"), TTL))) == {"host-b"}
+
+
+async def test_leaving_removes_the_instance_and_a_new_incarnation_starts_afresh(
+    store: Store, other: Store
+) -> None:
+    await store.instance_heartbeat(announcement("host-a"), TTL)
+    first = by_id(await other.instance_heartbeat(announcement("host-b"), TTL))["host-a"]
+    await store.leave_fleet()
+    assert set(by_id(await other.instances(TTL))) == {"host-b"}
+    again = by_id(await store.instance_heartbeat(announcement("host-a", ACCOUNTS[:1]), TTL))
+    assert again["host-a"].started_at > first.started_at
+    assert again["host-a"].accounts == ACCOUNTS[:1]
+    assert again["host-a"].live
+    await store.close()  # closing leaves too
+    assert set(by_id(await other.instances(TTL))) == {"host-b"}
+
+
+async def test_admission_sees_the_fleet_and_a_refusal_leaves_the_account_free(
+    store: Store, other: Store
+) -> None:
+    await store.instance_heartbeat(announcement("host-a"), TTL)
+    await other.instance_heartbeat(announcement("host-b"), TTL)
+    seen: list[set[str]] = []
+
+    def refuse(fleet: Sequence[InstanceInfo]) -> bool:
+        seen.append({info.instance_id for info in fleet if info.live})
+        return False
+
+    assert await store.acquire_lease(ACCOUNT, "host-a", TTL, refuse) is None
+    assert seen == [{"host-a", "host-b"}]
+    assert await store.lease_holders() == []  # no row written, no token spent
+    lease = await other.acquire_lease(ACCOUNT, "host-b", TTL, lambda fleet: True)
+    assert lease is not None
+    assert lease.token == 1
+    # Asked only for a free account: a held one is refused before the fleet is read.
+    assert await store.acquire_lease(ACCOUNT, "host-a", TTL, refuse) is None
+    assert len(seen) == 1

@@ -1,7 +1,8 @@
 """``sscl-daemon status --config FILE``: what the daemon's store says, from Postgres alone.
 
-Shows which daemon instance holds which account's lease (active/standby and
-fleets: every instance sharing the database shows up), the checkpoint and its age, the WebSocket recovery token's expiry, the
+Shows the daemon instances sharing the database (live ones with the accounts
+each holds and the fair share; recently gone ones), which instance holds which
+account's lease (active/standby and fleets), the checkpoint and its age, the WebSocket recovery token's expiry, the
 in-flight sessions of the last snapshot, the outbox per writer (pending, in
 flight, sent, skipped by the contact policy, dead, oldest pending age) and the dead letters by kind. Works
 whether or not the daemon runs: with the embedded store it attaches to the
@@ -17,7 +18,7 @@ import sys
 from datetime import datetime
 
 from sscl_daemon.config import ConfigError, Settings, StoreSettings, load_config
-from sscl_daemon.store import LeaseInfo, Store, StoreError, StoreStatus
+from sscl_daemon.store import InstanceInfo, LeaseInfo, Store, StoreError, StoreStatus
 
 HELP = "show who holds each account, checkpoints, in-flight calls, outbox and dead letters"
 
@@ -94,6 +95,39 @@ def render_leases(configured: list[str], leases: list[LeaseInfo]) -> list[str]:
     return [*lines, ""]
 
 
+def _accounts(count: int) -> str:
+    return f"{count} account{'' if count == 1 else 's'}"
+
+
+def render_instances(instances: list[InstanceInfo], ttl: float) -> list[str]:
+    """The daemon instances: live ones with what they hold, then the recently gone ones."""
+    from sscl_daemon.daemon.balance import fair_share
+
+    live = [i for i in instances if i.live]
+    configured = {account for i in live for account in i.accounts}
+    share = fair_share(len(configured), len(live))
+    head = f"instances (live: heartbeat within {ttl:g} s"
+    if live:
+        head += f"; fair share {share} of {_accounts(len(configured))} over {len(live)})"
+    else:
+        head += "; none is running)"
+    width = max((len(i.instance_id) for i in instances), default=0)
+    lines = [head]
+    for i in live:
+        held = f" ({', '.join(i.held)})" if i.held else ""
+        lines.append(
+            f"  {i.instance_id:<{width}}  holds {_accounts(len(i.held))}{held}; host {i.host}, "
+            f"pid {i.pid}, started {_time(i.started_at)}, heartbeat {_age(i.heartbeat_age)} ago"
+        )
+    for i in instances:
+        if not i.live:
+            lines.append(
+                f"  {i.instance_id:<{width}}  gone (last heartbeat {_age(i.heartbeat_age)} ago; "
+                f"host {i.host}, pid {i.pid})"
+            )
+    return [*lines, ""]
+
+
 def render(
     status: StoreStatus,
     in_flight: dict[str, int | None],
@@ -133,7 +167,12 @@ async def _status(settings: Settings) -> str:
     from sscl_daemon.daemon.pipeline import snapshot_session_count
 
     store = await open_store(settings)
+    ttl = settings.daemon.lease_ttl
     try:
+        try:
+            instances = render_instances(await store.instances(ttl), ttl)
+        except StoreError as exc:  # a database not yet migrated to the instances table
+            instances = [f"instances: unknown ({exc})", ""]
         holders = await store.lease_holders()
         status = await store.status()
         in_flight: dict[str, int | None] = {}
@@ -143,7 +182,7 @@ async def _status(settings: Settings) -> str:
     finally:
         await store.close()
     configured = [account.name for account in settings.account_list()]
-    return render(status, in_flight, render_leases(configured, holders))
+    return render(status, in_flight, [*instances, *render_leases(configured, holders)])
 
 
 def run(args: argparse.Namespace) -> int:

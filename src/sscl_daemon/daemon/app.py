@@ -5,9 +5,12 @@ migrations), serve the admin endpoint, then run one lease loop (:mod:`.lease`)
 per configured account. An account whose lease this instance gets is run by
 its own :class:`~.accounts.AccountRunner` (RingCentral login, directory,
 subscription, tracker, pipeline, reconciler, one dispatcher per writer); the
-others are watched as a standby and taken over when their holder dies. The
-store, the admin endpoint, signals, systemd notifications, the watchdog and
-the metrics belong to the process.
+others are watched as a standby and taken over when their holder dies. A
+:class:`~.balance.Balancer` announces the instance to the others sharing the
+store and keeps the accounts shared fairly (an instance above its share hands
+an account over gracefully; ``daemon.balance``). The store, the admin
+endpoint, signals, systemd notifications, the watchdog and the metrics belong
+to the process.
 
 READY=1 goes out once every account's first lease attempt is over and each
 account this instance got is subscribed; an instance that got no account at
@@ -17,7 +20,9 @@ held accounts (``account:NAME``: subscribed) or says ``standby``.
 SIGHUP re-reads the file and applies what can change live (see
 :mod:`.reload`), per account; SIGTERM/SIGINT stop the subscriptions, commit
 what was received, save the snapshots, give the writers
-``daemon.shutdown_timeout`` to finish their requests and release the leases.
+``daemon.shutdown_timeout`` to finish their requests and release the leases
+(after withdrawing the instance's announcement, so the others take the
+accounts over at once).
 A failure that cannot heal (RingCentral refusing an account's credentials)
 stops the daemon with exit code 2.
 """
@@ -28,6 +33,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -43,6 +49,7 @@ from sscl_daemon.daemon.accounts import (
     policy_options,
     tracker_options,
 )
+from sscl_daemon.daemon.balance import Balancer
 from sscl_daemon.daemon.lease import LeaseLoop, Runner
 from sscl_daemon.daemon.reload import ReloadPlan, plan_reload
 from sscl_daemon.daemon.signals import SignalRequests, installed
@@ -50,7 +57,7 @@ from sscl_daemon.daemon.supervise import FatalError, supervise
 from sscl_daemon.dispatch import SentHook
 from sscl_daemon.logging import configure_logging, get_logger
 from sscl_daemon.sdnotify import Notifier
-from sscl_daemon.store import Lease, Store, StoreError
+from sscl_daemon.store import Announcement, Lease, Store, StoreError
 
 log = get_logger(__name__)
 
@@ -155,6 +162,7 @@ class Daemon:
         self._http: aiohttp.ClientSession | None = None
         self._claimer = claimer_name(settings)
         self.holder = holder_name(settings)
+        self.balancer: Balancer | None = None
 
     # ---- what the instance holds -----------------------------------------------------
 
@@ -225,18 +233,34 @@ class Daemon:
 
     async def _serve(self, store: Store) -> int:
         self._notifier.status("starting: waiting for account leases")
-        for account in self.settings.account_list():
+        daemon = self.settings.daemon
+        accounts = [account.name for account in self.settings.account_list()]
+        instance = Announcement(self.holder, socket.gethostname(), os.getpid(), tuple(accounts))
+        balancer = Balancer(
+            store,
+            instance,
+            self._loops,
+            ttl=daemon.lease_ttl,
+            poll=daemon.lease_poll,
+            enabled=daemon.balance,
+        )
+        self.balancer = balancer
+        # Announced before the first lease attempt, so the others see this instance's share.
+        await balancer.check()
+        for name in accounts:
             loop = LeaseLoop(
                 store,
-                account.name,
+                name,
                 self.holder,
-                self._runner_factory(store, account.name),
+                self._runner_factory(store, name),
                 on_change=self._state_changed,
-                ttl=self.settings.daemon.lease_ttl,
-                poll=self.settings.daemon.lease_poll,
+                ttl=daemon.lease_ttl,
+                poll=daemon.lease_poll,
+                admit=balancer.admit(name),
             )
-            self._loops[account.name] = loop
-            self._start_task(f"lease:{account.name}", loop.run)
+            self._loops[name] = loop
+            self._start_task(f"lease:{name}", loop.run)
+        self._start_task("balance", lambda: supervise("balance", balancer.run))
         self._start_task("outbox-gauges", lambda: supervise("outbox-gauges", self._outbox(store)))
         self._start_task("watchdog", lambda: supervise("watchdog", self._notifier.run_watchdog))
         if self._handle_signals:
@@ -298,6 +322,11 @@ class Daemon:
         grace = self.settings.daemon.shutdown_timeout
         self._notifier.stopping("draining")
         log.info("stopping: no new events; committing and draining writers", grace=grace)
+        # Out of the fleet first: the others count this instance out and take its accounts
+        # as soon as each lease is released below, instead of waiting for its heartbeat to age.
+        await cancel_tasks([t for name, t in self._tasks.items() if name == "balance"])
+        if self.balancer is not None:
+            await self.balancer.leave()
         for loop in self._loops.values():
             loop.stop()
         loops = [t for name, t in self._tasks.items() if name.startswith("lease:")]

@@ -8,7 +8,11 @@ third of its TTL. It stops the runner at once, without another write, when a
 renewal says the lease is lost, when the runner saw a fenced write refused, or
 when no renewal succeeded for a whole TTL; then it goes back to waiting. On a
 daemon stop it shuts the runner down gracefully and releases the lease, so a
-standby takes over on its next poll.
+standby takes over on its next poll. A handover asked by fair sharing
+(:meth:`LeaseLoop.hand_over`, from :mod:`.balance`) does the same for one
+account and then goes back to waiting; the store's ``admit`` check (also from
+:mod:`.balance`) keeps a loop from taking a free account its instance should
+leave to another.
 
 Takeover time after the holder dies: the store drops a dead holder's advisory
 lock with its connection, so a standby gets the lease on its next poll (at most
@@ -34,7 +38,7 @@ from typing import Protocol
 
 from sscl_daemon.daemon.supervise import FatalError
 from sscl_daemon.logging import get_logger
-from sscl_daemon.store import Lease, Store, StoreError
+from sscl_daemon.store import Admit, Lease, Store, StoreError
 
 log = get_logger(__name__)
 
@@ -63,6 +67,7 @@ MakeRunner = Callable[[Lease, Callable[[], bool]], Runner]
 class Ended(enum.Enum):
     STOPPED = "stopped"
     LOST = "lost"
+    HANDED_OVER = "handed over"
 
 
 class LeaseLoop:
@@ -78,6 +83,7 @@ class LeaseLoop:
         on_change: Callable[[], None],
         ttl: float = LEASE_TTL,
         poll: float = ACQUIRE_POLL,
+        admit: Admit | None = None,
     ) -> None:
         self.account = account
         self.holder = holder
@@ -86,15 +92,27 @@ class LeaseLoop:
         self._on_change = on_change
         self._ttl = ttl
         self._poll = poll
+        self._admit = admit
         self.runner: Runner | None = None
         # Set once the first attempt ended: the account is held and started, or is not free.
         self.settled = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._handover = asyncio.Event()
+        # Started and renewing (not starting, not stopping).
+        self._serving = False
         self._valid_until = 0.0
 
     @property
     def held(self) -> bool:
         return self.runner is not None
+
+    @property
+    def serving(self) -> bool:
+        return self._serving
+
+    @property
+    def handing_over(self) -> bool:
+        return self._handover.is_set()
 
     def may_write(self) -> bool:
         """True while the lease is held and was renewed less than a TTL ago."""
@@ -106,12 +124,17 @@ class LeaseLoop:
     def stop(self) -> None:
         self._stopping.set()
 
+    def hand_over(self) -> None:
+        """Give the account up gracefully (it stays free for another instance to take)."""
+        if self._serving:
+            self._handover.set()
+
     async def run(self) -> None:
         while not self._stopping.is_set():
             lease = await self._acquire()
             if lease is None:
                 self._settle()
-                await self._wait(self._poll, None)
+                await self._wait(self._poll)
                 continue
             if await self._serve(lease) is Ended.STOPPED:
                 return
@@ -119,7 +142,9 @@ class LeaseLoop:
     async def _acquire(self) -> Lease | None:
         started = time.monotonic()
         try:
-            lease = await self._store.acquire_lease(self.account, self.holder, self._ttl)
+            lease = await self._store.acquire_lease(
+                self.account, self.holder, self._ttl, self._admit
+            )
         except StoreError as exc:
             log.warning("cannot ask for the account's lease", account=self.account, error=str(exc))
             return None
@@ -141,37 +166,78 @@ class LeaseLoop:
         except StoreError as exc:
             log.error("cannot start the account", account=self.account, error=str(exc))
             await self._lost(runner, lease)
-            await self._wait(self._poll, None)
+            await self._wait(self._poll)
             return Ended.LOST
         self._settle()
         self._on_change()
-        if await self._hold(lease, runner) is Ended.STOPPED:
-            await runner.shutdown()
-            self.runner = None
-            await self._release(lease)
-            self._on_change()
-            return Ended.STOPPED
-        log.warning("account lease lost; stopped processing it", account=self.account)
-        await self._lost(runner, lease)
-        return Ended.LOST
+        self._serving = True
+        try:
+            ended = await self._hold(lease, runner)
+        finally:
+            self._serving = False
+        if ended is Ended.LOST:
+            log.warning("account lease lost; stopped processing it", account=self.account)
+            await self._lost(runner, lease)
+            return Ended.LOST
+        # Stopped or handed over: the same graceful end; the next holder goes on from it.
+        await self._shut_down(lease, runner)
+        self.runner = None
+        await self._release(lease)
+        self._handover.clear()
+        self._on_change()
+        if ended is Ended.HANDED_OVER:
+            log.info("account handed over; its lease is free", account=self.account)
+            await self._wait(self._poll)
+        return ended
 
     async def _hold(self, lease: Lease, runner: Runner) -> Ended:
         interval = self._ttl / 3
         while True:
-            await self._wait(interval, runner.lost)
+            await self._wait(interval, runner.lost, self._handover)
             if self._stopping.is_set():
                 return Ended.STOPPED
             if runner.lost.is_set():
                 return Ended.LOST
-            started = time.monotonic()
-            try:
-                renewed = await self._store.renew_lease(lease)
-            except StoreError as exc:
-                log.warning("lease renewal failed", account=self.account, error=str(exc))
-                renewed = False
-            if not renewed:
+            if self._handover.is_set():
+                return Ended.HANDED_OVER
+            if not await self._renew(lease):
                 return Ended.LOST
+
+    async def _renew(self, lease: Lease) -> bool:
+        started = time.monotonic()
+        try:
+            renewed = await self._store.renew_lease(lease)
+        except StoreError as exc:
+            log.warning("lease renewal failed", account=self.account, error=str(exc))
+            renewed = False
+        if renewed:
             self._valid_until = started + self._ttl
+        return renewed
+
+    async def _shut_down(self, lease: Lease, runner: Runner) -> None:
+        """The runner's graceful stop, with the lease renewed meanwhile.
+
+        Draining may take longer than a TTL (``daemon.shutdown_timeout``); an expired
+        lease would let a contender end the lease connection, and with it every other
+        account this instance holds.
+        """
+        done = asyncio.Event()
+
+        async def keep_renewing() -> None:
+            while True:
+                await self._wait_for(self._ttl / 3, done)
+                if done.is_set():
+                    return
+                if not await self._renew(lease):
+                    runner.lost.set()  # Its last writes are refused anyway: stop waiting.
+                    return
+
+        renewing = asyncio.create_task(keep_renewing())
+        try:
+            await runner.shutdown()
+        finally:
+            done.set()
+            await renewing
 
     async def _lost(self, runner: Runner, lease: Lease) -> None:
         runner.lost.set()
@@ -191,10 +257,13 @@ class LeaseLoop:
             self.settled.set()
             self._on_change()
 
-    async def _wait(self, seconds: float, event: asyncio.Event | None) -> None:
-        waits = [asyncio.ensure_future(self._stopping.wait())]
-        if event is not None:
-            waits.append(asyncio.ensure_future(event.wait()))
+    async def _wait(self, seconds: float, *events: asyncio.Event) -> None:
+        await self._wait_for(seconds, self._stopping, *events)
+
+    @staticmethod
+    async def _wait_for(seconds: float, *events: asyncio.Event) -> None:
+        """Until one of ``events`` is set or ``seconds`` passed."""
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):

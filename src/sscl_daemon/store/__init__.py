@@ -6,7 +6,8 @@ connects to the server named by ``store.dsn``. See :class:`Store`.
 """
 
 from sscl_daemon.store.errors import StoreError
-from sscl_daemon.store.leases import Lease, LeaseInfo, LeaseLostError
+from sscl_daemon.store.instances import Announcement, InstanceInfo
+from sscl_daemon.store.leases import Admit, Lease, LeaseInfo, LeaseLostError
 from sscl_daemon.store.migrate import MigrationReport
 from sscl_daemon.store.model import (
     AccountStats,
@@ -27,9 +28,12 @@ from sscl_daemon.store.store import OUTBOX_CHANNEL, Store, WorkNotifier
 __all__ = [
     "OUTBOX_CHANNEL",
     "AccountStats",
+    "Admit",
+    "Announcement",
     "Checkpoint",
     "DeadLetter",
     "DeadLetterKind",
+    "InstanceInfo",
     "Lease",
     "LeaseInfo",
     "LeaseLostError",

@@ -56,13 +56,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
+from sscl_daemon.store import instances
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError
+from sscl_daemon.store.instances import Announcement, InstanceInfo
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -79,6 +82,8 @@ _KEEPALIVE_SETTINGS = {
 # How long a contender waits for a stale holder's session to end after terminating it.
 _TERMINATE_WAIT_MS = 2000
 _MIN_TTL = 1.0
+# Leaving the fleet happens on a stop, when no renewal competes for the time.
+_LEAVE_TIMEOUT = 5.0
 
 _LOCK_KEY = "hashtextextended('sscl-lease:' || $1, 0)"
 
@@ -134,6 +139,11 @@ ORDER BY s.account
 """
 
 CURRENT_TOKEN = "SELECT fencing_token FROM leases WHERE account = $1 FOR SHARE"
+
+
+# Asked with the fleet (every announced instance) once a free account's lock is ours:
+# True takes the lease, False lets the account go again (fair sharing, daemon/balance.py).
+Admit = Callable[[Sequence[InstanceInfo]], bool]
 
 
 class LeaseLostError(StoreError):
@@ -217,21 +227,39 @@ class LeaseKeeper:
         self._held: dict[str, Lease] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        # The instance announced by :meth:`heartbeat`, and whether this session holds its
+        # instance lock (taken again on every new connection).
+        self._instance: Announcement | None = None
+        self._instance_locked = False
 
     async def _connection(self) -> asyncpg.Connection[asyncpg.Record]:
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
-        self._drop_connection()
-        try:
-            self._conn = await asyncpg.connect(
-                self._dsn,
-                password=self._password,
-                timeout=self._connect_timeout,
-                server_settings=_KEEPALIVE_SETTINGS,
-            )
-        except DATABASE_ERRORS as exc:
-            raise StoreError(f"store: opening the lease connection failed: {exc}") from None
-        return self._conn
+        if self._conn is None or self._conn.is_closed():
+            self._drop_connection()
+            try:
+                self._conn = await asyncpg.connect(
+                    self._dsn,
+                    password=self._password,
+                    timeout=self._connect_timeout,
+                    server_settings=_KEEPALIVE_SETTINGS,
+                )
+            except DATABASE_ERRORS as exc:
+                raise StoreError(f"store: opening the lease connection failed: {exc}") from None
+        conn = self._conn
+        if self._instance is not None and not self._instance_locked:
+            # Not granted while a former session with the same id lingers: the next call
+            # tries again (until then that session keeps the instance counted as live).
+            try:
+                self._instance_locked = bool(
+                    await conn.fetchval(
+                        instances.LOCK_INSTANCE,
+                        self._instance.instance_id,
+                        timeout=self._connect_timeout,
+                    )
+                )
+            except DATABASE_ERRORS as exc:
+                self._drop_connection()
+                raise StoreError(f"store: taking the instance lock failed: {exc}") from None
+        return conn
 
     def _drop_connection(self) -> None:
         """Forget the connection and with it every lease (its locks die with the session)."""
@@ -239,12 +267,18 @@ class LeaseKeeper:
             self._conn.terminate()
         self._conn = None
         self._held.clear()
+        self._instance_locked = False
 
-    async def acquire(self, account: str, holder: str, ttl: float) -> Lease | None:
+    async def acquire(
+        self, account: str, holder: str, ttl: float, admit: Admit | None = None
+    ) -> Lease | None:
         """Take the lease of ``account`` if nobody holds it (never waits for a holder).
 
         Returns None while another live instance holds it, or while this keeper
-        already does (renew that lease instead).
+        already does (renew that lease instead). With ``admit``, a free account is
+        taken only if ``admit`` says yes to the fleet as it is at that moment (read on
+        the lease connection while the account's lock is held, and serialised with
+        this keeper's other acquisitions, so no two of them decide on the same view).
         """
         seconds = _check_ttl(ttl)
         if self._closed:
@@ -261,6 +295,11 @@ class LeaseKeeper:
                 if not got:
                     return None
                 try:
+                    if admit is not None and not admit(
+                        await instances.fleet(conn, seconds, limit=timeout)
+                    ):
+                        await conn.fetchval(UNLOCK, account, timeout=timeout)
+                        return None
                     row = await conn.fetchrow(TAKE, account, holder, seconds, timeout=timeout)
                 except BaseException:
                     with contextlib.suppress(*DATABASE_ERRORS):
@@ -345,10 +384,60 @@ class LeaseKeeper:
         """The leases this keeper believes it holds (renew to be sure)."""
         return list(self._held.values())
 
+    async def heartbeat(self, instance: Announcement, ttl: float) -> list[InstanceInfo]:
+        """Announce ``instance`` (registering it on the first call), return the fleet.
+
+        Call it every lease poll: the instance counts as live while its heartbeat is
+        younger than ``ttl`` and this keeper's connection holds its instance lock.
+        """
+        seconds = _check_ttl(ttl)
+        if self._closed:
+            raise StoreError("store: the store is closed; the instance cannot be announced")
+        async with self._lock:
+            fresh = self._instance != instance
+            if fresh and self._instance_locked and self._instance is not None:
+                await self._unlock_instance(self._instance)
+            self._instance = instance
+            conn = await self._connection()
+            try:
+                await instances.heartbeat(conn, instance, fresh=fresh, limit=seconds / 3)
+                return await instances.fleet(conn, seconds, limit=seconds / 3)
+            except DATABASE_ERRORS as exc:
+                self._drop_connection()
+                raise StoreError(f"store: the instance heartbeat failed: {exc}") from None
+
+    async def leave(self) -> None:
+        """Delete this instance's row and instance lock: the others stop counting it now.
+
+        Without a connection the row is left to age out (it is no longer live anyway).
+        """
+        async with self._lock:
+            instance, self._instance = self._instance, None
+            conn = self._conn
+            if instance is None or conn is None or conn.is_closed():
+                return
+            try:
+                await conn.execute(instances.LEAVE, instance.instance_id, timeout=_LEAVE_TIMEOUT)
+            except DATABASE_ERRORS:
+                self._drop_connection()
+                return
+            await self._unlock_instance(instance)
+
+    async def _unlock_instance(self, instance: Announcement) -> None:
+        assert self._conn is not None
+        self._instance_locked = False
+        try:
+            await self._conn.fetchval(
+                instances.UNLOCK_INSTANCE, instance.instance_id, timeout=_LEAVE_TIMEOUT
+            )
+        except DATABASE_ERRORS:
+            self._drop_connection()
+
     async def close(self) -> None:
-        """Release every lease and close the lease connection."""
+        """Leave the fleet, release every lease and close the lease connection."""
         if self._closed:
             return
+        await self.leave()
         for lease in self.held():
             await self.release(lease)
         self._closed = True

@@ -7,7 +7,9 @@ with a claim lease) and records how each attempt ended; the CLI and the
 admin endpoint read :meth:`Store.status`. State changes of an outbox row are
 guarded in SQL: only the claimer that holds a row in flight can settle it.
 Account leases (:mod:`.leases`) decide which instance processes an account;
-the writes that take a ``fence`` refuse to run for a deposed holder.
+the writes that take a ``fence`` refuse to run for a deposed holder. The
+instances sharing the store announce themselves (:mod:`.instances`) so that
+the accounts can be shared fairly.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from sscl_daemon.config import StoreSettings
 from sscl_daemon.store import sql
 from sscl_daemon.store.embedded import EmbeddedServer
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
-from sscl_daemon.store.leases import Lease, LeaseInfo, LeaseKeeper, check_fence, lease_holders
+from sscl_daemon.store.instances import Announcement, InstanceInfo, fleet
+from sscl_daemon.store.leases import (
+    Admit,
+    Lease,
+    LeaseInfo,
+    LeaseKeeper,
+    check_fence,
+    lease_holders,
+)
 from sscl_daemon.store.migrate import MigrationReport, current_version, migrate
 from sscl_daemon.store.model import (
     AccountStats,
@@ -612,14 +622,17 @@ class Store:
 
     # --- account leases (active/standby, fleets) -----------------------------------
 
-    async def acquire_lease(self, account: str, holder: str, ttl: float) -> Lease | None:
+    async def acquire_lease(
+        self, account: str, holder: str, ttl: float, admit: Admit | None = None
+    ) -> Lease | None:
         """Take ``account``'s lease for ``ttl`` seconds if nobody holds it; never waits.
 
-        None while another live instance (or this store already) holds it. The
-        returned lease carries a fencing token higher than every earlier holder's.
-        Renew it every ``ttl / 3`` seconds.
+        None while another live instance (or this store already) holds it, or when
+        ``admit`` (fair sharing) turns the free account down after looking at the
+        fleet. The returned lease carries a fencing token higher than every earlier
+        holder's. Renew it every ``ttl / 3`` seconds.
         """
-        return await self._leases.acquire(account, holder, ttl)
+        return await self._leases.acquire(account, holder, ttl, admit)
 
     async def renew_lease(self, lease: Lease) -> bool:
         """Heartbeat. False means the lease is lost: stop processing its account."""
@@ -633,6 +646,23 @@ class Store:
         """Every account's lease (who, since when, until when, token) for ``status``."""
         async with _failures("reading the leases"), self._pool.acquire() as conn:
             return await lease_holders(conn, account)
+
+    async def instance_heartbeat(self, instance: Announcement, ttl: float) -> list[InstanceInfo]:
+        """Announce this daemon instance (live for ``ttl`` seconds); returns the fleet.
+
+        Runs on the lease connection, which also holds the instance lock: the
+        instance stops counting as live the moment that connection dies.
+        """
+        return await self._leases.heartbeat(instance, ttl)
+
+    async def leave_fleet(self) -> None:
+        """Stop announcing this instance (a stopping daemon, before it releases its leases)."""
+        await self._leases.leave()
+
+    async def instances(self, ttl: float) -> list[InstanceInfo]:
+        """Every announced instance with the accounts it holds, for ``status``."""
+        async with _failures("reading the instances"), self._pool.acquire() as conn:
+            return await fleet(conn, ttl)
 
     # --- views ---------------------------------------------------------------------
 

@@ -1,0 +1,158 @@
+"""Daemon instances sharing one store: who is alive, what each is configured for and holds.
+
+Where it sits: fair sharing of the accounts (:mod:`sscl_daemon.daemon.balance`)
+needs to know how many instances are alive and how many accounts each holds.
+Every daemon announces itself in the ``instances`` table (migration 0002) through
+its :class:`~.leases.LeaseKeeper`, which renews the row's heartbeat every lease
+poll and deletes it when the daemon stops; ``sscl-daemon status`` reads the same
+view (:func:`fleet`).
+
+Liveness: an instance is live while its heartbeat is younger than the lease TTL
+*and* its instance lock is held. The instance lock is a session-level advisory
+lock (key ``hashtextextended('sscl-instance:' || instance_id, 0)``) on the same
+dedicated connection as the instance's lease locks, so a SIGKILLed instance (or
+one whose connection was cut) stops counting the moment PostgreSQL drops its
+session: the survivors' shares grow at once and its accounts move within the
+usual takeover time, not a TTL later. The heartbeat covers what the lock cannot
+see: a frozen process (SIGSTOP, swapped out) keeps its session but stops
+beating. Rows of dead instances are ignored, and pruned an hour after their last
+heartbeat (until then ``status`` lists them as gone).
+
+An instance "holds" an account when the account's lease row names it as holder,
+the row is current, and the lease's advisory lock is held (exactly
+:attr:`LeaseInfo.held <sscl_daemon.store.leases.LeaseInfo.held>`). The instance id
+is the lease holder name (``instance_name:pid``), which joins the two tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+# Rows whose heartbeat is older than this are deleted by any live instance's heartbeat.
+PRUNE_AFTER = 3600.0
+
+_INSTANCE_KEY = "hashtextextended('sscl-instance:' || $1, 0)"
+
+LOCK_INSTANCE = f"SELECT pg_try_advisory_lock({_INSTANCE_KEY})"
+UNLOCK_INSTANCE = f"SELECT pg_advisory_unlock({_INSTANCE_KEY})"
+
+# Registers (``$5`` true: a new incarnation, started now) or renews the heartbeat, and
+# prunes long-dead rows in the same round trip.
+HEARTBEAT = """
+WITH pruned AS (
+    DELETE FROM instances
+    WHERE heartbeat_at < now() - make_interval(secs => $6) AND instance_id <> $1
+)
+INSERT INTO instances AS i (instance_id, host, pid, accounts, started_at, heartbeat_at)
+VALUES ($1, $2, $3, $4, now(), now())
+ON CONFLICT (instance_id) DO UPDATE SET
+    host = EXCLUDED.host,
+    pid = EXCLUDED.pid,
+    accounts = EXCLUDED.accounts,
+    started_at = CASE WHEN $5 THEN now() ELSE i.started_at END,
+    heartbeat_at = now()
+"""
+
+LEAVE = "DELETE FROM instances WHERE instance_id = $1"
+
+# pg_locks shows a bigint advisory key as two oids (high and low 32 bits); shifting the
+# high half back wraps exactly like the signed key, so the keys compare as bigints.
+FLEET = """
+WITH locks AS MATERIALIZED (
+    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+    FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+held AS (
+    SELECT s.holder, array_agg(s.account ORDER BY s.account) AS accounts
+    FROM leases AS s
+    WHERE s.expires_at > now()
+      AND hashtextextended('sscl-lease:' || s.account, 0) IN (SELECT key FROM locks)
+    GROUP BY s.holder
+)
+SELECT i.instance_id, i.host, i.pid, i.accounts, i.started_at, i.heartbeat_at,
+       extract(epoch FROM now() - i.heartbeat_at)::float8 AS heartbeat_age,
+       (i.heartbeat_at > now() - make_interval(secs => $1)
+        AND hashtextextended('sscl-instance:' || i.instance_id, 0) IN (SELECT key FROM locks))
+           AS live,
+       coalesce(h.accounts, '{}') AS held
+FROM instances AS i
+LEFT JOIN held AS h ON h.holder = i.instance_id
+ORDER BY i.started_at, i.instance_id
+"""
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What a daemon says about itself in the ``instances`` table."""
+
+    # The lease holder name (``instance_name:pid``).
+    instance_id: str
+    host: str
+    pid: int
+    # The accounts its configuration lists (the ones it may hold).
+    accounts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """One row of the ``instances`` table as the fleet view (and ``status``) sees it."""
+
+    instance_id: str
+    host: str
+    pid: int
+    accounts: tuple[str, ...]
+    # The accounts it holds now (current lease row and lease lock held).
+    held: tuple[str, ...]
+    started_at: datetime
+    heartbeat_at: datetime
+    # Seconds since the last heartbeat, by the database's clock.
+    heartbeat_age: float
+    # Heartbeat younger than the TTL asked for, and the instance lock held.
+    live: bool
+
+
+async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, limit: float) -> None:
+    await conn.execute(
+        HEARTBEAT,
+        instance.instance_id,
+        instance.host,
+        instance.pid,
+        list(instance.accounts),
+        fresh,
+        PRUNE_AFTER,
+        timeout=limit,
+    )
+
+
+async def fleet(conn: Connection, ttl: float, limit: float | None = None) -> list[InstanceInfo]:
+    """Every announced instance, oldest first; ``live`` judged against ``ttl`` seconds.
+
+    ``limit``: seconds the query may take (None: no limit).
+    """
+    rows: Sequence[asyncpg.Record] = await conn.fetch(FLEET, float(ttl), timeout=limit)
+    return [
+        InstanceInfo(
+            instance_id=r["instance_id"],
+            host=r["host"],
+            pid=int(r["pid"]),
+            accounts=tuple(r["accounts"]),
+            held=tuple(r["held"]),
+            started_at=r["started_at"],
+            heartbeat_at=r["heartbeat_at"],
+            heartbeat_age=float(r["heartbeat_age"]),
+            live=bool(r["live"]),
+        )
+        for r in rows
+    ]
