@@ -7,6 +7,7 @@ hand-driven clock.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import cast
 
 import pytest
 
+from sscl_daemon.commands.status import render_instances
 from sscl_daemon.daemon.balance import (
     PERSISTENCE,
     Balancer,
@@ -204,3 +206,19 @@ def test_admit_asks_about_its_own_account() -> None:
     fleet = [row("a:1", ORGS[:2]), row("b:2", ORGS[2:4]), row("c:3", ORGS[4:5])]
     assert not check(fleet)
     assert check([row("a:1", ORGS[:1]), *fleet[1:]])
+
+
+def test_status_lists_live_instances_with_their_accounts_and_the_gone_ones() -> None:
+    fleet = [
+        row("a:1", ORGS[:3]),
+        row("b:2", ORGS[3:4]),
+        row("c:3"),
+        dataclasses.replace(row("z:9"), live=False, heartbeat_age=400.0),
+    ]
+    lines = render_instances(fleet, 6.0)
+    assert lines[0] == "instances (live: heartbeat within 6 s; fair share 2 of 6 accounts over 3)"
+    assert lines[1].split()[:6] == ["a:1", "holds", "3", "accounts", "(org1,", "org2,"]
+    assert lines[2].split()[:4] == ["b:2", "holds", "1", "account"]
+    assert lines[3].split()[:4] == ["c:3", "holds", "0", "accounts;"]
+    assert lines[4].split()[:5] == ["z:9", "gone", "(last", "heartbeat", "6.7"]
+    assert render_instances([], 6.0)[0].endswith("none is running)")
