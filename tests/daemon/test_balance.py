@@ -1,21 +1,25 @@
-"""Fair sharing decisions (pure) and the balancer's pacing, without a database.
+"""Fair sharing decisions (pure), the balancer's pacing, and a lease loop's handover.
 
 The fleet is given as rows the way the store reports them; the balancer runs
 against a stand-in store whose heartbeat answers with a scripted fleet, and a
-hand-driven clock.
+hand-driven clock. The handover runs a real lease loop on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import pytest
+from tests.daemon.helpers import wait_until
 
 from sscl_daemon.commands.status import render_instances
+from sscl_daemon.config import StoreSettings
 from sscl_daemon.daemon.balance import (
     PERSISTENCE,
     Balancer,
@@ -25,6 +29,7 @@ from sscl_daemon.daemon.balance import (
     shares,
     surplus,
 )
+from sscl_daemon.daemon.lease import LeaseLoop
 from sscl_daemon.store import Announcement, InstanceInfo, Store, StoreError
 
 ORGS = tuple(f"org{n}" for n in range(1, 7))
@@ -222,3 +227,70 @@ def test_status_lists_live_instances_with_their_accounts_and_the_gone_ones() -> 
     assert lines[3].split()[:4] == ["c:3", "holds", "0", "accounts;"]
     assert lines[4].split()[:5] == ["z:9", "gone", "(last", "heartbeat", "6.7"]
     assert render_instances([], 6.0)[0].endswith("none is running)")
+
+
+class SlowRunner:
+    """An account runtime whose graceful stop lasts until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.lost = asyncio.Event()
+        self.shutting_down = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        self.shutting_down.set()
+        await self.finish.wait()
+
+    async def abort(self) -> None:
+        raise AssertionError("a handover must stop the account gracefully, not abort it")
+
+
+async def test_a_handover_drains_with_the_lease_renewed_then_leaves_the_account_free(
+    store: Store, pg_dsn: str, tmp_path: Path
+) -> None:
+    runner = SlowRunner()
+    admitted = [True]
+    loop = LeaseLoop(
+        store,
+        "org1",
+        "a:1",
+        lambda lease, may_write: runner,
+        on_change=lambda: None,
+        ttl=1.0,
+        poll=0.05,
+        admit=lambda fleet: admitted[0],
+    )
+    task = asyncio.create_task(loop.run())
+    other = await Store.open(StoreSettings(dsn=pg_dsn, pool_max_size=2), tmp_path)
+    try:
+        await wait_until(lambda: loop.serving, 10, "the loop to serve the account")
+        admitted[0] = False  # from now on the fleet says: leave it to another instance
+        loop.hand_over()
+        await wait_until(runner.shutting_down.is_set, 5, "the graceful stop to begin")
+        assert loop.handing_over
+        [before] = await other.lease_holders("org1")
+
+        async def renewed_past_a_ttl() -> bool:
+            [now] = await other.lease_holders("org1")
+            return now.expires_at > before.expires_at + timedelta(seconds=1.0)
+
+        # Draining for longer than a TTL: renewed meanwhile, so nobody may take it yet.
+        await wait_until(renewed_past_a_ttl, 10, "renewals during the drain")
+        assert await other.acquire_lease("org1", "b:2", 1.0) is None
+        runner.finish.set()
+
+        async def taken() -> bool:
+            return await other.acquire_lease("org1", "b:2", 5.0) is not None
+
+        await wait_until(taken, 10, "the other instance to take the account")
+        [after] = await other.lease_holders("org1")
+        assert (after.holder, after.token) == ("b:2", before.token + 1)
+        assert not loop.held
+        assert not loop.handing_over
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 10)
+        await other.close()

@@ -19,6 +19,10 @@ for the fencing token.
   ``fencing_token``, which grows by one on every acquisition and is never reset (a
   release only expires the row). ``updated_at`` is when the current holder took the
   lease (renewals move only ``expires_at``).
+* Fair sharing (:mod:`.instances`): the same connection holds the instance's own lock
+  and writes its heartbeat, so an instance counts as live exactly while its leases can
+  be; :meth:`LeaseKeeper.acquire` may be given an ``admit`` check, asked with the fleet
+  once a free account's lock is taken (the lock is let go again when it says no).
 * Fenced writes read the row ``FOR SHARE`` inside their own transaction and compare the
   token; a takeover updates the row, so it waits for a fenced write in progress to
   commit, and every fenced write after it sees the new token. A write is thus
