@@ -16,6 +16,21 @@ URL = "https://oauth.example.com/oauth/token"
 SETTINGS = OAuthClientSettings("cid", Secret("csecret-123"), Secret("refresh-abc"))
 
 
+class MemoryVault:
+    """A vault in memory (the Postgres one is tested in test_rotated_tokens.py)."""
+
+    def __init__(self, value: str | None = None) -> None:
+        self.value = value
+        self.saved: list[str] = []
+
+    async def load(self) -> str | None:
+        return self.value
+
+    async def save(self, value: str) -> None:
+        self.value = value
+        self.saved.append(value)
+
+
 async def test_refresh_single_flight_and_rotation(http_session: aiohttp.ClientSession) -> None:
     with aioresponses() as m:
         m.post(
@@ -27,15 +42,13 @@ async def test_refresh_single_flight_and_rotation(http_session: aiohttp.ClientSe
                 "api_domain": "https://acme.pipedrive.com",
             },
         )
-        rotated: list[str] = []
-        client = OAuthClient(
-            http_session, URL, SETTINGS, client_auth=ClientAuth.BASIC, on_rotate=rotated.append
-        )
+        vault = MemoryVault()
+        client = OAuthClient(http_session, URL, SETTINGS, client_auth=ClientAuth.BASIC, vault=vault)
         tokens = await asyncio.gather(*(client.access_token() for _ in range(5)))
         assert tokens == ["tok-1"] * 5
         assert client.refreshes == 1
         assert client.extras == {"api_domain": "https://acme.pipedrive.com"}
-        assert rotated == ["refresh-new"]
+        assert vault.saved == ["refresh-new"]
         ((_key, requests),) = m.requests.items()
         sent = requests[0].kwargs
         assert sent["data"] == {"grant_type": "refresh_token", "refresh_token": "refresh-abc"}
@@ -84,3 +97,58 @@ async def test_refused_and_unavailable(http_session: aiohttp.ClientSession) -> N
     for secret in ("csecret-123", "refresh-abc"):
         assert secret not in shown
     assert base64.b64encode(b"cid:csecret-123").decode() not in shown
+
+
+class BrokenVault(MemoryVault):
+    """A vault whose store is down until ``up`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+
+    async def load(self) -> str | None:
+        if not self.up:
+            raise ConnectionRefusedError("store down")
+        return await super().load()
+
+    async def save(self, value: str) -> None:
+        if not self.up:
+            raise ConnectionRefusedError("store down")
+        await super().save(value)
+
+
+async def test_an_unreadable_vault_waits_and_an_unsaved_token_is_saved_later(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    vault = BrokenVault()
+    with aioresponses() as m:
+        client = OAuthClient(http_session, URL, SETTINGS, vault=vault)
+        # Refreshing with the configured token while the stored one cannot be read could
+        # burn a token the vault has: wait for the store instead.
+        with pytest.raises(TokenUnavailableError, match=r"stored refresh token .* \(Connection"):
+            await client.access_token()
+        assert m.requests == {}
+        vault.up = True
+        m.post(URL, payload={"access_token": "tok-1", "refresh_token": "refresh-2"})
+        assert await client.access_token() == "tok-1"
+        assert vault.saved == ["refresh-2"]
+        vault.up = False
+        m.post(URL, payload={"access_token": "tok-2", "refresh_token": "refresh-3"})
+        assert await client.refresh("tok-1") == "tok-2"  # rotated, but the save failed
+        assert vault.saved == ["refresh-2"]
+        vault.up = True
+        assert await client.access_token() == "tok-2"  # kept before the next request
+        assert vault.saved == ["refresh-2", "refresh-3"]
+
+
+async def test_other_refusals_are_not_retried_with_another_token(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    with aioresponses() as m:
+        # A refused client (not an invalid grant) is about client_id/secret: no fallback.
+        m.post(URL, status=401, payload={"error": "invalid_client"})
+        client = OAuthClient(http_session, URL, SETTINGS, vault=MemoryVault("refresh-stored"))
+        with pytest.raises(TokenRefusedError, match="refused the refresh token stored in Postgres"):
+            await client.access_token()
+        ((_key, requests),) = m.requests.items()
+        assert len(requests) == 1

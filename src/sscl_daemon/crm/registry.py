@@ -8,12 +8,15 @@ breaks only its own writers, and the jsonl demo needs none of the CRM modules.
 from __future__ import annotations
 
 import importlib
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import aiohttp
 
 from sscl_daemon.config import WriterSettings, WriterType
 from sscl_daemon.crm.base import Writer
+
+if TYPE_CHECKING:
+    from sscl_daemon.crm.wiring import VaultFor
 
 # WriterType -> (module, class); every class takes (settings, session).
 WRITER_CLASSES: dict[WriterType, tuple[str, str]] = {
@@ -25,9 +28,17 @@ WRITER_CLASSES: dict[WriterType, tuple[str, str]] = {
 }
 
 
-def build_writer(settings: WriterSettings, session: aiohttp.ClientSession) -> Writer:
-    """Instantiate the writer class of ``settings.type``."""
+def build_writer(
+    settings: WriterSettings, session: aiohttp.ClientSession, vaults: VaultFor | None = None
+) -> Writer:
+    """Instantiate the writer class of ``settings.type``; an OAuth writer keeps its rotated
+    refresh tokens in ``vaults`` (the daemon passes its store's)."""
     module_name, class_name = WRITER_CLASSES[settings.type]
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
-    return cast(Writer, cls(settings, session))
+    writer = cast(Writer, cls(settings, session))
+    if vaults is not None:
+        from sscl_daemon.crm.wiring import keep_rotated_tokens
+
+        keep_rotated_tokens(writer, settings.name, vaults)
+    return writer

@@ -6,11 +6,13 @@ writer's ``rate_limit``/``concurrency``, credentials, error classification) and 
 settings and the CRM's own lookups, and answers the protocol's ``name`` and ``close``.
 :class:`ChunkedWriterBase` adds ``write``/``write_batch`` for CRMs with a batch API: a
 single call is a batch of one, and a batch is cut into chunks of the CRM's maximum.
+:func:`keep_rotated_tokens` gives a writer's OAuth client the vault its rotated refresh
+tokens are kept in (the daemon's Postgres store), whichever CRM it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import aiohttp
@@ -20,8 +22,28 @@ from sscl_daemon.config import WriterSettings
 from sscl_daemon.crm import batch
 from sscl_daemon.crm.base import WriteContext, WriteResult
 from sscl_daemon.crm.contacts import ContactLookup, CreateContact, OwnerCheck, Resolver, UserList
-from sscl_daemon.crm.http import Auth, CrmHttp, ResponseHook
+from sscl_daemon.crm.http import Auth, CrmHttp, OAuthBearer, ResponseHook
 from sscl_daemon.crm.limiter import Limiter
+from sscl_daemon.crm.oauth import TokenVault
+
+# Credential name -> the vault of that credential (of the writer's account).
+VaultFor = Callable[[str], TokenVault]
+
+
+def keep_rotated_tokens(writer: object, writer_name: str, vaults: VaultFor) -> bool:
+    """Attach a vault to ``writer``'s OAuth client; False if it does not use OAuth.
+
+    The credential's name carries the writer's name and the client's fingerprint of its
+    configuration (``OAuthClient.identity``), so two writers never share a token and a
+    newly configured refresh token is not shadowed by an older stored one.
+    """
+    http = getattr(writer, "http", None)
+    auth = http.auth if isinstance(http, CrmHttp) else None
+    if not isinstance(auth, OAuthBearer):
+        return False
+    client = auth.client
+    client.keep_rotated_in(vaults(f"crm:{writer_name}:refresh_token:{client.identity}"))
+    return True
 
 
 class CrmWriterBase:

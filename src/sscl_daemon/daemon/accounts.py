@@ -17,7 +17,6 @@ deposed runner's writes are refused (:class:`LeaseLostError`), which stops it.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,14 +29,14 @@ from sscl_daemon.calls.directory import Directory, DirectoryError
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Policy, PolicyOptions
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
-from sscl_daemon.config import AccountSettings, Secret, Settings, WriterSettings
+from sscl_daemon.config import AccountSettings, Settings, WriterSettings
 from sscl_daemon.crm.registry import build_writer
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
 from sscl_daemon.daemon.pipeline import Committer, Pipeline
 from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
 from sscl_daemon.dispatch import Dispatcher, SentHook
 from sscl_daemon.logging import get_logger
-from sscl_daemon.ringcentral.auth import Authenticator, AuthError, TokenSet
+from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
 from sscl_daemon.ringcentral.directory import keep_fresh, load_directory
 from sscl_daemon.ringcentral.reconcile import Reconciler
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
@@ -61,6 +60,7 @@ from sscl_daemon.store import (
     Store,
     StoreError,
 )
+from sscl_daemon.store.credentials import CredentialVault, credential_name
 
 log = get_logger(__name__)
 
@@ -105,7 +105,7 @@ def tracker_options(settings: AccountView) -> TrackerOptions:
 
 
 def refresh_token_path(state_dir: Path, account: str) -> Path:
-    """The default account keeps the one-account file name, so upgrades keep their session."""
+    """Where versions before the credentials table kept the refresh token (read on upgrade)."""
     if account == DEFAULT_ACCOUNT:
         return state_dir / REFRESH_TOKEN_FILE
     return state_dir / f"{REFRESH_TOKEN_FILE}-{account}"
@@ -188,17 +188,22 @@ class AccountRunner:
     def name(self) -> str:
         return self.account.name
 
+    def _vault(self, name: str) -> CredentialVault:
+        """This account's credential ``name`` in the store (rotated CRM refresh tokens)."""
+        return CredentialVault(self._store, self.name, name)
+
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         """Log in, restore and start the account's tasks; FatalError if the login is refused."""
         store, http, rc = self._store, self._http, self.account.ringcentral
-        refresh_file = refresh_token_path(self.settings.daemon.state_dir, self.name)
+        # In Postgres, so a standby on another machine resumes the same OAuth session.
+        kept = KeptSession(
+            self._vault(ringcentral_credential(self.account)),
+            legacy_file=refresh_token_path(self.settings.daemon.state_dir, self.name),
+        )
         auth = Authenticator(
-            http,
-            rc,
-            refresh_token=_read_secret(refresh_file),
-            on_tokens=lambda tokens: _save_refresh_token(refresh_file, tokens),
+            http, rc, refresh_token=await kept.refresh_token(), on_tokens=kept.keep
         )
         rest = RestClient(http, auth, rc.server, request_timeout=rc.request_timeout)
         self._rest = rest
@@ -231,7 +236,7 @@ class AccountRunner:
             if writer_settings.enabled:
                 self._dispatchers[writer_settings.name] = Dispatcher(
                     store,
-                    build_writer(writer_settings, http),
+                    build_writer(writer_settings, http, self._vault),
                     writer_settings,
                     claimer=self._claimer,
                     account=self.name,
@@ -622,7 +627,7 @@ class AccountRunner:
         dispatcher = self._dispatchers.get(settings.name)
         if dispatcher is None or dispatcher.settings == settings:
             return
-        dispatcher.replace_writer(build_writer(settings, self._http), settings)
+        dispatcher.replace_writer(build_writer(settings, self._http, self._vault), settings)
 
 
 def policy_of(pipeline: Pipeline) -> Policy:
@@ -639,32 +644,11 @@ async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.wait(tasks, timeout=5.0)
 
 
-def _read_secret(path: Path) -> Secret | None:
-    try:
-        value = path.read_text().strip()
-    except OSError:
-        return None
-    return Secret(value) if value else None
+def ringcentral_credential(account: AccountView) -> str:
+    """The credentials-table name of the account's RingCentral refresh token.
 
-
-async def _save_refresh_token(path: Path, tokens: TokenSet) -> None:
-    """Keep the OAuth session across restarts, so the WebSocket can recover after one."""
-    if not tokens.refresh_token:
-        return
-    data = tokens.refresh_token.encode()
-
-    def write() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-
-    try:
-        await asyncio.to_thread(write)
-    except OSError as exc:
-        log.warning("cannot keep the RingCentral session for restarts", error=exc.strerror)
+    Bound to the server, app and JWT user it was issued for: another login configuration
+    starts a new session instead of resuming one of somebody else's.
+    """
+    rc = account.ringcentral
+    return credential_name("ringcentral:refresh_token", rc.server, rc.client_id, rc.jwt.reveal())

@@ -8,6 +8,13 @@ is none or the platform rejects it. The session id is exposed so recovery tokens
 to it, and a refresh token can be handed in at start (and reported on change) so that a
 restarted daemon continues the same session.
 
+:class:`KeptSession` is where the daemon keeps that refresh token: in Postgres (the
+``credentials`` table, through a vault from ``store/credentials.py``), so that a standby on
+another machine, which shares the database but not the state directory, takes an account
+over within the same OAuth session and can use the stored WebSocket recovery token. The
+state-directory file earlier versions wrote is read once when Postgres has no token yet
+(an upgrade), and removed once the token is in Postgres.
+
 Bad credentials raise `AuthError` (fatal: the daemon exits non-zero). Tokens never appear in
 reprs, logs or exception messages.
 """
@@ -18,6 +25,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import msgspec
@@ -248,6 +257,62 @@ class Authenticator:
             )
 
         return await with_retries(self._retry, attempt)
+
+
+class RefreshTokenVault(Protocol):
+    """One stored credential (``store.credentials.CredentialVault``); both calls may raise."""
+
+    async def load(self) -> str | None: ...
+
+    async def save(self, value: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class KeptSession:
+    """The account's RingCentral refresh token across restarts and instances.
+
+    ``refresh_token`` is what to hand the :class:`Authenticator` at start, ``keep`` its
+    ``on_tokens``. Neither raises: without a stored token the authenticator logs in with
+    the JWT (a new session; only WebSocket recovery is lost), so a store hiccup must not
+    stop the account.
+    """
+
+    vault: RefreshTokenVault
+    # Written by sscl-daemon before the token moved to Postgres; read for upgrades only.
+    legacy_file: Path | None = None
+
+    async def refresh_token(self) -> Secret | None:
+        try:
+            stored = await self.vault.load()
+        except Exception as exc:  # the vault's errors (store down): start without it
+            log.warning("ringcentral.stored_session_unreadable", error=type(exc).__name__)
+            stored = None
+        if stored:
+            return Secret(stored)
+        if self.legacy_file is None:
+            return None
+        try:
+            value = (await asyncio.to_thread(self.legacy_file.read_text)).strip()
+        except OSError:
+            return None
+        return Secret(value) if value else None
+
+    async def keep(self, tokens: TokenSet) -> None:
+        if not tokens.refresh_token:
+            return
+        try:
+            await self.vault.save(tokens.refresh_token)
+        except Exception as exc:  # the vault's errors; the session just cannot be resumed
+            log.warning(
+                "cannot keep the RingCentral session for restarts", error=type(exc).__name__
+            )
+            return
+        if self.legacy_file is not None:
+            # A stale copy of a secret on disk helps nobody once Postgres has the token.
+            try:
+                await asyncio.to_thread(self.legacy_file.unlink, missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove the old refresh token file", error=exc.strerror)
 
 
 def _decode_error(body: bytes) -> _ErrorResponse:

@@ -26,7 +26,7 @@ import msgspec
 
 from sscl_daemon.calls.model import CompletedCall, decode_call, encode_call
 from sscl_daemon.config import StoreSettings
-from sscl_daemon.store import sql
+from sscl_daemon.store import credentials, sql
 from sscl_daemon.store.embedded import EmbeddedServer
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
 from sscl_daemon.store.instances import Announcement, InstanceInfo, fleet
@@ -327,6 +327,18 @@ class Store:
                 "oauth_session = NULL WHERE account = $1",
                 account,
             )
+
+    # --- rotated credentials (refresh tokens; see .credentials) --------------------
+
+    async def load_credential(self, account: str, name: str) -> str | None:
+        """The stored value of ``account``'s credential ``name``, None if there is none."""
+        async with credentials.failures("reading", account, name), self._pool.acquire() as conn:
+            return await credentials.load(conn, account, name)
+
+    async def save_credential(self, account: str, name: str, value: str) -> None:
+        """Replace ``account``'s credential ``name`` (unfenced: the newest token is the valid one)."""
+        async with credentials.failures("saving", account, name), self._pool.acquire() as conn:
+            await credentials.save(conn, account, name, value)
 
     # --- in-flight snapshots ------------------------------------------------------
 
