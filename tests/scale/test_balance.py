@@ -97,9 +97,10 @@ async def org(count: int, pg_dsn: str, root: Path) -> AsyncIterator[Org]:
             yield shared
         finally:
             for daemon, task in shared.daemons:
-                daemon.stop()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, 30)
+                if not task.done():  # a test that failed before stopping them
+                    daemon.stop()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(task, 30)
 
 
 async def balanced(org: Org, expected: list[int], what: str) -> float:

@@ -428,3 +428,35 @@ async def test_admission_sees_the_fleet_and_a_refusal_leaves_the_account_free(
     # Asked only for a free account: a held one is refused before the fleet is read.
     assert await store.acquire_lease(ACCOUNT, "host-a", TTL, refuse) is None
     assert len(seen) == 1
+
+
+async def test_a_release_never_looks_like_a_frozen_holder_to_a_contender(
+    store: Store, other: Store
+) -> None:
+    """While an instance gives one account up, a contender polling for it must not take it
+    for a frozen holder (row expired, lock still held) and cut the lease connection that
+    carries the instance's other accounts."""
+    keep = await store.acquire_lease("keep", "host-a", TTL)
+    assert keep is not None
+    stop = asyncio.Event()
+    taken: list[Lease] = []
+
+    async def contend() -> None:
+        while not stop.is_set():
+            lease = await other.acquire_lease("moving", "host-b", TTL)
+            if lease is not None:
+                taken.append(lease)
+                await other.release_lease(lease)
+            await asyncio.sleep(0)
+
+    contender = asyncio.create_task(contend())
+    try:
+        for _ in range(60):
+            lease = await store.acquire_lease("moving", "host-a", TTL)
+            if lease is not None:
+                await store.release_lease(lease)
+            assert await store.renew_lease(keep), "the lease connection was cut"
+    finally:
+        stop.set()
+        await contender
+    assert taken, "the contender never got the account"

@@ -102,12 +102,17 @@ _LOCK_HELD = """
     AND l.objid::bigint = k.key & 4294967295
 """
 
+# A stale holder: the row expired while the session holding the lock did nothing since
+# before the expiry (frozen, or cut off). A session that took the lock after the row
+# expired (a contender between its lock and its TAKE) has been busy since, so it is spared.
 TERMINATE_STALE = f"""
 SELECT pg_terminate_backend(l.pid, {_TERMINATE_WAIT_MS})
 FROM leases AS s
 CROSS JOIN LATERAL (SELECT {_LOCK_KEY.replace("$1", "s.account")} AS key) AS k
 JOIN pg_locks AS l ON {_LOCK_HELD}
+JOIN pg_stat_activity AS a ON a.pid = l.pid
 WHERE s.account = $1 AND s.expires_at < now() AND l.pid <> pg_backend_pid()
+  AND a.state_change < s.expires_at
 """
 
 TAKE = """
@@ -127,9 +132,16 @@ WHERE account = $1 AND fencing_token = $2
 RETURNING expires_at
 """
 
-GIVE_UP = """
-UPDATE leases SET expires_at = least(expires_at, now())
-WHERE account = $1 AND fencing_token = $2
+# Expire the row and free the lock in one statement: the expiry (the statement's start)
+# comes before the lock is free, and whoever takes the lock next is busy after it, so
+# nobody ever sees this holder as stale. A newer token (the lock was lost) is left alone.
+GIVE_UP = f"""
+WITH gave AS (
+    UPDATE leases SET expires_at = least(expires_at, now())
+    WHERE account = $1 AND fencing_token = $2
+    RETURNING account
+)
+SELECT pg_advisory_unlock({_LOCK_KEY}) FROM (SELECT count(*) FROM gave) AS g
 """
 
 HOLDERS = f"""
@@ -370,12 +382,11 @@ class LeaseKeeper:
             if conn is None or conn.is_closed():
                 self._drop_connection()
                 return
+            del self._held[lease.account]
             try:
-                await conn.execute(GIVE_UP, lease.account, lease.token, timeout=lease.ttl / 3)
+                await conn.fetchval(GIVE_UP, lease.account, lease.token, timeout=lease.ttl / 3)
             except DATABASE_ERRORS:
                 self._drop_connection()
-                return
-            await self._unlock(conn, lease)
 
     async def _unlock(self, conn: asyncpg.Connection[asyncpg.Record], lease: Lease) -> None:
         del self._held[lease.account]
