@@ -110,6 +110,11 @@ def settle(
     )
 
 
+def _group_settled(s: Settlement) -> bool:
+    """Whether the row is recorded by the shared settlement transaction (sent or skipped)."""
+    return s.record_id is not None or s.outcome is WriteOutcome.SKIPPED
+
+
 class Dispatcher:
     """Moves one writer's due outbox rows into its CRM until :meth:`drain`."""
 
@@ -301,8 +306,18 @@ class Dispatcher:
             self._settling.add(task)
             self._slot_freed.set()
         now = datetime.now(UTC)
-        for item, answer in zip(items, answers, strict=True):
-            await self._record(item, settle(answer, item.attempts, self.settings, self._rng), now)
+        settled = [
+            (item, settle(answer, item.attempts, self.settings, self._rng))
+            for item, answer in zip(items, answers, strict=True)
+        ]
+        # Sent and skipped rows are recorded by one group settlement: queue them all before
+        # awaiting any, or each would wait for a transaction of its own.
+        await asyncio.gather(
+            *(self._record(item, s, now) for item, s in settled if _group_settled(s))
+        )
+        for item, s in settled:
+            if not _group_settled(s):
+                await self._record(item, s, now)
 
     async def _record(self, item: OutboxItem, s: Settlement, now: datetime) -> None:
         store, claimer = self._store, self._claimer

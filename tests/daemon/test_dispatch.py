@@ -306,6 +306,33 @@ async def test_concurrent_answers_share_one_settlement_each_call_once(store: Sto
         )
 
 
+async def test_a_batch_answer_is_recorded_in_one_settlement(store: Store) -> None:
+    """All calls of one CRM answer share one transaction, not one each in turn."""
+    crm = ScriptedCrm(lambda call, ctx: Created(f"r-{call.key}"))
+    groups: list[int] = []
+    mark_sent_many = store.mark_sent_many
+
+    async def counted(
+        items: Sequence[tuple[int, str | None, Outcome]], claimer: str, **kw: object
+    ) -> set[int]:
+        groups.append(len(items))
+        return await mark_sent_many(items, claimer, **kw)  # type: ignore[arg-type]
+
+    store.mark_sent_many = counted  # type: ignore[method-assign]
+    dispatcher = Dispatcher(
+        store, crm, _settings(concurrency=1, batch_size=50), claimer="t10", idle_poll=0.05
+    )
+    await _commit(store, [make_call(n) for n in range(50)])
+    task = await _run(dispatcher)
+    try:
+        rows = await _settled(store, 50)
+    finally:
+        await dispatcher.drain(1.0)
+        await asyncio.wait_for(task, 5)
+    assert groups == [50]
+    assert all(r.status is OutboxStatus.SENT for r in rows)
+
+
 async def test_drain_waits_for_requests_in_flight_then_gives_up(store: Store) -> None:
     crm = ScriptedCrm(lambda call, ctx: Created("late"))
     crm.release.clear()
