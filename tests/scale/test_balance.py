@@ -25,8 +25,8 @@ from tests.daemon.harness import logged_keys, write_config
 from tests.daemon.helpers import wait_until
 from tests.scale.test_failover import all_delivered, expected_keys, traffic
 from tests.scale.test_fleet import Account, organisations
+from tests.scale.test_fleet import _status as status
 
-from sscl_daemon.commands.status import render_instances
 from sscl_daemon.config import Settings, load_config
 from sscl_daemon.daemon.app import Daemon
 from sscl_daemon.sdnotify import Notifier
@@ -197,10 +197,11 @@ async def test_a_third_daemon_joining_six_accounts_makes_it_two_each(
         print(f"\nbalance: a third daemon held its 2 of 6 accounts after {seconds:.2f} s")
         assert [b - a for a, b in zip([*before, 0], handovers(shared), strict=True)] == [1, 1, 0]
         await stays_balanced(shared)
-        store = shared.daemons[0][0].store
-        assert store is not None
-        lines = render_instances(await store.instances(LEASE_TTL), LEASE_TTL)
-        live = [line for line in lines if " holds 2 " in line]
-        assert len(live) == 3, lines
+        code, out = await status(shared.root / "config.toml")
+        assert code == 0
+        print(out[: out.index("account leases")])
+        assert "fair share 2 of 6 accounts over 3" in out
+        holding = [line.split()[0] for line in out.splitlines() if " holds 2 accounts (" in line]
+        assert sorted(holding) == sorted(d.holder for d, _ in shared.daemons), out
         await every_call_once(shared)
         await shared.stop()
