@@ -19,7 +19,7 @@ import pytest
 from tests.daemon.helpers import wait_until
 
 from sscl_daemon.commands.status import render_instances
-from sscl_daemon.config import StoreSettings
+from sscl_daemon.config import ConfigError, StoreSettings, parse_config
 from sscl_daemon.daemon.balance import (
     PERSISTENCE,
     Balancer,
@@ -294,3 +294,11 @@ async def test_a_handover_drains_with_the_lease_renewed_then_leaves_the_account_
         loop.stop()
         await asyncio.wait_for(task, 10)
         await other.close()
+
+
+def test_the_switch_is_a_validated_boolean_on_by_default() -> None:
+    base = {"ringcentral": {"client_id": "cid", "client_secret": "x", "jwt": "j"}}
+    assert parse_config(base).daemon.balance is True
+    assert parse_config({**base, "daemon": {"balance": False}}).daemon.balance is False
+    with pytest.raises(ConfigError, match=r"daemon\.balance"):
+        parse_config({**base, "daemon": {"balance": "yes"}})
