@@ -5,8 +5,8 @@ lease loops (:mod:`.lease`). Without it the first instance to start would take
 every free account and a later one would only ever stand by.
 
 Mechanism. Every instance announces itself in the ``instances`` table (see
-:mod:`sscl_daemon.store.instances`): a heartbeat every lease poll on its lease
-connection, which also holds an instance lock. An instance is live while its
+:mod:`sscl_daemon.store.instances`): a heartbeat every lease poll (at least three
+per TTL) on its lease connection, which also holds an instance lock. An instance is live while its
 heartbeat is younger than ``daemon.lease_ttl`` and that lock is held, so a
 killed instance stops counting at once and a frozen one within a TTL. From the
 live instances and the leases the balancer reads each instance's count of held
