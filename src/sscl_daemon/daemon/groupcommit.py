@@ -73,19 +73,26 @@ class GroupCommitter(Generic[C, D]):
         """Queue one event's results; waits while a full batch is already waiting."""
         while not self._space.is_set():
             await self._space.wait()
-        loop = asyncio.get_running_loop()
-        self._pending.calls.extend(calls)
-        self._pending.dead_letters.extend(dead_letters)
+        pending = self._pending
+        was_empty = not pending
+        had_items = self._has_items()
+        pending.calls.extend(calls)
+        pending.dead_letters.extend(dead_letters)
         if checkpoint is not None:
-            self._pending.checkpoint = checkpoint
-        if not self._pending:
+            pending.checkpoint = checkpoint
+        if not pending:
             return
         self._idle.clear()
         if self._pending_since is None:
-            self._pending_since = loop.time()
-        if len(self._pending.calls) >= self.max_batch:
+            self._pending_since = asyncio.get_running_loop().time()
+        full = len(pending.calls) >= self.max_batch
+        if full:
             self._space.clear()
-        self._wake.set()
+        # The committer only needs waking when its deadline moves: a first item (or a first
+        # call after checkpoints only) or a full batch. Waking it per event would cost every
+        # event a trip through the committer's loop.
+        if was_empty or full or (not had_items and self._has_items()):
+            self._wake.set()
 
     def _deadline(self) -> float:
         assert self._pending_since is not None

@@ -195,7 +195,7 @@ class Subscription:
         self._settings = settings
         self._persist = persist
         self._filters = filters
-        self._persist_interval = persist_interval
+        self._persist_interval = timedelta(seconds=persist_interval)
         self._open_timeout = open_timeout or settings.request_timeout
         self._now = now
         self._sleep = sleep
@@ -204,7 +204,8 @@ class Subscription:
         # A restart (or a first start after a known checkpoint) may have missed events.
         self._gap_start: datetime | None = recovery.last_seen if recovery else None
         self._subscription_id: str | None = None
-        self._last_persist: datetime | None = None
+        # Before this, a save is skipped unless forced (checked on every notification).
+        self._next_persist: datetime | None = None
         self._cached_token: tuple[WsToken, float] | None = None
         self._last_notification: int | None = None
         self._recovered_from: datetime | None = None
@@ -380,7 +381,8 @@ class Subscription:
         elif isinstance(action, Deliver):
             self.stats.notifications += 1
             await sink(Notification(action.envelope, action.uuid, received))
-            await self._save(now=received)
+            if self._save_due(received):
+                await self._save(now=received)
         elif isinstance(action, Recovered):
             self.stats.recoveries += 1
             self._recovered_from, self._gap_start = self._gap_start, None
@@ -454,15 +456,17 @@ class Subscription:
         if self._gap_start is None and self._point is not None:
             self._gap_start = self._point.last_seen
 
+    def _save_due(self, now: datetime) -> bool:
+        return self._next_persist is None or now >= self._next_persist
+
     async def _save(self, force: bool = False, now: datetime | None = None) -> None:
         point = self._point
         if self._persist is None or point is None:
             return
         now = now or self._now()
-        last = self._last_persist
-        if not force and last is not None and (now - last).total_seconds() < self._persist_interval:
+        if not force and not self._save_due(now):
             return
-        self._last_persist = now
+        self._next_persist = now + self._persist_interval
         try:
             await self._persist(point)
         except Exception as exc:  # the stream must outlive a store hiccup
