@@ -57,6 +57,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
+import msgspec
 import structlog
 
 from sscl_daemon.calls.model import CompletedCall
@@ -133,7 +134,9 @@ def verify(
 
 
 def _encode(document: dict[str, object]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    # Compact UTF-8 JSON (what json.dumps with ensure_ascii=False and tight separators
+    # gives), several times faster: a batch of 100 calls is encoded on every delivery.
+    return msgspec.json.encode(document)
 
 
 def payload(call: CompletedCall) -> bytes:
