@@ -182,3 +182,16 @@ def test_a_complete_replay_or_none_needed_is_quiet() -> None:
     failed = GatewayConnection(recovering=True, wsc=Wsc("T1", 10), last_notification=10)
     failed.receive(details(1, token="T2", state="Failed"))
     assert failed.last_notification is None
+
+
+def test_a_recovery_with_nothing_sent_while_away_counts_its_details_frame_as_seen() -> None:
+    # A recovered connection that ends before any notification (e.g. WSG-902) leaves the
+    # next recovery's ConnectionDetails two ahead of our last notification: not a miss.
+    quiet = GatewayConnection(recovering=True, wsc=Wsc("T1", 10), last_notification=10)
+    quiet.receive(details(11, state="Successful"))
+    assert quiet.last_notification == 11
+    after = GatewayConnection(
+        recovering=True, wsc=Wsc("T1", 11), last_notification=quiet.last_notification
+    )
+    after.receive(details(12, state="Successful"))
+    assert [type(a) for a in after.receive(notification("u13", "s", 13))] == [Deliver]

@@ -329,44 +329,42 @@ class Subscription:
     async def _converse(
         self, ws: ClientConnection, conn: GatewayConnection, sink: Sink
     ) -> _Outcome:
-        loop = asyncio.get_running_loop()
-        heartbeat = self._settings.heartbeat_interval
-        dead_after = self._settings.dead_connection_timeout
-        last_frame = loop.time()
-        last_beat = last_frame
-        while True:
-            now = loop.time()
-            silence = now - last_frame
-            if silence >= dead_after:
-                self.stats.dead_connections += 1
-                # A silent peer will not complete a closing handshake either.
-                ws.transport.abort()
-                return _Outcome("silent connection replaced", healthy=conn.phase is Phase.ACTIVE)
-            wait = min(dead_after - silence, max(0.0, last_beat + heartbeat - now))
-            try:
-                # A timeout scope, not wait_for: wait_for wraps every recv() in a new task.
-                async with asyncio.timeout(wait):
+        def heartbeat() -> None:
+            self.stats.heartbeats += 1
+            watchdog.send(ws, conn.heartbeat().text)
+
+        watchdog = _Watchdog(
+            self._settings.heartbeat_interval,
+            self._settings.dead_connection_timeout,
+            heartbeat,
+            # A silent peer will not complete a closing handshake either.
+            ws.transport.abort,
+        )
+        try:
+            while True:
+                try:
                     data = await ws.recv()
-            except TimeoutError:
-                if loop.time() - last_beat >= heartbeat:
-                    last_beat = loop.time()
-                    self.stats.heartbeats += 1
-                    await ws.send(conn.heartbeat().text)
-                continue
-            except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd is not None else None
-                if code in REFUSED_TOKEN_CLOSE_CODES:
-                    self._cached_token = None
-                return _Outcome(f"closed by peer ({code})", healthy=conn.phase is Phase.ACTIVE)
-            last_frame = last_beat = loop.time()
-            # One clock read per frame serves its recovery point, its items and the save.
-            received = self._now()
-            if conn.wsc is not None:
-                self._point = self._point_from(conn, received)
-            for action in conn.receive(data):
-                outcome = await self._act(ws, conn, action, sink, received)
-                if outcome is not None:
-                    return outcome
+                except ConnectionClosed as exc:
+                    if watchdog.silent:
+                        self.stats.dead_connections += 1
+                        return _Outcome(
+                            "silent connection replaced", healthy=conn.phase is Phase.ACTIVE
+                        )
+                    code = exc.rcvd.code if exc.rcvd is not None else None
+                    if code in REFUSED_TOKEN_CLOSE_CODES:
+                        self._cached_token = None
+                    return _Outcome(f"closed by peer ({code})", healthy=conn.phase is Phase.ACTIVE)
+                watchdog.saw_frame()
+                # One clock read per frame serves its recovery point, its items and the save.
+                received = self._now()
+                if conn.wsc is not None:
+                    self._point = self._point_from(conn, received)
+                for action in conn.receive(data):
+                    outcome = await self._act(ws, conn, action, sink, received)
+                    if outcome is not None:
+                        return outcome
+        finally:
+            watchdog.cancel()
 
     async def _act(
         self,
@@ -471,6 +469,66 @@ class Subscription:
             await self._persist(point)
         except Exception as exc:  # the stream must outlive a store hiccup
             log.warning("ringcentral.ws.persist_failed", error=type(exc).__name__)
+
+
+class _Watchdog:
+    """Heartbeats on a quiet connection and the end of a silent one, with no timer per frame.
+
+    The receive loop only stamps each frame (:meth:`saw_frame`); a single timer, re-armed
+    when it fires, sends a heartbeat after ``heartbeat`` seconds without a frame and aborts
+    the connection after ``dead_after`` seconds (then :attr:`silent` is true). A timeout
+    scope around every ``recv()`` would cost each notification a timer of its own.
+    """
+
+    def __init__(
+        self,
+        heartbeat: float,
+        dead_after: float,
+        beat: Callable[[], None],
+        abort: Callable[[], None],
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._heartbeat = heartbeat
+        self._dead_after = dead_after
+        self._beat = beat
+        self._abort = abort
+        self.silent = False
+        self.last_frame = self.last_beat = self._loop.time()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._timer = self._loop.call_at(self._due(), self._fire)
+
+    def saw_frame(self) -> None:
+        self.last_frame = self.last_beat = self._loop.time()
+
+    def _due(self) -> float:
+        return min(self.last_frame + self._dead_after, self.last_beat + self._heartbeat)
+
+    def _fire(self) -> None:
+        now = self._loop.time()
+        if now - self.last_frame >= self._dead_after:
+            self.silent = True
+            self._abort()
+            return
+        if now - self.last_beat >= self._heartbeat:
+            self.last_beat = now
+            self._beat()
+        self._timer = self._loop.call_at(self._due(), self._fire)
+
+    def send(self, ws: ClientConnection, text: str) -> None:
+        """Send ``text`` beside the receive loop; a closed connection is the loop's to see."""
+
+        async def send() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(text)
+
+        task = asyncio.create_task(send())
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        for task in self._sends:
+            task.cancel()
 
 
 @dataclass(frozen=True)

@@ -253,9 +253,15 @@ class GatewayConnection:
             self.phase = Phase.ACTIVE
             wsc = frame.header.wsc
             if wsc is not None and self.last_notification is not None:
-                # Frames of a WS session are numbered one by one; the ones missed while away
-                # are those between our last notification and this ConnectionDetails.
-                self._replay = (self.last_notification, wsc.sequence)
+                if wsc.sequence <= self.last_notification + 1:
+                    # Nothing was sent while away: this frame is the next one. Counting it as
+                    # seen keeps it from looking missed when the connection ends before a
+                    # notification (the next ConnectionDetails would be two ahead).
+                    self.last_notification = max(self.last_notification, wsc.sequence)
+                else:
+                    # Frames of a WS session are numbered one by one; the ones missed while
+                    # away are those between our last notification and this ConnectionDetails.
+                    self._replay = (self.last_notification, wsc.sequence)
             return [Recovered()]
         # A new WS session numbers its frames afresh.
         self.last_notification = None
