@@ -123,3 +123,21 @@ async def test_out_of_order_start_is_not_mistaken_for_a_lost_start() -> None:
     await _drain(committer)
     assert pipeline.suspects() == []
     assert sink.keys == {log.key for log in call.expected}
+
+
+async def test_a_call_log_read_settles_only_the_suspects_that_ended() -> None:
+    org = Organisation.build(7)
+    factory = CallFactory(org, 7)
+    ended = factory.make(START, CallKind.INBOUND_ANSWERED)
+    going = factory.make(START, CallKind.OUTBOUND_ANSWERED)
+    pipeline, committer, _ = _pipeline(org)
+    await _play(pipeline, ended)
+    for event in going.events[:2]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    (ended_id,) = ended.telephony_session_ids
+    (going_id,) = going.telephony_session_ids
+    pipeline.mark_suspects([ended_id, going_id])
+    # The call log holds both (the one still followed may have lost its end).
+    assert pipeline.settle_finished({ended_id, going_id, "s-unknown"}) == {ended_id}
+    assert pipeline.suspects() == [going_id]
+    await _drain(committer)

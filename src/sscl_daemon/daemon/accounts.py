@@ -487,6 +487,9 @@ class AccountRunner:
                 metrics.RECONCILE_RUNS.labels(trigger=trigger, result="error").inc()
                 raise
             await pipeline.add_reconciled(list(resolution.batch.calls))
+            # Suspects this read already covers need no call-log read of their own (the
+            # Heavy budget is ten reads a minute, and a busy gap can take all of them).
+            pipeline.settle_finished(resolution.batch.sessions())
             pipeline.release(hold)
             metrics.RECONCILE_RUNS.labels(trigger=trigger, result="ok").inc()
 
@@ -541,11 +544,8 @@ class AccountRunner:
             since - timedelta(seconds=SUSPECT_LOOKBACK), datetime.now(UTC) + timedelta(minutes=1)
         )
         calls = [c for c in batch.calls if c.telephony_session_id in wanted]
-        found = {c.telephony_session_id for c in calls}
-        found.update(d.key.rsplit(":", 1)[0] for d in batch.skipped)
         await pipeline.add_reconciled(calls)
-        settled = wanted & found
-        pipeline.settle_suspects(settled)
+        settled = pipeline.settle_finished(wanted & batch.sessions())
         log.info(
             "sessions that may have lost events settled from the call log",
             account=self.name,

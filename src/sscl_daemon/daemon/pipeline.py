@@ -164,6 +164,16 @@ class Pipeline:
         """The earliest time one of ``sessions`` was first seen."""
         return min((self._suspects[t] for t in sessions if t in self._suspects), default=None)
 
+    def settle_finished(self, found: Iterable[str]) -> set[str]:
+        """Forget the suspects in ``found`` (read from the call log) that have ended.
+
+        Ones the tracker still follows stay suspect: their end was not seen, so what the
+        call log holds for them may not be final. Returns the sessions settled.
+        """
+        settled = {t for t in found if t in self._suspects and t not in self.tracker}
+        self.settle_suspects(settled)
+        return settled
+
     def settle_suspects(self, sessions: Iterable[str]) -> None:
         """Forget suspects whose call-log records were queued for commit."""
         for tsid in sessions:

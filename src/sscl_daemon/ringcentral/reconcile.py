@@ -50,6 +50,12 @@ class Batch:
     def empty() -> Batch:
         return Batch(0, (), (), ())
 
+    def sessions(self) -> set[str]:
+        """The telephony sessions this stretch holds a record of (logged or skipped)."""
+        found = {call.telephony_session_id for call in self.calls}
+        found.update(d.key.rsplit(":", 1)[0] for d in self.skipped)
+        return found
+
     def __add__(self, other: Batch) -> Batch:
         return Batch(
             self.records + other.records,
@@ -143,8 +149,7 @@ class Reconciler:
         await self.wait_for_records(gap.end)
         start, end = gap.start - self._margin, gap.end + self._margin
         batch = await self.read(start, end)
-        seen = {call.telephony_session_id for call in batch.calls}
-        seen.update(d.key.rsplit(":", 1)[0] for d in batch.skipped)
+        seen = batch.sessions()
         log.info(
             "ringcentral.gap_closed",
             start=gap.start.isoformat(),
