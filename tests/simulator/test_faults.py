@@ -322,3 +322,17 @@ async def test_revoked_sessions_refuse_every_token(platform: Platform) -> None:
     code, _, body = await platform.get("/restapi/v1.0/account/~/extension")
     assert code == 401
     assert body["errors"][0]["errorCode"] == "OAU-213"
+
+
+async def test_recovery_while_the_old_socket_is_still_attached_takes_the_session_over(
+    platform: Platform,
+) -> None:
+    # The client's network died without the server noticing: its socket is still attached.
+    client = await platform.subscribed_client()
+    platform.sim.push_raw({"n": 0})
+    await client.notifications(1)
+    recovered = await platform.connect(wsc=client.wsc)
+    assert recovered.details[1]["recoveryState"] == "Successful"
+    platform.sim.push_raw({"n": 1})
+    (after,) = await recovered.notifications(1)
+    assert after[1]["body"]["n"] == 1

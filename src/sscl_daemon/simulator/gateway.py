@@ -205,9 +205,11 @@ class Gateway:
             code = "WSG-1005"
         if code is not None or old is None:
             return self._new_session(oauth), "Failed", code
-        if old.connection is not None:
-            self._detach(old.connection)
-            old.connection.wake.set()
+        stale = old.connection
+        if stale is not None:
+            # The old socket's writer wakes, sees it is no longer the session's, and ends.
+            self._detach(stale)
+            stale.wake.set()
         return old, "Successful", None
 
     # -- the socket handler ----------------------------------------------------------------
