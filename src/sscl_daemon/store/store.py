@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +60,19 @@ OUTBOX_CHANNEL = "sscl_outbox"
 _CLOSE_TIMEOUT = 10.0
 # No statement of ours takes long; one that does means the server or network is stuck.
 _COMMAND_TIMEOUT = 60.0
+
+
+# Retention: rows per DELETE and the pause between two (a batch takes milliseconds).
+PRUNE_BATCH = 10_000
+PRUNE_PAUSE = 0.5
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one :meth:`Store.prune_sent` run deleted, in how many statements."""
+
+    rows: int
+    batches: int
 
 
 def _count(status: str) -> int:
@@ -589,6 +603,42 @@ class Store:
             rows = await conn.fetch(sql.EXPIRE_CLAIMS, claimer_prefix, keep, account)
             await _notify(conn, {str(r["writer"]) for r in rows})
         return len(rows)
+
+    async def prune_sent(
+        self,
+        account: str,
+        older_than_days: int,
+        *,
+        batch_size: int = PRUNE_BATCH,
+        pause: float = PRUNE_PAUSE,
+        fence: Lease | None = None,
+    ) -> Pruned:
+        """Delete ``account``'s sent rows settled more than ``older_than_days`` days ago.
+
+        Batches of at most ``batch_size`` rows, each its own short transaction, ``pause``
+        seconds apart, so the daemon's commits never queue behind a long delete. Pending,
+        in-flight and dead rows are never touched, nor rows within a day of the account's
+        checkpoint (see :data:`sql.PRUNE_SENT`). With a ``fence``,
+        :class:`~sscl_daemon.store.leases.LeaseLostError` once it is deposed.
+        """
+        if older_than_days < 1 or batch_size < 1:
+            raise ValueError(f"cannot prune {older_than_days} days in batches of {batch_size}")
+        rows = batches = 0
+        while True:
+            async with (
+                _failures(f"pruning sent calls of account {account!r}"),
+                self._pool.acquire() as conn,
+                conn.transaction(),
+            ):
+                if fence is not None:
+                    await check_fence(conn, fence, account)
+                deleted = _count(
+                    await conn.execute(sql.PRUNE_SENT, account, older_than_days, batch_size)
+                )
+            rows, batches = rows + deleted, batches + 1
+            if deleted < batch_size:
+                return Pruned(rows, batches)
+            await asyncio.sleep(pause)
 
     async def seconds_until_due(self, writer: str, account: str | None = None) -> float | None:
         """How long until the next row of ``writer`` is due (0 if one is due now; None if none)."""
