@@ -30,6 +30,9 @@ E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
 
 DEFAULT_STATE_DIR = "./state"
+# The shortest store.sent_retention_days (other than 0, forever): the call-log windows the
+# daemon reads again are at most a day long; a week leaves room for late re-runs.
+MIN_SENT_RETENTION_DAYS = 7
 
 
 class Secret:
@@ -147,6 +150,10 @@ class StoreSettings:
     connect_timeout: float = 10.0
     commit_interval_ms: float = 5.0
     commit_max_batch: int = 500
+    # Sent outbox rows (the dedupe record of logged calls) older than this many days are
+    # deleted, every prune_interval seconds (daemon/retention.py); 0 keeps them forever.
+    sent_retention_days: int = 30
+    prune_interval: float = 3600.0
 
     @property
     def embedded(self) -> bool:
@@ -550,9 +557,18 @@ def _store(t: _Table) -> StoreSettings:
         connect_timeout=t.number("connect_timeout", 10.0, minimum=0.1),
         commit_interval_ms=t.number("commit_interval_ms", 5.0),
         commit_max_batch=t.integer("commit_max_batch", 500, minimum=1),
+        sent_retention_days=t.integer("sent_retention_days", 30, minimum=0, maximum=36500),
+        prune_interval=t.number("prune_interval", 3600.0, minimum=0.1),
     )
     if settings.pool_min_size > settings.pool_max_size:
         t.problem("pool_min_size", "must not be larger than pool_max_size")
+    if 0 < settings.sent_retention_days < MIN_SENT_RETENTION_DAYS:
+        t.problem(
+            "sent_retention_days",
+            f"{settings.sent_retention_days} days is too short to dedupe calls RingCentral "
+            f"may still report again: use at least {MIN_SENT_RETENTION_DAYS}, or 0 to keep "
+            "sent rows forever",
+        )
     t.finish()
     return settings
 

@@ -148,6 +148,11 @@ TASK_RESTARTS = Counter(
     ["task"],
     registry=REGISTRY,
 )
+OUTBOX_PRUNED = Counter(
+    "sscl_outbox_pruned",
+    "Sent outbox rows deleted by the retention (older than store.sent_retention_days).",
+    registry=REGISTRY,
+)
 CONFIG_RELOADS = Counter(
     "sscl_config_reloads",
     "SIGHUP reloads, by result (applied, rejected).",

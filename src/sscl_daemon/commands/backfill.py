@@ -5,7 +5,9 @@ outage longer than the checkpoint can cover): the records go through the same ma
 policy as the daemon's gap reconciliation (`ringcentral/backfill.py`) and into the outbox,
 which the running daemon's dispatchers then write to the CRMs. Calls already in the outbox
 are not logged again. A progress bar is shown on a terminal; a summary is printed at the end.
-``--dry-run`` prints the calls instead and touches no database.
+``--dry-run`` prints the calls instead and touches no database. A period older than
+``store.sent_retention_days`` is refused without ``--past-retention`` (see
+``ringcentral/backfill.py``).
 
 It logs in with its own JWT session: reusing the daemon's refresh token would rotate it
 under the running daemon's feet.
@@ -29,10 +31,12 @@ from sscl_daemon.config import ConfigError, Settings, load_config
 from sscl_daemon.logging import configure_logging
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError
 from sscl_daemon.ringcentral.backfill import (
+    PAST_RETENTION_OPTION,
     Commit,
     Period,
     PeriodError,
     Summary,
+    check_retention,
     parse_period,
     run_backfill,
 )
@@ -61,6 +65,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="print the calls that would be logged; store nothing"
     )
     parser.add_argument(
+        PAST_RETENTION_OPTION, action="store_true",
+        help="allow --from before store.sent_retention_days (calls that were never logged)",
+    )  # fmt: skip
+    parser.add_argument(
         "--config", "-c", required=True, metavar="FILE", help="the daemon's TOML configuration"
     )
 
@@ -76,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    past = check_retention(period, settings.store.sent_retention_days, datetime.now(UTC))
+    if past is not None and not args.dry_run:
+        if not args.past_retention:
+            print(f"backfill: {past}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"backfill: warning: {past}", file=sys.stderr)
     configure_logging(settings)
     return asyncio.run(_backfill(settings, period, args.dry_run, Console()))
 

@@ -128,10 +128,22 @@ def render_instances(instances: list[InstanceInfo], ttl: float) -> list[str]:
     return [*lines, ""]
 
 
+def render_retention(status: StoreStatus, store: StoreSettings) -> str:
+    """The sent rows kept as dedupe records (sent and skipped), and how long they are kept."""
+    kept = sum(w.sent + w.skipped for w in status.writers)
+    if store.sent_retention_days <= 0:
+        return f"sent rows kept: {kept} (forever: store.sent_retention_days = 0)"
+    return (
+        f"sent rows kept: {kept} (store.sent_retention_days = {store.sent_retention_days}: "
+        f"older ones are deleted every {_age(store.prune_interval)})"
+    )
+
+
 def render(
     status: StoreStatus,
     in_flight: dict[str, int | None],
     leases: list[str] | None = None,
+    retention: StoreSettings | None = None,
 ) -> str:
     lines = [f"schema version {status.schema_version}", "", *(leases or [])]
     if not status.accounts:
@@ -156,6 +168,8 @@ def render(
         )
     if not status.writers:
         lines.append("(no call logs in the outbox yet)")
+    if retention is not None:
+        lines.append(render_retention(status, retention))
     dead = ", ".join(f"{kind}: {n}" for kind, n in sorted(status.dead_letters.items()))
     lines += ["", f"dead letters: {dead or 'none'}"]
     if any(w.dead for w in status.writers):
@@ -182,7 +196,8 @@ async def _status(settings: Settings) -> str:
     finally:
         await store.close()
     configured = [account.name for account in settings.account_list()]
-    return render(status, in_flight, [*instances, *render_leases(configured, holders)])
+    leases = [*instances, *render_leases(configured, holders)]
+    return render(status, in_flight, leases, settings.store)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,8 +9,8 @@ A runner logs in to RingCentral with the account's credentials, loads its
 extension directory, restores the tracker's snapshot and the WebSocket recovery
 point, then runs the subscription feeding the pipeline, the group committer,
 one dispatcher per writer, the reconciler for gaps (and, once subscribed, for
-the time since the checkpoint), expiry, snapshots, and token and directory
-refresh. Every store write of the account carries the lease as ``fence``, so a
+the time since the checkpoint), expiry, snapshots, the outbox retention, and token and
+directory refresh. Every store write of the account carries the lease as ``fence``, so a
 deposed runner's writes are refused (:class:`LeaseLostError`), which stops it.
 """
 
@@ -33,6 +33,7 @@ from sscl_daemon.config import AccountSettings, Settings, WriterSettings
 from sscl_daemon.crm.registry import build_writer
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
 from sscl_daemon.daemon.pipeline import Committer, Pipeline
+from sscl_daemon.daemon.retention import prune_loop
 from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
 from sscl_daemon.dispatch import Dispatcher, SentHook
 from sscl_daemon.logging import get_logger
@@ -262,6 +263,10 @@ class AccountRunner:
         self._supervise("expiry", lambda: self._expire_loop(pipeline))
         self._supervise("suspects", lambda: self._suspect_loop(pipeline), fatal=(AuthError,))
         self._supervise("snapshots", lambda: self._snapshot_loop(pipeline))
+        # The store settings are read each round, so that a reload applies to the retention.
+        self._supervise(
+            "retention", lambda: prune_loop(store, self.lease, lambda: self.settings.store)
+        )
 
     async def shutdown(self) -> None:
         """Graceful stop while the lease is still held: commit, snapshot, drain the writers."""

@@ -5,7 +5,9 @@ after an outage longer than the checkpoint can cover. The period is read in chun
 progress display can follow it) through the same `Reconciler` as the live gaps, with
 `source=backfill`; the outbox's unique key keeps calls already logged from being logged again.
 Parsing and checking of the period are pure and raise `PeriodError` with a message that
-names the option and the fix.
+names the option and the fix. A period older than the outbox's retention
+(`store.sent_retention_days`, see `daemon/retention.py`) is refused unless confirmed: the
+dedupe rows of calls logged then may be gone.
 """
 
 from __future__ import annotations
@@ -75,6 +77,30 @@ def parse_period(from_text: str, to_text: str, now: datetime) -> Period:
     if start >= now:
         raise PeriodError(f"--from {from_text!r} is in the future; nothing to backfill")
     return Period(start, min(end, now))
+
+
+PAST_RETENTION_OPTION = "--past-retention"
+
+
+def check_retention(period: Period, retention_days: int, now: datetime) -> str | None:
+    """Whether ``period`` starts before the outbox's retention (``store.sent_retention_days``).
+
+    The sent rows of calls logged then may have been deleted, so such calls would be logged
+    again. None when the period is inside the retention (or it is 0, forever); else the
+    message to refuse with (or, with :data:`PAST_RETENTION_OPTION`, to warn with).
+    """
+    if retention_days <= 0:
+        return None
+    kept_since = now - timedelta(days=retention_days)
+    if period.start >= kept_since:
+        return None
+    return (
+        f"--from {period.start:%Y-%m-%d %H:%M} UTC is older than store.sent_retention_days "
+        f"({retention_days} days: sent calls are remembered since {kept_since:%Y-%m-%d %H:%M} "
+        "UTC); calls of that time that were already logged may be logged again. Start at "
+        f"{kept_since:%Y-%m-%d} or later, or add {PAST_RETENTION_OPTION} if those calls "
+        "were never logged (a first backfill)"
+    )
 
 
 @dataclass
