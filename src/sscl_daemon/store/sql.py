@@ -150,21 +150,22 @@ ORDER BY account
 OUTBOX_COLUMNS = """id, account, call_key, writer, status, attempts, uncertain, next_attempt_at,
 claimed_by, crm_record_id, outcome, last_error, created_at, sent_at"""
 
-# Retention: up to $3 sent rows of account $1 settled more than $2 days ago, oldest first
-# (index outbox_sent_by_time). Never a row at most a day older than the account's
-# checkpoint: after an outage longer than the retention, the start-up reconciliation
-# reads the call log from the checkpoint on and needs those keys (LEAST ignores the
-# NULL of an account without checkpoint).
+# Retention: sent rows of account $1 settled before this moment may go: $2 days ago, but
+# never within a day of the account's checkpoint (after an outage longer than the
+# retention, the start-up reconciliation reads the call log from the checkpoint on and
+# needs those keys; LEAST ignores the NULL of an account without checkpoint). Computed
+# once per run, so that the DELETE compares with a constant and walks the index.
+PRUNE_CUTOFF = """
+SELECT LEAST(now() - make_interval(days => $2),
+             (SELECT last_event_time FROM checkpoints WHERE account = $1) - interval '1 day')
+"""
+
+# Up to $3 of them, oldest first (index outbox_sent_by_time), each found by its id.
 PRUNE_SENT = """
-WITH old AS (
+DELETE FROM outbox WHERE id = ANY(ARRAY(
     SELECT id FROM outbox
-    WHERE account = $1 AND status = 'sent'
-      AND sent_at < LEAST(
-          now() - make_interval(days => $2),
-          (SELECT last_event_time FROM checkpoints WHERE account = $1) - interval '1 day')
+    WHERE account = $1 AND status = 'sent' AND sent_at < $2
     ORDER BY sent_at
     LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM outbox AS o USING old WHERE o.id = old.id
+    FOR UPDATE SKIP LOCKED))
 """

@@ -4,7 +4,8 @@ The daemon commits completed calls together with the checkpoint that
 produced them (:meth:`Store.commit_batch`, one transaction); the dispatcher
 claims due outbox rows (:meth:`Store.claim_due`, ``FOR UPDATE SKIP LOCKED``
 with a claim lease) and records how each attempt ended; the CLI and the
-admin endpoint read :meth:`Store.status`. State changes of an outbox row are
+admin endpoint read :meth:`Store.status`; the daemon's retention deletes old
+sent rows (:meth:`Store.prune_sent`, ``daemon/retention.py``). State changes of an outbox row are
 guarded in SQL: only the claimer that holds a row in flight can settle it.
 Account leases (:mod:`.leases`) decide which instance processes an account;
 the writes that take a ``fence`` refuse to run for a deposed holder. The
@@ -623,18 +624,15 @@ class Store:
         """
         if older_than_days < 1 or batch_size < 1:
             raise ValueError(f"cannot prune {older_than_days} days in batches of {batch_size}")
+        action = f"pruning sent calls of account {account!r}"
+        async with _failures(action), self._pool.acquire() as conn:
+            cutoff = await conn.fetchval(sql.PRUNE_CUTOFF, account, older_than_days)
         rows = batches = 0
         while True:
-            async with (
-                _failures(f"pruning sent calls of account {account!r}"),
-                self._pool.acquire() as conn,
-                conn.transaction(),
-            ):
+            async with _failures(action), self._pool.acquire() as conn, conn.transaction():
                 if fence is not None:
                     await check_fence(conn, fence, account)
-                deleted = _count(
-                    await conn.execute(sql.PRUNE_SENT, account, older_than_days, batch_size)
-                )
+                deleted = _count(await conn.execute(sql.PRUNE_SENT, account, cutoff, batch_size))
             rows, batches = rows + deleted, batches + 1
             if deleted < batch_size:
                 return Pruned(rows, batches)
