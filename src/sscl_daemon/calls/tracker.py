@@ -29,7 +29,11 @@ of order):
 * a session without events for ``session_timeout_s`` is completed by
   :meth:`expire` with result ``incomplete`` for the legs whose end was never
   seen; it never stays in memory;
-* events of a session completed recently are counted as ``late`` and dropped.
+* events of a session completed recently are counted as ``late`` and dropped;
+* :meth:`discard` forgets a session without deriving anything from it (the daemon
+  logged it from the RingCentral call log instead): it is remembered exactly as a
+  completed one, so its late events are dropped too and cannot start a new session
+  that a later expiry would log a second time.
 
 With a :class:`~sscl_daemon.calls.policy.Policy`, :meth:`apply` and
 :meth:`expire` return only the calls the policy logs; the skipped ones and
@@ -145,6 +149,7 @@ class TrackerCounters:
     sessions_started: int
     sessions_completed: int
     sessions_expired: int
+    sessions_discarded: int
     calls: int
     skipped: int
     in_flight: int
@@ -168,6 +173,7 @@ _COUNTERS = (
     "sessions_started",
     "sessions_completed",
     "sessions_expired",
+    "sessions_discarded",
     "calls",
     "skipped",
 )
@@ -258,6 +264,17 @@ class Tracker:
 
     def __contains__(self, telephony_session_id: object) -> bool:
         return telephony_session_id in self._sessions
+
+    def sessions(self) -> list[str]:
+        """The ids of the sessions in flight, least recently active first (a copy)."""
+        return list(self._sessions)
+
+    def first_event_time(self, telephony_session_id: str) -> datetime | None:
+        """When the earliest event seen of a session in flight happened (None if not followed)."""
+        session = self._sessions.get(telephony_session_id)
+        if session is None:
+            return None
+        return datetime.fromtimestamp(session.first_ms / 1000, UTC)
 
     def take_skipped(self) -> list[tuple[CompletedCall, Decision]]:
         """Calls the policy skipped since the last call, with the policy's decision."""
@@ -512,6 +529,26 @@ class Tracker:
         self._count["calls"] += len(logged)
         self._count["skipped"] += len(calls) - len(logged)
         return logged
+
+    def discard(self, telephony_session_id: str) -> bool:
+        """Forget a session without deriving calls from it; return whether it was followed.
+
+        For a session settled elsewhere (the daemon logged it from the call log): no
+        later event, :meth:`expire` or :meth:`flush` derives anything from it. The id
+        joins the completed ones (also when it was not followed: events of it may still
+        be on their way), so its late events are counted as ``late`` and dropped for as
+        long as a completed session's would be (``finished_window`` sessions, kept in
+        the snapshot: a restart does not bring it back either). Its entry in the
+        completion heap, if any, is skipped when due (the session is gone).
+        """
+        session = self._sessions.pop(telephony_session_id, None)
+        if telephony_session_id not in self._finished:
+            # Once only: a key in both generations would be written twice to the snapshot.
+            self._finished.add(telephony_session_id)
+        if session is None:
+            return False
+        self._count["sessions_discarded"] += 1
+        return True
 
     # ---- persistence ----
 
