@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import msgspec
 
 from sscl_daemon import metrics
 from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.events import decode_tracked
+from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
 from sscl_daemon.daemon.pipeline import Pipeline, snapshot_session_count
+from sscl_daemon.ringcentral.calllog import calls_from_records
+from sscl_daemon.ringcentral.records import CallLogRecord
 from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.scenarios import CallFactory, CallKind, SimCall
 from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind
@@ -141,3 +147,94 @@ async def test_a_call_log_read_settles_only_the_suspects_that_ended() -> None:
     assert pipeline.settle_finished({ended_id, going_id, "s-unknown"}) == {ended_id}
     assert pipeline.suspects() == [going_id]
     await _drain(committer)
+
+
+def _call_log_calls(org: Organisation, call: SimCall) -> list[CompletedCall]:
+    """What the call log says of ``call`` (the version a settled suspect is logged from)."""
+    records = msgspec.convert(list(call.call_log_records), list[CallLogRecord])
+    made, errors = calls_from_records(
+        records, org.account_id, Directory.from_api(org.extension_records())
+    )
+    assert errors == []
+    return made
+
+
+async def test_a_suspect_settled_from_the_call_log_while_followed_is_logged_once() -> None:
+    org = Organisation.build(9)
+    call = CallFactory(org, 9).make(START, CallKind.IVR_QUEUE_ANSWERED)
+    (tsid,) = call.telephony_session_ids
+    pipeline, committer, sink = _pipeline(org)
+    seen, lost = 4, len(call.events) - 4  # the caller is still in the IVR when events stop
+    for event in call.events[:seen]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    # What the tracker alone would log on expiry: not the call log's keys.
+    alone, _, _ = _pipeline(org)
+    for event in call.events[:seen]:
+        await alone.apply(decode_tracked(json.dumps(event.body).encode()))
+    own_keys = {c.key for c in alone.tracker.flush()}
+    logged = _call_log_calls(org, call)
+    assert own_keys
+    assert own_keys.isdisjoint({c.key for c in logged})
+    # A gap: the session is suspect; it goes silent, the call log says it ended.
+    pipeline.mark_suspects(pipeline.in_flight_sessions())
+    finished, quiet = pipeline.due_suspects(datetime(2100, 1, 1, tzinfo=UTC), silent=60)
+    assert (finished, quiet) == ([], [tsid])
+    await pipeline.add_reconciled(logged)
+    pipeline.settle_suspects([tsid])
+    assert pipeline.suspects() == []
+    assert tsid not in pipeline.tracker
+    assert pipeline.in_flight_sessions() == []
+    # Neither the tracker's timeout nor the lost events arriving late log it again.
+    assert await pipeline.expire(datetime(2100, 1, 1, tzinfo=UTC)) == 0
+    late_before = pipeline.tracker.counters().late
+    await _play(pipeline, call, skip=seen)
+    assert pipeline.tracker.counters().late == late_before + lost
+    assert tsid not in pipeline.tracker
+    assert await pipeline.expire(datetime(2101, 1, 1, tzinfo=UTC)) == 0
+    await _drain(committer)
+    committed = [c.key for b in sink.batches for c in b.calls]
+    assert sorted(committed) == sorted(c.key for c in logged)
+    assert sorted(committed) == sorted(log.key for log in call.expected)
+    checkpoint = pipeline.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.last_event_time == datetime.fromisoformat(
+        str(call.events[-1].body["eventTime"])
+    ), "the settled session no longer holds the checkpoint back"
+
+
+async def test_giving_up_on_a_followed_suspect_logs_it_when_the_tracker_ends_it() -> None:
+    org = Organisation.build(10)
+    call = CallFactory(org, 10).make(START, CallKind.INBOUND_ANSWERED)
+    (tsid,) = call.telephony_session_ids
+    pipeline, committer, sink = _pipeline(org)
+    for event in call.events[:3]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    pipeline.mark_suspects([tsid])
+    await pipeline.give_up_suspect(tsid)  # no call-log record: the live view decides
+    assert pipeline.suspects() == []
+    assert tsid in pipeline.tracker
+    await _play(pipeline, call, skip=3)
+    await _drain(committer)
+    assert sink.keys == {log.key for log in call.expected}
+
+
+async def test_restore_follows_the_snapshot_sessions_from_their_first_event() -> None:
+    org = Organisation.build(11)
+    factory = CallFactory(org, 11)
+    early = factory.make(START, CallKind.OUTBOUND_ANSWERED)
+    late = factory.make(START + timedelta(minutes=5), CallKind.INBOUND_ANSWERED)
+    pipeline, committer, _ = _pipeline(org)
+    for event in (*late.events[:2], *early.events[:2]):
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    await _drain(committer)
+    restarted, _, _ = _pipeline(org)
+    assert restarted.restore(pipeline.tracker.snapshot(), None) == 2
+    assert restarted.in_flight_sessions() == [
+        early.telephony_session_ids[0],
+        late.telephony_session_ids[0],
+    ]
+    checkpoint = restarted.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.last_event_time == datetime.fromisoformat(
+        str(early.events[0].body["eventTime"])
+    )

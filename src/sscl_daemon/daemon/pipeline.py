@@ -78,14 +78,13 @@ def make_committer(
 
 
 class _SnapshotSessions(msgspec.Struct):
-    """The part of the tracker's snapshot that says which sessions it holds."""
+    """The part of a saved tracker snapshot that says which sessions it holds.
+
+    Only for ``sscl-daemon status``, which reads the store without building a tracker; a
+    running pipeline asks its tracker (:meth:`Tracker.sessions`).
+    """
 
     sessions: tuple[SessionSnapshot, ...] = ()
-
-
-def _snapshot_sessions(snapshot: bytes) -> list[tuple[str, int]]:
-    decoded = msgspec.msgpack.decode(snapshot, type=_SnapshotSessions)
-    return [(s.tsid, s.first_ms) for s in decoded.sessions]
 
 
 def _events_received(status: str) -> CounterChild:
@@ -102,7 +101,7 @@ def snapshot_session_count(snapshot: bytes | None) -> int | None:
     if snapshot is None:
         return None
     try:
-        return len(_snapshot_sessions(snapshot))
+        return len(msgspec.msgpack.decode(snapshot, type=_SnapshotSessions).sessions)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
 
@@ -175,16 +174,30 @@ class Pipeline:
         return settled
 
     def settle_suspects(self, sessions: Iterable[str]) -> None:
-        """Forget suspects whose call-log records were queued for commit."""
+        """Forget suspects whose call-log records were queued for commit.
+
+        The call log's version is the one logged, so the tracker drops its own (held
+        back, or still in flight because the end was lost): a later expiry or late
+        events would otherwise log the call again, maybe under other keys (``<id>:-``
+        for an incomplete leg, or another set of parties).
+        """
         for tsid in sessions:
-            self._suspects.pop(tsid, None)
-            self._suspect_last.pop(tsid, None)
+            self._forget_suspect(tsid)
             self._held.pop(tsid, None)
+            if self.tracker.discard(tsid):
+                self._min_seq.pop(tsid, None)
+
+    def _forget_suspect(self, tsid: str) -> None:
+        self._suspects.pop(tsid, None)
+        self._suspect_last.pop(tsid, None)
 
     async def give_up_suspect(self, tsid: str) -> None:
-        """No call-log record came: log what the tracker made of the session after all."""
+        """No call-log record came: log what the tracker made of the session after all.
+
+        One the tracker still follows stays there: its calls are logged when it ends.
+        """
         held = self._held.pop(tsid, [])
-        self.settle_suspects([tsid])
+        self._forget_suspect(tsid)
         await self._committer.add(held, self.checkpoint())
 
     def _hold_back(self, calls: list[CompletedCall]) -> list[CompletedCall]:
@@ -253,8 +266,11 @@ class Pipeline:
         if snapshot is None:
             return 0
         self.tracker.restore(snapshot)
-        for tsid, first_ms in _snapshot_sessions(snapshot):
-            self._first_seen[tsid] = datetime.fromtimestamp(first_ms / 1000, UTC)
+        tracker = self.tracker
+        for tsid in tracker.sessions():
+            first = tracker.first_event_time(tsid)
+            if first is not None:
+                self._first_seen[tsid] = first
         # Oldest first, so checkpoint() finds the low-water mark at the front.
         self._first_seen = OrderedDict(sorted(self._first_seen.items(), key=lambda kv: kv[1]))
         return len(self.tracker)
