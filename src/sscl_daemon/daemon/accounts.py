@@ -517,7 +517,9 @@ class AccountRunner:
 
         The tracker finishes such a session from what it saw (maybe missing a user who
         left before the gap); the call log has all of it. Keys are the same, so what the
-        tracker already logged is not logged again.
+        tracker already logged is not logged again. One whose end was lost (still followed,
+        but gone from the platform) is logged from the call log and dropped from the
+        tracker, whose timeout would otherwise log it again under its own keys.
         """
         delay = self.account.ringcentral.call_log_delay
         interval = max(delay, SUSPECT_INTERVAL)
@@ -536,6 +538,7 @@ class AccountRunner:
                 )
                 await pipeline.add_reconciled(list(resolution.batch.calls))
                 pipeline.settle_suspects(resolution.ended)
+                self._forget_rounds(resolution.ended)
                 await self._count_rounds(pipeline, resolution.unresolved)
 
     async def _settle_finished(
@@ -551,6 +554,7 @@ class AccountRunner:
         calls = [c for c in batch.calls if c.telephony_session_id in wanted]
         await pipeline.add_reconciled(calls)
         settled = pipeline.settle_finished(wanted & batch.sessions())
+        self._forget_rounds(settled)
         log.info(
             "sessions that may have lost events settled from the call log",
             account=self.name,
@@ -559,6 +563,11 @@ class AccountRunner:
             waiting=len(wanted - settled),
         )
         await self._count_rounds(pipeline, wanted - settled)
+
+    def _forget_rounds(self, settled: Iterable[str]) -> None:
+        # A session settled after some empty reads must not keep its count for ever.
+        for tsid in settled:
+            self._suspect_rounds.pop(tsid, None)
 
     async def _count_rounds(self, pipeline: Pipeline, unresolved: Iterable[str]) -> None:
         rounds = self._suspect_rounds
