@@ -73,16 +73,21 @@ class GroupCommitter(Generic[C, D]):
         """Queue one event's results; waits while a full batch is already waiting."""
         while not self._space.is_set():
             await self._space.wait()
+        # Called for every event: plain attribute tests, no method calls on the common path.
         pending = self._pending
-        was_empty = not pending
-        had_items = self._has_items()
-        pending.calls.extend(calls)
-        pending.dead_letters.extend(dead_letters)
+        had_items = bool(pending.calls or pending.dead_letters)
+        was_empty = not had_items and pending.checkpoint is None
+        if calls:
+            pending.calls.extend(calls)
+        if dead_letters:
+            pending.dead_letters.extend(dead_letters)
         if checkpoint is not None:
             pending.checkpoint = checkpoint
-        if not pending:
+        has_items = bool(pending.calls or pending.dead_letters)
+        if not has_items and pending.checkpoint is None:
             return
-        self._idle.clear()
+        if self._idle.is_set():
+            self._idle.clear()
         if self._pending_since is None:
             self._pending_since = asyncio.get_running_loop().time()
         full = len(pending.calls) >= self.max_batch
@@ -91,7 +96,7 @@ class GroupCommitter(Generic[C, D]):
         # The committer only needs waking when its deadline moves: a first item (or a first
         # call after checkpoints only) or a full batch. Waking it per event would cost every
         # event a trip through the committer's loop.
-        if was_empty or full or (not had_items and self._has_items()):
+        if was_empty or full or (has_items and not had_items):
             self._wake.set()
 
     def _deadline(self) -> float:

@@ -87,6 +87,10 @@ class _SnapshotSessions(msgspec.Struct):
     sessions: tuple[SessionSnapshot, ...] = ()
 
 
+# Raw status codes whose counter apply() remembers; beyond that, odd codes are looked up.
+_MAX_CACHED_CODES = 64
+
+
 def _events_received(status: str) -> CounterChild:
     # The labelled child, looked up once per status rather than once per event.
     return counter_child(metrics.EVENTS_RECEIVED, status=status)
@@ -132,6 +136,8 @@ class Pipeline:
         # Gaps not yet closed from the call log -> where they start (the checkpoint waits).
         self._holds: dict[int, datetime] = {}
         self._next_hold = 0
+        # Raw party status code -> its events-received counter (see apply).
+        self._received_by_code: dict[str | None, CounterChild] = {}
 
     def mark_suspects(self, sessions: Iterable[str]) -> None:
         fallback = self._newest or datetime.now(UTC)
@@ -296,13 +302,20 @@ class Pipeline:
 
     async def apply(self, event: Notification | TrackedNotification) -> None:
         body = event.body
-        status = "none"
+        code: str | None = None
         for party in body.parties:
             if party.status is not None and party.status.code:
-                # The enum value, so that odd codes cannot grow the label set without bound.
-                status = parse_status(party.status.code).value
+                code = party.status.code
                 break
-        _events_received(status).inc()
+        counter = self._received_by_code.get(code)
+        if counter is None:
+            # The enum value, so that odd codes cannot grow the label set without bound;
+            # the raw codes seen are few (a dozen), so the lookup is cached per raw code.
+            status = "none" if code is None else parse_status(code).value
+            counter = _events_received(status)
+            if len(self._received_by_code) < _MAX_CACHED_CODES:
+                self._received_by_code[code] = counter
+        counter.inc()
         tsid = body.telephony_session_id
         lowest = self._min_seq.get(tsid)
         if lowest is None or body.sequence < lowest:

@@ -200,7 +200,10 @@ class Subscription:
         self._now = now
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._point = recovery
+        self._point_value = recovery
+        # The newest frame's connection and arrival: its recovery point is built only when
+        # asked for (a save, a reconnect), not for every notification.
+        self._latest: tuple[GatewayConnection, datetime] | None = None
         # A restart (or a first start after a known checkpoint) may have missed events.
         self._gap_start: datetime | None = recovery.last_seen if recovery else None
         self._subscription_id: str | None = None
@@ -215,6 +218,18 @@ class Subscription:
     @property
     def recovery_point(self) -> RecoveryPoint | None:
         return self._point
+
+    @property
+    def _point(self) -> RecoveryPoint | None:
+        latest, self._latest = self._latest, None
+        if latest is not None:
+            self._point_value = self._point_from(*latest)
+        return self._point_value
+
+    @_point.setter
+    def _point(self, value: RecoveryPoint | None) -> None:
+        self._latest = None
+        self._point_value = value
 
     async def stream(self, queue_size: int = 10_000) -> AsyncIterator[Item]:
         """The items as an async iterator (runs `run` in a task; stops it when closed)."""
@@ -358,7 +373,7 @@ class Subscription:
                 # One clock read per frame serves its recovery point, its items and the save.
                 received = self._now()
                 if conn.wsc is not None:
-                    self._point = self._point_from(conn, received)
+                    self._latest = (conn, received)
                 for action in conn.receive(data):
                     outcome = await self._act(ws, conn, action, sink, received)
                     if outcome is not None:

@@ -33,6 +33,9 @@ from sscl_daemon.simulator.wsframes import ENCODER
 # How far ahead of the clock the traffic generator materialises calls.
 _TRAFFIC_STEP_S = 1.0
 
+# Notifications published per pass of the engine before the socket writers get a turn.
+_MAX_BATCH = 256
+
 
 @dataclass
 class LiveSession:
@@ -247,7 +250,7 @@ class Engine:
                 continue
             now = self.clock()
             batch: list[Notification] = []
-            while heap and heap[0][0] <= now:
+            while heap and heap[0][0] <= now and len(batch) < _MAX_BATCH:
                 item = heapq.heappop(heap)[3]
                 if isinstance(item, _Play):
                     body = item.event.body
@@ -262,7 +265,9 @@ class Engine:
                 self.gateway.publish(batch)
             self._played.set()
             self._played = asyncio.Event()
-            # let the socket writers run between batches
+            # Let the socket writers run between batches: a burst of calls all due at once
+            # then streams out as it is produced, as RingCentral's would, instead of being
+            # encoded whole before the first frame leaves.
             await asyncio.sleep(0)
 
     async def _generate(self, traffic: Traffic) -> None:
