@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 from tests.calls import scenarios
-from tests.calls.builder import CUSTOMER, DIRECTORY, frames
+from tests.calls.builder import CUSTOMER, DIRECTORY, MAIN_NUMBER, Session, ext, frames, pstn
 
 from sscl_daemon.calls.blocklist import (
     Blocklist,
@@ -17,7 +19,7 @@ from sscl_daemon.calls.blocklist import (
 from sscl_daemon.calls.directory import Directory, DirectoryError
 from sscl_daemon.calls.events import decode_event
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, ExtensionType
-from sscl_daemon.calls.policy import Policy, PolicyOptions, SkipReason
+from sscl_daemon.calls.policy import Decision, Policy, PolicyOptions, SkipReason
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 
 
@@ -156,7 +158,9 @@ def test_explain_says_why_a_call_is_or_is_not_logged() -> None:
         assert "skipped" in str(decision)
     policy.replace_options(PolicyOptions(), blocklist=parse_blocklist(["3000"]))
     queued = msgspec.structs.replace(call, participants=("2000", "3000", "101"))
-    assert policy.explain(queued).reason is SkipReason.BLOCKLISTED_EXTENSION
+    assert policy.explain(queued).logged
+    policy.replace_options(blocklist=parse_blocklist(["3000"], log_other_parties=False))
+    assert policy.explain(queued).reason is SkipReason.BLOCKLISTED_PARTICIPANT
     assert policy.explain(call).logged
 
     policy.replace_options(PolicyOptions())
@@ -192,3 +196,85 @@ def test_owner_attribution_needs_an_owner_extension() -> None:
 
     with pytest.raises(ValueError, match="missed_owner_extension"):
         PolicyOptions(missed_attribution=MissedAttribution.OWNER)
+
+
+def _run(policy: Policy, *sessions: Session) -> tuple[list[CompletedCall], list[Decision]]:
+    tracker = Tracker(DIRECTORY, TrackerOptions(completion_grace_s=0), policy)
+    logged = [c for raw in frames(*sessions) for c in tracker.apply(decode_event(raw))]
+    logged += tracker.flush()
+    return logged, [decision for _, decision in tracker.take_skipped()]
+
+
+def _unanswered_queue_call() -> Session:
+    """The Sales Queue rings Alice (101) and Bob (102); the caller gives up after 30 s."""
+    s = Session("s-a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d600b1")
+    s.party("1", direction="Outbound", from_=pstn(CUSTOMER), to=pstn(MAIN_NUMBER))
+    s.party("2", direction="Inbound", extension_id="3000", from_=pstn(CUSTOMER),
+            to=ext("3000", MAIN_NUMBER, "Sales Queue"))  # fmt: skip
+    for pid, ext_id in (("3", "1001"), ("4", "1002")):
+        s.party(pid, direction="Inbound", extension_id=ext_id, queueCall=True,
+                from_=pstn(CUSTOMER), to=ext("3000", MAIN_NUMBER, "Sales Queue"))  # fmt: skip
+    s.ev("1", "Setup", 0.0)
+    s.ev("2", "Setup", 0.2)
+    s.ev("3", "Proceeding", 1.0)
+    s.ev("4", "Proceeding", 1.0)
+    s.ev("1", "Disconnected", 30.0)
+    s.ev("3", "Disconnected", 30.1)
+    s.ev("4", "Disconnected", 30.1)
+    s.ev("2", "Disconnected", 30.2)
+    return s
+
+
+def test_a_blocked_extension_loses_its_own_logs_only() -> None:
+    """Alice (101) is blocked: Bob's logs of calls she touched are still written (issue 18, 9)."""
+    policy = Policy(PolicyOptions(blocklist=parse_blocklist(["101"])), DIRECTORY)
+
+    logged, skipped = _run(policy, scenarios.blind_transfer())
+    assert [(c.extension_number, c.result) for c in logged] == [("102", CallResult.ANSWERED)]
+    assert [(d.key.split(":")[1], d.reason) for d in skipped] == [
+        ("1001", SkipReason.BLOCKLISTED_EXTENSION)
+    ]
+    assert "its own calls are never logged" in skipped[0].detail
+
+    logged, skipped = _run(policy, _unanswered_queue_call())
+    assert [(c.extension_number, c.result) for c in logged] == [("102", CallResult.MISSED)]
+    assert [d.reason for d in skipped] == [SkipReason.BLOCKLISTED_EXTENSION]
+
+
+def test_log_other_parties_off_skips_every_leg_of_a_blocked_extensions_call() -> None:
+    blocklist = parse_blocklist(["101"], log_other_parties=False)
+    policy = Policy(PolicyOptions(blocklist=blocklist), DIRECTORY)
+    for session in (scenarios.blind_transfer(), _unanswered_queue_call()):
+        logged, skipped = _run(policy, session)
+        assert logged == []
+        assert sorted(d.reason for d in skipped) == [
+            SkipReason.BLOCKLISTED_EXTENSION,
+            SkipReason.BLOCKLISTED_PARTICIPANT,
+        ]
+        other = next(d for d in skipped if d.reason is SkipReason.BLOCKLISTED_PARTICIPANT)
+        assert "log_other_parties is false" in other.detail
+
+
+def test_an_internal_call_with_a_blocked_extension_logs_the_other_user() -> None:
+    policy = Policy(PolicyOptions(log_internal=True, blocklist=parse_blocklist(["102"])), DIRECTORY)
+    logged, skipped = _run(policy, scenarios.internal())
+    assert [c.extension_number for c in logged] == ["101"]
+    assert [d.reason for d in skipped] == [SkipReason.BLOCKLISTED_EXTENSION]
+
+
+def test_blocklist_check_explains_own_calls_and_the_other_parties(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sscl_daemon.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text('[blocklist]\nentries = ["101"]\n')
+    assert main(["blocklist", "check", "101", "--config", str(config)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("NOT LOGGED: calls of extension 101 would be skipped")
+    assert out[1].startswith("OTHERS LOGGED: the other people in a call with extension 101")
+    assert main(["blocklist", "check", "102", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("LOGGED: calls of extension 102")
+    args = ["blocklist", "check", CUSTOMER, "--extension", "101", "--config", str(config)]
+    assert main(args) == 1
+    assert "its own calls are never logged" in capsys.readouterr().out

@@ -19,6 +19,10 @@ Entry rules:
   valid national phone number there.
 * a national phone number (``(510) 555-1234``, ``5105551234``) — only when a
   default region is configured; it is stored in E.164.
+
+A blocked extension's own call legs are never logged. ``log_other_parties``
+(``[blocklist] log_other_parties``, default true) says whether the other
+people in a call it took part in still get theirs (policy.py applies it).
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Blocklist:
     numbers: frozenset[str] = frozenset()
     prefixes: tuple[str, ...] = ()
     extensions: frozenset[str] = frozenset()
+    # Whether the other users in a call with a blocked extension get their logs.
+    log_other_parties: bool = True
 
     def __len__(self) -> int:
         return len(self.numbers) + len(self.prefixes) + len(self.extensions)
@@ -97,7 +103,12 @@ def _phone(entry: str, compact: str, region: str | None) -> str:
     return e164
 
 
-def parse_blocklist(entries: Sequence[str] | str, default_region: str | None = None) -> Blocklist:
+def parse_blocklist(
+    entries: Sequence[str] | str,
+    default_region: str | None = None,
+    *,
+    log_other_parties: bool = True,
+) -> Blocklist:
     """Parse entries (a list, or one comma-separated string); raise on the first bad one."""
     numbers: set[str] = set()
     prefixes: list[str] = []
@@ -126,7 +137,9 @@ def parse_blocklist(entries: Sequence[str] | str, default_region: str | None = N
                 extensions.add(compact)
             continue
         numbers.add(_phone(entry, compact, default_region))
-    return Blocklist(frozenset(numbers), tuple(sorted(prefixes)), frozenset(extensions))
+    return Blocklist(
+        frozenset(numbers), tuple(sorted(prefixes)), frozenset(extensions), log_other_parties
+    )
 
 
 class ScopeMode(enum.StrEnum):

@@ -14,6 +14,12 @@ user leg is logged; a call nobody answered gives ``missed`` logs (to the
 users it rang, or to one owner extension); calls dropped in the IVR before
 reaching anyone are logged as ``abandoned`` (the modelled product cannot);
 extension-to-extension calls are not logged.
+
+A blocklisted extension is about that person's own call logs: its own legs
+are never logged, while the other people in the same call (the user a
+blocked extension blind-transferred to, the other agents a queue call rang)
+still get theirs unless ``[blocklist] log_other_parties = false``, which
+skips every leg of a call the blocked extension took part in.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class SkipReason(enum.StrEnum):
     NOT_A_USER = "not_a_user"
     BLOCKLISTED_NUMBER = "blocklisted_number"
     BLOCKLISTED_EXTENSION = "blocklisted_extension"
+    # Another leg of a call a blocked extension took part in (log_other_parties off).
+    BLOCKLISTED_PARTICIPANT = "blocklisted_participant"
     OUT_OF_SCOPE = "out_of_scope"
     INTERNAL_CALL = "internal_call"
     ABANDONED_DISABLED = "abandoned_disabled"
@@ -127,9 +135,19 @@ class Policy:
         elif blocking and blocklist.matches_number(call.external_number):
             reason = SkipReason.BLOCKLISTED_NUMBER
             detail = f"external number {call.external_number} matches the blocklist"
-        elif blocking and (blocked := self._blocked_extension(call)) is not None:
+        elif blocking and blocklist.matches_extension(call.extension_number):
             reason = SkipReason.BLOCKLISTED_EXTENSION
-            detail = f"extension {blocked} takes part in the call and is on the blocklist"
+            detail = f"extension {who} is on the blocklist; its own calls are never logged"
+        elif (
+            blocking
+            and not blocklist.log_other_parties
+            and (blocked := self._blocked_participant(call)) is not None
+        ):
+            reason = SkipReason.BLOCKLISTED_PARTICIPANT
+            detail = (
+                f"extension {blocked} takes part in the call and is on the blocklist; "
+                "blocklist.log_other_parties is false"
+            )
         elif not opts.scope.allows(call.extension_number, ext.department if ext else None):
             reason = SkipReason.OUT_OF_SCOPE
             department = (ext.department if ext else None) or "unknown"
@@ -147,9 +165,9 @@ class Policy:
             return None
         return Decision(call.key, False, reason, detail)
 
-    def _blocked_extension(self, call: CompletedCall) -> str | None:
+    def _blocked_participant(self, call: CompletedCall) -> str | None:
         blocklist = self._options.blocklist
-        for number in (call.extension_number, call.internal_number, *call.participants):
+        for number in (call.internal_number, *call.participants):
             if blocklist.matches_extension(number):
                 return number
         return None

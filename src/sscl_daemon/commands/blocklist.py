@@ -2,8 +2,11 @@
 
 Answers "would a call with this number be logged, and why?" with the same
 policy the daemon applies (blocklist, scope, and the call rules), for an
-inbound answered call from NUMBER to the given extension. Without a config
-file the defaults apply (an empty blocklist).
+inbound answered call from NUMBER to the given extension. When NUMBER is an
+extension number, it answers for that user's own calls and then says
+whether the other people in a call with that extension are logged
+(``[blocklist] log_other_parties``). Without a config file the defaults
+apply (an empty blocklist).
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--config", "-c", metavar="FILE", help="the daemon's configuration")
 
 
-def probe_call(number: str, extension: str | None, region: str | None) -> CompletedCall:
-    """An inbound answered call from ``number`` to ``extension``, as the policy sees calls."""
-    external = to_e164(number, region)
-    internal = number if looks_like_extension(number) else None
+def probe_call(
+    external: str | None, extension: str | None, participants: tuple[str, ...] = ()
+) -> CompletedCall:
+    """An inbound answered call from ``external`` to ``extension``, as the policy sees calls."""
     now = datetime.now(UTC)
     return CompletedCall(
         key=idempotency_key("blocklist-check", extension),
@@ -42,10 +45,10 @@ def probe_call(number: str, extension: str | None, region: str | None) -> Comple
         extension_number=extension,
         user_name=None,
         user_email=None,
-        direction=Direction.INTERNAL if internal else Direction.INBOUND,
-        external_number=None if internal else external,
+        direction=Direction.INBOUND,
+        external_number=external,
         external_name=None,
-        internal_number=internal,
+        internal_number=None,
         result=CallResult.ANSWERED,
         start_time=now,
         answer_time=now,
@@ -55,6 +58,7 @@ def probe_call(number: str, extension: str | None, region: str | None) -> Comple
         talk_ms=0,
         hold_ms=0,
         total_ms=0,
+        participants=participants,
     )
 
 
@@ -69,17 +73,42 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings()
     from sscl_daemon.daemon.app import policy_options
 
+    policy = Policy(policy_options(settings))
+    if looks_like_extension(args.number):
+        return _check_extension(policy, args.number)
     region = settings.calls.default_region
-    if not looks_like_extension(args.number) and to_e164(args.number, region) is None:
+    external = to_e164(args.number, region)
+    if external is None:
         hint = "" if region else " (national numbers need calls.default_region in the config)"
         print(f"{args.number!r} is not a phone number we can read{hint}", file=sys.stderr)
         return 2
-    call = probe_call(args.number, args.extension, region)
-    decision = Policy(policy_options(settings)).explain(call)
+    decision = policy.explain(probe_call(external, args.extension))
     who = f" to extension {args.extension}" if args.extension else ""
-    shown = call.external_number or call.internal_number
     if decision.logged:
-        print(f"LOGGED: a call with {shown}{who} would be logged ({decision.detail})")
+        print(f"LOGGED: a call with {external}{who} would be logged ({decision.detail})")
         return 0
-    print(f"NOT LOGGED: a call with {shown}{who} would be skipped: {decision.detail}")
+    print(f"NOT LOGGED: a call with {external}{who} would be skipped: {decision.detail}")
     return 1
+
+
+def _check_extension(policy: Policy, extension: str) -> int:
+    """The extension's own calls, then the other people in its calls (two lines)."""
+    own = policy.explain(probe_call(None, extension))
+    if own.logged:
+        print(f"LOGGED: calls of extension {extension} would be logged ({own.detail})")
+    else:
+        print(f"NOT LOGGED: calls of extension {extension} would be skipped: {own.detail}")
+    blocklist = policy.options.blocklist
+    if blocklist.matches_extension(extension):
+        if blocklist.log_other_parties:
+            print(
+                f"OTHERS LOGGED: the other people in a call with extension {extension} "
+                "(a transfer target, the other agents a queue rang) still get their call "
+                "logs (blocklist.log_other_parties = true)"
+            )
+        else:
+            print(
+                f"OTHERS NOT LOGGED: no one in a call with extension {extension} gets a "
+                "call log (blocklist.log_other_parties = false)"
+            )
+    return 0 if own.logged else 1
