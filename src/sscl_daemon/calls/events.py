@@ -24,7 +24,8 @@ status codes, reasons and origin types outside the known lists map to an
 so codes are matched case-insensitively; numeric ids (old payloads, the
 call-log API) are normalised to strings. Anything that cannot be decoded
 raises :class:`EventDecodeError` carrying the raw payload, so the daemon can
-dead-letter it.
+dead-letter it: that is the only exception a decoder raises, whatever the
+input (JSON nested deeper than the interpreter's recursion limit included).
 """
 
 from __future__ import annotations
@@ -377,12 +378,24 @@ def _ids_as_text(value: object) -> object:
     return value
 
 
+# msgspec (and _ids_as_text) recurse once per nesting level and raise RecursionError past
+# the interpreter's limit: a payload nested that deep is bad input like any other.
+_TOO_DEEP = "JSON nested too deeply"
+
+
 def decode_event(raw: bytes | str) -> Notification:
     """Decode one notification; raise :class:`EventDecodeError` if it cannot be used.
 
     The fast path decodes straight into the typed structs; a payload whose
     ids are JSON numbers is rewritten with string ids and decoded again.
     """
+    try:
+        return _decode_event(raw)
+    except RecursionError:
+        raise EventDecodeError(_TOO_DEEP, raw) from None
+
+
+def _decode_event(raw: bytes | str) -> Notification:
     if type(raw) is bytes and raw[:1] == b"[":
         # Fast path: a well-formed ServerNotification frame, as the gateway sends it.
         try:
@@ -423,6 +436,8 @@ def decode_tracked(raw: bytes | str) -> TrackedNotification | Notification:
             return _tracked_envelope_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
+    except RecursionError:
+        raise EventDecodeError(_TOO_DEEP, raw) from None
     return decode_event(raw)
 
 

@@ -24,6 +24,12 @@ T = TypeVar("T")
 
 SUBSCRIPTION_PATH = "/restapi/v1.0/subscription"
 TELEPHONY_FILTER = "/restapi/v1.0/account/~/telephony/sessions"
+# The gateway numbers a WS session's frames one by one from 1, as a JavaScript number.
+MAX_SEQUENCE = 2**53 - 1
+# One connection's frames arrive in order, so the newest is only a step or so ahead of the
+# highest seen; a frame claiming to be further ahead is not believed (a hostile or corrupt
+# sequence, such as 10**15, would otherwise make the next recovery look complete).
+MAX_SEQUENCE_STEP = 1000
 
 
 class MessageType(enum.StrEnum):
@@ -98,6 +104,9 @@ def parse_frame(data: str | bytes) -> Frame:
         header = _HEADER.decode(parts[0])
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolError(f"unreadable gateway frame: {exc}") from None
+    except RecursionError:
+        # msgspec recurses per nesting level: a frame nested past the limit is just unreadable.
+        raise ProtocolError("unreadable gateway frame: JSON nested too deeply") from None
     return Frame(header, parts[1] if len(parts) > 1 else None)
 
 
@@ -200,6 +209,8 @@ class GatewayConnection:
         # `wsc.sequence` of the newest notification of this WS session seen so far.
         self.last_notification = last_notification if recovering else None
         self._replay: tuple[int, int] | None = None
+        # Frames whose `wsc.sequence` was out of range or implausibly far ahead.
+        self.untrusted_sequences = 0
 
     def next_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
@@ -216,6 +227,9 @@ class GatewayConnection:
             self.ignored += 1
             return []
         header = frame.header
+        if header.wsc is not None and not self._plausible(header.wsc, header.type):
+            self.untrusted_sequences += 1
+            header.wsc = None
         self._track(header.wsc, header.type)
         kind = header.type
         if kind == MessageType.CONNECTION_DETAILS:
@@ -229,6 +243,20 @@ class GatewayConnection:
         return []
 
     # -- frames ------------------------------------------------------------------------------
+
+    def _plausible(self, wsc: Wsc, kind: str) -> bool:
+        """Whether a frame's sequence may be believed (else its `wsc` is disregarded).
+
+        The first frame of a connection (`ConnectionDetails`) sets where the numbering
+        stands, wherever that is; later frames of the same WS session may not leap ahead.
+        """
+        if not 0 <= wsc.sequence <= MAX_SEQUENCE:
+            return False
+        if kind == MessageType.CONNECTION_DETAILS or self.wsc is None:
+            return True
+        if wsc.token != self.wsc.token:
+            return True
+        return wsc.sequence <= self.wsc.sequence + MAX_SEQUENCE_STEP
 
     def _track(self, wsc: Wsc | None, kind: str) -> None:
         if wsc is None:
@@ -349,5 +377,5 @@ def _decode_body(body: msgspec.Raw | None, kind: type[T]) -> T | None:
         return None
     try:
         return msgspec.json.decode(body, type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
