@@ -1,0 +1,73 @@
+"""Configuration: one TOML file loaded into typed, frozen settings.
+
+Where it sits: every command loads the file through this package before anything
+else runs; the rest of the daemon only receives the settings. The package is split
+by job: :mod:`.schema` (the dataclasses, the only place a default is written),
+:mod:`.loader` (TOML, sections, error collection), :mod:`.table` (typed reading of one
+table), :mod:`.secrets` (``env:``/``credential:`` references) and :mod:`.writers`
+(``[writers.NAME]`` options per writer type). The names other modules use are
+re-exported here, so they import from ``sscl_daemon.config``.
+"""
+
+from sscl_daemon.config.loader import load_config, parse_config
+from sscl_daemon.config.schema import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_STATE_DIR,
+    MIN_SENT_RETENTION_DAYS,
+    AccountSettings,
+    AdminSettings,
+    CallSettings,
+    ConfigError,
+    ConfigIssue,
+    ContactSettings,
+    DaemonSettings,
+    HubSpotOptions,
+    JsonlOptions,
+    LogFormat,
+    LogLevel,
+    NoContactPolicy,
+    OAuthClientSettings,
+    PipedriveOptions,
+    RingCentralSettings,
+    SalesforceOptions,
+    Secret,
+    Settings,
+    SeveralContactsPolicy,
+    StoreSettings,
+    WebhookOptions,
+    WriterOptions,
+    WriterSettings,
+    WriterType,
+)
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_STATE_DIR",
+    "MIN_SENT_RETENTION_DAYS",
+    "AccountSettings",
+    "AdminSettings",
+    "CallSettings",
+    "ConfigError",
+    "ConfigIssue",
+    "ContactSettings",
+    "DaemonSettings",
+    "HubSpotOptions",
+    "JsonlOptions",
+    "LogFormat",
+    "LogLevel",
+    "NoContactPolicy",
+    "OAuthClientSettings",
+    "PipedriveOptions",
+    "RingCentralSettings",
+    "SalesforceOptions",
+    "Secret",
+    "Settings",
+    "SeveralContactsPolicy",
+    "StoreSettings",
+    "WebhookOptions",
+    "WriterOptions",
+    "WriterSettings",
+    "WriterType",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,359 @@
+"""Configuration schema: the typed, frozen settings and the only place a default is written.
+
+Where it sits: :mod:`.loader` reads the TOML file into these dataclasses (the parser
+takes every default from here, see :func:`default_of`); every other part of the daemon
+receives them ready-made and never parses the file. ``config.example.toml`` shows the
+same defaults and ``tests/foundation/test_config_schema.py`` fails when they disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sscl_daemon.calls.blocklist import Blocklist, Scope
+    from sscl_daemon.calls.policy import MissedAttribution
+
+DEFAULT_STATE_DIR = "./state"
+# The shortest store.sent_retention_days (other than 0, forever): the call-log windows the
+# daemon reads again are at most a day long; a week leaves room for late re-runs.
+MIN_SENT_RETENTION_DAYS = 7
+
+
+class Secret:
+    """A configured secret. ``str()``/``repr()`` never reveal it; use :meth:`reveal`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class WriterType(enum.StrEnum):
+    HUBSPOT = "hubspot"
+    PIPEDRIVE = "pipedrive"
+    SALESFORCE = "salesforce"
+    WEBHOOK = "webhook"
+    JSONL = "jsonl"
+
+
+class NoContactPolicy(enum.StrEnum):
+    """What a CRM writer does when no contact matches the external number."""
+
+    UNASSOCIATED = "unassociated"
+    CREATE = "create"
+    SKIP = "skip"
+
+
+class SeveralContactsPolicy(enum.StrEnum):
+    """What a CRM writer does when several contacts match the external number."""
+
+    ALL = "all"
+    FIRST = "first"
+    UNASSOCIATED = "unassociated"
+    SKIP = "skip"
+
+
+def _calls_api() -> type[MissedAttribution]:
+    # The call core is imported lazily so that loading settings types stays cheap.
+    from sscl_daemon.calls.policy import MissedAttribution
+
+    return MissedAttribution
+
+
+def _empty_blocklist() -> Blocklist:
+    from sscl_daemon.calls.blocklist import parse_blocklist
+
+    return parse_blocklist([])
+
+
+def _all_scope() -> Scope:
+    from sscl_daemon.calls.blocklist import Scope, ScopeMode
+
+    return Scope(ScopeMode.ALL, frozenset(), frozenset())
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    instance_name: str = field(default_factory=socket.gethostname)
+    log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.AUTO
+    shutdown_timeout: float = 10.0
+    snapshot_interval: float = 10.0
+    # An account's lease lasts lease_ttl seconds without renewal (renewed every third of it);
+    # a standby asks for free accounts every lease_poll seconds.
+    lease_ttl: float = 6.0
+    lease_poll: float = 1.0
+    # Fair sharing: instances sharing a store split the accounts evenly (an instance above
+    # ceil(accounts / live instances) hands accounts over); false: first come, first served.
+    balance: bool = True
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9474
+    token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    # "embedded" starts a private PostgreSQL under state_dir; anything else is a DSN.
+    dsn: str = "embedded"
+    password: Secret | None = None
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    connect_timeout: float = 10.0
+    commit_interval_ms: float = 5.0
+    commit_max_batch: int = 500
+    # Sent outbox rows (the dedupe record of logged calls) older than this many days are
+    # deleted, every prune_interval seconds (daemon/retention.py); 0 keeps them forever.
+    sent_retention_days: int = 30
+    prune_interval: float = 3600.0
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn == "embedded"
+
+
+@dataclass(frozen=True)
+class RingCentralSettings:
+    server: str = "https://platform.ringcentral.com"
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    jwt: Secret = field(default_factory=lambda: Secret(""))
+    request_timeout: float = 30.0
+    heartbeat_interval: float = 60.0
+    dead_connection_timeout: float = 120.0
+    reconnect_initial_delay: float = 1.0
+    reconnect_max_delay: float = 60.0
+    call_log_delay: float = 30.0
+    directory_refresh: float = 3600.0
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    default_region: str | None = None
+    completion_grace: float = 2.0
+    session_timeout: float = 14400.0
+    log_internal: bool = False
+    log_abandoned: bool = True
+    missed_attribution: MissedAttribution = field(default_factory=lambda: _calls_api().RANG)
+    missed_owner_extension: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactSettings:
+    no_contact: NoContactPolicy = NoContactPolicy.UNASSOCIATED
+    several_contacts: SeveralContactsPolicy = SeveralContactsPolicy.ALL
+    cache_ttl: float = 300.0
+    cache_size: int = 10000
+    owner_by_email: bool = True
+    # RingCentral extension number -> CRM owner (id or email), checked before email matching.
+    owners: Mapping[str, str] = field(default_factory=dict)
+    # Look for a log the user's own RingCentral client already made before creating one
+    # (one request per write or batch); off, such calls are logged twice.
+    detect_client_logs: bool = True
+
+
+@dataclass(frozen=True)
+class OAuthClientSettings:
+    client_id: str
+    client_secret: Secret
+    refresh_token: Secret
+
+
+@dataclass(frozen=True)
+class HubSpotOptions:
+    base_url: str = "https://api.hubapi.com"
+    access_token: Secret | None = None
+    oauth: OAuthClientSettings | None = None
+    # The call property (unique values) that holds our idempotency key.
+    key_property: str = "sscl_call_key"
+
+
+@dataclass(frozen=True)
+class PipedriveOptions:
+    base_url: str = "https://api.pipedrive.com"
+    api_token: Secret | None = None
+    oauth: OAuthClientSettings | None = None
+    token_url: str = "https://oauth.pipedrive.com/oauth/token"
+
+
+@dataclass(frozen=True)
+class SalesforceOptions:
+    instance_url: str
+    oauth: OAuthClientSettings
+    login_url: str = "https://login.salesforce.com"
+    api_version: str = "v61.0"
+    external_id_field: str = "SSCL_Call_Key__c"
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    url: str
+    secret: Secret
+
+
+@dataclass(frozen=True)
+class JsonlOptions:
+    path: Path
+
+
+WriterOptions = (
+    HubSpotOptions | PipedriveOptions | SalesforceOptions | WebhookOptions | JsonlOptions
+)
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    name: str
+    type: WriterType
+    options: WriterOptions
+    enabled: bool = True
+    concurrency: int = 4
+    rate_limit: float = 10.0  # requests per second
+    batch_size: int = 1
+    max_attempts: int = 50
+    retry_initial: float = 1.0
+    retry_max: float = 900.0
+    timeout: float = 30.0
+    contacts: ContactSettings = field(default_factory=ContactSettings)
+
+
+DEFAULT_ACCOUNT = "default"
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """One RingCentral account (organisation) and where its calls are logged.
+
+    ``name`` is the key of the account's checkpoint, outbox rows and lease in
+    the store: ``"default"`` for a file with top-level ``[ringcentral]``, or
+    the NAME of an ``[accounts.NAME]`` table.
+    """
+
+    name: str = DEFAULT_ACCOUNT
+    ringcentral: RingCentralSettings = field(default_factory=RingCentralSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
+    blocklist: Blocklist = field(default_factory=lambda: _empty_blocklist())
+    scope: Scope = field(default_factory=lambda: _all_scope())
+    writers: tuple[WriterSettings, ...] = ()
+
+    def secrets(self) -> list[Secret | None]:
+        found: list[Secret | None] = [self.ringcentral.client_secret, self.ringcentral.jwt]
+        for writer in self.writers:
+            opts = writer.options
+            if isinstance(opts, HubSpotOptions):
+                found.append(opts.access_token)
+            elif isinstance(opts, PipedriveOptions):
+                found.append(opts.api_token)
+            elif isinstance(opts, WebhookOptions):
+                found.append(opts.secret)
+            oauth = getattr(opts, "oauth", None)
+            if isinstance(oauth, OAuthClientSettings):
+                found.extend((oauth.client_secret, oauth.refresh_token))
+        return found
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole file. The account fields (``ringcentral`` ... ``writers``) describe the
+    single account of a one-organisation file; a file with ``[accounts.NAME]`` tables
+    lists its accounts in ``accounts`` instead. :meth:`account_list` gives both forms."""
+
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    ringcentral: RingCentralSettings = field(default_factory=RingCentralSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
+    blocklist: Blocklist = field(default_factory=lambda: _empty_blocklist())
+    scope: Scope = field(default_factory=lambda: _all_scope())
+    writers: tuple[WriterSettings, ...] = ()
+    accounts: tuple[AccountSettings, ...] = ()
+    source: Path | None = None
+
+    def account_list(self) -> tuple[AccountSettings, ...]:
+        if self.accounts:
+            return self.accounts
+        single = AccountSettings(
+            DEFAULT_ACCOUNT, self.ringcentral, self.calls, self.blocklist, self.scope, self.writers
+        )
+        return (single,)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor."""
+        found: list[Secret | None] = [self.admin.token, self.store.password]
+        for account in self.account_list():
+            found.extend(account.secrets())
+        return [s.reveal() for s in found if s is not None and s.reveal()]
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``issues`` lists every problem found."""
+
+    def __init__(self, source: str, issues: Sequence[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = tuple(issues)
+        lines = "\n".join(f"  - {issue}" for issue in self.issues)
+        super().__init__(f"invalid configuration {source}:\n{lines}")
+
+
+def default_of(settings_type: type[Any], name: str) -> Any:
+    """The default of field ``name`` of a settings dataclass (calling its factory if any).
+
+    The loader asks this for defaults built by a factory; plain defaults it reads as class
+    attributes (``DaemonSettings.lease_ttl``), so no default is typed twice.
+    """
+    for item in dataclasses.fields(settings_type):
+        if item.name == name:
+            if item.default is not dataclasses.MISSING:
+                return item.default
+            if item.default_factory is not dataclasses.MISSING:
+                return item.default_factory()
+            break
+    raise KeyError(f"{settings_type.__name__}.{name} has no default")

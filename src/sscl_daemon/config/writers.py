@@ -1,0 +1,175 @@
+"""Per-writer-type options of ``[writers.NAME]`` tables.
+
+Where it sits: :mod:`.loader` hands each ``[writers.NAME]`` table to :func:`parse_writer`,
+which reads the keys common to every writer, the contact policy of CRM writers, and the
+options of the writer's type (HubSpot, Pipedrive, Salesforce, webhook, jsonl). Defaults
+come from the dataclasses in :mod:`.schema`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sscl_daemon.config.schema import (
+    ContactSettings,
+    HubSpotOptions,
+    JsonlOptions,
+    OAuthClientSettings,
+    PipedriveOptions,
+    SalesforceOptions,
+    WebhookOptions,
+    WriterOptions,
+    WriterSettings,
+    WriterType,
+)
+from sscl_daemon.config.table import Table
+
+
+def _contacts(t: Table) -> ContactSettings:
+    owners_table = t.table("owners")
+    owners: dict[str, str] = {}
+    for ext, owner in owners_table.items():
+        if not isinstance(owner, str | int) or isinstance(owner, bool):
+            owners_table.problem(ext, f"expected a CRM owner id or email, got {owner!r}")
+            continue
+        owners[owners_table.consume(ext)] = str(owner)
+    d = ContactSettings
+    return ContactSettings(
+        no_contact=t.choice("no_contact", d.no_contact),
+        several_contacts=t.choice("several_contacts", d.several_contacts),
+        cache_ttl=t.number("contact_cache_ttl", d.cache_ttl),
+        cache_size=t.integer("contact_cache_size", d.cache_size, minimum=1),
+        owner_by_email=t.boolean("owner_by_email", d.owner_by_email),
+        owners=owners,
+        detect_client_logs=t.boolean("detect_client_logs", d.detect_client_logs),
+    )
+
+
+def _oauth(t: Table, what: str, required: bool) -> OAuthClientSettings | None:
+    if not required and not any(t.has(k) for k in ("client_id", "client_secret", "refresh_token")):
+        return None
+    client_id = t.string("client_id", "")
+    if not client_id:
+        t.problem("client_id", f"is required for {what}")
+    secret = t.secret("client_secret", required=True)
+    refresh = t.secret("refresh_token", required=True)
+    if secret is None or refresh is None or not client_id:
+        return None
+    return OAuthClientSettings(client_id, secret, refresh)
+
+
+def _hubspot(t: Table) -> HubSpotOptions:
+    token = t.secret("access_token")
+    oauth = _oauth(t, "HubSpot OAuth", required=False)
+    if token is None and oauth is None:
+        t.problem(
+            "access_token",
+            "give a private-app access_token or client_id/client_secret/refresh_token",
+        )
+    key = t.string("key_property", HubSpotOptions.key_property)
+    name_ok = key.isascii() and key[:1].isalpha() and key.replace("_", "").isalnum()
+    if not name_ok or key != key.lower():
+        t.problem(
+            "key_property",
+            f"{key!r} is not a HubSpot internal property name: use lowercase letters,"
+            f" digits and _, starting with a letter (the default is {HubSpotOptions.key_property!r})",
+        )
+    return HubSpotOptions(t.url("base_url", HubSpotOptions.base_url), token, oauth, key)
+
+
+def _pipedrive(t: Table) -> PipedriveOptions:
+    api_token = t.secret("api_token")
+    oauth = _oauth(t, "Pipedrive OAuth", required=False)
+    if api_token is None and oauth is None:
+        t.problem("api_token", "give an api_token or client_id/client_secret/refresh_token")
+    return PipedriveOptions(
+        t.url("base_url", PipedriveOptions.base_url),
+        api_token,
+        oauth,
+        t.url("token_url", PipedriveOptions.token_url),
+    )
+
+
+def _salesforce(t: Table) -> SalesforceOptions | None:
+    instance = t.url("instance_url", "")
+    if not instance:
+        t.problem("instance_url", "is required (https://yourorg.my.salesforce.com)")
+    oauth = _oauth(t, "Salesforce", required=True)
+    d = SalesforceOptions
+    login = t.url("login_url", d.login_url)
+    version = t.string("api_version", d.api_version)
+    field_name = t.string("external_id_field", d.external_id_field)
+    if oauth is None or not instance:
+        return None
+    return SalesforceOptions(instance, oauth, login, version, field_name)
+
+
+def _webhook(t: Table) -> WebhookOptions | None:
+    url = t.url("url", "")
+    if not url:
+        t.problem("url", "is required (the https:// address that receives the call logs)")
+    secret = t.secret("secret", required=True)
+    if not url or secret is None:
+        return None
+    return WebhookOptions(url, secret)
+
+
+def _jsonl(t: Table) -> JsonlOptions | None:
+    path = t.string("path", "")
+    if not path:
+        t.problem("path", "is required (the file the call logs are appended to)")
+        return None
+    return JsonlOptions(Path(path))
+
+
+def writer_options(t: Table, kind: WriterType) -> WriterOptions | None:
+    """The options of a writer of type ``kind``; None when a required one is missing."""
+    if kind is WriterType.HUBSPOT:
+        return _hubspot(t)
+    if kind is WriterType.PIPEDRIVE:
+        return _pipedrive(t)
+    if kind is WriterType.SALESFORCE:
+        return _salesforce(t)
+    if kind is WriterType.WEBHOOK:
+        return _webhook(t)
+    return _jsonl(t)
+
+
+def parse_writer(name: str, t: Table) -> WriterSettings | None:
+    """One ``[writers.NAME]`` table; None (with the problems recorded) when unusable."""
+    kind_value = t.string("type", "")
+    try:
+        kind = WriterType(kind_value)
+    except ValueError:
+        allowed = ", ".join(repr(k.value) for k in WriterType)
+        t.problem("type", f"{kind_value!r} is not a writer type; use one of {allowed}")
+        return None
+    d = WriterSettings
+    enabled = t.boolean("enabled", d.enabled)
+    concurrency = t.integer("concurrency", d.concurrency, minimum=1)
+    rate_limit = t.number("rate_limit", d.rate_limit, minimum=0.01)
+    batch_size = t.integer("batch_size", d.batch_size, minimum=1, maximum=100)
+    max_attempts = t.integer("max_attempts", d.max_attempts, minimum=1)
+    retry_initial = t.number("retry_initial", d.retry_initial)
+    retry_max = t.number("retry_max", d.retry_max)
+    timeout = t.number("timeout", d.timeout, minimum=0.1)
+    crm = kind not in (WriterType.WEBHOOK, WriterType.JSONL)
+    contacts = _contacts(t) if crm else ContactSettings()
+    options = writer_options(t, kind)
+    t.finish()
+    if options is None:
+        return None
+    return WriterSettings(
+        name=name,
+        type=kind,
+        options=options,
+        enabled=enabled,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        retry_initial=retry_initial,
+        retry_max=retry_max,
+        timeout=timeout,
+        contacts=contacts,
+    )
