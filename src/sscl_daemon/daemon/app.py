@@ -40,7 +40,7 @@ from pathlib import Path
 import aiohttp
 
 from sscl_daemon import metrics
-from sscl_daemon.admin import AdminServer
+from sscl_daemon.admin import AdminAddressError, AdminServer
 from sscl_daemon.config import AccountSettings, ConfigError, Settings, load_config
 from sscl_daemon.daemon.accounts import (
     DEFAULT_ACCOUNT,
@@ -221,7 +221,13 @@ class Daemon:
         try:
             if self.settings.admin.enabled:
                 admin = AdminServer(self.settings.admin, self._readiness)
-                self.admin_port = await admin.start()
+                try:
+                    self.admin_port = await admin.start()
+                except AdminAddressError as exc:
+                    admin = None  # nothing to stop: start() released what it set up
+                    log.error("cannot start the admin endpoint", error=str(exc))
+                    self._notifier.status(f"failed: {exc}")
+                    return EXIT_CONFIG
             async with aiohttp.ClientSession() as http:
                 self._http = http
                 return await self._serve(store)
