@@ -145,3 +145,26 @@ def test_replay_as_a_real_process(tmp_path: Path) -> None:
     assert log["result"] == "abandoned"
     assert log["key"].endswith(":-")
     assert log["extension_id"] is None
+
+
+def test_concatenated_files_report_the_duplicate_uuids_they_skip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recovery re-delivers notifications; the replay says which ones it dropped."""
+    raws = frames(scenarios.blind_transfer())
+    first, second = tmp_path / "events.jsonl.1", tmp_path / "events.jsonl"
+    first.write_bytes(b"\n".join(raws[:6]) + b"\n")
+    # the second file starts with the last two notifications of the first again
+    second.write_bytes(b"\n".join(bare(raw) for raw in raws[4:]) + b"\n")
+    code, logs, err = run_cli(capsys, str(first), str(second))
+    assert code == 0, err
+    assert {(log["extension_id"], log["result"]) for log in logs} == {
+        ("1001", "transferred"),
+        ("1002", "answered"),
+    }
+    uuids = [json.loads(raw)[1]["uuid"] for raw in raws[4:6]]
+    assert err.splitlines() == [
+        f"{second}:1: duplicate uuid {uuids[0]} (first at {first}:5), skipped",
+        f"{second}:2: duplicate uuid {uuids[1]} (first at {first}:6), skipped",
+        "2 duplicate notification(s) skipped (a uuid seen before)",
+    ]

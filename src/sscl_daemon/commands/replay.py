@@ -1,10 +1,15 @@
-"""``sscl-daemon replay EVENTS.jsonl``: recorded notifications in, call logs out.
+"""``sscl-daemon replay EVENTS.jsonl...``: recorded notifications in, call logs out.
 
 An admin's debugging tool and the call core's offline entry point. Each line
 of the input is one raw telephony-session notification as the daemon
 receives it (the WebSocket ``[header, envelope]`` frame, the bare envelope,
-or a bare body). The lines run through the same tracker and policy as the
-daemon; at the end of the input, sessions still open are completed as
+or a bare body); ``[ringcentral] record_notifications`` makes the daemon
+write such a file (ringcentral/recorder.py). Several files are read in the
+order given, as one stream. A notification whose uuid was already seen (a
+re-delivery after a WebSocket recovery, or the same file given twice) is
+skipped, as the daemon skips it, and reported on stderr. The lines run
+through the same tracker and policy as the daemon; at the end of the input,
+sessions still open are completed as
 :meth:`~sscl_daemon.calls.tracker.Tracker.expire` would at the end of time,
 so a file holding one whole call prints its log.
 
@@ -22,9 +27,12 @@ milliseconds and ``Z``), ``ring_seconds``, ``talk_seconds``,
 ``final_reason``.
 
 stderr gets one line per call the policy did not log (``skipped KEY
-(REASON): why``) and one per input line that could not be decoded
-(``FILE:LINE: ...``; the replay goes on). Exit status: 0, 1 if any input
-line was bad, 2 if the configuration, directory or input file cannot be used.
+(REASON): why``), one per input line that could not be decoded
+(``FILE:LINE: ...``; the replay goes on), one per duplicate uuid skipped
+(``FILE:LINE: duplicate uuid U (first at FILE:LINE), skipped``) and a count
+of the duplicates at the end. Exit status: 0 (duplicates included), 1 if any
+input line was bad, 2 if the configuration, directory or an input file
+cannot be used.
 """
 
 from __future__ import annotations
@@ -46,7 +54,13 @@ HELP = "run recorded telephony notifications (JSON lines) through the call core;
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("events", help="file with one raw notification per line ('-' for stdin)")
+    parser.add_argument(
+        "events",
+        nargs="+",
+        metavar="EVENTS",
+        help="files with one raw notification per line, read in this order ('-' for stdin); "
+        "for a recorded file and its rotations give the oldest first: FILE.4 ... FILE.1 FILE",
+    )
     parser.add_argument(
         "--config",
         help="TOML configuration; its [calls], [blocklist] and [scope] settings are used",
@@ -139,21 +153,47 @@ def _emit(tracker: Tracker, calls: list[CompletedCall], out: IO[str], err: IO[st
         err.write(f"skipped {call.key} ({reason}): {decision.detail}\n")
 
 
-def replay(tracker: Tracker, lines: IO[bytes], name: str, out: IO[str], err: IO[str]) -> int:
-    """Feed every line to the tracker; return the number of lines that could not be used."""
-    bad = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            event = decode_event(line)
-        except EventDecodeError as exc:
-            bad += 1
-            err.write(f"{name}:{number}: not a usable notification, skipped: {exc.reason}\n")
-            continue
-        _emit(tracker, tracker.apply(event), out, err)
-    _emit(tracker, tracker.flush(), out, err)
-    return bad
+class Replay:
+    """Feeds lines of one or more files to the tracker, dropping re-delivered uuids."""
+
+    def __init__(self, tracker: Tracker, out: IO[str], err: IO[str]) -> None:
+        self.tracker = tracker
+        self.out = out
+        self.err = err
+        self.bad = 0
+        self.duplicates = 0
+        # uuid -> where it was first seen; a replay holds whole files anyway.
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def feed(self, lines: IO[bytes], name: str) -> None:
+        tracker, err = self.tracker, self.err
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = decode_event(line)
+            except EventDecodeError as exc:
+                self.bad += 1
+                err.write(f"{name}:{number}: not a usable notification, skipped: {exc.reason}\n")
+                continue
+            if event.uuid is not None:
+                first = self._seen.setdefault(event.uuid, (name, number))
+                if first != (name, number):
+                    self.duplicates += 1
+                    err.write(
+                        f"{name}:{number}: duplicate uuid {event.uuid} "
+                        f"(first at {first[0]}:{first[1]}), skipped\n"
+                    )
+                    continue
+            _emit(tracker, tracker.apply(event), self.out, err)
+
+    def finish(self) -> None:
+        """Complete the sessions still open and report the duplicates."""
+        _emit(self.tracker, self.tracker.flush(), self.out, self.err)
+        if self.duplicates:
+            self.err.write(
+                f"{self.duplicates} duplicate notification(s) skipped (a uuid seen before)\n"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,17 +204,20 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, DirectoryError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.events == "-":
-        bad = replay(tracker, sys.stdin.buffer, "<stdin>", sys.stdout, sys.stderr)
-    else:
+    session = Replay(tracker, sys.stdout, sys.stderr)
+    for name in args.events:
+        if name == "-":
+            session.feed(sys.stdin.buffer, "<stdin>")
+            continue
         try:
-            handle = open(args.events, "rb")  # noqa: SIM115 - closed below, errors reported
+            handle = open(name, "rb")  # noqa: SIM115 - closed below, errors reported
         except OSError as exc:
-            print(f"{args.events}: cannot read the file: {exc.strerror}", file=sys.stderr)
+            print(f"{name}: cannot read the file: {exc.strerror}", file=sys.stderr)
             return 2
         with handle:
-            bad = replay(tracker, handle, args.events, sys.stdout, sys.stderr)
-    if bad:
-        print(f"{args.events}: {bad} line(s) could not be used (see above)", file=sys.stderr)
+            session.feed(handle, name)
+    session.finish()
+    if session.bad:
+        print(f"{session.bad} input line(s) could not be used (see above)", file=sys.stderr)
         return 1
     return 0
