@@ -278,3 +278,9 @@ def test_blocklist_check_explains_own_calls_and_the_other_parties(
     args = ["blocklist", "check", CUSTOMER, "--extension", "101", "--config", str(config)]
     assert main(args) == 1
     assert "its own calls are never logged" in capsys.readouterr().out
+
+    config.write_text('[blocklist]\nentries = ["101"]\nlog_other_parties = false\n')
+    assert main(["blocklist", "check", "101", "--config", str(config)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("OTHERS NOT LOGGED")
+    assert "log_other_parties = false" in out[1]

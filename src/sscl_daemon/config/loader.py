@@ -123,6 +123,8 @@ def _ringcentral(t: Table, required: bool) -> RingCentralSettings:
         reconnect_max_delay=t.number("reconnect_max_delay", d.reconnect_max_delay),
         call_log_delay=t.number("call_log_delay", d.call_log_delay),
         directory_refresh=t.number("directory_refresh", d.directory_refresh, minimum=1.0),
+        record_notifications=t.string("record_notifications", d.record_notifications),
+        record_max_mb=t.integer("record_max_mb", d.record_max_mb, minimum=1),
     )
     t.finish()
     return settings
@@ -168,8 +170,9 @@ def _blocklist(t: Table, region: str | None) -> Blocklist:
             t.problem(f"entries[{index}]", f"{entry!r}: {exc.reason}")
         else:
             good.append(entry)
+    others = t.boolean("log_other_parties", parse_blocklist([]).log_other_parties)
     t.finish()
-    return parse_blocklist(good, region)
+    return parse_blocklist(good, region, log_other_parties=others)
 
 
 def _scope(t: Table) -> Scope:

@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     from sscl_daemon.calls.blocklist import Blocklist, Scope
     from sscl_daemon.calls.policy import MissedAttribution
 
-DEFAULT_STATE_DIR = "./state"
+# Where the state lives when neither daemon.state_dir nor $STATE_DIRECTORY says otherwise:
+# the directory the unit's StateDirectory=sscl-daemon creates, so an admin shell finds it.
+DEFAULT_STATE_DIR = "/var/lib/sscl-daemon"
+# The files `credential:NAME` reads outside systemd; the unit's LoadCredential= lines load
+# the same files into $CREDENTIALS_DIRECTORY.
+DEFAULT_CREDENTIALS_DIR = "/etc/sscl-daemon/credentials"
 # The shortest store.sent_retention_days (other than 0, forever): the call-log windows the
 # daemon reads again are at most a day long; a week leaves room for late re-runs.
 MIN_SENT_RETENTION_DAYS = 7
@@ -108,7 +113,10 @@ def _all_scope() -> Scope:
 
 @dataclass(frozen=True)
 class DaemonSettings:
+    # $STATE_DIRECTORY (systemd's StateDirectory=) takes precedence over this default.
     state_dir: Path = Path(DEFAULT_STATE_DIR)
+    # $CREDENTIALS_DIRECTORY (systemd's LoadCredential=) takes precedence over this default.
+    credentials_dir: Path = Path(DEFAULT_CREDENTIALS_DIR)
     instance_name: str = field(default_factory=socket.gethostname)
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.AUTO
@@ -164,6 +172,9 @@ class RingCentralSettings:
     reconnect_max_delay: float = 60.0
     call_log_delay: float = 30.0
     directory_refresh: float = 3600.0
+    # Evidence for `replay` (ringcentral/recorder.py): a file under state_dir; "" is off.
+    record_notifications: str = ""
+    record_max_mb: int = 100
 
 
 @dataclass(frozen=True)
