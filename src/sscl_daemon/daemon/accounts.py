@@ -40,6 +40,7 @@ from sscl_daemon.logging import get_logger
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
 from sscl_daemon.ringcentral.directory import keep_fresh, load_directory
 from sscl_daemon.ringcentral.reconcile import Reconciler
+from sscl_daemon.ringcentral.recorder import open_recorder
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
 from sscl_daemon.ringcentral.subscription import (
@@ -225,7 +226,8 @@ class AccountRunner:
             max_batch=self.settings.store.commit_max_batch,
             on_committed=self._committed,
         )
-        pipeline = Pipeline(tracker, committer)
+        recorder = open_recorder(self.settings.daemon.state_dir, self.account.ringcentral)
+        pipeline = Pipeline(tracker, committer, recorder)
         self._pipeline = pipeline
         await self._restore(pipeline)
         # Claims of earlier holders of this account cannot be settled any more (their

@@ -40,6 +40,7 @@ from sscl_daemon.calls.tracker import Tracker
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
 from sscl_daemon.logging import get_logger
 from sscl_daemon.metrics import CounterChild, counter_child
+from sscl_daemon.ringcentral.recorder import NotificationRecorder
 from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind, Store
 
 log = get_logger(__name__)
@@ -113,9 +114,13 @@ def snapshot_session_count(snapshot: bytes | None) -> int | None:
 class Pipeline:
     """Applies notifications to the tracker and queues the results for commit."""
 
-    def __init__(self, tracker: Tracker, committer: Committer) -> None:
+    def __init__(
+        self, tracker: Tracker, committer: Committer, recorder: NotificationRecorder | None = None
+    ) -> None:
         self.tracker = tracker
         self._committer = committer
+        # [ringcentral] record_notifications: every raw notification, for `replay`.
+        self.recorder = recorder
         # Sessions in the order their first event arrived, with that event's time.
         self._first_seen: OrderedDict[str, datetime] = OrderedDict()
         self._newest: datetime | None = None
@@ -282,6 +287,8 @@ class Pipeline:
         return len(self.tracker)
 
     async def on_notification(self, raw: bytes, received_at: datetime) -> None:
+        if self.recorder is not None:
+            self.recorder.write(raw)
         try:
             event = decode_tracked(raw)
         except EventDecodeError as exc:
