@@ -12,6 +12,10 @@ row *uncertain*: the next attempt must look for the record before creating
 it. Rows whose claim lapsed (a crash mid-request) come back uncertain from
 the store, for the same reason.
 
+Each call a CRM accepted gets one info line, ``dispatch.call.logged``, with
+its key, the writer, the result and the CRM's record id (logging.py names
+the events).
+
 The dispatcher itself holds nothing but the rows in flight: a slow or dead
 CRM grows the outbox table, never this process.
 
@@ -232,7 +236,7 @@ class Dispatcher:
                 )
         except Exception as exc:
             # Not given back: the claims lapse and the rows return (as uncertain) later.
-            log.warning("releasing claimed rows failed", writer=self.name, error=repr(exc))
+            log.warning("dispatch.claim.release_failed", writer=self.name, error=repr(exc))
 
     async def _idle(self) -> None:
         due = await self._store.seconds_until_due(self.name, self._account)
@@ -266,9 +270,10 @@ class Dispatcher:
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error(
-                "recording a write result failed; the row's claim will lapse and it is retried",
+                "dispatch.result.record_failed",
                 writer=self.name,
                 error=repr(task.exception()),
+                hint="the row's claim will lapse and the call is retried",
             )
 
     async def _call_writer(self, items: Sequence[OutboxItem]) -> list[Answer]:
@@ -281,7 +286,7 @@ class Dispatcher:
         except TimeoutError:
             return [Uncertain(f"no answer within {self._attempt_timeout:g} s")] * len(items)
         except Exception as exc:
-            log.warning("writer raised", writer=self.name, error=repr(exc), exc_info=exc)
+            log.warning("dispatch.writer.raised", writer=self.name, error=repr(exc), exc_info=exc)
             return [Uncertain(f"writer error: {exc!r}")] * len(items)
         finally:
             metrics.CRM_LATENCY.labels(writer=self.name).observe(time.monotonic() - started)
@@ -293,9 +298,10 @@ class Dispatcher:
     async def _attempt(self, items: Sequence[OutboxItem]) -> None:
         if self._may_write is not None and not self._may_write():
             log.warning(
-                "account lease not current; not writing (the holder takes the rows over)",
+                "dispatch.batch.held_back",
                 writer=self.name,
                 calls=len(items),
+                reason="the account lease is not current; its holder takes the rows over",
             )
             return
         answers = await self._call_writer(items)
@@ -327,24 +333,35 @@ class Dispatcher:
             held = await self._mark_sent(item, s.record_id, outcome)
             latency = (now - item.call.end_time).total_seconds()
             metrics.END_TO_CRM_LATENCY.labels(writer=self.name).observe(max(0.0, latency))
-            if held and self._on_sent is not None:
-                self._on_sent(self.name, item.call, s.record_id, s.outcome)
+            if held:
+                log.info(
+                    "dispatch.call.logged",
+                    call=item.call.key,
+                    writer=self.name,
+                    crm=str(self.settings.type),
+                    result=item.call.result.value,
+                    outcome=s.outcome.value,
+                    record=s.record_id,
+                )
+                if self._on_sent is not None:
+                    self._on_sent(self.name, item.call, s.record_id, s.outcome)
         elif s.outcome is WriteOutcome.SKIPPED:
             # Settled like a sent row (the same group commit), without a record id: the
             # policy decided, so it is neither a failure nor anything retry-dead may resend.
             held = await self._mark_sent(item, None, Outcome.SKIPPED)
             log.info(
-                "call not logged: the contact policy skips it",
+                "dispatch.call.skipped",
                 writer=self.name,
                 call=item.call.key,
                 reason=s.reason,
+                hint="the writer's contact policy skips it; it is not retried",
             )
         elif s.retry_in is not None:
             held = await store.schedule_retry(
                 item.id, claimer, s.retry_in, s.reason or "", s.uncertain, fence=self._fence
             )
             log.info(
-                "write will be retried",
+                "dispatch.call.retry_scheduled",
                 writer=self.name,
                 call=item.call.key,
                 attempt=item.attempts,
@@ -355,17 +372,19 @@ class Dispatcher:
         else:
             held = await store.mark_dead(item.id, claimer, s.reason or "", fence=self._fence)
             log.error(
-                "call parked as a dead letter (sscl-daemon retry-dead to try again)",
+                "dispatch.call.dead_lettered",
                 writer=self.name,
                 call=item.call.key,
                 attempts=item.attempts,
                 reason=s.reason,
+                hint=f"after fixing the cause: sscl-daemon retry-dead --writer {self.name}",
             )
         if not held:
             log.warning(
-                "claim lapsed before the answer was recorded; the row will be retried as uncertain",
+                "dispatch.claim.lapsed",
                 writer=self.name,
                 call=item.call.key,
+                hint="the answer came after the claim ended; the call is retried as uncertain",
             )
 
     def _mark_sent(
@@ -422,5 +441,5 @@ class Dispatcher:
             try:
                 await writer.close()
             except Exception as exc:
-                log.warning("closing writer failed", writer=self.name, error=repr(exc))
+                log.warning("dispatch.writer.close_failed", writer=self.name, error=repr(exc))
         return not pending

@@ -6,6 +6,23 @@ libraries' records (aiohttp, asyncpg, websockets) pass through one
 :class:`Redactor`, the last step before rendering, so a configured secret,
 a bearer token, an ``Authorization`` header or a JWT never reaches the
 output, wherever in the line (message, field, traceback) it appears.
+
+Event names follow one scheme, ``area.subject.happened`` (:data:`EVENT_NAME`):
+
+* ``area`` — the part of the flow (DESIGN.md) that logs it: ``ringcentral``,
+  ``calls``, ``store``, ``dispatch``, ``crm``, ``daemon``, ``admin``, ``config``;
+* ``subject`` — what the line is about: ``call``, ``ws``, ``gap``, ``claim``,
+  ``writer``, ``lease``, ``recorder`` ...;
+* ``happened`` — a past participle or state, words joined by ``_``:
+  ``logged``, ``retry_scheduled``, ``dead_lettered``, ``write_failed``.
+
+All lowercase, three dot-separated parts, no free text: the details go in
+fields (``writer=``, ``call=``, ``reason=``), and what the admin should do
+next in a ``hint`` field. So ``dispatch.call.logged`` can be grepped,
+counted and alerted on, whatever the wording of its hint. Examples:
+``dispatch.call.logged`` (one info line per call a CRM accepted: ``call``
+key, ``writer``, ``crm`` type, ``result``, ``outcome``, ``record`` id),
+``ringcentral.ws.recovered``, ``store.lease.lost``.
 """
 
 from __future__ import annotations
@@ -22,6 +39,8 @@ if TYPE_CHECKING:
     from sscl_daemon.config import Settings
 
 MASK = "[REDACTED]"
+# The event naming scheme above, for tests that check a module's events.
+EVENT_NAME = re.compile(r"[a-z]+\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
 
 # Keys whose values are secrets whatever they look like.
 _SECRET_KEYS = re.compile(

@@ -23,6 +23,7 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.dispatch import Dispatcher, Uncertain, settle
+from sscl_daemon.logging import EVENT_NAME
 from sscl_daemon.metrics import REGISTRY, WriteOutcome
 from sscl_daemon.store import OutboxRow, OutboxStatus, Outcome, Store
 
@@ -427,3 +428,42 @@ async def test_a_skipped_call_is_settled_not_dead_and_never_retried(store: Store
     due = await store.claim_due(WRITER, 10, "probe", 30.0)
     assert [item.call.key for item in due] == [refused]
     assert [key for key, _ in crm.requests].count(skipped) == 1
+
+
+async def test_one_info_line_per_logged_call_and_event_names_follow_the_scheme(
+    store: Store,
+) -> None:
+    """``dispatch.call.logged`` says which call went where (issue 18 item 12)."""
+    calls = [make_call(n) for n in range(4)]
+
+    def script(call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        if call.key == calls[0].key:
+            return AlreadyExisted("crm-0")
+        if call.key == calls[1].key:
+            return RetryLater("503 busy", delay=0.0) if ctx.attempt == 1 else Created("crm-1")
+        if call.key == calls[2].key:
+            return PermanentFailure("422 phone number rejected")
+        return Created("crm-3")
+
+    dispatcher = Dispatcher(
+        store, ScriptedCrm(script), _settings(), claimer="t-log", idle_poll=0.05
+    )
+    with structlog.testing.capture_logs() as logs:
+        task = await _run(dispatcher)
+        await _commit(store, calls)
+        try:
+            await _settled(store, 4)
+        finally:
+            await dispatcher.drain(1.0)
+            await asyncio.wait_for(task, 5)
+    logged = [e for e in logs if e["event"] == "dispatch.call.logged"]
+    assert all(e["log_level"] == "info" for e in logged)
+    assert sorted((e["call"], e["outcome"], e["record"]) for e in logged) == [
+        (calls[0].key, "already_existed", "crm-0"),
+        (calls[1].key, "created", "crm-1"),
+        (calls[3].key, "created", "crm-3"),
+    ]
+    assert {(e["writer"], e["crm"], e["result"]) for e in logged} == {(WRITER, "jsonl", "answered")}
+    events = {e["event"] for e in logs}
+    assert {"dispatch.call.retry_scheduled", "dispatch.call.dead_lettered"} <= events
+    assert all(EVENT_NAME.fullmatch(event) for event in events), events
