@@ -74,41 +74,48 @@ def run(args: argparse.Namespace) -> int:
     from sscl_daemon.daemon.app import policy_options
 
     policy = Policy(policy_options(settings))
-    if looks_like_extension(args.number):
-        return _check_extension(policy, args.number)
-    region = settings.calls.default_region
-    external = to_e164(args.number, region)
+    status, lines = answer(policy, args.number, args.extension, settings.calls.default_region)
+    for line in lines:
+        print(line, file=sys.stderr if status == 2 else sys.stdout)
+    return status
+
+
+def answer(
+    policy: Policy, number: str, extension: str | None, region: str | None
+) -> tuple[int, list[str]]:
+    """The check's lines and exit status (0 logged, 1 skipped, 2 unreadable number); the
+    admin console's tester shows the same lines."""
+    if looks_like_extension(number):
+        return _check_extension(policy, number)
+    external = to_e164(number, region)
     if external is None:
         hint = "" if region else " (national numbers need calls.default_region in the config)"
-        print(f"{args.number!r} is not a phone number we can read{hint}", file=sys.stderr)
-        return 2
-    decision = policy.explain(probe_call(external, args.extension))
-    who = f" to extension {args.extension}" if args.extension else ""
+        return 2, [f"{number!r} is not a phone number we can read{hint}"]
+    decision = policy.explain(probe_call(external, extension))
+    who = f" to extension {extension}" if extension else ""
     if decision.logged:
-        print(f"LOGGED: a call with {external}{who} would be logged ({decision.detail})")
-        return 0
-    print(f"NOT LOGGED: a call with {external}{who} would be skipped: {decision.detail}")
-    return 1
+        return 0, [f"LOGGED: a call with {external}{who} would be logged ({decision.detail})"]
+    return 1, [f"NOT LOGGED: a call with {external}{who} would be skipped: {decision.detail}"]
 
 
-def _check_extension(policy: Policy, extension: str) -> int:
+def _check_extension(policy: Policy, extension: str) -> tuple[int, list[str]]:
     """The extension's own calls, then the other people in its calls (two lines)."""
     own = policy.explain(probe_call(None, extension))
     if own.logged:
-        print(f"LOGGED: calls of extension {extension} would be logged ({own.detail})")
+        lines = [f"LOGGED: calls of extension {extension} would be logged ({own.detail})"]
     else:
-        print(f"NOT LOGGED: calls of extension {extension} would be skipped: {own.detail}")
+        lines = [f"NOT LOGGED: calls of extension {extension} would be skipped: {own.detail}"]
     blocklist = policy.options.blocklist
     if blocklist.matches_extension(extension):
         if blocklist.log_other_parties:
-            print(
+            lines.append(
                 f"OTHERS LOGGED: the other people in a call with extension {extension} "
                 "(a transfer target, the other agents a queue rang) still get their call "
                 "logs (blocklist.log_other_parties = true)"
             )
         else:
-            print(
+            lines.append(
                 f"OTHERS NOT LOGGED: no one in a call with extension {extension} gets a "
                 "call log (blocklist.log_other_parties = false)"
             )
-    return 0 if own.logged else 1
+    return (0 if own.logged else 1), lines
