@@ -21,7 +21,6 @@ from sscl_daemon.store.embedded import (
     FAST_UNSAFE_SETTINGS,
     SOCKET_PORT,
     EmbeddedServer,
-    _bin_dir,
 )
 
 
@@ -124,10 +123,13 @@ def _start_detached(server: EmbeddedServer) -> int:
     """A server on ``server``'s data directory that nobody owns (as a crash would leave it)."""
     data = server.data_dir
     owner = data.stat().st_uid
+    # A crashed owner leaves its socket directory behind; a clean stop removed it.
+    server.socket_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chown(server.socket_dir, owner, data.stat().st_gid)
     options = f"-c listen_addresses= -c unix_socket_directories={server.socket_dir}"
     subprocess.run(
         [
-            str(_bin_dir() / "pg_ctl"),
+            str(server.bin_dir / "pg_ctl"),
             "-D",
             str(data),
             "-o",

@@ -3,14 +3,18 @@
 Everything that can go wrong between the daemon and PostgreSQL (the embedded
 server not starting, a bad DSN, a refused connection, a wrong password, a
 schema newer than this code) surfaces as :class:`StoreError`. Messages name
-the host and database from the DSN and never contain the password.
+the host and database from the DSN and never contain the password (neither
+``store.password`` nor one written into the DSN). A ``permanent`` error is a
+configuration problem that a restart cannot fix (a login refused, a database
+that does not exist, a directory the daemon may not create): the daemon exits
+with the status its unit does not restart on.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import asyncpg
 
@@ -26,7 +30,14 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 
 
 class StoreError(Exception):
-    """PostgreSQL could not be used; the message says what and how to fix it."""
+    """PostgreSQL could not be used; the message says what and how to fix it.
+
+    ``permanent``: only a change of configuration (or of the server's) can fix it.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -65,8 +76,22 @@ def dsn_target(dsn: str) -> DsnTarget:
     return DsnTarget(host=host, port=port, database=database, user=user)
 
 
-def _scrub(text: str, password: str | None) -> str:
-    return text.replace(password, "***") if password else text
+def dsn_password(dsn: str) -> str | None:
+    """The password written into a DSN, if any (only ever to scrub it from messages)."""
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def scrub(text: str, *passwords: str | None) -> str:
+    """``text`` with every given password (raw and URL-quoted) replaced by ``***``."""
+    for password in passwords:
+        if password:
+            for form in {password, quote(password, safe="")}:
+                text = text.replace(form, "***")
+    return text
 
 
 def connect_error(exc: BaseException, dsn: str, password: str | None) -> StoreError:
@@ -74,6 +99,16 @@ def connect_error(exc: BaseException, dsn: str, password: str | None) -> StoreEr
     target = dsn_target(dsn)
     where = target.describe()
     reason: str
+    # A refused login or a missing database: only a configuration change fixes these.
+    permanent = isinstance(
+        exc,
+        (
+            asyncpg.InvalidPasswordError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+            asyncpg.InvalidCatalogNameError,
+            ValueError,
+        ),
+    )
     if isinstance(exc, asyncpg.InvalidPasswordError):
         reason = (
             f"authentication failed for user {target.user!r}: wrong password "
@@ -96,6 +131,9 @@ def connect_error(exc: BaseException, dsn: str, password: str | None) -> StoreEr
         reason = f"cannot connect: {exc.strerror or exc}"
     elif isinstance(exc, asyncpg.PostgresError):
         reason = f"the server said: {exc}"
+    elif isinstance(exc, ValueError):
+        reason = "store.dsn cannot be parsed (expected postgresql://USER@HOST:PORT/DATABASE)"
     else:
         reason = f"{type(exc).__name__}: {exc}"
-    return StoreError(_scrub(f"cannot use {where}: {reason}", password))
+    message = scrub(f"cannot use {where}: {reason}", password, dsn_password(dsn))
+    return StoreError(message, permanent=permanent)

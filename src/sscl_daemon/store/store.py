@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -169,6 +170,7 @@ class Store:
         password = settings.password.reveal() if settings.password else None
         try:
             if settings.embedded:
+                _private_state_dir(state_dir)
                 server = EmbeddedServer(state_dir / "postgres")
                 await server.astart()
                 dsn = server.dsn(EMBEDDED_DATABASE)
@@ -187,6 +189,52 @@ class Store:
             except BaseException:
                 await store.close()
                 raise
+        return store
+
+    @classmethod
+    async def attach(
+        cls, settings: StoreSettings, state_dir: Path, *, require_schema: bool = True
+    ) -> Store:
+        """The daemon's existing store, for the commands: never creates a database.
+
+        Embedded: a client of the running daemon's server (through its socket in the
+        state directory) when the daemon runs, else the existing server started here and
+        stopped again by :meth:`close`; a state directory without a database is an
+        error naming it. A DSN: the database must exist. With ``require_schema`` a
+        database the daemon never migrated is an error too. Migrations are not applied.
+        """
+        small = dataclasses.replace(settings, pool_min_size=1, pool_max_size=2)
+        password = settings.password.reveal() if settings.password else None
+        server: EmbeddedServer | None = None
+        try:
+            if settings.embedded:
+                candidate = EmbeddedServer(state_dir / "postgres", create=False)
+                if candidate.owner_pid() is None:
+                    await candidate.astart()
+                    server = candidate
+                dsn = candidate.dsn(EMBEDDED_DATABASE)
+                await _require_database(candidate, small.connect_timeout)
+            else:
+                dsn = settings.dsn
+            pool = await _create_pool(dsn, password, small)
+        except BaseException:
+            if server is not None:
+                await server.astop()
+            raise
+        store = cls(pool, dsn, password, server)
+        if require_schema:
+            try:
+                version = await store.schema_version()
+            except BaseException:
+                await store.close()
+                raise
+            if version == 0:
+                await store.close()
+                raise StoreError(
+                    f"{store.target} has no sscl-daemon schema: the daemon has not run on it "
+                    "(or run sscl-daemon migrate)",
+                    permanent=True,
+                )
         return store
 
     async def migrate(self) -> MigrationReport:
@@ -836,6 +884,45 @@ async def _create_pool(
         )
     except _CONNECT_ERRORS as exc:
         raise connect_error(exc, dsn, password) from None
+
+
+def _private_state_dir(state_dir: Path) -> None:
+    """The state directory exists and only the service may enter it (0700).
+
+    The embedded server's files, the jsonl call data and recordings live there. When the
+    server runs as another user (the daemon is root) it gets search permission back on
+    the way to its own directory (:mod:`.embedded`).
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_dir.chmod(0o700)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create or protect the state directory {state_dir}: {exc.strerror} "
+            "(check daemon.state_dir and $STATE_DIRECTORY)",
+            permanent=True,
+        ) from None
+
+
+async def _require_database(server: EmbeddedServer, connect_timeout: float) -> None:
+    """The daemon's database exists on the embedded ``server`` (a command never creates it)."""
+    admin_dsn = server.dsn()
+    try:
+        conn = await asyncpg.connect(admin_dsn, timeout=connect_timeout)
+    except DATABASE_ERRORS as exc:
+        raise connect_error(exc, admin_dsn, None) from None
+    try:
+        exists = await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DATABASE
+        )
+    finally:
+        await conn.close()
+    if not exists:
+        raise StoreError(
+            f"the embedded PostgreSQL in {server.root} has no database {EMBEDDED_DATABASE!r}: "
+            "the daemon has not run with this daemon.state_dir",
+            permanent=True,
+        )
 
 
 async def _ensure_database(admin_dsn: str, database: str, connect_timeout: float) -> None:

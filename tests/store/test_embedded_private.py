@@ -1,0 +1,138 @@
+"""The embedded server where the daemon is installed, with nothing of the daemon's leaking to it.
+
+Issue 18 item 0: as root, with the package installed under a directory only
+root may enter (a clone in ``/root`` or under a 0700 ``mktemp -d``), the
+server (which runs as ``nobody``) could not reach its binaries. Issue 19: the
+server had the daemon's whole environment (secrets) and the state files were
+world-readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from sscl_daemon.config import StoreSettings
+from sscl_daemon.store import Store, embedded
+from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
+
+AS_ROOT = os.geteuid() == 0
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def select_one(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT 1"))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def private_install() -> Iterator[Path]:
+    """The wheel's install tree (hard links) under a 0700 directory only root may enter."""
+    source_bin = embedded._bin_dir()
+    tree = source_bin.parent
+    package = tree.parent
+    outer = Path(tempfile.mkdtemp(prefix="sscl-venv-"))
+    try:
+        assert mode(outer) == 0o700
+        site = outer / "site-packages"
+        for part in ("bin", "lib", "share"):
+            shutil.copytree(
+                tree / part, site / package.name / tree.name / part, copy_function=os.link
+            )
+        libs = package.with_name(package.name + ".libs")
+        if libs.is_dir():
+            shutil.copytree(libs, site / libs.name, copy_function=os.link)
+        yield site / package.name / tree.name / "bin"
+    finally:
+        shutil.rmtree(outer, ignore_errors=True)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the server runs as another user only under root")
+async def test_as_root_the_server_runs_from_a_package_nobody_else_can_enter(
+    private_install: Path, embedded_state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "_bin_dir", lambda: private_install)
+    server = EmbeddedServer(embedded_state_dir / "postgres", settings=FAST_UNSAFE_SETTINGS)
+    dsn = await server.astart()
+    try:
+        assert await select_one(dsn) == 1
+        # It runs from the root-owned public copy, as the data directory's owner (not root).
+        assert server.bin_dir.is_relative_to(server.install_dir)
+        assert server.install_dir.stat().st_uid == 0
+        assert mode(server.bin_dir) == 0o755
+        assert server.pid is not None
+        assert os.stat(f"/proc/{server.pid}").st_uid == server.data_dir.stat().st_uid != 0
+        # The package's directory was not opened up for it.
+        assert mode(private_install.parents[3]) == 0o700
+    finally:
+        await server.astop()
+    # A second start reuses the copy instead of making it again.
+    copied = server.bin_dir / "postgres"
+    inode = copied.stat().st_ino
+    await server.astart()
+    try:
+        assert copied.stat().st_ino == inode
+    finally:
+        await server.astop()
+
+
+async def test_the_server_gets_a_minimal_environment_without_the_daemons_secrets(
+    embedded_state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "probe-secret-4f1c2e"
+    monkeypatch.setenv("SSCL_RINGCENTRAL_CLIENT_SECRET", secret)
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=1MB")
+    server = EmbeddedServer(embedded_state_dir / "postgres", settings=FAST_UNSAFE_SETTINGS)
+    await server.astart()
+    try:
+        environ = await asyncio.to_thread(Path(f"/proc/{server.pid}/environ").read_bytes)
+    finally:
+        await server.astop()
+    names = {entry.split(b"=", 1)[0].decode() for entry in environ.split(b"\0") if entry}
+    assert names == {"LC_ALL", "PATH"}
+    assert secret.encode() not in environ
+
+
+async def test_the_state_directory_and_every_file_in_it_are_private(
+    embedded_state_dir: Path,
+) -> None:
+    state = embedded_state_dir / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    # A log left by an older version, readable by everyone.
+    (state / "postgres").mkdir(mode=0o700)
+    (state / "postgres" / "server.log").write_text("old\n")
+    (state / "postgres" / "server.log").chmod(0o644)
+    store = await Store.open(StoreSettings(dsn="embedded"), state)
+    try:
+        server = store.embedded_server
+        assert server is not None
+        # Search permission for the server's user when it is another one (root), nothing else.
+        assert mode(state) == (0o701 if AS_ROOT else 0o700)
+        assert mode(server.root) == (0o711 if AS_ROOT else 0o700)
+        assert mode(server.lock_path) == 0o600
+        assert mode(server.log_path) == 0o600
+        assert mode(server.data_dir) == 0o700
+        assert mode(server.socket_dir) == 0o700
+        for directory, dirs, files in os.walk(server.data_dir):
+            for name in files:
+                assert not mode(Path(directory, name)) & 0o077, name
+            for name in dirs:
+                assert not mode(Path(directory, name)) & 0o077, name
+    finally:
+        await store.close()
+    assert mode(server.log_path) == 0o600
