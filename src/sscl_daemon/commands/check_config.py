@@ -19,7 +19,7 @@ def summary(settings: Settings) -> str:
     lines = [f"state directory: {settings.daemon.state_dir}", f"store: {store}"]
     for account in settings.account_list():
         writers = ", ".join(
-            f"{w.name} ({w.type.value}{'' if w.enabled else ', disabled'})" for w in account.writers
+            f"{w.name} ({w.type}{'' if w.enabled else ', disabled'})" for w in account.writers
         )
         rc = account.ringcentral
         lines += [

@@ -254,8 +254,10 @@ WriterOptions = (
 @dataclass(frozen=True)
 class WriterSettings:
     name: str
-    type: WriterType
-    options: WriterOptions
+    # The writer plug-in's type name (a WriterType value for the original writers).
+    type: str
+    # What the plug-in's option parser returned (WriterOptions for the original writers).
+    options: object
     enabled: bool = True
     concurrency: int = 4
     rate_limit: float = 10.0  # requests per second
@@ -268,6 +270,17 @@ class WriterSettings:
 
 
 DEFAULT_ACCOUNT = "default"
+
+
+def secrets_in(options: object) -> list[Secret]:
+    """Every Secret in a writer's options (dataclasses, nested), whichever plug-in made them."""
+    if isinstance(options, Secret):
+        return [options]
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        return [
+            s for f in dataclasses.fields(options) for s in secrets_in(getattr(options, f.name))
+        ]
+    return []
 
 
 @dataclass(frozen=True)
@@ -289,16 +302,7 @@ class AccountSettings:
     def secrets(self) -> list[Secret | None]:
         found: list[Secret | None] = [self.ringcentral.client_secret, self.ringcentral.jwt]
         for writer in self.writers:
-            opts = writer.options
-            if isinstance(opts, HubSpotOptions):
-                found.append(opts.access_token)
-            elif isinstance(opts, PipedriveOptions):
-                found.append(opts.api_token)
-            elif isinstance(opts, WebhookOptions):
-                found.append(opts.secret)
-            oauth = getattr(opts, "oauth", None)
-            if isinstance(oauth, OAuthClientSettings):
-                found.extend((oauth.client_secret, oauth.refresh_token))
+            found.extend(secrets_in(writer.options))
         return found
 
 

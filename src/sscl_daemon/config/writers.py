@@ -1,9 +1,12 @@
-"""Per-writer-type options of ``[writers.NAME]`` tables.
+"""``[writers.NAME]`` tables: the keys every writer has, and delegation to the writer's plug-in.
 
 Where it sits: :mod:`.loader` hands each ``[writers.NAME]`` table to :func:`parse_writer`,
-which reads the keys common to every writer, the contact policy of CRM writers, and the
-options of the writer's type (HubSpot, Pipedrive, Salesforce, webhook, jsonl). Defaults
-come from the dataclasses in :mod:`.schema`.
+which finds the plug-in of the table's ``type`` (``crm/registry.py``: built-in or installed
+through the ``sscl_daemon.writers`` entry points), reads the keys common to every writer
+and the contact policy of CRM writers, and lets the plug-in read its own keys through the
+same table, so its problems carry the key path too. The option parsers of the original
+writers (HubSpot, Pipedrive, Salesforce, webhook, jsonl) live here; their plug-ins
+(``crm/builtins.py``) point at them. Defaults come from the dataclasses in :mod:`.schema`.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from sscl_daemon.config.schema import (
     PipedriveOptions,
     SalesforceOptions,
     WebhookOptions,
-    WriterOptions,
     WriterSettings,
-    WriterType,
 )
 from sscl_daemon.config.table import Table
+from sscl_daemon.crm.base import OptionReader
 
 
 def _contacts(t: Table) -> ContactSettings:
@@ -45,7 +47,12 @@ def _contacts(t: Table) -> ContactSettings:
     )
 
 
-def _oauth(t: Table, what: str, required: bool) -> OAuthClientSettings | None:
+def oauth_settings(
+    t: OptionReader, what: str, *, required: bool = True
+) -> OAuthClientSettings | None:
+    """``client_id``, ``client_secret`` and ``refresh_token`` of an OAuth app (any writer's).
+
+    Without ``required`` the three may all be absent (None, no problem recorded)."""
     if not required and not any(t.has(k) for k in ("client_id", "client_secret", "refresh_token")):
         return None
     client_id = t.string("client_id", "")
@@ -58,9 +65,9 @@ def _oauth(t: Table, what: str, required: bool) -> OAuthClientSettings | None:
     return OAuthClientSettings(client_id, secret, refresh)
 
 
-def _hubspot(t: Table) -> HubSpotOptions:
+def hubspot(t: OptionReader) -> HubSpotOptions:
     token = t.secret("access_token")
-    oauth = _oauth(t, "HubSpot OAuth", required=False)
+    oauth = oauth_settings(t, "HubSpot OAuth", required=False)
     if token is None and oauth is None:
         t.problem(
             "access_token",
@@ -77,9 +84,9 @@ def _hubspot(t: Table) -> HubSpotOptions:
     return HubSpotOptions(t.url("base_url", HubSpotOptions.base_url), token, oauth, key)
 
 
-def _pipedrive(t: Table) -> PipedriveOptions:
+def pipedrive(t: OptionReader) -> PipedriveOptions:
     api_token = t.secret("api_token")
-    oauth = _oauth(t, "Pipedrive OAuth", required=False)
+    oauth = oauth_settings(t, "Pipedrive OAuth", required=False)
     if api_token is None and oauth is None:
         t.problem("api_token", "give an api_token or client_id/client_secret/refresh_token")
     return PipedriveOptions(
@@ -90,11 +97,11 @@ def _pipedrive(t: Table) -> PipedriveOptions:
     )
 
 
-def _salesforce(t: Table) -> SalesforceOptions | None:
+def salesforce(t: OptionReader) -> SalesforceOptions | None:
     instance = t.url("instance_url", "")
     if not instance:
         t.problem("instance_url", "is required (https://yourorg.my.salesforce.com)")
-    oauth = _oauth(t, "Salesforce", required=True)
+    oauth = oauth_settings(t, "Salesforce")
     d = SalesforceOptions
     login = t.url("login_url", d.login_url)
     version = t.string("api_version", d.api_version)
@@ -104,7 +111,7 @@ def _salesforce(t: Table) -> SalesforceOptions | None:
     return SalesforceOptions(instance, oauth, login, version, field_name)
 
 
-def _webhook(t: Table) -> WebhookOptions | None:
+def webhook(t: OptionReader) -> WebhookOptions | None:
     url = t.url("url", "")
     if not url:
         t.problem("url", "is required (the https:// address that receives the call logs)")
@@ -114,7 +121,7 @@ def _webhook(t: Table) -> WebhookOptions | None:
     return WebhookOptions(url, secret)
 
 
-def _jsonl(t: Table) -> JsonlOptions | None:
+def jsonl(t: OptionReader) -> JsonlOptions | None:
     path = t.string("path", "")
     if not path:
         t.problem("path", "is required (the file the call logs are appended to)")
@@ -122,27 +129,15 @@ def _jsonl(t: Table) -> JsonlOptions | None:
     return JsonlOptions(Path(path))
 
 
-def writer_options(t: Table, kind: WriterType) -> WriterOptions | None:
-    """The options of a writer of type ``kind``; None when a required one is missing."""
-    if kind is WriterType.HUBSPOT:
-        return _hubspot(t)
-    if kind is WriterType.PIPEDRIVE:
-        return _pipedrive(t)
-    if kind is WriterType.SALESFORCE:
-        return _salesforce(t)
-    if kind is WriterType.WEBHOOK:
-        return _webhook(t)
-    return _jsonl(t)
-
-
 def parse_writer(name: str, t: Table) -> WriterSettings | None:
     """One ``[writers.NAME]`` table; None (with the problems recorded) when unusable."""
-    kind_value = t.string("type", "")
+    from sscl_daemon.crm import registry  # the plug-ins import the config, not the reverse
+
+    kind = t.string("type", "")
     try:
-        kind = WriterType(kind_value)
-    except ValueError:
-        allowed = ", ".join(repr(k.value) for k in WriterType)
-        t.problem("type", f"{kind_value!r} is not a writer type; use one of {allowed}")
+        plugin = registry.plugin(kind)
+    except registry.PluginError as exc:
+        t.problem("type", str(exc))
         return None
     d = WriterSettings
     enabled = t.boolean("enabled", d.enabled)
@@ -153,9 +148,8 @@ def parse_writer(name: str, t: Table) -> WriterSettings | None:
     retry_initial = t.number("retry_initial", d.retry_initial)
     retry_max = t.number("retry_max", d.retry_max)
     timeout = t.number("timeout", d.timeout, minimum=0.1)
-    crm = kind not in (WriterType.WEBHOOK, WriterType.JSONL)
-    contacts = _contacts(t) if crm else ContactSettings()
-    options = writer_options(t, kind)
+    contacts = _contacts(t) if plugin.contacts else ContactSettings()
+    options = plugin.parse_options(t)
     t.finish()
     if options is None:
         return None

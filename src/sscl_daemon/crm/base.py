@@ -1,19 +1,33 @@
-"""The writer protocol: how the dispatcher hands a completed call to a CRM.
+"""The writer interface: how the dispatcher hands a completed call to a CRM, and how a
+writer plugs into the daemon (config ``type`` -> :class:`WriterPlugin` -> :class:`Writer`).
 
 A writer is the only place that knows one CRM's API. It turns a
 ``CompletedCall`` into the CRM's request(s) and answers with a
 :data:`WriteResult`; it never raises for a CRM's business error, never
 sleeps, and never touches Postgres. The dispatcher owns retries, backoff and
 the ledger (see DESIGN.md, "dispatch").
+
+A :class:`WriterPlugin` is what a writer package exposes in the ``sscl_daemon.writers``
+entry-point group (``crm/registry.py`` finds it; the built-in writers are registered the
+same way): the ``type`` name users write in ``[writers.NAME]``, a parser for its own keys
+(reading them through an :class:`OptionReader`, so errors name the key path like every
+other key), and a factory. ``docs/writers.md`` is the guide for writing one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sscl_daemon.calls.model import CompletedCall
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+
+    from sscl_daemon.config import Secret, WriterSettings
 
 
 @dataclass(frozen=True)
@@ -93,3 +107,60 @@ class Writer(Protocol):
     ) -> list[WriteResult]: ...
 
     async def close(self) -> None: ...
+
+
+class OptionReader(Protocol):
+    """One ``[writers.NAME]`` table as a plug-in reads it (the config loader's table reader).
+
+    Every getter records a problem under the key's full path (``writers.NAME.key``) instead
+    of raising and returns the default; keys nobody read are reported as unknown once the
+    plug-in's parser returns. ``secret`` resolves ``env:``/``credential:`` references.
+    """
+
+    def key(self, name: str) -> str: ...
+
+    def problem(self, name: str, message: str) -> None: ...
+
+    def has(self, name: str) -> bool: ...
+
+    def string(self, name: str, default: str) -> str: ...
+
+    def boolean(self, name: str, default: bool) -> bool: ...
+
+    def integer(
+        self, name: str, default: int, minimum: int = 0, maximum: int | None = None
+    ) -> int: ...
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float: ...
+
+    def url(self, name: str, default: str) -> str: ...
+
+    def string_list(self, name: str) -> list[str]: ...
+
+    def secret(self, name: str, required: bool = False) -> Secret | None: ...
+
+    # A file path; a relative one is taken relative to the state directory.
+    def path(self, name: str) -> Path | None: ...
+
+
+# ``(writer settings, the daemon's shared HTTP session) -> writer``; ``settings.options`` is
+# what the plug-in's option parser returned.
+WriterFactory = Callable[["WriterSettings", "aiohttp.ClientSession"], Writer]
+
+
+@dataclass(frozen=True)
+class WriterPlugin:
+    """A writer type: what the ``sscl_daemon.writers`` entry point named ``type`` points at.
+
+    ``parse_options`` reads the type's own keys (the common ones -- ``enabled``,
+    ``rate_limit``, ``concurrency``, ``batch_size``, ``timeout``, retries and, with
+    ``contacts``, the contact and owner keys -- are read by the daemon) and returns the
+    options object, or None after recording a problem. ``build`` makes the writer.
+    ``label`` names the CRM in logs, reasons and documentation.
+    """
+
+    type: str
+    label: str
+    parse_options: Callable[[OptionReader], object | None]
+    build: WriterFactory
+    contacts: bool = True

@@ -12,7 +12,8 @@ needs, so tests drive all stand-ins the same way:
   answer with a status (429 with or without ``Retry-After``, 5xx, ...), or **stall** (hold
   the answer so the client times out), either *before* handling (the CRM never saw the
   request) or *after* handling (the CRM stored the record but the answer is lost -- the
-  crash-after-send case the writers' idempotency must survive);
+  crash-after-send case the writers' idempotency must survive), or **drop** the connection
+  after handling (stored, and the client sees the connection lost instead of an answer);
 * :class:`WindowLimit` -- a fixed-window request budget for CRMs that announce their
   window in headers;
 * :func:`refresh_refusal` -- the checks of an OAuth refresh-token grant with the client id
@@ -59,6 +60,7 @@ class Fault:
     body: object = None
     stall_before: bool = False  # hang without handling (the CRM never saw it)
     stall_after: bool = False  # handle, then hang (stored, answer lost)
+    drop_after: bool = False  # handle, then close the connection (stored, answer lost)
     path: str = ""
     method: str | None = None
     remaining: int = 1
@@ -121,6 +123,11 @@ class FaultPlan:
             )
         )
 
+    def drop(
+        self, *, path: str = "", method: str | None = None, times: int = 1, exact: bool = False
+    ) -> None:
+        self.add(Fault(drop_after=True, path=path, method=method, remaining=times, exact=exact))
+
     def take(self, request: web.Request) -> Fault | None:
         for fault in self.queue:
             if fault.matches(request):
@@ -171,6 +178,10 @@ def fault_middleware(state: StandInState) -> Middleware:
         response = await handler(request)
         if fault is not None and fault.stall_after:
             await asyncio.sleep(STALL_SECONDS)
+        if fault is not None and fault.drop_after and request.transport is not None:
+            request.transport.abort()
+            # Ends the handler without an answer; the client sees the connection go away.
+            raise asyncio.CancelledError
         return response
 
     return middleware
