@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -10,14 +11,17 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import pytest
 
 from sscl_daemon.cli import main
-from sscl_daemon.config import Secret, StoreSettings
+from sscl_daemon.config import Secret, Settings, StoreSettings
+from sscl_daemon.daemon.app import EXIT_CONFIG, Daemon
 from sscl_daemon.store import Store, StoreError
 from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
+from sscl_daemon.store.errors import dsn_password, scrub
 from sscl_daemon.store.migrate import available_migrations
 from sscl_daemon.store.testing import PostgresForTests, dsn_with_database
 
@@ -143,3 +147,45 @@ def test_migrate_command_rejects_a_bad_config(
     config = write_config(tmp_path / "sscl.toml", "mysql://nope")
     assert main(["migrate", "--config", str(config)]) == 2
     assert "store.dsn" in capsys.readouterr().err
+
+
+async def test_refused_logins_and_missing_databases_are_permanent(
+    password_server: EmbeddedServer, pg_server: PostgresForTests
+) -> None:
+    """What only a configuration change fixes is marked so; a server that is down is not."""
+    dsn = password_server.dsn(ROLE).replace("postgres@", f"{ROLE}@")
+    refused = [
+        (dsn, "wrong-" + PASSWORD),
+        (password_server.dsn(ROLE).replace("postgres@", "no_such_role@"), None),
+        (dsn_with_database(pg_server.admin_dsn, "no_such_db"), None),
+    ]
+    for target, password in refused:
+        settings = StoreSettings(dsn=target, password=Secret(password) if password else None)
+        with pytest.raises(StoreError) as caught:
+            await Store.open(settings, Path("unused"))
+        assert caught.value.permanent, str(caught.value)
+    down = StoreSettings(dsn=f"postgresql://sscl@127.0.0.1:{free_port()}/calls")
+    with pytest.raises(StoreError) as caught:
+        await Store.open(down, Path("unused"))
+    assert not caught.value.permanent
+
+
+async def test_the_daemon_exits_with_the_final_status_when_the_login_is_refused(
+    password_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    """Issue 18 item 13: a refused login exited 1, so the unit restarted the daemon for ever."""
+    dsn = password_server.dsn(ROLE).replace("postgres@", f"{ROLE}:wrong-{PASSWORD}@")
+    settings = dataclasses.replace(
+        Settings(),
+        daemon=dataclasses.replace(Settings().daemon, state_dir=tmp_path),
+        store=StoreSettings(dsn=dsn, connect_timeout=5.0),
+    )
+    assert await Daemon(settings, handle_signals=False).run() == EXIT_CONFIG
+
+
+def test_the_dsn_password_is_scrubbed_in_every_form() -> None:
+    secret = "p@ss/w:rd"
+    dsn = f"postgresql://sscl:{quote(secret, safe='')}@db.example.com:port/calls"
+    message = scrub(f"failed for {dsn} ({secret})", dsn_password(dsn))
+    assert secret not in message
+    assert quote(secret, safe="") not in message

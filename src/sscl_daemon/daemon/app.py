@@ -23,8 +23,9 @@ what was received, save the snapshots, give the writers
 ``daemon.shutdown_timeout`` to finish their requests and release the leases
 (after withdrawing the instance's announcement, so the others take the
 accounts over at once).
-A failure that cannot heal (RingCentral refusing an account's credentials)
-stops the daemon with exit code 2.
+A failure that cannot heal (RingCentral refusing an account's credentials,
+PostgreSQL refusing the login or lacking the database) stops the daemon with
+exit code 2, the status the unit does not restart on.
 """
 
 from __future__ import annotations
@@ -213,9 +214,10 @@ class Daemon:
         try:
             store = await Store.open(self.settings.store, self.settings.daemon.state_dir)
         except StoreError as exc:
-            log.error("cannot open the store", error=str(exc))
+            log.error("cannot open the store", error=str(exc), permanent=exc.permanent)
             self._notifier.status(f"failed: {exc}")
-            return EXIT_FAILURE
+            # A refused login or a missing database needs the admin, not a restart.
+            return EXIT_CONFIG if exc.permanent else EXIT_FAILURE
         self.store = store
         admin: AdminServer | None = None
         try:
