@@ -22,9 +22,13 @@ from sscl_daemon.config.schema import (
     SalesforceOptions,
     WebhookOptions,
     WriterSettings,
+    WriterType,
 )
 from sscl_daemon.config.table import Table
 from sscl_daemon.crm.base import OptionReader
+
+# The original writers' types stay WriterType members (code compares them with ``is``).
+_ORIGINAL = frozenset(t.value for t in WriterType)
 
 
 def _contacts(t: Table) -> ContactSettings:
@@ -155,7 +159,7 @@ def parse_writer(name: str, t: Table) -> WriterSettings | None:
         return None
     return WriterSettings(
         name=name,
-        type=kind,
+        type=WriterType(kind) if kind in _ORIGINAL else kind,
         options=options,
         enabled=enabled,
         concurrency=concurrency,
