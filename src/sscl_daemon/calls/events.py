@@ -31,7 +31,8 @@ input (JSON nested deeper than the interpreter's recursion limit included).
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import msgspec
 
@@ -156,6 +157,34 @@ def parse_origin(kind: str | None) -> OriginType:
     return _ORIGIN_FOLDED.get(kind.lower(), OriginType.UNKNOWN)
 
 
+# ---- bounds at the edge ----
+#
+# Every field is bounded when it is decoded, so nothing past this module meets an
+# unbounded string, list or number (hostile or corrupt input: a 3,000-character id used
+# to exceed the outbox's unique-index row size and block every commit). RingCentral's ids
+# are short ASCII tokens (a telephony session id "s-a0d7...Z" is ~40 characters, a party
+# id ~45, extension and account ids are numeric); the bounds leave room for growth. The
+# limits are msgspec constraints, checked by the decoder itself (about 10 % of the decode).
+
+# The per-session sequence: RingCentral numbers a session's events from 2, in the tens or
+# hundreds; the tracker keeps a bitset as wide as the highest one it accepts.
+MAX_SEQUENCE = (1 << 16) - 1
+MAX_ID_LENGTH = 128
+# Names, numbers, codes, descriptions: anything shown in a CRM, never an index key.
+MAX_TEXT_LENGTH = 1024
+# One party per notification is what RingCentral sends; a few more are tolerated.
+MAX_LIST_LENGTH = 64
+# eventTime against the time the notification was received (see check_event_time): a
+# recovery replays notifications up to 180 s old and deliveries lag by seconds, so a day
+# behind is generous; ahead allows for the two clocks disagreeing (keep the host NTP-synced).
+MAX_EVENT_TIME_BEHIND = timedelta(hours=24)
+MAX_EVENT_TIME_AHEAD = timedelta(minutes=5)
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+Sequence = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQUENCE)]
+
+
 # The wire structs are plain (non-frozen, gc-free) for decode speed: they are
 # read once by the tracker and never shared or mutated after decoding.
 
@@ -163,25 +192,25 @@ def parse_origin(kind: str | None) -> OriginType:
 class PhoneInfo(msgspec.Struct, rename="camel", gc=False):
     """``from`` / ``to`` of a party. RC-to-RC calls carry short extension numbers here."""
 
-    phone_number: str | None = None
-    name: str | None = None
-    extension_id: str | None = None
-    extension_number: str | None = None
-    device_id: str | None = None
+    phone_number: Text | None = None
+    name: Text | None = None
+    extension_id: Id | None = None
+    extension_number: Text | None = None
+    device_id: Id | None = None
 
 
 class PeerId(msgspec.Struct, rename="camel", gc=False):
     """Where a ``Gone`` party went (warm transfer, conference, pick-up)."""
 
-    telephony_session_id: str | None = None
-    session_id: str | None = None
-    party_id: str | None = None
+    telephony_session_id: Id | None = None
+    session_id: Id | None = None
+    party_id: Id | None = None
 
 
 class Status(msgspec.Struct, rename="camel", gc=False):
-    code: str | None = None
-    reason: str | None = None
-    description: str | None = None
+    code: Text | None = None
+    reason: Text | None = None
+    description: Text | None = None
     rcc: bool = False
     peer_id: PeerId | None = None
 
@@ -195,17 +224,17 @@ class Status(msgspec.Struct, rename="camel", gc=False):
 
 
 class Recording(msgspec.Struct, gc=False):
-    id: str
+    id: Id
     active: bool = False
 
 
 class Park(msgspec.Struct, gc=False):
-    id: str | None = None
+    id: Id | None = None
 
 
 class UiCallValue(msgspec.Struct, gc=False):
-    type: str | None = None
-    value: str | None = None
+    type: Text | None = None
+    value: Text | None = None
 
 
 class UiCallInfo(msgspec.Struct, gc=False):
@@ -216,10 +245,10 @@ class UiCallInfo(msgspec.Struct, gc=False):
 
 
 class Party(msgspec.Struct, rename="camel", gc=False):
-    id: str
-    account_id: str | None = None
-    extension_id: str | None = None
-    direction: str | None = None
+    id: Id
+    account_id: Id | None = None
+    extension_id: Id | None = None
+    direction: Text | None = None
     from_: PhoneInfo | None = msgspec.field(default=None, name="from")
     to: PhoneInfo | None = None
     status: Status | None = None
@@ -227,12 +256,12 @@ class Party(msgspec.Struct, rename="camel", gc=False):
     stand_alone: bool = False
     muted: bool = False
     park: Park | None = None
-    recordings: list[Recording] | None = None
+    recordings: Annotated[list[Recording], msgspec.Meta(max_length=MAX_LIST_LENGTH)] | None = None
     queue_call: bool = False
     ui_call_info: UiCallInfo | None = None
-    conference_role: str | None = None
-    ring_out_role: str | None = None
-    ring_me_role: str | None = None
+    conference_role: Text | None = None
+    ring_out_role: Text | None = None
+    ring_me_role: Text | None = None
 
     @property
     def outbound(self) -> bool:
@@ -246,7 +275,7 @@ def is_outbound(direction: str | None) -> bool:
 
 
 class Origin(msgspec.Struct, gc=False):
-    type: str | None = None
+    type: Text | None = None
 
     @property
     def kind(self) -> OriginType:
@@ -256,27 +285,29 @@ class Origin(msgspec.Struct, gc=False):
 class SessionBody(msgspec.Struct, rename="camel", gc=False):
     """The notification body; an ``eventTime`` without offset is taken as UTC."""
 
-    telephony_session_id: str
-    sequence: int
+    telephony_session_id: Id
+    sequence: Sequence
     event_time: datetime
-    session_id: str | None = None
-    server_id: str | None = None
+    session_id: Id | None = None
+    server_id: Id | None = None
     origin: Origin | None = None
-    parties: list[Party] = msgspec.field(default_factory=list)
+    parties: Annotated[list[Party], msgspec.Meta(max_length=MAX_LIST_LENGTH)] = msgspec.field(
+        default_factory=list
+    )
     # Only 2018-era payloads carry these at body level.
-    account_id: str | None = None
-    extension_id: str | None = None
+    account_id: Id | None = None
+    extension_id: Id | None = None
 
 
 class Notification(msgspec.Struct, rename="camel", gc=False):
     """The notification envelope (``uuid`` is the dedupe key for re-deliveries)."""
 
     body: SessionBody
-    uuid: str | None = None
-    event: str | None = None
+    uuid: Id | None = None
+    event: Text | None = None
     timestamp: datetime | None = None
-    subscription_id: str | None = None
-    owner_id: str | None = None
+    subscription_id: Id | None = None
+    owner_id: Id | None = None
 
 
 # ---- the tracker's view ----
@@ -300,14 +331,14 @@ class Notification(msgspec.Struct, rename="camel", gc=False):
 class TrackedParty(msgspec.Struct, rename="camel", gc=False):
     """The party fields the tracker folds into its state (see :class:`Party`)."""
 
-    id: str
-    account_id: str | None = None
-    extension_id: str | None = None
-    direction: str | None = None
+    id: Id
+    account_id: Id | None = None
+    extension_id: Id | None = None
+    direction: Text | None = None
     from_: PhoneInfo | None = msgspec.field(default=None, name="from")
     to: PhoneInfo | None = None
     status: Status | None = None
-    recordings: list[Recording] | None = None
+    recordings: Annotated[list[Recording], msgspec.Meta(max_length=MAX_LIST_LENGTH)] | None = None
     queue_call: bool = False
     ui_call_info: UiCallInfo | None = None
 
@@ -315,21 +346,23 @@ class TrackedParty(msgspec.Struct, rename="camel", gc=False):
 class TrackedBody(msgspec.Struct, rename="camel", gc=False):
     """The body fields the tracker reads (see :class:`SessionBody`)."""
 
-    telephony_session_id: str
-    sequence: int
+    telephony_session_id: Id
+    sequence: Sequence
     event_time: datetime
-    session_id: str | None = None
+    session_id: Id | None = None
     origin: Origin | None = None
-    parties: list[TrackedParty] = msgspec.field(default_factory=list)
-    account_id: str | None = None
+    parties: Annotated[list[TrackedParty], msgspec.Meta(max_length=MAX_LIST_LENGTH)] = (
+        msgspec.field(default_factory=list)
+    )
+    account_id: Id | None = None
 
 
 class TrackedNotification(msgspec.Struct, rename="camel", gc=False):
     """The envelope fields the tracker reads (see :class:`Notification`)."""
 
     body: TrackedBody
-    uuid: str | None = None
-    event: str | None = None
+    uuid: Id | None = None
+    event: Text | None = None
 
 
 class _Bare(msgspec.Struct, gc=False):
@@ -381,6 +414,46 @@ def _ids_as_text(value: object) -> object:
 # msgspec (and _ids_as_text) recurse once per nesting level and raise RecursionError past
 # the interpreter's limit: a payload nested that deep is bad input like any other.
 _TOO_DEEP = "JSON nested too deeply"
+# PostgreSQL's text and jsonb refuse the NUL character, so it must never reach a call's key
+# or payload. A JSON string can only carry it escaped; a search of the raw bytes (far
+# cheaper than a pattern on every string field) finds it wherever it is. Notifications
+# hardly ever hold a backslash, so a one-byte scan decides almost every time.
+_HAS_NUL = "a string holds the NUL character (\\u0000)"
+
+
+def _refuse_nul(raw: bytes | str) -> None:
+    if isinstance(raw, bytes):
+        found = raw.find(b"\\") >= 0 and b"\\u0000" in raw
+    else:
+        found = raw.find("\\") >= 0 and "\\u0000" in raw
+    if found:
+        raise EventDecodeError(_HAS_NUL, raw)
+
+
+def check_event_time(
+    event: Notification | TrackedNotification, raw: bytes | str, received_at: datetime
+) -> None:
+    """Refuse a notification whose ``eventTime`` is far from when it was received.
+
+    The second half of the edge check (:func:`decode_tracked` bounds every field): the
+    daemon calls it with the receive time before the tracker sees the event, so the
+    tracker's clock and the checkpoint only ever move on a plausible time (an eventTime of
+    9999 or 1970 would otherwise carry the checkpoint there). Raises
+    :class:`EventDecodeError`, so the notification is dead-lettered with the reason.
+    """
+    when = event.body.event_time
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
+    ahead = when - received_at
+    if ahead > MAX_EVENT_TIME_AHEAD:
+        reason = f"eventTime {when.isoformat()} is {ahead} ahead of its receipt"
+    elif -ahead > MAX_EVENT_TIME_BEHIND:
+        reason = f"eventTime {when.isoformat()} is {-ahead} behind its receipt"
+    else:
+        return
+    raise EventDecodeError(f"{reason} at {received_at.isoformat()} (untrusted time)", raw)
 
 
 def decode_event(raw: bytes | str) -> Notification:
@@ -389,6 +462,7 @@ def decode_event(raw: bytes | str) -> Notification:
     The fast path decodes straight into the typed structs; a payload whose
     ids are JSON numbers is rewritten with string ids and decoded again.
     """
+    _refuse_nul(raw)
     try:
         return _decode_event(raw)
     except RecursionError:
@@ -426,6 +500,7 @@ def decode_tracked(raw: bytes | str) -> TrackedNotification | Notification:
     :class:`TrackedNotification`; anything else goes through
     :func:`decode_event` and raises :class:`EventDecodeError` the same way.
     """
+    _refuse_nul(raw)
     first = raw[:1]
     try:
         if first == b"[" or first == "[":

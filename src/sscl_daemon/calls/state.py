@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from sscl_daemon.calls.events import MAX_SEQUENCE as MAX_SEQUENCE  # the tracker's bound too
 from sscl_daemon.calls.events import Party, Reason, StatusCode, TrackedParty, is_outbound
 
 STATUS_CODES: tuple[StatusCode, ...] = tuple(StatusCode)
@@ -35,9 +36,8 @@ STATUS_SHIFT = 6
 # The packed word has room for 42 bits of sequence, but the per-session "seen" bitset
 # is an int as wide as the highest sequence: a hostile or corrupt event with a huge
 # sequence must not allocate gigabytes. Real sessions number their events in the tens
-# or hundreds; an event beyond this bound is rejected (counted) and the session falls
-# back to expiry and the call log.
-MAX_SEQUENCE = (1 << 16) - 1
+# or hundreds; an event beyond MAX_SEQUENCE (refused when decoding, in events.py) is
+# rejected (counted) and the session falls back to expiry and the call log.
 MAX_PARTIES = 1 << 8
 
 

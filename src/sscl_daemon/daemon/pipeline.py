@@ -4,7 +4,10 @@ One coroutine feeds every notification through :func:`decode_tracked` (the
 lean decode of the fields the tracker reads, one decode per frame) and
 the tracker, in arrival order, and hands the calls it completes to the
 :class:`GroupCommitter` together with the checkpoint after the event.
-Undecodable notifications become dead letters (kept, counted, never fatal).
+Undecodable notifications become dead letters (kept, counted, never fatal), and so do
+those whose ``eventTime`` is far from their receipt (:func:`check_event_time`): every
+field is bounded at this edge, so the tracker's clock and the checkpoint below move only
+on trusted time.
 Gaps from the subscription go to the reconciler, which feeds the calls it
 finds through the same committer (same idempotency keys, so a call seen
 live and in the call log is logged once).
@@ -31,6 +34,7 @@ from sscl_daemon.calls.events import (
     EventDecodeError,
     Notification,
     TrackedNotification,
+    check_event_time,
     decode_tracked,
     parse_status,
 )
@@ -291,6 +295,7 @@ class Pipeline:
             self.recorder.write(raw)
         try:
             event = decode_tracked(raw)
+            check_event_time(event, raw, received_at)
         except EventDecodeError as exc:
             _events_received("malformed").inc()
             log.warning("notification cannot be decoded; kept as a dead letter", reason=exc.reason)
