@@ -2,11 +2,123 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from tests.ringcentral.harness import Calls, Pipeline, client, simulator, wait_for
 
 from sscl_daemon.ringcentral.ratelimit import RateGroup
-from sscl_daemon.ringcentral.subscription import ConnectionState, Notification, StateChange
+from sscl_daemon.ringcentral.subscription import (
+    ConnectionState,
+    GapReason,
+    Notification,
+    RecoveryPoint,
+    StateChange,
+)
+from sscl_daemon.simulator.profiles import RateGroup as SimRateGroup
+from sscl_daemon.simulator.profiles import RateLimit
 from sscl_daemon.simulator.scenarios import CallKind
+
+
+class Gate:
+    """Holds the subscription's reconnect until the test opens it."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def __call__(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.open.wait()
+
+
+def _stored(point: RecoveryPoint) -> RecoveryPoint:
+    """The point as a restarted daemon reads it back from the store."""
+    return RecoveryPoint.from_stored(
+        point.token,
+        point.expires_at,
+        point.oauth_session,
+        point.recovery_timeout,
+        sequence=point.sequence,
+    )
+
+
+async def test_restart_recovery_with_the_stored_sequence_tells_complete_from_short() -> None:
+    # three logins and ws tokens within a minute: more than the Auth group's 5/min
+    roomy = {group: RateLimit(1000) for group in SimRateGroup}
+    async with simulator(recovery_buffer_size=5, rate_limits=roomy) as sim:
+        calls = Calls(sim)
+        async with client(sim) as made, Pipeline(sim, made) as first:
+            await first.streaming()
+            await first.logged(calls.expected(calls.place(2)))
+            await first.stop()
+            quiet = first.points[-1]
+            refresh = made.tokens[-1].refresh_token
+        assert quiet.sequence > 0
+        # down, nothing happens: the replay is complete, no gap
+        async with (
+            client(sim, refresh_token=refresh) as made2,
+            Pipeline(sim, made2, recovery=_stored(quiet)) as second,
+        ):
+            await second.streaming()
+            assert second.subscription.stats.recoveries == 1
+            await second.logged(calls.expected(calls.place(1)))
+            await second.stop()
+            point = second.points[-1]
+            refresh = made2.tokens[-1].refresh_token
+        assert second.gaps == []
+        # down while calls happen: dozens of notifications, the gateway keeps the last 5
+        calls.place(4)
+        await sim.wait_idle()
+        async with (
+            client(sim, refresh_token=refresh) as made3,
+            Pipeline(sim, made3, recovery=_stored(point)) as third,
+        ):
+            await wait_for(lambda: len(third.gaps) == 1, "a gap")
+            [gap] = third.gaps
+            assert gap.reason is GapReason.REPLAY_INCOMPLETE
+            assert gap.start == point.last_seen
+            assert third.subscription.stats.recoveries == 1
+
+
+async def test_a_huge_sequence_does_not_hide_an_incomplete_replay() -> None:
+    gate = Gate()
+    async with (
+        simulator(recovery_buffer_size=5) as sim,
+        client(sim) as made,
+        Pipeline(sim, made, gate=gate) as pipe,
+    ):
+        await pipe.streaming()
+        calls = Calls(sim)
+        await pipe.logged(calls.expected(calls.place(2)))
+        point = pipe.subscription.recovery_point
+        subscription = sim.gateway.current_subscription()
+        assert point is not None
+        assert point.token is not None
+        assert subscription is not None
+        seen = pipe.notifications
+        hostile = [
+            {
+                "type": "ServerNotification",
+                "messageId": "hostile-1",
+                "status": 200,
+                "wsc": {"token": point.token, "sequence": 10**15},
+            },
+            {"uuid": "hostile-1", "subscriptionId": subscription.id, "body": {}},
+        ]
+        sim.push_raw_frame(json.dumps(hostile))
+        await wait_for(lambda: pipe.notifications > seen, "the hostile frame")
+        gate.open.clear()
+        await sim.drop_websocket(abrupt=True)
+        await wait_for(lambda: not sim.gateway.connections, "the drop")
+        calls.place(4)
+        await sim.wait_idle()
+        gate.open.set()
+        await wait_for(lambda: len(pipe.gaps) == 1, "a gap")
+        [gap] = pipe.gaps
+        assert gap.reason is GapReason.REPLAY_INCOMPLETE
+        assert pipe.subscription.stats.recoveries == 1
+        assert (pipe.subscription.recovery_point or point).sequence < 10**6
 
 
 async def test_calls_stream_live_and_complete_once() -> None:

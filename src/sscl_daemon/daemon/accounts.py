@@ -407,12 +407,12 @@ class AccountRunner:
             self._startup_hold = pipeline.hold(checkpoint.last_event_time)
         token = await store.load_recovery_token(account)
         if token is not None:
-            self._recovery = RecoveryPoint(
-                token=token.token,
-                sequence=0,
-                last_seen=token.expires_at - timedelta(seconds=DEFAULT_RECOVERY_WINDOW),
-                recovery_timeout=DEFAULT_RECOVERY_WINDOW,
-                oauth_session=token.oauth_session or None,
+            self._recovery = RecoveryPoint.from_stored(
+                token.token,
+                token.expires_at,
+                token.oauth_session or None,
+                DEFAULT_RECOVERY_WINDOW,
+                sequence=token.sequence,
             )
         log.info(
             "state restored",
@@ -608,7 +608,12 @@ class AccountRunner:
                 await store.clear_recovery_token(self.name)
             else:
                 await store.save_recovery_token(
-                    self.name, point.token, point.expires_at, point.oauth_session or "", fence=lease
+                    self.name,
+                    point.token,
+                    point.expires_at,
+                    point.oauth_session or "",
+                    sequence=point.sequence,
+                    fence=lease,
                 )
 
         await pipeline.snapshot(save)

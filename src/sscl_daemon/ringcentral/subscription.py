@@ -151,10 +151,15 @@ class RecoveryPoint:
         expires_at: datetime,
         oauth_session: str | None = None,
         recovery_timeout: float = 180.0,
+        sequence: int | None = None,
     ) -> RecoveryPoint:
-        """Rebuild from what the store keeps (`save_recovery_token`'s fields)."""
+        """Rebuild from what the store keeps (`save_recovery_token`'s fields).
+
+        Without the `sequence` (stored by older versions) an incomplete replay after the
+        restart cannot be told from a complete one.
+        """
         last_seen = expires_at - timedelta(seconds=recovery_timeout)
-        return cls(token, 0, last_seen, recovery_timeout, oauth_session)
+        return cls(token, sequence or 0, last_seen, recovery_timeout, oauth_session)
 
 
 PersistRecovery = Callable[[RecoveryPoint], Awaitable[None]]
@@ -210,7 +215,9 @@ class Subscription:
         # Before this, a save is skipped unless forced (checked on every notification).
         self._next_persist: datetime | None = None
         self._cached_token: tuple[WsToken, float] | None = None
-        self._last_notification: int | None = None
+        # The last frame of the WS session seen: a recovery replay that starts further on
+        # than the one after it is incomplete (a restart hands it in with the stored point).
+        self._last_notification = (recovery.sequence or None) if recovery else None
         self._recovered_from: datetime | None = None
         self.state = ConnectionState.DISCONNECTED
         self.stats = SubscriptionStats()

@@ -56,6 +56,8 @@ class RecoveryToken:
     expires_at: datetime
     oauth_session: str = field(repr=False)
     updated_at: datetime | None = None
+    # The gateway sequence of the last frame the stored state saw (None: not recorded).
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)

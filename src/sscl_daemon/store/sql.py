@@ -28,12 +28,19 @@ ON CONFLICT (account) DO UPDATE SET
 """
 
 SAVE_RECOVERY_TOKEN = """
-INSERT INTO checkpoints (account, recovery_token, recovery_token_expires_at, oauth_session)
-VALUES ($1, $2, $3, $4)
+INSERT INTO checkpoints
+    (account, recovery_token, recovery_token_expires_at, oauth_session, recovery_sequence)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (account) DO UPDATE SET
     recovery_token = EXCLUDED.recovery_token,
     recovery_token_expires_at = EXCLUDED.recovery_token_expires_at,
-    oauth_session = EXCLUDED.oauth_session
+    oauth_session = EXCLUDED.oauth_session,
+    recovery_sequence = EXCLUDED.recovery_sequence
+"""
+
+SAVE_DIRECTORY = """
+INSERT INTO directories (account, data, loaded_at) VALUES ($1, $2, now())
+ON CONFLICT (account) DO UPDATE SET data = EXCLUDED.data, loaded_at = now()
 """
 
 INSERT_DEAD_LETTERS = """

@@ -356,6 +356,7 @@ class Store:
         expires_at: datetime,
         oauth_session: str,
         *,
+        sequence: int | None = None,
         fence: Lease | None = None,
     ) -> None:
         async with (
@@ -365,13 +366,16 @@ class Store:
         ):
             if fence is not None:
                 await check_fence(conn, fence, account)
-            await conn.execute(sql.SAVE_RECOVERY_TOKEN, account, token, expires_at, oauth_session)
+            await conn.execute(
+                sql.SAVE_RECOVERY_TOKEN, account, token, expires_at, oauth_session, sequence
+            )
 
     async def load_recovery_token(self, account: str) -> RecoveryToken | None:
         async with _failures("loading the recovery token"), self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT recovery_token, recovery_token_expires_at, oauth_session, updated_at "
-                "FROM checkpoints WHERE account = $1 AND recovery_token IS NOT NULL",
+                "SELECT recovery_token, recovery_token_expires_at, oauth_session, updated_at, "
+                "recovery_sequence FROM checkpoints "
+                "WHERE account = $1 AND recovery_token IS NOT NULL",
                 account,
             )
         if row is None:
@@ -381,6 +385,7 @@ class Store:
             expires_at=row["recovery_token_expires_at"],
             oauth_session=row["oauth_session"] or "",
             updated_at=row["updated_at"],
+            sequence=row["recovery_sequence"],
         )
 
     async def clear_recovery_token(self, account: str) -> None:
@@ -390,6 +395,23 @@ class Store:
                 "oauth_session = NULL WHERE account = $1",
                 account,
             )
+
+    # --- the last extension directory (subscribe without waiting for a reload) -----
+
+    async def save_directory(self, account: str, data: bytes, *, fence: Lease | None = None) -> None:
+        async with (
+            _failures("saving the extension directory"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            if fence is not None:
+                await check_fence(conn, fence, account)
+            await conn.execute(sql.SAVE_DIRECTORY, account, data)
+
+    async def load_directory(self, account: str) -> bytes | None:
+        async with _failures("loading the extension directory"), self._pool.acquire() as conn:
+            data = await conn.fetchval("SELECT data FROM directories WHERE account = $1", account)
+        return bytes(data) if data is not None else None
 
     # --- rotated credentials (refresh tokens; see .credentials) --------------------
 
