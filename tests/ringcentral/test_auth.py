@@ -193,15 +193,30 @@ async def test_token_429_and_503_wait_for_retry_after(
         "POST",
         TOKEN,
         Canned(429, {"errorCode": "CMN-301"}, {"Retry-After": "7"}),
-        Canned(503),
+        Canned(503, headers={"Retry-After": "3"}),
+        Canned(429, {"errorCode": "CMN-301"}),
         Canned(body=token_body(1)),
     )
     started = clock.now
     assert await auth.access_token() == "access-1"
+    assert len(forms(server)) == 4
+    # the waits named, then the documented default of 60 s for a 429 without Retry-After
+    assert clock.slept == [7.0, 3.0, 60.0]
+    assert clock.now - started == pytest.approx(70.0)
+
+
+async def test_token_503_without_retry_after_backs_off_instead_of_a_minute(
+    http: aiohttp.ClientSession, server: Scripted
+) -> None:
+    clock = FakeClock()
+    auth = make(http, server, clock)
+    server.add("POST", TOKEN, Canned(503), Canned(503), Canned(body=token_body(1)))
+    started = clock.now
+    assert await auth.access_token() == "access-1"
     assert len(forms(server)) == 3
-    # 7 s for the 429, then the documented default of 60 s for a 503 without Retry-After
-    assert clock.slept == [7.0, 60.0]
-    assert clock.now - started == pytest.approx(67.0)
+    # the retry policy's jittered backoff (at most 0.05 s here), not 60 s per answer
+    assert len(clock.slept) == 2
+    assert clock.now - started < 1.0
 
 
 async def test_keep_fresh_refreshes_ahead_of_expiry_while_idle(

@@ -122,6 +122,21 @@ async def test_telephony_session_404_means_gone(
     assert await rest.telephony_session("s-0") is None
 
 
+async def test_503_without_retry_after_backs_off_briefly(
+    server: Scripted, client: tuple[RestClient, FakeClock]
+) -> None:
+    rest, clock = client
+    server.add(
+        "GET", CALL_LOG_PATH, Canned(503), Canned(503), Canned(body={"records": [record(1)]})
+    )
+    started = clock.now
+    pages = [page async for page in rest.call_log_pages(FROM, TO)]
+    assert len(pages) == 1
+    # two jittered backoff waits of the retry policy (at most 0.05 s here), not 60 s each
+    assert len(clock.slept) == 2
+    assert clock.now - started < 1.0
+
+
 async def test_429_closes_the_group_for_retry_after(
     server: Scripted, client: tuple[RestClient, FakeClock]
 ) -> None:

@@ -33,14 +33,7 @@ import msgspec
 import structlog
 
 from sscl_daemon.config import RingCentralSettings, Secret
-from sscl_daemon.ringcentral.ratelimit import (
-    DEFAULT_RETRY_AFTER,
-    Clock,
-    GroupLimiter,
-    RateGroup,
-    Sleep,
-    retry_after_seconds,
-)
+from sscl_daemon.ringcentral.ratelimit import Clock, GroupLimiter, RateGroup, Sleep, throttle_delay
 from sscl_daemon.ringcentral.retry import Retryable, RetryPolicy, with_retries
 
 log = structlog.get_logger(__name__)
@@ -228,8 +221,8 @@ class Authenticator:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise Retryable(f"token request failed: {type(exc).__name__}") from None
             self._limiter.observe(RateGroup.AUTH, headers)
-            if status in (429, 503):
-                delay = retry_after_seconds(headers, DEFAULT_RETRY_AFTER)
+            delay = throttle_delay(status, headers)
+            if delay is not None:
                 self._limiter.close_for(RateGroup.AUTH, delay)
                 raise Retryable(f"token endpoint answered {status}", delay)
             if status >= 500:

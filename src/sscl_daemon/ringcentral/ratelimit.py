@@ -80,6 +80,21 @@ def retry_after_seconds(
     return max(0.0, moment.timestamp() - current)
 
 
+def throttle_delay(status: int, headers: Mapping[str, str]) -> float | None:
+    """How long a 429/503 answer closes its group; None: back off as after any 5xx.
+
+    A 429 is a penalty that restarts with every request sent during it, so without a
+    `Retry-After` the group still waits `DEFAULT_RETRY_AFTER`. A 503 without one is an
+    outage of unknown length: a fixed minute per answer kept the WebSocket down for minutes
+    after short outages, where jittered exponential backoff finds the end within seconds.
+    """
+    if status == 429:
+        return retry_after_seconds(headers, DEFAULT_RETRY_AFTER)
+    if status == 503 and headers.get("Retry-After") is not None:
+        return retry_after_seconds(headers)
+    return None
+
+
 class GroupLimiter:
     """Keeps each throttling group under its budget and closed while the platform says so."""
 

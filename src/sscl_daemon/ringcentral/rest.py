@@ -3,8 +3,9 @@
 Used by `directory.py` (extension list), `reconcile.py` and `backfill.py` (call log, session
 lookups) and `subscription.py` (the WebSocket token). Every request goes through the rate-group
 limiter, carries a fresh bearer token (a 401 refreshes it once and tries again), and is retried
-with jittered exponential backoff on 5xx and connection errors; 429/503 close the request's
-throttling group for the `Retry-After` the platform sent (research/rc-protocol.md C6).
+with jittered exponential backoff on 5xx and connection errors; a 429 (and a 503 that names
+its wait) closes the request's throttling group for the `Retry-After` the platform sent
+(research/rc-protocol.md C6).
 Responses are decoded into the typed records of `records.py`.
 """
 
@@ -21,12 +22,7 @@ import msgspec
 import structlog
 
 from sscl_daemon.ringcentral.auth import Authenticator
-from sscl_daemon.ringcentral.ratelimit import (
-    DEFAULT_RETRY_AFTER,
-    GroupLimiter,
-    RateGroup,
-    retry_after_seconds,
-)
+from sscl_daemon.ringcentral.ratelimit import GroupLimiter, RateGroup, throttle_delay
 from sscl_daemon.ringcentral.records import (
     CallLogPage,
     CallLogRecord,
@@ -121,8 +117,8 @@ class RestClient:
                 reply = await self._send(method, path, group, params)
             if reply.status in allow or reply.status < 300:
                 return reply
-            if reply.status in (429, 503):
-                delay = retry_after_seconds(reply.headers, DEFAULT_RETRY_AFTER)
+            delay = throttle_delay(reply.status, reply.headers)
+            if delay is not None:
                 self._limiter.close_for(group, delay)
                 log.warning(
                     "ringcentral.throttled", path=path, status=reply.status, retry_after=delay
