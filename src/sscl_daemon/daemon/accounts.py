@@ -38,7 +38,7 @@ from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
 from sscl_daemon.dispatch import Dispatcher, SentHook
 from sscl_daemon.logging import get_logger
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
-from sscl_daemon.ringcentral.directory import keep_fresh, load_directory
+from sscl_daemon.ringcentral.directory import keep_fresh, stored_directory
 from sscl_daemon.ringcentral.reconcile import Reconciler
 from sscl_daemon.ringcentral.recorder import open_recorder
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
@@ -197,7 +197,7 @@ class AccountRunner:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Log in, restore and start the account's tasks; FatalError if the login is refused."""
+        """Restore and start the account's tasks (refused credentials stop the subscription)."""
         store, http, rc = self._store, self._http, self.account.ringcentral
         # In Postgres, so a standby on another machine resumes the same OAuth session.
         kept = KeptSession(
@@ -209,13 +209,9 @@ class AccountRunner:
         )
         rest = RestClient(http, auth, rc.server, request_timeout=rc.request_timeout)
         self._rest = rest
-        try:
-            directory = await self._load_directory(rest)
-        except AuthError as exc:
-            log.error(
-                "RingCentral refused the credentials; stopping", account=self.name, error=str(exc)
-            )
-            raise FatalError(f"account {self.name}: {exc}") from exc
+        # The directory of the last run: a fresh one is loaded beside the subscription (a
+        # throttled or paused extension-list read must not hold live logging back).
+        directory = await self._load_directory()
         policy = Policy(policy_options(self.account), directory)
         tracker = Tracker(directory, tracker_options(self.account), policy)
         committer = fenced_committer(
@@ -253,15 +249,21 @@ class AccountRunner:
                 account=self.name,
             )
         self._supervise("committer", committer.run)
+        self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
         for name, dispatcher in self._dispatchers.items():
             self._supervise(f"dispatcher:{name}", dispatcher.run)
         self._supervise("auth-refresh", auth.keep_fresh, fatal=(AuthError,))
         self._supervise(
             "directory-refresh",
-            lambda: keep_fresh(rest, rc.directory_refresh, self._new_directory(pipeline)),
+            lambda: keep_fresh(
+                rest,
+                rc.directory_refresh,
+                self._new_directory(pipeline),
+                keep=self._keep_directory,
+                first_delay=0.0,
+            ),
             fatal=(AuthError,),
         )
-        self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
         self._supervise("expiry", lambda: self._expire_loop(pipeline))
         self._supervise("suspects", lambda: self._suspect_loop(pipeline), fatal=(AuthError,))
         self._supervise("snapshots", lambda: self._snapshot_loop(pipeline))
@@ -365,18 +367,28 @@ class AccountRunner:
 
     # ---- start-up state --------------------------------------------------------------
 
-    async def _load_directory(self, rest: RestClient) -> Directory | None:
-        try:
-            directory = await load_directory(rest)
-        except (ApiError, RetriesExhausted, DirectoryError, aiohttp.ClientError) as exc:
-            log.warning(
-                "extension directory unavailable; using heuristics until the next refresh",
-                account=self.name,
-                error=str(exc),
-            )
+    async def _load_directory(self) -> Directory | None:
+        """The directory the last run stored (None: heuristics until the first load)."""
+        data = await self._store.load_directory(self.name)
+        if data is None:
+            log.info("no stored extension directory; using heuristics until it loads")
             return None
-        log.info("extension directory loaded", account=self.name, extensions=len(directory))
+        try:
+            directory = stored_directory(data)
+        except DirectoryError as exc:
+            log.warning("stored extension directory unusable", account=self.name, error=str(exc))
+            return None
+        log.info("extension directory restored", account=self.name, extensions=len(directory))
         return directory
+
+    async def _keep_directory(self, data: bytes) -> None:
+        try:
+            await self._store.save_directory(self.name, data, fence=self.lease)
+        except LeaseLostError:
+            raise
+        except StoreError as exc:
+            # Only the next start's first minutes depend on it: not worth failing the reload.
+            log.warning("could not store the extension directory", error=str(exc))
 
     def _new_directory(self, pipeline: Pipeline) -> Callable[[Directory], None]:
         def apply(directory: Directory) -> None:
@@ -437,6 +449,13 @@ class AccountRunner:
         )
         try:
             await subscription.run(lambda item: self._on_item(item, pipeline))
+        except AuthError as exc:
+            # The first RingCentral request of a start is the subscription's (the directory
+            # no longer goes first): this is where refused credentials show.
+            log.error(
+                "RingCentral refused the credentials; stopping", account=self.name, error=str(exc)
+            )
+            raise FatalError(f"account {self.name}: {exc}") from exc
         finally:
             self._recovery = subscription.recovery_point or self._recovery
             self._set_subscribed(False)
