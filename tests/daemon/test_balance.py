@@ -297,7 +297,10 @@ async def test_a_handover_drains_with_the_lease_renewed_then_leaves_the_account_
 
 
 def test_the_switch_is_a_validated_boolean_on_by_default() -> None:
-    base = {"ringcentral": {"client_id": "cid", "client_secret": "x", "jwt": "j"}}
+    base = {
+        "ringcentral": {"client_id": "cid", "client_secret": "x", "jwt": "j"},
+        "writers": {"log": {"type": "jsonl", "path": "calls.jsonl"}},
+    }
     assert parse_config(base).daemon.balance is True
     assert parse_config({**base, "daemon": {"balance": False}}).daemon.balance is False
     with pytest.raises(ConfigError, match=r"daemon\.balance"):

@@ -18,7 +18,10 @@ JWT_VALUE = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJl"
 @pytest.fixture
 def output() -> io.StringIO:
     settings = parse_config(
-        {"ringcentral": {"client_id": "cid", "client_secret": SECRET, "jwt": JWT_VALUE}}
+        {
+            "ringcentral": {"client_id": "cid", "client_secret": SECRET, "jwt": JWT_VALUE},
+            "writers": {"log": {"type": "jsonl", "path": "calls.jsonl"}},
+        }
     )
     buf = io.StringIO()
     configure_logging(settings, stream=buf, level="debug", json_output=True)

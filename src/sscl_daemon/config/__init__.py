@@ -5,11 +5,20 @@ else runs; the rest of the daemon only receives the settings. The package is spl
 by job: :mod:`.schema` (the dataclasses, the only place a default is written),
 :mod:`.loader` (TOML, sections, error collection), :mod:`.table` (typed reading of one
 table), :mod:`.secrets` (``env:``/``credential:`` references) and :mod:`.writers`
-(``[writers.NAME]`` options per writer type). The names other modules use are
-re-exported here, so they import from ``sscl_daemon.config``.
+(``[writers.NAME]`` options per writer type) and :mod:`.locations` (which file a
+command reads: ``--config``, ``$SSCL_DAEMON_CONFIG``, ``/etc/sscl-daemon/config.toml``).
+The names other modules use are re-exported here, so they import from
+``sscl_daemon.config``.
 """
 
 from sscl_daemon.config.loader import load_config, parse_config
+from sscl_daemon.config.locations import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    add_config_argument,
+    config_path,
+    load_for_command,
+)
 from sscl_daemon.config.schema import (
     DEFAULT_ACCOUNT,
     DEFAULT_STATE_DIR,
@@ -39,9 +48,12 @@ from sscl_daemon.config.schema import (
     WriterSettings,
     WriterType,
 )
+from sscl_daemon.config.secrets import Need
 
 __all__ = [
+    "CONFIG_ENV",
     "DEFAULT_ACCOUNT",
+    "DEFAULT_CONFIG_PATH",
     "DEFAULT_STATE_DIR",
     "MIN_SENT_RETENTION_DAYS",
     "AccountSettings",
@@ -55,6 +67,7 @@ __all__ = [
     "JsonlOptions",
     "LogFormat",
     "LogLevel",
+    "Need",
     "NoContactPolicy",
     "OAuthClientSettings",
     "PipedriveOptions",
@@ -68,6 +81,9 @@ __all__ = [
     "WriterOptions",
     "WriterSettings",
     "WriterType",
+    "add_config_argument",
+    "config_path",
     "load_config",
+    "load_for_command",
     "parse_config",
 ]

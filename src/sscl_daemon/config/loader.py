@@ -10,12 +10,16 @@ default. Defaults come from :mod:`.schema` only.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from sscl_daemon.config.files import exposure_warnings
 from sscl_daemon.config.schema import (
     DEFAULT_ACCOUNT,
     MIN_SENT_RETENTION_DAYS,
@@ -32,19 +36,27 @@ from sscl_daemon.config.schema import (
     WriterSettings,
     default_of,
 )
-from sscl_daemon.config.table import Table
+from sscl_daemon.config.secrets import Need, credential_source
+from sscl_daemon.config.table import LoadContext, Table
 from sscl_daemon.config.writers import parse_writer
 
 if TYPE_CHECKING:
     from sscl_daemon.calls.blocklist import Blocklist, Scope
 
 
-def _daemon(t: Table) -> DaemonSettings:
+# systemd's StateDirectory= sets it (several directories are separated by ':').
+STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
+
+
+def _daemon(t: Table, file_dir: Path) -> DaemonSettings:
+    """``[daemon]``; relative directories are taken relative to the file's directory."""
     d = DaemonSettings
-    state_default = os.environ.get("STATE_DIRECTORY", str(d.state_dir)).split(":")[0]
+    systemd_state = os.environ.get(STATE_DIRECTORY_ENV, "").split(":")[0]
+    state_default = systemd_state or str(d.state_dir)
     instance_default: str = default_of(d, "instance_name")
     settings = DaemonSettings(
-        state_dir=Path(t.string("state_dir", state_default)),
+        state_dir=file_dir / t.string("state_dir", state_default),
+        credentials_dir=file_dir / t.string("credentials_dir", str(d.credentials_dir)),
         instance_name=t.string("instance_name", instance_default) or instance_default,
         log_level=t.choice("log_level", d.log_level),
         log_format=t.choice("log_format", d.log_format),
@@ -58,6 +70,15 @@ def _daemon(t: Table) -> DaemonSettings:
     return settings
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to any interface
+
+
 def _admin(t: Table) -> AdminSettings:
     d = AdminSettings
     settings = AdminSettings(
@@ -66,6 +87,14 @@ def _admin(t: Table) -> AdminSettings:
         port=t.integer("port", d.port, minimum=0, maximum=65535),
         token=t.secret("token"),
     )
+    if settings.enabled and settings.token is None and not _loopback(settings.host):
+        t.problem(
+            "host",
+            f"{settings.host!r} lets other machines reach the admin endpoint, whose /metrics "
+            "and status pages tell what the organisation's calls are: set admin.token (e.g. "
+            '"credential:admin-token"; /healthz and /readyz stay open for probes), or keep '
+            f"host = {d.host!r}",
+        )
     t.finish()
     return settings
 
@@ -74,10 +103,12 @@ def _store(t: Table) -> StoreSettings:
     d = StoreSettings
     dsn = t.string("dsn", d.dsn)
     if dsn != "embedded" and not dsn.startswith(("postgresql://", "postgres://")):
+        # Not echoed: a malformed DSN may well hold a password.
         t.problem(
-            "dsn",
-            f"{dsn!r} is neither 'embedded' nor a postgresql:// URL (postgresql://user@host/db)",
+            "dsn", "is neither 'embedded' nor a postgresql:// URL (postgresql://user@host/db)"
         )
+    elif _dsn_password(dsn):
+        t.context.inline_secrets.append(t.key("dsn"))
     settings = StoreSettings(
         dsn=dsn,
         password=t.secret("password"),
@@ -104,6 +135,13 @@ def _store(t: Table) -> StoreSettings:
     return settings
 
 
+def _dsn_password(dsn: str) -> bool:
+    try:
+        return bool(urlsplit(dsn).password)
+    except ValueError:
+        return False
+
+
 def _ringcentral(t: Table, required: bool) -> RingCentralSettings:
     d = RingCentralSettings
     client_id = t.string("client_id", d.client_id)
@@ -112,8 +150,8 @@ def _ringcentral(t: Table, required: bool) -> RingCentralSettings:
     settings = RingCentralSettings(
         server=t.url("server", d.server),
         client_id=client_id,
-        client_secret=t.secret("client_secret", required, resolve=required) or Secret(""),
-        jwt=t.secret("jwt", required, resolve=required) or Secret(""),
+        client_secret=t.secret("client_secret", required=True) or Secret(""),
+        jwt=t.secret("jwt", required=True) or Secret(""),
         request_timeout=t.number("request_timeout", d.request_timeout, minimum=0.1),
         heartbeat_interval=t.number("heartbeat_interval", d.heartbeat_interval, minimum=0.1),
         dead_connection_timeout=t.number(
@@ -196,12 +234,19 @@ def _scope(t: Table) -> Scope:
 _ACCOUNT_SECTIONS = ("ringcentral", "calls", "blocklist", "scope", "writers")
 
 
-def _account(name: str, t: Table, require_credentials: bool) -> AccountSettings:
-    ringcentral = _ringcentral(t.table("ringcentral"), require_credentials)
+def _account(name: str, t: Table, needs: Need) -> AccountSettings:
+    rc_needed = Need.RINGCENTRAL in needs
+    ringcentral = _ringcentral(t.table("ringcentral", resolve=rc_needed), rc_needed)
     calls = _calls(t.table("calls"))
     blocklist = _blocklist(t.table("blocklist"), calls.default_region)
     scope = _scope(t.table("scope"))
-    writers_table = t.table("writers")
+    writers_table = t.table("writers", resolve=Need.WRITERS in needs)
+    if Need.WRITERS in needs and not writers_table.items():
+        t.problem(
+            "writers",
+            "no writer is configured, so no call would be logged anywhere: add a "
+            '[writers.NAME] table (type = "jsonl", "webhook" or a CRM; see config.example.toml)',
+        )
     writers: list[WriterSettings] = []
     for writer_name, _ in writers_table.items():
         writer = parse_writer(writer_name, writers_table.table(writer_name))
@@ -210,30 +255,44 @@ def _account(name: str, t: Table, require_credentials: bool) -> AccountSettings:
     return AccountSettings(name, ringcentral, calls, blocklist, scope, tuple(writers))
 
 
-def _accounts(t: Table, require_credentials: bool) -> list[AccountSettings]:
+def _accounts(t: Table, needs: Need) -> list[AccountSettings]:
     accounts: list[AccountSettings] = []
     for name, _ in t.items():
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             t.problem(name, "account names may use letters, digits, '-' and '_' only")
         table = t.table(name)
-        accounts.append(_account(name, table, require_credentials))
+        accounts.append(_account(name, table, needs))
         table.finish()
     return accounts
 
 
 def parse_config(
-    data: Mapping[str, object], source: str = "<config>", require_credentials: bool = True
+    data: Mapping[str, object],
+    source: str = "<config>",
+    require_credentials: bool = True,
+    *,
+    needs: Need = Need.ALL,
 ) -> Settings:
-    """Validate a decoded TOML document; raise :class:`ConfigError` listing every problem."""
-    issues: list[ConfigIssue] = []
-    root = Table(data, "", issues)
-    daemon = _daemon(root.table("daemon"))
-    admin = _admin(root.table("admin"))
-    store = _store(root.table("store"))
+    """Validate a decoded TOML document; raise :class:`ConfigError` listing every problem.
+
+    ``needs`` names the parts whose secrets are resolved (:class:`Need`); secrets of the
+    other parts are not looked up and a missing one is no problem.
+    ``require_credentials=False`` is the older spelling of ``needs=Need.STORE``.
+    """
+    if not require_credentials:
+        needs = Need.STORE
+    context = LoadContext()
+    root = Table(data, "", context)
+    file_dir = Path(source).parent if source != "<config>" else Path.cwd()
+    daemon = _daemon(root.table("daemon"), file_dir.absolute())
+    context.secrets = credential_source(daemon.credentials_dir)
+    context.base_dir = daemon.state_dir
+    admin = _admin(root.table("admin", resolve=Need.ADMIN in needs))
+    store = _store(root.table("store", resolve=Need.STORE in needs))
     accounts: list[AccountSettings] = []
     single = AccountSettings()
     if root.has("accounts"):
-        accounts = _accounts(root.table("accounts"), require_credentials)
+        accounts = _accounts(root.table("accounts"), needs)
         if not accounts:
             root.problem("accounts", "lists no account: add an [accounts.NAME] table")
         for section in _ACCOUNT_SECTIONS:
@@ -244,11 +303,11 @@ def parse_config(
                     f"move it into each account as [accounts.NAME.{section}]",
                 )
     else:
-        single = _account(DEFAULT_ACCOUNT, root, require_credentials)
+        single = _account(DEFAULT_ACCOUNT, root, needs)
     root.finish()
-    if issues:
-        raise ConfigError(source, issues)
-    return Settings(
+    if context.issues:
+        raise ConfigError(source, context.issues)
+    settings = Settings(
         daemon=daemon,
         admin=admin,
         store=store,
@@ -260,10 +319,18 @@ def parse_config(
         accounts=tuple(accounts),
         source=Path(source) if source != "<config>" else None,
     )
+    config_file = settings.source
+    warnings = exposure_warnings(config_file, context.inline_secrets, context.credential_files)
+    return dataclasses.replace(settings, warnings=tuple(warnings))
 
 
-def load_config(path: str | Path, require_credentials: bool = True) -> Settings:
-    """Read and validate a TOML file; raise :class:`ConfigError` on any problem."""
+def load_config(
+    path: str | Path, require_credentials: bool = True, *, needs: Need = Need.ALL
+) -> Settings:
+    """Read and validate a TOML file; raise :class:`ConfigError` on any problem.
+
+    ``needs`` and ``require_credentials`` as in :func:`parse_config`.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -277,4 +344,4 @@ def load_config(path: str | Path, require_credentials: bool = True) -> Settings:
         raise ConfigError(str(path), [ConfigIssue("", "the file is not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [ConfigIssue("", f"not valid TOML: {exc}")]) from None
-    return parse_config(data, str(path), require_credentials)
+    return parse_config(data, str(path), require_credentials, needs=needs)

@@ -322,6 +322,8 @@ class Settings:
     writers: tuple[WriterSettings, ...] = ()
     accounts: tuple[AccountSettings, ...] = ()
     source: Path | None = None
+    # Problems that do not stop the daemon (a secret readable by every user), for the admin.
+    warnings: tuple[str, ...] = ()
 
     def account_list(self) -> tuple[AccountSettings, ...]:
         if self.accounts:

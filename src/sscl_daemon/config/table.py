@@ -3,30 +3,62 @@
 Where it sits: :mod:`.loader` and :mod:`.writers` walk the decoded TOML document with a
 :class:`Table` per section; each problem (wrong type, out of range, unknown key) is
 recorded as a :class:`~.schema.ConfigIssue` with its key path, so ``check-config`` can
-list every problem at once. Secret values are resolved through :mod:`.secrets`.
+list every problem at once. Secret values are resolved through :mod:`.secrets`, only in
+the parts of the file the command needs (:class:`~.secrets.Need`); relative paths are
+resolved against the state directory.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from sscl_daemon.config.schema import ConfigIssue, Secret
-from sscl_daemon.config.secrets import resolve_secret
+from sscl_daemon.config.secrets import SecretSource, is_reference, resolve_secret
 
 E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
 
 
-class Table:
-    """Reads typed values from one TOML table, recording problems instead of raising."""
+@dataclass
+class LoadContext:
+    """What every table of one load shares: where secrets and relative paths come from."""
 
-    def __init__(self, data: Mapping[str, object], path: str, issues: list[ConfigIssue]) -> None:
+    issues: list[ConfigIssue] = field(default_factory=list)
+    secrets: SecretSource = field(default_factory=SecretSource)
+    # Relative paths in the file are taken relative to this directory (the state directory).
+    base_dir: Path = field(default_factory=Path.cwd)
+    # Key paths of secrets written inline in the file (the file must then be private).
+    inline_secrets: list[str] = field(default_factory=list)
+    # Credential files read outside systemd (each must be private).
+    credential_files: list[Path] = field(default_factory=list)
+
+
+class Table:
+    """Reads typed values from one TOML table, recording problems instead of raising.
+
+    ``resolve`` says whether the command needs this table's secrets: when it does not,
+    an ``env:``/``credential:`` reference that cannot be resolved (or a missing required
+    secret) is no problem and reads as an empty :class:`Secret`.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, object],
+        path: str,
+        context: LoadContext,
+        resolve: bool = True,
+    ) -> None:
         self._data = data
         self._path = path
-        self._issues = issues
+        self.context = context
+        self._issues = context.issues
+        self.resolve = resolve
         self._seen: set[str] = set()
 
     def key(self, name: str) -> str:
@@ -109,33 +141,50 @@ class Table:
                 self.problem(name, f"{value!r} is not an http(s) URL")
         return value
 
-    def secret(self, name: str, required: bool = False, resolve: bool = True) -> Secret | None:
-        """A secret value; with ``resolve=False`` an unset ``env:``/``credential:`` is no error."""
+    def secret(self, name: str, required: bool = False) -> Secret | None:
+        """A secret value, inline, ``env:NAME`` or ``credential:NAME``."""
         value = self._get(name)
         if value is None or value == "":
-            if required:
+            if required and self.resolve:
                 self.problem(
                     name,
                     "is required: give the value inline, as 'env:NAME' or as 'credential:NAME'",
                 )
-            return None
+            return Secret("") if required else None
         if not isinstance(value, str):
             self.problem(name, "expected a string (inline, 'env:NAME' or 'credential:NAME')")
             return None
-        issues: list[ConfigIssue] = []
-        resolved = resolve_secret(value, self.key(name), issues)
-        if resolve:
-            self._issues.extend(issues)
-        return None if resolved is None else Secret(resolved)
+        if not is_reference(value):
+            self.context.inline_secrets.append(self.key(name))
+            return Secret(value)
+        if not self.resolve:
+            return Secret("")  # not needed by this command: not even looked up
+        source = self.context.secrets
+        resolved = resolve_secret(value, self.key(name), source, self._issues)
+        if resolved is None:
+            return None
+        if value.startswith("credential:") and source.directory and not source.from_systemd:
+            self.context.credential_files.append(source.directory / value.split(":", 1)[1])
+        return Secret(resolved)
 
-    def table(self, name: str) -> Table:
+    def path(self, name: str) -> Path | None:
+        """A file path; a relative one is taken relative to the state directory."""
+        value = self.string(name, "")
+        if not value:
+            return None
+        return self.context.base_dir / Path(value).expanduser()
+
+    def table(self, name: str, resolve: bool | None = None) -> Table:
+        """The sub-table ``name``; ``resolve`` (default: this table's) as in :class:`Table`."""
         value = self._get(name)
         if value is None:
             value = {}
         if not isinstance(value, dict):
             self.problem(name, f"expected a table ([{self.key(name)}]), got {value!r}")
             value = {}
-        return Table(value, self.key(name), self._issues)
+        return Table(
+            value, self.key(name), self.context, self.resolve if resolve is None else resolve
+        )
 
     def consume(self, name: str) -> str:
         """Mark a free-form key (a name chosen by the user) as known."""
@@ -146,6 +195,10 @@ class Table:
         return list(self._data.items())
 
     def finish(self) -> None:
+        """Report every key of the table that the parser did not ask for."""
         for name in self._data:
-            if name not in self._seen:
-                self.problem(name, "unknown key (check the spelling against config.example.toml)")
+            if name in self._seen:
+                continue
+            close = difflib.get_close_matches(name, sorted(self._seen), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else "check config.example.toml"
+            self.problem(name, f"unknown key ({hint})")

@@ -11,8 +11,6 @@ writers (HubSpot, Pipedrive, Salesforce, webhook, jsonl) live here; their plug-i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sscl_daemon.config.schema import (
     ContactSettings,
     HubSpotOptions,
@@ -126,11 +124,11 @@ def webhook(t: OptionReader) -> WebhookOptions | None:
 
 
 def jsonl(t: OptionReader) -> JsonlOptions | None:
-    path = t.string("path", "")
-    if not path:
+    path = t.path("path")
+    if path is None:
         t.problem("path", "is required (the file the call logs are appended to)")
         return None
-    return JsonlOptions(Path(path))
+    return JsonlOptions(path)
 
 
 def parse_writer(name: str, t: Table) -> WriterSettings | None:
