@@ -43,6 +43,8 @@ import aiohttp
 from sscl_daemon import metrics
 from sscl_daemon.admin import AdminAddressError, AdminServer
 from sscl_daemon.config import AccountSettings, ConfigError, Settings, load_config
+from sscl_daemon.console.memory import LAST_RELOAD
+from sscl_daemon.console.web import WebConsole
 from sscl_daemon.daemon.accounts import (
     DEFAULT_ACCOUNT,
     AccountRunner,
@@ -222,7 +224,8 @@ class Daemon:
         admin: AdminServer | None = None
         try:
             if self.settings.admin.enabled:
-                admin = AdminServer(self.settings.admin, self._readiness)
+                console = WebConsole(self, self._readiness)
+                admin = AdminServer(self.settings.admin, self._readiness, console)
                 try:
                     self.admin_port = await admin.start()
                 except AdminAddressError as exc:
@@ -425,6 +428,7 @@ class Daemon:
             new = load_config(self._config_path)
         except ConfigError as exc:
             metrics.CONFIG_RELOADS.labels(result="rejected").inc()
+            LAST_RELOAD.record(False, [str(issue) for issue in exc.issues])
             log.error(
                 "reload rejected; the running configuration stays in force",
                 file=str(self._config_path),
@@ -437,6 +441,11 @@ class Daemon:
         for name in self.held_accounts:
             self._runners[name].apply(plan.effective, self._account_settings(name))
         metrics.CONFIG_RELOADS.labels(result="applied").inc()
+        LAST_RELOAD.record(
+            True,
+            [f"applied: {key}" for key in plan.applied]
+            + [f"needs a restart: {key}" for key in plan.needs_restart],
+        )
         log.info(
             "configuration reloaded",
             applied=list(plan.applied) or "nothing changed",

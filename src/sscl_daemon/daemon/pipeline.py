@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from sscl_daemon import metrics
+from sscl_daemon.console.memory import RECENT_SKIPS
 from sscl_daemon.calls.events import (
     EventDecodeError,
     Notification,
@@ -367,11 +368,13 @@ class Pipeline:
                 logged.append(call)
             else:
                 metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
+                RECENT_SKIPS.add(call, decision)
         await self._committer.add(logged)
 
     def _count_skipped(self) -> None:
         for call, decision in self.tracker.take_skipped():
             metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
+            RECENT_SKIPS.add(call, decision)  # for the console's Calls page
             log.debug("call not logged", call=call.key, reason=str(decision))
 
     async def snapshot(self, save: Callable[[bytes], Awaitable[None]]) -> None:

@@ -116,6 +116,7 @@ WHERE status = 'dead'
   AND ($1::text IS NULL OR writer = $1)
   AND ($2::timestamptz IS NULL OR updated_at >= $2)
   AND ($3::text IS NULL OR account = $3)
+  AND ($4::bigint IS NULL OR id = $4)
 RETURNING writer
 """
 

@@ -645,14 +645,16 @@ class Store:
         writer: str | None = None,
         since: datetime | None = None,
         account: str | None = None,
+        item_id: int | None = None,
     ) -> int:
-        """Move dead outbox rows (of ``writer``, dead since ``since``) back to pending."""
+        """Move dead outbox rows (of ``writer``, dead since ``since``; or the one row
+        ``item_id``) back to pending."""
         async with (
             _failures("retrying dead calls"),
             self._pool.acquire() as conn,
             conn.transaction(),
         ):
-            rows = await conn.fetch(sql.RETRY_DEAD, writer, since, account)
+            rows = await conn.fetch(sql.RETRY_DEAD, writer, since, account, item_id)
             await _notify(conn, {str(r["writer"]) for r in rows})
         return len(rows)
 
@@ -795,6 +797,15 @@ class Store:
             return await fleet(conn, ttl)
 
     # --- views ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def reading(
+        self, action: str
+    ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection for the console's read-only queries (:mod:`.views`); a
+        database failure becomes a :class:`StoreError` naming ``action``."""
+        async with _failures(action), self._pool.acquire() as conn:
+            yield conn
 
     async def outbox_rows(
         self,

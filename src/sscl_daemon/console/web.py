@@ -1,0 +1,553 @@
+"""The console's pages, mounted on the admin endpoint (:mod:`sscl_daemon.admin`).
+
+Server-rendered HTML (jinja2, autoescaped) over the store's read-only views
+(:mod:`sscl_daemon.store.views`), the daemon's own state (accounts held,
+subscriptions, settings) and what the process remembers
+(:mod:`.memory`: skipped calls, the last reload). The live parts of a page
+sit in one ``live`` block: ``console.js`` asks for that block again every
+few seconds (header ``X-Console-Live``) and swaps it in, so the page
+refreshes without a reload and works without script too.
+
+Actions are the CLI's operations, never copies of them: retrying dead call
+logs is :meth:`Store.retry_dead` (``sscl-daemon retry-dead``); the tester
+asks :meth:`Policy.explain` about the same probe call as ``sscl-daemon
+blocklist check``. Every action is a POST with the session's CSRF token and,
+for retries, a confirmation step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Protocol
+
+import jinja2
+from aiohttp import web
+
+from sscl_daemon import __version__, metrics
+from sscl_daemon.calls.model import CallResult
+from sscl_daemon.calls.policy import Policy
+from sscl_daemon.config import AccountSettings, Settings
+from sscl_daemon.console import charts
+from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS, Skip
+from sscl_daemon.console.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_SECONDS, Sessions
+from sscl_daemon.logging import get_logger
+from sscl_daemon.store import Store, StoreError, views
+
+log = get_logger(__name__)
+
+# How often the live block of a page is fetched again (seconds).
+REFRESH_SECONDS = 2
+# Latency buckets of the call-end -> CRM chart (seconds).
+LATENCY_BOUNDS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+CALLS_SHOWN = 100
+
+_PACKAGE = resources.files("sscl_daemon.console")
+_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/png"}
+
+
+class DaemonFacts(Protocol):
+    """What the console reads from the running daemon."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def holder(self) -> str: ...
+
+    @property
+    def held_accounts(self) -> list[str]: ...
+
+
+Readiness = Callable[[], Awaitable[Mapping[str, bool]]]
+
+
+@dataclass(frozen=True, slots=True)
+class TesterAnswer:
+    """The tester's verdict: the lines ``sscl-daemon blocklist check`` prints, and its status."""
+
+    status: int  # 0 logged, 1 skipped, 2 not a number we can read
+    lines: tuple[str, ...]
+
+
+def blocklist_answer(account: AccountSettings, number: str, extension: str | None) -> TesterAnswer:
+    """``sscl-daemon blocklist check`` for one account of the running configuration."""
+    from sscl_daemon.commands.blocklist import answer
+    from sscl_daemon.daemon.accounts import policy_options
+
+    policy = Policy(policy_options(account))
+    status, lines = answer(policy, number.strip(), extension, account.calls.default_region)
+    return TesterAnswer(status, tuple(lines))
+
+
+def _counter_total(counter: Any) -> float:
+    """The sum of a Prometheus counter's ``_total`` samples (over all labels)."""
+    return float(
+        sum(
+            sample.value
+            for family in counter.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+    )
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "–"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _since_now(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    return f"{_age((datetime.now(UTC) - moment).total_seconds())} ago"
+
+
+def _matches(skip: Skip, search: str | None, result: str | None, extension: str | None) -> bool:
+    call = skip.call
+    if result and call.result != result:
+        return False
+    if extension and call.extension_number != extension:
+        return False
+    if not search:
+        return True
+    text = search.strip()
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return (
+        call.telephony_session_id == text
+        or text in (call.extension_number, call.internal_number)
+        or bool(digits and call.external_number and digits in call.external_number)
+    )
+
+
+class WebConsole:
+    """The console: :meth:`mount` adds its routes; :meth:`admits` and :meth:`refuse` are
+    asked by the admin endpoint's token check (see :class:`sscl_daemon.admin.Console`)."""
+
+    def __init__(self, daemon: DaemonFacts, readiness: Readiness) -> None:
+        self._daemon = daemon
+        self._readiness = readiness
+        token = daemon.settings.admin.token
+        self._sessions = Sessions(token.reveal() if token is not None else None)
+        self._started = time.monotonic()
+        self._env = jinja2.Environment(
+            loader=jinja2.PackageLoader("sscl_daemon.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._env.filters["when"] = _when
+        self._env.filters["ago"] = _since_now
+        self._env.filters["age"] = _age
+
+    # ---- admission (asked by admin.build_app's middleware) ---------------------------
+
+    def admits(self, request: web.Request) -> bool:
+        if request.path == "/login" or request.path.startswith("/static/"):
+            return True
+        return self._sessions.valid(request.cookies.get(SESSION_COOKIE), time.monotonic())
+
+    def refuse(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+            raise web.HTTPSeeOther("/login")
+        return None
+
+    # ---- routes ----------------------------------------------------------------------
+
+    def mount(self, app: web.Application) -> None:
+        app.on_response_prepare.append(self._headers)
+        app.router.add_get("/", self.overview)
+        app.router.add_get("/calls", self.calls)
+        app.router.add_get("/dead", self.dead)
+        app.router.add_post("/dead/retry", self.retry)
+        app.router.add_get("/blocklist", self.blocklist)
+        app.router.add_get("/charts", self.charts)
+        app.router.add_get("/login", self.login_form)
+        app.router.add_post("/login", self.login)
+        app.router.add_post("/logout", self.logout)
+        app.router.add_get("/static/{name}", self.static)
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+    # ---- rendering -------------------------------------------------------------------
+
+    def _session(self, request: web.Request) -> tuple[str | None, bool]:
+        """The request's session id, and whether it is new. Without a token anyone gets a
+        session; with one, only the login form makes them (the login page has none)."""
+        sid = request.cookies.get(SESSION_COOKIE)
+        if sid and self._sessions.valid(sid, time.monotonic()):
+            return sid, False
+        if self._sessions.needs_login:
+            return None, False
+        return self._sessions.open(time.monotonic()), True
+
+    def _set_cookie(self, response: web.StreamResponse, sid: str) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            sid,
+            max_age=SESSION_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=False,  # the endpoint speaks plain HTTP on loopback; see README "Console"
+        )
+
+    def _render(
+        self, request: web.Request, template: str, page: str, status: int = 200, **values: Any
+    ) -> web.Response:
+        sid, new = self._session(request)
+        tmpl = self._env.get_template(template)
+        context = {
+            "page": page,
+            "csrf": self._sessions.csrf(sid) if sid is not None else "",
+            "login_needed": self._sessions.needs_login,
+            "refresh": REFRESH_SECONDS,
+            "version": __version__,
+            **values,
+        }
+        if request.headers.get("X-Console-Live") and "live" in tmpl.blocks:
+            body = "".join(tmpl.blocks["live"](tmpl.new_context(context)))
+        else:
+            body = tmpl.render(context)
+        response = web.Response(text=body, content_type="text/html", status=status)
+        if new and sid is not None:
+            self._set_cookie(response, sid)
+        return response
+
+    def _store(self) -> Store:
+        store = self._daemon.store
+        if store is None:
+            raise web.HTTPServiceUnavailable(text="the store is not open yet")
+        return store
+
+    # ---- pages -----------------------------------------------------------------------
+
+    async def overview(self, request: web.Request) -> web.Response:
+        daemon = self._daemon
+        settings = daemon.settings
+        store = self._store()
+        checks = dict(await self._readiness())
+        held = set(daemon.held_accounts)
+        try:
+            holders = {lease.account: lease for lease in await store.lease_holders()}
+            last = await views.last_events(store)
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            figures = {w.writer: w for w in await views.writer_days(store, today)}
+            error = None
+        except StoreError as exc:
+            holders, last, figures, error = {}, {}, {}, str(exc)
+        accounts = [
+            {
+                "name": account.name,
+                "held": account.name in held,
+                "subscribed": checks.get(f"account:{account.name}", False),
+                "holder": holders[account.name].holder if account.name in holders else None,
+                "last_event": last.get(account.name),
+                "writers": [w.name for w in account.writers],
+            }
+            for account in settings.account_list()
+        ]
+        writer_names = sorted({w.name for a in settings.account_list() for w in a.writers})
+        writers = [{"name": name, "figures": figures.get(name)} for name in writer_names]
+        ws = {
+            "reconnects": _counter_total(metrics.WS_RECONNECTS),
+            "recoveries": _counter_total(metrics.WS_RECOVERIES),
+            "gaps": _counter_total(metrics.WS_GAPS),
+        }
+        return self._render(
+            request,
+            "overview.html",
+            "overview",
+            accounts=accounts,
+            writers=writers,
+            ws=ws,
+            holder=daemon.holder,
+            uptime=_age(time.monotonic() - self._started),
+            store_target=store.target,
+            error=error,
+            now=datetime.now(UTC),
+        )
+
+    async def calls(self, request: web.Request) -> web.Response:
+        q = request.query
+        search = q.get("q", "").strip() or None
+        result = q.get("result", "").strip() or None
+        writer = q.get("writer", "").strip() or None
+        extension = q.get("extension", "").strip() or None
+        store = self._store()
+        try:
+            logged = await views.recent_calls(
+                store,
+                search=search,
+                result=result,
+                writer=writer,
+                extension=extension,
+                limit=CALLS_SHOWN,
+            )
+            error = None
+        except StoreError as exc:
+            logged, error = [], str(exc)
+        skipped = (
+            []
+            if writer
+            else [s for s in RECENT_SKIPS.newest() if _matches(s, search, result, extension)]
+        )
+        rows: list[dict[str, Any]] = [
+            {"call": c.call, "account": c.account, "logs": c.logs, "skip": None} for c in logged
+        ]
+        rows += [
+            {"call": s.call, "account": s.call.account_id, "logs": (), "skip": s.decision}
+            for s in skipped[:CALLS_SHOWN]
+        ]
+        rows.sort(key=lambda row: row["call"].end_time, reverse=True)
+        settings = self._daemon.settings
+        return self._render(
+            request,
+            "calls.html",
+            "calls",
+            rows=rows[:CALLS_SHOWN],
+            search=search or "",
+            result=result or "",
+            writer=writer or "",
+            extension=extension or "",
+            results=[r.value for r in CallResult],
+            writers=sorted({w.name for a in settings.account_list() for w in a.writers}),
+            error=error,
+        )
+
+    async def dead(self, request: web.Request) -> web.Response:
+        store = self._store()
+        writer = request.query.get("writer", "").strip() or None
+        try:
+            dead = await views.dead_calls(store, writer=writer)
+            letters = await store.dead_letters(limit=50)
+            error = None
+        except StoreError as exc:
+            dead, letters, error = [], [], str(exc)
+        settings = self._daemon.settings
+        return self._render(
+            request,
+            "dead.html",
+            "dead",
+            dead=dead,
+            letters=letters,
+            writer=writer or "",
+            writers=sorted({w.name for a in settings.account_list() for w in a.writers}),
+            done=request.query.get("done"),
+            error=error,
+        )
+
+    async def retry(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        sid = request.cookies.get(SESSION_COOKIE)
+        csrf = form.get("csrf")
+        if not self._sessions.csrf_ok(
+            sid, csrf if isinstance(csrf, str) else None, time.monotonic()
+        ):
+            log.warning("console action refused: missing or wrong CSRF token", path=request.path)
+            return self._render(
+                request,
+                "message.html",
+                "dead",
+                status=403,
+                title="Refused",
+                message="This action came without a valid form token. Open the page again "
+                "and repeat it from there.",
+            )
+        scope = str(form.get("scope", ""))
+        writer = str(form.get("writer", "")).strip() or None
+        since_text = str(form.get("since", "")).strip()
+        item_text = str(form.get("id", "")).strip()
+        item_id = int(item_text) if item_text.isdigit() else None
+        since: datetime | None = None
+        problem = None
+        if scope == "one" and item_id is None:
+            problem = "Choose the call log to send again."
+        elif scope == "writer" and writer is None:
+            problem = "Choose a writer."
+        elif scope == "since":
+            from sscl_daemon.commands.retry_dead import parse_since
+
+            try:
+                since = parse_since(since_text) if since_text else None
+            except ValueError as exc:
+                problem = str(exc)
+            if since is None and problem is None:
+                problem = "Give a time (2h, 30m, 7d or an ISO time such as 2026-01-31T08:00)."
+        elif scope not in ("one", "writer", "since", "all"):
+            problem = "Unknown retry."
+        if problem is not None:
+            return self._render(
+                request, "message.html", "dead", status=400, title="Not retried", message=problem
+            )
+        what = {
+            "one": f"call log #{item_id}",
+            "writer": f"every dead call log of writer {writer}",
+            "since": f"every dead call log parked since {_when(since)}",
+            "all": "every dead call log",
+        }[scope]
+        if form.get("confirm") != "yes":
+            return self._render(
+                request,
+                "confirm.html",
+                "dead",
+                what=what,
+                scope=scope,
+                writer=writer or "",
+                since=since_text,
+                item_id=item_id or "",
+            )
+        moved = await self._store().retry_dead(
+            writer=writer if scope == "writer" else None,
+            since=since,
+            item_id=item_id if scope == "one" else None,
+        )
+        log.info("console retry of dead call logs", what=what, moved=moved)
+        raise web.HTTPSeeOther(f"/dead?done={moved}")
+
+    async def blocklist(self, request: web.Request) -> web.Response:
+        settings = self._daemon.settings
+        accounts = settings.account_list()
+        chosen_name = request.query.get("account") or accounts[0].name
+        chosen = next((a for a in accounts if a.name == chosen_name), accounts[0])
+        number = request.query.get("number", "").strip()
+        extension = request.query.get("extension", "").strip()
+        answer = blocklist_answer(chosen, number, extension or None) if number else None
+        source = str(settings.source) if settings.source else "the built-in defaults"
+        return self._render(
+            request,
+            "blocklist.html",
+            "blocklist",
+            accounts=accounts,
+            chosen=chosen,
+            multi=bool(settings.accounts),
+            number=number,
+            extension=extension,
+            answer=answer,
+            source=source,
+            reload=LAST_RELOAD.result,
+        )
+
+    async def charts(self, request: web.Request) -> web.Response:
+        store = self._store()
+        now = datetime.now(UTC)
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+        try:
+            hourly = await views.calls_per_hour(store, start)
+            latency = await views.end_to_crm_latency(store, now - timedelta(days=1), LATENCY_BOUNDS)
+            error = None
+        except StoreError as exc:
+            hourly, latency, error = [], views.LatencyBuckets(LATENCY_BOUNDS, ()), str(exc)
+        hours = [start + timedelta(hours=i) for i in range(24)]
+        by_hour: dict[datetime, dict[str, int]] = {h: {} for h in hours}
+        for count in hourly:
+            by_hour.setdefault(count.hour, {})[count.result] = count.calls
+        results = [r.value for r in CallResult]
+        bars = [
+            charts.Bar(
+                h.strftime("%H:00"),
+                tuple((r, by_hour[h].get(r, 0)) for r in results),
+            )
+            for h in hours
+        ]
+        labels = latency_labels(LATENCY_BOUNDS)
+        lat_bars = [
+            charts.Bar(label, (("latency", n),))
+            for label, n in zip(labels, latency.counts or [0] * len(labels), strict=True)
+        ]
+        return self._render(
+            request,
+            "charts.html",
+            "charts",
+            calls_chart=charts.stacked_bars(
+                "calls",
+                "Calls per hour by result, last 24 hours (UTC)",
+                "One bar per hour; each colour is a result.",
+                bars,
+                every=3,
+            ),
+            latency_chart=charts.stacked_bars(
+                "latency",
+                "Call end to CRM, last 24 hours",
+                "How many call logs reached their CRM within each time after the call ended.",
+                lat_bars,
+            ),
+            results=[(r, charts.colour(r)) for r in results],
+            table=[(bar.label, dict(bar.parts), bar.total) for bar in bars],
+            latency_table=list(zip(labels, latency.counts or [0] * len(labels), strict=True)),
+            error=error,
+        )
+
+    # ---- login -----------------------------------------------------------------------
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        if not self._sessions.needs_login:
+            raise web.HTTPSeeOther("/")
+        return self._render(request, "login.html", "login", failed=False)
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        offered = form.get("token")
+        sid = self._sessions.login(offered if isinstance(offered, str) else "", time.monotonic())
+        if sid is None:
+            log.warning("console login refused: wrong admin token")
+            return self._render(request, "login.html", "login", status=401, failed=True)
+        response = web.HTTPSeeOther("/")
+        self._set_cookie(response, sid)
+        raise response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        sid = request.cookies.get(SESSION_COOKIE)
+        csrf = form.get("csrf")
+        if self._sessions.csrf_ok(sid, csrf if isinstance(csrf, str) else None, time.monotonic()):
+            self._sessions.end(sid)
+        response = web.HTTPSeeOther("/login" if self._sessions.needs_login else "/")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        raise response
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        kind = next((t for ext, t in _STATIC_TYPES.items() if name.endswith(ext)), None)
+        item = _PACKAGE.joinpath("static", name)
+        if kind is None or "/" in name or name.startswith(".") or not item.is_file():
+            raise web.HTTPNotFound()
+        return web.Response(
+            body=item.read_bytes(),
+            content_type=kind,
+            headers={"Cache-Control": "max-age=3600"},
+        )
+
+
+def latency_labels(bounds: tuple[float, ...]) -> list[str]:
+    def s(value: float) -> str:
+        return f"{value:g} s"
+
+    labels = [f"< {s(bounds[0])}"]
+    labels += [f"{s(lo)}–{s(hi)}" for lo, hi in itertools.pairwise(bounds)]
+    labels.append(f"≥ {s(bounds[-1])}")
+    return labels
