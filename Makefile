@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: test demo lint typecheck pytest venv clean
+.PHONY: test demo lint typecheck pytest test-browser venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Only the console's browser tests (headless Chromium; `make test` runs them too).
+test-browser: $(STAMP)
+	$(BIN)/pytest tests/console/test_browser.py
 
 demo: $(STAMP)
 	$(BIN)/sscl-daemon demo $(ARGS)
