@@ -284,3 +284,43 @@ def test_blocklist_check_explains_own_calls_and_the_other_parties(
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith("OTHERS NOT LOGGED")
     assert "log_other_parties = false" in out[1]
+
+
+def test_blocklist_check_without_config_reads_the_default_file_never_an_empty_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 item 8: no --config means the daemon's file, not an empty blocklist."""
+    from sscl_daemon.cli import main
+    from sscl_daemon.config.locations import CONFIG_ENV
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[blocklist]\nentries = ["{CUSTOMER}"]\n')
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    assert main(["blocklist", "check", CUSTOMER]) == 1
+    assert "NOT LOGGED" in capsys.readouterr().out
+    missing = tmp_path / "nowhere.toml"
+    monkeypatch.setenv(CONFIG_ENV, str(missing))
+    assert main(["blocklist", "check", CUSTOMER]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert str(missing) in captured.err
+
+
+def test_blocklist_check_answers_each_account_of_a_multi_account_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sscl_daemon.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[accounts.acme.ringcentral]\nclient_id = 'a'\n"
+        f"[accounts.acme.blocklist]\nentries = ['{CUSTOMER}']\n"
+        "[accounts.globex.ringcentral]\nclient_id = 'g'\n"
+    )
+    assert main(["blocklist", "check", CUSTOMER, "-c", str(config)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("account acme: NOT LOGGED")
+    assert out[1].startswith("account globex: LOGGED")
+    assert main(["blocklist", "check", CUSTOMER, "-c", str(config), "--account", "globex"]) == 0
+    assert capsys.readouterr().out.startswith("LOGGED")
+    assert main(["blocklist", "check", CUSTOMER, "-c", str(config), "--account", "x"]) == 2

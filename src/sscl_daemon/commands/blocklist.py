@@ -5,8 +5,11 @@ policy the daemon applies (blocklist, scope, and the call rules), for an
 inbound answered call from NUMBER to the given extension. When NUMBER is an
 extension number, it answers for that user's own calls and then says
 whether the other people in a call with that extension are logged
-(``[blocklist] log_other_parties``). Without a config file the defaults
-apply (an empty blocklist).
+(``[blocklist] log_other_parties``). The configuration is found as for
+every command (``--config``, ``$SSCL_DAEMON_CONFIG``, the default path); a
+file that cannot be read is an error (exit 2), never an empty blocklist. In
+a file with several ``[accounts.NAME]``, each account is answered in turn
+(``--account NAME`` picks one).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import UTC, datetime
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
 from sscl_daemon.calls.numbers import looks_like_extension, to_e164
 from sscl_daemon.calls.policy import Policy
-from sscl_daemon.config import ConfigError, Settings, load_config
+from sscl_daemon.config import ConfigError, Need, add_config_argument, load_for_command
 
 HELP = "check whether calls with a number would be logged, and why"
 
@@ -28,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="would a call with NUMBER be logged?")
     check.add_argument("number", help="an external number (E.164, or national with a region)")
     check.add_argument("--extension", metavar="EXT", help="the user's extension number")
-    check.add_argument("--config", "-c", metavar="FILE", help="the daemon's configuration")
+    add_config_argument(check)
+    check.add_argument("--account", metavar="NAME", help="only this [accounts.NAME]")
 
 
 def probe_call(
@@ -63,21 +67,30 @@ def probe_call(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config:
-        try:
-            settings = load_config(args.config, require_credentials=False)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-    else:
-        settings = Settings()
+    try:
+        settings = load_for_command(args, Need.NONE)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     from sscl_daemon.daemon.app import policy_options
 
-    policy = Policy(policy_options(settings))
-    status, lines = answer(policy, args.number, args.extension, settings.calls.default_region)
-    for line in lines:
-        print(line, file=sys.stderr if status == 2 else sys.stdout)
-    return status
+    accounts = settings.account_list()
+    if args.account is not None:
+        accounts = tuple(a for a in accounts if a.name == args.account)
+        if not accounts:
+            names = ", ".join(a.name for a in settings.account_list())
+            print(f"no account {args.account!r} in the configuration ({names})", file=sys.stderr)
+            return 2
+    worst = 0
+    for account in accounts:
+        policy = Policy(policy_options(account))
+        status, lines = answer(policy, args.number, args.extension, account.calls.default_region)
+        if len(accounts) > 1:
+            lines = [f"account {account.name}: {line}" for line in lines]
+        for line in lines:
+            print(line, file=sys.stderr if status == 2 else sys.stdout)
+        worst = max(worst, status)
+    return worst
 
 
 def answer(
