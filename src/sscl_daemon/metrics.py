@@ -72,6 +72,22 @@ CALLS_COMPLETED = Counter(
     ["result"],
     registry=REGISTRY,
 )
+CALLS_BY_SOURCE = Counter(
+    "sscl_calls_by_source",
+    "Call logs committed to the outbox, by source (live, call_log, live+call_log, backfill).",
+    ["source"],
+    registry=REGISTRY,
+)
+SESSIONS_AWAITING_CALL_LOG = Gauge(
+    "sscl_sessions_awaiting_call_log",
+    "Sessions that may have lost events, waiting for their call-log record.",
+    registry=REGISTRY,
+)
+SESSIONS_GIVEN_UP = Counter(
+    "sscl_sessions_given_up",
+    "Sessions whose call-log record never came: logged from what was seen live.",
+    registry=REGISTRY,
+)
 CALLS_SKIPPED = Counter(
     "sscl_calls_skipped",
     "Completed calls not logged, by reason (blocklist, scope, internal, ...).",

@@ -30,18 +30,23 @@ class DirectoryError(ValueError):
 class Directory:
     """Immutable lookup of extensions by id and by extension number."""
 
-    __slots__ = ("_by_id", "_by_number", "_user")
+    __slots__ = ("_by_id", "_by_number", "_user", "queue_names")
 
     def __init__(self, extensions: Iterable[Extension]) -> None:
         self._by_id: dict[str, Extension] = {}
         self._by_number: dict[str, Extension] = {}
         # Answered once here: every completed session asks it for each of its parties.
         self._user: dict[str, bool] = {}
+        queues: set[str] = set()
         for ext in extensions:
             self._by_id[ext.id] = ext
             self._user[ext.id] = ext.is_user
             if ext.extension_number:
                 self._by_number[ext.extension_number] = ext
+            if ext.type is ExtensionType.DEPARTMENT and ext.name:
+                queues.add(ext.name)
+        # Call-queue names: a queue delivery names the caller "<queue> - <caller id>".
+        self.queue_names: frozenset[str] = frozenset(queues)
 
     @classmethod
     def from_api(cls, records: Sequence[Mapping[str, object]]) -> Directory:

@@ -44,7 +44,13 @@ from datetime import UTC, datetime, timedelta
 
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.events import Reason, StatusCode
-from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
+from sscl_daemon.calls.model import (
+    CallResult,
+    CompletedCall,
+    Direction,
+    ExtensionType,
+    idempotency_key,
+)
 from sscl_daemon.calls.numbers import looks_like_extension, normalise_external
 from sscl_daemon.calls.policy import MissedAttribution
 from sscl_daemon.calls.state import PartyState, SessionState, Step
@@ -257,12 +263,21 @@ class _Builder:
                 self.recorded.append(i)
             if self.queue_name is None and party.queue_name:
                 self.queue_name = party.queue_name
+            elif self.queue_name is None and kind is _SYSTEM:
+                # A caller who gave up in a queue before any agent rang still went through it.
+                self.queue_name = self._queue_of(party)
             number = self.ext_numbers[i]
             if number is not None and number not in participants:
                 participants.append(number)
         self.participants = tuple(participants)
 
     # ---- identities ----
+
+    def _queue_of(self, party: PartyState) -> str | None:
+        """The name of a call-queue extension's party (directory type ``Department``)."""
+        directory = self.ctx.directory
+        ext = directory.by_id(party.extension_id) if directory is not None else None
+        return ext.name if ext is not None and ext.type is ExtensionType.DEPARTMENT else None
 
     def ext_number(self, index: int) -> str | None:
         return self.ext_numbers[index]

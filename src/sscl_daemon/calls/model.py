@@ -41,7 +41,14 @@ class CallSource(enum.StrEnum):
 
     LIVE = "live"
     CALL_LOG = "call_log"
+    # Built from the call log, with the figures the live events that were seen give.
+    LIVE_CALL_LOG = "live+call_log"
     BACKFILL = "backfill"
+
+
+# Fields of a CompletedCall that a call-log record cannot give exactly (see
+# ringcentral/calllog.py): they name what ``CompletedCall.approximate`` may list.
+APPROXIMABLE = ("answer_time", "ring_ms", "queue_ms", "talk_ms", "hold_ms")
 
 
 class ExtensionType(enum.StrEnum):
@@ -95,7 +102,9 @@ class CompletedCall(msgspec.Struct, frozen=True, kw_only=True):
     ``"<telephonySessionId>:-"`` for a call that never reached a user), built
     the same way from live events and from call-log records so a call seen
     both ways is logged once. Durations are whole milliseconds; ``talk_ms``
-    excludes ring, queue and hold time, so ring + talk + hold <= total.
+    excludes ring, queue and hold time, so ring + talk + hold <= total. Talk
+    time is RingCentral's definition ("Calculating Call Time Metrics"): the time
+    the user's party was connected and nobody was on hold, on either side.
     """
 
     key: str
@@ -125,6 +134,10 @@ class CompletedCall(msgspec.Struct, frozen=True, kw_only=True):
     final_status: str | None = None
     final_reason: str | None = None
     source: CallSource = CallSource.LIVE
+    # Fields given as an estimate, not a measurement (names from APPROXIMABLE): a
+    # call-log record says when a user's leg started and how long it lasted, not when
+    # the user answered nor how long they held (research rc-protocol.md C3).
+    approximate: tuple[str, ...] = ()
     # Extension numbers of every RingCentral party in the session (users, queues,
     # IVR menus); the blocklist matches "any participating extension" against it.
     participants: tuple[str, ...] = ()

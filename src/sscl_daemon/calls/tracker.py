@@ -230,6 +230,9 @@ class Tracker:
         self._skipped: deque[tuple[CompletedCall, Decision]] = deque(
             maxlen=self._options.skipped_window
         )
+        # Sessions completed with a sequence number missing (a hole, or the start never
+        # seen), for take_holed(): their calls are not sure enough to log as they are.
+        self._holed: deque[str] = deque(maxlen=self._options.skipped_window)
         self._count = dict.fromkeys(_COUNTERS, 0)
         self._ctx: LegContext | None = None
         self._ctx_options: PolicyOptions | None = None
@@ -275,6 +278,38 @@ class Tracker:
         if session is None:
             return None
         return datetime.fromtimestamp(session.first_ms / 1000, UTC)
+
+    def take_holed(self) -> list[str]:
+        """Sessions completed since the last call whose history had a missing sequence number.
+
+        Their calls were derived from an incomplete history (a notification never came):
+        the daemon confirms them from the call log before logging them.
+        """
+        taken = list(self._holed)
+        self._holed.clear()
+        return taken
+
+    def peek(self, telephony_session_id: str) -> tuple[list[CompletedCall], bool] | None:
+        """What a session in flight gives so far, and whether its history has no hole.
+
+        Nothing changes: the calls are derived as an expiry would (a leg whose end was not
+        seen is ``incomplete``), before the policy. None when the session is not followed.
+        """
+        session = self._sessions.get(telephony_session_id)
+        if session is None:
+            return None
+        return derive_calls(session, self._context(), True), session.contiguous()
+
+    def settle(self, telephony_session_id: str) -> list[CompletedCall]:
+        """Complete a session now from what was seen (legs whose end was not seen: incomplete).
+
+        For a session the platform says has ended but whose end never arrived and whose
+        call-log record never came: it must not wait for ``session_timeout_s``.
+        """
+        session = self._sessions.get(telephony_session_id)
+        if session is None:
+            return []
+        return self._finish(session, timed_out=True)
 
     def take_skipped(self) -> list[tuple[CompletedCall, Decision]]:
         """Calls the policy skipped since the last call, with the policy's decision."""
@@ -514,6 +549,8 @@ class Tracker:
         del self._sessions[tsid]
         self._finished.add(tsid)
         self._count["sessions_expired" if timed_out else "sessions_completed"] += 1
+        if not session.contiguous():
+            self._holed.append(tsid)
         policy = self._policy
         calls = derive_calls(session, self._context(), timed_out)
         if policy is None:

@@ -69,8 +69,6 @@ log = get_logger(__name__)
 DEFAULT_ACCOUNT = "default"
 # How often sessions whose completion grace passed are completed without a new event.
 EXPIRE_INTERVAL = 0.25
-# Lookups of an ended session whose call-log record does not appear before giving up.
-SUSPECT_ROUNDS = 10
 # The call log is in the Heavy rate group (10 requests/min): one read per round at most.
 SUSPECT_INTERVAL = 6.0
 # A suspect still followed by the tracker is looked up after this long without an event.
@@ -135,6 +133,7 @@ def fenced_committer(
         )
         for call in batch.calls:
             metrics.CALLS_COMPLETED.labels(result=call.result.value).inc()
+            metrics.CALLS_BY_SOURCE.labels(source=call.source.value).inc()
         for letter in batch.dead_letters:
             metrics.DEAD_LETTERS.labels(kind=letter.kind.value).inc()
         if batch.calls:
@@ -182,7 +181,6 @@ class AccountRunner:
         self._startup_gap_from: datetime | None = None
         self._startup_hold: int | None = None
         self._recovery: RecoveryPoint | None = None
-        self._suspect_rounds: dict[str, int] = {}
         self._pipeline: Pipeline | None = None
         self._rest: RestClient | None = None
 
@@ -534,74 +532,70 @@ class AccountRunner:
         )
 
     async def _suspect_loop(self, pipeline: Pipeline) -> None:
-        """Sessions that may have lost events are settled from the call log once they end.
+        """Sessions that may have lost events are settled from the call log (calls/settling.py).
 
-        The tracker finishes such a session from what it saw (maybe missing a user who
-        left before the gap); the call log has all of it. Keys are the same, so what the
-        tracker already logged is not logged again. One whose end was lost (still followed,
-        but gone from the platform) is logged from the call log and dropped from the
-        tracker, whose timeout would otherwise log it again under its own keys.
+        Each round reads the call log once for every session due (finished by the tracker,
+        or silent while followed), however many: the call log is in the Heavy group. A
+        session whose record is found is logged from it, together with what was seen live
+        (calls/merge.py), and dropped from the tracker, whose timeout would otherwise log
+        it again under its own keys. One not found is read again later on a bounded
+        schedule; once that is exhausted it is logged from what was seen (a session still
+        followed is first looked up: the platform may still have it live).
         """
         delay = self.account.ringcentral.call_log_delay
         interval = max(delay, SUSPECT_INTERVAL)
         silent = max(SUSPECT_SILENCE, delay)
         while True:
             await asyncio.sleep(interval)
-            finished, quiet = pipeline.due_suspects(datetime.now(UTC), silent)
-            reconciler = self._reconciler(pipeline)
-            if finished:
-                await self._settle_finished(reconciler, pipeline, finished)
-            if quiet:
-                since = pipeline.suspect_since(quiet)
-                assert since is not None
-                resolution = await reconciler.resolve_sessions(
-                    quiet, since=since - timedelta(seconds=SUSPECT_LOOKBACK), wait=False
-                )
-                await pipeline.add_reconciled(list(resolution.batch.calls))
-                pipeline.settle_suspects(resolution.ended)
-                self._forget_rounds(resolution.ended)
-                await self._count_rounds(pipeline, resolution.unresolved)
+            now = datetime.now(UTC)
+            finished, quiet = pipeline.due_suspects(now, silent)
+            if finished or quiet:
+                await self._settle_due(self._reconciler(pipeline), pipeline, finished + quiet)
+            waiting = len(pipeline.settling)
+            metrics.SESSIONS_AWAITING_CALL_LOG.set(waiting)
 
-    async def _settle_finished(
+    async def _settle_due(
         self, reconciler: Reconciler, pipeline: Pipeline, sessions: list[str]
     ) -> None:
-        """Read the call log once for suspects the tracker already finished (they ended)."""
+        """One call-log read for every session due; settle the found, reschedule the rest."""
         since = pipeline.suspect_since(sessions)
         assert since is not None
         wanted = set(sessions)
+        now = datetime.now(UTC)
         batch = await reconciler.read(
-            since - timedelta(seconds=SUSPECT_LOOKBACK), datetime.now(UTC) + timedelta(minutes=1)
+            since - timedelta(seconds=SUSPECT_LOOKBACK), now + timedelta(minutes=1)
         )
         calls = [c for c in batch.calls if c.telephony_session_id in wanted]
         await pipeline.add_reconciled(calls)
-        settled = pipeline.settle_finished(wanted & batch.sessions())
-        self._forget_rounds(settled)
+        # A record is written once the call has ended (research C5): settled, followed or not.
+        settled = wanted & batch.sessions()
+        pipeline.settle_suspects(settled)
+        exhausted = pipeline.suspects_not_found(wanted - settled, now)
         log.info(
             "sessions that may have lost events settled from the call log",
             account=self.name,
             sessions=len(settled),
             calls=len(calls),
-            waiting=len(wanted - settled),
+            waiting=len(pipeline.settling),
         )
-        await self._count_rounds(pipeline, wanted - settled)
-
-    def _forget_rounds(self, settled: Iterable[str]) -> None:
-        # A session settled after some empty reads must not keep its count for ever.
-        for tsid in settled:
-            self._suspect_rounds.pop(tsid, None)
-
-    async def _count_rounds(self, pipeline: Pipeline, unresolved: Iterable[str]) -> None:
-        rounds = self._suspect_rounds
-        for tsid in unresolved:
-            rounds[tsid] = rounds.get(tsid, 0) + 1
-            if rounds[tsid] > SUSPECT_ROUNDS:
-                del rounds[tsid]
-                log.warning(
-                    "no call-log record for a session that ended; logging what was seen live",
-                    account=self.name,
-                    session=tsid,
-                )
-                await pipeline.give_up_suspect(tsid)
+        followed = [tsid for tsid in exhausted if tsid in pipeline.tracker]
+        if followed:
+            # Their end was never seen: the platform may have them live still (Light group).
+            resolution = await reconciler.resolve_sessions(followed, wait=False)
+            await pipeline.add_reconciled(list(resolution.batch.calls))
+            pipeline.settle_suspects(resolution.ended)
+            for tsid in resolution.active:
+                pipeline.keep_waiting(tsid)
+            exhausted = [t for t in exhausted if t in pipeline.settling]
+            exhausted = [t for t in exhausted if t not in resolution.active]
+        for tsid in exhausted:
+            log.warning(
+                "no call-log record for a session that ended; logging what was seen live",
+                account=self.name,
+                session=tsid,
+            )
+            metrics.SESSIONS_GIVEN_UP.inc()
+            await pipeline.give_up_suspect(tsid)
 
     # ---- periodic work ---------------------------------------------------------------
 

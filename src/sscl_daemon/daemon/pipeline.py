@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 import msgspec
 
 from sscl_daemon import metrics
-from sscl_daemon.console.memory import RECENT_SKIPS
 from sscl_daemon.calls.events import (
     EventDecodeError,
     Notification,
@@ -39,9 +38,12 @@ from sscl_daemon.calls.events import (
     decode_tracked,
     parse_status,
 )
-from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.calls.merge import with_live
+from sscl_daemon.calls.model import CallResult, CompletedCall
+from sscl_daemon.calls.settling import Settling
 from sscl_daemon.calls.state import SessionSnapshot
 from sscl_daemon.calls.tracker import Tracker
+from sscl_daemon.console.memory import RECENT_SKIPS
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
 from sscl_daemon.logging import get_logger
 from sscl_daemon.metrics import CounterChild, counter_child
@@ -51,9 +53,6 @@ from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind, Store
 log = get_logger(__name__)
 
 Committer = GroupCommitter[Checkpoint, DeadLetter]
-# The first sequence number RingCentral delivers for a session (research rc-protocol B: 2 in
-# every captured flow); a session first seen later than that was joined in the middle.
-FIRST_SEQUENCE = 2
 CallsCommitted = Callable[[list[CompletedCall]], None]
 
 
@@ -74,6 +73,7 @@ def make_committer(
         )
         for call in batch.calls:
             counter_child(metrics.CALLS_COMPLETED, result=call.result.value).inc()
+            counter_child(metrics.CALLS_BY_SOURCE, source=call.source.value).inc()
         if batch.dead_letters:
             for letter in batch.dead_letters:
                 counter_child(metrics.DEAD_LETTERS, kind=letter.kind.value).inc()
@@ -132,17 +132,9 @@ class Pipeline:
         self._last_uuid: str | None = None
         # The RingCentral account id, as the events name it (for call-log records).
         self.account_id: str | None = None
-        # Sessions that may have lost events (seen from the middle, or in flight across a
-        # gap or a restart) -> when they were first seen: their call-log records are read
-        # once they end, and until then the checkpoint stays before them.
-        self._suspects: dict[str, datetime] = {}
-        self._suspect_last: dict[str, datetime] = {}
-        # What the tracker made of a suspect from partial events: kept back while the call
-        # log may still say better, committed only if it never does.
-        self._held: dict[str, list[CompletedCall]] = {}
-        # The lowest sequence seen per followed session: above FIRST_SEQUENCE at completion
-        # means its beginning was never seen.
-        self._min_seq: dict[str, int] = {}
+        # Sessions that may have lost events (in flight across a gap or a restart, or
+        # completed with a sequence number missing): the call log settles them.
+        self.settling = Settling()
         # Gaps not yet closed from the call log -> where they start (the checkpoint waits).
         self._holds: dict[int, datetime] = {}
         self._next_hold = 0
@@ -152,32 +144,18 @@ class Pipeline:
     def mark_suspects(self, sessions: Iterable[str]) -> None:
         fallback = self._newest or datetime.now(UTC)
         for tsid in sessions:
-            self._suspects.setdefault(tsid, self._first_seen.get(tsid, fallback))
+            self.settling.mark(tsid, self._first_seen.get(tsid, fallback))
 
     def suspects(self) -> list[str]:
-        return list(self._suspects)
+        return self.settling.sessions()
 
     def due_suspects(self, now: datetime, silent: float) -> tuple[list[str], list[str]]:
-        """Suspects worth a look now: (finished by the tracker, silent while followed).
-
-        A finished suspect has ended: its call-log record only needs reading. One the
-        tracker still follows is probably still going: it is looked up only after
-        ``silent`` seconds without an event (its end may have been lost).
-        """
-        finished: list[str] = []
-        silent_ones: list[str] = []
-        for tsid in self._suspects:
-            if tsid not in self.tracker:
-                finished.append(tsid)
-                continue
-            last = self._suspect_last.get(tsid, self._suspects[tsid])
-            if (now - last).total_seconds() >= silent:
-                silent_ones.append(tsid)
-        return finished, silent_ones
+        """Suspects to read the call log for now (see :meth:`Settling.due`)."""
+        return self.settling.due(now, self.tracker.__contains__, silent)
 
     def suspect_since(self, sessions: Iterable[str]) -> datetime | None:
         """The earliest time one of ``sessions`` was first seen."""
-        return min((self._suspects[t] for t in sessions if t in self._suspects), default=None)
+        return self.settling.since(sessions)
 
     def settle_finished(self, found: Iterable[str]) -> set[str]:
         """Forget the suspects in ``found`` (read from the call log) that have ended.
@@ -185,7 +163,7 @@ class Pipeline:
         Ones the tracker still follows stay suspect: their end was not seen, so what the
         call log holds for them may not be final. Returns the sessions settled.
         """
-        settled = {t for t in found if t in self._suspects and t not in self.tracker}
+        settled = {t for t in found if t in self.settling and t not in self.tracker}
         self.settle_suspects(settled)
         return settled
 
@@ -198,43 +176,49 @@ class Pipeline:
         for an incomplete leg, or another set of parties).
         """
         for tsid in sessions:
-            self._forget_suspect(tsid)
-            self._held.pop(tsid, None)
-            if self.tracker.discard(tsid):
-                self._min_seq.pop(tsid, None)
+            self.settling.settle(tsid)
+            self.tracker.discard(tsid)
 
-    def _forget_suspect(self, tsid: str) -> None:
-        self._suspects.pop(tsid, None)
-        self._suspect_last.pop(tsid, None)
+    def suspects_not_found(self, sessions: Iterable[str], now: datetime) -> list[str]:
+        """A call-log read did not find ``sessions``; those whose retries are exhausted."""
+        return self.settling.tried(sessions, now)
+
+    def keep_waiting(self, tsid: str) -> None:
+        """The platform says ``tsid`` is still live: its retries start again."""
+        self.settling.restart(tsid)
 
     async def give_up_suspect(self, tsid: str) -> None:
-        """No call-log record came: log what the tracker made of the session after all.
+        """No call-log record came: log what was seen of the session after all.
 
-        One the tracker still follows stays there: its calls are logged when it ends.
+        Never silently dropped: calls derived from a history with a missing sequence number
+        are logged ``incomplete`` (their result may be wrong), and a session the tracker
+        still follows (its end was lost; the caller checked that the platform has ended
+        it) is completed now instead of waiting for the tracker's session timeout.
         """
-        held = self._held.pop(tsid, [])
-        self._forget_suspect(tsid)
-        await self._committer.add(held, self.checkpoint())
+        self._hold_back([])  # other sessions' holes first: they must go on waiting
+        waiting = self.settling.settle(tsid)
+        calls = self.tracker.settle(tsid)
+        self._count_skipped()
+        if waiting is not None:
+            calls = waiting.held + calls
+            if waiting.holed:
+                calls = [
+                    msgspec.structs.replace(call, result=CallResult.INCOMPLETE) for call in calls
+                ]
+        self.tracker.take_holed()  # this session's own: it is not waited for again
+        await self._committer.add(calls, self.checkpoint())
 
     def _hold_back(self, calls: list[CompletedCall]) -> list[CompletedCall]:
-        if not calls:
+        settling = self.settling
+        holed = self.tracker.take_holed()
+        if holed:
+            fallback = self._newest or _now()
+            for tsid in holed:
+                # A notification of it never came: the call log decides (behaviour 1).
+                settling.mark_holed(tsid, self._first_seen.get(tsid, fallback))
+        if not calls or not len(settling):
             return calls
-        for tsid in {call.telephony_session_id for call in calls}:
-            lowest = self._min_seq.get(tsid)
-            if lowest is not None and lowest > FIRST_SEQUENCE and tsid not in self._suspects:
-                # Joined in the middle (the start was lost): the call log decides.
-                self._suspects[tsid] = self._first_seen.get(tsid) or self._newest or _now()
-            if tsid not in self.tracker:
-                self._min_seq.pop(tsid, None)
-        if not self._suspects:
-            return calls
-        passed: list[CompletedCall] = []
-        for call in calls:
-            if call.telephony_session_id in self._suspects:
-                self._held.setdefault(call.telephony_session_id, []).append(call)
-            else:
-                passed.append(call)
-        return passed
+        return [call for call in calls if not settling.hold(call)]
 
     def hold(self, since: datetime) -> int:
         """Keep the checkpoint at or before ``since`` until :meth:`release` (a gap being closed)."""
@@ -262,10 +246,10 @@ class Pipeline:
                 low = first if low is None else min(low, first)
                 break
             self._first_seen.popitem(last=False)
-            self._min_seq.pop(tsid, None)
         # Most events find neither a gap being closed nor a suspect: skip the scan then.
-        if self._holds or self._suspects:
-            for held in (*self._holds.values(), *self._suspects.values()):
+        if self._holds or len(self.settling):
+            waiting = self.settling.oldest()
+            for held in (*self._holds.values(), *(() if waiting is None else (waiting,))):
                 low = held if low is None else min(low, held)
         if low is None:
             return None
@@ -330,15 +314,10 @@ class Pipeline:
                 self._received_by_code[code] = counter
         counter.inc()
         tsid = body.telephony_session_id
-        lowest = self._min_seq.get(tsid)
-        if lowest is None or body.sequence < lowest:
-            self._min_seq[tsid] = body.sequence
         calls = self.tracker.apply(event)
         at = body.event_time if body.event_time.tzinfo else body.event_time.replace(tzinfo=UTC)
-        if not calls and tsid not in self.tracker:
-            self._min_seq.pop(tsid, None)  # a late event of a finished session
-        if tsid in self._suspects:
-            self._suspect_last[tsid] = at
+        if tsid in self.settling:
+            self.settling.touch(tsid, at)
         if tsid in self.tracker:
             self._first_seen.setdefault(tsid, at)
         if self._newest is None or at > self._newest:
@@ -359,10 +338,21 @@ class Pipeline:
         return len(calls)
 
     async def add_reconciled(self, calls: list[CompletedCall]) -> None:
-        """Calls found in the call log; already-logged keys are ignored by the store."""
+        """Calls found in the call log; already-logged keys are ignored by the store.
+
+        Each is put together with what the live events of its session gave (kept back, or
+        still followed by the tracker): ``calls/merge.py``.
+        """
         policy = self.tracker.policy
         logged: list[CompletedCall] = []
+        views: dict[str, tuple[dict[str, CompletedCall], bool] | None] = {}
         for call in calls:
+            tsid = call.telephony_session_id
+            if tsid not in views:
+                views[tsid] = self._live_view(tsid)
+            view = views[tsid]
+            if view is not None:
+                call = with_live(call, view[0].get(call.key), complete=view[1])
             decision = policy.explain(call) if policy is not None else None
             if decision is None or decision.logged:
                 logged.append(call)
@@ -370,6 +360,17 @@ class Pipeline:
                 metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
                 RECENT_SKIPS.add(call, decision)
         await self._committer.add(logged)
+
+    def _live_view(self, tsid: str) -> tuple[dict[str, CompletedCall], bool] | None:
+        """The tracker's calls of a session (kept back or in flight) by key, and no-hole."""
+        waiting = self.settling.get(tsid)
+        if waiting is not None and waiting.held:
+            return {c.key: c for c in waiting.held}, not waiting.holed
+        peeked = self.tracker.peek(tsid)
+        if peeked is None:
+            return None
+        calls, complete = peeked
+        return {c.key: c for c in calls}, complete
 
     def _count_skipped(self) -> None:
         for call, decision in self.tracker.take_skipped():

@@ -7,19 +7,30 @@ ways once: `<telephonySessionId>:<extensionId>` per user who took part, and
 queue).
 
 How a Detailed record reads (research/rc-protocol.md C3; the leg layout per flow follows the
-developer guide's call-log "details" page):
+developer guide's call-log "details" page and the API reference's `CallLogRecordLegInfo`):
 
 * every user leg (`legs[].extension.id` of a `User` extension) is that user's part; a user
   with several legs (an `Accept` leg plus the `PstnToSip` carrier leg) is one call;
 * the leg `result` says what happened to the user: `Accepted`/`Call connected` answered,
   `Missed`/`No Answer`/`Hang Up` missed, `Voicemail`, `Busy`, `Rejected`;
-* a user who answered and is followed by a `TransferCall` leg of another user transferred the
-  call (blind transfer); a warm transfer shows up as a second record whose first leg is that
-  user's `ExtensionToExtension` consult call and which holds a `TransferCall` leg from the
-  same outside number, so the first record's user is marked transferred too;
+* a user who answered transferred the call when one of their legs names a `transferTarget`
+  (warm transfer: the session the call went on in), when a `TransferCall` leg of another
+  user follows (blind transfer), or when a consult record (first leg that user's
+  `ExtensionToExtension` call, then a `TransferCall` leg from the same outside number) is in
+  the same read;
 * the leg direction and which side carries no `extensionId` give the call's direction and the
   outside number; both sides being extensions makes it internal;
-* an inbound record with no user leg at all is an abandoned call.
+* an inbound record with no user leg at all is an abandoned call;
+* a queue delivery names the caller "<queue name> - <caller id>" (as the live events do,
+  rc-protocol.md B3): the prefix is the queue's name, not part of the caller's.
+
+What a record cannot say: a leg has a start and a duration, not the moment the user
+answered nor their hold time (the documented example's `Accept` leg starts with the call
+and lasts as long). So for a user who answered, the answer time is taken as the start of
+their leg, ring time as the wait before it, talk time as the rest of the leg and hold as 0,
+and those four fields are listed in `CompletedCall.approximate`; when live events of the
+call were seen, `merge.with_live` puts their exact figures in. Missed, voicemail, busy and
+abandoned calls have no talk: their figures are exact.
 
 Without a directory, `PstnToSip` legs (the carrier leg, which names the IVR or queue on a
 routed call) never make a user of their own.
@@ -39,9 +50,17 @@ from sscl_daemon.calls.model import (
     CallSource,
     CompletedCall,
     Direction,
+    ExtensionType,
     idempotency_key,
 )
-from sscl_daemon.ringcentral.records import CallerInfo, CallLogLeg, CallLogRecord, as_id
+from sscl_daemon.calls.numbers import looks_like_extension
+from sscl_daemon.ringcentral.records import (
+    CallerInfo,
+    CallLogLeg,
+    CallLogRecord,
+    SessionRef,
+    as_id,
+)
 
 _RESULTS: dict[str, CallResult | None] = {
     "accepted": CallResult.ANSWERED,
@@ -58,9 +77,14 @@ _RESULTS: dict[str, CallResult | None] = {
     # another device or user took the call: that user has nothing of their own to log
     "answered elsewhere": None,
 }
+# What a record cannot tell of an answered call (see the module docstring).
+_ANSWER_ESTIMATES = ("answer_time", "ring_ms", "talk_ms", "hold_ms")
 _CARRIER_LEG = "pstntosip"
 _TRANSFER_LEG = "transfercall"
 _CONSULT_LEG = "extensiontoextension"
+
+
+_QUEUE_SEPARATOR = " - "
 
 
 class RecordError(ValueError):
@@ -153,6 +177,18 @@ def _consult_transfers(records: Iterable[CallLogRecord]) -> Consults:
     return found
 
 
+def _warm_targets(records: Iterable[CallLogRecord]) -> dict[str, str]:
+    """Warm transfers: the session a call came from -> the extension that took it over."""
+    found: dict[str, str] = {}
+    for record in records:
+        for leg in record.legs:
+            origin = leg.transferee.telephonySessionId if leg.transferee else None
+            target = leg.to.extensionNumber if leg.to else None
+            if origin and target:
+                found.setdefault(origin, target)
+    return found
+
+
 def calls_from_records(
     records: Sequence[CallLogRecord],
     account_id: str,
@@ -167,11 +203,12 @@ def calls_from_records(
     answered gets one missed log for that extension instead of one per user it rang.
     """
     consults = _consult_transfers(records)
+    targets = _warm_targets(records)
     calls: list[CompletedCall] = []
     errors: list[RecordError] = []
     for record in records:
         try:
-            made = _calls_of(record, account_id, directory, consults, source)
+            made = _calls_of(record, account_id, directory, consults, targets, source)
             if missed_owner is not None:
                 made = _owner_attribution(made, missed_owner, directory)
             calls.extend(call for call, _ in made)
@@ -185,6 +222,7 @@ def _calls_of(
     account_id: str,
     directory: Directory | None,
     consults: Consults,
+    targets: dict[str, str],
     source: CallSource,
 ) -> list[tuple[CompletedCall, bool]]:
     """The record's calls, each with whether the user was rung (rather than placed it)."""
@@ -197,7 +235,9 @@ def _calls_of(
         # "~" is the caller's own account: the record names its real id.
         account_id = record.account_id or account_id
     total_ms = _duration_ms(record.durationMs, record.duration)
-    base = _Base(record, record_id, tsid, start, total_ms, account_id, directory, source)
+    base = _Base(
+        record, record_id, tsid, start, total_ms, account_id, directory, source, targets.get(tsid)
+    )
     parts = _user_parts(record, directory)
     if not parts:
         if (record.direction or "").lower() != "inbound":
@@ -261,6 +301,8 @@ class _Base:
     account_id: str
     directory: Directory | None
     source: CallSource
+    # The extension a warm transfer of this session went to, from the other session's record.
+    warm_target: str | None = None
 
     def _participants(self) -> tuple[str, ...]:
         numbers: list[str] = []
@@ -276,6 +318,7 @@ class _Base:
 
     def abandoned(self) -> CompletedCall:
         caller = self.record.from_
+        _, caller_name = self._split_queue_prefix(caller.name if caller else None)
         return CompletedCall(
             key=idempotency_key(self.tsid, None),
             telephony_session_id=self.tsid,
@@ -287,7 +330,7 @@ class _Base:
             user_email=None,
             direction=Direction.INBOUND,
             external_number=caller.phoneNumber if caller else None,
-            external_name=caller.name if caller else None,
+            external_name=caller_name,
             internal_number=None,
             result=CallResult.ABANDONED,
             start_time=self.start,
@@ -305,13 +348,44 @@ class _Base:
         )
 
     def _queue_name(self) -> str | None:
-        if self.directory is None:
-            return None
+        """The call queue the call went through: a `Department` leg, else a name prefix."""
+        if self.directory is not None:
+            for leg in self.record.legs:
+                ext = self.directory.by_id(as_id(leg.extension.id if leg.extension else None))
+                if ext is not None and ext.type is ExtensionType.DEPARTMENT:
+                    return ext.name
         for leg in self.record.legs:
-            ext = self.directory.by_id(as_id(leg.extension.id if leg.extension else None))
-            if ext is not None and ext.type.value == "Department":
-                return ext.name
+            queue, _ = self._split_queue_prefix(leg.from_.name if leg.from_ else None)
+            if queue is not None:
+                return queue
         return None
+
+    def _split_queue_prefix(self, name: str | None) -> tuple[str | None, str | None]:
+        """("<queue>", "<caller id>") of a queue delivery's "<queue> - <caller id>" name.
+
+        Only a prefix that names a call queue or a party of this record counts, or one whose
+        rest is the caller's name as the record itself gives it (a caller id may hold " - ").
+        """
+        if not name or _QUEUE_SEPARATOR not in name:
+            return None, name
+        names = self._party_names()
+        caller = self.record.from_.name if self.record.from_ else None
+        head = name
+        while _QUEUE_SEPARATOR in head:
+            head = head.rsplit(_QUEUE_SEPARATOR, 1)[0]
+            rest = name[len(head) + len(_QUEUE_SEPARATOR) :]
+            if head in names or (caller and rest == caller):
+                return head, rest
+        return None, name
+
+    def _party_names(self) -> set[str]:
+        names: set[str] = set()
+        for side in (self.record.to, *(leg.to for leg in self.record.legs)):
+            if side is not None and side.name:
+                names.add(side.name)
+        if self.directory is not None:
+            names.update(self.directory.queue_names)
+        return names
 
     def _consulted(
         self, user: str, external: str | None, end: datetime, consults: Consults
@@ -343,16 +417,19 @@ class _Base:
         )
         leg_ms = _duration_ms(main.durationMs, main.duration)
         end = max(leg_start + timedelta(milliseconds=leg_ms), self.start)
+        leg_start = min(max(leg_start, self.start), end)
+        warm = next((leg.transferTarget for leg in part.legs if leg.transferTarget), None)
         if result is CallResult.ANSWERED and (
-            later_transfer
+            warm is not None
+            or later_transfer
             or (
                 direction is Direction.INBOUND
                 and self._consulted(part.extension_id, external, end, consults)
             )
         ):
             result = CallResult.TRANSFERRED
-        total = max(0, round((end - self.start).total_seconds() * 1000))
-        wait = max(0, round((leg_start - self.start).total_seconds() * 1000))
+        total = _ms_between(self.start, end)
+        wait = _ms_between(self.start, leg_start)
         answered = result in (CallResult.ANSWERED, CallResult.TRANSFERRED)
         ext = self.directory.by_id(part.extension_id) if self.directory else None
         own = main.to if (main.direction or "").lower() == "inbound" else main.from_
@@ -361,6 +438,8 @@ class _Base:
                 str(leg.recording.id) for leg in part.legs if leg.recording and leg.recording.id
             )
         )
+        queue_name = self._queue_name()
+        _, caller_name = self._split_queue_prefix(other.name if other is not None else None)
         return CompletedCall(
             key=idempotency_key(self.tsid, part.extension_id),
             telephony_session_id=self.tsid,
@@ -373,22 +452,55 @@ class _Base:
             user_email=ext.email if ext else None,
             direction=direction,
             external_number=external,
-            external_name=other.name if other is not None and external is not None else None,
-            internal_number=other.extensionNumber
-            if direction is Direction.INTERNAL and other
+            external_name=caller_name if external is not None else None,
+            internal_number=self._internal_number(other)
+            if direction is Direction.INTERNAL
             else None,
             result=result,
             start_time=self.start,
             answer_time=leg_start if answered else None,
             end_time=end,
             ring_ms=wait if answered else total,
-            queue_ms=0,
-            talk_ms=leg_ms if answered else 0,
+            queue_ms=wait,
+            talk_ms=total - wait if answered else 0,
             hold_ms=0,
             total_ms=total,
             recording_ids=recordings,
-            queue_name=self._queue_name(),
+            transferred_to=self._transfer_target(part, warm)
+            if result is CallResult.TRANSFERRED
+            else None,
+            queue_name=queue_name,
             final_status=main.result,
             source=self.source,
+            approximate=_ANSWER_ESTIMATES if answered else (),
             participants=self._participants(),
         )
+
+    def _internal_number(self, other: CallerInfo | None) -> str | None:
+        """The other extension's number: as the record gives it, else from the directory."""
+        if other is None:
+            return None
+        if other.extensionNumber:
+            return other.extensionNumber
+        ext = self.directory.by_id(as_id(other.extensionId)) if self.directory else None
+        if ext is not None and ext.extension_number:
+            return ext.extension_number
+        return other.phoneNumber if looks_like_extension(other.phoneNumber) else None
+
+    def _transfer_target(self, part: _UserPart, warm: SessionRef | None) -> str | None:
+        """Who took the call over, when the record names them (a later user's leg)."""
+        if warm is not None:
+            return self.warm_target  # named by the other session's record, if it was read
+        later = False
+        for leg in self.record.legs:
+            ext_id = as_id(leg.extension.id if leg.extension else None)
+            if ext_id == part.extension_id:
+                later = True
+                continue
+            if later and (leg.legType or "").lower() == _TRANSFER_LEG and leg.to is not None:
+                return leg.to.extensionNumber or leg.to.phoneNumber
+        return None
+
+
+def _ms_between(start: datetime, end: datetime) -> int:
+    return max(0, round((end - start).total_seconds() * 1000))

@@ -59,6 +59,12 @@ class RecordingRef(msgspec.Struct, kw_only=True):
     id: IdValue | None = None
 
 
+class SessionRef(msgspec.Struct, kw_only=True):
+    """`transferTarget` / `transferee` of a leg: the other session of a warm transfer."""
+
+    telephonySessionId: str | None = None
+
+
 class CallLogLeg(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
     """One leg of a Detailed call-log record."""
 
@@ -77,6 +83,10 @@ class CallLogLeg(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
     recording: RecordingRef | None = None
     telephonySessionId: str | None = None
     partyId: str | None = None
+    # Warm transfer (API reference CallLogRecordLegInfo): on the transferring user's leg,
+    # the session the call went on in; on the target's leg, the session it came from.
+    transferTarget: SessionRef | None = None
+    transferee: SessionRef | None = None
 
 
 class CallLogRecord(msgspec.Struct, kw_only=True, rename={"from_": "from"}):

@@ -36,8 +36,14 @@ Faithfulness notes (research/rc-protocol.md, sources in its section B7):
   evidence of the outcome (BlindTransfer per the docs, TargetBusy), which every call carries.
 * Call-log records follow section C3 (Detailed view, `legs[]` with `legType`, `extension.id`
   as a number); the leg layout per flow is modelled on `docs/voice/call-log/details.md`.
-  `duration`/`durationMs` of a record span its session's first to last eventTime, those of a
-  leg the first to last eventTime of the party it describes.
+  `startTime` has milliseconds (as current records do); `duration`/`durationMs` of a record
+  span its session's first to last eventTime, those of a leg the first to last eventTime of
+  the party it describes -- ring time included, as in the documented example, whose `Accept`
+  leg starts with the call and lasts as long: a record never says when a user answered nor
+  how long they held. The called side of an outbound call carries `location`, no CNAM name.
+  A warm transfer's legs name the other session (`transferTarget` on the transferring
+  user's leg, `transferee` on the target's; API reference `CallLogRecordLegInfo`). A queue
+  member's leg names the caller "<queue> - <caller id>" as the queue delivery does.
 
 Ground truth (`expected`, the default policy of issue 5): one log per user per session; users
 who answered get `answered` (`transferred` when they handed the call on by BlindTransfer or
@@ -163,10 +169,6 @@ def _iso_ms(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_ms // 1000)) + (
         f".{epoch_ms % 1000:03d}Z"
     )
-
-
-def _iso_s(epoch_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch_ms // 1000))
 
 
 def _hex(rng: random.Random, digits: int) -> str:
@@ -486,10 +488,11 @@ def _leg(
     transport: str = "PSTN",
     recording: dict[str, object] | None = None,
     span: tuple[int, int] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> dict[str, object]:
     first, last = span or (party.first_t, party.last_t)
     leg: dict[str, object] = {
-        "startTime": _iso_s(ctx.start_ms + first),
+        "startTime": _iso_ms(ctx.start_ms + first),
         "duration": round((last - first) / 1000),
         "durationMs": last - first,
         "type": "Voice",
@@ -504,6 +507,8 @@ def _leg(
     }
     if recording is not None:
         leg["recording"] = recording
+    if extra:
+        leg.update(extra)
     if ext is not None:
         leg["extension"] = {"uri": ctx.org.extension_uri(ext.id), "id": int(ext.id)}
     return leg
@@ -532,7 +537,7 @@ def _record(
         "id": record_id,
         "sessionId": session.session_id,
         "telephonySessionId": session.tsid,
-        "startTime": _iso_s(ctx.start_ms + first),
+        "startTime": _iso_ms(ctx.start_ms + first),
         "duration": round((last - first) / 1000),
         "durationMs": last - first,
         "type": "Voice",
@@ -584,9 +589,11 @@ def _rc_number(ext: OrgExtension, extra: dict[str, object] | None = None) -> dic
     return ref
 
 
-def _pstn_number(caller: ExternalParty) -> dict[str, object]:
+def _pstn_number(caller: ExternalParty, with_name: bool = True) -> dict[str, object]:
+    """`from`/`to` of an outside number; the called side of an outbound call has no CNAM
+    (docs call-log/details.md: `phoneNumber` and `location` only)."""
     ref: dict[str, object] = {"phoneNumber": caller.phone_number}
-    if caller.cnam:
+    if with_name and caller.cnam:
         ref["name"] = caller.cnam
     ref["location"] = caller.location
     return ref
@@ -693,7 +700,7 @@ def _outbound_record(
     rec: dict[str, object] | None,
 ) -> None:
     frm = _rc_number(user)
-    to = _pstn_number(callee)
+    to = _pstn_number(callee, with_name=False)
     leg = _leg(
         ctx, s, p1, leg_type="SipToPstnMetered", direction="Outbound", action="VoIP Call",
         result=result, frm=frm, to=to, ext=user, transport="VoIP", recording=rec,
@@ -952,11 +959,14 @@ def _queue_record(
             result=result, frm=frm, to=to, ext=ctx.org.ivr if via_ivr else queue.extension,
         )
     ]  # fmt: skip
+    # A member's leg names the caller as the queue delivery did: "<queue> - <caller id>"
+    # (the live events' `from.name`, rc-call-queue-or-direct; issue 13 saw it in records).
+    member_frm = {**frm, "name": f"{queue.extension.name} - {caller.cnam or 'WIRELESS CALLER'}"}
     for member, party, leg_result in members:
         legs.append(
             _leg(
                 ctx, s, party, leg_type="Accept", direction="Inbound", action="Phone Call",
-                result=leg_result, frm=frm,
+                result=leg_result, frm=member_frm,
                 to=_rc_number(member, {"phoneNumber": queue.extension.did}), ext=member,
             )
         )  # fmt: skip
@@ -1201,7 +1211,8 @@ def _warm_transfer(ctx: _Ctx) -> None:
     to = _rc_number(user1)
     legs = [
         _leg(ctx, a, a2, leg_type="Accept", direction="Inbound", action="Phone Call",
-             result="Accepted", frm=frm, to=to, ext=user1),
+             result="Accepted", frm=frm, to=to, ext=user1,
+             extra={"transferTarget": {"telephonySessionId": b.tsid}}),
     ]  # fmt: skip
     _record(
         ctx,
@@ -1219,7 +1230,8 @@ def _warm_transfer(ctx: _Ctx) -> None:
         _leg(ctx, b, b1, leg_type="ExtensionToExtension", direction="Outbound", action="VoIP Call",
              result="Call connected", frm=frm_b, to=to_b, ext=user1, transport="VoIP"),
         _leg(ctx, b, b2, leg_type="TransferCall", direction="Inbound", action="Transfer",
-             result="Accepted", frm=frm, to=to_b, ext=user2),
+             result="Accepted", frm=frm, to=to_b, ext=user2,
+             extra={"transferee": {"telephonySessionId": a.tsid}}),
     ]  # fmt: skip
     _record(ctx, b, direction="Outbound", action="VoIP Call", result="Call connected", frm=frm_b,
             to=to_b, legs=legs_b, transport="VoIP")  # fmt: skip

@@ -1,0 +1,152 @@
+"""Sessions waiting to be settled from the call log: who, since when, and when to look again.
+
+Where it sits: between the tracker (``calls/tracker.py``) and the daemon's suspect loop
+(``daemon/accounts.py``). A session whose live history may be missing events -- it was in
+flight across a WebSocket gap or a restart, its start was never seen, or its sequence
+numbers have a hole -- is not logged from that history alone: its call-log record decides
+(``ringcentral/calllog.py``, put together with what was seen by ``calls/merge.py``). This
+module is the pure bookkeeping of those sessions: no I/O, no clock (``now`` is passed in).
+
+A session's life here::
+
+    mark ──> waiting ──(tracker finished it, or silent while followed)──> due
+    due ──(record found)──> settled from the call log (removed)
+    due ──(no record yet)──> waiting again, next read after RETRY_AFTER_S[attempts]
+    due ──(schedule exhausted)──> given up: logged from what was seen (calls of a history
+                                  with a hole as ``incomplete``), never dropped silently
+
+Call-log records appear 15-30 s after a call ends, but a warm transfer's records only once
+the whole call (both sessions) has ended, and the platform's delay is not bounded by any
+document: the schedule retries for about two hours, reading less and less often. One
+call-log read serves every session due in the same round (the call log is in the Heavy
+rate group, 10 requests a minute), so the schedule bounds the reads per session, not per
+account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sscl_daemon.calls.model import CompletedCall
+
+# Seconds to wait after each unsuccessful call-log read of a session (bounded: ~2 hours).
+RETRY_AFTER_S = (30.0, 60.0, 120.0, 240.0, 480.0, 900.0, 1800.0, 3600.0)
+
+
+@dataclass(slots=True)
+class Waiting:
+    """One session waiting for its call-log record."""
+
+    since: datetime  # first seen (or the gap start): the call-log window starts before it
+    last_event: datetime  # newest event time seen of it
+    holed: bool = False  # the tracker completed it with a sequence number missing
+    held: list[CompletedCall] = field(default_factory=list)  # the tracker's view, kept back
+    attempts: int = 0  # call-log reads that did not find it
+    next_read: datetime | None = None  # None: at the next round it is due
+
+
+class Settling:
+    """The sessions waiting for the call log (see the module docstring)."""
+
+    def __init__(self, retry_after: tuple[float, ...] = RETRY_AFTER_S) -> None:
+        self._retry = tuple(timedelta(seconds=s) for s in retry_after)
+        self._waiting: dict[str, Waiting] = {}
+
+    def __contains__(self, tsid: object) -> bool:
+        return tsid in self._waiting
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def sessions(self) -> list[str]:
+        return list(self._waiting)
+
+    def mark(self, tsid: str, since: datetime) -> None:
+        """``tsid`` may have lost events; it waits for the call log (no-op if it already does)."""
+        if tsid not in self._waiting:
+            self._waiting[tsid] = Waiting(since, since)
+
+    def mark_holed(self, tsid: str, since: datetime) -> None:
+        """The tracker completed ``tsid`` with a sequence number missing."""
+        self.mark(tsid, since)
+        self._waiting[tsid].holed = True
+
+    def touch(self, tsid: str, at: datetime) -> None:
+        """An event of ``tsid`` arrived (the silence test of followed sessions)."""
+        waiting = self._waiting.get(tsid)
+        if waiting is not None and at > waiting.last_event:
+            waiting.last_event = at
+
+    def hold(self, call: CompletedCall) -> bool:
+        """Keep the tracker's call back if its session waits; whether it was kept."""
+        waiting = self._waiting.get(call.telephony_session_id)
+        if waiting is None:
+            return False
+        waiting.held.append(call)
+        return True
+
+    def get(self, tsid: str) -> Waiting | None:
+        return self._waiting.get(tsid)
+
+    def due(
+        self, now: datetime, followed: Callable[[str], bool], silent: float
+    ) -> tuple[list[str], list[str]]:
+        """Sessions to read the call log for now: (finished by the tracker, silent while followed).
+
+        A finished session has ended: its record only needs reading. One the tracker still
+        follows is probably still going: it is due only after ``silent`` seconds without an
+        event (its end may have been lost).
+        """
+        quiet_after = timedelta(seconds=silent)
+        finished: list[str] = []
+        quiet: list[str] = []
+        for tsid, waiting in self._waiting.items():
+            if waiting.next_read is not None and waiting.next_read > now:
+                continue
+            if not followed(tsid):
+                finished.append(tsid)
+            elif now - waiting.last_event >= quiet_after:
+                quiet.append(tsid)
+        return finished, quiet
+
+    def since(self, sessions: Iterable[str]) -> datetime | None:
+        """The earliest time one of ``sessions`` was first seen."""
+        found = (self._waiting[t].since for t in sessions if t in self._waiting)
+        return min(found, default=None)
+
+    def tried(self, sessions: Iterable[str], now: datetime) -> list[str]:
+        """A read did not find ``sessions``: schedule the next one; return those out of tries."""
+        exhausted: list[str] = []
+        for tsid in sessions:
+            waiting = self._waiting.get(tsid)
+            if waiting is None:
+                continue
+            if waiting.attempts >= len(self._retry):
+                exhausted.append(tsid)
+                continue
+            waiting.next_read = now + self._retry[waiting.attempts]
+            waiting.attempts += 1
+        return exhausted
+
+    def restart(self, tsid: str) -> None:
+        """Still live on the platform after all: start the schedule again (it has not ended)."""
+        waiting = self._waiting.get(tsid)
+        if waiting is not None:
+            waiting.attempts = 0
+            waiting.next_read = None
+
+    def settle(self, tsid: str) -> Waiting | None:
+        """``tsid`` is done with (settled from the call log, or given up): forget it."""
+        return self._waiting.pop(tsid, None)
+
+    def oldest(self) -> datetime | None:
+        """The earliest ``since`` of a waiting session (the checkpoint must not pass it)."""
+        return min((w.since for w in self._waiting.values()), default=None)
+
+    def overdue(self, now: datetime) -> tuple[int, float]:
+        """(sessions read at least once without a record, age in s of the oldest waiting)."""
+        tried = sum(1 for w in self._waiting.values() if w.attempts)
+        oldest = self.oldest()
+        return tried, 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
