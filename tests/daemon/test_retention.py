@@ -125,7 +125,7 @@ async def test_status_shows_the_retention_and_the_sent_rows_kept(
         daemon=DaemonSettings(state_dir=tmp_path),
         store=StoreSettings(dsn=pg_dsn, pool_max_size=2, sent_retention_days=45),
     )
-    text = await status_command._status(settings)
+    text = status_command.render(await status_command.collect(settings))
     assert "sent rows kept: 4 (store.sent_retention_days = 45: older ones are deleted every" in (
         text
     )
@@ -133,7 +133,7 @@ async def test_status_shows_the_retention_and_the_sent_rows_kept(
         daemon=settings.daemon, store=StoreSettings(dsn=pg_dsn, sent_retention_days=0)
     )
     assert "sent rows kept: 4 (forever: store.sent_retention_days = 0)" in (
-        await status_command._status(forever)
+        status_command.render(await status_command.collect(forever))
     )
 
 

@@ -1,10 +1,12 @@
 """``sscl-daemon migrate [--config FILE]``: bring the store's schema to this version.
 
-The daemon migrates at every start; this command does it ahead of time
-(before a rolling upgrade, or to check that the DSN works). Without
-``--config`` it uses the defaults: the embedded server under ``./state``.
-Exit 0 on success, 2 for a configuration problem, 1 when the store cannot
-be used; errors are one readable message, never a traceback or a password.
+The daemon migrates at every start; this command does it ahead of time (before a
+rolling upgrade, or to check that the DSN works). It never creates a database: the
+configured one (the embedded server in the state directory, made by the daemon's first
+start, or the DSN's database) must exist, else it says which one it looked at and fails.
+With the embedded store and the daemon running, it migrates through the daemon's server.
+Exit statuses: :mod:`sscl_daemon.exitcodes`; errors are one readable line on stderr,
+never a traceback or a password.
 """
 
 from __future__ import annotations
@@ -13,39 +15,38 @@ import argparse
 import asyncio
 import sys
 
-from sscl_daemon.config import ConfigError, Settings, load_config
-from sscl_daemon.store import MigrationReport, Store, StoreError
+from sscl_daemon.commands.attach import open_store, store_failed
+from sscl_daemon.config import ConfigError, Need, Settings, add_config_argument, load_for_command
+from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
+from sscl_daemon.store import MigrationReport, StoreError
 
 HELP = "apply the database schema migrations (the daemon also does this at start)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="the TOML configuration file")
+    add_config_argument(parser)
 
 
 async def _migrate(settings: Settings) -> tuple[str, MigrationReport]:
-    store = await Store.open(settings.store, settings.daemon.state_dir, apply_migrations=False)
+    store = await open_store(settings, require_schema=False)
     async with store:
         return store.target, await store.migrate()
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = (
-            load_config(args.config, require_credentials=False) if args.config else Settings()
-        )
+        settings = load_for_command(args, needs=Need.STORE)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     try:
         target, report = asyncio.run(_migrate(settings))
     except StoreError as exc:
-        print(f"sscl-daemon migrate: {exc}", file=sys.stderr)
-        return 1
+        return store_failed("migrate", exc)
     for migration in report.applied:
         print(f"applied {migration.label}")
     if report.applied:
         print(f"{target}: schema now at version {report.version}")
     else:
         print(f"{target}: schema already at version {report.version}, nothing to do")
-    return 0
+    return EXIT_OK

@@ -1,8 +1,9 @@
-"""``sscl-daemon retry-dead --config FILE [--writer NAME] [--since WHEN]``.
+"""``sscl-daemon retry-dead [--config FILE] [--writer NAME] [--since WHEN]``.
 
 Moves call logs parked as dead letters back into the outbox as pending, for
 example after fixing a CRM field or a credential. The running daemon picks
-them up within seconds (the store notifies its dispatchers).
+them up within seconds (the store notifies its dispatchers). Opens the
+daemon's existing store as ``status`` does (:mod:`.attach`): never a new one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 
-from sscl_daemon.commands.status import add_config_option, load, open_store
+from sscl_daemon.commands.attach import open_store, store_failed
+from sscl_daemon.config import ConfigError, Need, Settings, add_config_argument, load_for_command
+from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
 from sscl_daemon.store import StoreError
 
 HELP = "send call logs parked as dead letters to their CRM again"
@@ -38,7 +41,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_config_option(parser)
+    add_config_argument(parser)
     parser.add_argument("--writer", metavar="NAME", help="only this writer's dead call logs")
     parser.add_argument(
         "--since",
@@ -48,31 +51,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _retry(args: argparse.Namespace) -> int:
-    settings = load(args)
-    if settings is None:
-        return 2
-    known = {w.name for w in settings.writers}
-    if args.writer is not None and args.writer not in known:
-        print(
-            f"sscl-daemon retry-dead: no writer named {args.writer!r} in {args.config} "
-            f"(writers: {', '.join(sorted(known)) or 'none'})",
-            file=sys.stderr,
-        )
-        return 2
+async def _retry(settings: Settings, writer: str | None, since: datetime | None) -> int:
     store = await open_store(settings)
     try:
-        moved = await store.retry_dead(writer=args.writer, since=args.since)
+        return await store.retry_dead(writer=writer, since=since)
     finally:
         await store.close()
-    scope = f" for writer {args.writer}" if args.writer else ""
-    print(f"{moved} dead call log{'s' if moved != 1 else ''}{scope} moved back to pending")
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(_retry(args))
+        settings = load_for_command(args, needs=Need.STORE)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    known = {w.name for w in settings.writers}
+    if args.writer is not None and args.writer not in known:
+        print(
+            f"sscl-daemon retry-dead: no writer named {args.writer!r} in {settings.source} "
+            f"(writers: {', '.join(sorted(known)) or 'none'})",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        moved = asyncio.run(_retry(settings, args.writer, args.since))
     except StoreError as exc:
-        print(f"sscl-daemon retry-dead: {exc}", file=sys.stderr)
-        return 1
+        return store_failed("retry-dead", exc)
+    scope = f" for writer {args.writer}" if args.writer else ""
+    print(f"{moved} dead call log{'s' if moved != 1 else ''}{scope} moved back to pending")
+    return EXIT_OK

@@ -1,63 +1,110 @@
-"""``sscl-daemon status --config FILE``: what the daemon's store says, from Postgres alone.
+"""``sscl-daemon status [--config FILE] [--json]``: what the daemon's store says, from Postgres alone.
 
-Shows the daemon instances sharing the database (live ones with the accounts
-each holds and the fair share; recently gone ones), which instance holds which
-account's lease (active/standby and fleets), the checkpoint and its age, the WebSocket recovery token's expiry, the
-in-flight sessions of the last snapshot, the outbox per writer (pending, in
-flight, sent, skipped by the contact policy, dead, oldest pending age) and the dead letters by kind. Works
-whether or not the daemon runs: with the embedded store it attaches to the
-running daemon's server, or starts the server itself when the daemon is
-stopped.
+Shows which database it read (and whose server that is), the daemon instances
+sharing it (live ones with the accounts each holds and the fair share;
+recently gone ones), which instance holds which account's lease, the
+checkpoint and how long ago it advanced, the WebSocket recovery token's
+expiry, the in-flight sessions of the last snapshot, the outbox per writer
+(pending, in flight, sent, skipped by the contact policy, dead, oldest
+pending age, and the writer's last error), the dead call logs (the outbox's
+dead rows, which ``retry-dead`` sends again) and the unprocessable events
+(the ``dead_letters`` table) by kind. ``--json`` prints the same as one JSON
+object. Moments read as "12 s ago (07:31:02 UTC)".
+
+It never creates a database (:mod:`.attach`): with the embedded store it is
+a client of the running daemon's server, or starts the existing server
+itself when the daemon is stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from sscl_daemon.config import ConfigError, Settings, StoreSettings, load_config
-from sscl_daemon.store import InstanceInfo, LeaseInfo, Store, StoreError, StoreStatus
+from sscl_daemon.commands.attach import open_store, store_failed
+from sscl_daemon.config import (
+    ConfigError,
+    Need,
+    Settings,
+    StoreSettings,
+    add_config_argument,
+    load_for_command,
+)
+from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
+from sscl_daemon.store import InstanceInfo, LeaseInfo, StoreError, StoreStatus
 
 HELP = "show who holds each account, checkpoints, in-flight calls, outbox and dead letters"
 
+RETRY_HINT = "send them again with: sscl-daemon retry-dead [--writer NAME]"
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_config_option(parser)
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
     parser.add_argument(
-        "--config",
-        "-c",
-        required=True,
-        metavar="FILE",
-        help="the daemon's TOML configuration file (for the store settings)",
+        "--json", action="store_true", help="print one JSON object instead of the text report"
     )
 
 
-def load(args: argparse.Namespace) -> Settings | None:
+# --- what was read -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``status`` shows, read once."""
+
+    database: str
+    origin: str
+    status: StoreStatus
+    instances: list[InstanceInfo] | None  # None: a database without the instances table
+    instance_ttl: float
+    leases: list[LeaseInfo]
+    configured_accounts: list[str]
+    in_flight: dict[str, int | None]
+    retention: StoreSettings
+
+    @property
+    def now(self) -> datetime:
+        return self.status.read_at or datetime.now(UTC)
+
+
+async def collect(settings: Settings) -> Report:
+    from sscl_daemon.daemon.pipeline import snapshot_session_count
+
+    store = await open_store(settings)
+    ttl = settings.daemon.lease_ttl
     try:
-        return load_config(args.config, require_credentials=False)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
+        instances: list[InstanceInfo] | None
+        try:
+            instances = await store.instances(ttl)
+        except StoreError:  # a database not yet migrated to the instances table
+            instances = None
+        holders = await store.lease_holders()
+        status = await store.status()
+        in_flight: dict[str, int | None] = {}
+        for account in status.accounts:
+            data = await store.load_snapshot(account.account)
+            in_flight[account.account] = snapshot_session_count(data)
+    finally:
+        await store.close()
+    return Report(
+        database=store.target,
+        origin=store.origin,
+        status=status,
+        instances=instances,
+        instance_ttl=ttl,
+        leases=holders,
+        configured_accounts=[account.name for account in settings.account_list()],
+        in_flight=in_flight,
+        retention=settings.store,
+    )
 
 
-async def open_store(settings: Settings) -> Store:
-    """The daemon's store; with the embedded server, the running daemon's one if it runs."""
-    try:
-        return await Store.open(settings.store, settings.daemon.state_dir)
-    except StoreError as exc:
-        if not settings.store.embedded or "in use by another process" not in str(exc):
-            raise
-    from sscl_daemon.store.embedded import EmbeddedServer
-    from sscl_daemon.store.store import EMBEDDED_DATABASE
-
-    server = EmbeddedServer(settings.daemon.state_dir / "postgres")
-    attach = StoreSettings(dsn=server.dsn(EMBEDDED_DATABASE), pool_min_size=1, pool_max_size=2)
-    return await Store.open(attach, settings.daemon.state_dir, apply_migrations=False)
+# --- text ----------------------------------------------------------------------------------
 
 
 def _age(seconds: float | None) -> str:
@@ -65,10 +112,29 @@ def _age(seconds: float | None) -> str:
         return "-"
     seconds = max(0.0, seconds)
     if seconds < 120:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _clock(moment: datetime, now: datetime) -> str:
+    """The UTC time of day, with the date when it is not ``now``'s day."""
+    moment, now = moment.astimezone(UTC), now.astimezone(UTC)
+    if moment.date() == now.date():
+        return f"{moment:%H:%M:%S} UTC"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def when(moment: datetime | None, now: datetime) -> str:
+    """``12 s ago (07:31:02 UTC)``, ``in 2.9 min (07:34:00 UTC)``, or ``-``."""
+    if moment is None:
+        return "-"
+    delta = (now - moment).total_seconds()
+    relative = f"{_age(delta)} ago" if delta >= 0 else f"in {_age(-delta)}"
+    return f"{relative} ({_clock(moment, now)})"
 
 
 def _time(moment: datetime | None) -> str:
@@ -139,28 +205,40 @@ def render_retention(status: StoreStatus, store: StoreSettings) -> str:
     )
 
 
-def render(
-    status: StoreStatus,
-    in_flight: dict[str, int | None],
-    leases: list[str] | None = None,
-    retention: StoreSettings | None = None,
-) -> str:
-    lines = [f"schema version {status.schema_version}", "", *(leases or [])]
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def render(report: Report) -> str:
+    status, now = report.status, report.now
+    database = report.database + (f"; {report.origin}" if report.origin else "")
+    lines = [f"database: {database}", f"schema version {status.schema_version}", ""]
+    if report.instances is None:
+        lines += ["instances: unknown (the database predates the instances table)", ""]
+    else:
+        lines += render_instances(report.instances, report.instance_ttl)
+    lines += render_leases(report.configured_accounts, report.leases)
     if not status.accounts:
         lines.append("no checkpoint yet (the daemon has not committed anything)")
     for account in status.accounts:
-        sessions = in_flight.get(account.account)
+        sessions = report.in_flight.get(account.account)
+        advanced = (
+            None
+            if account.checkpoint_age is None
+            else now - timedelta(seconds=account.checkpoint_age)
+        )
         lines += [
             f"account {account.account}",
-            f"  checkpoint:           {_time(account.last_event_time)} "
-            f"(advanced {_age(account.checkpoint_age)} ago)",
-            f"  recovery token until: {_time(account.recovery_token_expires_at)}",
-            f"  snapshot taken:       {_time(account.snapshot_taken_at)}; "
+            f"  last event:           {when(account.last_event_time, now)}",
+            f"  checkpoint advanced:  {when(advanced, now)}",
+            f"  recovery token until: {when(account.recovery_token_expires_at, now)}",
+            f"  snapshot taken:       {when(account.snapshot_taken_at, now)}; "
             f"in-flight sessions: {'-' if sessions is None else sessions}",
         ]
     # "skipped": settled on purpose by a contact policy ("skip"); neither sent nor dead.
     head = f"{'pending':>8} {'in flight':>9} {'sent':>8} {'skipped':>7} {'dead':>6}"
-    lines += ["", f"{'writer':<16} {head}  oldest"]
+    lines += ["", f"{'writer':<16} {head}  oldest pending"]
     for w in status.writers:
         lines.append(
             f"{w.writer:<16} {w.pending:>8} {w.in_flight:>9} {w.sent:>8} {w.skipped:>7} "
@@ -168,45 +246,111 @@ def render(
         )
     if not status.writers:
         lines.append("(no call logs in the outbox yet)")
-    if retention is not None:
-        lines.append(render_retention(status, retention))
-    dead = ", ".join(f"{kind}: {n}" for kind, n in sorted(status.dead_letters.items()))
-    lines += ["", f"dead letters: {dead or 'none'}"]
-    if any(w.dead for w in status.writers):
-        lines.append("retry dead call logs with: sscl-daemon retry-dead --config FILE")
+    errors = [w for w in status.writers if w.last_error]
+    if errors:
+        lines += ["", "last error per writer (among pending and dead call logs)"]
+        for w in errors:
+            assert w.last_error is not None
+            lines.append(f"  {w.writer}: {when(w.last_error_at, now)}: {_one_line(w.last_error)}")
+    lines += ["", render_retention(status, report.retention), ""]
+    dead = {w.writer: w.dead for w in status.writers if w.dead}
+    if dead:
+        per_writer = ", ".join(f"{name}: {n}" for name, n in sorted(dead.items()))
+        lines.append(f"dead call logs: {sum(dead.values())} ({per_writer}); {RETRY_HINT}")
+    else:
+        lines.append("dead call logs: none")
+    events = ", ".join(f"{kind}: {n}" for kind, n in sorted(status.dead_letters.items()))
+    lines.append(f"unprocessable events kept as dead letters: {events or 'none'}")
     return "\n".join(lines)
 
 
-async def _status(settings: Settings) -> str:
-    from sscl_daemon.daemon.pipeline import snapshot_session_count
+# --- JSON ------------------------------------------------------------------------------------
 
-    store = await open_store(settings)
-    ttl = settings.daemon.lease_ttl
-    try:
-        try:
-            instances = render_instances(await store.instances(ttl), ttl)
-        except StoreError as exc:  # a database not yet migrated to the instances table
-            instances = [f"instances: unknown ({exc})", ""]
-        holders = await store.lease_holders()
-        status = await store.status()
-        in_flight: dict[str, int | None] = {}
-        for account in status.accounts:
-            data = await store.load_snapshot(account.account)
-            in_flight[account.account] = snapshot_session_count(data)
-    finally:
-        await store.close()
-    configured = [account.name for account in settings.account_list()]
-    leases = [*instances, *render_leases(configured, holders)]
-    return render(status, in_flight, leases, settings.store)
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+def as_json(report: Report) -> dict[str, object]:
+    """The report as plain JSON values (times in ISO 8601 UTC, ages in seconds)."""
+    status = report.status
+
+    def lease(info: LeaseInfo) -> Mapping[str, object]:
+        return {
+            "account": info.account,
+            "holder": info.holder,
+            "held": info.held,
+            "acquired_at": _iso(info.acquired_at),
+            "expires_at": _iso(info.expires_at),
+            "token": info.token,
+        }
+
+    return {
+        "database": report.database,
+        "origin": report.origin,
+        "read_at": _iso(report.now),
+        "schema_version": status.schema_version,
+        "instances": None
+        if report.instances is None
+        else [
+            {
+                "instance": i.instance_id,
+                "host": i.host,
+                "pid": i.pid,
+                "live": i.live,
+                "accounts": list(i.accounts),
+                "held": list(i.held),
+                "started_at": _iso(i.started_at),
+                "heartbeat_age_seconds": i.heartbeat_age,
+            }
+            for i in report.instances
+        ],
+        "leases": [lease(info) for info in report.leases],
+        "configured_accounts": report.configured_accounts,
+        "accounts": [
+            {
+                "account": a.account,
+                "last_event_time": _iso(a.last_event_time),
+                "checkpoint_age_seconds": a.checkpoint_age,
+                "recovery_token_expires_at": _iso(a.recovery_token_expires_at),
+                "snapshot_taken_at": _iso(a.snapshot_taken_at),
+                "in_flight_sessions": report.in_flight.get(a.account),
+            }
+            for a in status.accounts
+        ],
+        "writers": [
+            {
+                "writer": w.writer,
+                "pending": w.pending,
+                "in_flight": w.in_flight,
+                "sent": w.sent,
+                "skipped": w.skipped,
+                "dead": w.dead,
+                "due": w.due,
+                "oldest_pending_age_seconds": w.oldest_pending_age,
+                "last_error": w.last_error,
+                "last_error_at": _iso(w.last_error_at),
+            }
+            for w in status.writers
+        ],
+        "dead_call_logs": sum(w.dead for w in status.writers),
+        "dead_letters": dict(status.dead_letters),
+        "sent_retention_days": report.retention.sent_retention_days,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load(args)
-    if settings is None:
-        return 2
     try:
-        print(asyncio.run(_status(settings)))
+        settings = load_for_command(args, needs=Need.STORE)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        report = asyncio.run(collect(settings))
     except StoreError as exc:
-        print(f"sscl-daemon status: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return store_failed("status", exc)
+    if args.json:
+        print(json.dumps(as_json(report), indent=2))
+    else:
+        print(render(report))
+    return EXIT_OK

@@ -127,6 +127,9 @@ class WriterStats:
     due: int = 0
     # Seconds since the oldest pending or in-flight row entered the outbox.
     oldest_pending_age: float | None = None
+    # The newest error among its pending, in-flight and dead rows, and when it was recorded.
+    last_error: str | None = None
+    last_error_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class StoreStatus:
     accounts: tuple[AccountStats, ...]
     dead_letters: Mapping[str, int]  # kind -> count
     schema_version: int
+    # The database's clock when these figures were read (ages are relative to it).
+    read_at: datetime | None = None
 
     def writer(self, name: str) -> WriterStats:
         for stats in self.writers:

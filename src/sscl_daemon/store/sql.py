@@ -145,6 +145,15 @@ GROUP BY writer
 ORDER BY writer
 """
 
+# The newest error of each writer among its unsettled rows (retries to come, dead ones).
+LAST_ERRORS = """
+SELECT DISTINCT ON (writer) writer, last_error, updated_at
+FROM outbox
+WHERE status IN ('pending', 'in_flight', 'dead') AND last_error IS NOT NULL
+  AND ($1::text IS NULL OR account = $1)
+ORDER BY writer, updated_at DESC
+"""
+
 ACCOUNT_STATS = """
 SELECT account, c.last_event_time,
        extract(epoch FROM now() - c.updated_at)::float8 AS checkpoint_age,

@@ -151,6 +151,8 @@ class Store:
         self._closed = False
         self._leases = LeaseKeeper(dsn, password, connect_timeout=10.0)
         self.target = dsn_target(dsn).describe()
+        # Whose server this is, for the commands' output (set by attach for the embedded one).
+        self.origin = ""
 
     def __repr__(self) -> str:
         return f"Store({self.target})"
@@ -206,12 +208,18 @@ class Store:
         small = dataclasses.replace(settings, pool_min_size=1, pool_max_size=2)
         password = settings.password.reveal() if settings.password else None
         server: EmbeddedServer | None = None
+        origin = ""
         try:
             if settings.embedded:
                 candidate = EmbeddedServer(state_dir / "postgres", create=False)
-                if candidate.owner_pid() is None:
+                owner = candidate.owner_pid()
+                if owner is None:
                     await candidate.astart()
                     server = candidate
+                    origin = f"the embedded server in {candidate.root}, started for this command"
+                else:
+                    origin = f"the running daemon's embedded server in {candidate.root}"
+                    origin += f" (pid {owner})" if owner else ""
                 dsn = candidate.dsn(EMBEDDED_DATABASE)
                 await _require_database(candidate, small.connect_timeout)
             else:
@@ -222,6 +230,7 @@ class Store:
                 await server.astop()
             raise
         store = cls(pool, dsn, password, server)
+        store.origin = origin
         if require_schema:
             try:
                 version = await store.schema_version()
@@ -398,7 +407,9 @@ class Store:
 
     # --- the last extension directory (subscribe without waiting for a reload) -----
 
-    async def save_directory(self, account: str, data: bytes, *, fence: Lease | None = None) -> None:
+    async def save_directory(
+        self, account: str, data: bytes, *, fence: Lease | None = None
+    ) -> None:
         async with (
             _failures("saving the extension directory"),
             self._pool.acquire() as conn,
@@ -848,6 +859,10 @@ class Store:
         """Counts for ``sscl-daemon status`` and the metrics endpoint."""
         async with _failures("reading the store status"), self._pool.acquire() as conn:
             writer_rows = await conn.fetch(sql.WRITER_STATS, account)
+            errors = {
+                r["writer"]: (r["last_error"], r["updated_at"])
+                for r in await conn.fetch(sql.LAST_ERRORS, account)
+            }
             account_rows = await conn.fetch(sql.ACCOUNT_STATS, account)
             dead_rows = await conn.fetch(
                 "SELECT kind, count(*) AS n FROM dead_letters "
@@ -855,6 +870,7 @@ class Store:
                 account,
             )
             version = await current_version(conn)
+            read_at = await conn.fetchval("SELECT now()")
         return StoreStatus(
             writers=tuple(
                 WriterStats(
@@ -866,6 +882,8 @@ class Store:
                     skipped=r["skipped"],
                     due=r["due"],
                     oldest_pending_age=r["oldest"],
+                    last_error=errors.get(r["writer"], (None, None))[0],
+                    last_error_at=errors.get(r["writer"], (None, None))[1],
                 )
                 for r in writer_rows
             ),
@@ -881,6 +899,7 @@ class Store:
             ),
             dead_letters={str(r["kind"]): int(r["n"]) for r in dead_rows},
             schema_version=version,
+            read_at=read_at,
         )
 
 
