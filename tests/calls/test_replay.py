@@ -48,7 +48,11 @@ def run_cli(
 ) -> tuple[int, list[dict[str, object]], str]:
     code = cli.main(["replay", *args])
     captured = capsys.readouterr()
-    return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
+    # Without --config (and no file at the default path) the first line says so.
+    err = "".join(
+        line for line in captured.err.splitlines(True) if not line.startswith("no configuration")
+    )
+    return code, [json.loads(line) for line in captured.out.splitlines()], err
 
 
 def test_replay_prints_one_json_log_per_call(
@@ -168,3 +172,35 @@ def test_concatenated_files_report_the_duplicate_uuids_they_skip(
         f"{second}:2: duplicate uuid {uuids[1]} (first at {first}:6), skipped",
         "2 duplicate notification(s) skipped (a uuid seen before)",
     ]
+
+
+def test_the_configuration_is_found_as_for_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sscl_daemon.config.locations import CONFIG_ENV
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(frames(scenarios.outbound())))
+    missing = tmp_path / "none.toml"
+    monkeypatch.setenv(CONFIG_ENV, str(missing))
+    assert cli.main(["replay", str(events)]) == 0
+    captured = capsys.readouterr()
+    assert f"no configuration at {missing}: the built-in defaults apply" in captured.err
+    assert len(captured.out.splitlines()) == 1
+    config = tmp_path / "config.toml"
+    config.write_text(f'[blocklist]\nentries = ["{CUSTOMER}"]\n')
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    assert cli.main(["replay", str(events)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "(blocklisted_number)" in captured.err
+    several = tmp_path / "accounts.toml"
+    several.write_text(
+        "[accounts.acme.ringcentral]\nclient_id = 'a'\n"
+        f"[accounts.acme.blocklist]\nentries = ['{CUSTOMER}']\n"
+        "[accounts.globex.ringcentral]\nclient_id = 'g'\n"
+    )
+    assert cli.main(["replay", str(events), "-c", str(several)]) == 2
+    assert "name one with --account" in capsys.readouterr().err
+    assert cli.main(["replay", str(events), "-c", str(several), "--account", "globex"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1

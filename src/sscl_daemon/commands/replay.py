@@ -49,6 +49,7 @@ from sscl_daemon.calls.events import EventDecodeError, decode_event
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Policy, PolicyOptions
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
+from sscl_daemon.config import ConfigIssue, add_config_argument
 
 HELP = "run recorded telephony notifications (JSON lines) through the call core; print call logs"
 
@@ -61,9 +62,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="files with one raw notification per line, read in this order ('-' for stdin); "
         "for a recorded file and its rotations give the oldest first: FILE.4 ... FILE.1 FILE",
     )
+    add_config_argument(parser)
     parser.add_argument(
-        "--config",
-        help="TOML configuration; its [calls], [blocklist] and [scope] settings are used",
+        "--account", metavar="NAME", help="the [accounts.NAME] whose settings apply"
     )
     parser.add_argument(
         "--directory",
@@ -129,20 +130,42 @@ def load_directory(path: str) -> Directory:
         raise DirectoryError(f"{path}: {exc}") from None
 
 
-def build(args: argparse.Namespace) -> Tracker:
-    """The tracker and policy the arguments ask for (raises on unusable inputs)."""
-    directory = load_directory(args.directory) if args.directory else None
-    options = TrackerOptions(completion_grace_s=0.0)
-    policy_options = PolicyOptions()
-    if args.config:
-        from sscl_daemon.config import load_config
-        from sscl_daemon.daemon.accounts import policy_options as configured_policy
-        from sscl_daemon.daemon.accounts import tracker_options
+def build(args: argparse.Namespace, err: IO[str]) -> Tracker:
+    """The tracker and policy the arguments ask for (raises on unusable inputs).
 
-        settings = load_config(args.config, require_credentials=False)
-        options = tracker_options(settings)
-        policy_options = configured_policy(settings)
-    return Tracker(directory, options, Policy(policy_options, directory))
+    The configuration's ``[calls]``, ``[blocklist]`` and ``[scope]`` apply, from the
+    file every command reads. Without ``--config``, a missing default file means the
+    built-in defaults (replay is also run on a copy of the events, away from the
+    daemon's machine); ``err`` is told which applies.
+    """
+    from sscl_daemon.config import ConfigError, Need, load_for_command
+    from sscl_daemon.config.locations import config_path
+    from sscl_daemon.daemon.accounts import policy_options as configured_policy
+    from sscl_daemon.daemon.accounts import tracker_options
+
+    directory = load_directory(args.directory) if args.directory else None
+    path = config_path(args.config)
+    if args.config is None and not path.exists():
+        err.write(f"no configuration at {path}: the built-in defaults apply (no blocklist)\n")
+        options = TrackerOptions(completion_grace_s=0.0)
+        return Tracker(directory, options, Policy(PolicyOptions(), directory))
+    settings = load_for_command(args, Need.NONE)
+    accounts = settings.account_list()
+    if args.account is not None or len(accounts) > 1:
+        chosen = [a for a in accounts if a.name == args.account]
+        if not chosen:
+            names = ", ".join(a.name for a in accounts)
+            problem = (
+                f"no account {args.account!r} (the file has {names})"
+                if args.account is not None
+                else f"the file has several accounts ({names}): name one with --account"
+            )
+            raise ConfigError(str(path), [ConfigIssue("accounts", problem)])
+        accounts = (chosen[0],)
+    (account,) = accounts
+    return Tracker(
+        directory, tracker_options(account), Policy(configured_policy(account), directory)
+    )
 
 
 def _emit(tracker: Tracker, calls: list[CompletedCall], out: IO[str], err: IO[str]) -> None:
@@ -200,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     from sscl_daemon.config import ConfigError
 
     try:
-        tracker = build(args)
+        tracker = build(args, sys.stderr)
     except (ConfigError, DirectoryError) as exc:
         print(exc, file=sys.stderr)
         return 2
