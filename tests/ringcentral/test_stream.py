@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from tests.ringcentral.harness import Calls, Pipeline, client, simulator, wait_for
 
@@ -14,6 +15,7 @@ from sscl_daemon.ringcentral.subscription import (
     Notification,
     RecoveryPoint,
     StateChange,
+    _Watchdog,
 )
 from sscl_daemon.simulator.profiles import RateGroup as SimRateGroup
 from sscl_daemon.simulator.profiles import RateLimit
@@ -254,3 +256,22 @@ async def test_strict_platform_single_use_ws_tokens_and_replay_overlap() -> None
         assert sorted(pipe.keys()) == sorted(calls.expected())
         assert pipe.gaps == []
         assert stats.connections >= 5, "each reused token was refused, then a new one worked"
+
+
+async def test_a_stopped_process_is_not_mistaken_for_a_silent_peer() -> None:
+    beats: list[float] = []
+    aborts: list[float] = []
+    watchdog = _Watchdog(0.2, 0.5, lambda: beats.append(1), lambda: aborts.append(1))
+    try:
+        # The loop does not run, as under SIGSTOP, for longer than the dead timeout: frames
+        # the peer sent meanwhile wait in the socket, and must be read, not thrown away.
+        time.sleep(1.8)  # noqa: ASYNC251 - blocking the loop on purpose
+        await wait_for(lambda: bool(beats), "the heartbeat probe")
+        assert aborts == []
+        assert watchdog.pauses == 1
+        assert not watchdog.silent
+        # a peer that then stays silent is still found dead
+        await wait_for(lambda: bool(aborts), "the silent connection's end", limit=5.0)
+        assert watchdog.silent
+    finally:
+        watchdog.cancel()

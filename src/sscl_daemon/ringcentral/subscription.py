@@ -60,6 +60,9 @@ RECOVERY_SAFETY = 0.9
 WS_TOKEN_REUSE = 0.8
 # Close codes of a handshake without a usable token (research A2, G-A2).
 REFUSED_TOKEN_CLOSE_CODES = (4400, 4401)
+# A watchdog timer firing this much later than due means the process itself did not run
+# (SIGSTOP, a blocked loop): the peer's frames may be waiting unread in the socket.
+PAUSE_SLACK = 1.0
 
 
 _QUERY_SECRETS = re.compile(r"((?:access_token|wsc)=)[^&\s]+")
@@ -500,6 +503,11 @@ class _Watchdog:
     when it fires, sends a heartbeat after ``heartbeat`` seconds without a frame and aborts
     the connection after ``dead_after`` seconds (then :attr:`silent` is true). A timeout
     scope around every ``recv()`` would cost each notification a timer of its own.
+
+    Silence is only counted while the process runs: a timer that fires late (the daemon
+    was stopped with SIGSTOP, or its loop blocked) cannot tell a silent peer from frames
+    queued in the socket that nobody has read yet, so it probes with a heartbeat and
+    counts afresh instead of throwing the connection and its queued frames away.
     """
 
     def __init__(
@@ -516,25 +524,31 @@ class _Watchdog:
         self._abort = abort
         self.silent = False
         self.last_frame = self.last_beat = self._loop.time()
+        self.pauses = 0
         self._sends: set[asyncio.Task[None]] = set()
-        self._timer = self._loop.call_at(self._due(), self._fire)
+        self._arm()
 
     def saw_frame(self) -> None:
         self.last_frame = self.last_beat = self._loop.time()
 
-    def _due(self) -> float:
-        return min(self.last_frame + self._dead_after, self.last_beat + self._heartbeat)
+    def _arm(self) -> None:
+        self._scheduled = min(self.last_frame + self._dead_after, self.last_beat + self._heartbeat)
+        self._timer = self._loop.call_at(self._scheduled, self._fire)
 
     def _fire(self) -> None:
         now = self._loop.time()
-        if now - self.last_frame >= self._dead_after:
+        if now - self._scheduled > PAUSE_SLACK:
+            self.pauses += 1
+            self.last_frame = self.last_beat = now
+            self._beat()
+        elif now - self.last_frame >= self._dead_after:
             self.silent = True
             self._abort()
             return
-        if now - self.last_beat >= self._heartbeat:
+        elif now - self.last_beat >= self._heartbeat:
             self.last_beat = now
             self._beat()
-        self._timer = self._loop.call_at(self._due(), self._fire)
+        self._arm()
 
     def send(self, ws: ClientConnection, text: str) -> None:
         """Send ``text`` beside the receive loop; a closed connection is the loop's to see."""
