@@ -41,6 +41,7 @@ BUILTIN: dict[str, str] = {
     "webhook": "sscl_daemon.crm.builtins:WEBHOOK",
     "jsonl": "sscl_daemon.crm.builtins:JSONL",
     "zoho": "sscl_daemon.crm.zoho:PLUGIN",
+    "dynamics": "sscl_daemon.crm.dynamics:PLUGIN",
 }
 
 

@@ -22,7 +22,7 @@ from sscl_daemon.config import WriterSettings
 from sscl_daemon.crm import batch
 from sscl_daemon.crm.base import WriteContext, WriteResult
 from sscl_daemon.crm.contacts import ContactLookup, CreateContact, OwnerCheck, Resolver, UserList
-from sscl_daemon.crm.http import Auth, CrmHttp, OAuthBearer, ResponseHook
+from sscl_daemon.crm.http import Auth, CrmHttp, OAuthBearer, ResponseHook, error_message
 from sscl_daemon.crm.limiter import Limiter
 from sscl_daemon.crm.oauth import TokenVault
 
@@ -61,6 +61,7 @@ class CrmWriterBase:
         list_users: UserList,
         owner_valid: OwnerCheck | None = None,
         classify_first: ResponseHook | None = None,
+        message: Callable[[object, str], str] = error_message,
     ) -> None:
         self._settings = settings
         self.http = CrmHttp(
@@ -69,6 +70,7 @@ class CrmWriterBase:
             Limiter(settings.rate_limit, settings.concurrency),
             auth,
             timeout=settings.timeout,
+            message=message,
             classify_first=classify_first,
         )
         self.resolver = Resolver(

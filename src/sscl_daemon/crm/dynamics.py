@@ -1,0 +1,615 @@
+"""Microsoft Dynamics 365 / Dataverse writer: a ``CompletedCall`` becomes a completed ``phonecall``
+activity (dispatch -> here -> the environment's Web API).
+
+Authentication: Microsoft Entra ID client credentials for an *application user* of the
+environment -- ``POST {authority}/{tenant_id}/oauth2/v2.0/token`` with ``grant_type=
+client_credentials`` and ``scope={environment_url}/.default``. There is no refresh token:
+a token is fetched again when it expires or the API answers 401.
+
+Requests (Web API v9.2, OData 4.0, JSON):
+
+* ``POST /api/data/v9.2/$batch`` -- every call of a batch is one *change set* of two
+  operations, applied atomically: ``PATCH phonecalls(<activityid>)`` with ``If-None-Match:
+  *`` (create only) carrying the call, then ``PATCH phonecalls(<activityid>)`` setting
+  ``statecode`` 1 (Completed) and ``statuscode`` 2 (Made) or 4 (Received) -- a phone call
+  cannot be created completed, and a completed one is read-only, so everything is written
+  before it is closed. ``Prefer: odata.continue-on-error`` lets the other change sets go on
+  when one fails; each call gets the answer of its own change set.
+* ``GET /contacts?$filter=telephone1 eq ... or mobilephone eq ... or telephone2 eq ...`` per
+  uncached number (numbers are stored as typed: the usual forms are asked for and checked
+  again here), then ``GET /leads`` when no contact matches (``search_leads``); ``POST
+  /contacts`` for ``no_contact = create``; ``GET /systemusers`` (enabled users'
+  ``internalemailaddress``) once per cache TTL for owners by e-mail.
+* ``GET /phonecalls?$filter=createdon ge ... and createdon le ...`` once per batch for logs a
+  user's own client made (not with ``detect_client_logs = false``).
+
+Phone call columns: ``subject``, ``description`` (the note, at most 2,000 characters: the
+marker lines are kept), ``phonenumber``, ``directioncode`` (true = outgoing),
+``actualstart``/``actualend``, ``actualdurationminutes`` (talk time, whole minutes rounded
+up), ``leftvoicemail``, ``regardingobjectid_contact``/``_lead`` (the matched record), the
+``phonecall_activity_parties`` (from = 1, to = 2: the user and the contact/lead) and
+``ownerid`` (the mapped user).
+
+Exactly once, without a lookup: the ``activityid`` of a call is a UUID derived from our key
+(:func:`activity_id`, UUID 5), so a repeated create of the same call is refused by Dataverse
+with 412 Precondition Failed, read as ``AlreadyExisted``; since create and close are one
+change set, an existing record is always a completed one.
+
+Limits: service protection per user and 5-minute window answers 429 with ``Retry-After``;
+answers carry ``x-ms-ratelimit-burst-remaining-xrm-requests`` and
+``x-ms-ratelimit-time-remaining-xrm-requests``.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+import aiohttp
+
+from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.config import Secret, WriterSettings
+from sscl_daemon.crm import batch, content
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    Created,
+    OptionReader,
+    PermanentFailure,
+    RetryLater,
+    WriteResult,
+    WriterPlugin,
+)
+from sscl_daemon.crm.batch import Pending
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.http import Response, error_message
+from sscl_daemon.crm.oauth import EXPIRY_MARGIN, TokenRefusedError, TokenUnavailableError
+from sscl_daemon.crm.wiring import ChunkedWriterBase
+
+CRM: Final = "Dynamics 365"
+API: Final = "/api/data/v9.2"
+BATCH_MAX: Final = 100
+DESCRIPTION_MAX: Final = 2000
+SUBJECT_MAX: Final = 200
+CLIENT_WINDOW: Final = timedelta(hours=1)
+DEFAULT_AUTHORITY: Final = "https://login.microsoftonline.com"
+# Namespace of the activity ids derived from our keys (fixed: changing it would log calls
+# again under new ids).
+KEY_NAMESPACE: Final = uuid.UUID("7b0f4a52-4f0e-5c1d-9a57-2d1c8f3e6a10")
+STATE_COMPLETED: Final = 1
+STATUS_MADE: Final = 2
+STATUS_RECEIVED: Final = 4
+ODATA_HEADERS: Final = {
+    "OData-MaxVersion": "4.0",
+    "OData-Version": "4.0",
+    "Accept": "application/json",
+}
+
+
+@dataclass(frozen=True)
+class DynamicsOptions:
+    environment_url: str
+    tenant_id: str
+    client_id: str
+    client_secret: Secret
+    authority_url: str = DEFAULT_AUTHORITY
+    # Look for a lead when no contact has the number.
+    search_leads: bool = True
+
+
+def parse_options(reader: OptionReader) -> DynamicsOptions | None:
+    environment = reader.url("environment_url", "")
+    if not environment:
+        reader.problem("environment_url", "is required (https://yourorg.crm.dynamics.com)")
+    tenant = reader.string("tenant_id", "")
+    if not tenant:
+        reader.problem("tenant_id", "is required (the directory (tenant) id of the app)")
+    client_id = reader.string("client_id", "")
+    if not client_id:
+        reader.problem("client_id", "is required (the application (client) id)")
+    secret = reader.secret("client_secret", required=True)
+    authority = reader.url("authority_url", DEFAULT_AUTHORITY)
+    leads = reader.boolean("search_leads", True)
+    if not (environment and tenant and client_id) or secret is None:
+        return None
+    return DynamicsOptions(environment, tenant, client_id, secret, authority, leads)
+
+
+# -- pure mapping ----------------------------------------------------------------------------
+
+
+def activity_id(key: str) -> str:
+    """The phone call's ``activityid``: derived from our key, the same on every attempt."""
+    return str(uuid.uuid5(KEY_NAMESPACE, key))
+
+
+def odata_time(moment: datetime) -> str:
+    return content.utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def outgoing(call: CompletedCall) -> bool:
+    """``directioncode``: only calls the user placed to the outside world are outgoing."""
+    return call.direction is Direction.OUTBOUND
+
+
+def description(call: CompletedCall, name: str | None) -> str:
+    """The note within 2,000 characters: facts are dropped from the end, never the markers."""
+    lines = content.note_lines(call, name)
+    markers = [
+        n
+        for n in lines
+        if n.label in (content.SESSION_LABEL, content.CALL_SESSION_LABEL, content.KEY_LABEL)
+    ]
+    facts = [n for n in lines if n not in markers]
+    while True:
+        text = "\n".join(f"{n.label}: {n.value}" for n in [*facts, *markers])
+        if len(text) <= DESCRIPTION_MAX or not facts:
+            return text[-DESCRIPTION_MAX:]
+        facts.pop()
+
+
+def _bind(kind: str) -> str:
+    return "contacts" if kind == "contact" else "leads"
+
+
+def phonecall(
+    call: CompletedCall, contact: Contact | None, owner_id: str | None
+) -> dict[str, object]:
+    """The create body of one phone call (pure)."""
+    name = contact.name if contact else None
+    out = outgoing(call)
+    body: dict[str, object] = {
+        "activityid": activity_id(call.key),
+        "subject": content.subject(call, name)[:SUBJECT_MAX],
+        "description": description(call, name),
+        "directioncode": out,
+        "actualstart": odata_time(call.start_time),
+        "actualend": odata_time(call.end_time),
+        "actualdurationminutes": content.minutes(content.talk_seconds(call)),
+        "leftvoicemail": out and content.outcome(call) is content.Outcome.VOICEMAIL,
+    }
+    number = call.external_number or call.internal_number
+    if number:
+        body["phonenumber"] = number[:200]
+    parties: list[dict[str, object]] = []
+    user_mask, other_mask = (1, 2) if out else (2, 1)
+    if owner_id:
+        body["ownerid@odata.bind"] = f"/systemusers({owner_id})"
+        parties.append(
+            {
+                "partyid_systemuser@odata.bind": f"/systemusers({owner_id})",
+                "participationtypemask": user_mask,
+            }
+        )
+    if contact is not None:
+        table = _bind(contact.kind)
+        body[f"regardingobjectid_{contact.kind}@odata.bind"] = f"/{table}({contact.id})"
+        parties.append(
+            {
+                f"partyid_{contact.kind}@odata.bind": f"/{table}({contact.id})",
+                "participationtypemask": other_mask,
+            }
+        )
+    if parties:
+        body["phonecall_activity_parties"] = parties
+    return body
+
+
+def close_body(call: CompletedCall) -> dict[str, object]:
+    return {
+        "statecode": STATE_COMPLETED,
+        "statuscode": STATUS_MADE if outgoing(call) else STATUS_RECEIVED,
+    }
+
+
+def odata_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def phone_filter(e164: str, columns: Sequence[str]) -> str:
+    forms = content.phone_variants(e164)
+    return " or ".join(f"{c} eq {odata_string(f)}" for c in columns for f in forms)
+
+
+# -- $batch (multipart/mixed, OData 4.0 section 11.7) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class PartAnswer:
+    """One operation's answer inside a batch answer."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: object
+
+
+def batch_body(
+    base: str,
+    changesets: Sequence[Sequence[tuple[str, str, Mapping[str, str], object]]],
+    boundary: str,
+) -> bytes:
+    """A ``$batch`` request body: one change set per entry, each of ``(method, path,
+    headers, json body)`` operations (pure; ``boundary`` given for reproducibility)."""
+    lines: list[str] = []
+    for n, operations in enumerate(changesets):
+        cs = f"changeset_{boundary}_{n}"
+        lines += [f"--batch_{boundary}", f"Content-Type: multipart/mixed; boundary={cs}", ""]
+        for cid, (method, path, headers, body) in enumerate(operations, start=1):
+            lines += [
+                f"--{cs}",
+                "Content-Type: application/http",
+                "Content-Transfer-Encoding: binary",
+                f"Content-ID: {cid}",
+                "",
+                f"{method} {base}{path} HTTP/1.1",
+                "Content-Type: application/json; type=entry",
+                *(f"{k}: {v}" for k, v in headers.items()),
+                "",
+                json.dumps(body, separators=(",", ":")),
+            ]
+        lines.append(f"--{cs}--")
+    lines += [f"--batch_{boundary}--", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _http_answer(raw: bytes) -> PartAnswer:
+    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    status_line, *header_lines = head.decode("utf-8", "replace").split("\n")
+    parts = status_line.split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        decoded: object = json.loads(text) if text else None
+    except ValueError:
+        decoded = text
+    return PartAnswer(status, headers, decoded)
+
+
+def parse_batch(content_type: str, body: bytes) -> list[list[PartAnswer]]:
+    """A ``$batch`` answer: per top-level part (change set), its operations' answers. A failed
+    change set is answered by one part (the failing operation's answer)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    answers: list[list[PartAnswer]] = []
+    if not message.is_multipart():
+        return answers
+    for part in message.iter_parts():
+        if part.is_multipart():
+            answers.append([_http_answer(_raw(p)) for p in part.iter_parts()])
+        else:
+            answers.append([_http_answer(_raw(part))])
+    return answers
+
+
+def _raw(part: object) -> bytes:
+    payload = part.get_payload(decode=True)  # type: ignore[attr-defined]
+    return payload if isinstance(payload, bytes) else b""
+
+
+def dataverse_message(body: object, text: str) -> str:
+    """Dataverse's ``{"error": {"code": ..., "message": ...}}``, else the usual shapes."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        code = error.get("code")
+        return f"{error['message']} ({code})" if code else str(error["message"])
+    return error_message(body, text)
+
+
+def change_set_result(call: CompletedCall, answers: Sequence[PartAnswer]) -> WriteResult:
+    """The result of one call's change set (pure)."""
+    if answers and all(200 <= a.status < 300 for a in answers):
+        return Created(activity_id(call.key))
+    failed = next((a for a in answers if not 200 <= a.status < 300), None)
+    if failed is None:
+        return RetryLater(f"{CRM}: the batch answer has no part for {call.key}")
+    if failed.status == 412:
+        return AlreadyExisted(activity_id(call.key))
+    message = dataverse_message(failed.body, str(failed.body or ""))
+    if failed.status == 429 or failed.status >= 500:
+        return RetryLater(f"{CRM} unavailable (HTTP {failed.status}): {message}")
+    return PermanentFailure(f"{CRM} rejected the phone call (HTTP {failed.status}): {message}")
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+class ClientCredentials:
+    """An Entra ID token for the application user, fetched again when it expires or on 401."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        options: DynamicsOptions,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._url = f"{options.authority_url.rstrip('/')}/{options.tenant_id}/oauth2/v2.0/token"
+        self._form = {
+            "grant_type": "client_credentials",
+            "client_id": options.client_id,
+            "client_secret": options.client_secret.reveal(),
+            "scope": f"{options.environment_url.rstrip('/')}/.default",
+        }
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.fetches = 0
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(token_url={self._url!r}, client_id={self._form['client_id']!r})"
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self._form["client_secret"], self._token) if s)
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
+        if self._token is None or self._clock() >= self._expires_at:
+            await self._fetch()
+        headers["Authorization"] = f"Bearer {self._token}"
+        return self._token
+
+    async def refresh(self, used: str | None) -> bool:
+        if used == self._token:
+            await self._fetch()
+        return True
+
+    async def _fetch(self) -> None:
+        try:
+            async with self._session.post(
+                self._url, data=self._form, timeout=self._timeout
+            ) as resp:
+                status = resp.status
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TokenUnavailableError(
+                f"token endpoint {self._url} unreachable ({type(exc).__name__})"
+            ) from None
+        if status >= 500 or status == 429:
+            raise TokenUnavailableError(f"token endpoint {self._url} answered HTTP {status}")
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(token, str):
+            code = body.get("error") if isinstance(body, dict) else None
+            raise TokenRefusedError(
+                f"token endpoint {self._url} refused the client credentials (HTTP {status}"
+                f"{', ' + code if isinstance(code, str) else ''}); check tenant_id, client_id"
+                " and client_secret (a client secret expires) in the writer's configuration",
+                code if isinstance(code, str) else "",
+            )
+        self.fetches += 1
+        self._token = token
+        expires = body.get("expires_in") if isinstance(body, dict) else None
+        lifetime = float(expires) if isinstance(expires, int | float) else 3600.0
+        self._expires_at = self._clock() + max(lifetime - EXPIRY_MARGIN, 0.0)
+
+
+# -- the writer ------------------------------------------------------------------------------
+
+
+def _guid(answer: Response, column: str) -> str | None:
+    """The id of a created row: the body's column, else the ``OData-EntityId`` header."""
+    value = answer.object().get(column)
+    if isinstance(value, str) and value:
+        return value
+    entity = answer.headers.get("odata-entityid", "")
+    if entity.endswith(")") and "(" in entity:
+        return entity.rsplit("(", 1)[1][:-1]
+    return None
+
+
+class DynamicsWriter(ChunkedWriterBase):
+    """Writes completed phone calls into one Dataverse environment."""
+
+    chunk_size = BATCH_MAX
+
+    def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
+        opts = settings.options
+        if not isinstance(opts, DynamicsOptions):
+            raise TypeError(f'writer {settings.name!r}: DynamicsWriter needs type = "dynamics"')
+        self._opts = opts
+        self._base = opts.environment_url.rstrip("/") + API
+        self.credentials = ClientCredentials(session, opts, settings.timeout)
+        super().__init__(
+            CRM,
+            settings,
+            session,
+            self.credentials,
+            find=self._find,
+            create=self._create_contact,
+            list_users=self._list_users,
+            owner_valid=_is_guid,
+            message=dataverse_message,
+        )
+
+    def __repr__(self) -> str:
+        return f"DynamicsWriter(name={self.name!r}, environment_url={self._opts.environment_url!r})"
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> Response | LookupFailure:
+        return await self.http.request(
+            "GET", self._base + path, params=params, headers=ODATA_HEADERS
+        )
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def _write_chunk(self, chunk: list[Pending]) -> None:
+        if self._settings.contacts.detect_client_logs:
+            found = await self._client_logs([p.call for p in chunk])
+            if not isinstance(found, list):
+                batch.fail_open(chunk, found)
+                return
+            for p in chunk:
+                match = content.first_match(p.call, found)
+                if match is not None and match[0] != activity_id(p.call.key):
+                    p.result = AlreadyExisted(match[0])
+        ready = await batch.prepare(chunk, self.resolver, self._payload)
+        if ready:
+            await self._send(ready)
+
+    def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
+        return phonecall(call, resolved.primary, resolved.owner_id)
+
+    async def _send(self, ready: list[Pending]) -> None:
+        boundary = uuid.uuid4().hex
+        changesets = []
+        for p in ready:
+            path = f"/phonecalls({activity_id(p.call.key)})"
+            create = {k: v for k, v in p.payload.items() if k != "activityid"}
+            changesets.append(
+                [
+                    ("PATCH", path, {"If-None-Match": "*"}, create),
+                    ("PATCH", path, {"If-Match": "*"}, close_body(p.call)),
+                ]
+            )
+        answer = await self.http.request(
+            "POST",
+            f"{self._base}/$batch",
+            data=batch_body(self._base, changesets, boundary),
+            headers={
+                **ODATA_HEADERS,
+                "Content-Type": f"multipart/mixed; boundary=batch_{boundary}",
+                "Prefer": "odata.continue-on-error",
+            },
+        )
+        if not isinstance(answer, Response):
+            batch.fail_open(ready, answer)
+            return
+        parts = parse_batch(answer.headers.get("content-type", ""), answer.text.encode())
+        for i, p in enumerate(ready):
+            p.result = change_set_result(p.call, parts[i] if i < len(parts) else [])
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    async def _client_logs(
+        self, calls: Sequence[CompletedCall]
+    ) -> list[tuple[str, str | None]] | LookupFailure:
+        low = min(content.utc(c.start_time) for c in calls) - CLIENT_WINDOW
+        high = max(content.utc(c.end_time) for c in calls) + CLIENT_WINDOW
+        answer = await self._get(
+            "/phonecalls",
+            {
+                "$select": "activityid,description",
+                "$filter": f"createdon ge {odata_time(low)} and createdon le {odata_time(high)}",
+                "$top": "500",
+            },
+        )
+        if not isinstance(answer, Response):
+            return answer
+        rows = answer.object().get("value")
+        return [
+            (str(r.get("activityid")), d if isinstance(d := r.get("description"), str) else None)
+            for r in (rows if isinstance(rows, list) else [])
+            if isinstance(r, dict)
+        ]
+
+    async def _search(self, table: str, kind: str, number: str) -> list[Contact] | LookupFailure:
+        columns = ("telephone1", "mobilephone", "telephone2")
+        answer = await self._get(
+            f"/{table}",
+            {
+                "$select": f"{kind}id,fullname,{','.join(columns)},_ownerid_value",
+                "$filter": phone_filter(number, columns),
+                "$top": "10",
+            },
+        )
+        if not isinstance(answer, Response):
+            return answer
+        rows = answer.object().get("value")
+        found = []
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict) or not row.get(f"{kind}id"):
+                continue
+            if any(
+                isinstance(v := row.get(c), str) and content.same_number(v, number) for c in columns
+            ):
+                name = row.get("fullname")
+                owner = row.get("_ownerid_value")
+                found.append(
+                    Contact(
+                        str(row[f"{kind}id"]),
+                        name if isinstance(name, str) else None,
+                        kind,
+                        None,
+                        str(owner) if owner else None,
+                    )
+                )
+        return found
+
+    async def _find(self, number: str) -> tuple[Contact, ...] | LookupFailure:
+        contacts = await self._search("contacts", "contact", number)
+        if not isinstance(contacts, list):
+            return contacts
+        if contacts or not self._opts.search_leads:
+            return tuple(contacts)
+        leads = await self._search("leads", "lead", number)
+        return tuple(leads) if isinstance(leads, list) else leads
+
+    async def _create_contact(
+        self, call: CompletedCall, number: str, owner_id: str | None
+    ) -> Contact | LookupFailure:
+        name = call.external_name or number
+        body: dict[str, object] = {"lastname": name, "telephone1": number}
+        if owner_id:
+            body["ownerid@odata.bind"] = f"/systemusers({owner_id})"
+        answer = await self.http.request(
+            "POST",
+            f"{self._base}/contacts",
+            json_body=body,
+            headers={**ODATA_HEADERS, "Prefer": "return=representation"},
+        )
+        if not isinstance(answer, Response):
+            return answer
+        cid = _guid(answer, "contactid")
+        if cid is None:
+            return RetryLater(f"{CRM} contact create answered without an id")
+        return Contact(cid, name, "contact", None, owner_id)
+
+    async def _list_users(self) -> dict[str, str] | LookupFailure:
+        users: dict[str, str] = {}
+        url: str | None = f"{self._base}/systemusers"
+        params: Mapping[str, str] | None = {
+            "$select": "systemuserid,internalemailaddress",
+            "$filter": "isdisabled eq false",
+        }
+        for _ in range(20):
+            if url is None:
+                break
+            answer = await self.http.request("GET", url, params=params, headers=ODATA_HEADERS)
+            if not isinstance(answer, Response):
+                return answer
+            rows = answer.object().get("value")
+            for row in rows if isinstance(rows, list) else []:
+                mail = row.get("internalemailaddress") if isinstance(row, dict) else None
+                if isinstance(mail, str) and mail and row.get("systemuserid"):
+                    users[mail.lower()] = str(row["systemuserid"])
+            nxt = answer.object().get("@odata.nextLink")
+            url, params = (nxt, None) if isinstance(nxt, str) else (None, None)
+        return users
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _build(settings: WriterSettings, session: aiohttp.ClientSession) -> DynamicsWriter:
+    return DynamicsWriter(settings, session)
+
+
+PLUGIN: Final = WriterPlugin("dynamics", CRM, parse_options, _build)
