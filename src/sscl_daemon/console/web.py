@@ -17,6 +17,7 @@ for retries, a confirmation step.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,10 +32,13 @@ from aiohttp import web
 from sscl_daemon import __version__, metrics
 from sscl_daemon.calls.model import CallResult
 from sscl_daemon.calls.policy import Policy
+from sscl_daemon.commands.blocklist import answer
+from sscl_daemon.commands.retry_dead import parse_since
 from sscl_daemon.config import AccountSettings, Settings
 from sscl_daemon.console import charts
 from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS, Skip
 from sscl_daemon.console.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_SECONDS, Sessions
+from sscl_daemon.daemon.accounts import policy_options
 from sscl_daemon.logging import get_logger
 from sscl_daemon.store import Store, StoreError, views
 
@@ -79,9 +83,6 @@ class TesterAnswer:
 
 def blocklist_answer(account: AccountSettings, number: str, extension: str | None) -> TesterAnswer:
     """``sscl-daemon blocklist check`` for one account of the running configuration."""
-    from sscl_daemon.commands.blocklist import answer
-    from sscl_daemon.daemon.accounts import policy_options
-
     policy = Policy(policy_options(account))
     status, lines = answer(policy, number.strip(), extension, account.calls.default_region)
     return TesterAnswer(status, tuple(lines))
@@ -133,7 +134,7 @@ def _matches(skip: Skip, search: str | None, result: str | None, extension: str 
     if not search:
         return True
     text = search.strip()
-    digits = "".join(ch for ch in text if ch.isdigit())
+    digits = views.number_digits(text)
     return (
         call.telephony_session_id == text
         or text in (call.extension_number, call.internal_number)
@@ -390,11 +391,9 @@ class WebConsole:
         elif scope == "writer" and writer is None:
             problem = "Choose a writer."
         elif scope == "since":
-            from sscl_daemon.commands.retry_dead import parse_since
-
             try:
                 since = parse_since(since_text) if since_text else None
-            except ValueError as exc:
+            except argparse.ArgumentTypeError as exc:
                 problem = str(exc)
             if since is None and problem is None:
                 problem = "Give a time (2h, 30m, 7d or an ISO time such as 2026-01-31T08:00)."

@@ -29,6 +29,9 @@ from sscl_daemon.store.store import Store
 SEARCH_WINDOW = 200_000
 
 _NOT_DIGIT = re.compile(r"\D")
+_PHONE_TEXT = re.compile(r"^[\d\s+().-]+$")
+# Fewer digits than this never match inside a number (a search for "12" is not a number).
+MIN_NUMBER_DIGITS = 3
 
 _CALL_COLUMNS = """id, account, call_key, writer, status, outcome, crm_record_id, last_error,
 attempts, sent_at, updated_at, payload"""
@@ -152,6 +155,14 @@ class LatencyBuckets:
     counts: tuple[int, ...]
 
 
+def number_digits(search: str | None) -> str:
+    """The digits of a search that reads as (part of) a phone number, else ""."""
+    if not search or not _PHONE_TEXT.match(search):
+        return ""
+    digits = _NOT_DIGIT.sub("", search)
+    return digits if len(digits) >= MIN_NUMBER_DIGITS else ""
+
+
 def _log(row: asyncpg.Record) -> LogState:
     return LogState(
         id=row["id"],
@@ -195,7 +206,7 @@ async def recent_calls(
     """The newest logged calls matching the filters; ``search`` is a telephony session
     id, an extension number or (part of) a phone number."""
     text = search.strip() if search and search.strip() else None
-    digits = _NOT_DIGIT.sub("", text) if text else ""
+    digits = number_digits(text)
     async with store.reading("reading recent calls") as conn:
         # A few rows per call (one per writer), so read enough rows for ``limit`` calls.
         rows = await conn.fetch(_RECENT_CALLS, text, digits, result, writer, extension, limit * 4)
