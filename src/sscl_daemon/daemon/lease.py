@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from sscl_daemon.daemon.supervise import FatalError
@@ -157,7 +157,11 @@ class LeaseLoop:
         runner = self._make_runner(lease, self.may_write)
         self.runner = runner
         try:
-            await runner.start()
+            # The runner's dispatchers write from the first moment of the start: renewed
+            # meanwhile, the lease stays current however long the start takes (it lapsed
+            # after a TTL, and the holder's own rows were held back as "not current").
+            async with self._renewing(lease, runner):
+                await runner.start()
         except FatalError:
             await runner.abort()
             self.runner = None
@@ -221,6 +225,12 @@ class LeaseLoop:
         lease would let a contender end the lease connection, and with it every other
         account this instance holds.
         """
+        async with self._renewing(lease, runner):
+            await runner.shutdown()
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, lease: Lease, runner: Runner) -> AsyncIterator[None]:
+        """Renew the lease every third of its TTL while the body runs."""
         done = asyncio.Event()
 
         async def keep_renewing() -> None:
@@ -234,7 +244,7 @@ class LeaseLoop:
 
         renewing = asyncio.create_task(keep_renewing())
         try:
-            await runner.shutdown()
+            yield
         finally:
             done.set()
             await renewing
