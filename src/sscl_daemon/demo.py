@@ -35,6 +35,7 @@ from sscl_daemon.metrics import WriteOutcome
 from sscl_daemon.sdnotify import Notifier
 
 if TYPE_CHECKING:
+    from sscl_daemon.daemon.app import Daemon
     from sscl_daemon.simulator.app import Simulator
 
 CRM_WRITER = "crm"
@@ -148,7 +149,8 @@ def demo_settings(state_dir: Path, sim_url: str, crm_url: str, crm_secret: str) 
                 "shutdown_timeout": 5.0,
                 "snapshot_interval": 2.0,
             },
-            "admin": {"enabled": False},
+            # Loopback, any free port: the console is printed once the daemon is ready.
+            "admin": {"port": 0},
             "ringcentral": {
                 "server": sim_url,
                 "client_id": "demo",
@@ -216,6 +218,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoReport
             )
             daemon = Daemon(settings, notifier=Notifier(None), on_sent=landed, handle_signals=False)
             task = asyncio.create_task(daemon.run())
+            announcer = asyncio.create_task(_announce_ready(daemon, started, out))
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -228,12 +231,25 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoReport
             finally:
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
+            announcer.cancel()
             daemon.stop()
             report.exit_code = await task
             printer.close()
             _compare(report, sim)
     _summary(report, time.monotonic() - started, out)
     return report
+
+
+async def _announce_ready(daemon: Daemon, started: float, out: TextIO) -> None:
+    await daemon.ready.wait()
+    console = (
+        f"; admin console at http://127.0.0.1:{daemon.admin_port}/" if daemon.admin_port else ""
+    )
+    print(
+        f"-- daemon subscribed {time.monotonic() - started:.1f} s after start{console}",
+        file=out,
+        flush=True,
+    )
 
 
 def _compare(report: DemoReport, sim: Simulator) -> None:

@@ -25,6 +25,7 @@ async def test_demo_at_its_default_rate_logs_several_calls_in_its_first_half_min
     assert "RingCentral (simulated): http://127.0.0.1:" in text
     assert "deleted at exit" in text
     assert HEADER in lines
+    assert "admin console at http://127.0.0.1:" in text
     # Several calls, not one, while a newcomer is still watching (issue 18 item 12).
     assert len([t for t in report.logged_after if t <= 25.0]) >= 3, text
     calls = [line for line in lines if CALL_LINE.match(line)]
