@@ -25,6 +25,7 @@ from sscl_daemon.config import (
 )
 from sscl_daemon.daemon.app import Daemon
 from sscl_daemon.daemon.retention import prune_loop, prune_once
+from sscl_daemon.exitcodes import EXIT_CONFIG
 from sscl_daemon.ringcentral.backfill import Period, check_retention
 from sscl_daemon.store import Store
 
@@ -168,7 +169,7 @@ def test_the_backfill_command_refuses_it_with_exit_2(
     args = argparse.Namespace(
         date_from=start, date_to=start, dry_run=False, past_retention=False, config=str(path)
     )
-    assert backfill_command.run(args) == backfill_command.EXIT_USAGE
+    assert backfill_command.run(args) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert f"backfill: --from {start} 00:00 UTC is older than store.sent_retention_days" in err
     assert "--past-retention" in err

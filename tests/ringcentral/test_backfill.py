@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from tests.ringcentral.harness import Calls, client_settings, simulator
 
 from sscl_daemon.commands import backfill as command
@@ -20,6 +19,7 @@ from sscl_daemon.config import (
     WriterSettings,
     WriterType,
 )
+from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
 from sscl_daemon.ringcentral.backfill import Period, PeriodError, parse_period
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.store import Store
@@ -56,47 +56,101 @@ def test_command_rejects_a_bad_date_with_exit_2(capsys: pytest.CaptureFixture[st
     args = argparse.Namespace(
         date_from="2026-13-01", date_to="2026-03-02", dry_run=True, config="x"
     )
-    assert command.run(args) == command.EXIT_USAGE
+    assert command.run(args) == EXIT_CONFIG
     assert "--from '2026-13-01'" in capsys.readouterr().err
 
 
-def settings_for(sim: Simulator, pg_dsn: str, state: Path) -> Settings:
+def settings_for(sim: Simulator, dsn: str, state: Path) -> Settings:
     writer = WriterSettings(
         name="crm", type=WriterType.JSONL, options=JsonlOptions(path=state / "calls.jsonl")
     )
     return Settings(
         daemon=DaemonSettings(state_dir=state),
-        store=StoreSettings(dsn=pg_dsn, pool_max_size=2),
+        store=StoreSettings(dsn=dsn, pool_max_size=2),
         ringcentral=client_settings(sim),
         writers=(writer,),
     )
 
 
-async def test_backfill_logs_a_period_once_and_dry_run_previews_it(
+async def backfill(
+    settings: Settings, period: Period, dry_run: bool, *, terminal: bool = False
+) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = await command._backfill(
+        settings, period, dry_run, out=out, err=err, terminal=terminal, progress_interval=0.0
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_backfill_logs_a_period_once_and_dry_run_tells_logged_from_new(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     async with simulator() as sim:
         start = datetime.now(UTC) - timedelta(seconds=1)
         calls = Calls(sim, seed=21)
-        calls.place(15)
+        first = calls.place(15)
         await sim.wait_idle()
         period = Period(start, datetime.now(UTC))
         settings = settings_for(sim, pg_dsn, tmp_path)
 
-        preview = io.StringIO()
-        code = await command._backfill(settings, period, True, Console(file=preview, width=200))
-        assert code == command.EXIT_OK
-        printed = preview.getvalue()
-        assert all(key in printed for key in calls.expected())
-        assert f"call logs would be logged: {len(calls.expected())}" in printed
+        # Piped: one unwrapped line per call on stdout, progress lines on stderr.
+        code, out, err = await backfill(settings, period, dry_run=True)
+        assert code == EXIT_OK
+        lines = [line for line in out.splitlines() if line.startswith("would-log ")]
+        assert {line.split()[2] for line in lines} == calls.expected()
+        assert any(len(line) > 80 for line in lines)  # nothing wrapped at 80 columns
+        assert f"would be logged: {len(calls.expected())}" in out
+        assert "already logged: 0" in out
+        assert "backfill: 100% read" in err
 
         for attempt in range(2):
-            out = io.StringIO()
-            terminal = Console(file=out, force_terminal=True, width=200)
-            assert await command._backfill(settings, period, False, terminal) == command.EXIT_OK
+            code, out, err = await backfill(settings, period, dry_run=False, terminal=True)
+            assert code == EXIT_OK, err
             expected_new = len(calls.expected()) if attempt == 0 else 0
-            assert f"new outbox rows: {expected_new}" in out.getvalue()
+            assert f"new outbox rows: {expected_new}" in out
+
+        # Issue 18 item 5: after more calls, a dry run separates the logged ones.
+        more = calls.place(5)
+        await sim.wait_idle()
+        period = Period(start, datetime.now(UTC))
+        code, out, _ = await backfill(settings, period, dry_run=True)
+        states = {line.split()[2]: line.split()[0] for line in out.splitlines()[:-6]}
+        assert {k for k, state in states.items() if state == "already-logged"} == calls.expected(
+            first
+        )
+        assert {k for k, state in states.items() if state == "would-log"} == calls.expected(more)
+        assert f"already logged: {len(calls.expected(first))}" in out
+        assert f"would be logged: {len(calls.expected(more))}" in out
 
         async with await Store.open(settings.store, tmp_path) as store:
             rows = await store.outbox_rows("default")
-        assert sorted(row.call_key for row in rows) == sorted(calls.expected())
+        assert sorted(row.call_key for row in rows) == sorted(calls.expected(first))
+
+
+async def test_backfill_while_the_daemon_runs_uses_its_embedded_server(
+    embedded_state_dir: Path,
+) -> None:
+    """Issue 18 item 5: it ended in a traceback ("in use by another process")."""
+    async with simulator() as sim:
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        calls = Calls(sim, seed=5)
+        calls.place(4)
+        await sim.wait_idle()
+        settings = settings_for(sim, "embedded", embedded_state_dir)
+        period = Period(start, datetime.now(UTC))
+        # Before the daemon ever ran: no database, and none is made.
+        code, _, err = await backfill(settings, period, dry_run=False)
+        assert code == EXIT_CONFIG
+        assert "no embedded database in" in err
+        assert not (embedded_state_dir / "postgres").exists()
+
+        daemon = await Store.open(settings.store, embedded_state_dir)
+        try:
+            code, out, err = await backfill(settings, period, dry_run=False)
+            assert code == EXIT_OK, err
+            assert "Traceback" not in err
+            assert f"new outbox rows: {len(calls.expected())}" in out
+            rows = await daemon.outbox_rows("default")
+            assert {row.call_key for row in rows} == calls.expected()
+        finally:
+            await daemon.close()

@@ -13,6 +13,7 @@ fix).
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 from sscl_daemon.config import Settings
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE
@@ -26,7 +27,7 @@ async def open_store(settings: Settings, *, require_schema: bool = True) -> Stor
     )
 
 
-def store_failed(command: str, exc: StoreError) -> int:
-    """Report ``exc`` on stderr for ``sscl-daemon command``; returns the exit status."""
-    print(f"sscl-daemon {command}: {exc}", file=sys.stderr)
+def store_failed(command: str, exc: StoreError, err: TextIO | None = None) -> int:
+    """Report ``exc`` on ``err`` (stderr) for ``sscl-daemon command``; returns the exit status."""
+    print(f"sscl-daemon {command}: {exc}", file=err or sys.stderr)
     return EXIT_CONFIG if exc.permanent else EXIT_FAILURE

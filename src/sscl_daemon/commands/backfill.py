@@ -1,13 +1,20 @@
-"""``sscl-daemon backfill --from DATE --to DATE [--dry-run] --config FILE``.
+"""``sscl-daemon backfill --from DATE --to DATE [--dry-run] [--config FILE]``.
 
 Logs the calls of a past period from the RingCentral call log (first enablement, or an
 outage longer than the checkpoint can cover): the records go through the same mapping and
 policy as the daemon's gap reconciliation (`ringcentral/backfill.py`) and into the outbox,
 which the running daemon's dispatchers then write to the CRMs. Calls already in the outbox
-are not logged again. A progress bar is shown on a terminal; a summary is printed at the end.
-``--dry-run`` prints the calls instead and touches no database. A period older than
-``store.sent_retention_days`` is refused without ``--past-retention`` (see
-``ringcentral/backfill.py``).
+are not logged again. The store is the daemon's existing one (:mod:`.attach`): with the
+embedded store and the daemon running, the command is a client of the daemon's server.
+A period older than ``store.sent_retention_days`` is refused without ``--past-retention``
+(see ``ringcentral/backfill.py``).
+
+``--dry-run`` stores nothing and prints one line per call, ``already-logged`` or
+``would-log`` first (the outbox is read when it can be; otherwise every call is listed as
+``would-log`` and a warning says the outbox was not checked). Output is for machines
+too: calls and the summary on stdout, one unwrapped line each; errors, warnings and
+progress on stderr (a progress bar on a terminal, a line every
+:data:`PROGRESS_INTERVAL` seconds otherwise).
 
 It logs in with its own JWT session: reusing the daemon's refresh token would rotate it
 under the running daemon's feet.
@@ -18,8 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import TextIO
 
 import aiohttp
 from rich.console import Console
@@ -27,12 +37,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sscl_daemon.calls.model import CallSource, CompletedCall
 from sscl_daemon.calls.policy import Policy
-from sscl_daemon.config import ConfigError, Settings, load_config
+from sscl_daemon.commands.attach import open_store, store_failed
+from sscl_daemon.config import ConfigError, Need, Settings, add_config_argument, load_for_command
+from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from sscl_daemon.logging import configure_logging
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError
 from sscl_daemon.ringcentral.backfill import (
     PAST_RETENTION_OPTION,
     Commit,
+    Logged,
     Period,
     PeriodError,
     Summary,
@@ -44,12 +57,12 @@ from sscl_daemon.ringcentral.directory import load_directory
 from sscl_daemon.ringcentral.reconcile import Batch, Reconciler
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
+from sscl_daemon.store import Store, StoreError
 
 HELP = "log the calls of a past period from the RingCentral call log (--dry-run to preview)"
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+# Seconds between two progress lines when stderr is not a terminal.
+PROGRESS_INTERVAL = 10.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -62,15 +75,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="end of the period (a date includes that whole day); capped at now",
     )  # fmt: skip
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the calls that would be logged; store nothing"
+        "--dry-run",
+        action="store_true",
+        help="print each call (already-logged or would-log); store nothing",
     )
     parser.add_argument(
         PAST_RETENTION_OPTION, action="store_true",
         help="allow --from before store.sent_retention_days (calls that were never logged)",
     )  # fmt: skip
-    parser.add_argument(
-        "--config", "-c", required=True, metavar="FILE", help="the daemon's TOML configuration"
-    )
+    add_config_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,41 +91,130 @@ def run(args: argparse.Namespace) -> int:
         period = parse_period(args.date_from, args.date_to, datetime.now(UTC))
     except PeriodError as exc:
         print(f"backfill: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     try:
-        settings = load_config(args.config)
+        settings = load_for_command(args, needs=Need.RINGCENTRAL | Need.STORE)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     past = check_retention(period, settings.store.sent_retention_days, datetime.now(UTC))
     if past is not None and not args.dry_run:
         if not args.past_retention:
             print(f"backfill: {past}", file=sys.stderr)
-            return EXIT_USAGE
+            return EXIT_CONFIG
         print(f"backfill: warning: {past}", file=sys.stderr)
     configure_logging(settings)
-    return asyncio.run(_backfill(settings, period, args.dry_run, Console()))
+    return asyncio.run(_backfill(settings, period, args.dry_run))
 
 
-def _describe(call: CompletedCall) -> str:
+def describe(call: CompletedCall, logged: bool) -> str:
+    """One line per call, fields without spaces: state, start, key, result, direction, parties."""
     who = call.extension_number or call.extension_id or "-"
     other = call.external_number or call.internal_number or "-"
     return (
-        f"{call.start_time:%Y-%m-%d %H:%M:%S} {call.key} {call.result.value} "
-        f"{call.direction.value} ext {who} <-> {other}"
+        f"{'already-logged' if logged else 'would-log'} {call.start_time:%Y-%m-%dT%H:%M:%S%z} "
+        f"{call.key} {call.result.value} {call.direction.value} ext={who} other={other}"
     )
 
 
-async def _backfill(settings: Settings, period: Period, dry_run: bool, console: Console) -> int:
+class Reporter:
+    """Progress on ``err``: a bar on a terminal, else a line every ``interval`` seconds."""
+
+    def __init__(self, period: Period, err: TextIO, terminal: bool, interval: float) -> None:
+        self._period = period
+        self._err = err
+        self._interval = interval
+        self._next_line = time.monotonic() + interval
+        self._done = 0.0
+        self._calls = 0
+        self._bar: Progress | None = None
+        if terminal:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[calls]} calls"),
+                TimeRemainingColumn(),
+            )
+            console = Console(file=err, force_terminal=True)
+            self._bar = Progress(*columns, console=console, transient=True)
+            self._task = self._bar.add_task("backfill", total=period.seconds, calls=0)
+
+    def __enter__(self) -> Reporter:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self, part: Period, batch: Batch) -> None:
+        self._done += part.seconds
+        self._calls += len(batch.calls)
+        if self._bar is not None:
+            self._bar.update(self._task, advance=part.seconds, calls=self._calls)
+            return
+        now = time.monotonic()
+        if now >= self._next_line or part.end >= self._period.end:
+            self._next_line = now + self._interval
+            share = 100.0 * self._done / self._period.seconds if self._period.seconds else 100.0
+            print(
+                f"backfill: {share:.0f}% read (up to {part.end:%Y-%m-%d %H:%M} UTC), "
+                f"{self._calls} calls",
+                file=self._err,
+                flush=True,
+            )
+
+
+async def _backfill(
+    settings: Settings,
+    period: Period,
+    dry_run: bool,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    terminal: bool | None = None,
+    progress_interval: float = PROGRESS_INTERVAL,
+) -> int:
     from sscl_daemon.daemon.app import ACCOUNT, policy_options
 
-    rc = settings.ringcentral
+    out = out or sys.stdout
+    err = err or sys.stderr
+    terminal = err.isatty() if terminal is None else terminal
     writers = [w.name for w in settings.writers if w.enabled]
     if not dry_run and not writers:
-        console.print("backfill: no enabled writer in the configuration: nothing to log into")
-        return EXIT_USAGE
-    store = None
+        print("backfill: no enabled writer in the configuration: nothing to log into", file=err)
+        return EXIT_CONFIG
+    store: Store | None = None
     try:
+        store = await open_store(settings)
+    except StoreError as exc:
+        if not dry_run:
+            return store_failed("backfill", exc, err)
+        print(f"backfill: warning: the outbox was not checked: {exc}", file=err)
+    try:
+        commit: Commit | None = None
+        logged: Logged | None = None
+        if store is not None:
+            opened = store
+            if dry_run:
+
+                async def logged_keys(calls: Sequence[CompletedCall]) -> set[str]:
+                    return await opened.logged_keys(ACCOUNT, [c.key for c in calls], writers)
+
+                logged = logged_keys
+            else:
+
+                async def commit_calls(calls: Sequence[CompletedCall]) -> int:
+                    return await opened.commit_batch(ACCOUNT, calls, writers, None)
+
+                commit = commit_calls
+        rc = settings.ringcentral
         async with aiohttp.ClientSession() as http:
             rest = RestClient(
                 http, Authenticator(http, rc), rc.server, request_timeout=rc.request_timeout
@@ -126,65 +228,31 @@ async def _backfill(settings: Settings, period: Period, dry_run: bool, console: 
                 call_log_delay=0.0,
                 source=CallSource.BACKFILL,
             )
-            commit: Commit | None = None
-            if not dry_run:
-                from sscl_daemon.store import Store
+            with Reporter(period, err, terminal, progress_interval) as reporter:
 
-                store = await Store.open(settings.store, settings.daemon.state_dir)
-                opened = store
+                def show(part: Period, batch: Batch, known: set[str]) -> None:
+                    if dry_run:
+                        for call in batch.calls:
+                            print(describe(call, call.key in known), file=out)
+                    reporter.advance(part, batch)
 
-                async def commit_calls(calls: Sequence[CompletedCall]) -> int:
-                    return await opened.commit_batch(ACCOUNT, calls, writers, None)
-
-                commit = commit_calls
-            summary = await _with_progress(reconciler, period, commit, dry_run, console)
+                summary = await run_backfill(reconciler, period, commit, show, logged=logged)
     except AuthError as exc:
-        console.print(f"backfill: {exc}")
-        return EXIT_FAILED
+        print(f"backfill: {exc}", file=err)
+        return EXIT_CONFIG
     except (ApiError, RetriesExhausted) as exc:
-        console.print(f"backfill: RingCentral call failed: {exc}")
-        return EXIT_FAILED
+        print(f"backfill: RingCentral call failed: {exc}", file=err)
+        return EXIT_FAILURE
+    except StoreError as exc:
+        return store_failed("backfill", exc, err)
     finally:
         if store is not None:
             await store.close()
-    console.print(
-        f"backfill {period.start:%Y-%m-%d %H:%M} .. {period.end:%Y-%m-%d %H:%M} UTC",
-        markup=False,
-        highlight=False,
-    )
-    for line in summary.lines(dry_run):
-        console.print(f"  {line}", markup=False, highlight=False)
+    _print_summary(summary, period, dry_run, out)
     return EXIT_OK
 
 
-async def _with_progress(
-    reconciler: Reconciler,
-    period: Period,
-    commit: Commit | None,
-    dry_run: bool,
-    console: Console,
-) -> Summary:
-    def show(_part: Period, batch: Batch) -> None:
-        if dry_run:
-            for call in batch.calls:
-                console.print(_describe(call), markup=False, highlight=False)
-
-    if not console.is_terminal:
-        return await run_backfill(reconciler, period, commit, show)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[calls]} calls"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("backfill", total=period.seconds, calls=0)
-        found = 0
-
-        def advance(part: Period, batch: Batch) -> None:
-            nonlocal found
-            found += len(batch.calls)
-            show(part, batch)
-            bar.update(task, advance=part.seconds, calls=found)
-
-        return await run_backfill(reconciler, period, commit, advance)
+def _print_summary(summary: Summary, period: Period, dry_run: bool, out: TextIO) -> None:
+    print(f"backfill {period.start:%Y-%m-%d %H:%M} .. {period.end:%Y-%m-%d %H:%M} UTC", file=out)
+    for line in summary.lines(dry_run):
+        print(f"  {line}", file=out)

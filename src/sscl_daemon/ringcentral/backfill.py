@@ -107,19 +107,23 @@ def check_retention(period: Period, retention_days: int, now: datetime) -> str |
 class Summary:
     records: int = 0
     calls: int = 0
+    # Of ``calls``, those the outbox already had for every writer (None: not checked).
+    already_logged: int | None = None
     inserted: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     unreadable: int = 0
 
     def lines(self, dry_run: bool) -> list[str]:
-        verb = "would be logged" if dry_run else "sent to the outbox"
-        out = [
-            f"call-log records read: {self.records}",
-            f"call logs {verb}: {self.calls}",
-        ]
-        if not dry_run:
+        out = [f"call-log records read: {self.records}", f"calls found: {self.calls}"]
+        if dry_run:
+            if self.already_logged is None:
+                out.append(f"would be logged: {self.calls} (the outbox was not checked)")
+            else:
+                out.append(f"already logged: {self.already_logged}")
+                out.append(f"would be logged: {self.calls - self.already_logged}")
+        else:
             out.append(
-                f"new outbox rows: {self.inserted} (already logged: calls x writers less these)"
+                f"new outbox rows: {self.inserted} (one per call and writer not logged before)"
             )
         for reason, count in sorted(self.skipped.items()):
             out.append(f"skipped ({reason}): {count}")
@@ -129,7 +133,9 @@ class Summary:
 
 
 Commit = Callable[[Sequence[CompletedCall]], Awaitable[int]]
-Progress = Callable[[Period, Batch], None]
+# The keys, among a batch's calls, that the outbox already holds for every writer.
+Logged = Callable[[Sequence[CompletedCall]], Awaitable[set[str]]]
+Progress = Callable[[Period, Batch, set[str]], None]
 
 
 async def run_backfill(
@@ -138,17 +144,26 @@ async def run_backfill(
     commit: Commit | None,
     progress: Progress | None = None,
     chunk: timedelta = DEFAULT_CHUNK,
+    logged: Logged | None = None,
 ) -> Summary:
-    """Read `period` chunk by chunk; `commit` (None = dry run) stores each chunk's calls."""
-    summary = Summary()
+    """Read `period` chunk by chunk; `commit` (None = dry run) stores each chunk's calls.
+
+    With `logged`, a dry run tells the calls already logged from those it would log;
+    `progress` gets each chunk with the keys found already logged.
+    """
+    summary = Summary(already_logged=0 if logged is not None else None)
     for part in period.chunks(chunk):
         batch = await reconciler.read(part.start, part.end)
         summary.records += batch.records
         summary.calls += len(batch.calls)
         summary.unreadable += len(batch.errors)
         summary.skipped.update(str(d.reason) for d in batch.skipped)
+        known: set[str] = set()
+        if logged is not None and batch.calls:
+            known = await logged(batch.calls)
+            summary.already_logged = (summary.already_logged or 0) + len(known)
         if commit is not None and batch.calls:
             summary.inserted += await commit(batch.calls)
         if progress is not None:
-            progress(part, batch)
+            progress(part, batch, known)
     return summary

@@ -818,6 +818,25 @@ class Store:
         async with _failures(action), self._pool.acquire() as conn:
             yield conn
 
+    async def logged_keys(
+        self, account: str, keys: Sequence[str], writers: Sequence[str]
+    ) -> set[str]:
+        """Those of ``keys`` already in ``account``'s outbox for every one of ``writers``
+        (whatever their state: a call there is logged or on its way)."""
+        if not keys or not writers:
+            return set()
+        async with _failures("reading the outbox keys"), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT call_key FROM outbox "
+                "WHERE account = $1 AND call_key = ANY($2::text[]) AND writer = ANY($3::text[]) "
+                "GROUP BY call_key HAVING count(DISTINCT writer) = $4",
+                account,
+                list(keys),
+                list(dict.fromkeys(writers)),
+                len(set(writers)),
+            )
+        return {str(r["call_key"]) for r in rows}
+
     async def outbox_rows(
         self,
         account: str | None = None,
