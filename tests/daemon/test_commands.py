@@ -54,10 +54,14 @@ def test_blocklist_check_explains_the_decision(
     assert "extension 105" in capsys.readouterr().out
 
 
-def test_blocklist_check_without_config_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["blocklist", "check", "+442071838750"]) == 0
+def test_blocklist_check_with_an_empty_config_and_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert main(["blocklist", "check", "+442071838750", "-c", str(empty)]) == 0
     capsys.readouterr()
-    assert main(["blocklist", "check", "5105551234"]) == 2
+    assert main(["blocklist", "check", "5105551234", "-c", str(empty)]) == 2
     assert "default_region" in capsys.readouterr().err
 
 
