@@ -106,6 +106,22 @@ COMMIT_BATCH = Histogram(
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
     registry=REGISTRY,
 )
+COMMIT_FAILURES = Counter(
+    "sscl_commit_failures",
+    "Group commits that failed and were kept to be retried (the store failing).",
+    registry=REGISTRY,
+)
+COMMITS_FAILING = Gauge(
+    "sscl_commits_failing",
+    "Accounts whose last group commit failed (nothing committed since): 0 when healthy.",
+    registry=REGISTRY,
+)
+COMMIT_REFUSED = Counter(
+    "sscl_commit_refused",
+    "Items the store refused alone, dead-lettered so the rest of their batch committed.",
+    ["kind"],
+    registry=REGISTRY,
+)
 IN_FLIGHT_SESSIONS = Gauge(
     "sscl_in_flight_sessions",
     "Telephony sessions the tracker is following.",

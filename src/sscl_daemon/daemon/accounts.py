@@ -31,7 +31,7 @@ from sscl_daemon.calls.policy import Policy, PolicyOptions
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.config import AccountSettings, Settings, WriterSettings
 from sscl_daemon.crm.registry import build_writer
-from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
+from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, GroupCommitter
 from sscl_daemon.daemon.pipeline import Committer, Pipeline
 from sscl_daemon.daemon.retention import prune_loop
 from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
@@ -139,7 +139,7 @@ def fenced_committer(
         if batch.calls:
             on_committed(batch.calls)
 
-    return GroupCommitter(commit, interval=interval, max_batch=max_batch)
+    return GroupCommitter(commit, interval=interval, max_batch=max_batch, isolation=STORE_ISOLATION)
 
 
 class AccountRunner:

@@ -44,7 +44,7 @@ from sscl_daemon.calls.settling import Settling
 from sscl_daemon.calls.state import SessionSnapshot
 from sscl_daemon.calls.tracker import Tracker
 from sscl_daemon.console.memory import RECENT_SKIPS
-from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
+from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, GroupCommitter
 from sscl_daemon.logging import get_logger
 from sscl_daemon.metrics import CounterChild, counter_child
 from sscl_daemon.ringcentral.recorder import NotificationRecorder
@@ -80,7 +80,7 @@ def make_committer(
         if on_committed is not None and batch.calls:
             on_committed(batch.calls)
 
-    return GroupCommitter(commit, interval=interval, max_batch=max_batch)
+    return GroupCommitter(commit, interval=interval, max_batch=max_batch, isolation=STORE_ISOLATION)
 
 
 class _SnapshotSessions(msgspec.Struct):
