@@ -129,6 +129,7 @@ async def test_admin_endpoint_reports_ready_and_metrics(running: Running) -> Non
                 "subscribed": True,
                 "store": True,
                 "account:default": True,
+                "commits:default": True,
             }
         await wait_until(lambda: len(running.delivered()) >= 1, 30, "a delivery")
         async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:

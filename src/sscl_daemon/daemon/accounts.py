@@ -31,7 +31,7 @@ from sscl_daemon.calls.policy import Policy, PolicyOptions
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.config import AccountSettings, Settings, WriterSettings
 from sscl_daemon.crm.registry import build_writer
-from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, GroupCommitter
+from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, CommitHealth, GroupCommitter
 from sscl_daemon.daemon.pipeline import Committer, Pipeline
 from sscl_daemon.daemon.retention import prune_loop
 from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
@@ -182,6 +182,7 @@ class AccountRunner:
         self._startup_hold: int | None = None
         self._recovery: RecoveryPoint | None = None
         self._pipeline: Pipeline | None = None
+        self._committer: Committer | None = None
         self._rest: RestClient | None = None
 
     @property
@@ -223,6 +224,7 @@ class AccountRunner:
         recorder = open_recorder(self.settings.daemon.state_dir, self.account.ringcentral)
         pipeline = Pipeline(tracker, committer, recorder)
         self._pipeline = pipeline
+        self._committer = committer
         await self._restore(pipeline)
         # Claims of earlier holders of this account cannot be settled any more (their
         # writes are fenced): make their rows due now, as uncertain, instead of at claim end.
@@ -641,6 +643,10 @@ class AccountRunner:
     @property
     def pipeline(self) -> Pipeline | None:
         return self._pipeline
+
+    def commit_health(self) -> CommitHealth | None:
+        """Whether this account's commits are failing (None before it started)."""
+        return None if self._committer is None else self._committer.health()
 
     def apply(self, settings: Settings, account: AccountSettings) -> None:
         """Live reload: new call policy, blocklist, scope and writer tuning."""

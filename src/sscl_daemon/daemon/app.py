@@ -406,6 +406,10 @@ class Daemon:
         checks = {"subscribed": self.subscribed, "store": store_ok}
         held = self.held_accounts
         checks.update({f"account:{name}": self._runners[name].subscribed for name in held})
+        for name in held:
+            # Commits failing while the store still answers reads (a full disk, say).
+            health = self._runners[name].commit_health()
+            checks[f"commits:{name}"] = health is None or not health.failing
         if not held:
             checks["standby"] = True
         return checks
