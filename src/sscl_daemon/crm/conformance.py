@@ -55,7 +55,6 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.crm.registry import build_writer
-from sscl_daemon.crm.wiring import keep_rotated_tokens
 from sscl_daemon.simulator.crm.common import StandInState
 
 # The points a harness may declare unsupported (see the module docstring).
@@ -112,6 +111,9 @@ class Harness(abc.ABC):
     unsupported: Mapping[str, str] = field(default_factory=dict)
     # Secret values that must never appear in a reason.
     secrets: tuple[str, ...] = ()
+    # Where every writer of the harness keeps rotated refresh tokens, as the daemon's store
+    # does for all its writers.
+    vault: MemoryVault = field(default_factory=lambda: MemoryVault())
 
     @abc.abstractmethod
     def settings(self, name: str, contacts: ContactSettings, timeout: float) -> WriterSettings:
@@ -203,7 +205,9 @@ class WriterConformance:
         timeout: float = 10.0,
         name: str = "conformance",
     ) -> Writer:
-        return build_writer(harness.settings(name, contacts, timeout), harness.session)
+        return build_writer(
+            harness.settings(name, contacts, timeout), harness.session, lambda _: harness.vault
+        )
 
     @staticmethod
     def one(harness: Harness, call: CompletedCall) -> Logged:
@@ -317,13 +321,15 @@ class WriterConformance:
         self.supports(harness, "token_refresh")
         self.supports(harness, "token_rotation")
         writer = self.writer(harness)
-        vault = MemoryVault()
-        assert keep_rotated_tokens(writer, "conformance", lambda _name: vault)
         assert isinstance(await self.write(writer, conformance_call(9)), Created)
         harness.expire_tokens()
         assert isinstance(await self.write(writer, conformance_call(10)), Created)
-        assert vault.value is not None
-        assert vault.value == harness.current_refresh_token()
+        assert harness.vault.value is not None
+        assert harness.vault.value == harness.current_refresh_token()
+        # A writer built afresh (a restart) starts from the kept token.
+        call = conformance_call(22)
+        assert isinstance(await self.write(self.writer(harness), call), Created)
+        self.one(harness, call)
 
     async def test_revoked_refresh_token_is_a_permanent_failure(self, harness: Harness) -> None:
         self.supports(harness, "token_refresh")

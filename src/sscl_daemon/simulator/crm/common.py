@@ -5,7 +5,7 @@ aiohttp sub-application over a state object. This module gives them the parts ev
 needs, so tests drive all stand-ins the same way:
 
 * :class:`StandInState` -- the journal of every request received (method, path, query,
-  JSON body) and the :class:`FaultPlan`;
+  JSON body), the :class:`FaultPlan` and the keys whose call logs the CRM refuses;
 * :func:`fault_middleware` -- records each request, then applies the next matching fault
   (its ``path`` is a substring of the request path, or with ``exact`` the whole path, so
   ``/crm/v3/objects/calls`` need not also catch ``/crm/v3/objects/calls/search``):
@@ -144,6 +144,9 @@ class StandInState:
 
     requests: list[RecordedRequest] = field(default_factory=list)
     faults: FaultPlan = field(default_factory=FaultPlan)
+    # Call logs carrying one of these idempotency keys are refused the way the CRM refuses
+    # invalid data (a validation rule): the conformance kit's "the CRM refuses this call".
+    refused_keys: set[str] = field(default_factory=set)
 
     def count(self, method: str | None = None, path: str = "") -> int:
         return sum(

@@ -105,9 +105,6 @@ class DynamicsState(StandInState):
     contacts: dict[str, dict[str, object]] = field(default_factory=dict)
     leads: dict[str, dict[str, object]] = field(default_factory=dict)
     phonecalls: dict[str, dict[str, object]] = field(default_factory=dict)
-    # Phone calls whose description names one of these keys are refused (a plug-in's
-    # validation: the conformance kit's "the CRM refuses this one call").
-    refused_keys: set[str] = field(default_factory=set)
     rate_limit: int = 6000
     window_seconds: float = 300.0
     window: WindowLimit | None = None

@@ -294,6 +294,11 @@ def _check_call(state: HubSpotState, props: dict[str, str], taken: set[str]) -> 
                 "INVALID_UNIQUE_VALUE",
             )
         taken.add(key)
+        if key in state.refused_keys:
+            raise _invalid(
+                f"{state.key_name}: the call was refused by a validation rule of the portal",
+                state.key_name,
+            )
 
 
 def _check_associations(state: HubSpotState, body: Mapping[str, object]) -> list[str]:

@@ -195,6 +195,9 @@ def _validate_call_log(state: PipedriveState, body: object) -> str | None:
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             return f"{name} must be an integer"
+    note = body.get("note")
+    if isinstance(note, str) and any(f"sscl-key: {key}" in note for key in state.refused_keys):
+        return "The call log was refused by a validation rule of the company"
     if body.get("deal_id") is not None and body.get("lead_id") is not None:
         return "Only one of deal_id and lead_id can be given"
     if body.get("user_id") is not None and body["user_id"] not in state.users:

@@ -295,6 +295,13 @@ def _create(state: SalesforceState, sobject: str, body: object) -> str:
             )
         record["Name"] = f"{record.get('FirstName') or ''} {record['LastName']}".strip()
     key = record.get(state.external_id_field)
+    if sobject == "Task" and key in state.refused_keys:
+        raise SfError(
+            400,
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "A validation rule of the org refused this Task",
+            [],
+        )
     if sobject == "Task" and key and state.external_id_unique:
         existing = state.task_by_key(str(key))
         if existing is not None:

@@ -31,6 +31,8 @@ from sscl_daemon.crm.webhook import (
 )
 from sscl_daemon.simulator.crm.common import StandInState, fault_middleware, json_response
 
+REFUSAL = "the receiving system refused this call (a validation rule)"
+
 
 @dataclass
 class Delivery:
@@ -77,6 +79,9 @@ def create_app(state: WebhookReceiverState | None = None) -> web.Application:
             if existing is not None:
                 results.append({"key": key, "status": ItemStatus.EXISTED, "id": existing.id})
                 continue
+            if key in state.refused_keys:
+                results.append({"key": key, "status": ItemStatus.REJECTED, "error": REFUSAL})
+                continue
             single = {
                 "type": document["type"],
                 "timestamp": document.get("timestamp"),
@@ -107,6 +112,8 @@ def create_app(state: WebhookReceiverState | None = None) -> web.Application:
         existing = state.deliveries.get(msg_id)
         if existing is not None:
             return json_response({"id": existing.id, "duplicate": True}, state.duplicate_status)
+        if msg_id in state.refused_keys:
+            return json_response({"error": REFUSAL}, 422)
         return json_response({"id": store(msg_id, document).id})
 
     app = web.Application(middlewares=[fault_middleware(state)])

@@ -83,9 +83,6 @@ class ZohoState(StandInState):
     contacts: dict[str, dict[str, object]] = field(default_factory=dict)
     leads: dict[str, dict[str, object]] = field(default_factory=dict)
     calls: dict[str, dict[str, object]] = field(default_factory=dict)
-    # Records carrying one of these keys are refused as invalid (the conformance kit's
-    # "the CRM refuses this one call" case).
-    refused_keys: set[str] = field(default_factory=set)
     rate_limit: int = 100
     window_seconds: float = 60.0
     window: WindowLimit | None = None
