@@ -21,6 +21,14 @@ STABLE_KEYS = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _no_default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --config, replay reads the default file: none here, whatever the host has."""
+    from sscl_daemon.config.locations import CONFIG_ENV
+
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "no-config.toml"))
+
+
 def directory_file(tmp_path: Path) -> Path:
     records = [
         {
