@@ -4,6 +4,7 @@ CRM stand-in, a real PostgreSQL, and the admin endpoint on a loopback port."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.crm.webhook import WebhookReceiverState
 
 ADMIN_TOKEN = "console-admin-token-for-tests-0123456789"
+# Debian's Chromium; Playwright never downloads a browser of its own here.
+CHROMIUM = os.environ.get("SSCL_CHROMIUM", "/usr/bin/chromium")
 
 
 @dataclass

@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.console.harness import ADMIN_TOKEN, RunningConsole, running_console
+from tests.console.harness import ADMIN_TOKEN, CHROMIUM, RunningConsole, running_console
 from tests.daemon.helpers import wait_until
 
 from sscl_daemon.simulator.scenarios import CallKind, SimCall
 from sscl_daemon.store import views
 
-CHROMIUM = os.environ.get("SSCL_CHROMIUM", "/usr/bin/chromium")
 _MISSING = [
     what
     for what, present in (
