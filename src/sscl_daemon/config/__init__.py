@@ -12,15 +12,11 @@ The names other modules use are re-exported here, so they import from
 """
 
 from sscl_daemon.config.loader import load_config, parse_config
-from sscl_daemon.config.locations import (
-    CONFIG_ENV,
-    DEFAULT_CONFIG_PATH,
-    add_config_argument,
-    config_path,
-    load_for_command,
-)
+from sscl_daemon.config.locations import add_config_argument, config_path, load_for_command
 from sscl_daemon.config.schema import (
+    CONFIG_ENV,
     DEFAULT_ACCOUNT,
+    DEFAULT_CONFIG_PATH,
     DEFAULT_STATE_DIR,
     MIN_SENT_RETENTION_DAYS,
     AccountSettings,

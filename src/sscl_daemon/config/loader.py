@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from sscl_daemon.config.files import exposure_warnings
 from sscl_daemon.config.schema import (
+    CONFIG_ENV,
     DEFAULT_ACCOUNT,
     MIN_SENT_RETENTION_DAYS,
     AccountSettings,
@@ -335,9 +336,15 @@ def load_config(
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(
-            str(path), [ConfigIssue("", f"cannot read the file: {exc.strerror}")]
-        ) from None
+        message = f"cannot read the file: {exc.strerror}"
+        if isinstance(exc, PermissionError):
+            message += (
+                f" (this process runs as uid {os.geteuid()}; the service reads it through its"
+                ' group: chown root:sscl-daemon and chmod 0640, README "Install under systemd")'
+            )
+        elif isinstance(exc, FileNotFoundError):
+            message += f" (give --config FILE or set ${CONFIG_ENV} for another file)"
+        raise ConfigError(str(path), [ConfigIssue("", message)]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

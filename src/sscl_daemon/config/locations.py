@@ -14,11 +14,8 @@ import os
 from pathlib import Path
 
 from sscl_daemon.config.loader import load_config
-from sscl_daemon.config.schema import Settings
+from sscl_daemon.config.schema import CONFIG_ENV, DEFAULT_CONFIG_PATH, Settings
 from sscl_daemon.config.secrets import Need
-
-CONFIG_ENV = "SSCL_DAEMON_CONFIG"
-DEFAULT_CONFIG_PATH = Path("/etc/sscl-daemon/config.toml")
 
 
 def config_path(given: str | Path | None) -> Path:

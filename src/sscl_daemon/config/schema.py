@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from sscl_daemon.calls.blocklist import Blocklist, Scope
     from sscl_daemon.calls.policy import MissedAttribution
 
+# The file every command reads unless given --config FILE or this environment variable.
+DEFAULT_CONFIG_PATH = Path("/etc/sscl-daemon/config.toml")
+CONFIG_ENV = "SSCL_DAEMON_CONFIG"
 # Where the state lives when neither daemon.state_dir nor $STATE_DIRECTORY says otherwise:
 # the directory the unit's StateDirectory=sscl-daemon creates, so an admin shell finds it.
 DEFAULT_STATE_DIR = "/var/lib/sscl-daemon"
