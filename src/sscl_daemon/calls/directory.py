@@ -3,12 +3,18 @@
 The daemon loads it from ``GET /restapi/v1.0/account/~/extension`` (fields
 ``id`` (a number), ``extensionNumber``, ``name``, ``type``, ``status``,
 ``contact.email``, ``contact.department``; see the API reference "List
-Extensions") and refreshes it; the tracker and the policy read it. Only
-``User`` extensions get call logs of their own; ``IvrMenu``, ``Department``
-(a call queue), ``ParkLocation``, ``Voicemail`` and the other types shape a
-call (abandoned in the IVR, queue time) but are never logged as a user's call.
+Extensions") and refreshes it; the tracker and the policy read it. The
+extensions people answer (``User``, ``DigitalUser``, ``VirtualUser``,
+``FlexibleUser``, ``Limited``, and a type newer than the daemon:
+:data:`~sscl_daemon.calls.model.ANSWERS_AS_A_PERSON`) get call logs of their
+own; ``IvrMenu``, ``Department`` (a call queue), ``ParkLocation``,
+``Voicemail`` and the other types shape a call (abandoned in the IVR, queue
+time) but are never logged as a user's call. An extension the directory does
+not know yet (added since the last load) makes the tracker ask for a fresh
+directory before it decides (:meth:`~sscl_daemon.calls.tracker.Tracker.take_directory_wanted`).
 
-Without a directory the tracker falls back to heuristics (documented in
+Without a directory, or for an id a fresh directory still does not know, the
+tracker falls back to heuristics (documented in
 :func:`sscl_daemon.calls.legs.classify_parties`): a party with an
 ``extensionId`` is a user unless it is the queue that ``queueCall`` parties
 were delivered from, or it left with reason ``CallerInputRedirect`` (an IVR

@@ -124,6 +124,9 @@ class TrackerOptions:
     default_region: str | None = None
     # Minimum grace while a sequence number of the session is missing.
     gap_grace_s: float = 5.0
+    # How long a complete session whose extensions the directory does not know waits for a
+    # fresh directory (take_directory_wanted) before it is decided without one.
+    directory_wait_s: float = 30.0
     # Notification uuids remembered for re-delivery dedupe (a recovery replays <= 100).
     dedupe_window: int = 20_000
     # Completed session ids remembered so that late events do not start a new session.
@@ -132,7 +135,7 @@ class TrackerOptions:
     skipped_window: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("completion_grace_s", "session_timeout_s", "gap_grace_s"):
+        for name in ("completion_grace_s", "session_timeout_s", "gap_grace_s", "directory_wait_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrackerOptions.{name} must be >= 0")
         if self.session_timeout_s <= 0:
@@ -233,6 +236,14 @@ class Tracker:
         # Sessions completed with a sequence number missing (a hole, or the start never
         # seen), for take_holed(): their calls are not sure enough to log as they are.
         self._holed: deque[str] = deque(maxlen=self._options.skipped_window)
+        # Unknown extension ids asked for once (a fresh directory is wanted before deciding),
+        # the ones not yet handed to the daemon, and the sessions parked for them.
+        self._directory_wait_ms = round(self._options.directory_wait_s * 1000)
+        self._asked = _RecentSet(self._options.finished_window)
+        self._wanted: set[str] = set()
+        self._parked: set[str] = set()
+        # Sessions that ended without any call log or skip decision, with why.
+        self._unlogged: deque[tuple[str, str]] = deque(maxlen=self._options.skipped_window)
         self._count = dict.fromkeys(_COUNTERS, 0)
         self._ctx: LegContext | None = None
         self._ctx_options: PolicyOptions | None = None
@@ -244,10 +255,42 @@ class Tracker:
         return self._directory
 
     def replace_directory(self, directory: Directory | None) -> None:
-        """Use a refreshed extension directory for sessions completed from now on."""
+        """Use a refreshed extension directory for sessions completed from now on.
+
+        Sessions parked for an unknown extension complete at the next event or expiry.
+        """
         self._directory = directory
         if self._policy is not None:
             self._policy.replace_directory(directory)
+        for tsid in self._parked:
+            session = self._sessions.get(tsid)
+            if session is not None and session.deadline is not None:
+                session.deadline = self._clock
+                self._tick += 1
+                heapq.heappush(self._heap, (self._clock, self._tick, tsid))
+        self._parked.clear()
+
+    def take_directory_wanted(self) -> set[str]:
+        """Extension ids a complete session names that the directory does not know.
+
+        The daemon refreshes the directory (:meth:`replace_directory`); the sessions wait
+        up to ``directory_wait_s`` for it, then are decided with what is known.
+        """
+        wanted = self._wanted
+        if wanted:  # almost always empty: this is asked after every event
+            self._wanted = set()
+        return wanted
+
+    def take_unlogged(self) -> list[tuple[str, str]]:
+        """Sessions that ended with no call log and no skip decision, with the reason.
+
+        So that none ends silently: the daemon counts and logs each.
+        """
+        if not self._unlogged:
+            return []
+        taken = list(self._unlogged)
+        self._unlogged.clear()
+        return taken
 
     @property
     def policy(self) -> Policy | None:
@@ -504,8 +547,32 @@ class Tracker:
             deadline, _, tsid = heapq.heappop(heap)
             session = self._sessions.get(tsid)
             if session is not None and session.deadline == deadline:
+                if self._park(session, now_ms):
+                    continue
                 out.extend(self._finish(session, timed_out=False))
         return out
+
+    def _park(self, session: SessionState, now_ms: int) -> bool:
+        """Wait for a fresh directory if the session names extensions it does not know yet."""
+        directory = self._directory
+        if directory is None:
+            return False
+        asked = self._asked
+        new: list[str] = []
+        for party in session.parties:
+            ext_id = party.extension_id
+            if ext_id is not None and directory.is_user(ext_id) is None and ext_id not in asked:
+                new.append(ext_id)
+        if not new:
+            return False
+        for ext_id in new:
+            asked.add(ext_id)
+            self._wanted.add(ext_id)
+        self._parked.add(session.tsid)
+        session.deadline = deadline = now_ms + self._directory_wait_ms
+        self._tick += 1
+        heapq.heappush(self._heap, (deadline, self._tick, session.tsid))
+        return True
 
     def expire(self, now: datetime) -> list[CompletedCall]:
         """Complete sessions whose grace has passed and time out silent ones (at ``now``)."""
@@ -552,7 +619,10 @@ class Tracker:
         if not session.contiguous():
             self._holed.append(tsid)
         policy = self._policy
+        self._parked.discard(tsid)
         calls = derive_calls(session, self._context(), timed_out)
+        if not calls:
+            self._unlogged.append((tsid, _no_log_reason(session)))
         if policy is None:
             self._count["calls"] += len(calls)
             return calls
@@ -621,6 +691,13 @@ class Tracker:
             self._finished.add(tsid)
         for name in _COUNTERS:
             self._count[name] = snap.counters.get(name, 0)
+
+
+def _no_log_reason(session: SessionState) -> str:
+    """Why a session gave no call log at all (for the daemon's count and log line)."""
+    if not any(party.extension_id for party in session.parties):
+        return "no RingCentral extension took part"
+    return "no user took part (only IVR, queue or other system extensions)"
 
 
 # Read for every new session; an account has one event path per subscribed

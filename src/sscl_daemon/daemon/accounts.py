@@ -38,7 +38,7 @@ from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
 from sscl_daemon.dispatch import Dispatcher, SentHook
 from sscl_daemon.logging import get_logger
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
-from sscl_daemon.ringcentral.directory import keep_fresh, stored_directory
+from sscl_daemon.ringcentral.directory import keep_fresh, load_directory, stored_directory
 from sscl_daemon.ringcentral.reconcile import Reconciler
 from sscl_daemon.ringcentral.recorder import open_recorder
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
@@ -69,6 +69,8 @@ log = get_logger(__name__)
 DEFAULT_ACCOUNT = "default"
 # How often sessions whose completion grace passed are completed without a new event.
 EXPIRE_INTERVAL = 0.25
+# At most one directory load per this many seconds for extensions it did not know.
+DIRECTORY_ON_DEMAND_INTERVAL = 60.0
 # The call log is in the Heavy rate group (10 requests/min): one read per round at most.
 SUSPECT_INTERVAL = 6.0
 # A suspect still followed by the tracker is looked up after this long without an event.
@@ -225,6 +227,7 @@ class AccountRunner:
         pipeline = Pipeline(tracker, committer, recorder)
         self._pipeline = pipeline
         self._committer = committer
+        pipeline.on_directory_wanted = self._directory_wanted(rest, pipeline)
         await self._restore(pipeline)
         # Claims of earlier holders of this account cannot be settled any more (their
         # writes are fenced): make their rows due now, as uncertain, instead of at claim end.
@@ -389,6 +392,37 @@ class AccountRunner:
         except StoreError as exc:
             # Only the next start's first minutes depend on it: not worth failing the reload.
             log.warning("could not store the extension directory", error=str(exc))
+
+    def _directory_wanted(self, rest: RestClient, pipeline: Pipeline) -> Callable[[set[str]], None]:
+        """A session names extensions the directory does not know: load it again now.
+
+        At most one load per DIRECTORY_ON_DEMAND_INTERVAL (an unknown-extension flood must
+        not eat the rate budget); the tracker decides such sessions after its own wait
+        whether or not a load came.
+        """
+        last: list[float] = []
+
+        def wanted(extension_ids: set[str]) -> None:
+            now = asyncio.get_running_loop().time()
+            if last and now - last[0] < DIRECTORY_ON_DEMAND_INTERVAL:
+                return
+            last[:] = [now]
+            log.info(
+                "calls name extensions the directory does not know; loading it again",
+                account=self.name,
+                extensions=len(extension_ids),
+            )
+            self._spawn("directory-on-demand", self._load_directory_now(rest, pipeline))
+
+        return wanted
+
+    async def _load_directory_now(self, rest: RestClient, pipeline: Pipeline) -> None:
+        try:
+            directory = await load_directory(rest)
+        except (ApiError, RetriesExhausted, DirectoryError, aiohttp.ClientError) as exc:
+            log.warning("on-demand directory load failed", account=self.name, error=str(exc))
+            return
+        self._new_directory(pipeline)(directory)
 
     def _new_directory(self, pipeline: Pipeline) -> Callable[[Directory], None]:
         def apply(directory: Directory) -> None:

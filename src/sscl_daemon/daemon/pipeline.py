@@ -126,6 +126,9 @@ class Pipeline:
         self._committer = committer
         # [ringcentral] record_notifications: every raw notification, for `replay`.
         self.recorder = recorder
+        # Called with extension ids a complete session names that the directory does not
+        # know: the account refreshes the directory before the session is decided.
+        self.on_directory_wanted: Callable[[set[str]], None] | None = None
         # Sessions in the order their first event arrived, with that event's time.
         self._first_seen: OrderedDict[str, datetime] = OrderedDict()
         self._newest: datetime | None = None
@@ -373,10 +376,18 @@ class Pipeline:
         return {c.key: c for c in calls}, complete
 
     def _count_skipped(self) -> None:
-        for call, decision in self.tracker.take_skipped():
+        tracker = self.tracker
+        for call, decision in tracker.take_skipped():
             metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
             RECENT_SKIPS.add(call, decision)  # for the console's Calls page
             log.debug("call not logged", call=call.key, reason=str(decision))
+        # No session ends silently: one that gave no call log at all is counted and said.
+        for tsid, reason in tracker.take_unlogged():
+            metrics.CALLS_SKIPPED.labels(reason="no_user").inc()
+            log.info("session ended without a call log", session=tsid, reason=reason)
+        wanted = tracker.take_directory_wanted()
+        if wanted and self.on_directory_wanted is not None:
+            self.on_directory_wanted(wanted)
 
     async def snapshot(self, save: Callable[[bytes], Awaitable[None]]) -> None:
         """Snapshot the tracker now; save it once everything before it is committed."""
