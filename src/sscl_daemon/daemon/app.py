@@ -25,7 +25,11 @@ what was received, save the snapshots, give the writers
 accounts over at once).
 A failure that cannot heal (RingCentral refusing an account's credentials,
 PostgreSQL refusing the login or lacking the database) stops the daemon with
-exit code 2, the status the unit does not restart on.
+exit code 2, the status the unit does not restart on. A store that stays
+unusable (:mod:`.storewatch`: reconnects, restarts the embedded server that
+died, gives up after ``store_outage_limit`` seconds) stops it with exit code
+1, which the unit restarts on; the systemd watchdog is no longer fed from
+then on (exit codes: :mod:`sscl_daemon.exitcodes`).
 """
 
 from __future__ import annotations
@@ -56,8 +60,10 @@ from sscl_daemon.daemon.balance import Balancer
 from sscl_daemon.daemon.lease import LeaseLoop, Runner
 from sscl_daemon.daemon.reload import ReloadPlan, plan_reload
 from sscl_daemon.daemon.signals import SignalRequests, installed
+from sscl_daemon.daemon.storewatch import OUTAGE_LIMIT, StoreWatch
 from sscl_daemon.daemon.supervise import FatalError, supervise
 from sscl_daemon.dispatch import SentHook
+from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from sscl_daemon.logging import configure_logging, get_logger
 from sscl_daemon.sdnotify import Notifier
 from sscl_daemon.store import Announcement, Lease, Store, StoreError
@@ -66,9 +72,6 @@ log = get_logger(__name__)
 
 # The account key of a one-account file (``[ringcentral]`` at the top level).
 ACCOUNT = DEFAULT_ACCOUNT
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 OUTBOX_POLL_INTERVAL = 5.0
 
 __all__ = [
@@ -148,6 +151,7 @@ class Daemon:
         notifier: Notifier | None = None,
         on_sent: SentHook | None = None,
         handle_signals: bool = True,
+        store_outage_limit: float = OUTAGE_LIMIT,
     ) -> None:
         self.settings = settings
         self._config_path = config_path or settings.source
@@ -157,6 +161,9 @@ class Daemon:
         self.requests = SignalRequests()
         self.ready = asyncio.Event()
         self._fatal: str | None = None
+        self._fatal_code = EXIT_CONFIG
+        self._store_outage_limit = store_outage_limit
+        self.store_watch: StoreWatch | None = None
         self._loops: dict[str, LeaseLoop] = {}
         self._runners: dict[str, AccountRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -216,7 +223,7 @@ class Daemon:
         try:
             store = await Store.open(self.settings.store, self.settings.daemon.state_dir)
         except StoreError as exc:
-            log.error("cannot open the store", error=str(exc), permanent=exc.permanent)
+            log.error("store.open.failed", error=str(exc), permanent=exc.permanent)
             self._notifier.status(f"failed: {exc}")
             # A refused login or a missing database needs the admin, not a restart.
             return EXIT_CONFIG if exc.permanent else EXIT_FAILURE
@@ -273,7 +280,14 @@ class Daemon:
             self._start_task(f"lease:{name}", loop.run)
         self._start_task("balance", lambda: supervise("balance", balancer.run))
         self._start_task("outbox-gauges", lambda: supervise("outbox-gauges", self._outbox(store)))
-        self._start_task("watchdog", lambda: supervise("watchdog", self._notifier.run_watchdog))
+        watch = StoreWatch(
+            store,
+            lambda message: self._fail(message, EXIT_FAILURE),
+            limit=self._store_outage_limit,
+        )
+        self.store_watch = watch
+        self._start_task("store-watch", lambda: supervise("store-watch", watch.run))
+        self._start_task("watchdog", lambda: supervise("watchdog", self._feed_watchdog))
         if self._handle_signals:
             with installed(self.requests):
                 await self._main_loop()
@@ -282,7 +296,7 @@ class Daemon:
         await self._shutdown()
         if self._fatal is not None:
             log.error("stopped because of an unrecoverable error", error=self._fatal)
-            return EXIT_CONFIG
+            return self._fatal_code
         log.info("stopped cleanly")
         return EXIT_OK
 
@@ -368,11 +382,22 @@ class Daemon:
             log.error("task ended with an error", task=task.get_name(), error=repr(exc))
             self._fail(f"{task.get_name()}: {exc!r}")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, code: int = EXIT_CONFIG) -> None:
+        """Stop the daemon; it exits with ``code`` (the first failure's)."""
         if self._fatal is None:
             self._fatal = message
+            self._fatal_code = code
             self._notifier.status(f"failed: {message}")
         self.requests.request_stop("fatal error")
+
+    async def _feed_watchdog(self) -> None:
+        """Ping systemd's watchdog while the daemon is of use (not once the store is given up)."""
+        interval = self._notifier.watchdog_interval
+        if interval is None:
+            return
+        while self.store_watch is None or not self.store_watch.gave_up:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)
 
     # ---- periodic work ---------------------------------------------------------------
 
