@@ -522,3 +522,31 @@ def test_expected_log_is_a_frozen_record() -> None:
     assert isinstance(log, ExpectedLog)
     with pytest.raises(AttributeError):
         log.result = "missed"  # type: ignore[misc]
+
+
+INBOUND_KINDS = {
+    CallKind.INBOUND_ANSWERED, CallKind.INBOUND_MISSED, CallKind.INBOUND_VOICEMAIL,
+    CallKind.IVR_QUEUE_ANSWERED, CallKind.IVR_ABANDONED, CallKind.QUEUE_MISSED,
+    CallKind.BLIND_TRANSFER, CallKind.PARK_PICKUP,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(INBOUND_KINDS))
+def test_the_caller_is_answered_when_ringcentral_picks_up(kind: CallKind) -> None:
+    # The captures (csn-data: RC -> RC, PSTN -> IVR -> user): the calling party goes
+    # Answered when the RC side is reached -- before any phone rings or a user answers,
+    # and on a call nobody answers too.
+    for seed in range(6):
+        call = CallFactory(ORG, seed).make(START, kind)
+        first = call.events[0]
+        caller_id = _party(first)["id"]
+        assert "extensionId" not in _party(first)
+        codes = [
+            (_party(e)["id"] == caller_id, str(_status(_party(e))["code"]))
+            for e in _by_session(call)[str(first.body["telephonySessionId"])]
+        ]
+        caller_answered = codes.index((True, "Answered"))
+        assert (True, "Disconnected") in codes[caller_answered:] or (True, "Gone") in codes
+        user_steps = [code for own, code in codes[:caller_answered] if not own]
+        assert "Proceeding" not in user_steps
+        assert "Answered" not in user_steps

@@ -11,8 +11,9 @@ Faithfulness notes (research/rc-protocol.md, sources in its section B7):
   per event, one party per body, the PSTN side without `extensionId` (and so on the account
   event path), `from.name` (CNAM) appearing on the caller's party only at the end, short
   extension numbers as `phoneNumber` on RC-to-RC legs, `mobilePickupData` on a user's
-  Proceeding/Answered: the 2020 account-level captures in dibyenduroy/csn-data
-  (PSTN->IVR->user, RC->RC, RC->PSTN).
+  Proceeding/Answered, the calling party `Answered` as soon as the RC side is reached (the
+  IVR, a queue or the callee's side; before any phone rings, also on a call nobody answers):
+  the 2020 account-level captures in dibyenduroy/csn-data (PSTN->IVR->user, RC->RC, RC->PSTN).
 * Queue deliveries (`queueCall`, `uiCallInfo`, `to` = the queue, `from.name` = "<queue> -
   <caller id>", members starting at Proceeding): tylerlong/rc-call-queue-or-direct (2023),
   which also shows the modern `s-<13 hex>z<11 hex>z<7 hex>0000` session id format.
@@ -726,13 +727,21 @@ def _outbound_busy(ctx: _Ctx) -> None:
 def _direct_inbound_start(
     ctx: _Ctx, s: _Session, user: OrgExtension, caller: ExternalParty
 ) -> tuple[_Party, _Party, int]:
-    """A PSTN caller dials a user's direct number; the user's phone rings."""
+    """A PSTN caller dials a user's direct number; the user's phone rings.
+
+    The caller's party is `Answered` as soon as RingCentral reaches the user's side, before
+    the phone rings and whether or not anybody picks up (as the caller's party of the
+    captured RC -> RC and PSTN -> IVR calls: "Answered" means the RC destination answered).
+    """
     p1 = s.party(None, "Outbound", _pstn(caller, False), {"phoneNumber": user.did})
     p2 = s.party(user, "Inbound", _pstn(caller, True), _ext_ref(user, user.did))
     t = 0
     s.emit(t, p1, "Setup")
     t += ctx.gap(15, 60)
     s.emit(t, p2, "Setup")
+    t += ctx.gap(10, 60)
+    p1.set_to(_ext_ref(user, user.did))
+    s.emit(t, p1, "Answered")
     t += ctx.gap(15, 60)
     s.emit(t, p2, "Proceeding", mobilePickupData=_pickup_data(ctx, p2))
     return p1, p2, t
@@ -745,9 +754,6 @@ def _answer_direct(
     # the answering device shows up in the user's `to` (docs: call-log/states.md example)
     p2.set_to({**_ext_ref(user, user.did), "deviceId": user.device_id})
     s.emit(t, p2, "Answered", mobilePickupData=_pickup_data(ctx, p2))
-    t += ctx.gap(20, 90)
-    p1.set_to(_ext_ref(user, user.did))
-    s.emit(t, p1, "Answered")
     return t
 
 
@@ -871,9 +877,6 @@ def _inbound_voicemail(ctx: _Ctx) -> None:
     p1, p2, t = _direct_inbound_start(ctx, s, user, caller)
     t += ctx.gap(15_000, 25_000)
     s.emit(t, p2, ctx.voicemail_code)
-    t += ctx.gap(20, 90)
-    p1.set_to(_ext_ref(user, user.did))
-    s.emit(t, p1, "Answered")
     t += ctx.gap(6_000, 45_000)
     _caller_done(p1, caller)
     _caller_hangs_up(ctx, s, t, p1, [p2], "Voicemail")
