@@ -142,3 +142,21 @@ def test_live_and_call_log_paths_give_the_same_keys(attribution: MissedAttributi
     if attribution is MissedAttribution.OWNER:
         owner_id = org.users[0].id
         assert any(key.endswith(f":{owner_id}") for key in from_log)
+
+
+def test_a_queue_calls_caller_name_loses_the_queue_prefix() -> None:
+    # Issue 13: from real records a queue call's caller came out as
+    # "<queue name> - WIRELESS CALLER" with queue_name null; live events say otherwise.
+    org, factory = org_and_factory(6)
+    call = factory.make(START, CallKind.IVR_QUEUE_ANSWERED)
+    legs = call.call_log_records[0]["legs"]
+    assert isinstance(legs, list)
+    assert any(" - " in str(leg["from"].get("name")) for leg in legs)
+    for directory in (True, False):
+        directory_obj = Directory.from_api(org.extension_records()) if directory else None
+        made, _ = calls_from_records(records_of([call]), org.account_id, directory_obj)
+        [answered] = [c for c in made if c.result is CallResult.ANSWERED]
+        assert answered.queue_name is not None
+        assert answered.queue_name in {q.extension.name for q in org.queues}
+        assert answered.external_name is not None
+        assert " - " not in answered.external_name
