@@ -68,9 +68,9 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
-from sscl_daemon.crm.http import Response, error_message
+from sscl_daemon.crm.http import Response
 from sscl_daemon.crm.oauth import EXPIRY_MARGIN, TokenRefusedError, TokenUnavailableError
-from sscl_daemon.crm.wiring import ChunkedWriterBase
+from sscl_daemon.crm.wiring import ChunkedWriterBase, nested_error_message
 
 CRM: Final = "Dynamics 365"
 API: Final = "/api/data/v9.2"
@@ -297,15 +297,6 @@ def _raw(part: object) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
-def dataverse_message(body: object, text: str) -> str:
-    """Dataverse's ``{"error": {"code": ..., "message": ...}}``, else the usual shapes."""
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        code = error.get("code")
-        return f"{error['message']} ({code})" if code else str(error["message"])
-    return error_message(body, text)
-
-
 def change_set_result(call: CompletedCall, answers: Sequence[PartAnswer]) -> WriteResult:
     """The result of one call's change set (pure)."""
     if answers and all(200 <= a.status < 300 for a in answers):
@@ -315,7 +306,7 @@ def change_set_result(call: CompletedCall, answers: Sequence[PartAnswer]) -> Wri
         return RetryLater(f"{CRM}: the batch answer has no part for {call.key}")
     if failed.status == 412:
         return AlreadyExisted(activity_id(call.key))
-    message = dataverse_message(failed.body, str(failed.body or ""))
+    message = nested_error_message(failed.body, str(failed.body or ""))
     if failed.status == 429 or failed.status >= 500:
         return RetryLater(f"{CRM} unavailable (HTTP {failed.status}): {message}")
     return PermanentFailure(f"{CRM} rejected the phone call (HTTP {failed.status}): {message}")
@@ -432,7 +423,7 @@ class DynamicsWriter(ChunkedWriterBase):
             create=self._create_contact,
             list_users=self._list_users,
             owner_valid=_is_guid,
-            message=dataverse_message,
+            message=nested_error_message,
         )
 
     def __repr__(self) -> str:

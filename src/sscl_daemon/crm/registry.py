@@ -42,6 +42,7 @@ BUILTIN: dict[str, str] = {
     "jsonl": "sscl_daemon.crm.builtins:JSONL",
     "zoho": "sscl_daemon.crm.zoho:PLUGIN",
     "dynamics": "sscl_daemon.crm.dynamics:PLUGIN",
+    "clio": "sscl_daemon.crm.clio:PLUGIN",
 }
 
 

@@ -106,3 +106,13 @@ class ChunkedWriterBase(CrmWriterBase):
     async def _write_chunk(self, chunk: list[batch.Pending]) -> None:
         """Decide every call of ``chunk`` (set each ``result``)."""
         raise NotImplementedError
+
+
+def nested_error_message(body: object, text: str) -> str:
+    """``{"error": {"message": ..., "code"/"type": ...}}`` (Dataverse, Clio), else the usual
+    shapes of ``crm/http.error_message``."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        kind = error.get("code") or error.get("type")
+        return f"{error['message']} ({kind})" if kind else str(error["message"])
+    return error_message(body, text)

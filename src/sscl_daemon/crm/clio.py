@@ -1,0 +1,318 @@
+"""Clio Manage writer: a ``CompletedCall`` becomes a phone communication (dispatch -> here -> Clio).
+
+Requests (API v4 on the account's region, ``app.clio.com``, ``eu.app.clio.com``,
+``ca.app.clio.com`` or ``au.app.clio.com``; JSON ``{"data": ...}``; OAuth 2 refresh-token
+grant at ``{region_url}/oauth/token``, bearer tokens):
+
+* ``POST /api/v4/communications.json`` -- ``type: PhoneCommunication``, ``subject``,
+  ``body`` (the note), ``received_at`` (the call's start), ``senders`` and ``receivers``
+  (the firm's user and the contact, in the call's direction: outbound = user -> contact),
+  and the contact's ``matter`` when it has exactly one open matter (``link_matter``), as
+  App Connect does;
+* ``GET /api/v4/communications.json?type=PhoneCommunication&received_since=...&
+  received_before=...`` (the contact's, when known) before creating, to find our own
+  earlier record (its body carries our key) after an uncertain attempt or a retry, and a
+  log a user's own client made (its body names the RingCentral session);
+* ``GET /api/v4/contacts.json?query=<number>`` per uncached number (Clio matches the text
+  as typed: the national digits are asked for and every returned number compared here);
+  ``POST /api/v4/contacts.json`` (a Person) for ``no_contact = create``;
+  ``GET /api/v4/matters.json?client_id=...&status=open`` per contact (cached with the
+  contact lookups); ``GET /api/v4/users.json`` once per cache TTL for owners by e-mail and
+  ``GET /api/v4/users/who_am_i.json`` once for the API user, who is the firm's side of a
+  call nobody is mapped for.
+
+Exactly once. Clio has no external id or unique field on communications, so our key rides
+in the body (``sscl-key:`` line) and the listing above is read before every create that
+follows an uncertain attempt or a retry (the outbox claim keeps other writers away meanwhile).
+Clio has no batch API: a batch is written call by call.
+
+Limits: per access token, a 60-second window (50 requests at peak); every answer carries
+``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (a Unix time), and a 429 ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+import aiohttp
+from cachetools import TTLCache
+
+from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.config import OAuthClientSettings, WriterSettings
+from sscl_daemon.config.writers import oauth_settings
+from sscl_daemon.crm import batch, content
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    OptionReader,
+    PermanentFailure,
+    RetryLater,
+    WriteContext,
+    WriteResult,
+    WriterPlugin,
+)
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.http import OAuthBearer, Response
+from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
+
+CRM: Final = "Clio"
+DEFAULT_REGION_URL: Final = "https://app.clio.com"
+API: Final = "/api/v4"
+CLIENT_WINDOW: Final = timedelta(hours=1)
+SUBJECT_MAX: Final = 255
+
+
+@dataclass(frozen=True)
+class ClioOptions:
+    oauth: OAuthClientSettings
+    region_url: str = DEFAULT_REGION_URL
+    # Attach the communication to the contact's matter when it has exactly one open matter.
+    link_matter: bool = True
+
+
+def parse_options(reader: OptionReader) -> ClioOptions | None:
+    region = reader.url("region_url", DEFAULT_REGION_URL)
+    link = reader.boolean("link_matter", True)
+    oauth = oauth_settings(reader, "Clio (an app from the Clio developer portal)")
+    return ClioOptions(oauth, region, link) if oauth is not None else None
+
+
+# -- pure mapping ----------------------------------------------------------------------------
+
+
+def communication(
+    call: CompletedCall, contact: Contact | None, user_id: int, matter_id: int | None
+) -> dict[str, object]:
+    """The ``data`` of a ``POST /communications.json`` (pure)."""
+    name = contact.name if contact else None
+    user = [{"id": user_id, "type": "User"}]
+    other = [{"id": int(contact.id), "type": "Contact"}] if contact else []
+    outbound = call.direction is Direction.OUTBOUND
+    data: dict[str, object] = {
+        "type": "PhoneCommunication",
+        "subject": content.subject(call, name)[:SUBJECT_MAX],
+        "body": content.note_text(call, name),
+        "received_at": content.iso_utc(call.start_time),
+        "senders": user if outbound else other,
+        "receivers": other if outbound else user,
+    }
+    if matter_id is not None:
+        data["matter"] = {"id": matter_id}
+    return data
+
+
+def _data(answer: Response) -> object:
+    return answer.object().get("data")
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+class ClioWriter(CrmWriterBase):
+    """Writes phone communications into one Clio Manage account."""
+
+    def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
+        opts = settings.options
+        if not isinstance(opts, ClioOptions):
+            raise TypeError(f'writer {settings.name!r}: ClioWriter needs type = "clio"')
+        self._opts = opts
+        self._base = opts.region_url.rstrip("/") + API
+        self.oauth = OAuthClient(
+            session,
+            f"{opts.region_url.rstrip('/')}/oauth/token",
+            opts.oauth,
+            timeout=settings.timeout,
+        )
+        self._me: int | None = None
+        self._matters: TTLCache[str, int | None] = TTLCache(
+            maxsize=max(settings.contacts.cache_size, 1), ttl=settings.contacts.cache_ttl
+        )
+        super().__init__(
+            CRM,
+            settings,
+            session,
+            OAuthBearer(self.oauth),
+            find=self._find,
+            create=self._create_contact,
+            list_users=self._list_users,
+            owner_valid=lambda owner: _int(owner) is not None,
+            message=nested_error_message,
+        )
+
+    def __repr__(self) -> str:
+        return f"ClioWriter(name={self.name!r}, region_url={self._opts.region_url!r})"
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> Response | LookupFailure:
+        return await self.http.request("GET", self._base + path, params=params)
+
+    # -- the writer protocol -------------------------------------------------------------------
+
+    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        resolved = await self.resolver.resolve(call)
+        if not isinstance(resolved, Resolution):
+            return resolved
+        contact = resolved.primary
+        again = ctx.uncertain or ctx.attempt > 1
+        if again or self._settings.contacts.detect_client_logs:
+            existing = await self._existing(call, contact)
+            if existing is not None:
+                return existing
+        user = _int(resolved.owner_id) if resolved.owner_id else None
+        if user is None:
+            me = await self._who_am_i()
+            if not isinstance(me, int):
+                return me
+            user = me
+        matter_id: int | None = None
+        if contact is not None and self._opts.link_matter:
+            matter = await self._matter(contact)
+            if isinstance(matter, RetryLater | PermanentFailure):
+                return matter
+            matter_id = matter
+        answer = await self.http.request(
+            "POST",
+            f"{self._base}/communications.json",
+            json_body={"data": communication(call, contact, user, matter_id)},
+        )
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        return batch.created(CRM, data.get("id") if isinstance(data, dict) else None)
+
+    async def write_batch(
+        self, items: Sequence[tuple[CompletedCall, WriteContext]]
+    ) -> list[WriteResult]:
+        return await batch.each(self.write, items)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    async def _existing(
+        self, call: CompletedCall, contact: Contact | None
+    ) -> AlreadyExisted | LookupFailure | None:
+        params = {
+            "type": "PhoneCommunication",
+            "received_since": content.iso_utc(content.utc(call.start_time) - CLIENT_WINDOW),
+            "received_before": content.iso_utc(content.utc(call.end_time) + CLIENT_WINDOW),
+            "fields": "id,body",
+            "limit": "200",
+        }
+        if contact is not None:
+            params["contact_id"] = contact.id
+        answer = await self._get("/communications.json", params)
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        records = [
+            (str(r.get("id")), b if isinstance(b := r.get("body"), str) else None)
+            for r in (data if isinstance(data, list) else [])
+            if isinstance(r, dict)
+        ]
+        match = content.first_match(call, records)
+        return AlreadyExisted(match[0]) if match else None
+
+    async def _who_am_i(self) -> int | LookupFailure:
+        if self._me is None:
+            answer = await self._get("/users/who_am_i.json", {"fields": "id,name,email"})
+            if not isinstance(answer, Response):
+                return answer
+            data = _data(answer)
+            me = _int(data.get("id")) if isinstance(data, dict) else None
+            if me is None:
+                return RetryLater(f"{CRM}: who_am_i answered without an id")
+            self._me = me
+        return self._me
+
+    async def _matter(self, contact: Contact) -> int | LookupFailure | None:
+        if contact.id in self._matters:
+            return self._matters[contact.id]
+        answer = await self._get(
+            "/matters.json",
+            {
+                "client_id": contact.id,
+                "status": "open",
+                "fields": "id,display_number",
+                "limit": "2",
+            },
+        )
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        matters = [m for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
+        found = _int(matters[0].get("id")) if len(matters) == 1 else None
+        self._matters[contact.id] = found
+        return found
+
+    async def _find(self, number: str) -> tuple[Contact, ...] | LookupFailure:
+        answer = await self._get(
+            "/contacts.json",
+            {
+                "query": content.national_digits(number) or number,
+                "fields": "id,name,type,phone_numbers{number}",
+                "limit": "20",
+            },
+        )
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        found: list[Contact] = []
+        for row in data if isinstance(data, list) else []:
+            if not isinstance(row, dict) or _int(row.get("id")) is None:
+                continue
+            phones = row.get("phone_numbers")
+            numbers = [
+                p["number"]
+                for p in (phones if isinstance(phones, list) else [])
+                if isinstance(p, dict) and isinstance(p.get("number"), str)
+            ]
+            if any(content.same_number(n, number) for n in numbers):
+                name = row.get("name")
+                found.append(Contact(str(row["id"]), name if isinstance(name, str) else None))
+        return tuple(found)
+
+    async def _create_contact(
+        self, call: CompletedCall, number: str, owner_id: str | None
+    ) -> Contact | LookupFailure:
+        name = call.external_name or number
+        body = {
+            "data": {
+                "type": "Person",
+                "last_name": name,
+                "phone_numbers": [{"number": number, "name": "Work", "default_number": True}],
+            }
+        }
+        answer = await self.http.request("POST", f"{self._base}/contacts.json", json_body=body)
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        cid = _int(data.get("id")) if isinstance(data, dict) else None
+        if cid is None:
+            return RetryLater(f"{CRM} contact create answered without an id")
+        return Contact(str(cid), name)
+
+    async def _list_users(self) -> dict[str, str] | LookupFailure:
+        answer = await self._get("/users.json", {"fields": "id,email,enabled", "enabled": "true"})
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        return {
+            str(u["email"]).lower(): str(u["id"])
+            for u in (data if isinstance(data, list) else [])
+            if isinstance(u, dict) and u.get("email") and u.get("id") is not None
+        }
+
+
+def _build(settings: WriterSettings, session: aiohttp.ClientSession) -> ClioWriter:
+    return ClioWriter(settings, session)
+
+
+PLUGIN: Final = WriterPlugin("clio", CRM, parse_options, _build)
