@@ -3,8 +3,8 @@
     .venv/bin/python -m tests.console.screenshots [--out docs]
 
 Starts the demo (simulator, embedded PostgreSQL, daemon), reads the console's address from
-its output, lets calls land, and saves the Calls page (desktop) and the Overview (phone
-width) as PNGs with headless Chromium. A tool for the docs, not a test.
+its output, lets calls land, and saves the Calls page and the Pictures (desktop) and the
+Overview and the Calls page (phone width) as PNGs with headless Chromium. A tool for the docs, not a test.
 """
 
 from __future__ import annotations
@@ -54,9 +54,13 @@ async def main(out: Path, calls: int) -> None:
                 while await rows.count() < calls:
                     await page.wait_for_timeout(1000)  # the page refreshes itself
             await page.screenshot(path=str(out / "console-calls.png"))
+            await page.goto(f"{base}/charts")
+            await page.screenshot(path=str(out / "console-charts.png"), full_page=True)
             phone = await browser.new_page(viewport={"width": 390, "height": 844})
             await phone.goto(f"{base}/")
             await phone.screenshot(path=str(out / "console-overview-phone.png"), full_page=True)
+            await phone.goto(f"{base}/calls")
+            await phone.screenshot(path=str(out / "console-calls-phone.png"))
             await browser.close()
     finally:
         demo.terminate()

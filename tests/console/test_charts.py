@@ -37,3 +37,10 @@ def test_an_empty_day_still_draws_an_axis() -> None:
     root = ET.fromstring(str(markup))
     assert root.findall(f"{SVG}rect") == []
     assert root.findall(f"{SVG}line")
+
+
+def test_axis_labels_are_round_numbers() -> None:
+    for peak, labels in ((3, ["0", "1", "2", "3"]), (22, ["0", "10", "20", "30", "40", "50"])):
+        markup = stacked_bars("a", "t", "d", [Bar("x", (("answered", peak),))])
+        texts = [t.text for t in ET.fromstring(str(markup)).findall(f"{SVG}text")]
+        assert texts[: len(labels)] == labels

@@ -56,11 +56,19 @@ def _nice_max(value: int) -> int:
         scale *= 10
 
 
+def _ticks(top: int) -> int:
+    """How many steps divide ``top`` (from :func:`_nice_max`) into whole, round values."""
+    if top < 10:
+        return top
+    return {1: 5, 2: 4, 5: 5}[int(str(top)[0])]
+
+
 def _axis(top: int, plot_h: int) -> list[str]:
     parts = []
-    for i in range(5):
-        value = top * i // 4
-        y = _TOP + plot_h - plot_h * i / 4
+    steps = _ticks(top)
+    for i in range(steps + 1):
+        value = top * i // steps
+        y = _TOP + plot_h - plot_h * i / steps
         parts.append(
             f'<line x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             'stroke="#d0d7de" stroke-width="1"/>'
