@@ -16,7 +16,12 @@ from tests.daemon.helpers import wait_until
 from sscl_daemon import cli
 from sscl_daemon.config import load_config
 from sscl_daemon.daemon.app import Daemon
-from sscl_daemon.ringcentral.recorder import GENERATIONS, NotificationRecorder, oldest_first
+from sscl_daemon.ringcentral.recorder import (
+    GENERATIONS,
+    NotificationRecorder,
+    directory_path,
+    oldest_first,
+)
 from sscl_daemon.sdnotify import Notifier
 from sscl_daemon.simulator.scenarios import CallKind
 
@@ -55,13 +60,17 @@ async def test_a_recorded_run_replays_to_the_same_call_logs(
         await wait_until(
             lambda: logged_file.exists() and expected <= set(_jsonl(logged_file)), 30, "all logged"
         )
+        recording = state_dir / RECORDING
+        # The extension list the daemon loaded is kept beside the recording.
+        directory = directory_path(recording)
+        await wait_until(directory.exists, 30, "the extension list kept")
         daemon.stop()
         assert await asyncio.wait_for(task, 30) == 0
-        directory = tmp_path / "extensions.json"
-        directory.write_text(json.dumps({"records": sim.org.extension_records()}))
+        kept = {record["id"] for record in json.loads(directory.read_text())}
+        assert kept == {record["id"] for record in sim.org.extension_records()}
 
-    recording = state_dir / RECORDING
     assert stat.S_IMODE(recording.stat().st_mode) == 0o600
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o600
     text = recording.read_text()
     for secret in ("e2e-client-secret", "e2e-jwt-assertion", "access_token", "wsc", crm.secret):
         assert secret not in text

@@ -385,6 +385,8 @@ class AccountRunner:
         return directory
 
     async def _keep_directory(self, data: bytes) -> None:
+        if self._pipeline is not None and self._pipeline.recorder is not None:
+            self._pipeline.recorder.keep_directory(data)
         try:
             await self._store.save_directory(self.name, data, fence=self.lease)
         except LeaseLostError:

@@ -15,6 +15,11 @@ and a new one is started; the oldest of the :data:`GENERATIONS` files is
 dropped. ``sscl-daemon replay FILE.4 FILE.3 FILE.2 FILE.1 FILE`` replays
 them oldest first.
 
+Beside it, each extension list the daemon loads is kept as
+``NAME.extensions.json`` (:func:`directory_path`, replaced whole each time),
+the ``--directory`` that lets ``replay`` tell users from queues and IVR menus
+as the daemon did.
+
 Writes are synchronous and unbuffered (one ``write`` per notification), so
 the file is complete up to the last event even if the process is killed.
 """
@@ -38,6 +43,15 @@ _NEWLINES = bytes.maketrans(b"\r\n", b"  ")
 def rotated(path: Path, generation: int) -> Path:
     """``FILE`` for generation 0, ``FILE.N`` for the N-th older one."""
     return path if generation == 0 else path.with_name(f"{path.name}.{generation}")
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_CLOEXEC, 0o600)
+
+
+def directory_path(path: Path) -> Path:
+    """Where the extension list is kept beside the recording ``path``."""
+    return path.with_suffix(".extensions.json")
 
 
 def oldest_first(path: Path) -> list[Path]:
@@ -103,6 +117,19 @@ class NotificationRecorder:
                 )
             return
         self._size += len(line)
+
+    def keep_directory(self, records: bytes) -> None:
+        """Keep the extension list (its JSON records) for replay; failures are logged only."""
+        target = directory_path(self.path)
+        temporary = target.with_name(f".{target.name}.tmp")
+        try:
+            with open(temporary, "wb", opener=_private) as handle:
+                handle.write(records)
+            temporary.replace(target)
+        except OSError as exc:
+            log.warning(
+                "ringcentral.recorder.directory_failed", path=str(target), error=exc.strerror
+            )
 
     def _rotate(self) -> None:
         os.close(self._fd)
