@@ -22,11 +22,17 @@ from sscl_daemon.crm.pipedrive import PipedriveWriter
 from sscl_daemon.crm.registry import BUILTIN, PluginError, build_writer, plugin
 from sscl_daemon.crm.webhook import WebhookWriter
 
+SECRET = "whsec_c3NjbC1kZW1vLXNlY3JldC0xMjM0NTY="
+
 
 async def test_build_each_of_mine(http_session: aiohttp.ClientSession, tmp_path: Path) -> None:
     cases = [
         (JsonlOptions(tmp_path / "a.jsonl"), WriterType.JSONL, JsonlWriter),
-        (WebhookOptions("https://r.example.com/h", Secret("s")), WriterType.WEBHOOK, WebhookWriter),
+        (
+            WebhookOptions("https://r.example.com/h", Secret(SECRET)),
+            WriterType.WEBHOOK,
+            WebhookWriter,
+        ),
         (PipedriveOptions(api_token=Secret("t")), WriterType.PIPEDRIVE, PipedriveWriter),
     ]
     for options, kind, cls in cases:
