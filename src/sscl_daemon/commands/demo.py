@@ -16,17 +16,23 @@ def _positive(value: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from sscl_daemon.demo import DemoOptions
+
+    defaults = DemoOptions()
     parser.add_argument(
         "--duration", type=_positive, metavar="S", help="stop after S seconds (default: Ctrl-C)"
     )
     parser.add_argument(
         "--calls-per-second",
         type=_positive,
-        default=0.5,
+        default=defaults.calls_per_second,
         metavar="R",
-        help="how many calls the simulated organisation places per second (default 0.5)",
+        help="how many calls the simulated organisation places per second "
+        f"(default {defaults.calls_per_second:g})",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the simulated traffic")
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed of the simulated traffic"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
