@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "backfill": "backfill",
     "retry-dead": "retry_dead",
     "simulate": "simulate",
+    "oauth": "oauth",
 }
 
 
