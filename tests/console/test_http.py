@@ -38,11 +38,29 @@ async def _ready() -> Mapping[str, bool]:
     return {"subscribed": True, "store": True, "account:default": True}
 
 
+# Every secret the configuration below holds; none may ever reach a page.
+SECRETS = (
+    TOKEN,
+    "rc-client-secret-0123456789",
+    "rc-jwt-eyJhbGciOiJI.eyJzdWIiOiIx.c2lnbmF0dXJl",
+    "whsec_c2VjcmV0LWZvci10aGUtY29uc29sZS0xMjM0",
+    "db-password-0123456789",
+    "url-token-0123456789",
+)
+
+
 @asynccontextmanager
 async def serve(store: Store, token: str | None) -> AsyncIterator[str]:
     config: dict[str, dict[str, object]] = {
-        "ringcentral": {"client_id": "id", "client_secret": "secret", "jwt": "jwt"},
-        "writers": {"crm": {"type": "jsonl", "path": "/tmp/sscl-console-http.jsonl"}},
+        "ringcentral": {"client_id": "id", "client_secret": SECRETS[1], "jwt": SECRETS[2]},
+        "store": {"dsn": f"postgresql://sscl:{SECRETS[4]}@db.example/sscl"},
+        "writers": {
+            "crm": {
+                "type": "webhook",
+                "url": f"https://hooks.example/calls?access_token={SECRETS[5]}",
+                "secret": SECRETS[3],
+            },
+        },
         "admin": {"port": 0, **({"token": token} if token else {})},
     }
     settings = parse_config(config)
@@ -167,3 +185,23 @@ async def test_every_page_renders_and_static_files_are_served(store: Store) -> N
                 assert resp.status == 200
         async with http.get(f"{base}/static/..%2Fweb.py") as resp:
             assert resp.status == 404
+
+
+async def test_no_page_ever_shows_a_secret(store: Store) -> None:
+    await _park(store)
+    async with serve(store, TOKEN) as base, _client() as http:
+        async with http.post(f"{base}/login", data={"token": TOKEN}) as resp:
+            assert resp.status == 200
+        pages = ("/", "/calls", "/dead", "/blocklist?number=105", "/charts", "/config")
+        for path in pages:
+            async with http.get(f"{base}{path}") as resp:
+                assert resp.status == 200, path
+                text = await resp.text()
+            leaked = [secret for secret in SECRETS if secret in text]
+            assert not leaked, f"{path} shows a secret"
+        async with http.get(f"{base}/config") as resp:
+            config = await resp.text()
+    assert "ringcentral.client_secret" in config
+    assert "set (hidden)" in config
+    assert "db.example" in config  # the DSN without its password
+    assert "writers.crm.url" in config

@@ -38,6 +38,7 @@ from sscl_daemon.config import AccountSettings, Settings
 from sscl_daemon.console import charts
 from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS, Skip
 from sscl_daemon.console.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_SECONDS, Sessions
+from sscl_daemon.console.settings_view import SECRET_SET, effective_settings
 from sscl_daemon.daemon.accounts import policy_options
 from sscl_daemon.logging import get_logger
 from sscl_daemon.store import Store, StoreError, views
@@ -185,6 +186,7 @@ class WebConsole:
         app.router.add_post("/dead/retry", self.retry)
         app.router.add_get("/blocklist", self.blocklist)
         app.router.add_get("/charts", self.charts)
+        app.router.add_get("/config", self.config)
         app.router.add_get("/login", self.login_form)
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self.logout)
@@ -499,6 +501,19 @@ class WebConsole:
             table=[(bar.label, dict(bar.parts), bar.total) for bar in bars],
             latency_table=list(zip(labels, latency.counts or [0] * len(labels), strict=True)),
             error=error,
+        )
+
+    async def config(self, request: web.Request) -> web.Response:
+        settings = self._daemon.settings
+        source = str(settings.source) if settings.source else "the built-in defaults"
+        return self._render(
+            request,
+            "config.html",
+            "config",
+            source=source,
+            rows=effective_settings(settings),
+            secret_set=SECRET_SET,
+            reload=LAST_RELOAD.result,
         )
 
     # ---- login -----------------------------------------------------------------------
