@@ -67,3 +67,17 @@ def test_each_row_runs_with_help_and_shows_the_real_options(
     assert required <= set(_OPTION.findall(_without_brackets(row))), (
         f"{row}: the command requires {sorted(required)}"
     )
+
+
+def test_check_config_exits_2_on_an_invalid_file_as_its_row_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = next(row for row in ROWS if _words(row) == ["check-config"])
+    described = README.read_text(encoding="utf-8").split(f"`{row}` |", 1)[1].split("\n", 1)[0]
+    assert "exit 2" in described
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[calls]\nlog_internall = true\n[blocklist]\nentries = ['12ab']\n")
+    assert cli.main(["check-config", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "log_internall" in err
+    assert "12ab" in err
