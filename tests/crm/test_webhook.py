@@ -74,19 +74,19 @@ def test_verify_rejects() -> None:
     good = {
         "webhook-id": "k",
         "webhook-timestamp": "1000",
-        "webhook-signature": signature(b"s", "k", 1000, body),
+        "webhook-signature": signature(secret_key(SECRET), "k", 1000, body),
     }
-    assert verify("s", good, body, now=1100) == "k"
+    assert verify(SECRET, good, body, now=1100) == "k"
     with pytest.raises(VerificationError, match="tolerance"):
-        verify("s", good, body, now=2000)
+        verify(SECRET, good, body, now=2000)
     with pytest.raises(VerificationError, match="matches"):
-        verify("other", good, body, now=1000)
+        verify("whsec_b3RoZXI=", good, body, now=1000)
     with pytest.raises(VerificationError, match="matches"):
-        verify("s", good, b"{ }", now=1000)
+        verify(SECRET, good, b"{ }", now=1000)
     with pytest.raises(VerificationError, match="missing"):
-        verify("s", {"webhook-id": "k"}, body, now=1000)
+        verify(SECRET, {"webhook-id": "k"}, body, now=1000)
     rotated = dict(good, **{"webhook-signature": "v1,bm9wZQ== " + good["webhook-signature"]})
-    assert verify("s", rotated, body, now=1000) == "k"
+    assert verify(SECRET, rotated, body, now=1000) == "k"
 
 
 async def test_create_and_payload_schema(rig: Rig) -> None:

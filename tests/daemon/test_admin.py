@@ -136,7 +136,7 @@ async def test_a_second_daemon_on_the_same_admin_port_exits_with_the_config_stat
         config = daemon_config(
             sim_url="http://127.0.0.1:9",
             crm_url="http://127.0.0.1:9",
-            crm_secret="whsec_c3NjbC1kZW1vLXNlY3JldC0xMjM0NTY=",
+            crm_secret="whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM=",
             state_dir=tmp_path / "state",
             dsn=pg_dsn,
             extra={"admin": {"port": port}},

@@ -23,7 +23,7 @@ async def test_rejected_credentials_stop_the_daemon_with_a_clear_message(
         config = daemon_config(
             sim_url=sim.base_url,
             crm_url="http://127.0.0.1:9",
-            crm_secret="whsec_c3NjbC1kZW1vLXNlY3JldC0xMjM0NTY=",
+            crm_secret="whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM=",
             state_dir=tmp_path / "state",
             dsn=pg_dsn,
         )

@@ -54,7 +54,11 @@ def test_restart_only_keys_keep_the_running_value_and_are_reported() -> None:
         daemon={"shutdown_timeout": 3.0},
         writers={
             "log": {"type": "jsonl", "path": "/tmp/other.jsonl"},
-            "hook": {"type": "webhook", "url": "https://h.example.com/x", "secret": "whsec_abc"},
+            "hook": {
+                "type": "webhook",
+                "url": "https://h.example.com/x",
+                "secret": "whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM=",
+            },
         },
     )
     plan = plan_reload(old, new)

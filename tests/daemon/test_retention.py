@@ -159,7 +159,7 @@ def test_the_backfill_command_refuses_it_with_exit_2(
     config = daemon_config(
         sim_url="http://127.0.0.1:9",
         crm_url="http://127.0.0.1:9",
-        crm_secret="whsec_c2VjcmV0",
+        crm_secret="whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM=",
         state_dir=tmp_path / "state",
         dsn="postgresql://127.0.0.1:9/none",
         extra={"store": {"sent_retention_days": 7}},

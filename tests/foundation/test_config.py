@@ -89,7 +89,11 @@ def test_all_writer_types_parse(monkeypatch: pytest.MonkeyPatch) -> None:
                     "instance_url": "https://x.my.salesforce.com",
                     **oauth,
                 },
-                "wh": {"type": "webhook", "url": "https://h.example/x", "secret": "wh-secret"},
+                "wh": {
+                    "type": "webhook",
+                    "url": "https://h.example/x",
+                    "secret": "whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM=",
+                },
                 "fs": {"type": "jsonl", "path": "/tmp/calls.jsonl", "enabled": False},
             },
         }

@@ -207,7 +207,7 @@ def _accounts_config(blocklist: list[str], client_id: str, extra: bool) -> Setti
         one = daemon_config(
             sim_url="http://127.0.0.1:9",
             crm_url="http://127.0.0.1:9",
-            crm_secret="whsec_c3NjbC1kZW1vLXNlY3JldC0xMjM0NTY=",
+            crm_secret="whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM=",
             state_dir=Path("/tmp/unused"),
             dsn="postgresql://localhost/unused",
             blocklist=blocklist if name == "org2" else [],

@@ -24,6 +24,7 @@ from sscl_daemon.config.schema import (
 )
 from sscl_daemon.config.table import Table
 from sscl_daemon.crm.base import OptionReader
+from sscl_daemon.crm.signing import secret_problem
 
 # The original writers' types stay WriterType members (code compares them with ``is``).
 _ORIGINAL = frozenset(t.value for t in WriterType)
@@ -118,7 +119,11 @@ def webhook(t: OptionReader) -> WebhookOptions | None:
     if not url:
         t.problem("url", "is required (the https:// address that receives the call logs)")
     secret = t.secret("secret", required=True)
-    if not url or secret is None:
+    # Empty: missing (reported above) or not resolved for this command.
+    problem = secret_problem(secret.reveal()) if secret is not None and secret.reveal() else None
+    if problem is not None:
+        t.problem("secret", problem)
+    if not url or secret is None or problem is not None:
         return None
     return WebhookOptions(url, secret)
 

@@ -18,8 +18,10 @@ Request::
      "data": <content.call_document(call): schema_version 1, every CompletedCall field,
               outcome, subject, talk_seconds, recording_urls>}
 
-The secret: ``whsec_<base64>`` as the spec issues them (the key is the decoded bytes);
-any other string is used as UTF-8 bytes. How a receiver verifies (:func:`verify`): reject a
+The secret: ``whsec_<base64>`` of 24 to 64 random bytes as the spec issues them, the key
+being the decoded bytes exactly as the reference libraries (``standardwebhooks``) derive it;
+the configuration refuses any other (``crm/signing.py``). How a receiver verifies
+(:func:`verify`): reject a
 timestamp more than 5 minutes from its clock, recompute the HMAC over
 ``"<webhook-id>.<webhook-timestamp>.<raw body>"``, compare in constant time against each
 ``v1,`` entry of ``webhook-signature``, then dedupe on ``webhook-id``.
@@ -73,6 +75,7 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.http import CrmHttp, Response, scrub
 from sscl_daemon.crm.limiter import Limiter
+from sscl_daemon.crm.signing import secret_key as secret_key
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +83,6 @@ EVENT_TYPE = "call.logged"
 BATCH_EVENT_TYPE = "call.logged.batch"
 BATCH_ID_PREFIX = "batch_"
 TOLERANCE = 300
-SECRET_PREFIX = "whsec_"
 
 
 class ItemStatus(enum.StrEnum):
@@ -93,15 +95,6 @@ class ItemStatus(enum.StrEnum):
 
 class VerificationError(Exception):
     """A delivery failed verification; the message says why (never the secret)."""
-
-
-def secret_key(secret: str) -> bytes:
-    if secret.startswith(SECRET_PREFIX):
-        try:
-            return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-        except binascii.Error:
-            pass
-    return secret.encode()
 
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -127,7 +120,11 @@ def verify(
         raise VerificationError(
             f"webhook-timestamp {timestamp} is outside the {tolerance} s tolerance"
         )
-    expected = signature(secret_key(secret), msg_id, timestamp, body)
+    try:
+        key = secret_key(secret)
+    except binascii.Error:
+        raise VerificationError("the secret is not base64 (whsec_...)") from None
+    expected = signature(key, msg_id, timestamp, body)
     if not any(hmac.compare_digest(expected, given) for given in signatures.split()):
         raise VerificationError("no webhook-signature entry matches")
     return msg_id
