@@ -173,7 +173,7 @@ class WebConsole:
 
     def refuse(self, request: web.Request) -> web.StreamResponse | None:
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
-            raise web.HTTPSeeOther("/login")
+            return web.Response(status=303, headers={"Location": "/login"})
         return None
 
     # ---- routes ----------------------------------------------------------------------
