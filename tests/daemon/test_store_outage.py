@@ -10,9 +10,11 @@ reach the CRM, or that the daemon exits with the status the unit restarts on.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import pytest
 from tests.daemon.harness import daemon_config, fast_simulator, webhook_crm, write_config
 from tests.daemon.helpers import wait_until
 
@@ -144,3 +147,68 @@ async def test_a_store_that_does_not_come_back_ends_the_daemon_for_a_restart() -
     finally:
         await server.astop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def mount_tmpfs(path: Path, megabytes: int) -> str | None:
+    """Mount a tmpfs of ``megabytes`` on ``path``; None when done, else why it failed."""
+    path.mkdir(parents=True)
+    options = f"size={megabytes}m,mode=0700"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
+    return None if mounted.returncode == 0 else mounted.stderr.strip()
+
+
+@asynccontextmanager
+async def small_filesystem(path: Path, megabytes: int) -> AsyncIterator[Path]:
+    """A tmpfs of ``megabytes`` on ``path`` (root only), unmounted at the end."""
+    problem = await asyncio.to_thread(mount_tmpfs, path, megabytes)
+    if problem is not None:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs CAP_SYS_ADMIN): {problem}")
+    try:
+        yield path
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file in ``directory`` until the file system is full; returns it."""
+    filler = directory / "filler"
+    chunk = b"\0" * (1 << 20)
+    error: int | None = None
+    with filler.open("wb", buffering=0) as out:
+        while error is None:
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                error = exc.errno
+    assert error == errno.ENOSPC
+    return filler
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system to fill needs root")
+async def test_a_full_disk_holds_calls_back_says_so_and_they_are_logged_when_space_returns(
+    embedded_state_dir: Path,
+) -> None:
+    async with (
+        small_filesystem(embedded_state_dir / "state", 192) as state,
+        running_daemon("embedded", embedded_state_dir) as run,
+    ):
+        await run.delivered(run.place(2, salt=0))
+        filler = await asyncio.to_thread(fill, state)
+        # Pages with room left still take rows: calls go on until one needs a new page.
+        placed: set[str] = set()
+
+        async def says_so() -> bool:
+            placed.update(run.place(1, salt=500 + len(placed)))
+            checks = await run.daemon._readiness()
+            return not all(checks.values())
+
+        await wait_until(says_so, 60, "readiness reporting the failing store")
+        await asyncio.to_thread(filler.unlink)
+        await run.delivered(placed, within=120)
+
+        async def ready_again() -> bool:
+            return all((await run.daemon._readiness()).values())
+
+        await wait_until(ready_again, 60, "ready again")
