@@ -13,14 +13,17 @@ the unit does not restart on (``RestartPreventExitStatus=``), saying what to fix
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -342,6 +345,21 @@ async def test_the_daemon_starts_as_the_unit_runs_it_and_logs_calls(
                 }
 
             await wait_until(lambda: expected <= logged(), 60, "the calls in calls.jsonl")
+            # The running daemon's database (its embedded server, as a client), its lease, and
+            # every call sent once (the jsonl line is written just before the row is marked).
+            row = re.compile(rf"^log +0 +0 +{len(expected)} +0 +0 ", flags=re.MULTILINE)
+            report = ""
+            try:
+                async with asyncio.timeout(60):
+                    while not row.search(report):
+                        status = await admin_status(target, state)
+                        assert status.returncode == 0, status.stderr
+                        report = status.stdout
+            except TimeoutError:
+                raise AssertionError(f"status never showed the calls sent:\n{report}") from None
+            assert f"the running daemon's embedded server in {state / 'postgres'}" in report
+            holder = f"{socket.gethostname()}:{daemon.process.pid}"
+            assert f"default  held by {holder}" in report
             daemon.process.send_signal(signal.SIGTERM)
             assert await daemon.exit_status(30) == 0, daemon.log()
             assert "STOPPING=1" in daemon.messages()
@@ -349,6 +367,30 @@ async def test_the_daemon_starts_as_the_unit_runs_it_and_logs_calls(
             daemon.close()
     assert calls.stat().st_uid == target.user.uid
     assert calls.stat().st_mode & 0o077 == 0  # the unit's UMask=0077: private to the service
+
+
+async def admin_status(target: Installed, state: Path) -> subprocess.CompletedProcess[str]:
+    """``sudo sscl-daemon status`` from an admin shell in another directory, no options
+    (the README's last install step).
+
+    The re-rooted install stands in for the defaults: $SSCL_DAEMON_CONFIG for
+    /etc/sscl-daemon/config.toml and $STATE_DIRECTORY for /var/lib/sscl-daemon.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SSCL_DAEMON_CONFIG": str(target.config),
+        "STATE_DIRECTORY": str(state),
+    }
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "sscl_daemon", "status"],
+        cwd=target.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _fresh_install(target: Installed) -> tuple[Path, Path]:
