@@ -34,7 +34,7 @@ visible in every test run instead of silently passing. Needs pytest.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -64,6 +64,7 @@ POINTS = (
     "token_refresh",
     "token_rotation",
     "contacts",
+    "unassociated",
     "owners",
     "batch",
 )
@@ -94,6 +95,10 @@ class MemoryVault:
         self.saves += 1
 
 
+# Contact settings of most checks: nothing created, owners by e-mail.
+PLAIN = ContactSettings(no_contact=NoContactPolicy.UNASSOCIATED, detect_client_logs=True)
+
+
 @dataclass
 class Harness(abc.ABC):
     """One writer type against its running stand-in."""
@@ -103,6 +108,7 @@ class Harness(abc.ABC):
     # Path of the request that stores a single call log (faults aim at it).
     create_path: str
     create_exact: bool = True
+    create_method: str = "POST"
     # What the CRM answers 429 with when it sends no Retry-After, and the delay expected
     # from that (None: any positive delay).
     limit_headers: Mapping[str, str] = field(default_factory=dict)
@@ -114,6 +120,11 @@ class Harness(abc.ABC):
     # Where every writer of the harness keeps rotated refresh tokens, as the daemon's store
     # does for all its writers.
     vault: MemoryVault = field(default_factory=lambda: MemoryVault())
+    # The contact settings every check starts from (a CRM whose logs must name a person
+    # starts from no_contact = create).
+    baseline: ContactSettings = PLAIN
+    # Writers the checks built, closed after each check.
+    built: list[Writer] = field(default_factory=list)
 
     @abc.abstractmethod
     def settings(self, name: str, contacts: ContactSettings, timeout: float) -> WriterSettings:
@@ -177,8 +188,6 @@ def conformance_call(n: int = 1, **overrides: Any) -> CompletedCall:
 
 
 LANDED = (Created, AlreadyExisted)
-# Contact settings of most checks: nothing created, owners by e-mail.
-PLAIN = ContactSettings(no_contact=NoContactPolicy.UNASSOCIATED, detect_client_logs=True)
 
 
 class WriterConformance:
@@ -190,10 +199,18 @@ class WriterConformance:
         super().__init_subclass__(**kwargs)
         cls.__test__ = cls.__name__.startswith("Test")
 
+    @pytest.fixture(autouse=True)
+    async def _close_writers(self, harness: Harness) -> AsyncIterator[None]:
+        yield
+        for writer in harness.built:
+            await writer.close()
+
     # -- helpers -----------------------------------------------------------------------------
 
     @staticmethod
     def supports(harness: Harness, point: str) -> None:
+        unknown = set(harness.unsupported) - set(POINTS)
+        assert not unknown, f"unknown conformance points {unknown}; see POINTS"
         why = harness.unsupported.get(point)
         if why:
             pytest.skip(f"not applicable to this writer: {why}")
@@ -201,13 +218,14 @@ class WriterConformance:
     @staticmethod
     def writer(
         harness: Harness,
-        contacts: ContactSettings = PLAIN,
+        contacts: ContactSettings | None = None,
         timeout: float = 10.0,
         name: str = "conformance",
     ) -> Writer:
-        return build_writer(
-            harness.settings(name, contacts, timeout), harness.session, lambda _: harness.vault
-        )
+        settings = harness.settings(name, contacts or harness.baseline, timeout)
+        writer = build_writer(settings, harness.session, lambda _: harness.vault)
+        harness.built.append(writer)
+        return writer
 
     @staticmethod
     def one(harness: Harness, call: CompletedCall) -> Logged:
@@ -230,7 +248,10 @@ class WriterConformance:
         self.supports(harness, "uncertain")
         call = conformance_call(1)
         harness.state.faults.stall(
-            after=True, path=harness.create_path, method="POST", exact=harness.create_exact
+            after=True,
+            path=harness.create_path,
+            method=harness.create_method,
+            exact=harness.create_exact,
         )
         first = await self.write(self.writer(harness, timeout=SHORT_TIMEOUT), call)
         assert isinstance(first, RetryLater), first
@@ -243,7 +264,7 @@ class WriterConformance:
         self.supports(harness, "uncertain")
         call = conformance_call(2)
         harness.state.faults.drop(
-            path=harness.create_path, method="POST", exact=harness.create_exact
+            path=harness.create_path, method=harness.create_method, exact=harness.create_exact
         )
         writer = self.writer(harness)
         first = await self.write(writer, call)
@@ -373,12 +394,13 @@ class WriterConformance:
     async def test_no_contact_create(self, harness: Harness) -> None:
         self.supports(harness, "contacts")
         call = conformance_call(17)
-        contacts = replace(PLAIN, no_contact=NoContactPolicy.CREATE)
+        contacts = replace(harness.baseline, no_contact=NoContactPolicy.CREATE)
         assert isinstance(await self.write(self.writer(harness, contacts), call), Created)
         assert len(self.one(harness, call).contacts) == 1
 
     async def test_no_contact_unassociated(self, harness: Harness) -> None:
         self.supports(harness, "contacts")
+        self.supports(harness, "unassociated")
         call = conformance_call(18)
         assert isinstance(await self.write(self.writer(harness), call), Created)
         assert self.one(harness, call).contacts == ()
@@ -386,7 +408,7 @@ class WriterConformance:
     async def test_no_contact_skip(self, harness: Harness) -> None:
         self.supports(harness, "contacts")
         call = conformance_call(19)
-        contacts = replace(PLAIN, no_contact=NoContactPolicy.SKIP)
+        contacts = replace(harness.baseline, no_contact=NoContactPolicy.SKIP)
         result = await self.write(self.writer(harness, contacts), call)
         assert isinstance(result, Skipped), result
         assert "no_contact" in result.reason, result
@@ -405,6 +427,6 @@ class WriterConformance:
         call = conformance_call(21)
         harness.add_user(str(call.user_email))
         other = harness.add_user("bob@example.com")
-        contacts = replace(PLAIN, owners={str(call.extension_number): other})
+        contacts = replace(harness.baseline, owners={str(call.extension_number): other})
         assert isinstance(await self.write(self.writer(harness, contacts), call), Created)
         assert self.one(harness, call).owner == other

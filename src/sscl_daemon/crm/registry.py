@@ -43,6 +43,7 @@ BUILTIN: dict[str, str] = {
     "zoho": "sscl_daemon.crm.zoho:PLUGIN",
     "dynamics": "sscl_daemon.crm.dynamics:PLUGIN",
     "clio": "sscl_daemon.crm.clio:PLUGIN",
+    "bullhorn": "sscl_daemon.crm.bullhorn:PLUGIN",
 }
 
 

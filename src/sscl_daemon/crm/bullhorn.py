@@ -1,0 +1,424 @@
+"""Bullhorn writer: a ``CompletedCall`` becomes a Note on the person who called (dispatch -> here
+-> Bullhorn REST).
+
+Authentication has two steps, both handled by :class:`BullhornSession`:
+
+* OAuth 2 on the data centre's auth host (``auth_url``, e.g. ``https://auth-east.
+  bullhornstaffing.com``): ``POST /oauth/token`` with the refresh-token grant. Bullhorn
+  refresh tokens are single-use: every refresh returns a new one, kept in the daemon's
+  vault like Pipedrive's; access tokens live ten minutes.
+* REST login on ``login_url`` (e.g. ``https://rest-east.bullhornstaffing.com``):
+  ``GET /rest-services/login?version=2.0&access_token=...`` answers a session token
+  (``BhRestToken``, sent as a header) and the corporation's ``restUrl`` every other request
+  goes to. A session that timed out answers 401: the writer logs in again, refreshing the
+  access token first when the login itself is refused.
+
+Requests under ``restUrl``:
+
+* ``PUT entity/Note`` (in Bullhorn, PUT creates) -- ``comments`` (the note), ``action``
+  (``action_inbound``/``action_outbound``: values of the corporation's
+  ``commentActionList``), ``personReference`` (the candidate, contact or lead found),
+  ``commentingPerson`` (the mapped CorporateUser), ``dateAdded`` (the call's start, epoch
+  ms), ``minutesSpent`` (talk time rounded up) and ``externalID`` = our key. Giving both a
+  person and the commenting person makes Bullhorn link the Note to the person itself.
+* ``GET query/Note?where=externalID IN (...)`` after an uncertain attempt or a retry: the
+  database, not the search index, so a Note just created is found.
+* ``GET search/{ClientContact,Candidate,Lead}?query=(phone:"N" OR mobile:"N" ...) AND
+  isDeleted:false`` per uncached number, in the order of ``search_entities`` until one has
+  matches (N = the national digits and E.164, each result's numbers compared here);
+  ``PUT entity/Candidate`` for ``no_contact = create``; ``GET query/CorporateUser`` once per
+  cache TTL for owners by e-mail.
+
+A Note must be about a person (``personReference`` is not nullable), so ``no_contact =
+unassociated`` cannot apply: such a call is parked with a reason that says to choose
+``create`` or ``skip``.
+
+Limits: ``RateLimit-Limit``/``-Remaining``/``-Reset`` on every answer; 429 asks to wait a
+second and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import aiohttp
+
+from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.config import OAuthClientSettings, WriterSettings
+from sscl_daemon.config.writers import oauth_settings
+from sscl_daemon.crm import batch, content
+from sscl_daemon.crm.base import (
+    AlreadyExisted,
+    OptionReader,
+    PermanentFailure,
+    RetryLater,
+    WriteContext,
+    WriteResult,
+    WriterPlugin,
+)
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.http import OAuthBearer, Response, error_message, token_failure
+from sscl_daemon.crm.oauth import ClientAuth, OAuthClient, TokenRefusedError, TokenUnavailableError
+from sscl_daemon.crm.wiring import CrmWriterBase
+
+CRM: Final = "Bullhorn"
+DEFAULT_AUTH_URL: Final = "https://auth.bullhornstaffing.com"
+DEFAULT_LOGIN_URL: Final = "https://rest.bullhornstaffing.com"
+EXTERNAL_ID_MAX: Final = 100
+ACTION_MAX: Final = 30
+PERSON_ENTITIES: Final = ("ClientContact", "Candidate", "Lead")
+PHONE_FIELDS: Final = ("phone", "mobile", "phone2", "phone3", "workPhone")
+
+
+@dataclass(frozen=True)
+class BullhornOptions:
+    oauth: OAuthClientSettings
+    auth_url: str = DEFAULT_AUTH_URL
+    login_url: str = DEFAULT_LOGIN_URL
+    action_inbound: str = "Inbound Call"
+    action_outbound: str = "Outbound Call"
+    search_entities: tuple[str, ...] = field(default=PERSON_ENTITIES)
+
+
+def parse_options(reader: OptionReader) -> BullhornOptions | None:
+    auth = reader.url("auth_url", DEFAULT_AUTH_URL)
+    login = reader.url("login_url", DEFAULT_LOGIN_URL)
+    actions = {}
+    for key, default in (("action_inbound", "Inbound Call"), ("action_outbound", "Outbound Call")):
+        value = reader.string(key, default)
+        if not value or len(value) > ACTION_MAX:
+            reader.problem(
+                key, f"{value!r}: give a value of the commentActionList (1..30 characters)"
+            )
+        actions[key] = value
+    entities = tuple(reader.string_list("search_entities")) or PERSON_ENTITIES
+    wrong = [e for e in entities if e not in PERSON_ENTITIES]
+    if wrong:
+        reader.problem(
+            "search_entities",
+            f"{', '.join(wrong)}: use some of {', '.join(PERSON_ENTITIES)}",
+        )
+    oauth = oauth_settings(reader, "Bullhorn (an OAuth client from Bullhorn support)")
+    if oauth is None:
+        return None
+    return BullhornOptions(
+        oauth, auth, login, actions["action_inbound"], actions["action_outbound"], entities
+    )
+
+
+# -- pure mapping ----------------------------------------------------------------------------
+
+
+def note(
+    call: CompletedCall,
+    person: Contact,
+    owner_id: str | None,
+    options: BullhornOptions,
+) -> dict[str, object]:
+    """The ``PUT entity/Note`` body (pure)."""
+    outbound = call.direction is Direction.OUTBOUND
+    body: dict[str, object] = {
+        "comments": content.note_html(call, person.name),
+        "action": options.action_outbound if outbound else options.action_inbound,
+        "personReference": {"id": int(person.id)},
+        "dateAdded": int(content.utc(call.start_time).timestamp() * 1000),
+        "minutesSpent": content.minutes(content.talk_seconds(call)),
+        "externalID": call.key[:EXTERNAL_ID_MAX],
+    }
+    if owner_id:
+        body["commentingPerson"] = {"id": int(owner_id)}
+    return body
+
+
+def bullhorn_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def phone_query(e164: str) -> str:
+    forms = [e164, content.national_digits(e164) or e164]
+    terms = " OR ".join(f'{f}:"{n}"' for f in PHONE_FIELDS for n in dict.fromkeys(forms))
+    return f"({terms}) AND isDeleted:false"
+
+
+def bullhorn_message(body: object, text: str) -> str:
+    """``errorMessage`` (and the per-field ``errors``) of a Bullhorn error answer."""
+    if isinstance(body, dict) and isinstance(body.get("errorMessage"), str):
+        parts = [body["errorMessage"]]
+        errors = body.get("errors")
+        for err in errors if isinstance(errors, list) else []:
+            if isinstance(err, dict):
+                parts.append(
+                    f"{err.get('propertyName')}: {err.get('detailMessage') or err.get('type')}"
+                )
+        return "; ".join(parts)
+    return error_message(body, text)
+
+
+# -- the session -----------------------------------------------------------------------------
+
+
+class BullhornSession(OAuthBearer):
+    """An OAuth client plus the REST session made from its access token."""
+
+    def __init__(
+        self, client: OAuthClient, session: aiohttp.ClientSession, login_url: str, timeout: float
+    ) -> None:
+        super().__init__(client)
+        self._session = session
+        self._login_url = f"{login_url.rstrip('/')}/rest-services/login"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._rest_token: str | None = None
+        self.rest_url: str | None = None
+        self._lock = asyncio.Lock()
+        self.logins = 0
+
+    def secrets(self) -> tuple[str, ...]:
+        return (*self.client.secrets(), *((self._rest_token,) if self._rest_token else ()))
+
+    async def ensure(self) -> LookupFailure | None:
+        """Log in if there is no session yet (the REST URL comes from the login)."""
+        try:
+            if self._rest_token is None:
+                await self._relogin(None)
+        except (TokenRefusedError, TokenUnavailableError) as exc:
+            return token_failure(CRM, exc)
+        return None
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
+        if self._rest_token is None:
+            await self._relogin(None)
+        assert self._rest_token is not None
+        headers["BhRestToken"] = self._rest_token
+        return self._rest_token
+
+    async def refresh(self, used: str | None) -> bool:
+        await self._relogin(used)
+        return True
+
+    async def _relogin(self, stale: str | None) -> None:
+        async with self._lock:
+            if self._rest_token is not None and self._rest_token != stale:
+                return
+            access = await self.client.access_token()
+            status, body = await self._login(access)
+            if status == 401:
+                # The access token died before its ten minutes: refresh it once.
+                access = await self.client.refresh(access)
+                status, body = await self._login(access)
+            if status >= 500 or status == 429:
+                raise TokenUnavailableError(f"{CRM} REST login answered HTTP {status}")
+            token = body.get("BhRestToken") if isinstance(body, dict) else None
+            rest = body.get("restUrl") if isinstance(body, dict) else None
+            if status != 200 or not isinstance(token, str) or not isinstance(rest, str):
+                raise TokenRefusedError(
+                    f"{CRM} REST login refused (HTTP {status}); check the API user's access"
+                )
+            self.logins += 1
+            self._rest_token, self.rest_url = token, rest
+
+    async def _login(self, access: str) -> tuple[int, object]:
+        try:
+            async with self._session.get(
+                self._login_url,
+                params={"version": "2.0", "access_token": access},
+                timeout=self._timeout,
+            ) as resp:
+                status = resp.status
+                try:
+                    body: object = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TokenUnavailableError(
+                f"{CRM} REST login unreachable ({type(exc).__name__})"
+            ) from None
+        return status, body
+
+
+# -- the writer ------------------------------------------------------------------------------
+
+
+class BullhornWriter(CrmWriterBase):
+    """Writes Notes into one Bullhorn corporation."""
+
+    def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
+        opts = settings.options
+        if not isinstance(opts, BullhornOptions):
+            raise TypeError(f'writer {settings.name!r}: BullhornWriter needs type = "bullhorn"')
+        self._opts = opts
+        # Bullhorn creates with PUT, which HTTP calls idempotent: aiohttp then resends a PUT
+        # whose connection was lost on its own, and a Note stored by the first one would be
+        # stored twice. So this writer has a session of its own without that resend (the
+        # switch aiohttp's own test client uses); a lost PUT comes back to us as uncertain.
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(settings.concurrency, 1))
+        )
+        session._retry_connection = False
+        self._own_session = session
+        self.oauth = OAuthClient(
+            session,
+            f"{opts.auth_url.rstrip('/')}/oauth/token",
+            opts.oauth,
+            client_auth=ClientAuth.BODY,
+            timeout=settings.timeout,
+        )
+        self.bh = BullhornSession(self.oauth, session, opts.login_url, settings.timeout)
+        super().__init__(
+            CRM,
+            settings,
+            session,
+            self.bh,
+            find=self._find,
+            create=self._create_candidate,
+            list_users=self._list_users,
+            owner_valid=lambda owner: owner.isdigit(),
+            message=bullhorn_message,
+        )
+
+    async def close(self) -> None:
+        await self._own_session.close()
+
+    def __repr__(self) -> str:
+        return f"BullhornWriter(name={self.name!r}, login_url={self._opts.login_url!r})"
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+    ) -> Response | LookupFailure:
+        failure = await self.bh.ensure()
+        if failure is not None:
+            return failure
+        assert self.bh.rest_url is not None
+        return await self.http.request(
+            method, self.bh.rest_url + path, params=params, json_body=body
+        )
+
+    async def _rows(
+        self, path: str, params: Mapping[str, str]
+    ) -> list[Mapping[str, object]] | LookupFailure:
+        answer = await self._call("GET", path, params=params)
+        if not isinstance(answer, Response):
+            return answer
+        data = answer.object().get("data")
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+
+    # -- the writer protocol -------------------------------------------------------------------
+
+    async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        if ctx.uncertain or ctx.attempt > 1:
+            found = await self._by_external_id([call.key])
+            if not isinstance(found, dict):
+                return found
+            if call.key in found:
+                return AlreadyExisted(found[call.key])
+        resolved = await self.resolver.resolve(call)
+        if not isinstance(resolved, Resolution):
+            return resolved
+        person = resolved.primary
+        if person is None:
+            return PermanentFailure(
+                f"{CRM} notes must be about a person, and no candidate, contact or lead has"
+                f" {call.external_number or 'this call'}'s number; set contacts.no_contact ="
+                ' "create" (a new candidate) or "skip" in the writer\'s configuration'
+            )
+        answer = await self._call(
+            "PUT", "entity/Note", body=note(call, person, resolved.owner_id, self._opts)
+        )
+        if not isinstance(answer, Response):
+            return answer
+        return batch.created(CRM, answer.object().get("changedEntityId"))
+
+    async def write_batch(
+        self, items: Sequence[tuple[CompletedCall, WriteContext]]
+    ) -> list[WriteResult]:
+        # Bullhorn has no batch create for entities.
+        return await batch.each(self.write, items)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    async def _by_external_id(self, keys: Sequence[str]) -> dict[str, str] | LookupFailure:
+        listed = ",".join(bullhorn_string(k[:EXTERNAL_ID_MAX]) for k in keys)
+        rows = await self._rows(
+            "query/Note",
+            {
+                "where": f"externalID IN ({listed}) AND isDeleted=false",
+                "fields": "id,externalID",
+                "count": "50",
+            },
+        )
+        if not isinstance(rows, list):
+            return rows
+        return {str(r.get("externalID")): str(r.get("id")) for r in rows if r.get("id") is not None}
+
+    async def _find(self, number: str) -> tuple[Contact, ...] | LookupFailure:
+        for entity in self._opts.search_entities:
+            rows = await self._rows(
+                f"search/{entity}",
+                {
+                    "query": phone_query(number),
+                    "fields": f"id,name,{','.join(PHONE_FIELDS)}",
+                    "count": "20",
+                },
+            )
+            if not isinstance(rows, list):
+                return rows
+            found = tuple(
+                Contact(str(r["id"]), n if isinstance(n := r.get("name"), str) else None, entity)
+                for r in rows
+                if r.get("id") is not None
+                and any(
+                    isinstance(v := r.get(f), str) and content.same_number(v, number)
+                    for f in PHONE_FIELDS
+                )
+            )
+            if found:
+                return found
+        return ()
+
+    async def _create_candidate(
+        self, call: CompletedCall, number: str, owner_id: str | None
+    ) -> Contact | LookupFailure:
+        name = call.external_name or number
+        body: dict[str, object] = {
+            "firstName": name.split()[0] if call.external_name else "Caller",
+            "lastName": name.split()[-1] if call.external_name else number,
+            "name": name,
+            "phone": number,
+            "source": "RingCentral call",
+        }
+        if owner_id:
+            body["owner"] = {"id": int(owner_id)}
+        answer = await self._call("PUT", "entity/Candidate", body=body)
+        if not isinstance(answer, Response):
+            return answer
+        cid = answer.object().get("changedEntityId")
+        if cid is None:
+            return RetryLater(f"{CRM} candidate create answered without an id")
+        return Contact(str(cid), name, "Candidate")
+
+    async def _list_users(self) -> dict[str, str] | LookupFailure:
+        rows = await self._rows(
+            "query/CorporateUser",
+            {"where": "isDeleted=false AND enabled=true", "fields": "id,email", "count": "500"},
+        )
+        if not isinstance(rows, list):
+            return rows
+        return {
+            str(r["email"]).lower(): str(r["id"])
+            for r in rows
+            if isinstance(r.get("email"), str) and r.get("email") and r.get("id") is not None
+        }
+
+
+def _build(settings: WriterSettings, session: aiohttp.ClientSession) -> BullhornWriter:
+    return BullhornWriter(settings, session)
+
+
+PLUGIN: Final = WriterPlugin("bullhorn", CRM, parse_options, _build)
