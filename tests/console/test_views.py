@@ -79,7 +79,7 @@ async def test_dead_calls_writer_days_and_retry_of_one(store: Store) -> None:
     dead = await views.dead_calls(store)
     assert [(d.call.key, d.logs[0].writer) for d in dead] == [("s-2:ext-1", "crm")]
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    days = {w.writer: w for w in await views.writer_days(store, today)}
+    days = {w.writer: w for w in await views.writer_days(store, today, [ACCOUNT])}
     assert days["crm"].dead == days["crm"].dead_today == 1
     assert days["crm"].depth == 1  # call 3 waits for its retry
     assert days["crm"].last_error == "crm unavailable (HTTP 503)"
@@ -94,9 +94,11 @@ async def test_dead_calls_writer_days_and_retry_of_one(store: Store) -> None:
 async def test_chart_figures_come_from_the_outbox(store: Store) -> None:
     await _settle(store)
     since = datetime.now(UTC) - timedelta(days=1)
-    hours = await views.calls_per_hour(store, since)
+    hours = await views.calls_per_hour(store, since, [ACCOUNT])
     assert sum(h.calls for h in hours) == 3  # calls, not call logs (two writers each)
     assert {h.result for h in hours} == {"answered", "missed"}
-    latency = await views.end_to_crm_latency(store, since, (60.0, 3600.0))
+    latency = await views.end_to_crm_latency(store, since, [ACCOUNT], (60.0, 3600.0))
+    other = await views.end_to_crm_latency(store, since, ["other"], (60.0, 3600.0))
+    assert other.counts == (0, 0, 0)
     # Sent 10-30 min after the calls "ended": all in the middle bucket.
     assert latency.counts == (0, 3, 0)

@@ -61,21 +61,27 @@ ORDER BY updated_at DESC, id DESC
 LIMIT $2
 """
 
-# $1 the start of "today" (UTC midnight).
-_WRITERS = """
+# The rows still moving or parked, and the sent rows of a recent period ($1) of the
+# accounts $2: the first found through outbox_by_status, the others through
+# outbox_sent_by_time, so a month of retained sent rows is never scanned.
+_LIVE_OR_SENT_SINCE = """(status IN ('pending', 'in_flight', 'dead')
+       OR (status = 'sent' AND account = ANY($2::text[]) AND sent_at >= $1))"""
+
+# $1 the start of "today" (UTC midnight). A skipped row is settled like a sent one.
+_WRITERS = f"""
 SELECT writer,
        count(*) FILTER (WHERE status IN ('pending', 'in_flight')) AS depth,
        extract(epoch FROM now() - min(created_at)
                FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest,
-       count(*) FILTER (WHERE status = 'sent' AND outcome IS DISTINCT FROM 'skipped'
-                        AND sent_at >= $1) AS sent_today,
-       count(*) FILTER (WHERE status = 'sent' AND outcome = 'skipped'
-                        AND updated_at >= $1) AS skipped_today,
+       count(*) FILTER (WHERE status = 'sent' AND outcome IS DISTINCT FROM 'skipped')
+           AS sent_today,
+       count(*) FILTER (WHERE status = 'sent' AND outcome = 'skipped') AS skipped_today,
        count(*) FILTER (WHERE status = 'dead' AND updated_at >= $1) AS dead_today,
        count(*) FILTER (WHERE status = 'dead') AS dead,
        (array_agg(last_error ORDER BY updated_at DESC)
             FILTER (WHERE last_error IS NOT NULL AND status <> 'sent'))[1] AS last_error
 FROM outbox
+WHERE {_LIVE_OR_SENT_SINCE}
 GROUP BY writer
 ORDER BY writer
 """
@@ -83,21 +89,22 @@ ORDER BY writer
 _CHECKPOINTS = "SELECT account, last_event_time FROM checkpoints ORDER BY account"
 
 # Calls (not call logs: one call may go to several writers) per hour and result.
-_HOURLY = """
+_HOURLY = f"""
 SELECT date_trunc('hour', call_ended_at) AS hour, payload->>'result' AS result,
        count(DISTINCT (account, call_key)) AS calls
 FROM outbox
-WHERE call_ended_at >= $1
+WHERE {_LIVE_OR_SENT_SINCE} AND call_ended_at >= $1
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
 
-# $2 the bucket bounds in seconds: bucket i counts latencies in [bounds[i-1], bounds[i]).
+# $3 the bucket bounds in seconds: bucket i counts latencies in [bounds[i-1], bounds[i]).
 _LATENCY = """
-SELECT width_bucket(extract(epoch FROM sent_at - call_ended_at)::float8, $2::float8[]) AS bucket,
+SELECT width_bucket(extract(epoch FROM sent_at - call_ended_at)::float8, $3::float8[]) AS bucket,
        count(*) AS n
 FROM outbox
-WHERE status = 'sent' AND outcome IS DISTINCT FROM 'skipped' AND sent_at >= $1
+WHERE status = 'sent' AND account = ANY($2::text[]) AND sent_at >= $1
+  AND outcome IS DISTINCT FROM 'skipped'
 GROUP BY 1
 ORDER BY 1
 """
@@ -220,9 +227,10 @@ async def dead_calls(store: Store, writer: str | None = None, limit: int = 200) 
     return [CallLogs(r["account"], decode_call(r["payload"]), (_log(r),)) for r in rows]
 
 
-async def writer_days(store: Store, today: datetime) -> list[WriterDay]:
+async def writer_days(store: Store, today: datetime, accounts: Sequence[str]) -> list[WriterDay]:
+    """Each writer's figures over ``accounts`` (their sent rows; every live or dead row)."""
     async with store.reading("reading the writers' figures") as conn:
-        rows = await conn.fetch(_WRITERS, today)
+        rows = await conn.fetch(_WRITERS, today, list(accounts))
     return [
         WriterDay(
             writer=r["writer"],
@@ -245,17 +253,17 @@ async def last_events(store: Store) -> dict[str, datetime | None]:
     return {r["account"]: r["last_event_time"] for r in rows}
 
 
-async def calls_per_hour(store: Store, since: datetime) -> list[HourCount]:
+async def calls_per_hour(store: Store, since: datetime, accounts: Sequence[str]) -> list[HourCount]:
     async with store.reading("counting calls per hour") as conn:
-        rows = await conn.fetch(_HOURLY, since)
+        rows = await conn.fetch(_HOURLY, since, list(accounts))
     return [HourCount(r["hour"], r["result"] or "unknown", r["calls"]) for r in rows]
 
 
 async def end_to_crm_latency(
-    store: Store, since: datetime, bounds: Sequence[float]
+    store: Store, since: datetime, accounts: Sequence[str], bounds: Sequence[float]
 ) -> LatencyBuckets:
     async with store.reading("measuring call-end to CRM latency") as conn:
-        rows = await conn.fetch(_LATENCY, since, list(bounds))
+        rows = await conn.fetch(_LATENCY, since, list(accounts), list(bounds))
     counts = [0] * (len(bounds) + 1)
     for r in rows:
         counts[r["bucket"]] += r["n"]
