@@ -73,6 +73,7 @@ log = get_logger(__name__)
 # The account key of a one-account file (``[ringcentral]`` at the top level).
 ACCOUNT = DEFAULT_ACCOUNT
 OUTBOX_POLL_INTERVAL = 5.0
+PRIVATE_UMASK = 0o077
 
 __all__ = [
     "ACCOUNT",
@@ -218,6 +219,14 @@ class Daemon:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> int:
+        # Every file the daemon makes (state, call data, recordings) is the service's alone.
+        umask = os.umask(PRIVATE_UMASK)
+        try:
+            return await self._run()
+        finally:
+            os.umask(umask)
+
+    async def _run(self) -> int:
         configure_logging(self.settings)
         self._notifier.status("starting: opening the store")
         try:
