@@ -157,3 +157,24 @@ def test_run_without_readable_credentials_exits_with_the_final_status(
     err = capsys.readouterr().err
     assert "ringcentral.jwt: cannot read credential 'rc-jwt'" in err
     assert "LoadCredential=rc-jwt:" in err
+
+
+def test_run_warns_at_start_about_a_secret_everyone_can_read(
+    config: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Issue 18 item 13: the warning reaches the journal at every start (stderr)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    text = CONFIG.format(state=blocker / "state")
+    text = text.replace('"credential:rc-client-secret"', '"inline-client-secret"')
+    config.write_text(text.replace('"credential:rc-jwt"', '"inline-jwt"'))
+    config.chmod(0o644)
+    assert main(["run", "--config", str(config)]) == EXIT_CONFIG  # stopped by the state dir
+    err = capsys.readouterr().err
+    warning = (
+        f"warning: {config} holds secrets written inline (ringcentral.client_secret, "
+        "ringcentral.jwt) and every user can read it (mode 0644)"
+    )
+    assert warning in err
+    assert "inline-client-secret" not in err
+    assert "inline-jwt" not in err
