@@ -9,12 +9,12 @@ failure.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ import pytest
 from tests.console.harness import ADMIN_TOKEN, CHROMIUM, RunningConsole, running_console
 from tests.daemon.helpers import wait_until
 
+from sscl_daemon.cli import main
 from sscl_daemon.simulator.scenarios import CallKind, SimCall
 from sscl_daemon.store import views
 
@@ -182,23 +183,11 @@ async def test_a_dead_letter_is_retried_from_the_page_and_then_shows_as_sent(
 
 
 def _cli_check(config: Path, number: str) -> list[str]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sscl_daemon",
-            "blocklist",
-            "check",
-            number,
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return (done.stdout + done.stderr).strip().splitlines()
+    """What ``sscl-daemon blocklist check NUMBER --config FILE`` prints (run in-process)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        main(["blocklist", "check", number, "--config", str(config)])
+    return out.getvalue().strip().splitlines()
 
 
 async def test_the_tester_answers_as_blocklist_check_does(
@@ -251,3 +240,26 @@ async def test_a_wrong_token_and_a_missing_csrf_token_are_refused(
     assert "script-src 'self'" in csp
     assert "default-src 'none'" in csp
     await page.goto(f"{base}/dead")  # the screenshot shows the page the refused actions belong to
+
+
+_UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, button')]
+    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+    .map(el => el.outerHTML)"""
+
+
+async def test_every_page_is_labelled_keyboard_reachable_and_fits_a_phone(
+    console: RunningConsole, page: Page
+) -> None:
+    base = console.base_url
+    await log_in(page, base)
+    await page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", "/calls", "/dead", "/blocklist", "/charts", "/config"):
+        await page.goto(f"{base}{path}")
+        assert await page.evaluate(_UNLABELLED) == [], path
+        # The first Tab stop is the skip link, and it leads to the main content.
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.className") == "skip", path
+        # Nothing is wider than the phone's screen (tables scroll or stack, never the page).
+        overflow = await page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 0, path
