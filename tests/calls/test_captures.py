@@ -99,7 +99,7 @@ def test_a_hole_in_the_sequence_is_not_logged_as_a_complete_call() -> None:
     tracker, made = run(RC_TO_PSTN, PEOPLE, keep={2, 3, 9, 10})
     assert [c.result for c in made] == [CallResult.MISSED]
     holed = tracker.take_holed()
-    assert holed == [made[0].telephony_session_id]
+    assert holed == [(made[0].telephony_session_id, made[0].start_time)]
     # the whole capture has no hole
     tracker, made = run(RC_TO_PSTN, PEOPLE)
     assert [c.result for c in made] == [CallResult.ANSWERED]

@@ -7,13 +7,14 @@ numbers have a hole -- is not logged from that history alone: its call-log recor
 (``ringcentral/calllog.py``, put together with what was seen by ``calls/merge.py``). This
 module is the pure bookkeeping of those sessions: no I/O, no clock (``now`` is passed in).
 
-A session's life here::
-
-    mark ──> waiting ──(tracker finished it, or silent while followed)──> due
-    due ──(record found)──> settled from the call log (removed)
-    due ──(no record yet)──> waiting again, next read after RETRY_AFTER_S[attempts]
-    due ──(schedule exhausted)──> given up: logged from what was seen (calls of a history
-                                  with a hole as ``incomplete``), never dropped silently
+A session's phases here are the ``SUSPECT`` and ``HELD_BACK`` rows of the lifecycle
+table (:mod:`sscl_daemon.calls.lifecycle`), and every change goes through its
+:func:`~sscl_daemon.calls.lifecycle.step`: marked at a gap (``SUSPECT``, still followed)
+or completed with a hole (``HELD_BACK``); due for a call-log read once the tracker
+finished it, or once it has been silent while followed; settled from its record
+(``SETTLED_ELSEWHERE``), or read again after ``RETRY_AFTER_S[attempts]``, and when the
+schedule is exhausted given up (``GIVEN_UP``: logged from what was seen, calls of a
+history with a hole as ``incomplete``), never dropped silently.
 
 Call-log records appear 15-30 s after a call ends, but a warm transfer's records only once
 the whole call (both sessions) has ended, and the platform's delay is not bounded by any
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sscl_daemon.calls.lifecycle import Phase, Trigger, step
 from sscl_daemon.calls.model import CompletedCall
 
 # Seconds to wait after each unsuccessful call-log read of a session (bounded: ~2 hours).
@@ -41,6 +43,7 @@ class Waiting:
 
     since: datetime  # first seen (or the gap start): the call-log window starts before it
     last_event: datetime  # newest event time seen of it
+    phase: Phase = Phase.SUSPECT  # or HELD_BACK once the tracker finished it
     holed: bool = False  # the tracker completed it with a sequence number missing
     held: list[CompletedCall] = field(default_factory=list)  # the tracker's view, kept back
     attempts: int = 0  # call-log reads that did not find it
@@ -64,14 +67,24 @@ class Settling:
         return list(self._waiting)
 
     def mark(self, tsid: str, since: datetime) -> None:
-        """``tsid`` may have lost events; it waits for the call log (no-op if it already does)."""
-        if tsid not in self._waiting:
-            self._waiting[tsid] = Waiting(since, since)
+        """``tsid`` may have lost events (a gap, a restart): it waits for the call log."""
+        waiting = self._waiting.get(tsid)
+        if waiting is None:
+            phase, _ = step(Phase.OPEN, Trigger.GAP)
+            self._waiting[tsid] = Waiting(since, since, phase)
+        else:
+            waiting.phase, _ = step(waiting.phase, Trigger.GAP)
 
     def mark_holed(self, tsid: str, since: datetime) -> None:
         """The tracker completed ``tsid`` with a sequence number missing."""
-        self.mark(tsid, since)
-        self._waiting[tsid].holed = True
+        waiting = self._waiting.get(tsid)
+        if waiting is None:
+            # completed (or timed out) by the tracker: both go the same way
+            phase, _ = step(Phase.OPEN, Trigger.HOLE)
+            waiting = self._waiting[tsid] = Waiting(since, since, phase)
+        else:
+            waiting.phase, _ = step(waiting.phase, Trigger.HOLE)
+        waiting.holed = True
 
     def touch(self, tsid: str, at: datetime) -> None:
         """An event of ``tsid`` arrived (the silence test of followed sessions)."""
@@ -84,6 +97,8 @@ class Settling:
         waiting = self._waiting.get(call.telephony_session_id)
         if waiting is None:
             return False
+        if waiting.phase is Phase.SUSPECT:
+            waiting.phase, _ = step(waiting.phase, Trigger.GRACE_PASSED)
         waiting.held.append(call)
         return True
 
@@ -138,8 +153,18 @@ class Settling:
             waiting.next_read = None
 
     def settle(self, tsid: str) -> Waiting | None:
-        """``tsid`` is done with (settled from the call log, or given up): forget it."""
-        return self._waiting.pop(tsid, None)
+        """``tsid``'s record was read and logged: forget it (``SETTLED_ELSEWHERE``)."""
+        return self._leave(tsid, Trigger.RECORD)
+
+    def give_up(self, tsid: str) -> Waiting | None:
+        """No record came for ``tsid``: forget it; the caller logs what was seen."""
+        return self._leave(tsid, Trigger.NO_RECORD)
+
+    def _leave(self, tsid: str, trigger: Trigger) -> Waiting | None:
+        waiting = self._waiting.pop(tsid, None)
+        if waiting is not None:
+            waiting.phase, _ = step(waiting.phase, trigger)
+        return waiting
 
     def oldest(self) -> datetime | None:
         """The earliest ``since`` of a waiting session (the checkpoint must not pass it)."""

@@ -44,7 +44,7 @@ policy every candidate leg is returned.
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,7 +62,8 @@ from sscl_daemon.calls.events import (
     parse_reason,
     parse_status,
 )
-from sscl_daemon.calls.legs import LegContext, derive_calls, to_ms
+from sscl_daemon.calls.legs import LegContext, derive_calls, to_datetime, to_ms
+from sscl_daemon.calls.lifecycle import Phase
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy, PolicyOptions
 from sscl_daemon.calls.state import (
@@ -223,6 +224,9 @@ class Tracker:
         self._timeout_ms = round(self._options.session_timeout_s * 1000)
         self._dedupe_window = self._options.dedupe_window
         self._sessions: dict[str, SessionState] = {}
+        # Sessions in the order their first event arrived (oldest_in_flight: the daemon's
+        # checkpoint); entries of sessions that left are dropped lazily from the front.
+        self._arrivals: OrderedDict[str, None] = OrderedDict()
         self._heap: list[tuple[int, int, str]] = []
         self._tick = 0
         self._clock = 0
@@ -235,7 +239,7 @@ class Tracker:
         )
         # Sessions completed with a sequence number missing (a hole, or the start never
         # seen), for take_holed(): their calls are not sure enough to log as they are.
-        self._holed: deque[str] = deque(maxlen=self._options.skipped_window)
+        self._holed: deque[tuple[str, datetime]] = deque(maxlen=self._options.skipped_window)
         # Unknown extension ids asked for once (a fresh directory is wanted before deciding),
         # the ones not yet handed to the daemon, and the sessions parked for them.
         self._directory_wait_ms = round(self._options.directory_wait_s * 1000)
@@ -315,6 +319,24 @@ class Tracker:
         """The ids of the sessions in flight, least recently active first (a copy)."""
         return list(self._sessions)
 
+    def oldest_in_flight(self) -> datetime | None:
+        """The first event time of the session in flight whose first event arrived first.
+
+        The daemon's checkpoint stays at or before it: reading the call log from there
+        finds every call not yet logged.
+        """
+        arrivals, sessions = self._arrivals, self._sessions
+        while arrivals:
+            session = sessions.get(next(iter(arrivals)))
+            if session is not None:
+                return to_datetime(session.first_ms)
+            arrivals.popitem(last=False)
+        return None
+
+    def in_flight_by_arrival(self) -> list[str]:
+        """The sessions in flight, the one whose first event arrived first first."""
+        return [tsid for tsid in self._arrivals if tsid in self._sessions]
+
     def first_event_time(self, telephony_session_id: str) -> datetime | None:
         """When the earliest event seen of a session in flight happened (None if not followed)."""
         session = self._sessions.get(telephony_session_id)
@@ -322,11 +344,23 @@ class Tracker:
             return None
         return datetime.fromtimestamp(session.first_ms / 1000, UTC)
 
-    def take_holed(self) -> list[str]:
+    def phase(self, telephony_session_id: str) -> Phase | None:
+        """The lifecycle phase of a session in flight (None once it left the tracker)."""
+        session = self._sessions.get(telephony_session_id)
+        if session is None:
+            return None
+        if session.deadline is None:
+            return Phase.OPEN
+        if telephony_session_id in self._parked:
+            return Phase.AWAITING_DIRECTORY
+        return Phase.GRACE_PENDING
+
+    def take_holed(self) -> list[tuple[str, datetime]]:
         """Sessions completed since the last call whose history had a missing sequence number.
 
         Their calls were derived from an incomplete history (a notification never came):
-        the daemon confirms them from the call log before logging them.
+        the daemon confirms them from the call log before logging them. Each comes with its
+        first event time (where a call-log read for it starts).
         """
         taken = list(self._holed)
         self._holed.clear()
@@ -408,6 +442,7 @@ class Tracker:
             session.first_ms = session.last_ms = at
             session.min_seq = seq
             count["sessions_started"] += 1
+            self._arrivals[tsid] = None
         sessions[tsid] = session
         session.touched_ms = clock
         bit = 1 << seq
@@ -617,7 +652,7 @@ class Tracker:
         self._finished.add(tsid)
         self._count["sessions_expired" if timed_out else "sessions_completed"] += 1
         if not session.contiguous():
-            self._holed.append(tsid)
+            self._holed.append((tsid, to_datetime(session.first_ms)))
         policy = self._policy
         self._parked.discard(tsid)
         calls = derive_calls(session, self._context(), timed_out)
@@ -686,6 +721,8 @@ class Tracker:
             session = restore_session(item)
             self._sessions[session.tsid] = session
             self._evaluate(session)
+        ordered = sorted(self._sessions.values(), key=lambda s: s.first_ms)
+        self._arrivals = OrderedDict((s.tsid, None) for s in ordered)
         self._finished = _RecentSet(self._options.finished_window)
         for tsid in snap.finished:
             self._finished.add(tsid)

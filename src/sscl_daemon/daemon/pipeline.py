@@ -23,7 +23,6 @@ restored snapshot never holds a session whose calls were lost.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
@@ -102,10 +101,6 @@ def _events_received(status: str) -> CounterChild:
     return counter_child(metrics.EVENTS_RECEIVED, status=status)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def snapshot_session_count(snapshot: bytes | None) -> int | None:
     """How many sessions a saved snapshot holds (None if there is none or it is unreadable)."""
     if snapshot is None:
@@ -129,8 +124,6 @@ class Pipeline:
         # Called with extension ids a complete session names that the directory does not
         # know: the account refreshes the directory before the session is decided.
         self.on_directory_wanted: Callable[[set[str]], None] | None = None
-        # Sessions in the order their first event arrived, with that event's time.
-        self._first_seen: OrderedDict[str, datetime] = OrderedDict()
         self._newest: datetime | None = None
         self._last_uuid: str | None = None
         # The RingCentral account id, as the events name it (for call-log records).
@@ -147,7 +140,7 @@ class Pipeline:
     def mark_suspects(self, sessions: Iterable[str]) -> None:
         fallback = self._newest or datetime.now(UTC)
         for tsid in sessions:
-            self.settling.mark(tsid, self._first_seen.get(tsid, fallback))
+            self.settling.mark(tsid, self.tracker.first_event_time(tsid) or fallback)
 
     def suspects(self) -> list[str]:
         return self.settling.sessions()
@@ -199,7 +192,7 @@ class Pipeline:
         it) is completed now instead of waiting for the tracker's session timeout.
         """
         self._hold_back([])  # other sessions' holes first: they must go on waiting
-        waiting = self.settling.settle(tsid)
+        waiting = self.settling.give_up(tsid)
         calls = self.tracker.settle(tsid)
         self._count_skipped()
         if waiting is not None:
@@ -213,12 +206,9 @@ class Pipeline:
 
     def _hold_back(self, calls: list[CompletedCall]) -> list[CompletedCall]:
         settling = self.settling
-        holed = self.tracker.take_holed()
-        if holed:
-            fallback = self._newest or _now()
-            for tsid in holed:
-                # A notification of it never came: the call log decides (behaviour 1).
-                settling.mark_holed(tsid, self._first_seen.get(tsid, fallback))
+        for tsid, first in self.tracker.take_holed():
+            # A notification of it never came: the call log decides (issue 13).
+            settling.mark_holed(tsid, first)
         if not calls or not len(settling):
             return calls
         return [call for call in calls if not settling.hold(call)]
@@ -239,16 +229,13 @@ class Pipeline:
 
     def in_flight_sessions(self) -> list[str]:
         """The sessions the tracker is following, oldest first."""
-        return [tsid for tsid in self._first_seen if tsid in self.tracker]
+        return self.tracker.in_flight_by_arrival()
 
     def checkpoint(self) -> Checkpoint | None:
         low = self._newest
-        while self._first_seen:
-            tsid, first = next(iter(self._first_seen.items()))
-            if tsid in self.tracker:
-                low = first if low is None else min(low, first)
-                break
-            self._first_seen.popitem(last=False)
+        oldest = self.tracker.oldest_in_flight()
+        if oldest is not None and (low is None or oldest < low):
+            low = oldest
         # Most events find neither a gap being closed nor a suspect: skip the scan then.
         if self._holds or len(self.settling):
             waiting = self.settling.oldest()
@@ -269,13 +256,6 @@ class Pipeline:
         if snapshot is None:
             return 0
         self.tracker.restore(snapshot)
-        tracker = self.tracker
-        for tsid in tracker.sessions():
-            first = tracker.first_event_time(tsid)
-            if first is not None:
-                self._first_seen[tsid] = first
-        # Oldest first, so checkpoint() finds the low-water mark at the front.
-        self._first_seen = OrderedDict(sorted(self._first_seen.items(), key=lambda kv: kv[1]))
         return len(self.tracker)
 
     async def on_notification(self, raw: bytes, received_at: datetime) -> None:
@@ -321,8 +301,6 @@ class Pipeline:
         at = body.event_time if body.event_time.tzinfo else body.event_time.replace(tzinfo=UTC)
         if tsid in self.settling:
             self.settling.touch(tsid, at)
-        if tsid in self.tracker:
-            self._first_seen.setdefault(tsid, at)
         if self._newest is None or at > self._newest:
             self._newest = at
         if event.uuid is not None:
