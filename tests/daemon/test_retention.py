@@ -18,6 +18,7 @@ from sscl_daemon.commands import status as status_command
 from sscl_daemon.config import (
     ConfigError,
     DaemonSettings,
+    Need,
     Settings,
     StoreSettings,
     load_config,
@@ -40,14 +41,14 @@ def _pruned_total() -> float:
 
 def _store_issues(values: dict[str, object]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        parse_config({"store": values}, require_credentials=False)
+        parse_config({"store": values}, needs=Need.STORE)
     return [str(issue) for issue in caught.value.issues]
 
 
 def test_the_retention_settings_default_to_30_days_hourly_and_are_validated() -> None:
-    default = parse_config({}, require_credentials=False).store
+    default = parse_config({}, needs=Need.STORE).store
     assert (default.sent_retention_days, default.prune_interval) == (30, 3600.0)
-    forever = parse_config({"store": {"sent_retention_days": 0}}, require_credentials=False)
+    forever = parse_config({"store": {"sent_retention_days": 0}}, needs=Need.STORE)
     assert forever.store.sent_retention_days == 0
     assert _store_issues({"sent_retention_days": 3}) == [
         "store.sent_retention_days: 3 days is too short to dedupe calls RingCentral may still "

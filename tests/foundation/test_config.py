@@ -340,7 +340,7 @@ def test_commands_without_credentials_ignore_unset_rc_secrets(
 ) -> None:
     monkeypatch.delenv("UNSET_RC_JWT", raising=False)
     data = {"ringcentral": {"client_id": "cid", "client_secret": "x", "jwt": "env:UNSET_RC_JWT"}}
-    settings = parse_config(with_writer(data), require_credentials=False)
+    settings = parse_config(with_writer(data), needs=Need.STORE)
     assert settings.ringcentral.jwt.reveal() == ""
     assert issues_of(data) == [
         "ringcentral.jwt: environment variable UNSET_RC_JWT is not set or empty"

@@ -26,6 +26,7 @@ from sscl_daemon.config import (
     parse_config,
 )
 from sscl_daemon.config.schema import AccountSettings, default_of
+from sscl_daemon.config.secrets import Need
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -42,7 +43,7 @@ CONTACT_KEYS = {"contact_cache_ttl": "cache_ttl", "contact_cache_size": "cache_s
 @pytest.fixture(scope="module")
 def example() -> tuple[dict[str, Any], Settings]:
     raw = EXAMPLE.read_text()
-    return tomllib.loads(raw), parse_config(tomllib.loads(raw), str(EXAMPLE), False)
+    return tomllib.loads(raw), parse_config(tomllib.loads(raw), str(EXAMPLE), needs=Need.NONE)
 
 
 def shown_keys(document: dict[str, Any], section: str) -> list[str]:
@@ -52,7 +53,7 @@ def shown_keys(document: dict[str, Any], section: str) -> list[str]:
 
 def differences(document: dict[str, Any], section: str, settings_type: type[Any]) -> dict[str, Any]:
     """Keys of ``[section]`` whose example value, once parsed, is not the schema's default."""
-    parsed = getattr(parse_config(document, "example.toml", False), section)
+    parsed = getattr(parse_config(document, "example.toml", needs=Need.NONE), section)
     found = {}
     for key in shown_keys(document, section):
         if getattr(parsed, key) != default_of(settings_type, key):

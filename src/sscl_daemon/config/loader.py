@@ -39,7 +39,7 @@ from sscl_daemon.config.schema import (
 )
 from sscl_daemon.config.secrets import Need, credential_source
 from sscl_daemon.config.table import LoadContext, Table
-from sscl_daemon.config.writers import parse_writer
+from sscl_daemon.config.writers import parse_writer, timezone_key
 
 if TYPE_CHECKING:
     from sscl_daemon.calls.blocklist import Blocklist, Scope
@@ -192,6 +192,7 @@ def _calls(t: Table) -> CallSettings:
         log_abandoned=t.boolean("log_abandoned", d.log_abandoned),
         missed_attribution=attribution,
         missed_owner_extension=owner,
+        timezone=timezone_key(t, None),
     )
     t.finish()
     return settings
@@ -250,7 +251,7 @@ def _account(name: str, t: Table, needs: Need) -> AccountSettings:
         )
     writers: list[WriterSettings] = []
     for writer_name, _ in writers_table.items():
-        writer = parse_writer(writer_name, writers_table.table(writer_name))
+        writer = parse_writer(writer_name, writers_table.table(writer_name), calls.timezone)
         if writer is not None:
             writers.append(writer)
     return AccountSettings(name, ringcentral, calls, blocklist, scope, tuple(writers))
@@ -268,20 +269,13 @@ def _accounts(t: Table, needs: Need) -> list[AccountSettings]:
 
 
 def parse_config(
-    data: Mapping[str, object],
-    source: str = "<config>",
-    require_credentials: bool = True,
-    *,
-    needs: Need = Need.ALL,
+    data: Mapping[str, object], source: str = "<config>", *, needs: Need = Need.ALL
 ) -> Settings:
     """Validate a decoded TOML document; raise :class:`ConfigError` listing every problem.
 
     ``needs`` names the parts whose secrets are resolved (:class:`Need`); secrets of the
     other parts are not looked up and a missing one is no problem.
-    ``require_credentials=False`` is the older spelling of ``needs=Need.STORE``.
     """
-    if not require_credentials:
-        needs = Need.STORE
     context = LoadContext()
     root = Table(data, "", context)
     file_dir = Path(source).parent if source != "<config>" else Path.cwd()
@@ -325,12 +319,10 @@ def parse_config(
     return dataclasses.replace(settings, warnings=tuple(warnings))
 
 
-def load_config(
-    path: str | Path, require_credentials: bool = True, *, needs: Need = Need.ALL
-) -> Settings:
+def load_config(path: str | Path, *, needs: Need = Need.ALL) -> Settings:
     """Read and validate a TOML file; raise :class:`ConfigError` on any problem.
 
-    ``needs`` and ``require_credentials`` as in :func:`parse_config`.
+    ``needs`` as in :func:`parse_config`.
     """
     path = Path(path)
     try:
@@ -351,4 +343,4 @@ def load_config(
         raise ConfigError(str(path), [ConfigIssue("", "the file is not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [ConfigIssue("", f"not valid TOML: {exc}")]) from None
-    return parse_config(data, str(path), require_credentials, needs=needs)
+    return parse_config(data, str(path), needs=needs)
