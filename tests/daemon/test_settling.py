@@ -169,3 +169,37 @@ def test_the_schedule_is_bounded_and_restarts_for_a_session_still_live() -> None
     settling.restart("s-1")  # the platform still has it: a new round of reads
     assert settling.due(now, lambda _t: False, 10) == (["s-1"], [])
     assert settling.overdue(now) == (0, 90.0)
+
+
+async def test_held_back_calls_survive_a_restart() -> None:
+    # The snapshot keeps the sessions waiting for the call log and the calls held back: a
+    # restart before the record came must not forget them (their session already left the
+    # tracker, so nothing else would bring them back).
+    pipeline, committer, _ = _pipeline(None)
+    envelopes = [e for e in csn_envelopes("RingCentral-PSTN.txt") if sequence(e) not in range(4, 9)]
+    for envelope in envelopes:
+        received = datetime.fromisoformat(str(envelope["timestamp"]))
+        await pipeline.on_notification(encoded(envelope), received)
+    await pipeline.expire(datetime(2020, 6, 23, 2, tzinfo=UTC))
+    [tsid] = pipeline.suspects()
+    saved: list[bytes] = []
+
+    async def save(data: bytes) -> None:
+        saved.append(data)
+
+    task = asyncio.create_task(committer.run())
+    try:
+        await asyncio.wait_for(pipeline.snapshot(save), 5)
+    finally:
+        task.cancel()
+    restarted, committer2, sink2 = _pipeline(None)
+    assert restarted.restore(saved[0], None) == 0  # nothing in flight, but one waiting
+    assert restarted.suspects() == [tsid]
+    checkpoint = restarted.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.last_event_time <= datetime(2020, 6, 23, 1, 19, 22, tzinfo=UTC)
+    await restarted.give_up_suspect(tsid)
+    await _drain(committer2)
+    assert [(c.telephony_session_id, c.result) for c in sink2.calls] == [
+        (tsid, CallResult.INCOMPLETE)
+    ]

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
+
 from sscl_daemon.calls.lifecycle import Phase, Trigger, step
 from sscl_daemon.calls.model import CompletedCall
 
@@ -48,6 +50,17 @@ class Waiting:
     held: list[CompletedCall] = field(default_factory=list)  # the tracker's view, kept back
     attempts: int = 0  # call-log reads that did not find it
     next_read: datetime | None = None  # None: at the next round it is due
+
+
+class _Saved(msgspec.Struct, array_like=True, frozen=True):
+    """One waiting session in a snapshot (kept with the tracker's, see :meth:`Settling.dump`)."""
+
+    tsid: str
+    since: datetime
+    last_event: datetime
+    phase: str
+    holed: bool
+    held: tuple[CompletedCall, ...]
 
 
 class Settling:
@@ -169,6 +182,32 @@ class Settling:
     def oldest(self) -> datetime | None:
         """The earliest ``since`` of a waiting session (the checkpoint must not pass it)."""
         return min((w.since for w in self._waiting.values()), default=None)
+
+    def dump(self) -> bytes:
+        """The waiting sessions, for the snapshot: a restart must not forget held calls.
+
+        The retry schedule starts again after a restart (the first read comes at once).
+        """
+        saved = [
+            _Saved(tsid, w.since, w.last_event, w.phase.value, w.holed, tuple(w.held))
+            for tsid, w in self._waiting.items()
+        ]
+        return msgspec.msgpack.encode(saved) if saved else b""
+
+    def load(self, data: bytes) -> None:
+        """Add the sessions of a :meth:`dump` (ValueError if it cannot be read)."""
+        if not data:
+            return
+        try:
+            saved = msgspec.msgpack.decode(data, type=list[_Saved])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(
+                f"the sessions waiting for the call log cannot be read: {exc}"
+            ) from None
+        for item in saved:
+            self._waiting[item.tsid] = Waiting(
+                item.since, item.last_event, Phase(item.phase), item.holed, list(item.held)
+            )
 
     def overdue(self, now: datetime) -> tuple[int, float]:
         """(sessions read at least once without a record, age in s of the oldest waiting)."""

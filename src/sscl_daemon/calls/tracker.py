@@ -166,6 +166,9 @@ class _Snapshot(msgspec.Struct, frozen=True):
     sessions: tuple[SessionSnapshot, ...]
     finished: tuple[str, ...]
     counters: dict[str, int]
+    # What the daemon keeps with the tracker's state (the sessions waiting for the call
+    # log, calls/settling.py); empty in snapshots of versions before it.
+    extra: bytes = b""
 
 
 _COUNTERS = (
@@ -694,19 +697,26 @@ class Tracker:
 
     # ---- persistence ----
 
-    def snapshot(self) -> bytes:
-        """The in-flight state as compact msgpack (for the store's checkpoint)."""
+    def snapshot(self, extra: bytes = b"") -> bytes:
+        """The in-flight state as compact msgpack (for the store's checkpoint).
+
+        ``extra`` is kept with it and given back by :meth:`restore`.
+        """
         snap = _Snapshot(
             version=SNAPSHOT_VERSION,
             clock_ms=self._clock,
             sessions=tuple(snapshot_session(s) for s in self._sessions.values()),
             finished=tuple(self._finished),
             counters=dict(self._count),
+            extra=extra,
         )
         return msgspec.msgpack.encode(snap)
 
-    def restore(self, data: bytes) -> None:
-        """Replace the in-flight state with a :meth:`snapshot`; raise ValueError if unusable."""
+    def restore(self, data: bytes) -> bytes:
+        """Replace the in-flight state with a :meth:`snapshot`; raise ValueError if unusable.
+
+        Returns the snapshot's ``extra``.
+        """
         try:
             snap = msgspec.msgpack.decode(data, type=_Snapshot)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -728,6 +738,7 @@ class Tracker:
             self._finished.add(tsid)
         for name in _COUNTERS:
             self._count[name] = snap.counters.get(name, 0)
+        return snap.extra
 
 
 def _no_log_reason(session: SessionState) -> str:

@@ -255,7 +255,9 @@ class Pipeline:
             self._newest = checkpoint.last_event_time
         if snapshot is None:
             return 0
-        self.tracker.restore(snapshot)
+        extra = self.tracker.restore(snapshot)
+        # Held calls wait for their record across a restart too (issue 13: nothing lost).
+        self.settling.load(extra)
         return len(self.tracker)
 
     async def on_notification(self, raw: bytes, received_at: datetime) -> None:
@@ -369,6 +371,6 @@ class Pipeline:
 
     async def snapshot(self, save: Callable[[bytes], Awaitable[None]]) -> None:
         """Snapshot the tracker now; save it once everything before it is committed."""
-        data = self.tracker.snapshot()
+        data = self.tracker.snapshot(self.settling.dump())
         await self._committer.flush()
         await save(data)
