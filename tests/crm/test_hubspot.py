@@ -134,7 +134,7 @@ async def test_create_maps_every_property_in_hubspot_terms(portal: Portal) -> No
     ("result", "direction", "disposition", "status"),
     [
         (CallResult.MISSED, Direction.INBOUND, hubspot.DISPOSITION_NO_ANSWER, "NO_ANSWER"),
-        (CallResult.VOICEMAIL, Direction.INBOUND, hubspot.DISPOSITION_LEFT_VOICEMAIL, "COMPLETED"),
+        (CallResult.VOICEMAIL, Direction.INBOUND, hubspot.DISPOSITION_NO_ANSWER, "NO_ANSWER"),
         (CallResult.BUSY, Direction.OUTBOUND, hubspot.DISPOSITION_BUSY, "BUSY"),
         (CallResult.REJECTED, Direction.OUTBOUND, hubspot.DISPOSITION_NO_ANSWER, "NO_ANSWER"),
     ],

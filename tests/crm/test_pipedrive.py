@@ -116,7 +116,7 @@ async def test_create_with_contact_and_owner_by_email(rig: Rig) -> None:
     ("result", "direction", "outcome"),
     [
         (CallResult.MISSED, Direction.INBOUND, "no_answer"),
-        (CallResult.VOICEMAIL, Direction.INBOUND, "left_voicemail"),
+        (CallResult.VOICEMAIL, Direction.INBOUND, "no_answer"),
         (CallResult.BUSY, Direction.OUTBOUND, "busy"),
         (CallResult.REJECTED, Direction.OUTBOUND, "no_answer"),
         (CallResult.TRANSFERRED, Direction.INBOUND, "connected"),

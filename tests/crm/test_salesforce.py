@@ -177,7 +177,7 @@ async def test_token_refresh_flow_and_instance_url_from_the_token_answer(org: Or
     ("result", "direction", "call_type", "disposition"),
     [
         (CallResult.MISSED, Direction.INBOUND, "Inbound", "No answer"),
-        (CallResult.VOICEMAIL, Direction.INBOUND, "Inbound", "Voicemail"),
+        (CallResult.VOICEMAIL, Direction.INBOUND, "Inbound", "Missed, voicemail left"),
         (CallResult.BUSY, Direction.OUTBOUND, "Outbound", "Busy"),
         (CallResult.ABANDONED, Direction.INBOUND, "Inbound", "Abandoned before answer"),
         (CallResult.ANSWERED, Direction.INTERNAL, "Internal", "Answered"),

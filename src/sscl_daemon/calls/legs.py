@@ -459,6 +459,7 @@ class _Builder:
             external_number=external[0] if direction is not _INTERNAL else None,
             external_name=external[1] if direction is not _INTERNAL else None,
             internal_number=internal_number,
+            own_number=party.own_number if party is not None else None,
             result=result,
             start_time=to_datetime(self.start),
             answer_time=None if answer is None else to_datetime(answer),

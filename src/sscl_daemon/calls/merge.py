@@ -78,6 +78,7 @@ def with_live(
         or (live.external_name if live.external_number == from_log.external_number else None),
         internal_number=from_log.internal_number
         or (live.internal_number if from_log.direction is Direction.INTERNAL else None),
+        own_number=from_log.own_number or live.own_number,
         transferred_to=from_log.transferred_to or live.transferred_to,
         queue_name=from_log.queue_name or live.queue_name,
         recording_ids=recordings,

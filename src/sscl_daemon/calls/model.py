@@ -171,6 +171,9 @@ class CompletedCall(msgspec.Struct, frozen=True, kw_only=True):
     # Extension numbers of every RingCentral party in the session (users, queues,
     # IVR menus); the blocklist matches "any participating extension" against it.
     participants: tuple[str, ...] = ()
+    # The user's own number on this call: the number the caller dialled on an inbound
+    # call (a direct or company number), the caller id shown on an outbound one.
+    own_number: str | None = None
 
     def seconds(self, ms: int) -> int:
         """Whole seconds, rounded half up (the unit of the replay output)."""

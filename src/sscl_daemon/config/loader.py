@@ -39,7 +39,7 @@ from sscl_daemon.config.schema import (
 )
 from sscl_daemon.config.secrets import Need, credential_source
 from sscl_daemon.config.table import LoadContext, Table
-from sscl_daemon.config.writers import parse_writer
+from sscl_daemon.config.writers import parse_writer, timezone_key
 
 if TYPE_CHECKING:
     from sscl_daemon.calls.blocklist import Blocklist, Scope
@@ -192,6 +192,7 @@ def _calls(t: Table) -> CallSettings:
         log_abandoned=t.boolean("log_abandoned", d.log_abandoned),
         missed_attribution=attribution,
         missed_owner_extension=owner,
+        timezone=timezone_key(t, None),
     )
     t.finish()
     return settings
@@ -250,7 +251,7 @@ def _account(name: str, t: Table, needs: Need) -> AccountSettings:
         )
     writers: list[WriterSettings] = []
     for writer_name, _ in writers_table.items():
-        writer = parse_writer(writer_name, writers_table.table(writer_name))
+        writer = parse_writer(writer_name, writers_table.table(writer_name), calls.timezone)
         if writer is not None:
             writers.append(writer)
     return AccountSettings(name, ringcentral, calls, blocklist, scope, tuple(writers))

@@ -91,6 +91,9 @@ class SeveralContactsPolicy(enum.StrEnum):
 
     ALL = "all"
     FIRST = "first"
+    # The one whose record changed last / was created first (the CRM's own timestamps).
+    MOST_RECENTLY_UPDATED = "most-recently-updated"
+    OLDEST = "oldest"
     UNASSOCIATED = "unassociated"
     SKIP = "skip"
 
@@ -189,6 +192,8 @@ class CallSettings:
     log_abandoned: bool = True
     missed_attribution: MissedAttribution = field(default_factory=lambda: _calls_api().RANG)
     missed_owner_extension: str | None = None
+    # IANA zone for times in call logs and CRM date fields (None: UTC); writers may override.
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,8 @@ class ContactSettings:
     # Look for a log the user's own RingCentral client already made before creating one
     # (one request per write or batch); off, such calls are logged twice.
     detect_client_logs: bool = True
+    # IANA zone of this writer's times (note, CRM date fields); None: calls.timezone, or UTC.
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)

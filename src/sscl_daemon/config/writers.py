@@ -30,7 +30,7 @@ from sscl_daemon.crm.signing import secret_problem
 _ORIGINAL = frozenset(t.value for t in WriterType)
 
 
-def _contacts(t: Table) -> ContactSettings:
+def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
     owners_table = t.table("owners")
     owners: dict[str, str] = {}
     for ext, owner in owners_table.items():
@@ -47,7 +47,21 @@ def _contacts(t: Table) -> ContactSettings:
         owner_by_email=t.boolean("owner_by_email", d.owner_by_email),
         owners=owners,
         detect_client_logs=t.boolean("detect_client_logs", d.detect_client_logs),
+        timezone=timezone_key(t, default_timezone),
     )
+
+
+def timezone_key(t: Table, default: str | None) -> str | None:
+    """The table's ``timezone`` (an IANA name), else ``default`` (a writer's: the account's
+    ``calls.timezone``)."""
+    from sscl_daemon.crm.content import zone_problem
+
+    name = t.string("timezone", "") or None
+    problem = zone_problem(name) if name else None
+    if problem is not None:
+        t.problem("timezone", problem)
+        return default
+    return name or default
 
 
 def oauth_settings(
@@ -136,8 +150,11 @@ def jsonl(t: OptionReader) -> JsonlOptions | None:
     return JsonlOptions(path)
 
 
-def parse_writer(name: str, t: Table) -> WriterSettings | None:
-    """One ``[writers.NAME]`` table; None (with the problems recorded) when unusable."""
+def parse_writer(name: str, t: Table, default_timezone: str | None = None) -> WriterSettings | None:
+    """One ``[writers.NAME]`` table; None (with the problems recorded) when unusable.
+
+    ``default_timezone`` is the account's ``calls.timezone``, the zone of CRM writers that
+    name none."""
     from sscl_daemon.crm import registry  # the plug-ins import the config, not the reverse
 
     kind = t.string("type", "")
@@ -155,7 +172,7 @@ def parse_writer(name: str, t: Table) -> WriterSettings | None:
     retry_initial = t.number("retry_initial", d.retry_initial)
     retry_max = t.number("retry_max", d.retry_max)
     timeout = t.number("timeout", d.timeout, minimum=0.1)
-    contacts = _contacts(t) if plugin.contacts else ContactSettings()
+    contacts = _contacts(t, default_timezone) if plugin.contacts else ContactSettings()
     options = plugin.parse_options(t)
     t.finish()
     if options is None:

@@ -7,7 +7,8 @@ only the lookups differ. A writer passes its own async lookups in, and this modu
   ``ContactSettings``) of E.164 number -> matching contacts, so a busy contact costs one
   search per TTL. Failed lookups are not cached.
 * :func:`choose` -- the pure decision of what to do with 0, 1 or several matches under the
-  configured ``no_contact`` / ``several_contacts`` policies.
+  configured ``no_contact`` / ``several_contacts`` policies (``most-recently-updated`` and
+  ``oldest`` read the CRM's own timestamps of each match; a match without one comes last).
 * :class:`OwnerResolver` -- the CRM user who owns a call log: the explicit ``owners`` table
   (RingCentral extension number -> CRM user id, or an e-mail to look up) first, then the
   RingCentral user's e-mail matched against the CRM's user list (``owner_by_email``). The
@@ -23,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cachetools import TTLCache
 
@@ -42,6 +44,25 @@ class Contact:
     kind: str = "contact"
     org_id: str | None = None
     owner_id: str | None = None
+    # The CRM's own record times (aware datetimes), for the several_contacts policies.
+    created: datetime | None = None
+    updated: datetime | None = None
+
+
+def parse_time(value: object) -> datetime | None:
+    """A CRM timestamp (ISO 8601, ``Z`` or offset, or Pipedrive's ``YYYY-MM-DD HH:MM:SS``
+    in UTC) as an aware datetime; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    # Salesforce writes offsets without a colon (+0000).
+    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = f"{text[:-2]}:{text[-2:]}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -76,11 +97,23 @@ def choose(
         return ContactChoice(contacts=tuple(found))
     if policy is SeveralContactsPolicy.FIRST:
         return ContactChoice(contacts=(found[0],))
+    if policy is SeveralContactsPolicy.MOST_RECENTLY_UPDATED:
+        # max() keeps the first of equals: the CRM's order breaks ties.
+        return ContactChoice(contacts=(max(found, key=lambda c: _stamp(c.updated, newest=True)),))
+    if policy is SeveralContactsPolicy.OLDEST:
+        return ContactChoice(contacts=(min(found, key=lambda c: _stamp(c.created, newest=False)),))
     if policy is SeveralContactsPolicy.SKIP:
         return ContactChoice(
             skip=f"{len(found)} contacts match {number} (contacts.several_contacts = skip)"
         )
     return ContactChoice()
+
+
+def _stamp(moment: datetime | None, *, newest: bool) -> float:
+    """A sortable time; a missing one sorts last for either policy."""
+    if moment is None:
+        return float("-inf") if newest else float("inf")
+    return moment.timestamp()
 
 
 def skipped(choice: ContactChoice) -> Skipped | None:

@@ -26,6 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import phonenumbers
@@ -79,6 +80,13 @@ def outcome(call: CompletedCall) -> Outcome:
     if call.direction is Direction.OUTBOUND and result in (Outcome.REJECTED, Outcome.ABANDONED):
         return Outcome.NO_ANSWER
     return result
+
+
+def result_words(call: CompletedCall) -> str:
+    """The outcome as a note says it. A call that went to the user's voicemail is a missed
+    call with a voicemail (the caller left it), not the rep's "left voicemail" outcome."""
+    result = outcome(call)
+    return "missed, voicemail left" if result is Outcome.VOICEMAIL else result.value
 
 
 def was_connected(call: CompletedCall) -> bool:
@@ -163,6 +171,48 @@ def iso_utc(moment: datetime) -> str:
     return utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def zone(name: str | None) -> ZoneInfo | None:
+    """The IANA time zone ``name`` (None: none configured, times stay UTC).
+
+    Raises ValueError for a name the system's time-zone database does not know; the
+    configuration checks names with :func:`zone_problem` first."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def zone_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable IANA time zone, or None when it is."""
+    try:
+        zone(name)
+    except ValueError:
+        return f"{name!r} is not an IANA time zone name (e.g. 'America/New_York', 'UTC')"
+    return None
+
+
+def local(moment: datetime, tz: ZoneInfo | None) -> datetime:
+    """The moment in ``tz`` (UTC without one)."""
+    return utc(moment).astimezone(tz) if tz is not None else utc(moment)
+
+
+def shown_time(moment: datetime, tz: ZoneInfo | None) -> str:
+    """A time as a note shows it: ISO UTC without a zone, else local with its abbreviation
+    and offset (``2026-03-02 18:05:09 EST (-05:00)``)."""
+    if tz is None:
+        return iso_utc(moment)
+    here = local(moment, tz)
+    offset = here.strftime("%z")
+    return f"{here:%Y-%m-%d %H:%M:%S} {here.tzname()} ({offset[:3]}:{offset[3:]})"
+
+
+def local_date(moment: datetime, tz: ZoneInfo | None) -> str:
+    """The calendar date (``YYYY-MM-DD``) of the moment in ``tz`` (a CRM's date field)."""
+    return local(moment, tz).date().isoformat()
+
+
 # -- subject and note ------------------------------------------------------------------------
 
 
@@ -200,14 +250,17 @@ class NoteLine:
 
 
 def note_lines(
-    call: CompletedCall, contact_name: str | None = None, media_base: str = RECORDING_BASE
+    call: CompletedCall,
+    contact_name: str | None = None,
+    media_base: str = RECORDING_BASE,
+    tz: ZoneInfo | None = None,
 ) -> list[NoteLine]:
     """The facts of a note, in reading order; the two marker lines come last."""
     lines = [
         NoteLine("Direction", call.direction.value),
-        NoteLine("Result", outcome(call).value),
+        NoteLine("Result", result_words(call)),
         NoteLine("With", counterpart(call, contact_name)),
-        NoteLine("Start", iso_utc(call.start_time)),
+        NoteLine("Start", shown_time(call.start_time, tz)),
         NoteLine("Talk time", hms(talk_seconds(call))),
         NoteLine("Ring time", hms(call.seconds(call.ring_ms))),
     ]
@@ -234,17 +287,24 @@ def note_lines(
 
 
 def note_text(
-    call: CompletedCall, contact_name: str | None = None, media_base: str = RECORDING_BASE
+    call: CompletedCall,
+    contact_name: str | None = None,
+    media_base: str = RECORDING_BASE,
+    tz: ZoneInfo | None = None,
 ) -> str:
-    return "\n".join(f"{n.label}: {n.value}" for n in note_lines(call, contact_name, media_base))
+    lines = note_lines(call, contact_name, media_base, tz)
+    return "\n".join(f"{n.label}: {n.value}" for n in lines)
 
 
 def note_html(
-    call: CompletedCall, contact_name: str | None = None, media_base: str = RECORDING_BASE
+    call: CompletedCall,
+    contact_name: str | None = None,
+    media_base: str = RECORDING_BASE,
+    tz: ZoneInfo | None = None,
 ) -> str:
     """One ``<p>`` per line; values escaped, recording links clickable."""
     parts = []
-    for n in note_lines(call, contact_name, media_base):
+    for n in note_lines(call, contact_name, media_base, tz):
         value = html.escape(n.value)
         if n.link:
             value = f'<a href="{value}">{value}</a>'

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -47,7 +48,7 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.crm.batch import Pending
-from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.http import Auth, BearerToken, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.wiring import ChunkedWriterBase
@@ -64,13 +65,14 @@ CLIENT_WINDOW: Final = timedelta(hours=1)
 # Default call outcomes of every portal (``hs_call_disposition`` takes their GUIDs).
 DISPOSITION_BUSY: Final = "9d9162e7-6cf3-4944-bf63-4dff82258764"
 DISPOSITION_CONNECTED: Final = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
-DISPOSITION_LEFT_VOICEMAIL: Final = "b2cf5968-551e-4856-9783-52b3da59a7d0"
 DISPOSITION_NO_ANSWER: Final = "73a0d17f-1163-4015-bdd5-ec830791da20"
 
 _DISPOSITIONS: Final = {
     content.Outcome.ANSWERED: DISPOSITION_CONNECTED,
     content.Outcome.TRANSFERRED: DISPOSITION_CONNECTED,
-    content.Outcome.VOICEMAIL: DISPOSITION_LEFT_VOICEMAIL,
+    # The caller reached the user's voicemail: for the user a missed call ("Left voicemail"
+    # is the rep's outcome of an outbound call), with the voicemail in the note.
+    content.Outcome.VOICEMAIL: DISPOSITION_NO_ANSWER,
     content.Outcome.BUSY: DISPOSITION_BUSY,
     content.Outcome.NO_ANSWER: DISPOSITION_NO_ANSWER,
     content.Outcome.REJECTED: DISPOSITION_NO_ANSWER,
@@ -79,12 +81,21 @@ _DISPOSITIONS: Final = {
 _STATUSES: Final = {
     content.Outcome.BUSY: "BUSY",
     content.Outcome.NO_ANSWER: "NO_ANSWER",
+    content.Outcome.VOICEMAIL: "NO_ANSWER",
     content.Outcome.REJECTED: "NO_ANSWER",
     content.Outcome.ABANDONED: "NO_ANSWER",
     content.Outcome.INCOMPLETE: "FAILED",
 }
 _CALL_FIELDS: Final = ("hs_call_external_id", "hs_call_body", "hs_timestamp")
-_CONTACT_FIELDS: Final = ("firstname", "lastname", "phone", "mobilephone", "hubspot_owner_id")
+_CONTACT_FIELDS: Final = (
+    "firstname",
+    "lastname",
+    "phone",
+    "mobilephone",
+    "hubspot_owner_id",
+    "createdate",
+    "lastmodifieddate",
+)
 
 
 # -- pure mapping ----------------------------------------------------------------------------
@@ -95,13 +106,17 @@ def call_properties(
     contact_name: str | None = None,
     owner_id: str | None = None,
     key_property: str = KEY_PROPERTY,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, str]:
-    """The ``properties`` of a call engagement, every value a string (the spec's type)."""
+    """The ``properties`` of a call engagement, every value a string (the spec's type).
+
+    ``hs_timestamp`` is an instant (HubSpot shows it in each user's own zone); ``tz`` is the
+    zone of the times written in the note."""
     outcome = content.outcome(call)
     props = {
         "hs_timestamp": content.iso_utc(call.start_time),
         "hs_call_title": content.subject(call, contact_name),
-        "hs_call_body": content.note_html(call, contact_name),
+        "hs_call_body": content.note_html(call, contact_name, tz=tz),
         "hs_call_duration": str(max(call.talk_ms, 0)),
         "hs_call_status": _STATUSES.get(outcome, "COMPLETED"),
         "hs_call_external_id": call.telephony_session_id,
@@ -144,11 +159,12 @@ def create_input(
     contacts: Sequence[Contact] = (),
     owner_id: str | None = None,
     key_property: str = KEY_PROPERTY,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, object]:
     """One ``SimplePublicObjectInputForCreate`` (also a batch input, traced by our key)."""
     name = contacts[0].name if len(contacts) == 1 else None
     return {
-        "properties": call_properties(call, name, owner_id, key_property),
+        "properties": call_properties(call, name, owner_id, key_property, tz),
         "associations": associations(contacts),
         "objectWriteTraceId": call.key,
     }
@@ -230,7 +246,11 @@ def contact_from(record: Mapping[str, object]) -> Contact:
     props = _props(record)
     name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
     return Contact(
-        id=str(record.get("id", "")), name=name, owner_id=props.get("hubspot_owner_id") or None
+        id=str(record.get("id", "")),
+        name=name,
+        owner_id=props.get("hubspot_owner_id") or None,
+        created=parse_time(props.get("createdate") or record.get("createdAt")),
+        updated=parse_time(props.get("lastmodifieddate") or record.get("updatedAt")),
     )
 
 
@@ -271,6 +291,7 @@ class HubSpotWriter(ChunkedWriterBase):
             )
         self._base = opts.base_url.rstrip("/")
         self.key_property = opts.key_property
+        self._zone = content.zone(settings.contacts.timezone)
         auth: Auth
         if opts.oauth is not None:
             self.oauth: OAuthClient | None = OAuthClient(
@@ -301,7 +322,9 @@ class HubSpotWriter(ChunkedWriterBase):
     # -- steps -------------------------------------------------------------------------------
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
-        return create_input(call, resolved.contacts, resolved.owner_id, self.key_property)
+        return create_input(
+            call, resolved.contacts, resolved.owner_id, self.key_property, self._zone
+        )
 
     async def _write_chunk(self, chunk: list[Pending]) -> None:
         uncertain = [p for p in chunk if p.ctx.uncertain]

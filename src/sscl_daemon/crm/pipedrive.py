@@ -6,15 +6,22 @@ and logs -- or ``Authorization: Bearer`` with OAuth, whose token answer names th
 host ``api_domain`` that requests then go to):
 
 * ``POST /api/v1/callLogs`` -- the call log: ``user_id`` (owner), ``subject``, ``duration``
-  (talk seconds, as a string), ``outcome`` (``connected``, ``no_answer``, ``left_voicemail``,
-  ``busy``; the API also has ``left_message`` and ``wrong_number``, which we never infer),
-  ``from_phone_number``, ``to_phone_number`` (required), ``start_time`` / ``end_time``
-  (required, UTC ``YYYY-MM-DD HH:MM:SS``), ``person_id``, ``org_id``, ``note`` (HTML).
+  (talk seconds, as a string), ``outcome`` (``connected``, ``no_answer``, ``busy``; an
+  inbound call that went to the user's voicemail is ``no_answer`` with the voicemail in the
+  note -- ``left_voicemail``, ``left_message`` and ``wrong_number`` are a rep's outcomes of
+  an outbound call, which we never infer), ``from_phone_number`` / ``to_phone_number``
+  (required: the caller's number and the number called -- on an inbound call the
+  RingCentral number the caller dialled, else the extension), ``start_time`` / ``end_time``
+  (required, UTC ``YYYY-MM-DD HH:MM:SS`` as the API asks), ``person_id``, ``org_id``,
+  ``note`` (HTML, times in the writer's ``timezone``).
   Call logs take one person: with several matches and ``several_contacts = all`` the first
   one is used.
 * ``GET /api/v2/persons/search?term=<national number>&fields=phone`` per uncached number;
   the candidates are kept when one of their phones *is* the call's number in E.164 (users
   type numbers in every format, so the search is not exact and we compare ourselves).
+  Search items carry no record times, so with several matches and ``several_contacts =
+  "most-recently-updated"`` or ``"oldest"`` one ``GET /api/v2/persons?ids=…`` reads their
+  ``add_time`` / ``update_time``.
 * ``POST /api/v2/persons`` when ``no_contact = create``.
 * ``GET /api/v1/users`` once per cache TTL, for owners by e-mail.
 
@@ -41,11 +48,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import PipedriveOptions, WriterSettings
+from sscl_daemon.config import PipedriveOptions, SeveralContactsPolicy, WriterSettings
 from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
@@ -54,7 +62,7 @@ from sscl_daemon.crm.base import (
     WriteContext,
     WriteResult,
 )
-from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
 from sscl_daemon.crm.wiring import CrmWriterBase
@@ -64,6 +72,10 @@ SCAN_PAGES: Final = 4
 PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
+# Contact policies that need each match's record times.
+_BY_TIME: Final = frozenset(
+    {SeveralContactsPolicy.MOST_RECENTLY_UPDATED, SeveralContactsPolicy.OLDEST}
+)
 
 _OUTCOMES: Final = {
     content.Outcome.ANSWERED: "connected",
@@ -71,7 +83,9 @@ _OUTCOMES: Final = {
     content.Outcome.NO_ANSWER: "no_answer",
     content.Outcome.REJECTED: "no_answer",
     content.Outcome.ABANDONED: "no_answer",
-    content.Outcome.VOICEMAIL: "left_voicemail",
+    # The caller reached the user's voicemail: a missed call for the user ("left_voicemail"
+    # is the rep's outcome of an outbound call); the note says a voicemail was left.
+    content.Outcome.VOICEMAIL: "no_answer",
     content.Outcome.BUSY: "busy",
 }
 
@@ -98,10 +112,15 @@ def _int_id(value: object) -> int | None:
 
 
 def call_log_body(
-    call: CompletedCall, person: Contact | None, owner_id: int | None
+    call: CompletedCall,
+    person: Contact | None,
+    owner_id: int | None,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, object]:
     """The ``POST /v1/callLogs`` body (pure)."""
-    ours = call.extension_number or ""
+    # The user's side: the number the call reached (inbound) or was placed from, else the
+    # extension; an internal call's other side is the other extension.
+    ours = call.own_number or call.extension_number or ""
     theirs = call.external_number or call.internal_number or ""
     inbound = call.direction is Direction.INBOUND
     from_number, to_number = (theirs, ours) if inbound else (ours, theirs)
@@ -113,7 +132,7 @@ def call_log_body(
         "to_phone_number": to_number or "unknown",
         "start_time": pipedrive_time(call.start_time),
         "end_time": pipedrive_time(call.end_time),
-        "note": content.note_html(call, name),
+        "note": content.note_html(call, name, tz=tz),
     }
     if from_number:
         body["from_phone_number"] = from_number
@@ -150,6 +169,8 @@ def _person(item: Mapping[str, object]) -> Contact | None:
         "person",
         str(org_id) if org_id is not None else None,
         str(owner_id) if owner_id is not None else None,
+        created=parse_time(item.get("add_time")),
+        updated=parse_time(item.get("update_time")),
     )
 
 
@@ -173,6 +194,7 @@ class PipedriveWriter(CrmWriterBase):
         if not isinstance(options, PipedriveOptions):
             raise TypeError(f"writer {settings.name!r}: pipedrive needs PipedriveOptions")
         self._base = options.base_url.rstrip("/")
+        self._zone = content.zone(settings.contacts.timezone)
         self._oauth: OAuthClient | None = None
         auth: Auth
         if options.oauth is not None:
@@ -262,7 +284,25 @@ class PipedriveWriter(CrmWriterBase):
             person = _person(item)
             if person and any(content.same_number(p, number) for p in _phones(item)):
                 found.append(person)
+        if len(found) > 1 and self._settings.contacts.several_contacts in _BY_TIME:
+            return await self._with_times(found)
         return tuple(found)
+
+    async def _with_times(self, persons: Sequence[Contact]) -> tuple[Contact, ...] | LookupFailure:
+        """The persons as full records (with ``add_time`` / ``update_time``), same order
+        (at most SEARCH_LIMIT of them, within the endpoint's 100 ids)."""
+        answer = await self._get("/api/v2/persons", {"ids": ",".join(p.id for p in persons)})
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        full = {
+            c.id: c
+            for c in (
+                _person(r) for r in (data if isinstance(data, list) else []) if isinstance(r, dict)
+            )
+            if c is not None
+        }
+        return tuple(full.get(p.id, p) for p in persons)
 
     async def _create_person(
         self, call: CompletedCall, number: str, owner: str | None
@@ -342,7 +382,7 @@ class PipedriveWriter(CrmWriterBase):
             client = await self._client_activity(call, person)
             if client is not None:
                 return client
-        body = call_log_body(call, person, _int_id(resolved.owner_id))
+        body = call_log_body(call, person, _int_id(resolved.owner_id), self._zone)
         answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer

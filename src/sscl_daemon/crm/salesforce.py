@@ -21,7 +21,9 @@ is spent, else after a minute (a concurrency limit); any other 403 is a permanen
 
 Task fields: ``TaskSubtype='Call'``, ``Status='Completed'``, ``Priority='Normal'``,
 ``Subject``, ``Description`` (the note: queue/ring/hold/transfer details, recording links and
-the marker lines), ``ActivityDate`` (the call's UTC date; Task has no standard start time),
+the marker lines), ``ActivityDate`` (the call's date in the writer's ``timezone``, UTC
+without one: a date field has no zone, so a US evening call must not land on the next day;
+Task has no standard start time),
 ``CallType`` (Inbound/Outbound/Internal), ``CallDurationInSeconds`` (talk time),
 ``CallDisposition`` (the outcome in words), ``CallObject`` (the RingCentral telephony session
 id), ``WhoId`` (the contact: a Task takes one, so with several matches and the ``all``
@@ -51,6 +53,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -65,7 +68,7 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.crm.batch import Pending
-from sscl_daemon.crm.contacts import Contact, LookupFailure
+from sscl_daemon.crm.contacts import Contact, LookupFailure, parse_time
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.limiter import pause_from_headers
 from sscl_daemon.crm.oauth import OAuthClient
@@ -89,7 +92,7 @@ _CALL_TYPES: Final = {
 _DISPOSITIONS: Final = {
     content.Outcome.ANSWERED: "Answered",
     content.Outcome.NO_ANSWER: "No answer",
-    content.Outcome.VOICEMAIL: "Voicemail",
+    content.Outcome.VOICEMAIL: "Missed, voicemail left",
     content.Outcome.BUSY: "Busy",
     content.Outcome.REJECTED: "Rejected",
     content.Outcome.TRANSFERRED: "Answered, transferred",
@@ -115,16 +118,17 @@ def task_fields(
     key_field: str,
     contact: Contact | None = None,
     owner_id: str | None = None,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, object]:
     """The Task's fields for this call, in Salesforce's types (ints stay ints)."""
     name = contact.name if contact else None
     fields: dict[str, object] = {
         "Subject": content.subject(call, name)[:255],
-        "Description": content.note_text(call, name),
+        "Description": content.note_text(call, name, tz=tz),
         "TaskSubtype": "Call",
         "Status": "Completed",
         "Priority": "Normal",
-        "ActivityDate": content.utc(call.start_time).date().isoformat(),
+        "ActivityDate": content.local_date(call.start_time, tz),
         "CallType": _CALL_TYPES[call.direction],
         "CallDurationInSeconds": content.talk_seconds(call),
         "CallDisposition": _DISPOSITIONS[content.outcome(call)],
@@ -179,7 +183,8 @@ def contact_search(e164: str) -> str:
     national = content.national_digits(e164)
     if national and national not in terms:
         terms.append(national)
-    return f"FIND {{{' OR '.join(terms)}}} IN PHONE FIELDS RETURNING Contact(Id, Name, OwnerId)"
+    returning = "Contact(Id, Name, OwnerId, CreatedDate, LastModifiedDate)"
+    return f"FIND {{{' OR '.join(terms)}}} IN PHONE FIELDS RETURNING {returning}"
 
 
 def existing_for(
@@ -273,6 +278,7 @@ class SalesforceWriter(ChunkedWriterBase):
             )
         self._opts = opts
         self.key_field = opts.external_id_field
+        self._zone = content.zone(settings.contacts.timezone)
         self.oauth = OAuthClient(
             session,
             f"{opts.login_url.rstrip('/')}/services/oauth2/token",
@@ -326,7 +332,7 @@ class SalesforceWriter(ChunkedWriterBase):
             chunk,
             self.resolver,
             lambda call, resolved: task_fields(
-                call, self.key_field, resolved.primary, resolved.owner_id
+                call, self.key_field, resolved.primary, resolved.owner_id, self._zone
             ),
         )
         await batch.send(ready, self._create_one, self._create_many)
@@ -415,6 +421,8 @@ class SalesforceWriter(ChunkedWriterBase):
                 id=str(r["Id"]),
                 name=str(r["Name"]) if r.get("Name") else None,
                 owner_id=str(r["OwnerId"]) if r.get("OwnerId") else None,
+                created=parse_time(r.get("CreatedDate")),
+                updated=parse_time(r.get("LastModifiedDate")),
             )
             for r in _records(answer, "searchRecords")
             if r.get("Id")

@@ -453,6 +453,7 @@ class _Base:
             direction=direction,
             external_number=external,
             external_name=caller_name if external is not None else None,
+            own_number=own.phoneNumber if own else None,
             internal_number=self._internal_number(other)
             if direction is Direction.INTERNAL
             else None,

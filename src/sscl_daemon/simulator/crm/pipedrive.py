@@ -116,6 +116,8 @@ class PipedriveState(StandInState):
             ],
             "org_id": org_id,
             "owner_id": next(iter(self.users), None),
+            "add_time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "update_time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         return pid
 
@@ -247,6 +249,7 @@ def create_app(state: PipedriveState | None = None) -> web.Application:
         app.router.add_get(f"{prefix}/users", list_users)
     app.router.add_get("/api/v2/persons/search", search_persons)
     app.router.add_post("/api/v2/persons", add_person)
+    app.router.add_get("/api/v2/persons", list_persons)
     app.router.add_get("/api/v2/activities", list_activities)
     app.router.add_post("/oauth/token", token)
     return app
@@ -430,6 +433,18 @@ async def add_person(request: web.Request) -> web.Response:
     if isinstance(body.get("owner_id"), int):
         state.persons[pid]["owner_id"] = body["owner_id"]
     return json_response({"success": True, "data": state.persons[pid]})
+
+
+async def list_persons(request: web.Request) -> web.Response:
+    """``GET /api/v2/persons`` with ``ids`` (comma-separated, at most 100): full Person
+    objects, including ``add_time`` and ``update_time`` (RFC 3339, UTC)."""
+    state = _state(request)
+    raw = [i for i in request.query.get("ids", "").split(",") if i]
+    if len(raw) > 100 or not all(i.isdigit() for i in raw):
+        return _error(400, "ids must be at most 100 comma-separated person ids")
+    wanted = [int(i) for i in raw] if raw else list(state.persons)
+    data = [state.persons[i] for i in wanted if i in state.persons]
+    return json_response({"success": True, "data": data, "additional_data": {"next_cursor": None}})
 
 
 async def list_activities(request: web.Request) -> web.Response:

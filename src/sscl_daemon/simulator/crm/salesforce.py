@@ -109,6 +109,7 @@ CONTACT_SCHEMA: dict[str, FieldSpec] = {
     "Email": ("string", 80, True),
     "OwnerId": ("reference", "User", True),
     "CreatedDate": ("datetime", None, True),
+    "LastModifiedDate": ("datetime", None, True),
 }
 USER_SCHEMA: dict[str, FieldSpec] = {
     "Id": ("id", None, True),
@@ -116,7 +117,7 @@ USER_SCHEMA: dict[str, FieldSpec] = {
     "Name": ("string", 121, True),
     "IsActive": ("boolean", None, True),
 }
-READ_ONLY = frozenset({"Id", "CreatedDate", "Name"})
+READ_ONLY = frozenset({"Id", "CreatedDate", "LastModifiedDate", "Name"})
 PREFIXES = {"Task": "00T", "Contact": "003", "User": "005"}
 
 
@@ -183,6 +184,7 @@ class SalesforceState(StandInState):
             "Phone": phone,
             "MobilePhone": mobile,
             "CreatedDate": self.now(),
+            "LastModifiedDate": self.now(),
         }
         return cid
 
