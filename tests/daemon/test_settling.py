@@ -203,3 +203,23 @@ async def test_held_back_calls_survive_a_restart() -> None:
     assert [(c.telephony_session_id, c.result) for c in sink2.calls] == [
         (tsid, CallResult.INCOMPLETE)
     ]
+
+
+async def test_a_gap_read_again_takes_only_sessions_never_seen() -> None:
+    # Issue 19 cause 1: a warm transfer's first session began and ended inside a gap; its
+    # record appears only when the whole call ended, after the gap's first read. Reading the
+    # gap again later adds it; the consult session, seen live after the gap, is not re-added.
+    org = Organisation.build(23)
+    call = CallFactory(org, 23).make(START, CallKind.WARM_TRANSFER)
+    first, second = call.telephony_session_ids
+    pipeline, committer, sink = _pipeline(Directory.from_api(org.extension_records()))
+    second_events = [e for e in call.events if e.body["telephonySessionId"] == second]
+    for event in second_events[-3:]:  # only the end of the consult session was seen
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    again = pipeline.unseen(_records(org, call))
+    assert {c.telephony_session_id for c in again} == {first}
+    await pipeline.add_reconciled(again)
+    await _drain(committer)
+    assert [(c.key, c.result) for c in sink.calls] == [
+        (call.expected[0].key, CallResult.TRANSFERRED)
+    ]

@@ -318,6 +318,10 @@ class Tracker:
     def __contains__(self, telephony_session_id: object) -> bool:
         return telephony_session_id in self._sessions
 
+    def knows(self, telephony_session_id: str) -> bool:
+        """Whether the session is followed or completed recently (settled ones included)."""
+        return telephony_session_id in self._sessions or telephony_session_id in self._finished
+
     def sessions(self) -> list[str]:
         """The ids of the sessions in flight, least recently active first (a copy)."""
         return list(self._sessions)

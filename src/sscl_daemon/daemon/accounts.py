@@ -69,6 +69,9 @@ log = get_logger(__name__)
 DEFAULT_ACCOUNT = "default"
 # How often sessions whose completion grace passed are completed without a new event.
 EXPIRE_INTERVAL = 0.25
+# A gap's call log is read again this many seconds after the first read (records that
+# appear late: a warm transfer's, once both its sessions ended).
+GAP_READ_AGAIN = (120.0, 600.0)
 # At most one directory load per this many seconds for extensions it did not know.
 DIRECTORY_ON_DEMAND_INTERVAL = 60.0
 # The call log is in the Heavy rate group (10 requests/min): one read per round at most.
@@ -554,9 +557,24 @@ class AccountRunner:
             pipeline.settle_finished(resolution.batch.sessions())
             pipeline.release(hold)
             metrics.RECONCILE_RUNS.labels(trigger=trigger, result="ok").inc()
+            self._spawn(f"reconcile:{trigger}:again", self._read_gap_again(gap, pipeline))
 
         name = f"{self.name}:reconcile:{trigger}"
         self._spawn(f"reconcile:{trigger}", supervise(name, close, fatal=(AuthError,)))
+
+    async def _read_gap_again(self, gap: Gap, pipeline: Pipeline) -> None:
+        """Read a gap's call log again later, for calls that were wholly inside it.
+
+        A record can appear long after its call's end: a warm transfer's records are
+        written once both its sessions ended, and a first session that began and ended
+        inside the gap was never seen, so no waiting session stands for it (issue 19
+        cause 1). Only sessions the tracker never saw are taken: the others are logged
+        live or settle through their own schedule.
+        """
+        for delay in GAP_READ_AGAIN:
+            await asyncio.sleep(delay)
+            batch = await self._reconciler(pipeline).read_gap(gap)
+            await pipeline.add_reconciled(pipeline.unseen(batch.calls))
 
     def _reconciler(self, pipeline: Pipeline) -> Reconciler:
         rest = self._rest

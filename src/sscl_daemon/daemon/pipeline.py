@@ -344,6 +344,11 @@ class Pipeline:
                 RECENT_SKIPS.add(call, decision)
         await self._committer.add(logged)
 
+    def unseen(self, calls: Iterable[CompletedCall]) -> list[CompletedCall]:
+        """The calls of sessions the tracker never saw (nothing of them is logged live)."""
+        knows = self.tracker.knows
+        return [call for call in calls if not knows(call.telephony_session_id)]
+
     def _live_view(self, tsid: str) -> tuple[dict[str, CompletedCall], bool] | None:
         """The tracker's calls of a session (kept back or in flight) by key, and no-hole."""
         waiting = self.settling.get(tsid)

@@ -144,11 +144,14 @@ class Reconciler:
         if wait > 0:
             await self._sleep(wait)
 
+    async def read_gap(self, gap: Gap) -> Batch:
+        """The call log of the calls that started in ``gap`` (widened by the margin), now."""
+        return await self.read(gap.start - self._margin, gap.end + self._margin)
+
     async def close_gap(self, gap: Gap, in_flight: Iterable[str] = ()) -> Resolution:
         """Everything that happened in `gap`, plus the in-flight sessions it may have ended."""
         await self.wait_for_records(gap.end)
-        start, end = gap.start - self._margin, gap.end + self._margin
-        batch = await self.read(start, end)
+        batch = await self.read_gap(gap)
         seen = batch.sessions()
         log.info(
             "ringcentral.gap_closed",
