@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import stat
 import tempfile
@@ -136,3 +137,30 @@ async def test_the_state_directory_and_every_file_in_it_are_private(
     finally:
         await store.close()
     assert mode(server.log_path) == 0o600
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="root starting a service user's server needs root")
+def test_root_starting_the_service_users_server_leaves_its_directory_alone(
+    embedded_state_dir: Path,
+) -> None:
+    """``sudo sscl-daemon status`` while the daemon (its own user) is stopped."""
+    try:
+        service = pwd.getpwnam("daemon")
+    except KeyError:
+        pytest.skip("no 'daemon' user to stand for the service's user")
+    embedded_state_dir.chmod(0o755)  # a service's state directory is on a reachable path
+    root = embedded_state_dir / "postgres"
+    (root / "data").mkdir(parents=True, mode=0o700)
+    for made in (root, root / "data"):
+        os.chown(made, service.pw_uid, service.pw_gid)
+    before = mode(root)
+    server = EmbeddedServer(root, settings=FAST_UNSAFE_SETTINGS)
+    server.start()
+    try:
+        assert server.pid is not None
+        assert os.stat(f"/proc/{server.pid}").st_uid == service.pw_uid
+    finally:
+        server.stop()
+    assert root.stat().st_uid == service.pw_uid
+    assert mode(root) == before
+    assert not server.install_dir.exists()  # the package is reachable: no copy made

@@ -34,7 +34,7 @@ and nothing else of ours:
 
 * the binaries in the virtual environment may sit under a directory it
   cannot enter (a clone in ``/root`` or under a 0700 ``mktemp -d``); they are
-  therefore hard-linked (copied across file systems, or when a file is not
+  then hard-linked (copied across file systems, or when a file is not
   world-readable) into ``root/pginstall``, a root-owned 0755 tree that the
   server's user can read and execute but not change (the server finds its
   ``lib`` and ``share`` relative to its binary, so the tree works anywhere);
@@ -46,7 +46,11 @@ and nothing else of ours:
   reach its own directory;
 * the files root opens in ``root`` (the lock, the log) are in a directory
   only root can write, so the server's user cannot redirect them elsewhere
-  with a symbolic link.
+  with a symbolic link (and they are opened with ``O_NOFOLLOW``).
+
+An admin's command run as root (``sudo sscl-daemon status``) while the daemon,
+running as its own service user, is stopped starts the server as that user,
+the data directory's owner, and leaves the service's directory as it is.
 
 Blocking steps (``initdb``, waiting for readiness, waiting for the exit) run
 in a thread from the async wrappers; the fork itself happens in the calling
@@ -96,6 +100,8 @@ _INSTALL_MARK = ".source"
 # What the server and initdb get as their whole environment: no PG* variable of the
 # caller steers them, and none of the daemon's variables (secrets) reaches them.
 _SERVER_ENV: Mapping[str, str] = {"LC_ALL": "C", "PATH": "/usr/bin:/bin"}
+# Who runs the server when root starts it for a data directory of nobody in particular.
+_FALLBACK_USER = "nobody"
 # A probe of the owner lock (owner_pid) holds it for microseconds; a starting owner
 # retries that long before calling the server in use.
 _LOCK_RETRY = 0.5
@@ -145,13 +151,29 @@ def _run_as(data_dir: Path) -> _RunAs | None:
             entry = pwd.getpwuid(owner)
             return _RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
     try:
-        entry = pwd.getpwnam("nobody")
+        entry = pwd.getpwnam(_FALLBACK_USER)
     except KeyError:
         raise StoreError(
             "PostgreSQL refuses to run as root and there is no 'nobody' user to run it as; "
             "run sscl-daemon as an unprivileged user"
         ) from None
     return _RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+
+def _reachable(bin_dir: Path, user: _RunAs) -> bool:
+    """Whether ``user`` may pass through every directory down to ``bin_dir``."""
+    groups = set(os.getgrouplist(user.name, user.gid))
+    for directory in (bin_dir, *bin_dir.parents):
+        info = directory.stat()
+        if info.st_uid == user.uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
 
 
 def _open_ancestors(path: Path) -> None:
@@ -493,7 +515,7 @@ class EmbeddedServer:
             self._secure_root()
             self._bin_dir = (
                 source_bin
-                if self._run_as is None
+                if self._run_as is None or _reachable(source_bin, self._run_as)
                 else _public_install(source_bin, self.install_dir)
             )
             _own_dir(self.socket_dir, self._run_as)
@@ -504,7 +526,14 @@ class EmbeddedServer:
             raise
 
     def _secure_root(self) -> None:
-        """``root`` belongs to us, 0700; 0711 when the server's user must pass through it."""
+        """``root`` belongs to us, 0700; 0711 when the server's user must pass through it.
+
+        Except the service's own directory (the data directory's owner, a dedicated user,
+        owns it) that root visits for an admin's command: that stays as the service made it.
+        """
+        user = self._run_as
+        if user is not None and user.name != _FALLBACK_USER and self._owned_by(user):
+            return
         try:
             if os.geteuid() == 0 and self.root.stat().st_uid != 0:
                 os.chown(self.root, 0, 0)  # a layout where the server's user owned it
@@ -518,6 +547,9 @@ class EmbeddedServer:
             if not self.data_dir.exists():
                 self.data_dir.mkdir(mode=0o700)
                 os.chown(self.data_dir, self._run_as.uid, self._run_as.gid)
+
+    def _owned_by(self, user: _RunAs) -> bool:
+        return self.root.stat().st_uid == user.uid
 
     def _acquire_lock(self) -> None:
         deadline = time.monotonic() + _LOCK_RETRY
