@@ -22,7 +22,7 @@ from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.settling import RETRY_AFTER_S, Settling
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
-from sscl_daemon.daemon.pipeline import Pipeline
+from sscl_daemon.daemon.pipeline import Pipeline, snapshot_waiting
 from sscl_daemon.ringcentral.calllog import calls_from_records
 from sscl_daemon.ringcentral.records import CallLogRecord
 from sscl_daemon.simulator.org import Organisation
@@ -223,3 +223,14 @@ async def test_a_gap_read_again_takes_only_sessions_never_seen() -> None:
     assert [(c.key, c.result) for c in sink.calls] == [
         (call.expected[0].key, CallResult.TRANSFERRED)
     ]
+
+
+def test_status_can_read_the_sessions_waiting_from_the_saved_snapshot() -> None:
+    pipeline, _, _ = _pipeline(None)
+    assert snapshot_waiting(None) is None
+    assert snapshot_waiting(pipeline.tracker.snapshot(pipeline.settling.dump())) == (0, None)
+    pipeline.settling.mark("s-1", START)
+    pipeline.settling.mark("s-2", START - timedelta(minutes=3))
+    saved = pipeline.tracker.snapshot(pipeline.settling.dump())
+    assert snapshot_waiting(saved) == (2, START - timedelta(minutes=3))
+    assert snapshot_waiting(b"not msgpack") is None

@@ -63,6 +63,21 @@ class _Saved(msgspec.Struct, array_like=True, frozen=True):
     held: tuple[CompletedCall, ...]
 
 
+def _decode(data: bytes) -> list[_Saved]:
+    if not data:
+        return []
+    try:
+        return msgspec.msgpack.decode(data, type=list[_Saved])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"the sessions waiting for the call log cannot be read: {exc}") from None
+
+
+def saved_summary(data: bytes) -> tuple[int, datetime | None]:
+    """(sessions waiting, the earliest first seen) of a :meth:`Settling.dump` (ValueError)."""
+    saved = _decode(data)
+    return len(saved), min((item.since for item in saved), default=None)
+
+
 class Settling:
     """The sessions waiting for the call log (see the module docstring)."""
 
@@ -196,15 +211,7 @@ class Settling:
 
     def load(self, data: bytes) -> None:
         """Add the sessions of a :meth:`dump` (ValueError if it cannot be read)."""
-        if not data:
-            return
-        try:
-            saved = msgspec.msgpack.decode(data, type=list[_Saved])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ValueError(
-                f"the sessions waiting for the call log cannot be read: {exc}"
-            ) from None
-        for item in saved:
+        for item in _decode(data):
             self._waiting[item.tsid] = Waiting(
                 item.since, item.last_event, Phase(item.phase), item.holed, list(item.held)
             )

@@ -39,7 +39,7 @@ from sscl_daemon.calls.events import (
 )
 from sscl_daemon.calls.merge import with_live
 from sscl_daemon.calls.model import CallResult, CompletedCall
-from sscl_daemon.calls.settling import Settling
+from sscl_daemon.calls.settling import Settling, saved_summary
 from sscl_daemon.calls.state import SessionSnapshot
 from sscl_daemon.calls.tracker import Tracker
 from sscl_daemon.console.memory import RECENT_SKIPS
@@ -90,6 +90,22 @@ class _SnapshotSessions(msgspec.Struct):
     """
 
     sessions: tuple[SessionSnapshot, ...] = ()
+    extra: bytes = b""
+
+
+def snapshot_waiting(snapshot: bytes | None) -> tuple[int, datetime | None] | None:
+    """Sessions a saved snapshot holds as waiting for their call-log record, and the
+    earliest first seen of them (None if there is no snapshot or it is unreadable).
+
+    For ``sscl-daemon status``: calls owed although the outbox may be empty (issue 19).
+    """
+    if snapshot is None:
+        return None
+    try:
+        extra = msgspec.msgpack.decode(snapshot, type=_SnapshotSessions).extra
+        return saved_summary(extra)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        return None
 
 
 # Raw status codes whose counter apply() remembers; beyond that, odd codes are looked up.
