@@ -35,6 +35,16 @@ of order):
   completed one, so its late events are dropped too and cannot start a new session
   that a later expiry would log a second time.
 
+The phases a session goes through are the first rows of the lifecycle table
+(:mod:`sscl_daemon.calls.lifecycle`: open, grace pending, awaiting directory,
+complete, expired); this module is their hand-optimised form (a plain reference
+implementation checks it on random event orders, tests/calls/test_lifecycle.py).
+Two things it hands to the daemon instead of deciding alone: a session
+completed with a sequence number missing (:meth:`take_holed`: its calls wait for
+the call log, :mod:`sscl_daemon.calls.settling`), and extension ids a complete
+session names that the directory does not know (:meth:`take_directory_wanted`:
+the session waits up to ``directory_wait_s`` for a fresh directory).
+
 With a :class:`~sscl_daemon.calls.policy.Policy`, :meth:`apply` and
 :meth:`expire` return only the calls the policy logs; the skipped ones and
 the policy's reasons are collected for :meth:`take_skipped`. Without a
