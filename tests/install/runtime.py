@@ -18,6 +18,7 @@ import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -30,14 +31,22 @@ class Runtime:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def as_user(uid: int, gid: int) -> dict[str, Any]:
+    """``subprocess`` arguments that run the child as ``uid``/``gid`` with no other group.
+
+    Only root may switch (an ordinary user runs the child as itself: the user asked for).
+    """
+    if os.geteuid() != 0:
+        return {}
+    return {"user": uid, "group": gid, "extra_groups": []}
+
+
 def _usable_by(uid: int, gid: int, python: str, env: dict[str, str]) -> bool:
     try:
         probe = subprocess.run(
-            [python, "-c", "import sscl_daemon.cli"],
+            [python, "-c", "import sscl_daemon.commands.run"],
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-            user=uid,
-            group=gid,
-            extra_groups=[],
+            **as_user(uid, gid),
             cwd="/",
             capture_output=True,
             timeout=60,

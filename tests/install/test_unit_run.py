@@ -14,6 +14,7 @@ the unit does not restart on (``RestartPreventExitStatus=``), saying what to fix
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import pwd
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import pytest
 from tests.daemon.helpers import wait_until
-from tests.install.runtime import Runtime, runtime_for
+from tests.install.runtime import Runtime, as_user, runtime_for
 
 from sscl_daemon.exitcodes import EXIT_CONFIG, FINAL
 from sscl_daemon.simulator.app import Simulator, SimulatorConfig
@@ -222,6 +223,11 @@ def target(user: ServiceUser) -> Iterator[Installed]:
     try:
         yield Installed(root, user)
     finally:
+        # The credentials directory is read-only (0500), as systemd makes it: open it up so an
+        # ordinary user's test can remove what it made.
+        for directory, _, _ in os.walk(root):
+            with contextlib.suppress(OSError):
+                Path(directory).chmod(0o700)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -260,9 +266,7 @@ class UnitProcess:
                     **runtime.env,
                     **env,
                 },
-                user=target.user.uid,
-                group=target.user.gid,
-                extra_groups=[],
+                **as_user(target.user.uid, target.user.gid),
                 umask=int(unit_value("UMask"), 8),
             )
 
