@@ -232,7 +232,7 @@ class Authenticator:
                 raise _Rejected(status, error.error or "error", error.error_description)
             try:
                 data = msgspec.json.decode(body, type=_TokenResponse)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 raise Retryable(f"token endpoint sent an unreadable {status} answer") from None
             session = data.session_id or f"{data.owner_id}/{data.endpoint_id}"
             refresh_expiry = (
@@ -311,5 +311,5 @@ class KeptSession:
 def _decode_error(body: bytes) -> _ErrorResponse:
     try:
         return msgspec.json.decode(body, type=_ErrorResponse)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return _ErrorResponse()

@@ -241,10 +241,13 @@ def _decode(reply: _Reply, kind: type[T], path: str) -> T:
         return msgspec.json.decode(reply.body, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ApiError("GET", path, reply.status, "unreadable", str(exc)) from None
+    except RecursionError:
+        # msgspec recurses per nesting level: JSON nested past the limit is unreadable too.
+        raise ApiError("GET", path, reply.status, "unreadable", "nested too deeply") from None
 
 
 def _error_body(body: bytes) -> _ErrorBody:
     try:
         return msgspec.json.decode(body, type=_ErrorBody)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return _ErrorBody()
