@@ -16,7 +16,7 @@ from sscl_daemon.admin import AdminServer
 from sscl_daemon.calls.policy import Decision, SkipReason
 from sscl_daemon.config import Settings, parse_config
 from sscl_daemon.console.memory import RECENT_SKIPS
-from sscl_daemon.console.web import WebConsole
+from sscl_daemon.console.web import WebConsole, record_links
 from sscl_daemon.store import Store, views
 
 TOKEN = "console-http-token-0123456789abcdef"
@@ -205,3 +205,26 @@ async def test_no_page_ever_shows_a_secret(store: Store) -> None:
     assert "set (hidden)" in config
     assert "db.example" in config  # the DSN without its password
     assert "writers.crm.url" in config
+
+
+def test_salesforce_records_link_to_their_page_and_other_writers_do_not() -> None:
+    settings = parse_config(
+        {
+            "ringcentral": {"client_id": "id", "client_secret": SECRETS[1], "jwt": SECRETS[2]},
+            "writers": {
+                "sf": {
+                    "type": "salesforce",
+                    "instance_url": "https://acme.my.salesforce.com/",
+                    "client_id": "sf-client",
+                    "client_secret": "sf-client-secret-0123456789",
+                    "refresh_token": "sf-refresh-token-0123456789",
+                },
+                "log": {"type": "jsonl", "path": "/tmp/sscl-console-http.jsonl"},
+            },
+        }
+    )
+    links = record_links(settings)
+    assert set(links) == {("default", "sf")}
+    link = links[("default", "sf")]
+    assert link("00T5g00000AbCdEEAZ") == "https://acme.my.salesforce.com/00T5g00000AbCdEEAZ"
+    assert link("../../evil") is None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -34,7 +35,7 @@ from sscl_daemon.calls.model import CallResult
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.commands.blocklist import answer
 from sscl_daemon.commands.retry_dead import parse_since
-from sscl_daemon.config import AccountSettings, Settings
+from sscl_daemon.config import AccountSettings, SalesforceOptions, Settings
 from sscl_daemon.console import charts
 from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS, Skip
 from sscl_daemon.console.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_SECONDS, Sessions
@@ -143,6 +144,34 @@ def _matches(skip: Skip, search: str | None, result: str | None, extension: str 
         or text in (call.extension_number, call.internal_number)
         or bool(digits and call.external_number and digits in call.external_number)
     )
+
+
+RecordLink = Callable[[str], str | None]
+
+
+def _no_link(record_id: str) -> str | None:
+    return None
+
+
+def _salesforce_link(instance_url: str) -> RecordLink:
+    base = instance_url.rstrip("/")
+
+    def link(record_id: str) -> str | None:
+        return f"{base}/{quote(record_id, safe='')}" if record_id.isalnum() else None
+
+    return link
+
+
+def record_links(settings: Settings) -> dict[tuple[str, str], RecordLink]:
+    """(account, writer) -> the CRM page of a record id, for the writers whose record
+    address is known from their settings alone: Salesforce (``INSTANCE/ID`` opens any
+    record). HubSpot's needs the portal id and Pipedrive has no page per call log."""
+    links: dict[tuple[str, str], RecordLink] = {}
+    for account in settings.account_list():
+        for writer in account.writers:
+            if isinstance(writer.options, SalesforceOptions):
+                links[(account.name, writer.name)] = _salesforce_link(writer.options.instance_url)
+    return links
 
 
 class WebConsole:
@@ -323,11 +352,30 @@ class WebConsole:
             if writer
             else [s for s in RECENT_SKIPS.newest() if _matches(s, search, result, extension)]
         )
+        links = record_links(self._daemon.settings)
         rows: list[dict[str, Any]] = [
-            {"call": c.call, "account": c.account, "logs": c.logs, "skip": None} for c in logged
+            {
+                "call": c.call,
+                "account": c.account,
+                "logs": c.logs,
+                "links": {
+                    log.writer: link
+                    for log in c.logs
+                    if log.crm_record_id
+                    and (link := links.get((c.account, log.writer), _no_link)(log.crm_record_id))
+                },
+                "skip": None,
+            }
+            for c in logged
         ]
         rows += [
-            {"call": s.call, "account": s.call.account_id, "logs": (), "skip": s.decision}
+            {
+                "call": s.call,
+                "account": s.call.account_id,
+                "logs": (),
+                "links": {},
+                "skip": s.decision,
+            }
             for s in skipped[:CALLS_SHOWN]
         ]
         rows.sort(key=lambda row: row["call"].end_time, reverse=True)
