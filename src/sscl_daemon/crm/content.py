@@ -358,6 +358,11 @@ def recognise(call: CompletedCall, text: str | None) -> Match | None:
     return Match.CLIENT if sessions & wanted else None
 
 
+def has_key_line(text: str | None) -> bool:
+    """Whether a record's text carries an ``sscl-key`` line (a log of ours, any user's)."""
+    return bool(text) and bool(_KEY_LINE.search(html.unescape(_TAG.sub(" ", text or ""))))
+
+
 def first_match(
     call: CompletedCall, records: Sequence[tuple[str, str | None]]
 ) -> tuple[str, Match] | None:

@@ -33,10 +33,15 @@ rides in the note (``sscl-key:`` line, ``crm/content.py``), and:
   ``GET /api/v1/callLogs`` (the call logs of the API token's user, 50 a page, newest first)
   for at most :data:`SCAN_PAGES` pages and answer ``AlreadyExisted`` when a note carries our
   key. Older logs are beyond this window; the dispatcher's ledger covers them.
-* logs made by a user's own client (App Connect writes a *call activity* whose note has a
-  "Session Id" line): when the call has a person, ``GET /api/v2/activities?person_id=…&
-  updated_since=<start − 1 h>`` is read and an activity naming the call's RingCentral
-  session (and no key of ours) counts as the log: ``AlreadyExisted("activity:<id>")``.
+* logs made by a user's own client: when the call has a person, ``GET /api/v2/activities?
+  person_id=…&updated_since=<start − 1 h>`` is read and an activity without a key of ours
+  counts as the log (``AlreadyExisted("activity:<id>")``) when its note names the call's
+  RingCentral session (App Connect's optional "Session Id" line), or when it is what App
+  Connect writes with its *default* settings, which carry no session id (its Pipedrive
+  connector, ``createCallLog``): a done activity whose type key contains "call", due at the
+  call's start minute in UTC (``due_date`` / ``due_time`` ``HH:MM``, one minute either way
+  for the call-log record's rounding) and whose subject is ``"<Inbound|Outbound> Call
+  from|to …"`` in the call's direction (:func:`app_connect_activity`).
   ``detect_client_logs = false`` skips this request (such calls are then logged twice).
 
 Rate limits: every answer carries ``x-ratelimit-limit/remaining/reset`` (per token, 2 s
@@ -46,7 +51,7 @@ window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -72,6 +77,8 @@ SCAN_PAGES: Final = 4
 PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
+# App Connect's due time is the call-log record's start in whole minutes.
+APP_CONNECT_SLACK: Final = timedelta(minutes=1)
 # Contact policies that need each match's record times.
 _BY_TIME: Final = frozenset(
     {SeveralContactsPolicy.MOST_RECENTLY_UPDATED, SeveralContactsPolicy.OLDEST}
@@ -146,6 +153,26 @@ def call_log_body(
         if org_id is not None:
             body["org_id"] = org_id
     return body
+
+
+def app_connect_activity(call: CompletedCall, activity: Mapping[str, object]) -> bool:
+    """Whether a Pipedrive activity (of the call's person) is App Connect's log of this call
+    as its connector writes it with default settings (see the module docstring; pure)."""
+    kind, subject = activity.get("type"), activity.get("subject")
+    if not (activity.get("done") is True and isinstance(kind, str) and "call" in kind.lower()):
+        return False
+    if call.direction is Direction.INTERNAL or not isinstance(subject, str):
+        return False
+    word = "to" if call.direction is Direction.OUTBOUND else "from"
+    if not subject.startswith(f"{call.direction.value.capitalize()} Call {word} "):
+        return False
+    due = f"{activity.get('due_date')}T{activity.get('due_time')}"
+    try:
+        when = datetime.fromisoformat(due).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    start = content.utc(call.start_time).replace(second=0, microsecond=0)
+    return abs(when - start) <= APP_CONNECT_SLACK
 
 
 def _data(answer: Response) -> object:
@@ -334,13 +361,19 @@ class PipedriveWriter(CrmWriterBase):
         if not isinstance(answer, Response):
             return answer
         data = _data(answer)
-        records = [
+        activities = [a for a in (data if isinstance(data, list) else []) if isinstance(a, dict)]
+        notes = [
             (str(a.get("id")), a.get("note") if isinstance(a.get("note"), str) else None)
-            for a in (data if isinstance(data, list) else [])
-            if isinstance(a, dict)
+            for a in activities
         ]
-        match = content.first_match(call, records)
-        return AlreadyExisted(f"activity:{match[0]}") if match else None
+        match = content.first_match(call, notes)
+        if match:
+            return AlreadyExisted(f"activity:{match[0]}")
+        for activity, (aid, note) in zip(activities, notes, strict=True):
+            # A note with any sscl-key line is ours (another user's log of the session).
+            if not content.has_key_line(note) and app_connect_activity(call, activity):
+                return AlreadyExisted(f"activity:{aid}")
+        return None
 
     async def _our_call_log(self, call: CompletedCall) -> AlreadyExisted | LookupFailure | None:
         for page in range(SCAN_PAGES):

@@ -121,7 +121,11 @@ class PipedriveState(StandInState):
         }
         return pid
 
-    def add_activity(self, person_id: int, note: str, subject: str = "Call") -> int:
+    def add_activity(
+        self, person_id: int, note: str, subject: str = "Call", **fields: object
+    ) -> int:
+        """An activity someone else made (a user's client); ``fields`` as the v2 API names
+        them (``due_date``, ``due_time``, ``duration``, ``participants``, ``type`` ...)."""
         aid = self.next_id()
         self.activities[aid] = {
             "id": aid,
@@ -131,6 +135,7 @@ class PipedriveState(StandInState):
             "person_id": person_id,
             "done": True,
             "update_time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **fields,
         }
         return aid
 
