@@ -241,7 +241,8 @@ def _decode(text: str) -> object:
         return None
     try:
         decoded: object = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON, or nested past the recursion limit: an unreadable body (the status decides).
         return None
     return decoded
 

@@ -203,8 +203,8 @@ def delivered_keys(body: bytes) -> list[str]:
     """
     try:
         document = json.loads(body)
-    except ValueError:
-        raise ValueError("the delivery body is not JSON") from None
+    except (ValueError, RecursionError):
+        raise ValueError("the delivery body is not JSON (or nested too deeply)") from None
     return [str(item["key"]) for item in delivery_documents(document)]
 
 
