@@ -52,6 +52,8 @@ class DemoOptions:
     duration: float | None = None
     calls_per_second: float = 0.5
     seed: int = 1
+    # The writer type whose stand-in plays the CRM (simulator/crm/standins.py).
+    crm: str = "webhook"
 
 
 @dataclass
@@ -139,7 +141,13 @@ class _Printer:
         print(line, file=self._out, flush=True)
 
 
-def demo_settings(state_dir: Path, sim_url: str, crm_url: str, crm_secret: str) -> Settings:
+def demo_settings(
+    state_dir: Path,
+    sim_url: str,
+    crm_url: str,
+    crm_secret: str,
+    crm_writer: dict[str, object] | None = None,
+) -> Settings:
     return parse_config(
         {
             "daemon": {
@@ -160,7 +168,8 @@ def demo_settings(state_dir: Path, sim_url: str, crm_url: str, crm_secret: str) 
             },
             "calls": {"completion_grace": 0.5},
             "writers": {
-                CRM_WRITER: {"type": "webhook", "url": f"{crm_url}/calls", "secret": crm_secret},
+                CRM_WRITER: crm_writer
+                or {"type": "webhook", "url": f"{crm_url}/calls", "secret": crm_secret},
                 "file": {"type": "jsonl", "path": str(state_dir / "calls.jsonl")},
             },
         },
@@ -171,8 +180,7 @@ def demo_settings(state_dir: Path, sim_url: str, crm_url: str, crm_secret: str) 
 async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoReport:
     from sscl_daemon.daemon.app import Daemon
     from sscl_daemon.simulator.app import Simulator, SimulatorConfig
-    from sscl_daemon.simulator.crm.common import serve
-    from sscl_daemon.simulator.crm.webhook import WebhookReceiverState, create_app
+    from sscl_daemon.simulator.crm.standins import running
     from sscl_daemon.simulator.profiles import PlatformProfile
 
     report = DemoReport()
@@ -198,18 +206,17 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoReport
         report.keys.add(call.key)
         printer.landed(call)
 
-    crm = WebhookReceiverState()
     with tempfile.TemporaryDirectory(prefix="sscl-demo-") as tmp:
         state_dir = Path(tmp)
-        async with Simulator(sim_config) as sim, serve(create_app(crm)) as crm_url:
-            settings = demo_settings(state_dir, sim.base_url, crm_url, crm.secret)
+        async with Simulator(sim_config) as sim, running(options.crm) as crm:
+            settings = demo_settings(state_dir, sim.base_url, crm.url, "", crm.writer)
             print(
                 "sscl-daemon demo: a simulated organisation makes calls; each call log is "
                 "printed as it lands in the CRM\n"
                 f"  RingCentral (simulated): {sim.base_url}, {len(sim.org.users)} users, "
                 f"{options.calls_per_second:g} calls/s, calls {1 / TIME_SCALE:g}x shorter "
                 "than real ones\n"
-                f"  CRM (stand-in for a signed webhook): {crm_url}/calls\n"
+                f"  CRM (stand-in for {crm.label}): {crm.url}\n"
                 f"  state (embedded PostgreSQL, calls.jsonl): {state_dir}, deleted at exit\n"
                 "starting the embedded PostgreSQL and the daemon ... (Ctrl-C to stop)\n\n"
                 f"{HEADER}",

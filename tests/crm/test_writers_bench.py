@@ -44,3 +44,12 @@ def test_scenario_is_seeded(bench: ModuleType) -> None:
     again = bench.scenario(calls=30, contacts=5, users=2, seed=9)
     assert first == again
     assert len(set(first.contacts)) == 5
+
+
+@pytest.mark.parametrize("kind", ["webhook", "pipedrive", "zoho", "dynamics", "clio", "bullhorn"])
+async def test_every_stand_in_writer_logs_each_call_once(bench: ModuleType, kind: str) -> None:
+    sc = bench.scenario(calls=120, contacts=15, users=4, seed=3)
+    run = await bench.run_standin(kind, sc, 100, 100, "batched")
+    assert run.logged == run.stored == 120
+    if run.batching:
+        assert run.steady <= bench.TARGET

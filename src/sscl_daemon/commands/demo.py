@@ -33,11 +33,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=defaults.seed, help="seed of the simulated traffic"
     )
+    from sscl_daemon.simulator.crm.standins import KINDS
+
+    parser.add_argument(
+        "--crm",
+        choices=KINDS,
+        default=defaults.crm,
+        help=f"which CRM's stand-in receives the call logs (default {defaults.crm})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from sscl_daemon.demo import DemoOptions, run_demo
 
-    options = DemoOptions(args.duration, args.calls_per_second, args.seed)
+    options = DemoOptions(args.duration, args.calls_per_second, args.seed, args.crm)
     report = asyncio.run(run_demo(options))
     return report.exit_code
