@@ -130,6 +130,28 @@ async def test_connections_cut_by_an_external_server_heal(
         await run.delivered(run.place(4, salt=300), within=60)
 
 
+async def test_an_external_server_restarted_is_used_again() -> None:
+    """A real restart of the server named by ``store.dsn`` (down for a few seconds)."""
+    workdir = Path(tempfile.mkdtemp(prefix="sscl-outage-"))
+    server = EmbeddedServer(workdir / "external", settings=FAST_UNSAFE_SETTINGS)
+    dsn = await server.astart()
+    try:
+        async with running_daemon(dsn, workdir) as run:
+            await run.delivered(run.place(2, salt=0))
+            await server.astop()
+            watch = run.daemon.store_watch
+            assert watch is not None
+            await wait_until(lambda: not watch.healthy, 30, "the outage noticed")
+            during = run.place(3, salt=600)
+            assert await server.astart() == dsn
+            await run.delivered(during | run.place(3, salt=700), within=60)
+            await wait_until(lambda: watch.healthy, 30, "the store healthy again")
+            assert not watch.gave_up
+    finally:
+        await server.astop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 async def test_a_store_that_does_not_come_back_ends_the_daemon_for_a_restart() -> None:
     """Never alive-but-useless: exit 1 (the unit restarts on it), watchdog no longer fed."""
     workdir = Path(tempfile.mkdtemp(prefix="sscl-outage-"))
