@@ -32,6 +32,10 @@ class FakeDaemon:
     store: Store | None
     holder: str = "test-host:1"
     held_accounts: list[str] = field(default_factory=lambda: ["default"])
+    followed: set[str] = field(default_factory=set)
+
+    def in_flight(self, telephony_session_id: str) -> bool:
+        return telephony_session_id in self.followed
 
 
 async def _ready() -> Mapping[str, bool]:
@@ -50,7 +54,9 @@ SECRETS = (
 
 
 @asynccontextmanager
-async def serve(store: Store, token: str | None) -> AsyncIterator[str]:
+async def serve(
+    store: Store, token: str | None, followed: set[str] | None = None
+) -> AsyncIterator[str]:
     config: dict[str, dict[str, object]] = {
         "ringcentral": {"client_id": "id", "client_secret": SECRETS[1], "jwt": SECRETS[2]},
         "store": {"dsn": f"postgresql://sscl:{SECRETS[4]}@db.example/sscl"},
@@ -64,7 +70,7 @@ async def serve(store: Store, token: str | None) -> AsyncIterator[str]:
         "admin": {"port": 0, **({"token": token} if token else {})},
     }
     settings = parse_config(config)
-    console = WebConsole(FakeDaemon(settings, store), _ready)
+    console = WebConsole(FakeDaemon(settings, store, followed=followed or set()), _ready)
     server = AdminServer(settings.admin, _ready, console)
     port = await server.start()
     try:
@@ -228,3 +234,13 @@ def test_salesforce_records_link_to_their_page_and_other_writers_do_not() -> Non
     link = links[("default", "sf")]
     assert link("00T5g00000AbCdEEAZ") == "https://acme.my.salesforce.com/00T5g00000AbCdEEAZ"
     assert link("../../evil") is None
+
+
+async def test_a_session_still_followed_is_said_to_be_in_progress(store: Store) -> None:
+    async with serve(store, None, followed={"s-live-1"}) as base, _client() as http:
+        async with http.get(f"{base}/calls", params={"q": "s-live-1"}) as resp:
+            assert "s-live-1</code> is still in progress" in await resp.text()
+        async with http.get(f"{base}/calls", params={"q": "s-unknown"}) as resp:
+            text = await resp.text()
+        assert "still in progress" not in text
+        assert "No calls match these filters" in text

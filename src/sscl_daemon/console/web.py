@@ -73,6 +73,8 @@ class DaemonFacts(Protocol):
     @property
     def held_accounts(self) -> list[str]: ...
 
+    def in_flight(self, telephony_session_id: str) -> bool: ...
+
 
 Readiness = Callable[[], Awaitable[Mapping[str, bool]]]
 
@@ -380,10 +382,12 @@ class WebConsole:
         ]
         rows.sort(key=lambda row: row["call"].end_time, reverse=True)
         settings = self._daemon.settings
+        in_progress = bool(search) and not rows and self._daemon.in_flight(search or "")
         return self._render(
             request,
             "calls.html",
             "calls",
+            in_progress=in_progress,
             rows=rows[:CALLS_SHOWN],
             search=search or "",
             result=result or "",

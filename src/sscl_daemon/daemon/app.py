@@ -181,6 +181,14 @@ class Daemon:
     def held_accounts(self) -> list[str]:
         return sorted(name for name, loop in self._loops.items() if loop.held)
 
+    def in_flight(self, telephony_session_id: str) -> bool:
+        """A held account's tracker still follows the session (the console's search)."""
+        return any(
+            runner.pipeline is not None and telephony_session_id in runner.pipeline.tracker
+            for name, runner in self._runners.items()
+            if name in self.held_accounts
+        )
+
     @property
     def subscribed(self) -> bool:
         """Every account this instance holds is subscribed (vacuously true for a standby)."""
