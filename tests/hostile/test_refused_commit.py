@@ -118,12 +118,16 @@ class FlakyStore:
         self.down = False
         self.refuse_once: set[str] = set()
         self.attempts = 0
-        self.up = asyncio.Event()
+        # When set: a commit waits there for ever (a hung server), after saying so.
+        self.hang: asyncio.Event | None = None
+        self.entered = asyncio.Event()
 
     async def __call__(self, batch: Batch[Checkpoint, DeadLetter]) -> None:
         self.attempts += 1
+        if self.hang is not None:
+            self.entered.set()
+            await self.hang.wait()
         if self.down:
-            self.up.set()
             # What the store raises when PostgreSQL cannot be reached.
             raise StoreError("store: committing failed") from ConnectionRefusedError(111, "x")
         for call in batch.calls:
@@ -164,3 +168,29 @@ async def test_a_failing_store_isolates_nothing_keeps_the_batch_and_says_so(
     assert await opened.dead_letters(ACCOUNT) == [], "a failure a retry heals is no refusal"
     assert not committer.health().failing
     assert metrics.COMMITS_FAILING._value.get() == failing_before
+
+
+async def test_a_committer_stopped_while_failing_leaves_the_failing_gauge(opened: Store) -> None:
+    flaky = FlakyStore(opened)
+    flaky.down = True
+    committer: Committer = GroupCommitter(
+        flaky, interval=0.001, max_batch=100, isolation=STORE_ISOLATION
+    )
+    failing_before = metrics.COMMITS_FAILING._value.get()
+    await committer.add([make_call(1)], Checkpoint(AT))
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(committer.run(), 5)
+    assert metrics.COMMITS_FAILING._value.get() == failing_before + 1
+    # Restarted by its supervisor, still failing: counted once.
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(committer.run(), 5)
+    assert metrics.COMMITS_FAILING._value.get() == failing_before + 1
+    # The account is handed over while a commit hangs: its committer is cancelled for good.
+    flaky.hang = asyncio.Event()
+    task = asyncio.create_task(committer.run())
+    await asyncio.wait_for(flaky.entered.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert metrics.COMMITS_FAILING._value.get() == failing_before
+    assert committer.health().failing

@@ -155,6 +155,8 @@ class GroupCommitter(Generic[C, D]):
         self._idle.set()
         self.committed_calls = 0
         self._failing_since: float | None = None
+        # Whether this committer is in sscl_commits_failing.
+        self._counted = False
         self._last_error: str | None = None
         self._refused = 0
 
@@ -218,6 +220,15 @@ class GroupCommitter(Generic[C, D]):
 
     async def run(self) -> None:
         """The committer task: runs until cancelled; a failed commit raises (the supervisor retries)."""
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            # Stopped for good (shutdown, the account handed over): it no longer counts
+            # among the failing ones, whatever its last commit did.
+            self._uncount()
+            raise
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
@@ -264,11 +275,17 @@ class GroupCommitter(Generic[C, D]):
         self._last_error = _printable(str(exc) or type(exc).__name__)
         if self._failing_since is None:
             self._failing_since = time.time()
+        if not self._counted:
+            self._counted = True
             metrics.COMMITS_FAILING.inc()
 
     def _succeeded(self) -> None:
-        if self._failing_since is not None:
-            self._failing_since = None
+        self._failing_since = None
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
             metrics.COMMITS_FAILING.dec()
 
     async def _isolate(self, batch: Batch[C, D], isolation: Isolation[D]) -> None:
