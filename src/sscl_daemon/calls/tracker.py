@@ -54,7 +54,7 @@ policy every candidate leg is returned.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -238,8 +238,9 @@ class Tracker:
         self._dedupe_window = self._options.dedupe_window
         self._sessions: dict[str, SessionState] = {}
         # Sessions in the order their first event arrived (oldest_in_flight: the daemon's
-        # checkpoint); entries of sessions that left are dropped lazily from the front.
-        self._arrivals: OrderedDict[str, None] = OrderedDict()
+        # checkpoint); entries of sessions that left are dropped lazily from the front. A
+        # deque of the interned ids: 8 bytes a session.
+        self._arrivals: deque[str] = deque()
         self._heap: list[tuple[int, int, str]] = []
         self._tick = 0
         self._clock = 0
@@ -344,15 +345,15 @@ class Tracker:
         """
         arrivals, sessions = self._arrivals, self._sessions
         while arrivals:
-            session = sessions.get(next(iter(arrivals)))
+            session = sessions.get(arrivals[0])
             if session is not None:
                 return to_datetime(session.first_ms)
-            arrivals.popitem(last=False)
+            arrivals.popleft()
         return None
 
     def in_flight_by_arrival(self) -> list[str]:
         """The sessions in flight, the one whose first event arrived first first."""
-        return [tsid for tsid in self._arrivals if tsid in self._sessions]
+        return list(dict.fromkeys(t for t in self._arrivals if t in self._sessions))
 
     def first_event_time(self, telephony_session_id: str) -> datetime | None:
         """When the earliest event seen of a session in flight happened (None if not followed)."""
@@ -459,7 +460,7 @@ class Tracker:
             session.first_ms = session.last_ms = at
             session.min_seq = seq
             count["sessions_started"] += 1
-            self._arrivals[tsid] = None
+            self._arrivals.append(tsid)
         sessions[tsid] = session
         session.touched_ms = clock
         bit = 1 << seq
@@ -746,7 +747,7 @@ class Tracker:
             self._sessions[session.tsid] = session
             self._evaluate(session)
         ordered = sorted(self._sessions.values(), key=lambda s: s.first_ms)
-        self._arrivals = OrderedDict((s.tsid, None) for s in ordered)
+        self._arrivals = deque(s.tsid for s in ordered)
         self._finished = _RecentSet(self._options.finished_window)
         for tsid in snap.finished:
             self._finished.add(tsid)
