@@ -221,7 +221,7 @@ def test_writer_errors() -> None:
     assert any(i.startswith("writers.b.secret: is required") for i in found)
     assert any(i.startswith("writers.c.instance_url: is required") for i in found)
     assert any(i.startswith("writers.c.client_secret: is required") for i in found)
-    assert any(i.startswith("writers.d.access_token: give a private-app") for i in found)
+    assert any(i.startswith("writers.d.access_token: give an access_token") for i in found)
     assert any(i.startswith("writers.d.batch_size: 500 is out of range") for i in found)
 
 

@@ -88,7 +88,8 @@ def hubspot(t: OptionReader) -> HubSpotOptions:
     if token is None and oauth is None:
         t.problem(
             "access_token",
-            "give a private-app access_token or client_id/client_secret/refresh_token",
+            "give an access_token (a service key or private-app token) or"
+            " client_id/client_secret/refresh_token",
         )
     key = t.string("key_property", HubSpotOptions.key_property)
     name_ok = key.isascii() and key[:1].isalpha() and key.replace("_", "").isalnum()
