@@ -16,7 +16,7 @@ from sscl_daemon.config import (
     Secret,
     WriterSettings,
 )
-from sscl_daemon.crm.base import Created, PermanentFailure, WriteContext
+from sscl_daemon.crm.base import Created, PermanentFailure, Skipped, WriteContext
 from sscl_daemon.crm.bullhorn import BullhornOptions, BullhornWriter
 from sscl_daemon.crm.conformance import Harness, Logged, WriterConformance, conformance_call
 from sscl_daemon.simulator.crm import bullhorn
@@ -114,3 +114,17 @@ async def test_note_fields_and_no_person(http_session: aiohttp.ClientSession) ->
         lonely = await writer.write(conformance_call(51), WriteContext())
         assert isinstance(lonely, PermanentFailure)
         assert 'no_contact = "create"' in lonely.reason
+        await writer.close()
+
+
+async def test_an_internal_call_is_skipped(http_session: aiohttp.ClientSession) -> None:
+    state = bullhorn.BullhornState()
+    async with serve(bullhorn.create_app(state)) as base:
+        writer = BullhornWriter(_settings(base, "b", ContactSettings(), 10.0), http_session)
+        call = conformance_call(
+            52, direction=Direction.INTERNAL, external_number=None, internal_number="102"
+        )
+        result = await writer.write(call, WriteContext())
+        assert isinstance(result, Skipped)
+        assert "internal call" in result.reason
+        await writer.close()

@@ -31,7 +31,7 @@ Requests under ``restUrl``:
 
 A Note must be about a person (``personReference`` is not nullable), so ``no_contact =
 unassociated`` cannot apply: such a call is parked with a reason that says to choose
-``create`` or ``skip``.
+``create`` or ``skip``; an internal call (nobody outside the firm) is settled as skipped.
 
 Limits: ``RateLimit-Limit``/``-Remaining``/``-Reset`` on every answer; 429 asks to wait a
 second and retry.
@@ -55,6 +55,7 @@ from sscl_daemon.crm.base import (
     OptionReader,
     PermanentFailure,
     RetryLater,
+    Skipped,
     WriteContext,
     WriteResult,
     WriterPlugin,
@@ -322,6 +323,9 @@ class BullhornWriter(CrmWriterBase):
         if not isinstance(resolved, Resolution):
             return resolved
         person = resolved.primary
+        if person is None and not call.external_number:
+            # An internal call: nobody outside the firm for a Note to be about.
+            return Skipped(f"{CRM} notes are about a person; an internal call has none")
         if person is None:
             return PermanentFailure(
                 f"{CRM} notes must be about a person, and no candidate, contact or lead has"
