@@ -106,7 +106,7 @@ def test_switches_reject_wrong_types_and_foreign_writers() -> None:
 async def portal(
     http_session: aiohttp.ClientSession,
 ) -> AsyncIterator[tuple[hs_sim.HubSpotState, str]]:
-    state = hs_sim.HubSpotState()
+    state = hs_sim.HubSpotState(key_unique=True)  # a portal whose key property is unique
     async with serve(hs_sim.create_app(state)) as url:
         yield state, url
 

@@ -34,12 +34,13 @@ from sscl_daemon.crm.base import (
     Skipped,
     WriteContext,
 )
-from sscl_daemon.crm.hubspot import HubSpotWriter
+from sscl_daemon.crm.hubspot import HubSpotWriter, KeyMode
 from sscl_daemon.simulator.crm import hubspot as sim
 from sscl_daemon.simulator.crm.common import serve
 
 NUMBER = "+14155550123"
 FIRST = WriteContext()
+RETRY = WriteContext(attempt=2)
 UNCERTAIN = WriteContext(attempt=2, uncertain=True)
 
 
@@ -48,6 +49,7 @@ class Portal:
     state: sim.HubSpotState
     url: str
     session: aiohttp.ClientSession
+    mode: KeyMode
 
     def writer(
         self, *, contacts: ContactSettings | None = None, token: str | None = None, **kw: Any
@@ -67,11 +69,16 @@ class Portal:
         return list(self.state.calls.values())
 
 
-@pytest.fixture
-async def portal(http_session: aiohttp.ClientSession) -> AsyncIterator[Portal]:
-    state = sim.HubSpotState()
+@pytest.fixture(params=list(KeyMode))
+async def portal(
+    http_session: aiohttp.ClientSession, request: pytest.FixtureRequest
+) -> AsyncIterator[Portal]:
+    """A stand-in portal whose key property is unique (a portal that allows it) or a plain
+    property (HubSpot's documented calls): every test runs in both key modes."""
+    mode: KeyMode = request.param
+    state = sim.HubSpotState(key_unique=mode is KeyMode.UNIQUE)
     async with serve(sim.create_app(state)) as url:
-        yield Portal(state, url, http_session)
+        yield Portal(state, url, http_session, mode)
 
 
 def assert_create_body(body: Mapping[str, object]) -> None:
@@ -165,10 +172,60 @@ def test_internal_call_has_no_hubspot_direction() -> None:
 async def test_repeat_answers_already_existed_without_a_second_record(portal: Portal) -> None:
     writer = portal.writer()
     first = await writer.write(make_call(), FIRST)
-    again = await writer.write(make_call(), FIRST)
+    again = await writer.write(make_call(), RETRY)
     assert isinstance(first, Created)
     assert again == AlreadyExisted(first.record_id)
     assert len(portal.created()) == 1
+    assert writer.key_mode is portal.mode
+    assert portal.state.count("GET", "/crm/v3/properties/calls/sscl_call_key") == 1
+
+
+async def test_unique_key_refusal_is_read_back_even_on_a_first_attempt(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    state = sim.HubSpotState(key_unique=True)
+    async with serve(sim.create_app(state)) as url:
+        portal = Portal(state, url, http_session, KeyMode.UNIQUE)
+        writer = portal.writer()
+        first = await writer.write(make_call(), FIRST)
+        again = await writer.write(make_call(), FIRST)
+    assert isinstance(first, Created)
+    assert again == AlreadyExisted(first.record_id)
+    assert len(portal.created()) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "conflict"),
+    [
+        (409, {"status": "error", "message": "exists", "category": "CONFLICT"}, True),
+        (
+            400,
+            {
+                "category": "VALIDATION_ERROR",
+                "errors": [{"message": "x", "context": {"propertyName": ["sscl_call_key"]}}],
+            },
+            True,
+        ),
+        (
+            400,
+            {
+                "category": "VALIDATION_ERROR",
+                "errors": [{"message": "x", "context": {"propertyName": ["hs_call_body"]}}],
+            },
+            False,
+        ),
+        (400, {"category": "VALIDATION_ERROR", "message": "sscl_call_key must be unique"}, False),
+        (
+            400,
+            {"category": "VALIDATION_ERROR", "errors": [{"message": "sscl_call_key: in use"}]},
+            True,
+        ),
+    ],
+)
+def test_duplicate_is_recognised_by_the_documented_error_shape(
+    status: int, body: dict[str, object], conflict: bool
+) -> None:
+    assert hubspot.is_key_conflict(status, body, "sscl_call_key") is conflict
 
 
 async def test_answer_lost_after_send_is_found_on_the_uncertain_retry(portal: Portal) -> None:
@@ -183,16 +240,28 @@ async def test_answer_lost_after_send_is_found_on_the_uncertain_retry(portal: Po
     retry = await writer.write(make_call(), UNCERTAIN)
     assert retry == AlreadyExisted(portal.created()[0].id)
     assert len(portal.created()) == 1
-    reads = [r for r in portal.state.requests if r.path.endswith("/calls/batch/read")]
-    assert reads[-1].body == {
-        "idProperty": "sscl_call_key",
-        "inputs": [{"id": "s-1001:62001"}],
-        "properties": ["sscl_call_key"],
-        "propertiesWithHistory": [],
-    }
+    if portal.mode is KeyMode.UNIQUE:
+        reads = [r for r in portal.state.requests if r.path.endswith("/calls/batch/read")]
+        assert reads[-1].body == {
+            "idProperty": "sscl_call_key",
+            "inputs": [{"id": "s-1001:62001"}],
+            "properties": ["sscl_call_key"],
+            "propertiesWithHistory": [],
+        }
+    else:
+        searches = [r.body for r in portal.state.requests if r.path.endswith("/calls/search")]
+        assert hubspot.key_search(["s-1001:62001"]) in searches
 
 
-async def test_uncertain_retry_does_not_depend_on_the_search_index(portal: Portal) -> None:
+async def test_uncertain_retry_does_not_depend_on_the_search_index(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    state = sim.HubSpotState(key_unique=True)
+    async with serve(sim.create_app(state)) as url:
+        await _uncertain_retry_without_search(Portal(state, url, http_session, KeyMode.UNIQUE))
+
+
+async def _uncertain_retry_without_search(portal: Portal) -> None:
     portal.state.index_delay = 3600.0  # nothing we create shows up in search for an hour
     portal.state.faults.stall(after=True, path="/crm/v3/objects/calls", method="POST", exact=True)
     writer = portal.writer(timeout=0.3)
@@ -374,7 +443,9 @@ async def test_missing_setup_is_a_permanent_failure_keeping_hubspots_reason(port
     result = await portal.writer().write(make_call(), FIRST)
     assert isinstance(result, PermanentFailure)
     assert 'Property "sscl_call_key" does not exist' in result.reason
-    assert "HTTP 400" in result.reason
+    assert "HTTP 404" in result.reason
+    assert "docs/crm-setup.md" in result.reason
+    assert portal.created() == []
 
 
 async def test_exhausted_window_holds_requests_back_then_429_names_the_window(
@@ -387,7 +458,8 @@ async def test_exhausted_window_holds_requests_back_then_429_names_the_window(
     assert "window closed" in held.reason
     assert held.delay is not None
     assert 9.0 < held.delay <= 10.0  # X-HubSpot-RateLimit-Interval-Milliseconds
-    assert portal.state.count("POST", "/crm/v3/objects/calls") == 1  # only the search went out
+    # Only the key property's definition was read; the budget ended there.
+    assert portal.state.count("POST", "/crm/v3/objects/calls") == 0
 
     refused = await portal.writer().write(make_call(), FIRST)  # a fresh limiter sends anyway
     assert isinstance(refused, RetryLater)
@@ -428,6 +500,15 @@ async def test_timeout_before_hubspot_saw_it_retries_then_creates(portal: Portal
     lost = await writer.write(make_call(), FIRST)
     assert isinstance(lost, RetryLater)
     assert portal.created() == []
+    if portal.mode is KeyMode.SEARCH:
+        # Not found by search: the index may lag, so wait index_settle before creating.
+        now = [1000.0]
+        writer._clock = lambda: now[0]
+        held = await writer.write(make_call(), UNCERTAIN)
+        assert isinstance(held, RetryLater)
+        assert held.uncertain
+        assert held.delay == pytest.approx(hubspot.INDEX_SETTLE)
+        now[0] += hubspot.INDEX_SETTLE
     assert isinstance(await writer.write(make_call(), UNCERTAIN), Created)
     assert len(portal.created()) == 1
 
@@ -497,8 +578,18 @@ def _mocked_writer(session: aiohttp.ClientSession) -> HubSpotWriter:
 SEARCH_EMPTY = {"total": 0, "results": []}
 
 
+def _key_property(mock: aioresponses) -> None:
+    """The key property's definition: a unique one."""
+    mock.get(
+        f"{BASE}/crm/v3/properties/calls/sscl_call_key",
+        payload={"name": "sscl_call_key", "type": "string", "hasUniqueValue": True},
+        repeat=True,
+    )
+
+
 def _empty_lookups(mock: aioresponses) -> None:
     """No client logs, no contacts, no owners: the writer goes straight to the create."""
+    _key_property(mock)
     mock.post(f"{BASE}/crm/v3/objects/calls/search", payload=SEARCH_EMPTY)
     mock.post(f"{BASE}/crm/v3/objects/contacts/search", payload=SEARCH_EMPTY)
     mock.get(re.compile(rf"{BASE}/crm/v3/owners.*"), payload={"results": []})
@@ -532,6 +623,7 @@ async def test_connection_refused_retries_and_validation_error_keeps_message(
 ) -> None:
     writer = _mocked_writer(http_session)
     with aioresponses() as mock:
+        _key_property(mock)
         mock.post(
             f"{BASE}/crm/v3/objects/calls/search",
             exception=aiohttp.ClientConnectionError("refused"),
@@ -602,6 +694,17 @@ async def test_401_after_a_fresh_token_is_permanent(http_session: aiohttp.Client
                 f"{BASE}/oauth/v1/token",
                 payload={"access_token": f"at-{n}", "refresh_token": "rtoken", "expires_in": 1800},
             )
+        mock.get(
+            f"{BASE}/crm/v3/properties/calls/sscl_call_key",
+            status=401,
+            payload={
+                "status": "error",
+                "message": "Authentication credentials not found.",
+                "correlationId": "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+                "category": "INVALID_AUTHENTICATION",
+            },
+            repeat=True,
+        )
         mock.post(
             f"{BASE}/crm/v3/objects/calls/search",
             status=401,

@@ -81,6 +81,7 @@ async def test_associations_must_name_a_contact_with_type_194(
 
 async def test_unique_key_property_and_batch_rules(hub: tuple[sim.HubSpotState, Any]) -> None:
     state, call = hub
+    state.key_unique = True  # a portal that allowed a unique call property
     keyed = {**VALID, "sscl_call_key": "s-1:1"}
     assert (await call("POST", "/crm/v3/objects/calls", {"properties": keyed}))[0] == 201
     status, body, _ = await call("POST", "/crm/v3/objects/calls", {"properties": keyed})
@@ -101,6 +102,28 @@ async def test_unique_key_property_and_batch_rules(hub: tuple[sim.HubSpotState, 
     status, body, _ = await call("GET", "/crm/v3/objects/calls/s-1:1?idProperty=sscl_call_key")
     assert status == 200
     assert body["properties"]["sscl_call_key"] == "s-1:1"
+    status, body, _ = await call("GET", "/crm/v3/properties/calls/sscl_call_key")
+    assert status == 200
+    assert body["hasUniqueValue"] is True
+
+
+async def test_calls_key_property_is_plain_by_default(hub: tuple[sim.HubSpotState, Any]) -> None:
+    """HubSpot does not document unique-value properties for calls: repeats are accepted and
+    the key cannot be an idProperty; the definition says so."""
+    state, call = hub
+    keyed = {**VALID, "sscl_call_key": "s-1:1"}
+    for _ in range(2):
+        assert (await call("POST", "/crm/v3/objects/calls", {"properties": keyed}))[0] == 201
+    assert len(state.calls) == 2
+    status, body, _ = await call("GET", "/crm/v3/properties/calls/sscl_call_key")
+    assert status == 200
+    assert body["hasUniqueValue"] is False
+    status, _, _ = await call("GET", "/crm/v3/objects/calls/s-1:1?idProperty=sscl_call_key")
+    assert status == 400
+    state.key_property = False
+    status, body, _ = await call("GET", "/crm/v3/properties/calls/sscl_call_key")
+    assert status == 404
+    assert body["category"] == "OBJECT_NOT_FOUND"
 
 
 async def test_auth_and_rate_limit_headers(hub: tuple[sim.HubSpotState, Any]) -> None:

@@ -5,19 +5,37 @@ Requests (all under ``base_url``, JSON, ``Authorization: Bearer``):
 * ``POST /crm/v3/objects/calls`` (one call) or ``POST /crm/v3/objects/calls/batch/create``
   (2..100 calls) with ``properties`` (every value a string, as the published OpenAPI spec
   types them) and ``associations`` (call -> contact, HUBSPOT_DEFINED type 194);
-* ``POST /crm/v3/objects/calls/batch/read?`` with ``idProperty`` = our unique property, after
-  an uncertain attempt (strongly consistent, unlike search);
+* ``GET /crm/v3/properties/calls/<key_property>`` once per writer (the key mode, below);
+* ``POST /crm/v3/objects/calls/batch/read`` with ``idProperty`` = our key property after an
+  uncertain attempt when it is unique (strongly consistent, unlike search), else
+  ``POST /crm/v3/objects/calls/search`` by key;
 * ``POST /crm/v3/objects/calls/search`` once per write/batch for logs made by users' own
   clients (not with ``detect_client_logs = false``); ``POST /crm/v3/objects/contacts/search`` per uncached number;
   ``GET /crm/v3/owners`` once per cache TTL.
 
 Exactly once. One-time setup in the portal: a call property ``sscl_call_key`` (the writer's
-``key_property``; single-line text, "Require unique values" = ``hasUniqueValue: true``),
-created in the property settings or with ``POST /crm/v3/properties/calls``. Every log carries our key in it (and in the note). HubSpot
-then refuses a second record with the same key; that refusal, and an uncertain earlier
-attempt, are answered by reading the record by ``idProperty=<key_property>``, which returns
-``AlreadyExisted``. We only ever create: an existing record is never updated, so edits a user
-made to a log are never overwritten.
+``key_property``, single-line text) created in the property settings or with ``POST
+/crm/v3/properties/calls``. Every log carries our key in it (and in the note). HubSpot
+documents unique-value properties for contacts, companies, deals, tickets and custom objects,
+not for calls, so the writer does not assume the property is unique: before its first write it
+reads the property's definition (``GET /crm/v3/properties/calls/<key_property>``, once per
+writer) and works in one of two modes (:class:`KeyMode`, logged, and on ``key_mode``):
+
+* ``unique`` (``hasUniqueValue: true``, where a portal allows it): HubSpot refuses a second
+  record with the same key; that refusal -- recognised by HubSpot's documented error shape, a
+  409 / ``CONFLICT`` or a ``VALIDATION_ERROR`` whose errors name the key property, never by
+  the wording -- and an uncertain earlier attempt are answered by reading the record by
+  ``idProperty=<key_property>`` (``batch/read``, strongly consistent): ``AlreadyExisted``.
+* ``search`` (a plain property, or a token that may not read property definitions): after an
+  earlier attempt that may have stored the call (uncertain, or any retry) the writer searches
+  the calls by key (``IN`` filter, one search per batch) before creating. The outbox's claim
+  keeps every other worker away from the key meanwhile. Search is an index that lags behind
+  writes, so when an *uncertain* attempt's key is not found the writer answers "retry later"
+  until ``index_settle`` seconds have passed since it first looked, then searches again and
+  only then creates.
+
+A missing property (404) is a permanent failure naming the setup step. We only ever create:
+an existing record is never updated, so edits a user made to a log are never overwritten.
 
 Logs made by a user's own RingCentral client: before creating, one search lists the call
 engagements without our key property whose ``hs_timestamp`` lies within an hour of the
@@ -30,12 +48,17 @@ not depend on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import enum
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import structlog
+from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall, Direction
 from sscl_daemon.config import HubSpotOptions, WriterSettings
@@ -61,6 +84,20 @@ SEARCH_PAGE: Final = 200
 SEARCH_PAGES: Final = 5
 OWNER_PAGES: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
+# How long HubSpot's search index may lag behind a create (it documents "a few moments").
+INDEX_SETTLE: Final = 15.0
+# Keys whose uncertain attempt we are waiting out (bounded; losing one only waits again).
+SETTLING_MAX: Final = 10_000
+
+log = structlog.get_logger(__name__)
+
+
+class KeyMode(enum.StrEnum):
+    """How the writer finds its own earlier records (see the module docstring)."""
+
+    UNIQUE = "unique"  # the key property has unique values: HubSpot refuses repeats
+    SEARCH = "search"  # a plain property: search by key before creating after an attempt
+
 
 # Default call outcomes of every portal (``hs_call_disposition`` takes their GUIDs).
 DISPOSITION_BUSY: Final = "9d9162e7-6cf3-4944-bf63-4dff82258764"
@@ -266,13 +303,43 @@ def _results(response: Response) -> list[Mapping[str, object]]:
     return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
 
 
-def _is_key_conflict(response: Response, key_property: str) -> bool:
-    """A create refused because a record with our unique key already exists."""
-    return response.status == 409 or (
-        response.status == 400
-        and key_property in response.text
-        and "unique" in response.text.lower()
-    )
+def is_key_conflict(status: int, body: object, key_property: str) -> bool:
+    """Whether HubSpot's error answer may mean "a record with this key exists" (pure).
+
+    Read from HubSpot's documented error shape, not its wording: a 409 or category
+    ``CONFLICT``, or a ``VALIDATION_ERROR`` one of whose ``errors`` names the key property
+    in ``context.propertyName`` (or, lacking context, in its message). The caller confirms by
+    reading the record before answering ``AlreadyExisted``."""
+    if not isinstance(body, dict):
+        return status == 409
+    category = body.get("category")
+    if status == 409 or category == "CONFLICT":
+        return True
+    if category != "VALIDATION_ERROR":
+        return False
+    errors = body.get("errors")
+    for err in errors if isinstance(errors, list) else []:
+        if not isinstance(err, dict):
+            continue
+        context = err.get("context")
+        names = context.get("propertyName") if isinstance(context, dict) else None
+        if isinstance(names, list) and key_property in names:
+            return True
+        if names is None and key_property in str(err.get("message", "")):
+            return True
+    return False
+
+
+def key_search(keys: Sequence[str], key_property: str = KEY_PROPERTY) -> dict[str, object]:
+    """The calls search for records carrying any of ``keys`` (at most one batch's)."""
+    return {
+        "filterGroups": [
+            {"filters": [{"propertyName": key_property, "operator": "IN", "values": list(keys)}]}
+        ],
+        "properties": [key_property],
+        "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+        "limit": SEARCH_PAGE,
+    }
 
 
 # -- the writer ------------------------------------------------------------------------------
@@ -292,6 +359,13 @@ class HubSpotWriter(ChunkedWriterBase):
         self._base = opts.base_url.rstrip("/")
         self.key_property = opts.key_property
         self._zone = content.zone(settings.contacts.timezone)
+        # None until the property's definition was read (the first write asks).
+        self.key_mode: KeyMode | None = None
+        self.index_settle = INDEX_SETTLE
+        self._clock: Callable[[], float] = time.monotonic
+        self._settling: TTLCache[str, float] = TTLCache(
+            maxsize=SETTLING_MAX, ttl=INDEX_SETTLE * 20, timer=time.monotonic
+        )
         auth: Auth
         if opts.oauth is not None:
             self.oauth: OAuthClient | None = OAuthClient(
@@ -327,15 +401,32 @@ class HubSpotWriter(ChunkedWriterBase):
         )
 
     async def _write_chunk(self, chunk: list[Pending]) -> None:
-        uncertain = [p for p in chunk if p.ctx.uncertain]
-        if uncertain:
-            found = await self._read_by_key([p.call.key for p in uncertain])
+        mode = await self._mode()
+        if not isinstance(mode, KeyMode):
+            batch.fail_open(chunk, mode)
+            return
+        # Calls an earlier attempt may have stored (any retry, with a non-unique key).
+        earlier = [
+            p for p in chunk if p.ctx.uncertain or (mode is KeyMode.SEARCH and p.ctx.attempt > 1)
+        ]
+        if earlier:
+            found = await self._ours(mode, [p.call.key for p in earlier])
             if not isinstance(found, dict):
-                batch.fail_open(uncertain, found)
+                batch.fail_open(earlier, found)
             else:
-                for p in uncertain:
+                for p in earlier:
                     if p.call.key in found:
+                        self._settling.pop(p.call.key, None)
                         p.result = AlreadyExisted(found[p.call.key])
+                    elif mode is KeyMode.SEARCH and p.ctx.uncertain:
+                        wait = self._still_settling(p.call.key)
+                        if wait > 0:
+                            p.result = RetryLater(
+                                f"{CRM} search may not show a call logged seconds ago yet;"
+                                " looking again before creating",
+                                delay=wait,
+                                uncertain=True,
+                            )
         open_ = batch.still_open(chunk)
         if not open_:
             return
@@ -406,13 +497,81 @@ class HubSpotWriter(ChunkedWriterBase):
 
     async def _conflict_or_failure(self, p: Pending, answer: Response) -> WriteResult:
         message = self.http.reason(answer)
-        if _is_key_conflict(answer, self.key_property):
-            found = await self._read_by_key([p.call.key])
+        if is_key_conflict(answer.status, answer.body, self.key_property):
+            found = await self._ours(self.key_mode or KeyMode.SEARCH, [p.call.key])
             if isinstance(found, dict) and p.call.key in found:
                 return AlreadyExisted(found[p.call.key])
             if not isinstance(found, dict):
                 return found
         return PermanentFailure(f"{CRM} rejected the call log (HTTP {answer.status}): {message}")
+
+    # -- the key mode ------------------------------------------------------------------------
+
+    async def _mode(self) -> KeyMode | LookupFailure:
+        """The key property's mode, read from its definition on the first write."""
+        if self.key_mode is not None:
+            return self.key_mode
+        answer = await self.http.request(
+            "GET",
+            f"{self._base}/crm/v3/properties/calls/{quote(self.key_property, safe='')}",
+            accept=frozenset({403, 404}),
+        )
+        if not isinstance(answer, Response):
+            return answer
+        if answer.status == 404:
+            return PermanentFailure(
+                f"{CRM} has no call property {self.key_property!r} (HTTP 404:"
+                f" {self.http.reason(answer)}); create it as docs/crm-setup.md says"
+            )
+        # A token that may not read property definitions: searching by key is right for a
+        # unique property too, only one request dearer after an uncertain attempt.
+        unique = answer.status == 200 and answer.object().get("hasUniqueValue") is True
+        self.key_mode = KeyMode.UNIQUE if unique else KeyMode.SEARCH
+        log.info(
+            "hubspot key property mode",
+            writer=self.name,
+            property=self.key_property,
+            mode=self.key_mode.value,
+            definition_readable=answer.status == 200,
+        )
+        return self.key_mode
+
+    def _still_settling(self, key: str) -> float:
+        """Seconds to wait before creating after an uncertain attempt not found by search."""
+        now = self._clock()
+        first = self._settling.setdefault(key, now)
+        left = self.index_settle - (now - first)
+        if left <= 0:
+            self._settling.pop(key, None)
+            return 0.0
+        return left
+
+    async def _ours(self, mode: KeyMode, keys: Sequence[str]) -> dict[str, str] | LookupFailure:
+        return await (
+            self._read_by_key(keys) if mode is KeyMode.UNIQUE else self._search_keys(keys)
+        )
+
+    async def _search_keys(self, keys: Sequence[str]) -> dict[str, str] | LookupFailure:
+        """key -> id of the oldest record carrying it (search; lags behind writes)."""
+        found: dict[str, str] = {}
+        after: str | None = None
+        for _ in range(SEARCH_PAGES):
+            body = key_search(keys, self.key_property)
+            if after:
+                body["after"] = after
+            answer = await self.http.request(
+                "POST", f"{self._base}/crm/v3/objects/calls/search", json_body=body
+            )
+            if not isinstance(answer, Response):
+                return answer
+            for record in _results(answer):
+                key = _props(record).get(self.key_property)
+                if key and record.get("id"):
+                    found.setdefault(key, str(record["id"]))
+            after = _next_after(answer)
+            if not after:
+                break
+        return found
 
     # -- lookups -----------------------------------------------------------------------------
 

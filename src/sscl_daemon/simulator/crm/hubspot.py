@@ -12,9 +12,15 @@ documents them:
   (direction, status, disposition GUIDs) and numbers are checked, ``hs_timestamp`` is
   required, associations must name existing contacts with a known type; errors use HubSpot's
   body (``status``, ``message``, ``category``, ``correlationId``);
-* a unique property refuses a second record with the same value; reads by id or unique
-  property see a record at once, search only after ``index_delay`` (HubSpot's search index
-  lags behind writes);
+* properties: ``GET /crm/v3/properties/calls/{name}`` answers our key property's definition
+  (``hasUniqueValue`` = ``key_unique``) or 404. HubSpot documents unique-value properties for
+  contacts, companies, deals, tickets and custom objects, not calls, so by default the key
+  property is a plain one (``key_unique = False``): two calls may carry the same key and
+  ``idProperty`` reads are refused; a test that models a portal where the key is unique sets
+  ``key_unique``, and then a second record with the same value is refused (400
+  ``VALIDATION_ERROR``, the error naming the property in ``context.propertyName``);
+* reads by id (or unique property) see a record at once, search only after ``index_delay``
+  (HubSpot's search index lags behind writes);
 * rate limit: ``burst`` requests per 10 s rolling window, announced in
   ``X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds`` (not on search, like HubSpot),
   answered past the budget with 429 and the ``RATE_LIMIT`` body.
@@ -166,8 +172,9 @@ class HubSpotState(StandInState):
     client_secret: str = CLIENT_SECRET
     refresh_token: str = REFRESH_TOKEN
     token_ttl: int = 1800
-    key_property: bool = True  # the one-time setup (unique call property) was done
+    key_property: bool = True  # the one-time setup (the call property for our key) was done
     key_name: str = KEY_PROPERTY  # its internal name
+    key_unique: bool = False  # the property has unique values (not documented for calls)
     index_delay: float = 0.0  # seconds before a call created through the API is searchable
     burst: int = 1000
     clock: Callable[[], float] = field(default=lambda: datetime.now(UTC).timestamp())
@@ -287,7 +294,7 @@ def _check_call(state: HubSpotState, props: dict[str, str], taken: set[str]) -> 
         raise _invalid(f"{owner!r} is not a valid owner id", "hubspot_owner_id")
     key = props.get(state.key_name)
     if key is not None:
-        if key in taken or state.call_by_key(key) is not None:
+        if state.key_unique and (key in taken or state.call_by_key(key) is not None):
             raise _invalid(
                 f"{state.key_name}: a call already has the unique value {key!r}",
                 state.key_name,
@@ -528,7 +535,9 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
         )
 
     def check_id_property(name: str | None) -> None:
-        if name is not None and not (name == state.key_name and state.key_property):
+        if name is not None and not (
+            name == state.key_name and state.key_property and state.key_unique
+        ):
             raise ApiError(400, f"{name} is not a unique value property", "VALIDATION_ERROR")
 
     async def batch_read(request: web.Request) -> web.Response:
@@ -582,6 +591,31 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
             )
         return json_response(obj.public())
 
+    async def call_property(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if not (name == state.key_name and state.key_property):
+            raise ApiError(
+                404, f'Property "{name}" does not exist on object type CALL', "OBJECT_NOT_FOUND"
+            )
+        now = state.now_iso()
+        return json_response(
+            {
+                "name": name,
+                "label": "SSCL call key",
+                "type": "string",
+                "fieldType": "text",
+                "groupName": "callinformation",
+                "hasUniqueValue": state.key_unique,
+                "hidden": False,
+                "formField": False,
+                "calculated": False,
+                "externalOptions": False,
+                "options": [],
+                "createdAt": now,
+                "updatedAt": now,
+            }
+        )
+
     async def search_calls(request: web.Request) -> web.Response:
         return json_response(_search(state.calls, await request.json(), state.clock()))
 
@@ -609,6 +643,7 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
     app.router.add_post("/crm/v3/objects/calls/batch/create", batch_create)
     app.router.add_post("/crm/v3/objects/calls/batch/read", batch_read)
     app.router.add_post("/crm/v3/objects/calls/search", search_calls)
+    app.router.add_get("/crm/v3/properties/calls/{name}", call_property)
     app.router.add_get("/crm/v3/objects/calls/{call_id}", read_call)
     app.router.add_post("/crm/v3/objects/contacts", create_contact)
     app.router.add_post("/crm/v3/objects/contacts/search", search_contacts)
