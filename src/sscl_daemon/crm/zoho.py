@@ -11,7 +11,8 @@ Requests (REST API v7 on the data centre's API domain, ``Authorization: Zoho-oau
   record, in order (HTTP 201 all stored, 207 mixed, 400 all refused): ``Subject``,
   ``Call_Type`` (``Inbound``/``Outbound``/``Missed``), ``Call_Start_Time`` (ISO 8601 with an
   offset), ``Call_Duration`` (``mm:ss`` of talk time), ``Outgoing_Call_Status``
-  (``Completed``, required for outbound calls), ``Call_Result``, ``Description`` (the note),
+  (``Completed``, required for outbound calls), ``Dialled_Number`` or ``Caller_ID`` (the
+  other party's number), ``Call_Result``, ``Description`` (the note),
   ``Who_Id`` (the contact) or ``What_Id`` + ``$se_module: Leads`` (a lead), ``Owner``, and
   our key field.
 * ``POST /crm/v7/coql`` -- ``select id, <key field> from Calls where <key field> in (...)``
@@ -153,11 +154,22 @@ def call_record(
     }
     if kind == "Outbound":
         record["Outgoing_Call_Status"] = "Completed"
+    if call.external_number:
+        # Zoho's telephony fields: the number dialled out, or the caller's number.
+        record["Dialled_Number" if kind == "Outbound" else "Caller_ID"] = call.external_number
     if contact is not None and contact.kind == "lead":
         record["What_Id"] = {"id": contact.id}
         record["$se_module"] = "Leads"
     elif contact is not None:
         record["Who_Id"] = {"id": contact.id}
+    if owner_id:
+        record["Owner"] = {"id": owner_id}
+    return record
+
+
+def contact_record(call: CompletedCall, number: str, owner_id: str | None) -> dict[str, object]:
+    """A new contact for ``no_contact = create``: the caller ID name, else the number."""
+    record: dict[str, object] = {"Last_Name": call.external_name or number, "Phone": number}
     if owner_id:
         record["Owner"] = {"id": owner_id}
     return record
@@ -383,9 +395,7 @@ class ZohoWriter(ChunkedWriterBase):
     async def _create_contact(
         self, call: CompletedCall, number: str, owner_id: str | None
     ) -> Contact | LookupFailure:
-        record: dict[str, object] = {"Last_Name": call.external_name or number, "Phone": number}
-        if owner_id:
-            record["Owner"] = {"id": owner_id}
+        record = contact_record(call, number, owner_id)
         answer = await self._call("POST", "/Contacts", body={"data": [record]})
         if not isinstance(answer, Response):
             return answer

@@ -63,6 +63,8 @@ CALL_TEXT: Final = {
     "Description": 32000,
     "Call_Type": 20,
     "Outgoing_Call_Status": 20,
+    "Dialled_Number": 30,
+    "Caller_ID": 30,
 }
 CALL_LOOKUPS: Final = frozenset({"Who_Id", "What_Id", "Owner", "$se_module"})
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
