@@ -14,14 +14,17 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from tests.install.runtime import as_user, runtime_for
 
 from sscl_daemon.config import StoreSettings
+from sscl_daemon.exitcodes import EXIT_CONFIG
 from sscl_daemon.store import Store, embedded
 from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
 
@@ -164,3 +167,37 @@ def test_root_starting_the_service_users_server_leaves_its_directory_alone(
     assert root.stat().st_uid == service.pw_uid
     assert mode(root) == before
     assert not server.install_dir.exists()  # the package is reachable: no copy made
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="needs root to run the daemon and another user")
+def test_a_command_of_a_user_without_access_says_so_without_traceback(
+    embedded_state_dir: Path,
+) -> None:
+    """``status`` by a user who may not read the daemon's state: one line, exit 2."""
+    nobody = pwd.getpwnam("nobody")
+    embedded_state_dir.chmod(0o755)
+    state = embedded_state_dir / "state"
+    config = embedded_state_dir / "config.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{state}"\n[writers.log]\ntype = "jsonl"\npath = "calls.jsonl"\n'
+    )
+    config.chmod(0o644)
+    runtime = runtime_for(nobody.pw_uid, nobody.pw_gid, embedded_state_dir / "runtime")
+    server = EmbeddedServer(state / "postgres", settings=FAST_UNSAFE_SETTINGS)
+    server.start()
+    try:
+        done = subprocess.run(
+            [runtime.python, "-m", "sscl_daemon", "status", "--config", str(config)],
+            env={"PATH": "/usr/bin:/bin", **runtime.env},
+            **as_user(nobody.pw_uid, nobody.pw_gid),
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert "permission denied reading the embedded PostgreSQL" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -382,7 +382,17 @@ class EmbeddedServer:
     @property
     def exists(self) -> bool:
         """A data directory has been made here (by an earlier start)."""
-        return (self.data_dir / "PG_VERSION").exists()
+        try:
+            return (self.data_dir / "PG_VERSION").exists()
+        except PermissionError:
+            raise self._denied() from None
+
+    def _denied(self) -> StoreError:
+        return StoreError(
+            f"permission denied reading the embedded PostgreSQL in {self.root}: it belongs to "
+            "the daemon's user; run the command as that user or with sudo",
+            permanent=True,
+        )
 
     def dsn(self, database: str = "postgres") -> str:
         """A libpq/asyncpg URL for ``database`` on this server (unix socket, no password)."""
@@ -399,6 +409,8 @@ class EmbeddedServer:
         """
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except PermissionError:
+            raise self._denied() from None
         except OSError:
             return None
         try:
