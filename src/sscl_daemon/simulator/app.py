@@ -38,6 +38,7 @@ from aiohttp import web
 from sscl_daemon.simulator.engine import Engine
 from sscl_daemon.simulator.faults import Faults
 from sscl_daemon.simulator.gateway import Gateway
+from sscl_daemon.simulator.media import MediaRest
 from sscl_daemon.simulator.oauth import Credentials, OAuthServer
 from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.platform_rest import CONTROL_PREFIX, PlatformRest, json_response
@@ -101,6 +102,8 @@ class Simulator:
         self.gateway.rest = self.rest
         app = web.Application(middlewares=[self.rest.middleware])
         app.add_routes(self.rest.routes())
+        self.media = MediaRest(self.org, self.engine)
+        app.add_routes(self.media.routes())
         app.add_routes(control_routes(self))
         return app
 
@@ -116,6 +119,7 @@ class Simulator:
         assert isinstance(server, asyncio.base_events.Server)
         self._port = server.sockets[0].getsockname()[1]
         self.rest.gateway_base_url = self.base_url
+        self.media.media_base = self.base_url
         traffic = None
         if self.config.calls_per_second > 0:
             traffic = Traffic(

@@ -43,8 +43,10 @@ def rate_group_for(method: str, path: str) -> RateGroup:
     """Throttling group per operation (research C6; the spec's path comments)."""
     if path.startswith("/restapi/oauth/"):
         return RateGroup.AUTH
-    if "/call-log" in path:
+    if "/call-log" in path or ("/recording/" in path and path.endswith("/content")):
         return RateGroup.HEAVY
+    if "/message-store/" in path and "/content/" in path:
+        return RateGroup.MEDIUM
     if path.endswith("/extension"):  # list extensions [spec: REX paths Account/Extension]
         return RateGroup.MEDIUM
     if path.startswith("/restapi/v1.0/subscription") and method != "GET":
