@@ -98,6 +98,11 @@ class RestClient:
     def auth(self) -> Authenticator:
         return self._auth
 
+    @property
+    def limiter(self) -> GroupLimiter:
+        """The rate-group limiter, shared with requests made beside this client (media)."""
+        return self._limiter
+
     async def request(
         self,
         method: str,
