@@ -16,7 +16,7 @@ from sscl_daemon.config import (
     Secret,
     WriterSettings,
 )
-from sscl_daemon.crm.base import Created, PermanentFailure, Skipped, WriteContext
+from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, Skipped, WriteContext
 from sscl_daemon.crm.bullhorn import BullhornOptions, BullhornWriter
 from sscl_daemon.crm.conformance import Harness, Logged, WriterConformance, conformance_call
 from sscl_daemon.simulator.crm import bullhorn
@@ -127,4 +127,26 @@ async def test_an_internal_call_is_skipped(http_session: aiohttp.ClientSession) 
         result = await writer.write(call, WriteContext())
         assert isinstance(result, Skipped)
         assert "internal call" in result.reason
+        await writer.close()
+
+
+async def test_a_note_app_connect_made_for_the_call_counts_as_logged(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    state = bullhorn.BullhornState()
+    async with serve(bullhorn.create_app(state)) as base:
+        call = conformance_call(53)
+        assert call.external_number
+        person = state.add_person("ClientContact", "Pat", call.external_number)
+        state.notes[9001] = {
+            "id": 9001,
+            "comments": "Call logged by App Connect",
+            "personReference": {"id": person},
+            "commentingPerson": {"id": state.api_user},
+            "externalID": call.session_id,
+            "isDeleted": False,
+        }
+        writer = BullhornWriter(_settings(base, "b", ContactSettings(), 10.0), http_session)
+        assert await writer.write(call, WriteContext()) == AlreadyExisted("9001")
+        assert len(state.notes) == 1
         await writer.close()

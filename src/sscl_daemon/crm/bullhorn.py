@@ -21,8 +21,11 @@ Requests under ``restUrl``:
   ``commentingPerson`` (the mapped CorporateUser), ``dateAdded`` (the call's start, epoch
   ms), ``minutesSpent`` (talk time rounded up) and ``externalID`` = our key. Giving both a
   person and the commenting person makes Bullhorn link the Note to the person itself.
-* ``GET query/Note?where=externalID IN (...)`` after an uncertain attempt or a retry: the
-  database, not the search index, so a Note just created is found.
+* ``GET query/Note?where=externalID IN (...)`` before each create: our key (after an
+  uncertain attempt or a retry) and, unless ``detect_client_logs = false``, the call's
+  RingCentral session ids, which App Connect's Bullhorn connector writes into the same
+  field of the Notes users' own clients make. The database, not the search index, so a
+  Note just created is found.
 * ``GET search/{ClientContact,Candidate,Lead}?query=(phone:"N" OR mobile:"N" ...) AND
   isDeleted:false`` per uncached number, in the order of ``search_entities`` until one has
   matches (N = the national digits and E.164, each result's numbers compared here);
@@ -313,12 +316,18 @@ class BullhornWriter(CrmWriterBase):
     # -- the writer protocol -------------------------------------------------------------------
 
     async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
-        if ctx.uncertain or ctx.attempt > 1:
-            found = await self._by_external_id([call.key])
+        # Our own earlier Note carries our key; one App Connect made carries the call's
+        # RingCentral session id in the same field.
+        wanted = [call.key]
+        if self._settings.contacts.detect_client_logs:
+            wanted += [i for i in (call.session_id, call.telephony_session_id) if i]
+        if ctx.uncertain or ctx.attempt > 1 or len(wanted) > 1:
+            found = await self._by_external_id(wanted)
             if not isinstance(found, dict):
                 return found
-            if call.key in found:
-                return AlreadyExisted(found[call.key])
+            existing = next((found[k] for k in wanted if k in found), None)
+            if existing is not None:
+                return AlreadyExisted(existing)
         resolved = await self.resolver.resolve(call)
         if not isinstance(resolved, Resolution):
             return resolved

@@ -134,10 +134,15 @@ class Harness(abc.ABC):
     def logged(self, key: str) -> list[Logged]:
         """Every record of the stand-in carrying our key ``key``."""
 
+    # The hooks below are needed by the points that use them ("contacts", "owners",
+    # "token_refresh"); a harness declaring those unsupported may leave them out.
+
     def add_contact(self, name: str, e164: str) -> str:
+        """A contact (person) with this number in the CRM; its id."""
         raise NotImplementedError
 
     def add_user(self, email: str) -> str:
+        """A CRM user with this e-mail; its id."""
         raise NotImplementedError
 
     @abc.abstractmethod
@@ -145,9 +150,11 @@ class Harness(abc.ABC):
         """Make the CRM refuse (as invalid) any record carrying ``key``."""
 
     def expire_tokens(self) -> None:
+        """End every access token (and session) the CRM issued."""
         raise NotImplementedError
 
     def revoke_refresh_tokens(self) -> None:
+        """Make the configured credentials useless (revoked refresh token, new secret)."""
         raise NotImplementedError
 
     def current_refresh_token(self) -> str | None:
