@@ -6,6 +6,14 @@
 ``$SSCL_TEST_DSN`` or one embedded server for the whole session, started only
 if some test needs it. Without a server the tests that need one fail with a
 single message saying what is missing; they never skip.
+
+Every test gets exactly one tier marker, assigned here at collection (never
+written on a test): ``e2e`` when it runs processes, daemons or a browser (the
+node-id prefixes in :data:`E2E`, or a test marked ``slow``), ``integration``
+when it needs PostgreSQL (it asks for ``pg_server``, directly or through
+``pg_dsn``/``empty_pg_dsn``/``store``, or starts a server itself: the prefixes
+in :data:`INTEGRATION`), ``unit`` otherwise. ``pytest -m unit`` is the quick
+tier; the README's Development section says how long each tier takes.
 """
 
 from __future__ import annotations
@@ -20,6 +28,58 @@ import pytest
 from sscl_daemon.config import StoreSettings
 from sscl_daemon.store import Store
 from sscl_daemon.store.testing import PostgresForTests, PostgresUnavailable
+
+# Node-id prefixes (a folder, a module, or one test) of tests that run
+# processes, whole daemons or a browser. A test module that only sometimes
+# starts a process names its test here rather than moving to this list whole.
+E2E = (
+    "tests/soak/",
+    "tests/scale/",
+    "tests/install/test_unit_run.py",
+    "tests/install/test_oauth_command.py",
+    "tests/console/test_browser.py",
+    "tests/daemon/test_e2e_process.py",
+    "tests/daemon/test_demo.py",
+    "tests/daemon/test_private_state.py",
+    "tests/crm/test_standins_demo.py",
+    "tests/store/test_migrate_command.py",
+    "tests/daemon/test_commands.py::test_commands_attach_to_the_running_daemons_embedded_server",
+    "tests/ringcentral/test_backfill.py::test_backfill_while_the_daemon_runs_uses_its_embedded",
+    "tests/daemon/test_store_outage.py",
+    "tests/daemon/test_systemd_unit.py",
+    "tests/simulator/test_sdk.py",
+    "tests/simulator/test_platform_simulate_command.py",
+    "tests/calls/test_replay.py::test_replay_as_a_real_process",
+    "tests/crm/test_thirdparty_writer.py::test_the_plugin_is_found_and_configured_by_type",
+    "tests/foundation/test_cli.py::test_version_through_the_console_script_module",
+    "tests/store/test_errors.py::test_migrate_command_reports_an_unreachable_store",
+    "tests/store/test_leases.py::test_sigkilled_holder_process_is_replaced_within_the_bound",
+)
+
+# Node-id prefixes of tests that need PostgreSQL without asking for the
+# ``pg_server`` fixture (they start or probe a server themselves).
+INTEGRATION = (
+    "tests/store/test_embedded.py",
+    "tests/store/test_embedded_private.py",
+    "tests/store/test_fixtures.py",
+    "tests/store/test_errors.py",
+)
+
+
+def tier(nodeid: str, fixtures: list[str], slow: bool) -> str:
+    """The tier marker of one test, from its node id, fixtures and ``slow`` mark."""
+    if slow or nodeid.startswith(E2E):
+        return "e2e"
+    if "pg_server" in fixtures or nodeid.startswith(INTEGRATION):
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = list(getattr(item, "fixturenames", ()))
+        slow = item.get_closest_marker("slow") is not None
+        item.add_marker(tier(item.nodeid, fixtures, slow))
 
 
 @pytest.fixture(scope="session")
