@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sscl_daemon import metrics
+from sscl_daemon.backoff import backoff_delay
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import WriterSettings
 from sscl_daemon.crm.base import (
@@ -47,7 +48,6 @@ from sscl_daemon.crm.base import (
     Writer,
     WriteResult,
 )
-from sscl_daemon.daemon.supervise import backoff_delay
 from sscl_daemon.logging import get_logger
 from sscl_daemon.metrics import WriteOutcome
 from sscl_daemon.store import Lease, OutboxItem, Outcome, Store, WorkNotifier

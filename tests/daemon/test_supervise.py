@@ -7,7 +7,8 @@ import random
 import pytest
 
 from sscl_daemon import metrics
-from sscl_daemon.daemon.supervise import Backoff, FatalError, backoff_delay, supervise
+from sscl_daemon.backoff import backoff_delay
+from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
 
 
 class Flaky:

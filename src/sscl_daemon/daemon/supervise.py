@@ -1,4 +1,4 @@
-"""Supervision of the daemon's long-running tasks, and the backoff they share.
+"""Supervision of the daemon's long-running tasks (their backoff is :mod:`sscl_daemon.backoff`).
 
 A supervised task that crashes is logged, counted and started again after
 a jittered exponential delay; the delay starts over once the task has run
@@ -15,20 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sscl_daemon import metrics
+from sscl_daemon.backoff import backoff_delay
 from sscl_daemon.logging import get_logger
 
 log = get_logger(__name__)
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Delay before retry number ``attempt`` (1-based): doubling, jittered, in [initial, maximum].
-
-    Jitter takes the delay anywhere in the upper half of the doubling step, so
-    many rows or tasks failing together spread out instead of retrying in step.
-    """
-    maximum = max(maximum, initial)
-    step = initial * (2.0 ** min(max(attempt - 1, 0), 62))
-    return min(maximum, max(initial, step * rng.uniform(0.5, 1.0)))
 
 
 class FatalError(Exception):
