@@ -15,10 +15,10 @@ from tests.daemon.harness import to_toml
 from tests.daemon.helpers import make_call
 
 from sscl_daemon.cli import main
-from sscl_daemon.commands.retry_dead import parse_since
 from sscl_daemon.commands.status import when
 from sscl_daemon.config import StoreSettings
 from sscl_daemon.exitcodes import EXIT_CONFIG
+from sscl_daemon.since import parse_since
 from sscl_daemon.store import Checkpoint, Outcome, Store
 from sscl_daemon.store.errors import dsn_target
 from sscl_daemon.store.testing import PostgresForTests, dsn_with_database

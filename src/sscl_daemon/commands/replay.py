@@ -140,7 +140,7 @@ def build(args: argparse.Namespace, err: IO[str]) -> Tracker:
     """
     from sscl_daemon.config import ConfigError, Need, load_for_command
     from sscl_daemon.config.locations import config_path
-    from sscl_daemon.daemon.accounts import policy_options as configured_policy
+    from sscl_daemon.configured_policy import policy_options as configured_policy
     from sscl_daemon.daemon.accounts import tracker_options
 
     directory = load_directory(args.directory) if args.directory else None

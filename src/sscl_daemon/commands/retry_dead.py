@@ -10,34 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sscl_daemon.commands.attach import open_store, store_failed
 from sscl_daemon.config import ConfigError, Need, Settings, add_config_argument, load_for_command
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
+from sscl_daemon.since import parse_since
 from sscl_daemon.store import StoreError
 
 HELP = "send call logs parked as dead letters to their CRM again"
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """``2h`` / ``30m`` / ``7d`` ago, or an ISO 8601 time (UTC when no offset is given)."""
-    now = now or datetime.now(UTC)
-    match = _DURATION.match(value.strip())
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is neither a duration (30m, 2h, 7d) nor an ISO time (2026-01-31T08:00)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

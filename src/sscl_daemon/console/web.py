@@ -33,15 +33,14 @@ from aiohttp import web
 from sscl_daemon import __version__, metrics
 from sscl_daemon.calls.model import CallResult
 from sscl_daemon.calls.policy import Policy
-from sscl_daemon.commands.blocklist import answer
-from sscl_daemon.commands.retry_dead import parse_since
 from sscl_daemon.config import AccountSettings, SalesforceOptions, Settings
+from sscl_daemon.configured_policy import answer, policy_options
 from sscl_daemon.console import charts
 from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS, Skip
 from sscl_daemon.console.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_SECONDS, Sessions
 from sscl_daemon.console.settings_view import SECRET_SET, effective_settings
-from sscl_daemon.daemon.accounts import policy_options
 from sscl_daemon.logging import get_logger
+from sscl_daemon.since import parse_since
 from sscl_daemon.store import Store, StoreError, views
 
 log = get_logger(__name__)

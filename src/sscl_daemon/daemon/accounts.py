@@ -27,9 +27,10 @@ import aiohttp
 from sscl_daemon import metrics
 from sscl_daemon.calls.directory import Directory, DirectoryError
 from sscl_daemon.calls.model import CompletedCall
-from sscl_daemon.calls.policy import Policy, PolicyOptions
+from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.config import AccountSettings, Settings, WriterSettings
+from sscl_daemon.configured_policy import policy_options
 from sscl_daemon.crm.registry import build_writer
 from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, CommitHealth, GroupCommitter
 from sscl_daemon.daemon.pipeline import Committer, Pipeline
@@ -87,18 +88,6 @@ DEFAULT_RECOVERY_WINDOW = 180.0
 # What the call policy and the tracker read: the whole file for a one-account
 # file (``Settings``) or one ``[accounts.NAME]`` table.
 AccountView = Settings | AccountSettings
-
-
-def policy_options(settings: AccountView) -> PolicyOptions:
-    calls = settings.calls
-    return PolicyOptions(
-        log_internal=calls.log_internal,
-        log_abandoned=calls.log_abandoned,
-        missed_attribution=calls.missed_attribution,
-        missed_owner_extension=calls.missed_owner_extension,
-        blocklist=settings.blocklist,
-        scope=settings.scope,
-    )
 
 
 def tracker_options(settings: AccountView) -> TrackerOptions:
