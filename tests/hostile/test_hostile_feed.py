@@ -133,46 +133,84 @@ def _mutants(calls: list[SimCall], count: int, rng: random.Random) -> list[str]:
     return out
 
 
-async def test_hostile_feed_beside_real_calls(live: Live) -> None:
+@dataclass
+class Feed:
+    """Hostile inputs: bodies the simulator wraps as notifications, and raw frames."""
+
+    bodies: list[dict[str, Any]]
+    frames: list[str]
+    # Telephony sessions that must never be logged, and a dead-letter reason per input kind.
+    refused: set[str]
+    reasons: list[str]
+
+
+def _feed(case: str, sim: Simulator, rng: random.Random) -> Feed:
+    decoys = _calls(sim, 6, salt=5000 + 100 * CASES.index(case))
+    tsids = {t for call in decoys for t in call.telephony_session_ids}
+    if case == "poison id":
+        poison = "s-" + "".join(rng.choices(string.ascii_letters + string.digits, k=3000))
+        return Feed(_renamed(decoys[0], poison), [], {poison}, ["length <= 128"])
+    if case == "far-future eventTime":
+        bodies = [b for c in decoys for b in _bodies(c, eventTime="9999-12-31T23:59:59.000Z")]
+        return Feed(bodies, [], tsids, ["ahead of its receipt"])
+    if case == "1970 eventTime":
+        bodies = [b for c in decoys for b in _bodies(c, eventTime="1970-01-01T00:00:00.000Z")]
+        return Feed(bodies, [], tsids, ["behind its receipt"])
+    if case == "huge sequence":
+        token = next(iter(sim.gateway.sessions.values())).token
+        envelope = json.dumps({"uuid": "seq", "body": decoys[1].events[0].body})
+        frames = [_frame(envelope, 10**15, token)]
+        return Feed(_bodies(decoys[0], sequence=10**15), frames, tsids, ["<= 65535"])
+    if case == "NUL character":
+        bodies = _bodies(decoys[0])
+        for body in bodies:
+            for party in body["parties"]:
+                party["from"] = dict(party.get("from") or {}) | {"name": "ACME\u0000CORP"}
+        return Feed(bodies, [], set(decoys[0].telephony_session_ids), ["NUL"])
+    if case == "deep nesting":
+        deep = 100_000
+        frames = [
+            _frame('{"uuid":"deep-1","body":' + "[" * deep + "]" * deep + "}"),
+            _frame("[" * deep + "]" * deep),
+            _frame('{"uuid":"deep-2","body":' + '{"a":' * deep + "1" + "}" * deep + "}"),
+        ]
+        return Feed([], frames, set(), [])
+    assert case == "mutation feed"
+    return Feed([], _mutants(decoys, 400, rng), set(), [])
+
+
+CASES = [
+    "poison id",
+    "far-future eventTime",
+    "1970 eventTime",
+    "huge sequence",
+    "NUL character",
+    "deep nesting",
+    "mutation feed",
+]
+
+
+@pytest.mark.parametrize("cases", [[case] for case in CASES] + [CASES], ids=[*CASES, "all"])
+async def test_hostile_feed_beside_real_calls(live: Live, cases: list[str]) -> None:
     sim = live.sim
     restarts_before = {
         task: metrics.TASK_RESTARTS.labels(task=task)._value.get()
         for task in ("subscription", "committer")
     }
-    real = _calls(sim, 24, salt=0)
-    decoys = _calls(sim, 12, salt=5000)
     rng = random.Random(19)
-    poison_tsid = "s-" + "".join(rng.choices(string.ascii_letters + string.digits, k=3000))
-    token = next(iter(sim.gateway.sessions.values())).token
-    deep = 100_000
-    hostile_bodies = [
-        *_renamed(decoys[0], poison_tsid),
-        *_bodies(decoys[1], eventTime="9999-12-31T23:59:59.000Z"),
-        *_bodies(decoys[2], eventTime="1970-01-01T00:00:00.000Z"),
-        *_bodies(decoys[3], sequence=10**15),
-    ]
-    for body in _bodies(decoys[4]):
-        for party in body["parties"]:
-            party["from"] = dict(party.get("from") or {}) | {"name": "ACME\u0000CORP"}
-        hostile_bodies.append(body)
-    hostile_frames = [
-        _frame('{"uuid":"deep-1","body":' + "[" * deep + "]" * deep + "}"),
-        _frame("[" * deep + "]" * deep),
-        _frame('{"uuid":"deep-2","body":' + '{"a":' * deep + "1" + "}" * deep + "}"),
-        _frame(json.dumps({"uuid": "seq", "body": decoys[5].events[0].body}), 10**15, token),
-        *_mutants(decoys[6:], 400, rng),
-    ]
-    refused = {t for call in decoys[:5] for t in call.telephony_session_ids} | {poison_tsid}
-
+    feeds = [_feed(case, sim, rng) for case in cases]
+    bodies = [body for feed in feeds for body in feed.bodies]
+    frames = [text for feed in feeds for text in feed.frames]
+    real = _calls(sim, 24 if len(cases) > 1 else 8, salt=0)
     for call in real:
         sim.inject(call)
-    # Interleaved with the real calls' events: a slice of each kind in every round.
+    # Interleaved with the real calls' events: a slice of the feed in every round.
     samples: list[int] = []
     rounds = 10
     for n in range(rounds):
-        for body in hostile_bodies[n::rounds]:
+        for body in bodies[n::rounds]:
             sim.push_raw(body)
-        for text in hostile_frames[n::rounds]:
+        for text in frames[n::rounds]:
             sim.push_raw_frame(text)
         status, _ = await live.readyz()
         samples.append(status)
@@ -186,12 +224,13 @@ async def test_hostile_feed_beside_real_calls(live: Live) -> None:
         assert data["result"] == log.result, key
         assert data["direction"] == log.direction, key
     logged_sessions = {key.rsplit(":", 1)[0] for key in delivered}
+    refused = {tsid for feed in feeds for tsid in feed.refused}
     assert not logged_sessions & refused, "a refused input was logged"
     assert all(len(key) < 300 for key in delivered)
 
     letters = await live.store.dead_letters(limit=10_000)
     reasons = " | ".join(letter.reason for letter in letters)
-    for why in ("ahead of its receipt", "behind its receipt", "length <= 128", "NUL", "<= 65535"):
+    for why in (reason for feed in feeds for reason in feed.reasons):
         assert why in reasons, why
     checkpoint = await live.store.load_checkpoint("default")
     assert checkpoint is not None
