@@ -212,3 +212,13 @@ async def test_outliers_become_dead_letters_and_never_move_the_checkpoint() -> N
     assert all(START <= at <= last for at in sink.checkpoints())
     assert pipeline.tracker.snapshot()  # the tracker is intact
     assert len(pipeline.tracker) == 0
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_optional_ids_may_be_empty(decode: Decode) -> None:
+    # Only a session's and a party's own id must be there: an optional id that comes empty
+    # was always accepted, and refusing it would refuse the whole notification.
+    env = _set("body.parties.0.extensionId", "")
+    env["body"]["parties"][0]["park"] = {"id": ""}
+    event = decode(json.dumps(env))
+    assert event.body.parties[0].extension_id == ""  # type: ignore[attr-defined]
