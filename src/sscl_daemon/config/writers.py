@@ -11,6 +11,7 @@ writers (HubSpot, Pipedrive, Salesforce, webhook, jsonl) live here; their plug-i
 
 from __future__ import annotations
 
+from sscl_daemon.config.plugins import OptionReader, PluginError, plugin
 from sscl_daemon.config.schema import (
     ContactSettings,
     HubSpotOptions,
@@ -23,7 +24,6 @@ from sscl_daemon.config.schema import (
     WriterType,
 )
 from sscl_daemon.config.table import Table
-from sscl_daemon.crm.base import OptionReader
 from sscl_daemon.crm.signing import secret_problem
 
 # The original writers' types stay WriterType members (code compares them with ``is``).
@@ -156,12 +156,10 @@ def parse_writer(name: str, t: Table, default_timezone: str | None = None) -> Wr
 
     ``default_timezone`` is the account's ``calls.timezone``, the zone of CRM writers that
     name none."""
-    from sscl_daemon.crm import registry  # the plug-ins import the config, not the reverse
-
     kind = t.string("type", "")
     try:
-        plugin = registry.plugin(kind)
-    except registry.PluginError as exc:
+        found = plugin(kind)
+    except PluginError as exc:
         t.problem("type", str(exc))
         return None
     d = WriterSettings
@@ -173,8 +171,8 @@ def parse_writer(name: str, t: Table, default_timezone: str | None = None) -> Wr
     retry_initial = t.number("retry_initial", d.retry_initial)
     retry_max = t.number("retry_max", d.retry_max)
     timeout = t.number("timeout", d.timeout, minimum=0.1)
-    contacts = _contacts(t, default_timezone) if plugin.contacts else ContactSettings()
-    options = plugin.parse_options(t)
+    contacts = _contacts(t, default_timezone) if found.contacts else ContactSettings()
+    options = found.parse_options(t)
     t.finish()
     if options is None:
         return None

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.config.plugins import OptionReader as OptionReader
+from sscl_daemon.config.plugins import WriterPlugin as WriterPlugin
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import aiohttp
 
-    from sscl_daemon.config import Secret, WriterSettings
+    from sscl_daemon.config import WriterSettings
 
 
 @dataclass(frozen=True)
@@ -109,58 +109,8 @@ class Writer(Protocol):
     async def close(self) -> None: ...
 
 
-class OptionReader(Protocol):
-    """One ``[writers.NAME]`` table as a plug-in reads it (the config loader's table reader).
-
-    Every getter records a problem under the key's full path (``writers.NAME.key``) instead
-    of raising and returns the default; keys nobody read are reported as unknown once the
-    plug-in's parser returns. ``secret`` resolves ``env:``/``credential:`` references.
-    """
-
-    def key(self, name: str) -> str: ...
-
-    def problem(self, name: str, message: str) -> None: ...
-
-    def has(self, name: str) -> bool: ...
-
-    def string(self, name: str, default: str) -> str: ...
-
-    def boolean(self, name: str, default: bool) -> bool: ...
-
-    def integer(
-        self, name: str, default: int, minimum: int = 0, maximum: int | None = None
-    ) -> int: ...
-
-    def number(self, name: str, default: float, minimum: float = 0.0) -> float: ...
-
-    def url(self, name: str, default: str) -> str: ...
-
-    def string_list(self, name: str) -> list[str]: ...
-
-    def secret(self, name: str, required: bool = False) -> Secret | None: ...
-
-    # A file path; a relative one is taken relative to the state directory.
-    def path(self, name: str) -> Path | None: ...
-
-
+# A plug-in's types live with the configuration, which reads every writer's keys through
+# them without importing any writer; plug-in authors import them from here.
 # ``(writer settings, the daemon's shared HTTP session) -> writer``; ``settings.options`` is
 # what the plug-in's option parser returned.
 WriterFactory = Callable[["WriterSettings", "aiohttp.ClientSession"], Writer]
-
-
-@dataclass(frozen=True)
-class WriterPlugin:
-    """A writer type: what the ``sscl_daemon.writers`` entry point named ``type`` points at.
-
-    ``parse_options`` reads the type's own keys (the common ones -- ``enabled``,
-    ``rate_limit``, ``concurrency``, ``batch_size``, ``timeout``, retries and, with
-    ``contacts``, the contact and owner keys -- are read by the daemon) and returns the
-    options object, or None after recording a problem. ``build`` makes the writer.
-    ``label`` names the CRM in logs, reasons and documentation.
-    """
-
-    type: str
-    label: str
-    parse_options: Callable[[OptionReader], object | None]
-    build: WriterFactory
-    contacts: bool = True

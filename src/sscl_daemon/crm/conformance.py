@@ -37,7 +37,7 @@ import abc
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 import pytest
@@ -55,7 +55,6 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.crm.registry import build_writer
-from sscl_daemon.simulator.crm.common import StandInState
 
 # The points a harness may declare unsupported (see the module docstring).
 POINTS = (
@@ -95,6 +94,46 @@ class MemoryVault:
         self.saves += 1
 
 
+class FaultSwitches(Protocol):
+    """The fault plan of a stand-in (``simulator/crm/common.FaultPlan``)."""
+
+    def fail(
+        self,
+        status: int,
+        *,
+        path: str = "",
+        method: str | None = None,
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+        body: object = None,
+        exact: bool = False,
+    ) -> None: ...
+
+    def stall(
+        self,
+        *,
+        after: bool,
+        path: str = "",
+        method: str | None = None,
+        times: int = 1,
+        exact: bool = False,
+    ) -> None: ...
+
+    def drop(
+        self, *, path: str = "", method: str | None = None, times: int = 1, exact: bool = False
+    ) -> None: ...
+
+
+class StandIn(Protocol):
+    """What the kit needs of a stand-in's state (``simulator/crm/common.StandInState``)."""
+
+    @property
+    def faults(self) -> FaultSwitches: ...
+
+    @property
+    def refused_keys(self) -> set[str]: ...
+
+
 # Contact settings of most checks: nothing created, owners by e-mail.
 PLAIN = ContactSettings(no_contact=NoContactPolicy.UNASSOCIATED, detect_client_logs=True)
 
@@ -103,7 +142,7 @@ PLAIN = ContactSettings(no_contact=NoContactPolicy.UNASSOCIATED, detect_client_l
 class Harness(abc.ABC):
     """One writer type against its running stand-in."""
 
-    state: StandInState
+    state: StandIn
     session: aiohttp.ClientSession
     # Path of the request that stores a single call log (faults aim at it).
     create_path: str
