@@ -8,7 +8,14 @@ import pytest
 from tests.crm.conftest import make_call
 
 from sscl_daemon.calls.model import CallResult, Direction
-from sscl_daemon.config import ConfigError, ContactSettings, Secret, WriterSettings, parse_config
+from sscl_daemon.config import (
+    ConfigError,
+    ContactSettings,
+    OAuthClientSettings,
+    Secret,
+    WriterSettings,
+    parse_config,
+)
 from sscl_daemon.crm import dynamics as dv
 from sscl_daemon.crm import zoho as zc
 from sscl_daemon.crm.base import AlreadyExisted, Created, WriteContext
@@ -116,3 +123,29 @@ def test_plugin_secrets_are_redacted() -> None:
         }
     )
     assert "dv-secret-value" in settings.secrets()
+
+
+async def test_zoho_looks_up_a_large_uncertain_batch_in_groups(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    from sscl_daemon.simulator.crm import zoho as zoho_sim
+
+    state = zoho_sim.ZohoState(rate_limit=10**6)
+    async with serve(zoho_sim.create_app(state)) as base:
+        oauth = OAuthClientSettings(
+            zoho_sim.CLIENT_ID, Secret(zoho_sim.CLIENT_SECRET), Secret(zoho_sim.REFRESH_TOKEN)
+        )
+        contacts = ContactSettings(detect_client_logs=False, owner_by_email=False)
+        settings = WriterSettings(
+            "z", "zoho", zc.ZohoOptions(oauth, accounts_url=base), contacts=contacts
+        )
+        writer = zc.ZohoWriter(settings, http_session)
+        calls = [make_call(telephony_session_id=f"s-{n}", external_number=None) for n in range(80)]
+        first = await writer.write_batch([(c, WriteContext()) for c in calls])
+        assert all(isinstance(r, Created) for r in first)
+        again = await writer.write_batch([(c, WriteContext(2, uncertain=True)) for c in calls])
+        assert [r.record_id for r in again if isinstance(r, AlreadyExisted)] == [
+            r.record_id for r in first if isinstance(r, Created)
+        ]
+        assert state.count("POST", "/coql") == 2
+        assert len(state.calls) == 80

@@ -68,6 +68,7 @@ from sscl_daemon.crm.wiring import ChunkedWriterBase
 CRM: Final = "Zoho CRM"
 BATCH_MAX: Final = 100
 COQL_LIMIT: Final = 200
+COQL_IN_MAX: Final = 50
 CLIENT_WINDOW: Final = timedelta(hours=1)
 DEFAULT_KEY_FIELD: Final = "SSCL_Call_Key"
 DEFAULT_ACCOUNTS_URL: Final = "https://accounts.zoho.com"
@@ -315,15 +316,17 @@ class ZohoWriter(ChunkedWriterBase):
     async def _write_chunk(self, chunk: list[Pending]) -> None:
         key_field = self._opts.key_field
         uncertain = [p for p in chunk if p.ctx.uncertain]
-        if uncertain:
-            rows = await self._coql(key_query([p.call.key for p in uncertain], key_field))
+        # COQL takes at most COQL_IN_MAX values in one "in".
+        for start in range(0, len(uncertain), COQL_IN_MAX):
+            group = uncertain[start : start + COQL_IN_MAX]
+            rows = await self._coql(key_query([p.call.key for p in group], key_field))
             if not isinstance(rows, list):
-                batch.fail_open(uncertain, rows)
-            else:
-                found = {str(r.get(key_field)): str(r.get("id")) for r in rows if r.get("id")}
-                for p in uncertain:
-                    if p.call.key in found:
-                        p.result = AlreadyExisted(found[p.call.key])
+                batch.fail_open(group, rows)
+                continue
+            found = {str(r.get(key_field)): str(r.get("id")) for r in rows if r.get("id")}
+            for p in group:
+                if p.call.key in found:
+                    p.result = AlreadyExisted(found[p.call.key])
         open_ = batch.still_open(chunk)
         if open_ and self._settings.contacts.detect_client_logs:
             rows = await self._coql(client_log_query([p.call for p in open_], key_field))

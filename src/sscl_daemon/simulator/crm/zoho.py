@@ -21,8 +21,9 @@ COQL, users, OAuth "refresh your access token", status codes):
   than Zoho on one point, on purpose: an unknown field is ``INVALID_DATA`` (Zoho drops it),
   so a misspelt field fails the tests.
 * ``GET /crm/v7/{Contacts,Leads}/search?criteria=((Field:equals:value)or...)``;
-  ``POST /crm/v7/coql`` (``select ... from Calls where`` with ``=``, ``in``, ``between``,
-  ``is null`` joined by ``and``); both answer 204 with no body when nothing matches.
+  ``POST /crm/v7/coql`` (``select ... from Calls where`` with ``=``, ``in`` (at most 50
+  values), ``between``, ``is null`` joined by ``and``); both answer 204 with no body when
+  nothing matches.
 * ``GET /crm/v7/users?type=ActiveUsers``.
 * rate limit: at most ``rate_limit`` requests per ``window`` seconds; past it, 429
   ``TOO_MANY_REQUESTS`` (Zoho sends no ``Retry-After``).
@@ -50,6 +51,7 @@ CLIENT_ID: Final = "1000.SSCLDEMOCLIENT"
 CLIENT_SECRET: Final = "sscl-zoho-client-secret"
 REFRESH_TOKEN: Final = "1000.sscl.demo.refresh"
 KEY_FIELD: Final = "SSCL_Call_Key"
+COQL_IN_MAX: Final = 50
 BATCH_MAX: Final = 100
 CALL_TYPES: Final = frozenset({"Inbound", "Outbound", "Missed"})
 OUTGOING_STATUSES: Final = frozenset({"Scheduled", "Completed"})
@@ -354,6 +356,8 @@ def _condition(text: str) -> object:
     if m := _IN.match(text):
         name, listed = m.group(1), m.group(2)
         values = {_unquote(v) for v in re.findall(_STRING, listed)}
+        if len(values) > COQL_IN_MAX:
+            return f"at most {COQL_IN_MAX} values are allowed in an in clause"
         return lambda r: str(r.get(name)) in values
     if m := _EQ.match(text):
         name, value = m.group(1), _unquote(m.group(2))
