@@ -1,7 +1,12 @@
 """Benchmark of the call core: decode + apply throughput and memory per in-flight session.
 
 Usage: ``python benchmarks/tracker.py [--events 1000000] [--sessions 100000]
-[--repeat 3] [--seed 7]``
+[--repeat 3] [--seed 7] [--baseline OTHER/src]``
+
+With ``--baseline`` (the ``src`` of another checkout, e.g. a ``git worktree`` of an
+older commit) the same measurements run for both code bases, in separate processes
+and alternating run by run, so that a busy neighbour weighs on both alike; both figures
+and their ratio are printed (issue 13: within 10 % of the figure before the change).
 
 Targets (issue 4): at least 150,000 events/s decode + apply on one core, and
 under 2 KB of retained memory per in-flight session at 100,000 sessions.
@@ -30,13 +35,17 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import psutil
@@ -280,15 +289,72 @@ def memory(sessions: int, seed: int) -> None:
           f"{verdict(per_session < TARGET_BYTES_PER_SESSION)}")  # fmt: skip
 
 
+def measure(events: int, sessions: int, seed: int) -> dict[str, float]:
+    """One throughput run and, with ``sessions``, the memory figure (for --baseline)."""
+    frames = list(stream(events, 2_000, seed))
+    cpu, _, _, _ = timed_run(frames, decode_tracked)
+    figures = {"events_per_s": len(frames) / cpu}
+    if sessions:
+        rng = random.Random(seed)
+        raws = [raw for i in range(sessions) for _, raw in make_call(i, T0, rng, True).frames]
+        tracker = Tracker(directory(), TrackerOptions(session_timeout_s=3600))
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for raw in raws:
+            tracker.apply(decode_tracked(raw))
+        gc.collect()
+        figures["bytes_per_session"] = (tracemalloc.get_traced_memory()[0] - before) / sessions
+        tracemalloc.stop()
+    return figures
+
+
+def compare(args: argparse.Namespace) -> None:
+    """This code base against ``args.baseline``, alternating runs in child processes."""
+    here = str(Path(__file__).resolve().parent.parent / "src")
+    sides = {"this": here, "baseline": str(Path(args.baseline).resolve())}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    for index in range(max(1, args.repeat)):
+        for name, src in sides.items():
+            command = [sys.executable, __file__, "--measure", "--events", str(args.events),
+                       "--seed", str(args.seed),
+                       "--sessions", str(args.sessions if index == 0 else 0)]  # fmt: skip
+            env = {**os.environ, "PYTHONPATH": src}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    load = os.getloadavg()
+    print(f"this code ({sides['this']}) against the baseline ({sides['baseline']}), "
+          f"{args.repeat} alternating runs each, load average {load[0]:.2f}")  # fmt: skip
+    best = {name: max(r["events_per_s"] for r in rows) for name, rows in runs.items()}
+    median = {
+        name: statistics.median(r["events_per_s"] for r in rows) for name, rows in runs.items()
+    }
+    memory_of = {name: rows[0].get("bytes_per_session", 0.0) for name, rows in runs.items()}
+    for name in sides:
+        print(f"  {name:<8} throughput best {best[name]:,.0f}, median {median[name]:,.0f} "
+              f"events/s CPU; retained {memory_of[name]:,.0f} bytes/session")  # fmt: skip
+    ratio = best["this"] / best["baseline"]
+    print(f"  => throughput {ratio:.1%} of the baseline (best CPU time), median "
+          f"{median['this'] / median['baseline']:.1%}; memory "
+          f"{memory_of['this'] / memory_of['baseline']:.1%} of the baseline")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3, help="timed throughput runs")
+    parser.add_argument("--baseline", help="the src directory of the code to compare with")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    throughput(args.events, args.seed, max(1, args.repeat))
-    memory(args.sessions, args.seed)
+    if args.measure:  # a child of --baseline: one run, figures as JSON
+        print(json.dumps(measure(args.events, args.sessions, args.seed)))
+    elif args.baseline:
+        compare(args)
+    else:
+        throughput(args.events, args.seed, max(1, args.repeat))
+        memory(args.sessions, args.seed)
 
 
 if __name__ == "__main__":
