@@ -10,8 +10,8 @@ import pytest
 
 from sscl_daemon.calls.model import Direction
 from sscl_daemon.config import ContactSettings, OAuthClientSettings, Secret, WriterSettings
-from sscl_daemon.crm.base import Created, WriteContext
-from sscl_daemon.crm.clio import ClioOptions, ClioWriter
+from sscl_daemon.crm.base import AlreadyExisted, Created, RetryLater, WriteContext
+from sscl_daemon.crm.clio import ClioOptions, ClioWriter, TimeEntries
 from sscl_daemon.crm.conformance import Harness, Logged, WriterConformance, conformance_call
 from sscl_daemon.simulator.crm import clio
 from sscl_daemon.simulator.crm.common import serve
@@ -100,3 +100,34 @@ async def test_outbound_call_goes_from_the_user_to_the_contact_on_its_only_open_
         assert record["receivers"] == [{"id": contact, "type": "Contact"}]
         assert record["matter"] == {"id": matter}
         assert record["type"] == "PhoneCommunication"
+
+
+async def test_time_entry_on_the_matter_once_across_a_retry(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    state = clio.ClioState()
+    async with serve(clio.create_app(state)) as base:
+        call = conformance_call(41)
+        assert call.external_number
+        contact = state.add_contact("Erin Client", call.external_number)
+        matter = state.add_matter(contact)
+        oauth = OAuthClientSettings(
+            clio.CLIENT_ID, Secret(clio.CLIENT_SECRET), Secret(clio.REFRESH_TOKEN)
+        )
+        options = ClioOptions(oauth, region_url=base, time_entries=TimeEntries.NON_BILLABLE)
+        writer = ClioWriter(WriterSettings("c", "clio", options), http_session)
+        # The entry's create times out: the communication stands, the entry comes on retry.
+        state.faults.fail(503, path="/api/v4/activities.json", method="POST")
+        first = await writer.write(call, WriteContext())
+        assert isinstance(first, RetryLater)
+        assert len(state.communications) == 1
+        assert state.activities == {}
+        second = await writer.write(call, WriteContext(attempt=2))
+        assert isinstance(second, AlreadyExisted)
+        third = await writer.write(call, WriteContext(attempt=3, uncertain=True))
+        assert third == second
+        (entry,) = state.activities.values()
+        assert entry["quantity"] == 125
+        assert entry["matter"] == {"id": matter}
+        assert entry["communication"] == {"id": int(second.record_id)}
+        assert entry["non_billable"] is True

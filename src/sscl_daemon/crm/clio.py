@@ -9,6 +9,10 @@ grant at ``{region_url}/oauth/token``, bearer tokens):
   (the firm's user and the contact, in the call's direction: outbound = user -> contact),
   and the contact's ``matter`` when it has exactly one open matter (``link_matter``), as
   App Connect does;
+* ``POST /api/v4/activities.json`` -- with ``time_entries = "billable"`` or
+  ``"non-billable"``, a ``TimeEntry`` of the talk time on that matter, linked to the
+  communication (after a retry, ``GET /api/v4/activities.json?communication_id=`` first, so
+  an entry is made once; an entry Clio refuses is logged, the communication stands);
 * ``GET /api/v4/communications.json?type=PhoneCommunication&received_since=...&
   received_before=...`` (the contact's, when known) before creating, to find our own
   earlier record (its body carries our key) after an uncertain attempt or a retry, and a
@@ -32,6 +36,7 @@ Limits: per access token, a 60-second window (50 requests at peak); every answer
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,6 +51,7 @@ from sscl_daemon.config.writers import oauth_settings
 from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
+    Created,
     OptionReader,
     PermanentFailure,
     RetryLater,
@@ -57,6 +63,9 @@ from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
 from sscl_daemon.crm.http import OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
+from sscl_daemon.logging import get_logger
+
+log = get_logger(__name__)
 
 CRM: Final = "Clio"
 DEFAULT_REGION_URL: Final = "https://app.clio.com"
@@ -65,19 +74,36 @@ CLIENT_WINDOW: Final = timedelta(hours=1)
 SUBJECT_MAX: Final = 255
 
 
+class TimeEntries(enum.StrEnum):
+    """Whether a call's talk time also becomes a time entry on the matter."""
+
+    OFF = "off"
+    BILLABLE = "billable"
+    NON_BILLABLE = "non-billable"
+
+
 @dataclass(frozen=True)
 class ClioOptions:
     oauth: OAuthClientSettings
     region_url: str = DEFAULT_REGION_URL
     # Attach the communication to the contact's matter when it has exactly one open matter.
     link_matter: bool = True
+    time_entries: TimeEntries = TimeEntries.OFF
 
 
 def parse_options(reader: OptionReader) -> ClioOptions | None:
-    region = reader.url("region_url", DEFAULT_REGION_URL)
-    link = reader.boolean("link_matter", True)
+    d = ClioOptions
+    region = reader.url("region_url", d.region_url)
+    link = reader.boolean("link_matter", d.link_matter)
+    raw = reader.string("time_entries", d.time_entries.value)
+    try:
+        entries = TimeEntries(raw)
+    except ValueError:
+        allowed = ", ".join(repr(t.value) for t in TimeEntries)
+        reader.problem("time_entries", f"{raw!r} is not allowed; use one of {allowed}")
+        entries = d.time_entries
     oauth = oauth_settings(reader, "Clio (an app from the Clio developer portal)")
-    return ClioOptions(oauth, region, link) if oauth is not None else None
+    return ClioOptions(oauth, region, link, entries) if oauth is not None else None
 
 
 # -- pure mapping ----------------------------------------------------------------------------
@@ -162,11 +188,6 @@ class ClioWriter(CrmWriterBase):
         if not isinstance(resolved, Resolution):
             return resolved
         contact = resolved.primary
-        again = ctx.uncertain or ctx.attempt > 1
-        if again or self._settings.contacts.detect_client_logs:
-            existing = await self._existing(call, contact)
-            if existing is not None:
-                return existing
         user = _int(resolved.owner_id) if resolved.owner_id else None
         if user is None:
             me = await self._who_am_i()
@@ -179,15 +200,37 @@ class ClioWriter(CrmWriterBase):
             if isinstance(matter, RetryLater | PermanentFailure):
                 return matter
             matter_id = matter
-        answer = await self.http.request(
-            "POST",
-            f"{self._base}/communications.json",
-            json_body={"data": communication(call, contact, user, matter_id)},
-        )
-        if not isinstance(answer, Response):
-            return answer
-        data = _data(answer)
-        return batch.created(CRM, data.get("id") if isinstance(data, dict) else None)
+        again = ctx.uncertain or ctx.attempt > 1
+        comm_id: str | None = None
+        if again or self._settings.contacts.detect_client_logs:
+            existing = await self._existing(call, contact)
+            if isinstance(existing, RetryLater | PermanentFailure):
+                return existing
+            if existing is not None and existing[1] is content.Match.CLIENT:
+                return AlreadyExisted(existing[0])
+            comm_id = existing[0] if existing is not None else None
+        created = comm_id is None
+        if comm_id is None:
+            answer = await self.http.request(
+                "POST",
+                f"{self._base}/communications.json",
+                json_body={"data": communication(call, contact, user, matter_id)},
+            )
+            if not isinstance(answer, Response):
+                return answer
+            data = _data(answer)
+            made = batch.created(CRM, data.get("id") if isinstance(data, dict) else None)
+            if not isinstance(made, Created):
+                return made
+            comm_id = made.record_id
+        if self._opts.time_entries is not TimeEntries.OFF and matter_id is not None:
+            entry = await self._time_entry(call, comm_id, matter_id, user, check=not created)
+            if isinstance(entry, RetryLater):
+                # The communication stands; the retry finds it and adds the entry.
+                return entry
+            if isinstance(entry, PermanentFailure):
+                log.warning("clio time entry refused", writer=self.name, reason=entry.reason)
+        return Created(comm_id) if created else AlreadyExisted(comm_id)
 
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
@@ -198,7 +241,8 @@ class ClioWriter(CrmWriterBase):
 
     async def _existing(
         self, call: CompletedCall, contact: Contact | None
-    ) -> AlreadyExisted | LookupFailure | None:
+    ) -> tuple[str, content.Match] | LookupFailure | None:
+        """Our own earlier communication of this call, or one a user's client made."""
         params = {
             "type": "PhoneCommunication",
             "received_since": content.iso_utc(content.utc(call.start_time) - CLIENT_WINDOW),
@@ -217,8 +261,43 @@ class ClioWriter(CrmWriterBase):
             for r in (data if isinstance(data, list) else [])
             if isinstance(r, dict)
         ]
-        match = content.first_match(call, records)
-        return AlreadyExisted(match[0]) if match else None
+        return content.first_match(call, records)
+
+    async def _time_entry(
+        self, call: CompletedCall, comm_id: str, matter_id: int, user: int, *, check: bool
+    ) -> int | LookupFailure | None:
+        """The talk time as a time entry on the matter, linked to the communication (once:
+        with ``check`` an entry already linked to it is kept)."""
+        seconds = content.talk_seconds(call)
+        if seconds <= 0:
+            return None
+        if check:
+            answer = await self._get(
+                "/activities.json",
+                {"communication_id": comm_id, "type": "TimeEntry", "fields": "id"},
+            )
+            if not isinstance(answer, Response):
+                return answer
+            listed = _data(answer)
+            if isinstance(listed, list) and listed:
+                return _int(listed[0].get("id")) if isinstance(listed[0], dict) else None
+        body = {
+            "data": {
+                "type": "TimeEntry",
+                "date": content.utc(call.start_time).date().isoformat(),
+                "quantity": seconds,
+                "matter": {"id": matter_id},
+                "user": {"id": user},
+                "communication": {"id": int(comm_id)},
+                "note": content.subject(call)[:SUBJECT_MAX],
+                "non_billable": self._opts.time_entries is TimeEntries.NON_BILLABLE,
+            }
+        }
+        answer = await self.http.request("POST", f"{self._base}/activities.json", json_body=body)
+        if not isinstance(answer, Response):
+            return answer
+        data = _data(answer)
+        return _int(data.get("id")) if isinstance(data, dict) else None
 
     async def _who_am_i(self) -> int | LookupFailure:
         if self._me is None:

@@ -17,6 +17,9 @@ What it serves and checks, after Clio's API documentation (v4 reference, "Rate L
 * ``GET /api/v4/contacts.json?query=``: a contact matches when the query's digits occur in
   one of its numbers' digits, or the text in its name; ``POST /api/v4/contacts.json``
   (``Person`` needs a first or last name).
+* ``POST /api/v4/activities.json`` (a ``TimeEntry``: ``quantity`` in seconds, ``date``,
+  ``matter``/``user``/``communication`` that exist, ``non_billable``) and ``GET`` with
+  ``communication_id`` and ``type``;
 * ``GET /api/v4/matters.json?client_id=&status=``, ``GET /api/v4/users.json``,
   ``GET /api/v4/users/who_am_i.json``.
 * every answer: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` (a
@@ -30,7 +33,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final
 
 from aiohttp import web
@@ -49,6 +52,9 @@ REFRESH_TOKEN: Final = "sscl-clio-refresh"
 API: Final = "/api/v4"
 COMMUNICATION_FIELDS: Final = frozenset(
     {"type", "subject", "body", "received_at", "senders", "receivers", "matter", "date"}
+)
+TIME_ENTRY_FIELDS: Final = frozenset(
+    {"type", "date", "quantity", "matter", "user", "communication", "note", "non_billable"}
 )
 _STATE_KEY: Final = web.AppKey("clio_state", object)
 
@@ -76,6 +82,7 @@ class ClioState(StandInState):
     contacts: dict[int, dict[str, object]] = field(default_factory=dict)
     matters: dict[int, dict[str, object]] = field(default_factory=dict)
     communications: dict[int, dict[str, object]] = field(default_factory=dict)
+    activities: dict[int, dict[str, object]] = field(default_factory=dict)
     rate_limit: int = 50
     window: WindowLimit | None = None
     me: int = 0  # the API user's id (who_am_i)
@@ -258,6 +265,63 @@ async def list_communications(request: web.Request) -> web.Response:
     return json_response({"data": rows[:limit], "meta": {"paging": {}, "records": len(rows)}})
 
 
+def _check_time_entry(state: ClioState, body: object) -> dict[str, object]:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or data.get("type") not in ("TimeEntry", "ExpenseEntry"):
+        raise ClioError(422, "ValidationError", "type must be TimeEntry or ExpenseEntry")
+    unknown = sorted(set(data) - TIME_ENTRY_FIELDS)
+    if unknown:
+        raise ClioError(422, "ValidationError", f"unknown field(s): {', '.join(unknown)}")
+    quantity = data.get("quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int | float) or quantity <= 0:
+        raise ClioError(422, "ValidationError", "quantity must be a positive number of seconds")
+    try:
+        date.fromisoformat(str(data.get("date")))
+    except ValueError:
+        raise ClioError(422, "ValidationError", "date must be YYYY-MM-DD") from None
+    for name, table in (
+        ("matter", state.matters),
+        ("user", state.users),
+        ("communication", state.communications),
+    ):
+        ref = data.get(name)
+        if ref is not None and not (isinstance(ref, dict) and ref.get("id") in table):
+            raise ClioError(422, "ValidationError", f"{name} {ref!r} not found")
+    if not isinstance(data.get("non_billable", False), bool):
+        raise ClioError(422, "ValidationError", "non_billable must be true or false")
+    return dict(data)
+
+
+async def create_activity(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    record = _check_time_entry(state, body)
+    aid = state.new_id()
+    record["id"] = aid
+    state.activities[aid] = record
+    return json_response({"data": _fields(request, record)}, 201)
+
+
+def _communication_of(activity: dict[str, object]) -> str | None:
+    ref = activity.get("communication")
+    return str(ref.get("id")) if isinstance(ref, dict) else None
+
+
+async def list_activities(request: web.Request) -> web.Response:
+    state = _state(request)
+    q = request.query
+    rows = [
+        _fields(request, a)
+        for a in state.activities.values()
+        if ("type" not in q or a["type"] == q["type"])
+        and ("communication_id" not in q or _communication_of(a) == q["communication_id"])
+    ]
+    return json_response({"data": rows, "meta": {"paging": {}, "records": len(rows)}})
+
+
 async def list_contacts(request: web.Request) -> web.Response:
     state = _state(request)
     query = request.query.get("query", "")
@@ -348,6 +412,8 @@ def create_app(state: ClioState | None = None) -> web.Application:
     app.router.add_post("/oauth/token", token)
     app.router.add_post(f"{API}/communications.json", create_communication)
     app.router.add_get(f"{API}/communications.json", list_communications)
+    app.router.add_post(f"{API}/activities.json", create_activity)
+    app.router.add_get(f"{API}/activities.json", list_activities)
     app.router.add_get(f"{API}/contacts.json", list_contacts)
     app.router.add_post(f"{API}/contacts.json", create_contact)
     app.router.add_get(f"{API}/matters.json", list_matters)
