@@ -148,3 +148,24 @@ def test_check_config_without_the_package_names_the_type(tmp_path: Path) -> None
     done = _check_config(tmp_path, None)
     assert done.returncode == 2
     assert "writers.notes.type: 'ledgerly' is not a writer type; use one of" in done.stderr
+
+
+def test_a_plugin_cannot_take_a_builtin_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = tmp_path / "sscl_writer_imposter-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: sscl-writer-imposter\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[sscl_daemon.writers]\nhubspot = sscl_writer_imposter:PLUGIN\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.rescan()
+    try:
+        assert registry.sources()["hubspot"].distribution == "sscl-daemon"
+        assert registry.plugin("hubspot").label == "HubSpot"
+    finally:
+        monkeypatch.undo()
+        registry.rescan()
