@@ -223,6 +223,11 @@ async def test_hostile_feed_beside_real_calls(live: Live, cases: list[str]) -> N
         assert isinstance(data, dict)
         assert data["result"] == log.result, key
         assert data["direction"] == log.direction, key
+        # Durations too: no outlier moved the tracker's clock under the real calls.
+        for field in ("talk_ms", "hold_ms"):
+            value = data[field]
+            assert isinstance(value, int)
+            assert abs(value - getattr(log, field)) <= 1000, (key, field)
     logged_sessions = {key.rsplit(":", 1)[0] for key in delivered}
     refused = {tsid for feed in feeds for tsid in feed.refused}
     assert not logged_sessions & refused, "a refused input was logged"
