@@ -26,6 +26,7 @@ from aiohttp import web
 
 from sscl_daemon import metrics
 from sscl_daemon.config import AdminSettings
+from sscl_daemon.errors import SsclError
 from sscl_daemon.logging import get_logger
 
 log = get_logger(__name__)
@@ -37,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-class AdminAddressError(Exception):
+class AdminAddressError(SsclError):
     """The admin address cannot be bound (taken by another daemon, not local, a privileged
     port): a configuration problem that a restart does not fix."""
 

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sscl_daemon.calls.numbers import is_valid_e164, to_e164
+from sscl_daemon.errors import SsclError
 
 MAX_SHORT_EXTENSION = 6
 MAX_EXTENSION = 8
@@ -40,7 +41,7 @@ _SEPARATORS = re.compile(r"[\s().\-]")
 _PREFIX = re.compile(r"\+[1-9]\d{0,13}")
 
 
-class BlocklistError(ValueError):
+class BlocklistError(SsclError, ValueError):
     """One blocklist entry is invalid; ``entry`` is the text, ``reason`` says why."""
 
     def __init__(self, entry: str, reason: str) -> None:

@@ -27,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from sscl_daemon.calls.model import Extension, ExtensionType
+from sscl_daemon.errors import SsclError
 
 
-class DirectoryError(ValueError):
+class DirectoryError(SsclError, ValueError):
     """An extension-list record cannot be used (names the record and the field)."""
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import enum
 
+from sscl_daemon.errors import SsclError
+
 
 class Phase(enum.Enum):
     OPEN = "open"  # events arrive; some party is not final
@@ -107,7 +109,7 @@ TRANSITIONS: dict[tuple[Phase, Trigger], tuple[Phase, Action]] = {
 }
 
 
-class LifecycleError(RuntimeError):
+class LifecycleError(SsclError, RuntimeError):
     """A transition the table does not have (a bug in the caller, never bad input)."""
 
 

@@ -90,6 +90,7 @@ from sscl_daemon.calls.state import (
     restore_session,
     snapshot_session,
 )
+from sscl_daemon.errors import SsclError
 
 _FINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
 # Bound once: an enum member read through its class costs about 50 ns in Python 3.11.
@@ -151,6 +152,10 @@ class TrackerOptions:
                 raise ValueError(f"TrackerOptions.{name} must be >= 0")
         if self.session_timeout_s <= 0:
             raise ValueError("TrackerOptions.session_timeout_s must be > 0")
+
+
+class SnapshotError(SsclError, ValueError):
+    """A saved tracker snapshot that cannot be read back (corrupt, or another version)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -728,16 +733,16 @@ class Tracker:
         return msgspec.msgpack.encode(snap)
 
     def restore(self, data: bytes) -> bytes:
-        """Replace the in-flight state with a :meth:`snapshot`; raise ValueError if unusable.
+        """Replace the in-flight state with a :meth:`snapshot`; raise SnapshotError if unusable.
 
         Returns the snapshot's ``extra``.
         """
         try:
             snap = msgspec.msgpack.decode(data, type=_Snapshot)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ValueError(f"tracker snapshot cannot be decoded: {exc}") from None
+            raise SnapshotError(f"tracker snapshot cannot be decoded: {exc}") from None
         if snap.version != SNAPSHOT_VERSION:
-            raise ValueError(f"tracker snapshot version {snap.version} is not supported")
+            raise SnapshotError(f"tracker snapshot version {snap.version} is not supported")
         self._sessions = {}
         self._ctx = None
         self._heap = []

@@ -41,6 +41,7 @@ from sscl_daemon.config import (
 )
 from sscl_daemon.config.schema import ConfigIssue, DaemonSettings
 from sscl_daemon.config.secrets import SecretSource, credential_source, resolve_secret
+from sscl_daemon.errors import SsclError
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 
 HELP = "obtain a Pipedrive or Salesforce OAuth refresh token through the browser"
@@ -89,7 +90,7 @@ VENDORS = {
 }
 
 
-class OAuthFailure(Exception):
+class OAuthFailure(SsclError):
     """The flow ended without a refresh token; the message says why (never a secret)."""
 
 

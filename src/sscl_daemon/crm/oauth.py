@@ -33,6 +33,7 @@ from typing import Protocol
 import aiohttp
 
 from sscl_daemon.config import OAuthClientSettings
+from sscl_daemon.errors import SsclError
 from sscl_daemon.logging import get_logger
 
 log = get_logger(__name__)
@@ -49,7 +50,7 @@ class ClientAuth(enum.Enum):
     BODY = "body"  # HubSpot, Salesforce
 
 
-class TokenRefusedError(Exception):
+class TokenRefusedError(SsclError):
     """The token endpoint refused the refresh token or client: only new credentials help.
 
     ``error`` is the endpoint's OAuth error code (``invalid_grant``: the refresh token
@@ -61,7 +62,7 @@ class TokenRefusedError(Exception):
         self.error = error
 
 
-class TokenUnavailableError(Exception):
+class TokenUnavailableError(SsclError):
     """The token endpoint could not be reached or failed transiently: try again later."""
 
 

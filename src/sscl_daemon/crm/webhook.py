@@ -76,6 +76,7 @@ from sscl_daemon.crm.base import (
 from sscl_daemon.crm.http import CrmHttp, Response, scrub
 from sscl_daemon.crm.limiter import Limiter
 from sscl_daemon.crm.signing import secret_key as secret_key
+from sscl_daemon.errors import SsclError
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +94,7 @@ class ItemStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
-class VerificationError(Exception):
+class VerificationError(SsclError):
     """A delivery failed verification; the message says why (never the secret)."""
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from sscl_daemon import metrics
 from sscl_daemon.backoff import backoff_delay
+from sscl_daemon.errors import SsclError
 from sscl_daemon.logging import get_logger
 
 log = get_logger(__name__)
 
 
-class FatalError(Exception):
+class FatalError(SsclError):
     """A failure that restarting cannot heal; the daemon stops with this message."""
 
 

@@ -33,6 +33,7 @@ import msgspec
 import structlog
 
 from sscl_daemon.config import RingCentralSettings, Secret
+from sscl_daemon.errors import SsclError
 from sscl_daemon.ringcentral.ratelimit import Clock, GroupLimiter, RateGroup, Sleep, throttle_delay
 from sscl_daemon.ringcentral.retry import Retryable, RetryPolicy, with_retries
 
@@ -42,7 +43,7 @@ TOKEN_PATH = "/restapi/oauth/token"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
-class AuthError(Exception):
+class AuthError(SsclError):
     """RingCentral refused the configured credentials; retrying cannot help."""
 
 
@@ -79,7 +80,7 @@ class TokenSet:
 TokensChanged = Callable[[TokenSet], Awaitable[None]]
 
 
-class _Rejected(Exception):
+class _Rejected(SsclError):
     """The token endpoint refused the grant (4xx other than 429)."""
 
     def __init__(self, status: int, error: str, description: str) -> None:

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.errors import SsclError
 from sscl_daemon.ringcentral.reconcile import Batch, Reconciler
 
 DEFAULT_CHUNK = timedelta(hours=6)
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class PeriodError(ValueError):
+class PeriodError(SsclError, ValueError):
     """`--from`/`--to` are unusable; the message says which and how to fix it."""
 
 

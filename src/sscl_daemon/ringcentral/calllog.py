@@ -54,6 +54,7 @@ from sscl_daemon.calls.model import (
     idempotency_key,
 )
 from sscl_daemon.calls.numbers import looks_like_extension
+from sscl_daemon.errors import SsclError
 from sscl_daemon.ringcentral.records import (
     CallerInfo,
     CallLogLeg,
@@ -87,7 +88,7 @@ _CONSULT_LEG = "extensiontoextension"
 _QUEUE_SEPARATOR = " - "
 
 
-class RecordError(ValueError):
+class RecordError(SsclError, ValueError):
     """A call-log record the mapping cannot use (names the record and the field)."""
 
 

@@ -21,6 +21,7 @@ import aiohttp
 import msgspec
 import structlog
 
+from sscl_daemon.errors import SsclError
 from sscl_daemon.ringcentral.auth import Authenticator
 from sscl_daemon.ringcentral.ratelimit import GroupLimiter, RateGroup, throttle_delay
 from sscl_daemon.ringcentral.records import (
@@ -45,7 +46,7 @@ MAX_PAGES = 10_000
 T = TypeVar("T")
 
 
-class ApiError(Exception):
+class ApiError(SsclError):
     """RingCentral answered a request with an error that retrying will not fix."""
 
     def __init__(self, method: str, path: str, status: int, code: str, message: str) -> None:

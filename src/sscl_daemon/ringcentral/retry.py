@@ -21,12 +21,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from sscl_daemon.errors import SsclError
 from sscl_daemon.ringcentral.ratelimit import Sleep
 
 T = TypeVar("T")
 
 
-class Retryable(Exception):
+class Retryable(SsclError):
     """A failed attempt that may succeed later; `delay` is the server's own wait, if given."""
 
     def __init__(self, message: str, delay: float | None = None) -> None:
@@ -34,7 +35,7 @@ class Retryable(Exception):
         self.delay = delay
 
 
-class RetriesExhausted(Exception):
+class RetriesExhausted(SsclError):
     """Every attempt failed with a transient error; the last one is the message."""
 
 

@@ -20,6 +20,8 @@ from typing import TypeVar
 
 import msgspec
 
+from sscl_daemon.errors import SsclError
+
 T = TypeVar("T")
 
 SUBSCRIPTION_PATH = "/restapi/v1.0/subscription"
@@ -40,7 +42,7 @@ class MessageType(enum.StrEnum):
     ERROR = "Error"
 
 
-class ProtocolError(Exception):
+class ProtocolError(SsclError):
     """A frame that is not the gateway's `[header, body?]` JSON array."""
 
 

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import asyncpg
 
+from sscl_daemon.errors import SsclError
+
 # What talking to PostgreSQL can raise besides programming errors: server errors,
 # client/protocol errors (a connection whose server died mid-call), and the socket's own.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
@@ -29,7 +31,7 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-class StoreError(Exception):
+class StoreError(SsclError):
     """PostgreSQL could not be used; the message says what and how to fix it.
 
     ``permanent``: only a change of configuration (or of the server's) can fix it.

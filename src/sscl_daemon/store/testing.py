@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
+from sscl_daemon.errors import SsclError
 from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
 from sscl_daemon.store.migrate import migrate
@@ -86,7 +87,7 @@ def _remove_abandoned_workdirs() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class PostgresUnavailable(Exception):
+class PostgresUnavailable(SsclError):
     """No server for the tests; the message says what is missing and how to provide it."""
 
 
