@@ -234,3 +234,30 @@ def test_status_can_read_the_sessions_waiting_from_the_saved_snapshot() -> None:
     saved = pipeline.tracker.snapshot(pipeline.settling.dump())
     assert snapshot_waiting(saved) == (2, START - timedelta(minutes=3))
     assert snapshot_waiting(b"not msgpack") is None
+
+
+async def test_a_suspect_that_lost_nothing_is_logged_live_at_once() -> None:
+    # In flight at a gap (or a restart) whose WebSocket recovery replayed what was missed:
+    # every sequence number and every end arrive, so the call log is not waited for.
+    org = Organisation.build(24)
+    call = CallFactory(org, 24).make(START, CallKind.INBOUND_ANSWERED)
+    pipeline, committer, sink = _pipeline(Directory.from_api(org.extension_records()))
+    for event in call.events[:3]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    pipeline.mark_suspects(pipeline.in_flight_sessions())
+    assert pipeline.suspects() == list(call.telephony_session_ids)
+    for event in call.events[3:]:  # the replay: nothing missing
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    await pipeline.expire(START + timedelta(hours=1))
+    await _drain(committer)
+    assert [(c.key, c.source) for c in sink.calls] == [(call.expected[0].key, CallSource.LIVE)]
+    assert pipeline.suspects() == []
+    # one whose history has a hole still waits
+    other = CallFactory(org, 25).make(START + timedelta(minutes=5), CallKind.INBOUND_ANSWERED)
+    for event in other.events[:3]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    pipeline.mark_suspects(pipeline.in_flight_sessions())
+    for event in other.events[4:]:
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    await pipeline.expire(START + timedelta(hours=2))
+    assert pipeline.suspects() == list(other.telephony_session_ids)

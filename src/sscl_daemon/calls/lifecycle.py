@@ -44,6 +44,7 @@ class Trigger(enum.Enum):
     DIRECTORY = "directory"  # a fresh directory came, or the wait for it passed
     HOLE = "hole"  # complete, but a sequence number (or the start) was never seen
     GAP = "gap"  # in flight across a WebSocket gap, a failed recovery or a restart
+    NOTHING_LOST = "nothing lost"  # completed with every sequence number and every end seen
     RECORD = "record"  # the call-log read found its record
     NO_RECORD = "no record"  # the retry schedule ran out (and the platform ended it)
     TIMEOUT = "timeout"  # no event for session_timeout
@@ -97,6 +98,8 @@ TRANSITIONS: dict[tuple[Phase, Trigger], tuple[Phase, Action]] = {
     (_S, _T.EVENT): (_S, Action.NONE),
     (_S, _T.ALL_FINAL): (_S, Action.SCHEDULE),
     (_S, _T.GAP): (_S, Action.NONE),
+    # the gap took nothing of it after all (a recovery replayed it, or it was quiet)
+    (_S, _T.NOTHING_LOST): (Phase.COMPLETE, Action.LOG),
     (_S, _T.GRACE_PASSED): (_H, Action.HOLD),
     (_S, _T.HOLE): (_H, Action.HOLD),
     (_S, _T.TIMEOUT): (_H, Action.HOLD),

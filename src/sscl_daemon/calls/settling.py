@@ -10,7 +10,9 @@ module is the pure bookkeeping of those sessions: no I/O, no clock (``now`` is p
 A session's phases here are the ``SUSPECT`` and ``HELD_BACK`` rows of the lifecycle
 table (:mod:`sscl_daemon.calls.lifecycle`), and every change goes through its
 :func:`~sscl_daemon.calls.lifecycle.step`: marked at a gap (``SUSPECT``, still followed)
-or completed with a hole (``HELD_BACK``); due for a call-log read once the tracker
+or completed with a hole (``HELD_BACK``); a suspect the tracker then completes with
+nothing missing is logged live after all (``COMPLETE``: a WebSocket recovery replayed
+what the gap held, so the call log is not needed); due for a call-log read once the tracker
 finished it, or once it has been silent while followed; settled from its record
 (``SETTLED_ELSEWHERE``), or read again after ``RETRY_AFTER_S[attempts]``, and when the
 schedule is exhausted given up (``GIVEN_UP``: logged from what was seen, calls of a
@@ -120,12 +122,22 @@ class Settling:
         if waiting is not None and at > waiting.last_event:
             waiting.last_event = at
 
-    def hold(self, call: CompletedCall) -> bool:
-        """Keep the tracker's call back if its session waits; whether it was kept."""
-        waiting = self._waiting.get(call.telephony_session_id)
+    def hold(self, call: CompletedCall, complete: bool = False) -> bool:
+        """Keep the tracker's call back if its session waits; whether it was kept.
+
+        ``complete``: the tracker completed the session with every sequence number and
+        every party's end seen. A suspect's call is then logged as it is (the gap took
+        nothing of it: a recovery replayed what was missed, or nothing happened in it),
+        and the session stops waiting.
+        """
+        tsid = call.telephony_session_id
+        waiting = self._waiting.get(tsid)
         if waiting is None:
             return False
         if waiting.phase is Phase.SUSPECT:
+            if complete:
+                self._leave(tsid, Trigger.NOTHING_LOST)
+                return False
             waiting.phase, _ = step(waiting.phase, Trigger.GRACE_PASSED)
         waiting.held.append(call)
         return True

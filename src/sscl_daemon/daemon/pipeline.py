@@ -222,12 +222,21 @@ class Pipeline:
 
     def _hold_back(self, calls: list[CompletedCall]) -> list[CompletedCall]:
         settling = self.settling
-        for tsid, first in self.tracker.take_holed():
+        holed = self.tracker.take_holed()
+        for tsid, first in holed:
             # A notification of it never came: the call log decides (issue 13).
             settling.mark_holed(tsid, first)
         if not calls or not len(settling):
             return calls
-        return [call for call in calls if not settling.hold(call)]
+        # A suspect completed with nothing missing (a recovery replayed what the gap
+        # held) is logged live: only sessions that really lost events wait.
+        unsure = {tsid for tsid, _ in holed}
+        unsure.update(c.telephony_session_id for c in calls if c.result is CallResult.INCOMPLETE)
+        return [
+            call
+            for call in calls
+            if not settling.hold(call, complete=call.telephony_session_id not in unsure)
+        ]
 
     def hold(self, since: datetime) -> int:
         """Keep the checkpoint at or before ``since`` until :meth:`release` (a gap being closed)."""
