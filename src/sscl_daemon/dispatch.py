@@ -14,7 +14,9 @@ the store, for the same reason.
 
 Each call a CRM accepted gets one info line, ``dispatch.call.logged``, with
 its key, the writer, the result and the CRM's record id (logging.py names
-the events).
+the events). A record the writer created is handed to ``on_created`` (the writer's
+enrichment runner queues the updates the call expects: recording, voicemail) with the note
+the writer wrote; if that fails the runner's sweep queues them later.
 
 The dispatcher itself holds nothing but the rows in flight: a slow or dead
 CRM grows the outbox table, never this process.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,6 +72,8 @@ class Uncertain:
 Answer = WriteResult | Uncertain
 # Told about every call the CRM accepted: (writer name, call, CRM record id, outcome).
 SentHook = Callable[[str, CompletedCall, str, WriteOutcome], None]
+# Told about every record the writer created: (call, CRM record id, the note it wrote).
+CreatedHook = Callable[[CompletedCall, str, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class Settlement:
     retry_in: float | None = None
     reason: str | None = None
     uncertain: bool = False
+    # The note a created record got (Created.written).
+    written: str | None = None
 
 
 def settle(
@@ -88,7 +94,7 @@ def settle(
 ) -> Settlement:
     """The state transition of a ledger row after the writer's answer."""
     if isinstance(answer, Created):
-        return Settlement(WriteOutcome.CREATED, record_id=answer.record_id)
+        return Settlement(WriteOutcome.CREATED, record_id=answer.record_id, written=answer.written)
     if isinstance(answer, AlreadyExisted):
         return Settlement(WriteOutcome.ALREADY_EXISTED, record_id=answer.record_id)
     if isinstance(answer, PermanentFailure):
@@ -135,8 +141,10 @@ class Dispatcher:
         on_sent: SentHook | None = None,
         fence: Lease | None = None,
         may_write: Callable[[], bool] | None = None,
+        on_created: CreatedHook | None = None,
     ) -> None:
         self._store = store
+        self.on_created = on_created
         self._fence = fence
         self._may_write = may_write
         self._on_sent = on_sent
@@ -162,6 +170,11 @@ class Dispatcher:
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def writer(self) -> Writer:
+        """The writer new requests go to (replaced on a live reload)."""
+        return self._writer
 
     @property
     def in_flight(self) -> int:
@@ -345,6 +358,8 @@ class Dispatcher:
                 )
                 if self._on_sent is not None:
                     self._on_sent(self.name, item.call, s.record_id, s.outcome)
+                if self.on_created is not None and s.outcome is WriteOutcome.CREATED:
+                    await self._created(item.call, s.record_id, s.written)
         elif s.outcome is WriteOutcome.SKIPPED:
             # Settled like a sent row (the same group commit), without a record id: the
             # policy decided, so it is neither a failure nor anything retry-dead may resend.
@@ -385,6 +400,19 @@ class Dispatcher:
                 writer=self.name,
                 call=item.call.key,
                 hint="the answer came after the claim ended; the call is retried as uncertain",
+            )
+
+    async def _created(self, call: CompletedCall, record_id: str, written: str | None) -> None:
+        assert self.on_created is not None
+        try:
+            await self.on_created(call, record_id, written)
+        except Exception as exc:
+            log.warning(
+                "dispatch.enrichment.queue_failed",
+                writer=self.name,
+                call=call.key,
+                error=repr(exc),
+                hint="the update sweep queues it later (without rewriting the note)",
             )
 
     def _mark_sent(

@@ -133,6 +133,18 @@ WRITES = Counter(
     ["writer", "outcome"],
     registry=REGISTRY,
 )
+ENRICHMENTS = Counter(
+    "sscl_enrichments",
+    "Updates of logged calls (recording, voicemail), by writer, kind and outcome.",
+    ["writer", "kind", "outcome"],
+    registry=REGISTRY,
+)
+ENRICHMENTS_PENDING = Gauge(
+    "sscl_enrichments_pending",
+    "Updates of logged calls still waiting for their recording or voicemail, by writer.",
+    ["writer"],
+    registry=REGISTRY,
+)
 CRM_LATENCY = Histogram(
     "sscl_crm_request_seconds",
     "Duration of one writer call (one CRM request or batch), by writer.",

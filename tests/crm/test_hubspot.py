@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from sscl_daemon.config import (
     WriterSettings,
     WriterType,
 )
-from sscl_daemon.crm import hubspot
+from sscl_daemon.crm import content, hubspot
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
@@ -119,9 +120,12 @@ async def test_create_maps_every_property_in_hubspot_terms(portal: Portal) -> No
     assert props["hs_call_duration"] == "125000"  # milliseconds of talk, not ring or hold
     assert props["hs_call_from_number"] == NUMBER
     assert "hs_call_to_number" not in props
-    assert props["hs_call_recording_url"] == (
+    # HubSpot plays only audio it can fetch: the recording is a link a RingCentral user
+    # opens (recordings = "link", the default), never RingCentral's token-only URL.
+    assert "hs_call_recording_url" not in props
+    assert content.player_link(
         "https://media.ringcentral.com/restapi/v1.0/account/37439510/recording/rec-1/content"
-    )
+    ) in html.unescape(props["hs_call_body"])
     assert props["hubspot_owner_id"] == owner
     assert props["hs_call_external_id"] == "s-1001"
     assert props[hubspot.KEY_PROPERTY] == "s-1001:62001"

@@ -135,9 +135,3 @@ async def test_voicemail_of_the_call_with_transcription_and_audio(rig: Rig) -> N
     # Another caller's call at the same time has no voicemail of its own.
     other = _completed({**record, "from": {"phoneNumber": "+15550000000"}}, ext)
     assert isinstance(await rig.client.voicemail(other), media.NotReady)
-
-
-def test_player_link_is_the_media_reader_with_the_content_uri() -> None:
-    uri = "https://media.ringcentral.com/restapi/v1.0/account/1/recording/2/content"
-    link = media.player_link(uri)
-    assert link.startswith(media.MEDIA_READER + "?media=https%3A%2F%2Fmedia.ringcentral.com")

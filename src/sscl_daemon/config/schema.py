@@ -98,6 +98,17 @@ class SeveralContactsPolicy(enum.StrEnum):
     SKIP = "skip"
 
 
+class RecordingsMode(enum.StrEnum):
+    """What a CRM writer does with a call's recording and voicemail audio."""
+
+    # Fetch the audio from RingCentral and attach it to the CRM record (playable there).
+    UPLOAD = "upload"
+    # A link a RingCentral user opens in a browser (RingCentral's media reader).
+    LINK = "link"
+    # Neither; a voicemail's transcription is still added.
+    OFF = "off"
+
+
 def _calls_api() -> type[MissedAttribution]:
     # The call core is imported lazily so that loading settings types stays cheap.
     from sscl_daemon.calls.policy import MissedAttribution
@@ -210,6 +221,10 @@ class ContactSettings:
     detect_client_logs: bool = True
     # IANA zone of this writer's times (note, CRM date fields); None: calls.timezone, or UTC.
     timezone: str | None = None
+    # Recordings and voicemail audio: attached, linked or left out (crm/enrich.py).
+    recordings: RecordingsMode = RecordingsMode.LINK
+    # The largest audio file uploaded (larger ones are linked instead).
+    media_max_mb: int = 100
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
         owners=owners,
         detect_client_logs=t.boolean("detect_client_logs", d.detect_client_logs),
         timezone=timezone_key(t, default_timezone),
+        recordings=t.choice("recordings", d.recordings),
+        media_max_mb=t.integer("media_max_mb", d.media_max_mb, minimum=1),
     )
 
 

@@ -17,7 +17,7 @@ other key), and a factory. ``docs/writers.md`` is the guide for writing one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sscl_daemon.calls.model import CompletedCall
@@ -32,9 +32,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Created:
-    """The CRM accepted a new record."""
+    """The CRM accepted a new record. ``written`` is the note the writer put into it, which
+    later updates compare with to leave a person's edits alone (crm/enrich.py); it takes no
+    part in equality."""
 
     record_id: str
+    written: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,12 @@ def fail_open(pending: Sequence[Pending], failure: LookupFailure) -> None:
         p.result = failure
 
 
-def created(crm: str, record_id: object) -> WriteResult:
-    """``Created`` for a create's answer id; no id means we cannot name the record yet."""
+def created(crm: str, record_id: object, written: str | None = None) -> WriteResult:
+    """``Created`` for a create's answer id (with the note written); no id means we cannot
+    name the record yet."""
     if record_id is None or record_id == "":
         return RetryLater(f"{crm}: create answered without an id")
-    return Created(str(record_id))
+    return Created(str(record_id), written)
 
 
 async def in_chunks(

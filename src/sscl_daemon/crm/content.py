@@ -26,17 +26,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import phonenumbers
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction
+from sscl_daemon.config import RecordingsMode
 
 SESSION_LABEL = "RingCentral session"
 CALL_SESSION_LABEL = "RingCentral call session"
 KEY_LABEL = "sscl-key"
 RECORDING_BASE = "https://media.ringcentral.com"
+# RingCentral's media reader: signs a RingCentral user in and plays a content URI.
+MEDIA_READER = "https://ringcentral.github.io/ringcentral-media-reader/index.html"
 DOCUMENT_VERSION = 1
 
 _TAG = re.compile(r"<[^>]*>")
@@ -242,6 +246,24 @@ def recording_urls(call: CompletedCall, media_base: str = RECORDING_BASE) -> tup
     )
 
 
+def player_link(content_uri: str, reader: str = MEDIA_READER) -> str:
+    """A link a RingCentral user can open in a browser to play ``content_uri``."""
+    return f"{reader}?media={quote(content_uri, safe='')}"
+
+
+def recording_links(
+    call: CompletedCall, recordings: RecordingsMode | None, media_base: str = RECORDING_BASE
+) -> tuple[str, ...]:
+    """The recording lines of a note at create: the raw content URIs (``None``, for readers
+    with a RingCentral token), player links (``link``), or none (``upload`` attaches the
+    audio later, ``off``)."""
+    if recordings is None:
+        return recording_urls(call, media_base)
+    if recordings is RecordingsMode.LINK:
+        return tuple(player_link(url) for url in recording_urls(call, media_base))
+    return ()
+
+
 @dataclass(frozen=True)
 class NoteLine:
     label: str
@@ -254,6 +276,7 @@ def note_lines(
     contact_name: str | None = None,
     media_base: str = RECORDING_BASE,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
 ) -> list[NoteLine]:
     """The facts of a note, in reading order; the two marker lines come last."""
     lines = [
@@ -278,7 +301,10 @@ def note_lines(
         lines.append(NoteLine("RingCentral user", user))
     if call.transferred_to:
         lines.append(NoteLine("Transferred to", call.transferred_to))
-    lines.extend(NoteLine("Recording", url, link=True) for url in recording_urls(call, media_base))
+    lines.extend(
+        NoteLine("Recording", url, link=True)
+        for url in recording_links(call, recordings, media_base)
+    )
     lines.append(NoteLine(SESSION_LABEL, call.telephony_session_id))
     if call.session_id:
         lines.append(NoteLine(CALL_SESSION_LABEL, call.session_id))
@@ -291,8 +317,9 @@ def note_text(
     contact_name: str | None = None,
     media_base: str = RECORDING_BASE,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
 ) -> str:
-    lines = note_lines(call, contact_name, media_base, tz)
+    lines = note_lines(call, contact_name, media_base, tz, recordings)
     return "\n".join(f"{n.label}: {n.value}" for n in lines)
 
 
@@ -301,10 +328,11 @@ def note_html(
     contact_name: str | None = None,
     media_base: str = RECORDING_BASE,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
 ) -> str:
     """One ``<p>`` per line; values escaped, recording links clickable."""
     parts = []
-    for n in note_lines(call, contact_name, media_base, tz):
+    for n in note_lines(call, contact_name, media_base, tz, recordings):
         value = html.escape(n.value)
         if n.link:
             value = f'<a href="{value}">{value}</a>'

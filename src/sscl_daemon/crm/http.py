@@ -247,6 +247,10 @@ def _decode(text: str) -> object:
     return decoded
 
 
+# A request body: bytes, or a function making a fresh multipart form (uploads).
+Body = bytes | Callable[[], aiohttp.FormData]
+
+
 class CrmHttp:
     """One writer's HTTP client: limiter, credentials and classification in one place."""
 
@@ -284,7 +288,7 @@ class CrmHttp:
         *,
         params: Mapping[str, str] | None = None,
         json_body: object = None,
-        data: bytes | None = None,
+        data: Body | None = None,
         headers: Mapping[str, str] | None = None,
         accept: frozenset[int] = frozenset(),
     ) -> Response | Failure:
@@ -332,7 +336,7 @@ class CrmHttp:
         where: str,
         params: Mapping[str, str],
         json_body: object,
-        data: bytes | None,
+        data: Body | None,
         headers: Mapping[str, str],
     ) -> Response | Failure:
         self.requests += 1
@@ -344,7 +348,8 @@ class CrmHttp:
                     url,
                     params=params or None,
                     json=json_body if data is None else None,
-                    data=data,
+                    # A form is made afresh per attempt: a sent one cannot be sent again.
+                    data=data() if callable(data) else data,
                     headers=headers,
                     timeout=self.timeout,
                     # A redirect would turn a POST into a GET or send a token elsewhere.

@@ -49,10 +49,11 @@ not depend on it.
 from __future__ import annotations
 
 import enum
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -61,20 +62,25 @@ import structlog
 from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import HubSpotOptions, WriterSettings
-from sscl_daemon.crm import batch, content
+from sscl_daemon.config import HubSpotOptions, RecordingsMode, WriterSettings
+from sscl_daemon.crm import batch, content, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
     PermanentFailure,
     RetryLater,
+    WriteContext,
     WriteResult,
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Auth, BearerToken, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.wiring import ChunkedWriterBase
+
+if TYPE_CHECKING:
+    from sscl_daemon.ringcentral.media import Audio
 
 CRM: Final = "HubSpot"
 KEY_PROPERTY: Final = "sscl_call_key"
@@ -86,6 +92,8 @@ OWNER_PAGES: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
 # How long HubSpot's search index may lag behind a create (it documents "a few moments").
 INDEX_SETTLE: Final = 15.0
+# Where uploaded recordings and voicemail go in the portal's file manager.
+MEDIA_FOLDER: Final = "/sscl-daemon/calls"
 # Keys whose uncertain attempt we are waiting out (bounded; losing one only waits again).
 SETTLING_MAX: Final = 10_000
 
@@ -144,16 +152,19 @@ def call_properties(
     owner_id: str | None = None,
     key_property: str = KEY_PROPERTY,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode = RecordingsMode.LINK,
 ) -> dict[str, str]:
     """The ``properties`` of a call engagement, every value a string (the spec's type).
 
     ``hs_timestamp`` is an instant (HubSpot shows it in each user's own zone); ``tz`` is the
-    zone of the times written in the note."""
+    zone of the times written in the note. Recordings are never put in
+    ``hs_call_recording_url``: HubSpot plays only an audio file it can fetch, and RingCentral's
+    needs a token; the note links them (``link``) or they are attached later (``upload``)."""
     outcome = content.outcome(call)
     props = {
         "hs_timestamp": content.iso_utc(call.start_time),
         "hs_call_title": content.subject(call, contact_name),
-        "hs_call_body": content.note_html(call, contact_name, tz=tz),
+        "hs_call_body": content.note_html(call, contact_name, tz=tz, recordings=recordings),
         "hs_call_duration": str(max(call.talk_ms, 0)),
         "hs_call_status": _STATUSES.get(outcome, "COMPLETED"),
         "hs_call_external_id": call.telephony_session_id,
@@ -171,9 +182,6 @@ def call_properties(
     disposition = _DISPOSITIONS.get(outcome)
     if disposition:
         props["hs_call_disposition"] = disposition
-    recordings = content.recording_urls(call)
-    if recordings:
-        props["hs_call_recording_url"] = recordings[0]
     if owner_id:
         props["hubspot_owner_id"] = owner_id
     return props
@@ -197,11 +205,12 @@ def create_input(
     owner_id: str | None = None,
     key_property: str = KEY_PROPERTY,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode = RecordingsMode.LINK,
 ) -> dict[str, object]:
     """One ``SimplePublicObjectInputForCreate`` (also a batch input, traced by our key)."""
     name = contacts[0].name if len(contacts) == 1 else None
     return {
-        "properties": call_properties(call, name, owner_id, key_property, tz),
+        "properties": call_properties(call, name, owner_id, key_property, tz, recordings),
         "associations": associations(contacts),
         "objectWriteTraceId": call.key,
     }
@@ -359,6 +368,7 @@ class HubSpotWriter(ChunkedWriterBase):
         self._base = opts.base_url.rstrip("/")
         self.key_property = opts.key_property
         self._zone = content.zone(settings.contacts.timezone)
+        self.recordings = settings.contacts.recordings
         # None until the property's definition was read (the first write asks).
         self.key_mode: KeyMode | None = None
         self.index_settle = INDEX_SETTLE
@@ -397,7 +407,12 @@ class HubSpotWriter(ChunkedWriterBase):
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
         return create_input(
-            call, resolved.contacts, resolved.owner_id, self.key_property, self._zone
+            call,
+            resolved.contacts,
+            resolved.owner_id,
+            self.key_property,
+            self._zone,
+            self.recordings,
         )
 
     async def _write_chunk(self, chunk: list[Pending]) -> None:
@@ -455,7 +470,7 @@ class HubSpotWriter(ChunkedWriterBase):
         elif answer.status in (400, 409):
             p.result = await self._conflict_or_failure(p, answer)
         else:
-            p.result = batch.created(CRM, answer.object().get("id"))
+            p.result = batch.created(CRM, answer.object().get("id"), _body_of(p.payload))
 
     async def _create_many(self, ready: list[Pending]) -> None:
         answer = await self.http.request(
@@ -489,7 +504,7 @@ class HubSpotWriter(ChunkedWriterBase):
                 failed[str(key)] = str(err.get("message", "rejected"))
         for p in ready:
             if p.call.key in by_key:
-                p.result = Created(by_key[p.call.key])
+                p.result = Created(by_key[p.call.key], _body_of(p.payload))
             elif p.call.key in failed:
                 p.result = PermanentFailure(f"{CRM} rejected the call log: {failed[p.call.key]}")
             else:
@@ -504,6 +519,97 @@ class HubSpotWriter(ChunkedWriterBase):
             if not isinstance(found, dict):
                 return found
         return PermanentFailure(f"{CRM} rejected the call log (HTTP {answer.status}): {message}")
+
+    # -- updates after the create (crm/enrich.py) --------------------------------------------
+
+    async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+        """Attach the audio (files API, ``hs_attachment_ids``) and add the section to the
+        note if nobody edited it, else in a note of its own associated with the call."""
+        url = f"{self._base}/crm/v3/objects/calls/{quote(e.record_id, safe='')}"
+        answer = await self.http.request(
+            "GET",
+            url,
+            params={"properties": "hs_call_body,hs_attachment_ids"},
+            accept=frozenset({404}),
+        )
+        if not isinstance(answer, Response):
+            return answer
+        if answer.status == 404:
+            return PermanentFailure(f"{CRM} call {e.record_id} no longer exists")
+        props = _props(answer.object())
+        attached = [a for a in props.get("hs_attachment_ids", "").split(";") if a]
+        update: dict[str, str] = {}
+        for audio in e.audio:
+            # A file of the same name in our folder is replaced, keeping its id: an
+            # uncertain retry attaches the same file, never a second one.
+            file_id = await self._upload(audio)
+            if not isinstance(file_id, str):
+                return file_id
+            if file_id not in attached:
+                attached.append(file_id)
+                update["hs_attachment_ids"] = ";".join(attached)
+        section = enrich.section_html(e)
+        written: str | None = None
+        body = props.get("hs_call_body")
+        if section and enrich.added(body, section):
+            written = body  # an earlier attempt of this update wrote it before a crash
+        elif section and enrich.same_note(body, e.written):
+            written = f"{body}{section}"
+            update["hs_call_body"] = written
+        if update:
+            patched = await self.http.request("PATCH", url, json_body={"properties": update})
+            if not isinstance(patched, Response):
+                return patched
+        if section and written is None:
+            beside = await self._note_beside(e, section)
+            if beside is not None:
+                return beside
+            return Updated(f"{e.kind} added beside the edited note", None)
+        return Updated(f"{e.kind} added to the call", written)
+
+    async def _upload(self, audio: Audio) -> str | LookupFailure:
+        def form() -> aiohttp.FormData:
+            audio.file.seek(0)
+            data = aiohttp.FormData()
+            data.add_field(
+                "file", audio.file, filename=audio.filename, content_type=audio.content_type
+            )
+            data.add_field("fileName", audio.filename)
+            data.add_field("folderPath", MEDIA_FOLDER)
+            data.add_field("options", json.dumps({"access": "PRIVATE", "overwrite": True}))
+            return data
+
+        answer = await self.http.request("POST", f"{self._base}/files/v3/files", data=form)
+        if not isinstance(answer, Response):
+            return answer
+        file_id = answer.object().get("id")
+        if file_id is None:
+            return RetryLater(f"{CRM} file upload answered without an id", uncertain=True)
+        return str(file_id)
+
+    async def _note_beside(self, e: Enrichment, section: str) -> LookupFailure | None:
+        """A note with the section, associated with the call (its body is a person's now)."""
+        note = await self.http.request(
+            "POST",
+            f"{self._base}/crm/v3/objects/notes",
+            json_body={
+                "properties": {
+                    "hs_timestamp": content.iso_utc(e.call.end_time),
+                    "hs_note_body": section,
+                }
+            },
+        )
+        if not isinstance(note, Response):
+            return note
+        note_id = note.object().get("id")
+        if note_id is None:
+            return RetryLater(f"{CRM} note create answered without an id", uncertain=True)
+        linked = await self.http.request(
+            "PUT",
+            f"{self._base}/crm/v4/objects/notes/{note_id}/associations/default/calls/"
+            f"{quote(e.record_id, safe='')}",
+        )
+        return linked if not isinstance(linked, Response) else None
 
     # -- the key mode ------------------------------------------------------------------------
 
@@ -653,6 +759,13 @@ class HubSpotWriter(ChunkedWriterBase):
             if not after:
                 break
         return owners
+
+
+def _body_of(payload: Mapping[str, object]) -> str | None:
+    """The note a create input carries (what later updates compare with)."""
+    props = payload.get("properties")
+    body = props.get("hs_call_body") if isinstance(props, dict) else None
+    return body if isinstance(body, str) else None
 
 
 def _next_after(answer: Response) -> str | None:

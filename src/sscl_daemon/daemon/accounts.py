@@ -29,17 +29,20 @@ from sscl_daemon.calls.directory import Directory, DirectoryError
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
-from sscl_daemon.config import AccountSettings, Settings, WriterSettings
+from sscl_daemon.config import DEFAULT_ACCOUNT, AccountSettings, Settings, WriterSettings
 from sscl_daemon.configured_policy import policy_options
+from sscl_daemon.crm.enrich import Enricher
 from sscl_daemon.crm.registry import build_writer
 from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, CommitHealth, GroupCommitter
 from sscl_daemon.daemon.pipeline import Committer, Pipeline
 from sscl_daemon.daemon.retention import prune_loop
 from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
 from sscl_daemon.dispatch import Dispatcher, SentHook
+from sscl_daemon.enrichment import EnrichmentRunner
 from sscl_daemon.logging import get_logger
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
 from sscl_daemon.ringcentral.directory import keep_fresh, load_directory, stored_directory
+from sscl_daemon.ringcentral.media import MediaClient
 from sscl_daemon.ringcentral.reconcile import Reconciler
 from sscl_daemon.ringcentral.recorder import open_recorder
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
@@ -64,10 +67,10 @@ from sscl_daemon.store import (
     StoreError,
 )
 from sscl_daemon.store.credentials import CredentialVault, credential_name
+from sscl_daemon.store.enrichments import Enrichments
 
 log = get_logger(__name__)
 
-DEFAULT_ACCOUNT = "default"
 # How often sessions whose completion grace passed are completed without a new event.
 EXPIRE_INTERVAL = 0.25
 # A gap's call log is read again this many seconds after the first read (records that
@@ -171,6 +174,7 @@ class AccountRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._dispatchers: dict[str, Dispatcher] = {}
+        self._runners: dict[str, EnrichmentRunner] = {}
         self._account_id = "~"
         self._startup_gap_from: datetime | None = None
         self._startup_hold: int | None = None
@@ -238,6 +242,7 @@ class AccountRunner:
                     fence=self.lease,
                     may_write=self._may_write,
                 )
+                self._enrichment(self._dispatchers[writer_settings.name], rest)
         if not self._dispatchers:
             log.warning(
                 "no writer is enabled: calls are tracked and stored but not logged",
@@ -247,6 +252,8 @@ class AccountRunner:
         self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
         for name, dispatcher in self._dispatchers.items():
             self._supervise(f"dispatcher:{name}", dispatcher.run)
+        for name, runner in self._runners.items():
+            self._supervise(f"enricher:{name}", runner.run, fatal=(AuthError,))
         self._supervise("auth-refresh", auth.keep_fresh, fatal=(AuthError,))
         self._supervise(
             "directory-refresh",
@@ -266,6 +273,26 @@ class AccountRunner:
         self._supervise(
             "retention", lambda: prune_loop(store, self.lease, lambda: self.settings.store)
         )
+
+    def _enrichment(self, dispatcher: Dispatcher, rest: RestClient) -> None:
+        """A writer that can update its logs gets a runner for their recordings and voicemail
+        (issue 15); the dispatcher queues the updates of every record it creates."""
+        if not isinstance(dispatcher.writer, Enricher):
+            return
+        runner = EnrichmentRunner(
+            Enrichments(self._store),
+            lambda: dispatcher.writer,
+            lambda: dispatcher.settings,
+            MediaClient(
+                self._http, rest, max_bytes=dispatcher.settings.contacts.media_max_mb * 1_000_000
+            ),
+            account=self.name,
+            claimer=self._claimer,
+            fence=self.lease,
+            may_write=self._may_write,
+        )
+        dispatcher.on_created = runner.created
+        self._runners[dispatcher.name] = runner
 
     async def shutdown(self) -> None:
         """Graceful stop while the lease is still held: commit, snapshot, drain the writers."""

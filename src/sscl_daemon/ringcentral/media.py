@@ -15,7 +15,7 @@
 
 Every request shares the REST client's token and rate-group limiter, so media never pushes
 the account past RingCentral's budgets. Links a person can open in a browser are built by
-:func:`player_link` (RingCentral's media reader: it signs the person in and plays the file).
+``crm/content.player_link`` (RingCentral's media reader: it signs the person in and plays it).
 """
 
 from __future__ import annotations
@@ -28,14 +28,11 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
-import structlog
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.ringcentral.ratelimit import RateGroup, throttle_delay
 from sscl_daemon.ringcentral.rest import ApiError, RestClient, iso
 from sscl_daemon.ringcentral.retry import Retryable
-
-log = structlog.get_logger(__name__)
 
 # In memory up to this size, then on disk (the temporary directory).
 SPOOL_BYTES = 1024 * 1024
@@ -43,12 +40,6 @@ READ_CHUNK = 64 * 1024
 TRANSCRIPTION_MAX = 64 * 1024
 # A voicemail message is created when the caller hangs up; look a little past the call.
 VOICEMAIL_WINDOW = timedelta(minutes=15)
-MEDIA_READER = "https://ringcentral.github.io/ringcentral-media-reader/index.html"
-
-
-def player_link(content_uri: str, reader: str = MEDIA_READER) -> str:
-    """A link a RingCentral user can open in a browser to play ``content_uri``."""
-    return f"{reader}?media={quote(content_uri, safe='')}"
 
 
 @dataclass

@@ -818,6 +818,17 @@ class Store:
         async with _failures(action), self._pool.acquire() as conn:
             yield conn
 
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self, action: str, fence: Lease | None = None
+    ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection in a transaction (fenced when ``fence`` is given) for the
+        store's own modules (:mod:`.enrichments`); a failure is a StoreError naming ``action``."""
+        async with _failures(action), self._pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await check_fence(conn, fence)
+            yield conn
+
     async def logged_keys(
         self, account: str, keys: Sequence[str], writers: Sequence[str]
     ) -> set[str]:

@@ -21,6 +21,12 @@ documents them:
   ``VALIDATION_ERROR``, the error naming the property in ``context.propertyName``);
 * reads by id (or unique property) see a record at once, search only after ``index_delay``
   (HubSpot's search index lags behind writes);
+* files and updates: ``POST /files/v3/files`` (multipart ``file``, ``fileName``,
+  ``folderPath``, ``options`` JSON with ``access`` and ``overwrite``: a file of the same name
+  in the same folder is replaced and keeps its id), ``PATCH /crm/v3/objects/calls/{id}``
+  (``hs_attachment_ids`` are ``;``-separated file ids that must exist), ``POST
+  /crm/v3/objects/notes`` and ``PUT /crm/v4/objects/notes/{id}/associations/default/calls/
+  {callId}``; tests read ``files``, ``notes`` and a call's ``properties``;
 * rate limit: ``burst`` requests per 10 s rolling window, announced in
   ``X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds`` (not on search, like HubSpot),
   answered past the budget with 429 and the ``RATE_LIMIT`` body.
@@ -32,6 +38,7 @@ the writer must match by key. Tests read ``calls``/``contacts`` and the request 
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +56,7 @@ from sscl_daemon.simulator.crm.common import (
     json_response,
     refresh_refusal,
 )
+from sscl_daemon.simulator.crm.uploads import multipart_fields
 
 PRIVATE_TOKEN = "pat-na1-00000000-sscl-demo"
 CLIENT_ID = "sscl-hubspot-client"
@@ -71,9 +79,25 @@ CALL_PROPERTIES = frozenset(
         "hs_call_external_id",
         "hs_call_external_account_id",
         "hs_call_source",
+        "hs_attachment_ids",
         "hubspot_owner_id",
     }
 )
+NOTE_PROPERTIES = frozenset(
+    {"hs_timestamp", "hs_note_body", "hs_attachment_ids", "hubspot_owner_id"}
+)
+FILE_ACCESS = frozenset(
+    {
+        "PUBLIC_INDEXABLE",
+        "PUBLIC_NOT_INDEXABLE",
+        "HIDDEN_INDEXABLE",
+        "HIDDEN_NOT_INDEXABLE",
+        "HIDDEN_PRIVATE",
+        "PRIVATE",
+    }
+)
+# The largest request the stand-in takes (a file upload); larger ones are answered 413.
+UPLOAD_MAX = 100 * 1024 * 1024
 CONTACT_PROPERTIES = frozenset(
     {"firstname", "lastname", "email", "phone", "mobilephone", "hubspot_owner_id", "company"}
 )
@@ -164,6 +188,29 @@ class HsObject:
 
 
 @dataclass
+class HsFile:
+    id: str
+    name: str
+    folder: str
+    access: str
+    data: bytes
+    content_type: str
+
+    def public(self, base: str) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name.rsplit(".", 1)[0],
+            "extension": self.name.rsplit(".", 1)[-1],
+            "path": f"{self.folder}/{self.name}",
+            "size": len(self.data),
+            "type": "AUDIO" if self.content_type.startswith("audio/") else "OTHER",
+            "access": self.access,
+            "url": f"{base}/hubfs/{self.id}/{self.name}",
+            "archived": False,
+        }
+
+
+@dataclass
 class HubSpotState(StandInState):
     """What the stand-in portal holds; tests seed contacts/owners and read ``calls``."""
 
@@ -180,6 +227,8 @@ class HubSpotState(StandInState):
     clock: Callable[[], float] = field(default=lambda: datetime.now(UTC).timestamp())
     calls: dict[str, HsObject] = field(default_factory=dict)
     contacts: dict[str, HsObject] = field(default_factory=dict)
+    notes: dict[str, HsObject] = field(default_factory=dict)
+    files: dict[str, HsFile] = field(default_factory=dict)
     owners: list[dict[str, object]] = field(default_factory=list)
     access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
     token_requests: int = 0
@@ -591,6 +640,72 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
             )
         return json_response(obj.public())
 
+    async def update_call(request: web.Request) -> web.Response:
+        obj = state.calls.get(request.match_info["call_id"])
+        if obj is None:
+            raise ApiError(404, "Object not found", "OBJECT_NOT_FOUND")
+        props = _string_props(state, await request.json(), CALL_PROPERTIES)
+        for fid in props.get("hs_attachment_ids", "").split(";"):
+            if fid and fid not in state.files:
+                raise _invalid(f"{fid} is not a file id", "hs_attachment_ids")
+        merged = {**obj.properties, **props}
+        _check_call(state, {k: v for k, v in merged.items() if k != state.key_name}, set())
+        obj.properties = merged
+        return json_response(obj.public())
+
+    async def upload_file(request: web.Request) -> web.Response:
+        fields = await multipart_fields(request)
+        upload = fields.get("file")
+        if upload is None or upload.filename is None:
+            raise ApiError(400, "file is required", "VALIDATION_ERROR")
+        folder = fields["folderPath"].text() if "folderPath" in fields else ""
+        if not folder.startswith("/"):
+            raise ApiError(400, "folderPath or folderId is required", "VALIDATION_ERROR")
+        try:
+            options = json.loads(fields["options"].text()) if "options" in fields else None
+        except ValueError:
+            raise ApiError(400, "options must be JSON", "VALIDATION_ERROR") from None
+        access = options.get("access") if isinstance(options, dict) else None
+        if not isinstance(options, dict) or access not in FILE_ACCESS:
+            raise ApiError(400, "options.access is required", "VALIDATION_ERROR")
+        name = fields["fileName"].text() if "fileName" in fields else upload.filename
+        same = next(
+            (f for f in state.files.values() if f.folder == folder and f.name == name), None
+        )
+        if same is not None and not options.get("overwrite"):
+            name = f"{name.rsplit('.', 1)[0]}-1.{name.rsplit('.', 1)[-1]}"
+            same = None
+        made = HsFile(
+            same.id if same else state.next_id(),
+            name,
+            folder,
+            str(access),
+            upload.data,
+            upload.content_type,
+        )
+        state.files[made.id] = made
+        return json_response(made.public(f"{request.scheme}://{request.host}"), 201)
+
+    async def create_note(request: web.Request) -> web.Response:
+        body = await request.json()
+        props = _string_props(state, body, NOTE_PROPERTIES)
+        if "hs_timestamp" not in props:
+            raise _invalid("hs_timestamp is required", "hs_timestamp", "REQUIRED_FIELD")
+        obj = HsObject(state.next_id(), props, created_at=state.now_iso())
+        state.notes[obj.id] = obj
+        return json_response(obj.public(), 201)
+
+    async def associate_note(request: web.Request) -> web.Response:
+        note = state.notes.get(request.match_info["note_id"])
+        call = request.match_info["call_id"]
+        if note is None or call not in state.calls:
+            raise ApiError(404, "Object not found", "OBJECT_NOT_FOUND")
+        if call not in note.associations:
+            note.associations.append(call)
+        return json_response(
+            {"status": "COMPLETE", "results": [{"from": {"id": note.id}, "to": {"id": call}}]}
+        )
+
     async def call_property(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if not (name == state.key_name and state.key_property):
@@ -637,7 +752,7 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
             body["paging"] = {"next": {"after": str(start + limit)}}
         return json_response(body)
 
-    app = web.Application(middlewares=[fault_middleware(state), guard])
+    app = web.Application(middlewares=[fault_middleware(state), guard], client_max_size=UPLOAD_MAX)
     app.router.add_post("/oauth/v1/token", token)
     app.router.add_post("/crm/v3/objects/calls", create_call)
     app.router.add_post("/crm/v3/objects/calls/batch/create", batch_create)
@@ -645,6 +760,12 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
     app.router.add_post("/crm/v3/objects/calls/search", search_calls)
     app.router.add_get("/crm/v3/properties/calls/{name}", call_property)
     app.router.add_get("/crm/v3/objects/calls/{call_id}", read_call)
+    app.router.add_patch("/crm/v3/objects/calls/{call_id}", update_call)
+    app.router.add_post("/files/v3/files", upload_file)
+    app.router.add_post("/crm/v3/objects/notes", create_note)
+    app.router.add_put(
+        "/crm/v4/objects/notes/{note_id}/associations/default/calls/{call_id}", associate_note
+    )
     app.router.add_post("/crm/v3/objects/contacts", create_contact)
     app.router.add_post("/crm/v3/objects/contacts/search", search_contacts)
     app.router.add_get("/crm/v3/owners", owners)
