@@ -21,8 +21,7 @@ from tests.daemon.harness import daemon_config, fast_simulator, webhook_crm, wri
 from tests.daemon.helpers import wait_until
 
 from sscl_daemon.calls.model import CallSource
-from sscl_daemon.config import StoreSettings, load_config
-from sscl_daemon.daemon.accounts import DEFAULT_ACCOUNT
+from sscl_daemon.config import DEFAULT_ACCOUNT, StoreSettings, load_config
 from sscl_daemon.daemon.app import Daemon
 from sscl_daemon.ringcentral.directory import stored_directory
 from sscl_daemon.simulator.app import Simulator

@@ -169,6 +169,8 @@ def parse_origin(kind: str | None) -> OriginType:
 # The per-session sequence: RingCentral numbers a session's events from 2, in the tens or
 # hundreds; the tracker keeps a bitset as wide as the highest one it accepts.
 MAX_SEQUENCE = (1 << 16) - 1
+# The sequence number of a session's first event (2 in every capture, research B5).
+FIRST_SEQUENCE = 2
 MAX_ID_LENGTH = 128
 # Names, numbers, codes, descriptions: anything shown in a CRM, never an index key.
 MAX_TEXT_LENGTH = 1024

@@ -21,8 +21,15 @@ from typing import NamedTuple
 
 import msgspec
 
+from sscl_daemon.calls.events import (
+    FIRST_SEQUENCE,
+    Party,
+    Reason,
+    StatusCode,
+    TrackedParty,
+    is_outbound,
+)
 from sscl_daemon.calls.events import MAX_SEQUENCE as MAX_SEQUENCE  # the tracker's bound too
-from sscl_daemon.calls.events import Party, Reason, StatusCode, TrackedParty, is_outbound
 
 STATUS_CODES: tuple[StatusCode, ...] = tuple(StatusCode)
 REASONS: tuple[Reason, ...] = tuple(Reason)
@@ -279,8 +286,8 @@ class SessionState(msgspec.Struct, gc=False):
         return result, first, latest
 
     def contiguous(self) -> bool:
-        """No sequence number is missing between the first (<= 2) and the last one seen."""
-        if self.min_seq > 2 or self.max_seq < 0:
+        """No sequence number is missing between the first and the last one seen."""
+        if self.min_seq > FIRST_SEQUENCE or self.max_seq < 0:
             return False
         full = ((1 << (self.max_seq + 1)) - 1) ^ ((1 << self.min_seq) - 1)
         return self.seen == full

@@ -46,12 +46,17 @@ import aiohttp
 
 from sscl_daemon import metrics
 from sscl_daemon.admin import AdminAddressError, AdminServer
-from sscl_daemon.config import AccountSettings, ConfigError, Settings, load_config
+from sscl_daemon.config import (
+    DEFAULT_ACCOUNT,
+    AccountSettings,
+    ConfigError,
+    Settings,
+    load_config,
+)
 from sscl_daemon.configured_policy import policy_options
 from sscl_daemon.console.memory import LAST_RELOAD
 from sscl_daemon.console.web import WebConsole
 from sscl_daemon.daemon.accounts import (
-    DEFAULT_ACCOUNT,
     AccountRunner,
     cancel_tasks,
     tracker_options,

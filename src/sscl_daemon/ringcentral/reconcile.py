@@ -23,6 +23,7 @@ import structlog
 from cachetools import LRUCache
 
 from sscl_daemon.calls.directory import Directory
+from sscl_daemon.calls.events import FIRST_SEQUENCE
 from sscl_daemon.calls.model import CallSource, CompletedCall
 from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy
 from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
@@ -32,9 +33,6 @@ from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.ringcentral.subscription import Gap, utc_now
 
 log = structlog.get_logger(__name__)
-
-# The first `sequence` the platform delivers for a session (research B5: 2 in every capture).
-FIRST_SEQUENCE = 2
 
 
 @dataclass(frozen=True)
