@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sscl_daemon.config.schema import Secret
+from sscl_daemon.errors import SsclError
 
 # The standard library's logging: the daemon's own logging module imports the config.
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class WriterPlugin:
     contacts: bool = True
 
 
-class PluginError(Exception):
+class PluginError(SsclError):
     """A writer type that is unknown, or whose plug-in cannot be loaded (message says which)."""
 
 
