@@ -20,6 +20,7 @@ from tests.ringcentral.scripted import Canned, Scripted, scripted_server
 
 from sscl_daemon.config import Secret
 from sscl_daemon.ringcentral.auth import JWT_GRANT, Authenticator, AuthError, TokenSet
+from sscl_daemon.ringcentral.retry import RetriesExhausted
 
 TOKEN = "/restapi/oauth/token"
 
@@ -151,6 +152,24 @@ async def test_initial_refresh_token_continues_a_session(
     server.add("POST", TOKEN, Canned(body=token_body(5, session="ses-old")))
     await auth.access_token()
     assert forms(server) == [{"grant_type": "refresh_token", "refresh_token": "stored-refresh"}]
+    assert auth.logins == 0
+    assert auth.session_id == "ses-old"
+
+
+async def test_initial_refresh_token_outlives_an_unreachable_token_endpoint(
+    http: aiohttp.ClientSession, server: Scripted
+) -> None:
+    clock = FakeClock()
+    auth = make(http, server, clock, refresh_token=Secret("stored-refresh"))
+    # a 503 burst at start uses up the retries (four attempts) ...
+    server.add("POST", TOKEN, *(Canned(503) for _ in range(4)))
+    with pytest.raises(RetriesExhausted):
+        await auth.access_token()
+    # ... and the next try still continues the stored session instead of a new JWT login
+    server.add("POST", TOKEN, Canned(body=token_body(5, session="ses-old")))
+    await auth.access_token()
+    grants = [form["grant_type"] for form in forms(server)]
+    assert set(grants) == {"refresh_token"}
     assert auth.logins == 0
     assert auth.session_id == "ses-old"
 

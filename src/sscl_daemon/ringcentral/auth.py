@@ -175,9 +175,9 @@ class Authenticator:
             expiry = current.refresh_expires_at
             if expiry is not None and expiry <= self._clock():
                 refresh = None
-        if refresh is None and current is None and self._initial_refresh is not None:
-            refresh = self._initial_refresh.reveal() or None
-            self._initial_refresh = None
+        kept = self._initial_refresh if current is None else None
+        if refresh is None and kept is not None:
+            refresh = kept.reveal() or None
         tokens: TokenSet | None = None
         if refresh is not None:
             try:
@@ -188,6 +188,11 @@ class Authenticator:
             except _Rejected as exc:
                 # A rejected refresh token ends the session; only now is a new login right.
                 log.warning("ringcentral.refresh_rejected", status=exc.status, error=exc.error)
+        # Dropped once used or refused, not when the token endpoint was unreachable (a 503
+        # burst at start): a JWT login then would open a new session, and the WebSocket
+        # recovery token kept with the old one would be refused.
+        if kept is not None:
+            self._initial_refresh = None
         if tokens is None:
             try:
                 tokens = await self._grant(
