@@ -149,3 +149,28 @@ async def test_zoho_looks_up_a_large_uncertain_batch_in_groups(
         ]
         assert state.count("POST", "/coql") == 2
         assert len(state.calls) == 80
+
+
+def test_notes_of_the_new_writers_use_the_writers_timezone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from sscl_daemon.crm import bullhorn, clio
+
+    call = make_call()
+    tz = ZoneInfo("America/New_York")
+    notes = [
+        str(zc.call_record(call, None, None, tz=tz)["Description"]),
+        str(dv.phonecall(call, None, None, tz)["description"]),
+        str(clio.communication(call, None, 1, None, tz)["body"]),
+        str(
+            bullhorn.note(
+                call,
+                Contact("7", "Pat"),
+                None,
+                bullhorn.BullhornOptions(OAuthClientSettings("c", Secret("s"), Secret("r"))),
+                tz,
+            )["comments"]
+        ),
+    ]
+    for text in notes:
+        assert "EST (-05:00)" in text

@@ -46,6 +46,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -121,11 +122,12 @@ def note(
     person: Contact,
     owner_id: str | None,
     options: BullhornOptions,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, object]:
-    """The ``PUT entity/Note`` body (pure)."""
+    """The ``PUT entity/Note`` body (pure); the note's times in ``tz``."""
     outbound = call.direction is Direction.OUTBOUND
     body: dict[str, object] = {
-        "comments": content.note_html(call, person.name),
+        "comments": content.note_html(call, person.name, tz=tz),
         "action": options.action_outbound if outbound else options.action_inbound,
         "personReference": {"id": int(person.id)},
         "dateAdded": int(content.utc(call.start_time).timestamp() * 1000),
@@ -253,6 +255,7 @@ class BullhornWriter(CrmWriterBase):
         if not isinstance(opts, BullhornOptions):
             raise TypeError(f'writer {settings.name!r}: BullhornWriter needs type = "bullhorn"')
         self._opts = opts
+        self._zone = content.zone(settings.contacts.timezone)
         # Bullhorn creates with PUT, which HTTP calls idempotent: aiohttp then resends a PUT
         # whose connection was lost on its own, and a Note stored by the first one would be
         # stored twice. So this writer has a session of its own without that resend (the
@@ -342,7 +345,7 @@ class BullhornWriter(CrmWriterBase):
                 ' "create" (a new candidate) or "skip" in the writer\'s configuration'
             )
         answer = await self._call(
-            "PUT", "entity/Note", body=note(call, person, resolved.owner_id, self._opts)
+            "PUT", "entity/Note", body=note(call, person, resolved.owner_id, self._opts, self._zone)
         )
         if not isinstance(answer, Response):
             return answer

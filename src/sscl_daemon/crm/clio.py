@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from cachetools import TTLCache
@@ -110,9 +111,13 @@ def parse_options(reader: OptionReader) -> ClioOptions | None:
 
 
 def communication(
-    call: CompletedCall, contact: Contact | None, user_id: int, matter_id: int | None
+    call: CompletedCall,
+    contact: Contact | None,
+    user_id: int,
+    matter_id: int | None,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, object]:
-    """The ``data`` of a ``POST /communications.json`` (pure)."""
+    """The ``data`` of a ``POST /communications.json`` (pure); the note's times in ``tz``."""
     name = contact.name if contact else None
     user = [{"id": user_id, "type": "User"}]
     other = [{"id": int(contact.id), "type": "Contact"}] if contact else []
@@ -120,7 +125,7 @@ def communication(
     data: dict[str, object] = {
         "type": "PhoneCommunication",
         "subject": content.subject(call, name)[:SUBJECT_MAX],
-        "body": content.note_text(call, name),
+        "body": content.note_text(call, name, tz=tz),
         "received_at": content.iso_utc(call.start_time),
         "senders": user if outbound else other,
         "receivers": other if outbound else user,
@@ -152,6 +157,7 @@ class ClioWriter(CrmWriterBase):
         if not isinstance(opts, ClioOptions):
             raise TypeError(f'writer {settings.name!r}: ClioWriter needs type = "clio"')
         self._opts = opts
+        self._zone = content.zone(settings.contacts.timezone)
         self._base = opts.region_url.rstrip("/") + API
         self.oauth = OAuthClient(
             session,
@@ -214,7 +220,7 @@ class ClioWriter(CrmWriterBase):
             answer = await self.http.request(
                 "POST",
                 f"{self._base}/communications.json",
-                json_body={"data": communication(call, contact, user, matter_id)},
+                json_body={"data": communication(call, contact, user, matter_id, self._zone)},
             )
             if not isinstance(answer, Response):
                 return answer

@@ -51,6 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -138,9 +139,9 @@ def outgoing(call: CompletedCall) -> bool:
     return call.direction is Direction.OUTBOUND
 
 
-def description(call: CompletedCall, name: str | None) -> str:
+def description(call: CompletedCall, name: str | None, tz: ZoneInfo | None = None) -> str:
     """The note within 2,000 characters: facts are dropped from the end, never the markers."""
-    lines = content.note_lines(call, name)
+    lines = content.note_lines(call, name, tz=tz)
     markers = [
         n
         for n in lines
@@ -159,15 +160,15 @@ def _bind(kind: str) -> str:
 
 
 def phonecall(
-    call: CompletedCall, contact: Contact | None, owner_id: str | None
+    call: CompletedCall, contact: Contact | None, owner_id: str | None, tz: ZoneInfo | None = None
 ) -> dict[str, object]:
-    """The create body of one phone call (pure)."""
+    """The create body of one phone call (pure); the note's times in ``tz``."""
     name = contact.name if contact else None
     out = outgoing(call)
     body: dict[str, object] = {
         "activityid": activity_id(call.key),
         "subject": content.subject(call, name)[:SUBJECT_MAX],
-        "description": description(call, name),
+        "description": description(call, name, tz),
         "directioncode": out,
         "actualstart": odata_time(call.start_time),
         "actualend": odata_time(call.end_time),
@@ -412,6 +413,7 @@ class DynamicsWriter(ChunkedWriterBase):
         if not isinstance(opts, DynamicsOptions):
             raise TypeError(f'writer {settings.name!r}: DynamicsWriter needs type = "dynamics"')
         self._opts = opts
+        self._zone = content.zone(settings.contacts.timezone)
         self._base = opts.environment_url.rstrip("/") + API
         self.credentials = ClientCredentials(session, opts, settings.timeout)
         super().__init__(
@@ -451,7 +453,7 @@ class DynamicsWriter(ChunkedWriterBase):
             await self._send(ready)
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
-        return phonecall(call, resolved.primary, resolved.owner_id)
+        return phonecall(call, resolved.primary, resolved.owner_id, self._zone)
 
     async def _send(self, ready: list[Pending]) -> None:
         boundary = uuid.uuid4().hex

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -140,8 +141,9 @@ def call_record(
     contact: Contact | None,
     owner_id: str | None,
     key_field: str = DEFAULT_KEY_FIELD,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, object]:
-    """One record of the ``POST /crm/v7/Calls`` body (pure)."""
+    """One record of the ``POST /crm/v7/Calls`` body (pure); the note's times in ``tz``."""
     name = contact.name if contact else None
     kind = call_type(call)
     record: dict[str, object] = {
@@ -150,7 +152,7 @@ def call_record(
         "Call_Start_Time": zoho_time(call.start_time),
         "Call_Duration": mm_ss(content.talk_seconds(call)),
         "Call_Result": _RESULTS[content.outcome(call)],
-        "Description": content.note_text(call, name),
+        "Description": content.note_text(call, name, tz=tz),
         key_field: call.key,
     }
     if kind == "Outbound":
@@ -263,6 +265,7 @@ class ZohoWriter(ChunkedWriterBase):
         if not isinstance(opts, ZohoOptions):
             raise TypeError(f'writer {settings.name!r}: ZohoWriter needs type = "zoho"')
         self._opts = opts
+        self._zone = content.zone(settings.contacts.timezone)
         self.oauth = OAuthClient(
             session,
             f"{opts.accounts_url.rstrip('/')}/oauth/v2/token",
@@ -346,7 +349,9 @@ class ZohoWriter(ChunkedWriterBase):
             await self._insert(ready)
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
-        return call_record(call, resolved.primary, resolved.owner_id, self._opts.key_field)
+        return call_record(
+            call, resolved.primary, resolved.owner_id, self._opts.key_field, self._zone
+        )
 
     async def _insert(self, ready: list[Pending]) -> None:
         answer = await self._call(
