@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -137,6 +138,13 @@ def note(
     if owner_id:
         body["commentingPerson"] = {"id": int(owner_id)}
     return body
+
+
+def epoch_ms(value: object) -> datetime | None:
+    """Bullhorn's timestamps: milliseconds since the epoch."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(value / 1000, UTC)
 
 
 def bullhorn_string(value: str) -> str:
@@ -379,14 +387,20 @@ class BullhornWriter(CrmWriterBase):
                 f"search/{entity}",
                 {
                     "query": phone_query(number),
-                    "fields": f"id,name,{','.join(PHONE_FIELDS)}",
+                    "fields": f"id,name,dateAdded,dateLastModified,{','.join(PHONE_FIELDS)}",
                     "count": "20",
                 },
             )
             if not isinstance(rows, list):
                 return rows
             found = tuple(
-                Contact(str(r["id"]), n if isinstance(n := r.get("name"), str) else None, entity)
+                Contact(
+                    str(r["id"]),
+                    n if isinstance(n := r.get("name"), str) else None,
+                    entity,
+                    created=epoch_ms(r.get("dateAdded")),
+                    updated=epoch_ms(r.get("dateLastModified")),
+                )
                 for r in rows
                 if r.get("id") is not None
                 and any(

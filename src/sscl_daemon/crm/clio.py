@@ -60,7 +60,7 @@ from sscl_daemon.crm.base import (
     WriteResult,
     WriterPlugin,
 )
-from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.http import OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
@@ -342,7 +342,7 @@ class ClioWriter(CrmWriterBase):
             "/contacts.json",
             {
                 "query": content.national_digits(number) or number,
-                "fields": "id,name,type,phone_numbers{number}",
+                "fields": "id,name,type,created_at,updated_at,phone_numbers{number}",
                 "limit": "20",
             },
         )
@@ -361,7 +361,14 @@ class ClioWriter(CrmWriterBase):
             ]
             if any(content.same_number(n, number) for n in numbers):
                 name = row.get("name")
-                found.append(Contact(str(row["id"]), name if isinstance(name, str) else None))
+                found.append(
+                    Contact(
+                        str(row["id"]),
+                        name if isinstance(name, str) else None,
+                        created=parse_time(row.get("created_at")),
+                        updated=parse_time(row.get("updated_at")),
+                    )
+                )
         return tuple(found)
 
     async def _create_contact(

@@ -68,7 +68,7 @@ from sscl_daemon.crm.base import (
     WriterPlugin,
 )
 from sscl_daemon.crm.batch import Pending
-from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.http import Response
 from sscl_daemon.crm.oauth import EXPIRY_MARGIN, TokenRefusedError, TokenUnavailableError
 from sscl_daemon.crm.wiring import ChunkedWriterBase, nested_error_message
@@ -513,7 +513,7 @@ class DynamicsWriter(ChunkedWriterBase):
         answer = await self._get(
             f"/{table}",
             {
-                "$select": f"{kind}id,fullname,{','.join(columns)},_ownerid_value",
+                "$select": f"{kind}id,fullname,{','.join(columns)},_ownerid_value,createdon,modifiedon",
                 "$filter": phone_filter(number, columns),
                 "$top": "10",
             },
@@ -537,6 +537,8 @@ class DynamicsWriter(ChunkedWriterBase):
                         kind,
                         None,
                         str(owner) if owner else None,
+                        parse_time(row.get("createdon")),
+                        parse_time(row.get("modifiedon")),
                     )
                 )
         return found

@@ -61,7 +61,7 @@ from sscl_daemon.crm.base import (
     WriterPlugin,
 )
 from sscl_daemon.crm.batch import Pending
-from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.wiring import ChunkedWriterBase
@@ -387,7 +387,15 @@ class ZohoWriter(ChunkedWriterBase):
             phones = [v for f in ("Phone", "Mobile") if isinstance(v := record.get(f), str)]
             if record.get("id") and any(content.same_number(p, number) for p in phones):
                 found.append(
-                    Contact(str(record["id"]), _name(record), kind, None, _owner_id(record))
+                    Contact(
+                        str(record["id"]),
+                        _name(record),
+                        kind,
+                        None,
+                        _owner_id(record),
+                        parse_time(record.get("Created_Time")),
+                        parse_time(record.get("Modified_Time")),
+                    )
                 )
         return found
 

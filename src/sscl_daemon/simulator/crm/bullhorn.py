@@ -45,6 +45,8 @@ CLIENT_ID: Final = "sscl-bullhorn-client"
 CLIENT_SECRET: Final = "sscl-bullhorn-secret"
 REFRESH_TOKEN: Final = "sscl-bullhorn-refresh-0"
 CORP: Final = "corp7"
+# dateAdded/dateLastModified of seeded people, epoch ms (tests set their own to order them).
+RECORD_TIME_MS: Final = 1_767_603_600_000
 PERSON_ENTITIES: Final = ("ClientContact", "Candidate", "Lead")
 NOTE_FIELDS: Final = frozenset(
     {
@@ -123,6 +125,8 @@ class BullhornState(StandInState):
             "phone": phone,
             "mobile": mobile,
             "isDeleted": False,
+            "dateAdded": RECORD_TIME_MS,
+            "dateLastModified": RECORD_TIME_MS,
         }
         return pid
 

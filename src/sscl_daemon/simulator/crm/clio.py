@@ -50,6 +50,8 @@ CLIENT_ID: Final = "sscl-clio-app"
 CLIENT_SECRET: Final = "sscl-clio-app-secret"
 REFRESH_TOKEN: Final = "sscl-clio-refresh"
 API: Final = "/api/v4"
+# created_at/updated_at of seeded contacts (tests set their own to order them).
+RECORD_TIME: Final = "2026-01-05T09:00:00+00:00"
 COMMUNICATION_FIELDS: Final = frozenset(
     {"type", "subject", "body", "received_at", "senders", "receivers", "matter", "date"}
 )
@@ -107,6 +109,8 @@ class ClioState(StandInState):
             "type": "Person",
             "name": name,
             "phone_numbers": [{"id": self.new_id(), "number": number, "name": "Work"}],
+            "created_at": RECORD_TIME,
+            "updated_at": RECORD_TIME,
         }
         return cid
 

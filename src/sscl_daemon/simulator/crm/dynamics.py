@@ -58,6 +58,8 @@ TENANT_ID: Final = "8f2c1c7e-3f4b-4b6e-9a55-6d1e0c9b2a11"
 CLIENT_ID: Final = "4a1aa1d5-c567-49d0-ad0b-cd957a47f842"
 CLIENT_SECRET: Final = "sscl~dynamics~client~secret"
 API: Final = "/api/data/v9.2"
+# createdon/modifiedon of seeded rows (tests set their own to order them).
+RECORD_TIME: Final = "2026-01-05T09:00:00Z"
 # column -> (kind, max length)
 PHONECALL: Final[dict[str, tuple[str, int]]] = {
     "activityid": ("guid", 0),
@@ -130,6 +132,8 @@ class DynamicsState(StandInState):
             "mobilephone": mobile,
             "telephone2": None,
             "_ownerid_value": None,
+            "createdon": RECORD_TIME,
+            "modifiedon": RECORD_TIME,
         }
         return cid
 

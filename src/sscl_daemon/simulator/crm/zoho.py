@@ -52,6 +52,8 @@ CLIENT_SECRET: Final = "sscl-zoho-client-secret"
 REFRESH_TOKEN: Final = "1000.sscl.demo.refresh"
 KEY_FIELD: Final = "SSCL_Call_Key"
 COQL_IN_MAX: Final = 50
+# Created/Modified time of seeded records (tests set their own to order them).
+RECORD_TIME: Final = "2026-01-05T09:00:00+00:00"
 BATCH_MAX: Final = 100
 CALL_TYPES: Final = frozenset({"Inbound", "Outbound", "Missed"})
 OUTGOING_STATUSES: Final = frozenset({"Scheduled", "Completed"})
@@ -109,7 +111,14 @@ class ZohoState(StandInState):
 
     def add_contact(self, last: str, phone: str, mobile: str | None = None) -> str:
         cid = self.new_id()
-        self.contacts[cid] = {"id": cid, "Last_Name": last, "Full_Name": last, "Phone": phone}
+        self.contacts[cid] = {
+            "id": cid,
+            "Last_Name": last,
+            "Full_Name": last,
+            "Phone": phone,
+            "Created_Time": RECORD_TIME,
+            "Modified_Time": RECORD_TIME,
+        }
         if mobile:
             self.contacts[cid]["Mobile"] = mobile
         return cid
