@@ -54,7 +54,7 @@ from sscl_daemon.ringcentral.backfill import (
     run_backfill,
 )
 from sscl_daemon.ringcentral.directory import load_directory
-from sscl_daemon.ringcentral.reconcile import Batch, Reconciler
+from sscl_daemon.ringcentral.reconcile import Reconciler, Stretch
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
 from sscl_daemon.store import Store, StoreError
@@ -153,7 +153,7 @@ class Reporter:
         if self._bar is not None:
             self._bar.stop()
 
-    def advance(self, part: Period, batch: Batch) -> None:
+    def advance(self, part: Period, batch: Stretch) -> None:
         self._done += part.seconds
         self._calls += len(batch.calls)
         if self._bar is not None:
@@ -230,7 +230,7 @@ async def _backfill(
             )
             with Reporter(period, err, terminal, progress_interval) as reporter:
 
-                def show(part: Period, batch: Batch, known: set[str]) -> None:
+                def show(part: Period, batch: Stretch, known: set[str]) -> None:
                     if dry_run:
                         for call in batch.calls:
                             print(describe(call, call.key in known), file=out)

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.errors import SsclError
-from sscl_daemon.ringcentral.reconcile import Batch, Reconciler
+from sscl_daemon.ringcentral.reconcile import Reconciler, Stretch
 
 DEFAULT_CHUNK = timedelta(hours=6)
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -136,7 +136,7 @@ class Summary:
 Commit = Callable[[Sequence[CompletedCall]], Awaitable[int]]
 # The keys, among a batch's calls, that the outbox already holds for every writer.
 Logged = Callable[[Sequence[CompletedCall]], Awaitable[set[str]]]
-Progress = Callable[[Period, Batch, set[str]], None]
+Progress = Callable[[Period, Stretch, set[str]], None]
 
 
 async def run_backfill(

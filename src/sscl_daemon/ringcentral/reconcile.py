@@ -36,7 +36,7 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class Batch:
+class Stretch:
     """What one stretch of the call log produced."""
 
     records: int
@@ -45,8 +45,8 @@ class Batch:
     errors: tuple[RecordError, ...]  # records that could not be read
 
     @staticmethod
-    def empty() -> Batch:
-        return Batch(0, (), (), ())
+    def empty() -> Stretch:
+        return Stretch(0, (), (), ())
 
     def sessions(self) -> set[str]:
         """The telephony sessions this stretch holds a record of (logged or skipped)."""
@@ -54,8 +54,8 @@ class Batch:
         found.update(d.key.rsplit(":", 1)[0] for d in self.skipped)
         return found
 
-    def __add__(self, other: Batch) -> Batch:
-        return Batch(
+    def __add__(self, other: Stretch) -> Stretch:
+        return Stretch(
             self.records + other.records,
             self.calls + other.calls,
             self.skipped + other.skipped,
@@ -64,10 +64,10 @@ class Batch:
 
 
 @dataclass(frozen=True)
-class Resolution:
+class EndsLookup:
     """Outcome of looking up sessions whose end was missed."""
 
-    batch: Batch
+    batch: Stretch
     ended: tuple[str, ...]  # gone from the platform, records found
     active: tuple[str, ...]  # still live: the tracker will see their end
     unresolved: tuple[str, ...] = field(default=())  # gone, but no record (yet)
@@ -101,7 +101,7 @@ class Reconciler:
         self._now = now
         self._sleep = sleep
 
-    def map_records(self, records: list[CallLogRecord]) -> Batch:
+    def map_records(self, records: list[CallLogRecord]) -> Stretch:
         """Pure part: records -> call logs and policy decisions."""
         options = self._policy.options
         owner = (
@@ -122,15 +122,15 @@ class Reconciler:
                 skipped.append(decision)
         for error in errors:
             log.warning("ringcentral.call_log.unreadable_record", error=str(error))
-        return Batch(len(records), tuple(logged), tuple(skipped), tuple(errors))
+        return Stretch(len(records), tuple(logged), tuple(skipped), tuple(errors))
 
-    async def pages(self, start: datetime, end: datetime) -> AsyncIterator[Batch]:
+    async def pages(self, start: datetime, end: datetime) -> AsyncIterator[Stretch]:
         """The call log of calls started in [start, end), one mapped page at a time."""
         async for records in self._rest.call_log_pages(start, end):
             yield self.map_records(records)
 
-    async def read(self, start: datetime, end: datetime) -> Batch:
-        total = Batch.empty()
+    async def read(self, start: datetime, end: datetime) -> Stretch:
+        total = Stretch.empty()
         async for batch in self.pages(start, end):
             total = total + batch
         return total
@@ -142,11 +142,11 @@ class Reconciler:
         if wait > 0:
             await self._sleep(wait)
 
-    async def read_gap(self, gap: Gap) -> Batch:
+    async def read_gap(self, gap: Gap) -> Stretch:
         """The call log of the calls that started in ``gap`` (widened by the margin), now."""
         return await self.read(gap.start - self._margin, gap.end + self._margin)
 
-    async def close_gap(self, gap: Gap, in_flight: Iterable[str] = ()) -> Resolution:
+    async def close_gap(self, gap: Gap, in_flight: Iterable[str] = ()) -> EndsLookup:
         """Everything that happened in `gap`, plus the in-flight sessions it may have ended."""
         await self.wait_for_records(gap.end)
         batch = await self.read_gap(gap)
@@ -161,7 +161,7 @@ class Reconciler:
         )
         pending = [tsid for tsid in dict.fromkeys(in_flight) if tsid not in seen]
         resolution = await self.resolve_sessions(pending, wait=False)
-        return Resolution(
+        return EndsLookup(
             batch + resolution.batch,
             resolution.ended,
             resolution.active,
@@ -170,7 +170,7 @@ class Reconciler:
 
     async def resolve_sessions(
         self, session_ids: Iterable[str], *, since: datetime | None = None, wait: bool = True
-    ) -> Resolution:
+    ) -> EndsLookup:
         """Sessions whose end was missed: still live, or ended (then their call logs).
 
         With `since` (no session started before it) the ended ones are read with one call-log
@@ -184,7 +184,7 @@ class Reconciler:
             else:
                 active.append(tsid)
         if not ended:
-            return Resolution(Batch.empty(), (), tuple(active))
+            return EndsLookup(Stretch.empty(), (), tuple(active))
         if wait:
             await self.wait_for_records(self._now())
         now = self._now()
@@ -203,7 +203,7 @@ class Reconciler:
                     await self._rest.call_log_for_session(tsid, now - self._lookback, now)
                 )
         found = {record.telephonySessionId for record in records}
-        return Resolution(
+        return EndsLookup(
             self.map_records(records),
             tuple(t for t in ended if t in found),
             tuple(active),
