@@ -10,6 +10,7 @@ uncertain), and a note a person edited after the create is left as they wrote it
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,8 +23,10 @@ from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempo
 from sscl_daemon.config import (
     ContactSettings,
     HubSpotOptions,
+    OAuthClientSettings,
     RecordingsMode,
     RingCentralSettings,
+    SalesforceOptions,
     Secret,
     WriterSettings,
     WriterType,
@@ -31,6 +34,7 @@ from sscl_daemon.config import (
 from sscl_daemon.crm.base import WriteContext, Writer
 from sscl_daemon.crm.enrich import Enrichment, plain
 from sscl_daemon.crm.hubspot import HubSpotWriter
+from sscl_daemon.crm.salesforce import SalesforceWriter
 from sscl_daemon.dispatch import Dispatcher
 from sscl_daemon.enrichment import EnrichmentRunner
 from sscl_daemon.ringcentral.auth import Authenticator
@@ -39,6 +43,7 @@ from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.simulator import media as sim_media
 from sscl_daemon.simulator.app import Simulator, SimulatorConfig
 from sscl_daemon.simulator.crm import hubspot as hs_sim
+from sscl_daemon.simulator.crm import salesforce as sf_sim
 from sscl_daemon.simulator.crm.common import serve
 from sscl_daemon.simulator.profiles import PlatformProfile
 from sscl_daemon.simulator.scenarios import CallKind, SimCall
@@ -103,6 +108,8 @@ class Rig:
     media: MediaClient
     hs: hs_sim.HubSpotState
     hs_url: str
+    sf: sf_sim.SalesforceState
+    sf_url: str
 
     def hubspot(self) -> tuple[HubSpotWriter, WriterSettings]:
         settings = WriterSettings(
@@ -113,6 +120,19 @@ class Rig:
             contacts=ContactSettings(recordings=RecordingsMode.UPLOAD),
         )
         return HubSpotWriter(settings, self.http), settings
+
+    def salesforce(self) -> tuple[SalesforceWriter, WriterSettings]:
+        oauth = OAuthClientSettings(
+            sf_sim.CLIENT_ID, Secret(sf_sim.CLIENT_SECRET), Secret(sf_sim.REFRESH_TOKEN)
+        )
+        settings = WriterSettings(
+            "sf",
+            WriterType.SALESFORCE,
+            SalesforceOptions(instance_url=self.sf_url, login_url=self.sf_url, oauth=oauth),
+            timeout=5.0,
+            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD),
+        )
+        return SalesforceWriter(settings, self.http), settings
 
     def runner(
         self, writer: Writer, settings: WriterSettings, claimer: str = "c-1"
@@ -189,13 +209,20 @@ async def rig(store: Store) -> AsyncIterator[Rig]:
     profile = PlatformProfile.lenient().with_changes(call_log_delay_s=0.0)
     sim = await Simulator(SimulatorConfig(seed=11, profile=profile)).start()
     hs = hs_sim.HubSpotState()
+    sf = sf_sim.SalesforceState()
+    sf.add_user("integration@example.com")
     try:
-        async with aiohttp.ClientSession() as http, serve(hs_sim.create_app(hs)) as hs_url:
+        async with (
+            aiohttp.ClientSession() as http,
+            serve(hs_sim.create_app(hs)) as hs_url,
+            serve(sf_sim.create_app(sf)) as sf_url,
+        ):
             settings = RingCentralSettings(
                 server=sim.base_url, client_id="c", client_secret=Secret("s"), jwt=Secret("j")
             )
             rest = RestClient(http, Authenticator(http, settings), sim.base_url)
-            yield Rig(sim, store, http, MediaClient(http, rest, max_bytes=20_000_000), hs, hs_url)
+            media = MediaClient(http, rest, max_bytes=20_000_000)
+            yield Rig(sim, store, http, media, hs, hs_url, sf, sf_url)
     finally:
         await sim.stop()
 
@@ -291,3 +318,80 @@ async def test_updates_lost_in_a_crash_before_queueing_are_swept_without_rewriti
     assert "Voicemail" not in plain(body).split("sscl-key")[-1]
     (note,) = rig.hs.notes.values()
     assert "Voicemail transcription:" in plain(note.properties["hs_note_body"])
+
+
+# -- Salesforce --------------------------------------------------------------------------------
+
+
+def sf_files(state: sf_sim.SalesforceState, task_id: str) -> dict[str, bytes]:
+    """PathOnClient -> bytes of the files linked to the Task."""
+    return {
+        str(v["PathOnClient"]): state.version_data[vid]
+        for vid, v in state.versions.items()
+        if v.get("FirstPublishLocationId") == task_id
+    }
+
+
+async def test_salesforce_recording_and_voicemail_are_files_of_the_task(rig: Rig) -> None:
+    recorded = await rig.played(CallKind.RECORDED)
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    writer, settings = rig.salesforce()
+    runner = rig.runner(writer, settings)
+    ids = await rig.create(writer, settings, runner, recorded, voicemail)
+
+    rows = await rig.enrich(runner, 2)
+    assert {(r["kind"], r["status"]) for r in rows} == {
+        ("recording", "sent"),
+        ("voicemail", "sent"),
+    }
+    (rid,) = recorded.recording_ids
+    seconds = int((recorded.total_ms + 500) // 1000)
+    assert sf_files(rig.sf, ids[recorded.key]) == {
+        f"recording-{rid}.wav": sim_media.recording_bytes(rid, seconds)
+    }
+    task = rig.sf.tasks[ids[recorded.key]]
+    assert f"Recording: attached (recording-{rid}.wav)" in str(task["Description"])
+    (vm_name,) = sf_files(rig.sf, ids[voicemail.key])
+    message_id = vm_name.removeprefix("voicemail-").removesuffix(".wav")
+    vm_task = rig.sf.tasks[ids[voicemail.key]]
+    expected = f"Voicemail transcription: {sim_media.transcription_text(message_id)}"
+    assert expected in str(vm_task["Description"])
+    assert rig.sf.notes == {}
+
+
+async def test_salesforce_description_a_person_edited_is_left_alone(rig: Rig) -> None:
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    writer, settings = rig.salesforce()
+    runner = rig.runner(writer, settings)
+    ids = await rig.create(writer, settings, runner, voicemail)
+    task = rig.sf.tasks[ids[voicemail.key]]
+    task["Description"] = "Spoke to her on the mobile, resolved."
+
+    rows = await rig.enrich(runner, 1)
+    assert rows[0]["status"] == "sent"
+    assert task["Description"] == "Spoke to her on the mobile, resolved."
+    (note_id,) = rig.sf.notes
+    (link,) = rig.sf.links.values()
+    assert link["ContentDocumentId"] == note_id
+    assert link["LinkedEntityId"] == ids[voicemail.key]
+    content = base64.b64decode(str(rig.sf.notes[note_id]["Content"])).decode()
+    assert "Voicemail transcription:" in plain(content)
+
+
+async def test_salesforce_update_survives_a_crash_between_create_and_update(rig: Rig) -> None:
+    recorded = await rig.played(CallKind.RECORDED)
+    writer, settings = rig.salesforce()
+    runner = rig.runner(writer, settings)
+    ids = await rig.create(writer, settings, runner, recorded)
+    rows = Enrichments(rig.store)
+    (item,) = await rows.claim_due(ACCOUNT, "sf", 10, "killed", 0.2)
+    gathered = await rig.runner(writer, settings, claimer="killed")._gather(
+        item, RecordingsMode.UPLOAD
+    )
+    assert isinstance(gathered, Enrichment)
+    await writer.enrich(gathered, WriteContext(attempt=item.attempts))
+
+    after = await rig.enrich(rig.runner(writer, settings, claimer="c-2"), 1)
+    assert after[0]["status"] == "sent"
+    assert len(sf_files(rig.sf, ids[recorded.key])) == 1
+    assert str(rig.sf.tasks[ids[recorded.key]]["Description"]).count("Recording: attached") == 1

@@ -26,7 +26,7 @@ from sscl_daemon.config import (
     WriterSettings,
     WriterType,
 )
-from sscl_daemon.crm import salesforce
+from sscl_daemon.crm import content, salesforce
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
@@ -147,7 +147,11 @@ async def test_create_fills_the_task_call_fields(org: Org) -> None:
         "Ring time: 00:00:12",
         "Hold time: 00:00:04",
         "Transferred to: Bob (ext. 102)",
-        "Recording: https://media.ringcentral.com/restapi/v1.0/account/37439510/recording/rec-9/content",
+        # A link a RingCentral user opens (recordings = "link"): the raw URL needs a token.
+        "Recording: "
+        + content.player_link(
+            "https://media.ringcentral.com/restapi/v1.0/account/37439510/recording/rec-9/content"
+        ),
         "sscl-key: s-1001:62001",
     ):
         assert line in description.splitlines()

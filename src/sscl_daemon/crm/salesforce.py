@@ -48,31 +48,38 @@ see ``crm/content.py``).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import SalesforceOptions, WriterSettings
-from sscl_daemon.crm import batch, content
+from sscl_daemon.config import RecordingsMode, SalesforceOptions, WriterSettings
+from sscl_daemon.crm import batch, content, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
     PermanentFailure,
     RetryLater,
+    WriteContext,
     WriteResult,
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, parse_time
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.limiter import pause_from_headers
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.wiring import ChunkedWriterBase
+
+if TYPE_CHECKING:
+    from sscl_daemon.ringcentral.media import Audio
 
 CRM: Final = "Salesforce"
 BATCH_MAX: Final = 200
@@ -80,6 +87,8 @@ QUERY_PAGES: Final = 10
 # Room for the encoded SOQL in a GET URL, under Salesforce's 16,384-byte URI limit.
 QUERY_URL_BUDGET: Final = 12_000
 REQUEST_LIMIT_DELAY: Final = 60.0
+# Task.Description is a long text area of 32,000 characters.
+DESCRIPTION_MAX: Final = 32_000
 WINDOW_BEFORE: Final = timedelta(minutes=5)
 WINDOW_AFTER: Final = timedelta(hours=1)
 _DUPLICATE_ID: Final = re.compile(r"record with id:\s*([A-Za-z0-9]{15,18})")
@@ -119,12 +128,13 @@ def task_fields(
     contact: Contact | None = None,
     owner_id: str | None = None,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode = RecordingsMode.LINK,
 ) -> dict[str, object]:
     """The Task's fields for this call, in Salesforce's types (ints stay ints)."""
     name = contact.name if contact else None
     fields: dict[str, object] = {
         "Subject": content.subject(call, name)[:255],
-        "Description": content.note_text(call, name, tz=tz),
+        "Description": content.note_text(call, name, tz=tz, recordings=recordings),
         "TaskSubtype": "Call",
         "Status": "Completed",
         "Priority": "Normal",
@@ -208,6 +218,12 @@ def existing_for(
     return found[0] if found else None
 
 
+def _description(payload: Mapping[str, object]) -> str | None:
+    """The note a Task payload carries (what later updates compare with)."""
+    description = payload.get("Description")
+    return description if isinstance(description, str) else None
+
+
 def duplicate_id(errors: object) -> str | None:
     """The existing record's id from a ``DUPLICATE_VALUE`` error list, if it names one."""
     for err in errors if isinstance(errors, list) else []:
@@ -279,6 +295,7 @@ class SalesforceWriter(ChunkedWriterBase):
         self._opts = opts
         self.key_field = opts.external_id_field
         self._zone = content.zone(settings.contacts.timezone)
+        self.recordings = settings.contacts.recordings
         self.oauth = OAuthClient(
             session,
             f"{opts.login_url.rstrip('/')}/services/oauth2/token",
@@ -332,7 +349,12 @@ class SalesforceWriter(ChunkedWriterBase):
             chunk,
             self.resolver,
             lambda call, resolved: task_fields(
-                call, self.key_field, resolved.primary, resolved.owner_id, self._zone
+                call,
+                self.key_field,
+                resolved.primary,
+                resolved.owner_id,
+                self._zone,
+                self.recordings,
             ),
         )
         await batch.send(ready, self._create_one, self._create_many)
@@ -346,7 +368,7 @@ class SalesforceWriter(ChunkedWriterBase):
         elif answer.status == 400:
             p.result = await self._refused(p, answer.body, f"HTTP 400: {self.http.reason(answer)}")
         else:
-            p.result = batch.created(CRM, answer.object().get("id"))
+            p.result = batch.created(CRM, answer.object().get("id"), _description(p.payload))
 
     async def _create_many(self, ready: list[Pending]) -> None:
         body = {
@@ -363,7 +385,7 @@ class SalesforceWriter(ChunkedWriterBase):
             if not isinstance(result, dict):
                 p.result = RetryLater(f"{CRM}: composite answer lacks record {index}")
             elif result.get("success") and result.get("id"):
-                p.result = Created(str(result["id"]))
+                p.result = Created(str(result["id"]), _description(p.payload))
             else:
                 errors = result.get("errors")
                 p.result = await self._refused(p, errors, save_errors(errors))
@@ -381,6 +403,98 @@ class SalesforceWriter(ChunkedWriterBase):
             if rid:
                 return AlreadyExisted(rid)
         return PermanentFailure(f"{CRM} rejected the call log ({reason})")
+
+    # -- updates after the create (crm/enrich.py) --------------------------------------------
+
+    async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+        """Files linked to the Task (ContentVersion with FirstPublishLocationId); the section
+        appended to the Description if nobody edited it, else a note linked to the Task."""
+        session = await ensure_token(CRM, self.oauth)
+        if session is not None:
+            return session
+        task_path = f"/sobjects/Task/{quote(e.record_id, safe='')}"
+        task = await self._send(
+            "GET", task_path, params={"fields": "Description"}, accept=frozenset({404})
+        )
+        if not isinstance(task, Response):
+            return task
+        if task.status == 404:
+            return PermanentFailure(f"{CRM} Task {e.record_id} no longer exists")
+        description = task.object().get("Description")
+        current = description if isinstance(description, str) else None
+        for audio in e.audio:
+            failure = await self._attach(e.record_id, audio, ctx)
+            if failure is not None:
+                return failure
+        section = enrich.section_text(e)
+        if section and enrich.added(current, section):
+            return Updated(f"{e.kind} added to the Task", current)
+        if section and enrich.same_note(current, e.written):
+            written = f"{current}\n{section}"[:DESCRIPTION_MAX]
+            patched = await self._send("PATCH", task_path, json_body={"Description": written})
+            if not isinstance(patched, Response):
+                return patched
+            return Updated(f"{e.kind} added to the Task", written)
+        if section:
+            failure = await self._note_beside(e)
+            if failure is not None:
+                return failure
+            return Updated(f"{e.kind} added beside the edited Task description", None)
+        return Updated(f"{e.kind} attached to the Task", e.written)
+
+    async def _attach(self, task_id: str, audio: Audio, ctx: WriteContext) -> LookupFailure | None:
+        """Upload ``audio`` as a file of the Task, unless an earlier attempt did."""
+        if ctx.uncertain or ctx.attempt > 1:
+            found = await self._query(
+                "SELECT Id FROM ContentVersion WHERE FirstPublishLocationId = "
+                f"{soql_quote(task_id)} AND PathOnClient = {soql_quote(audio.filename)}"
+            )
+            if not isinstance(found, list):
+                return found
+            if found:
+                return None
+        entity = json.dumps(
+            {
+                "Title": audio.filename.rsplit(".", 1)[0],
+                "PathOnClient": audio.filename,
+                "FirstPublishLocationId": task_id,
+            }
+        )
+
+        def form() -> aiohttp.FormData:
+            audio.file.seek(0)
+            data = aiohttp.FormData()
+            data.add_field("entity_content", entity, content_type="application/json")
+            data.add_field(
+                "VersionData", audio.file, filename=audio.filename, content_type=audio.content_type
+            )
+            return data
+
+        answer = await self.http.request("POST", f"{self.api}/sobjects/ContentVersion", data=form)
+        return answer if not isinstance(answer, Response) else None
+
+    async def _note_beside(self, e: Enrichment) -> LookupFailure | None:
+        """A ContentNote with the section, shared with the Task."""
+        body = base64.b64encode(enrich.section_html(e).encode()).decode()
+        title = f"{e.kind.value.capitalize()} of the call {e.call.telephony_session_id}"
+        note = await self._send(
+            "POST", "/sobjects/ContentNote", json_body={"Title": title[:255], "Content": body}
+        )
+        if not isinstance(note, Response):
+            return note
+        note_id = note.object().get("id")
+        if not note_id:
+            return RetryLater(f"{CRM} note create answered without an id", uncertain=True)
+        link = await self._send(
+            "POST",
+            "/sobjects/ContentDocumentLink",
+            json_body={
+                "ContentDocumentId": note_id,
+                "LinkedEntityId": e.record_id,
+                "ShareType": "V",
+            },
+        )
+        return link if not isinstance(link, Response) else None
 
     # -- requests ----------------------------------------------------------------------------
 

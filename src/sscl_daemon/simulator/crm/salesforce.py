@@ -19,6 +19,10 @@ What it serves and checks, the way Salesforce documents it:
   references (``INVALID_CROSS_REFERENCE_KEY``), a second record with the same unique
   external id (``DUPLICATE_VALUE`` naming the existing record), filtering on a long text
   field (``INVALID_FIELD``);
+* updates and files: ``GET``/``PATCH .../sobjects/{type}/{id}`` (a Task's fields; ``fields``
+  picks what a read returns), a ``ContentVersion`` uploaded as multipart (``entity_content``
+  JSON + ``VersionData`` bytes; ``FirstPublishLocationId`` links it to the Task; tests read
+  ``versions`` and ``version_data``), ``ContentNote`` and ``ContentDocumentLink`` (to a Task);
 * limits: every answer carries ``Sforce-Limit-Info: api-usage=<used>/<daily_limit>``; past
   the allowance the API answers 403 ``REQUEST_LIMIT_EXCEEDED``.
 """
@@ -26,6 +30,7 @@ What it serves and checks, the way Salesforce documents it:
 from __future__ import annotations
 
 import itertools
+import json
 import operator
 import re
 import uuid
@@ -44,6 +49,7 @@ from sscl_daemon.simulator.crm.common import (
     json_response,
     refresh_refusal,
 )
+from sscl_daemon.simulator.crm.uploads import multipart_fields
 
 CLIENT_ID = "3MVG9sscl.demo.consumer.key"
 CLIENT_SECRET = "sscl-salesforce-consumer-secret"
@@ -117,8 +123,44 @@ USER_SCHEMA: dict[str, FieldSpec] = {
     "Name": ("string", 121, True),
     "IsActive": ("boolean", None, True),
 }
-READ_ONLY = frozenset({"Id", "CreatedDate", "LastModifiedDate", "Name"})
-PREFIXES = {"Task": "00T", "Contact": "003", "User": "005"}
+# Files (Salesforce Files): a ContentVersion uploaded with FirstPublishLocationId is linked to
+# that record; a ContentNote is a note (its Id is its ContentDocument's); a
+# ContentDocumentLink shares a document with a record.
+CONTENT_VERSION_SCHEMA: dict[str, FieldSpec] = {
+    "Id": ("id", None, True),
+    "ContentDocumentId": ("id", None, True),
+    "Title": ("string", 255, True),
+    "PathOnClient": ("string", 500, True),
+    "Description": ("string", 1000, False),
+    "FirstPublishLocationId": ("id", None, True),
+    "ContentSize": ("int", None, True),
+    "FileType": ("string", 20, True),
+    "CreatedDate": ("datetime", None, True),
+}
+CONTENT_NOTE_SCHEMA: dict[str, FieldSpec] = {
+    "Id": ("id", None, True),
+    "Title": ("string", 255, True),
+    "Content": ("string", None, False),
+    "CreatedDate": ("datetime", None, True),
+}
+CONTENT_LINK_SCHEMA: dict[str, FieldSpec] = {
+    "Id": ("id", None, True),
+    "ContentDocumentId": ("id", None, True),
+    "LinkedEntityId": ("id", None, True),
+    "ShareType": ("picklist", {"V", "C", "I"}, True),
+    "CreatedDate": ("datetime", None, True),
+}
+READ_ONLY = frozenset({"Id", "CreatedDate", "LastModifiedDate", "Name", "ContentSize", "FileType"})
+PREFIXES = {
+    "Task": "00T",
+    "Contact": "003",
+    "User": "005",
+    "ContentVersion": "068",
+    "ContentNote": "069",
+    "ContentDocumentLink": "06A",
+}
+# Salesforce takes files up to 2 GB through the REST multipart upload; the stand-in less.
+UPLOAD_MAX = 100 * 1024 * 1024
 
 
 class SfError(Exception):
@@ -156,6 +198,11 @@ class SalesforceState(StandInState):
     tasks: dict[str, dict[str, object]] = field(default_factory=dict)
     contacts: dict[str, dict[str, object]] = field(default_factory=dict)
     users: dict[str, dict[str, object]] = field(default_factory=dict)
+    versions: dict[str, dict[str, object]] = field(default_factory=dict)
+    # ContentVersion id -> the file's bytes (VersionData).
+    version_data: dict[str, bytes] = field(default_factory=dict)
+    notes: dict[str, dict[str, object]] = field(default_factory=dict)
+    links: dict[str, dict[str, object]] = field(default_factory=dict)
     sessions: dict[str, float] = field(default_factory=dict)  # token -> expiry
     token_requests: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -204,6 +251,12 @@ class SalesforceState(StandInState):
             return self.contacts, CONTACT_SCHEMA
         if sobject.lower() == "user":
             return self.users, USER_SCHEMA
+        if sobject.lower() == "contentversion":
+            return self.versions, CONTENT_VERSION_SCHEMA
+        if sobject.lower() == "contentnote":
+            return self.notes, CONTENT_NOTE_SCHEMA
+        if sobject.lower() == "contentdocumentlink":
+            return self.links, CONTENT_LINK_SCHEMA
         raise SfError(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
 
 
@@ -316,8 +369,36 @@ def _create(state: SalesforceState, sobject: str, body: object) -> str:
     rid = state.new_id(sobject)
     record["Id"] = rid
     record["CreatedDate"] = state.now()
-    record.setdefault("OwnerId", next(iter(state.users), None))
+    if sobject in ("Task", "Contact"):
+        record.setdefault("OwnerId", next(iter(state.users), None))
+    if sobject == "ContentDocumentLink":
+        _check_link(state, record)
     rows[rid] = record
+    return rid
+
+
+def _check_link(state: SalesforceState, record: Mapping[str, object]) -> None:
+    documents = {v["ContentDocumentId"] for v in state.versions.values()} | set(state.notes)
+    if record.get("ContentDocumentId") not in documents:
+        raise SfError(400, "INVALID_CROSS_REFERENCE_KEY", "ContentDocumentId: invalid id", [])
+    if record.get("LinkedEntityId") not in state.tasks:
+        raise SfError(400, "INVALID_CROSS_REFERENCE_KEY", "LinkedEntityId: invalid id", [])
+
+
+def _create_version(state: SalesforceState, entity: object, data: bytes) -> str:
+    """A ContentVersion from a multipart upload (``entity_content`` + ``VersionData``)."""
+    if not isinstance(entity, dict) or not entity.get("PathOnClient"):
+        raise SfError(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [PathOnClient]")
+    location = entity.get("FirstPublishLocationId")
+    if location is not None and location not in state.tasks:
+        raise SfError(400, "INVALID_CROSS_REFERENCE_KEY", "FirstPublishLocationId: invalid id")
+    rid = _create(state, "ContentVersion", entity)
+    record = state.versions[rid]
+    # A new document, or a new version of the one named.
+    record.setdefault("ContentDocumentId", f"069{rid[3:]}")
+    record["ContentSize"] = len(data)
+    record["FileType"] = str(record["PathOnClient"]).rsplit(".", 1)[-1].upper()
+    state.version_data[rid] = data
     return rid
 
 
@@ -577,8 +658,50 @@ def create_app(state: SalesforceState | None = None) -> web.Application:
 
     async def create(request: web.Request) -> web.Response:
         sobject = request.match_info["sobject"]
-        rid = _create(state, sobject, await request.json())
+        if request.content_type.startswith("multipart/"):
+            parts = await multipart_fields(request)
+            if sobject != "ContentVersion" or "entity_content" not in parts:
+                raise SfError(400, "INVALID_MULTIPART_REQUEST", "entity_content is required")
+            try:
+                entity = json.loads(parts["entity_content"].text())
+            except ValueError:
+                raise SfError(400, "JSON_PARSER_ERROR", "entity_content is not JSON") from None
+            data = parts.get("VersionData")
+            if data is None:
+                raise SfError(400, "INVALID_MULTIPART_REQUEST", "VersionData is required")
+            rid = _create_version(state, entity, data.data)
+        else:
+            rid = _create(state, sobject, await request.json())
         return json_response({"id": rid, "success": True, "errors": []}, 201)
+
+    def _record(request: web.Request) -> tuple[dict[str, object], dict[str, FieldSpec]]:
+        rows, schema = state.table(request.match_info["sobject"])
+        record = rows.get(request.match_info["id"])
+        if record is None:
+            raise SfError(404, "NOT_FOUND", "The requested resource does not exist")
+        return record, schema
+
+    async def read(request: web.Request) -> web.Response:
+        record, schema = _record(request)
+        wanted = [f for f in request.query.get("fields", "").split(",") if f]
+        names = [_canonical(schema, f, request.match_info["sobject"]) for f in wanted]
+        shown = {n: record.get(n) for n in names} if names else dict(record)
+        return json_response({"attributes": {"type": request.match_info["sobject"]}, **shown})
+
+    async def update(request: web.Request) -> web.Response:
+        record, schema = _record(request)
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise SfError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+        changes: dict[str, object] = {}
+        for name, value in body.items():
+            canonical = _canonical(schema, name, request.match_info["sobject"])
+            if canonical in READ_ONLY:
+                raise SfError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to update {name}")
+            _check_value(state, canonical, schema[canonical], value)
+            changes[canonical] = value
+        record.update(changes)
+        return web.Response(status=204)
 
     async def composite(request: web.Request) -> web.Response:
         body = await request.json()
@@ -642,10 +765,13 @@ def create_app(state: SalesforceState | None = None) -> web.Application:
     app = web.Application(
         middlewares=[fault_middleware(state), guard],
         handler_args={"max_line_size": URI_MAX},
+        client_max_size=UPLOAD_MAX,
     )
     app.router.add_post("/services/oauth2/token", token)
     app.router.add_post("/services/data/{version}/sobjects/{sobject}", create)
     app.router.add_post("/services/data/{version}/sobjects/{sobject}/", create)
+    app.router.add_get("/services/data/{version}/sobjects/{sobject}/{id}", read)
+    app.router.add_patch("/services/data/{version}/sobjects/{sobject}/{id}", update)
     app.router.add_post("/services/data/{version}/composite/sobjects", composite)
     app.router.add_get("/services/data/{version}/query", query)
     app.router.add_get("/services/data/{version}/query/", query)
