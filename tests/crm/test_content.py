@@ -7,7 +7,7 @@ from tests.crm.conftest import make_call
 
 from sscl_daemon.calls.model import CallResult, Direction
 from sscl_daemon.crm import content
-from sscl_daemon.crm.content import Match, Outcome
+from sscl_daemon.crm.content import CallOutcome, Match
 
 
 def test_subject_inbound_outbound_internal_and_name() -> None:
@@ -22,18 +22,18 @@ def test_subject_inbound_outbound_internal_and_name() -> None:
 @pytest.mark.parametrize(
     ("result", "direction", "expected"),
     [
-        (CallResult.ANSWERED, Direction.INBOUND, Outcome.ANSWERED),
-        (CallResult.MISSED, Direction.INBOUND, Outcome.NO_ANSWER),
-        (CallResult.VOICEMAIL, Direction.INBOUND, Outcome.VOICEMAIL),
-        (CallResult.BUSY, Direction.OUTBOUND, Outcome.BUSY),
-        (CallResult.REJECTED, Direction.INBOUND, Outcome.REJECTED),
-        (CallResult.REJECTED, Direction.OUTBOUND, Outcome.NO_ANSWER),
-        (CallResult.ABANDONED, Direction.INBOUND, Outcome.ABANDONED),
-        (CallResult.TRANSFERRED, Direction.INBOUND, Outcome.TRANSFERRED),
-        (CallResult.INCOMPLETE, Direction.INBOUND, Outcome.INCOMPLETE),
+        (CallResult.ANSWERED, Direction.INBOUND, CallOutcome.ANSWERED),
+        (CallResult.MISSED, Direction.INBOUND, CallOutcome.NO_ANSWER),
+        (CallResult.VOICEMAIL, Direction.INBOUND, CallOutcome.VOICEMAIL),
+        (CallResult.BUSY, Direction.OUTBOUND, CallOutcome.BUSY),
+        (CallResult.REJECTED, Direction.INBOUND, CallOutcome.REJECTED),
+        (CallResult.REJECTED, Direction.OUTBOUND, CallOutcome.NO_ANSWER),
+        (CallResult.ABANDONED, Direction.INBOUND, CallOutcome.ABANDONED),
+        (CallResult.TRANSFERRED, Direction.INBOUND, CallOutcome.TRANSFERRED),
+        (CallResult.INCOMPLETE, Direction.INBOUND, CallOutcome.INCOMPLETE),
     ],
 )
-def test_outcome(result: CallResult, direction: Direction, expected: Outcome) -> None:
+def test_outcome(result: CallResult, direction: Direction, expected: CallOutcome) -> None:
     assert content.outcome(make_call(result=result, direction=direction)) is expected
 
 

@@ -52,7 +52,7 @@ _SESSION_LINE = re.compile(
 )
 
 
-class Outcome(enum.StrEnum):
+class CallOutcome(enum.StrEnum):
     """A neutral call outcome; each writer maps it to the CRM's own values."""
 
     ANSWERED = "answered"
@@ -66,23 +66,26 @@ class Outcome(enum.StrEnum):
 
 
 _OUTCOMES = {
-    CallResult.ANSWERED: Outcome.ANSWERED,
-    CallResult.MISSED: Outcome.NO_ANSWER,
-    CallResult.VOICEMAIL: Outcome.VOICEMAIL,
-    CallResult.BUSY: Outcome.BUSY,
-    CallResult.REJECTED: Outcome.REJECTED,
-    CallResult.TRANSFERRED: Outcome.TRANSFERRED,
-    CallResult.ABANDONED: Outcome.ABANDONED,
-    CallResult.INCOMPLETE: Outcome.INCOMPLETE,
+    CallResult.ANSWERED: CallOutcome.ANSWERED,
+    CallResult.MISSED: CallOutcome.NO_ANSWER,
+    CallResult.VOICEMAIL: CallOutcome.VOICEMAIL,
+    CallResult.BUSY: CallOutcome.BUSY,
+    CallResult.REJECTED: CallOutcome.REJECTED,
+    CallResult.TRANSFERRED: CallOutcome.TRANSFERRED,
+    CallResult.ABANDONED: CallOutcome.ABANDONED,
+    CallResult.INCOMPLETE: CallOutcome.INCOMPLETE,
 }
 
 
-def outcome(call: CompletedCall) -> Outcome:
+def outcome(call: CompletedCall) -> CallOutcome:
     """The neutral outcome. An unanswered outbound call reads as "no answer" whatever the cause
     the far end gave, except busy, which both directions report as such."""
     result = _OUTCOMES[call.result]
-    if call.direction is Direction.OUTBOUND and result in (Outcome.REJECTED, Outcome.ABANDONED):
-        return Outcome.NO_ANSWER
+    if call.direction is Direction.OUTBOUND and result in (
+        CallOutcome.REJECTED,
+        CallOutcome.ABANDONED,
+    ):
+        return CallOutcome.NO_ANSWER
     return result
 
 
@@ -90,7 +93,7 @@ def result_words(call: CompletedCall) -> str:
     """The outcome as a note says it. A call that went to the user's voicemail is a missed
     call with a voicemail (the caller left it), not the rep's "left voicemail" outcome."""
     result = outcome(call)
-    return "missed, voicemail left" if result is Outcome.VOICEMAIL else result.value
+    return "missed, voicemail left" if result is CallOutcome.VOICEMAIL else result.value
 
 
 def was_connected(call: CompletedCall) -> bool:

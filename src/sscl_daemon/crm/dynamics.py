@@ -173,7 +173,7 @@ def phonecall(
         "actualstart": odata_time(call.start_time),
         "actualend": odata_time(call.end_time),
         "actualdurationminutes": content.minutes(content.talk_seconds(call)),
-        "leftvoicemail": out and content.outcome(call) is content.Outcome.VOICEMAIL,
+        "leftvoicemail": out and content.outcome(call) is content.CallOutcome.VOICEMAIL,
     }
     number = call.external_number or call.internal_number
     if number:

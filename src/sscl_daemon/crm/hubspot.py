@@ -113,23 +113,23 @@ DISPOSITION_CONNECTED: Final = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
 DISPOSITION_NO_ANSWER: Final = "73a0d17f-1163-4015-bdd5-ec830791da20"
 
 _DISPOSITIONS: Final = {
-    content.Outcome.ANSWERED: DISPOSITION_CONNECTED,
-    content.Outcome.TRANSFERRED: DISPOSITION_CONNECTED,
+    content.CallOutcome.ANSWERED: DISPOSITION_CONNECTED,
+    content.CallOutcome.TRANSFERRED: DISPOSITION_CONNECTED,
     # The caller reached the user's voicemail: for the user a missed call ("Left voicemail"
     # is the rep's outcome of an outbound call), with the voicemail in the note.
-    content.Outcome.VOICEMAIL: DISPOSITION_NO_ANSWER,
-    content.Outcome.BUSY: DISPOSITION_BUSY,
-    content.Outcome.NO_ANSWER: DISPOSITION_NO_ANSWER,
-    content.Outcome.REJECTED: DISPOSITION_NO_ANSWER,
-    content.Outcome.ABANDONED: DISPOSITION_NO_ANSWER,
+    content.CallOutcome.VOICEMAIL: DISPOSITION_NO_ANSWER,
+    content.CallOutcome.BUSY: DISPOSITION_BUSY,
+    content.CallOutcome.NO_ANSWER: DISPOSITION_NO_ANSWER,
+    content.CallOutcome.REJECTED: DISPOSITION_NO_ANSWER,
+    content.CallOutcome.ABANDONED: DISPOSITION_NO_ANSWER,
 }
 _STATUSES: Final = {
-    content.Outcome.BUSY: "BUSY",
-    content.Outcome.NO_ANSWER: "NO_ANSWER",
-    content.Outcome.VOICEMAIL: "NO_ANSWER",
-    content.Outcome.REJECTED: "NO_ANSWER",
-    content.Outcome.ABANDONED: "NO_ANSWER",
-    content.Outcome.INCOMPLETE: "FAILED",
+    content.CallOutcome.BUSY: "BUSY",
+    content.CallOutcome.NO_ANSWER: "NO_ANSWER",
+    content.CallOutcome.VOICEMAIL: "NO_ANSWER",
+    content.CallOutcome.REJECTED: "NO_ANSWER",
+    content.CallOutcome.ABANDONED: "NO_ANSWER",
+    content.CallOutcome.INCOMPLETE: "FAILED",
 }
 _CALL_FIELDS: Final = ("hs_call_external_id", "hs_call_body", "hs_timestamp")
 _CONTACT_FIELDS: Final = (

@@ -85,21 +85,21 @@ _BY_TIME: Final = frozenset(
 )
 
 _OUTCOMES: Final = {
-    content.Outcome.ANSWERED: "connected",
-    content.Outcome.TRANSFERRED: "connected",
-    content.Outcome.NO_ANSWER: "no_answer",
-    content.Outcome.REJECTED: "no_answer",
-    content.Outcome.ABANDONED: "no_answer",
+    content.CallOutcome.ANSWERED: "connected",
+    content.CallOutcome.TRANSFERRED: "connected",
+    content.CallOutcome.NO_ANSWER: "no_answer",
+    content.CallOutcome.REJECTED: "no_answer",
+    content.CallOutcome.ABANDONED: "no_answer",
     # The caller reached the user's voicemail: a missed call for the user ("left_voicemail"
     # is the rep's outcome of an outbound call); the note says a voicemail was left.
-    content.Outcome.VOICEMAIL: "no_answer",
-    content.Outcome.BUSY: "busy",
+    content.CallOutcome.VOICEMAIL: "no_answer",
+    content.CallOutcome.BUSY: "busy",
 }
 
 
 def pipedrive_outcome(call: CompletedCall) -> str:
     neutral = content.outcome(call)
-    if neutral is content.Outcome.INCOMPLETE:
+    if neutral is content.CallOutcome.INCOMPLETE:
         return "connected" if content.was_connected(call) else "no_answer"
     return _OUTCOMES[neutral]
 

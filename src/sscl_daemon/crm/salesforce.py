@@ -99,14 +99,14 @@ _CALL_TYPES: Final = {
     Direction.INTERNAL: "Internal",
 }
 _DISPOSITIONS: Final = {
-    content.Outcome.ANSWERED: "Answered",
-    content.Outcome.NO_ANSWER: "No answer",
-    content.Outcome.VOICEMAIL: "Missed, voicemail left",
-    content.Outcome.BUSY: "Busy",
-    content.Outcome.REJECTED: "Rejected",
-    content.Outcome.TRANSFERRED: "Answered, transferred",
-    content.Outcome.ABANDONED: "Abandoned before answer",
-    content.Outcome.INCOMPLETE: "Unknown (end not seen)",
+    content.CallOutcome.ANSWERED: "Answered",
+    content.CallOutcome.NO_ANSWER: "No answer",
+    content.CallOutcome.VOICEMAIL: "Missed, voicemail left",
+    content.CallOutcome.BUSY: "Busy",
+    content.CallOutcome.REJECTED: "Rejected",
+    content.CallOutcome.TRANSFERRED: "Answered, transferred",
+    content.CallOutcome.ABANDONED: "Abandoned before answer",
+    content.CallOutcome.INCOMPLETE: "Unknown (end not seen)",
 }
 
 

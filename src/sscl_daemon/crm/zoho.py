@@ -77,14 +77,14 @@ API_VERSION: Final = "v7"
 
 # Values for the Call_Result picklist (setup adds them to the field; see docs/crm-setup.md).
 _RESULTS: Final = {
-    content.Outcome.ANSWERED: "Answered",
-    content.Outcome.NO_ANSWER: "No answer",
-    content.Outcome.VOICEMAIL: "Voicemail",
-    content.Outcome.BUSY: "Busy",
-    content.Outcome.REJECTED: "Rejected",
-    content.Outcome.TRANSFERRED: "Transferred",
-    content.Outcome.ABANDONED: "Abandoned",
-    content.Outcome.INCOMPLETE: "Incomplete",
+    content.CallOutcome.ANSWERED: "Answered",
+    content.CallOutcome.NO_ANSWER: "No answer",
+    content.CallOutcome.VOICEMAIL: "Voicemail",
+    content.CallOutcome.BUSY: "Busy",
+    content.CallOutcome.REJECTED: "Rejected",
+    content.CallOutcome.TRANSFERRED: "Transferred",
+    content.CallOutcome.ABANDONED: "Abandoned",
+    content.CallOutcome.INCOMPLETE: "Incomplete",
 }
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
