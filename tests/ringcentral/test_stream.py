@@ -275,3 +275,20 @@ async def test_a_stopped_process_is_not_mistaken_for_a_silent_peer() -> None:
         assert watchdog.silent
     finally:
         watchdog.cancel()
+
+
+async def test_a_refused_subscription_backs_off_before_the_next_connection() -> None:
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        await asyncio.sleep(delay)
+
+    async with simulator() as sim, client(sim) as made:
+        sim.fail_rest("/restapi/v1.0/subscription", 503, count=3)
+        async with Pipeline(sim, made, gate=sleep) as pipe:
+            await pipe.streaming()
+        # three refusals, three growing jittered waits (reconnect_initial_delay 0.05 s)
+        assert len(waits) == 3
+        assert all(wait > 0 for wait in waits)
+        assert waits[2] > waits[0]

@@ -148,7 +148,7 @@ def test_refused_subscription_reconnects_after_retry_after() -> None:
     [action] = conn.receive(
         response(message_id, 429, {"errorCode": "CMN-301"}, **{"Retry-After": "30"})
     )
-    assert action == Reconnect("subscription refused: 429 CMN-301", retry_after=30.0)
+    assert action == Reconnect("subscription refused: 429 CMN-301", retry_after=30.0, healthy=False)
 
 
 def test_unreadable_frames_are_counted_not_fatal() -> None:

@@ -425,7 +425,7 @@ class Subscription:
             if not action.recoverable and self._point is not None:
                 self._point = replace(self._point, token=None)
             await ws.close()
-            return _Outcome(action.reason, retry_after=action.retry_after)
+            return _Outcome(action.reason, healthy=action.healthy, retry_after=action.retry_after)
         return None
 
     async def _subscribed(self, conn: GatewayConnection, action: Subscribed, sink: Sink) -> None:

@@ -175,11 +175,17 @@ class Subscribed:
 
 @dataclass(frozen=True)
 class Reconnect:
-    """This connection is finished; `recoverable` False when its `wsc` must not be reused."""
+    """This connection is finished; `recoverable` False when its `wsc` must not be reused.
+
+    `healthy` False when it never got going (the subscription was refused): the next
+    attempt backs off instead of following at once, which a platform answering 503 to
+    every subscription would turn into a tight reconnect loop.
+    """
 
     reason: str
     recoverable: bool = True
     retry_after: float | None = None
+    healthy: bool = True
 
 
 Action = Send | Deliver | Recovered | ReplayIncomplete | Subscribed | Reconnect
@@ -317,6 +323,7 @@ class GatewayConnection:
                 Reconnect(
                     f"subscription refused: {header.status} {error.errorCode}".strip(),
                     retry_after=float(retry) if retry and retry.isdigit() else None,
+                    healthy=False,
                 )
             ]
         info = _decode_body(frame.body, _SubscriptionInfo) or _SubscriptionInfo()
