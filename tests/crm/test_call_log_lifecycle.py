@@ -24,6 +24,7 @@ from sscl_daemon.config import (
     ContactSettings,
     HubSpotOptions,
     OAuthClientSettings,
+    PipedriveOptions,
     RecordingsMode,
     RingCentralSettings,
     SalesforceOptions,
@@ -34,6 +35,7 @@ from sscl_daemon.config import (
 from sscl_daemon.crm.base import WriteContext, Writer
 from sscl_daemon.crm.enrich import Enrichment, plain
 from sscl_daemon.crm.hubspot import HubSpotWriter
+from sscl_daemon.crm.pipedrive import PipedriveWriter
 from sscl_daemon.crm.salesforce import SalesforceWriter
 from sscl_daemon.dispatch import Dispatcher
 from sscl_daemon.enrichment import EnrichmentRunner
@@ -43,6 +45,7 @@ from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.simulator import media as sim_media
 from sscl_daemon.simulator.app import Simulator, SimulatorConfig
 from sscl_daemon.simulator.crm import hubspot as hs_sim
+from sscl_daemon.simulator.crm import pipedrive as pd_sim
 from sscl_daemon.simulator.crm import salesforce as sf_sim
 from sscl_daemon.simulator.crm.common import serve
 from sscl_daemon.simulator.profiles import PlatformProfile
@@ -51,6 +54,7 @@ from sscl_daemon.store import Store
 from sscl_daemon.store.enrichments import Enrichments
 
 ACCOUNT = "acct"
+PD_TOKEN = "pd-token-123456"
 WAIT = 15.0
 
 
@@ -110,6 +114,8 @@ class Rig:
     hs_url: str
     sf: sf_sim.SalesforceState
     sf_url: str
+    pd: pd_sim.PipedriveState
+    pd_url: str
 
     def hubspot(self) -> tuple[HubSpotWriter, WriterSettings]:
         settings = WriterSettings(
@@ -133,6 +139,16 @@ class Rig:
             contacts=ContactSettings(recordings=RecordingsMode.UPLOAD),
         )
         return SalesforceWriter(settings, self.http), settings
+
+    def pipedrive(self) -> tuple[PipedriveWriter, WriterSettings]:
+        settings = WriterSettings(
+            "pd",
+            WriterType.PIPEDRIVE,
+            PipedriveOptions(base_url=self.pd_url, api_token=Secret(PD_TOKEN)),
+            timeout=5.0,
+            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD),
+        )
+        return PipedriveWriter(settings, self.http), settings
 
     def runner(
         self, writer: Writer, settings: WriterSettings, claimer: str = "c-1"
@@ -211,18 +227,21 @@ async def rig(store: Store) -> AsyncIterator[Rig]:
     hs = hs_sim.HubSpotState()
     sf = sf_sim.SalesforceState()
     sf.add_user("integration@example.com")
+    pd = pd_sim.PipedriveState()
+    pd.add_user("admin@example.com", api_token=PD_TOKEN)
     try:
         async with (
             aiohttp.ClientSession() as http,
             serve(hs_sim.create_app(hs)) as hs_url,
             serve(sf_sim.create_app(sf)) as sf_url,
+            serve(pd_sim.create_app(pd)) as pd_url,
         ):
             settings = RingCentralSettings(
                 server=sim.base_url, client_id="c", client_secret=Secret("s"), jwt=Secret("j")
             )
             rest = RestClient(http, Authenticator(http, settings), sim.base_url)
             media = MediaClient(http, rest, max_bytes=20_000_000)
-            yield Rig(sim, store, http, media, hs, hs_url, sf, sf_url)
+            yield Rig(sim, store, http, media, hs, hs_url, sf, sf_url, pd, pd_url)
     finally:
         await sim.stop()
 
@@ -395,3 +414,60 @@ async def test_salesforce_update_survives_a_crash_between_create_and_update(rig:
     assert after[0]["status"] == "sent"
     assert len(sf_files(rig.sf, ids[recorded.key])) == 1
     assert str(rig.sf.tasks[ids[recorded.key]]["Description"]).count("Recording: attached") == 1
+
+
+# -- Pipedrive ---------------------------------------------------------------------------------
+
+
+async def test_pipedrive_recording_and_voicemail_on_the_call_log_and_a_note(rig: Rig) -> None:
+    recorded = await rig.played(CallKind.RECORDED)
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    person = rig.pd.add_person("Caller", [str(voicemail.external_number)])
+    writer, settings = rig.pipedrive()
+    runner = rig.runner(writer, settings)
+    ids = await rig.create(writer, settings, runner, recorded, voicemail)
+    # Pipedrive has no call-log update: what anyone wrote in the log stays as it is.
+    before = {k: dict(v) for k, v in rig.pd.call_logs.items()}
+
+    rows = await rig.enrich(runner, 2)
+    assert {(r["kind"], r["status"]) for r in rows} == {
+        ("recording", "sent"),
+        ("voicemail", "sent"),
+    }
+    assert {k: v["note"] for k, v in rig.pd.call_logs.items()} == {
+        k: v["note"] for k, v in before.items()
+    }
+    (rid,) = recorded.recording_ids
+    seconds = int((recorded.total_ms + 500) // 1000)
+    assert rig.pd.recordings[ids[recorded.key]] == (
+        f"recording-{rid}.wav",
+        sim_media.recording_bytes(rid, seconds),
+    )
+    assert rig.pd.call_logs[ids[recorded.key]]["has_recording"] is True
+    name, audio = rig.pd.recordings[ids[voicemail.key]]
+    message_id = name.removeprefix("voicemail-").removesuffix(".wav")
+    assert audio[:4] == b"RIFF"
+    (note,) = rig.pd.notes.values()
+    assert note["person_id"] == person
+    expected = f"Voicemail transcription: {sim_media.transcription_text(message_id)}"
+    assert expected in plain(str(note["content"]))
+
+
+async def test_pipedrive_update_survives_a_crash_between_create_and_update(rig: Rig) -> None:
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    rig.pd.add_person("Caller", [str(voicemail.external_number)])
+    writer, settings = rig.pipedrive()
+    runner = rig.runner(writer, settings)
+    ids = await rig.create(writer, settings, runner, voicemail)
+    rows = Enrichments(rig.store)
+    (item,) = await rows.claim_due(ACCOUNT, "pd", 10, "killed", 0.2)
+    gathered = await rig.runner(writer, settings, claimer="killed")._gather(
+        item, RecordingsMode.UPLOAD
+    )
+    assert isinstance(gathered, Enrichment)
+    await writer.enrich(gathered, WriteContext(attempt=item.attempts))
+
+    after = await rig.enrich(rig.runner(writer, settings, claimer="c-2"), 1)
+    assert after[0]["status"] == "sent"
+    assert list(rig.pd.recordings) == [ids[voicemail.key]]
+    assert len(rig.pd.notes) == 1

@@ -50,33 +50,48 @@ window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import PipedriveOptions, SeveralContactsPolicy, WriterSettings
-from sscl_daemon.crm import batch, content
+from sscl_daemon.config import (
+    PipedriveOptions,
+    RecordingsMode,
+    SeveralContactsPolicy,
+    WriterSettings,
+)
+from sscl_daemon.crm import batch, content, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
+    PermanentFailure,
     RetryLater,
     WriteContext,
     WriteResult,
 )
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
 from sscl_daemon.crm.wiring import CrmWriterBase
+
+if TYPE_CHECKING:
+    from sscl_daemon.ringcentral.media import Audio
 
 CRM: Final = "Pipedrive"
 SCAN_PAGES: Final = 4
 PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
+# Marks a note the daemon left for one update, so a retry finds it.
+UPDATE_LABEL: Final = "sscl-update"
 # App Connect's due time is the call-log record's start in whole minutes.
 APP_CONNECT_SLACK: Final = timedelta(minutes=1)
 # Contact policies that need each match's record times.
@@ -123,6 +138,7 @@ def call_log_body(
     person: Contact | None,
     owner_id: int | None,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode = RecordingsMode.LINK,
 ) -> dict[str, object]:
     """The ``POST /v1/callLogs`` body (pure)."""
     # The user's side: the number the call reached (inbound) or was placed from, else the
@@ -139,7 +155,7 @@ def call_log_body(
         "to_phone_number": to_number or "unknown",
         "start_time": pipedrive_time(call.start_time),
         "end_time": pipedrive_time(call.end_time),
-        "note": content.note_html(call, name, tz=tz),
+        "note": content.note_html(call, name, tz=tz, recordings=recordings),
     }
     if from_number:
         body["from_phone_number"] = from_number
@@ -222,6 +238,7 @@ class PipedriveWriter(CrmWriterBase):
             raise TypeError(f"writer {settings.name!r}: pipedrive needs PipedriveOptions")
         self._base = options.base_url.rstrip("/")
         self._zone = content.zone(settings.contacts.timezone)
+        self.recordings = settings.contacts.recordings
         self._oauth: OAuthClient | None = None
         auth: Auth
         if options.oauth is not None:
@@ -415,7 +432,7 @@ class PipedriveWriter(CrmWriterBase):
             client = await self._client_activity(call, person)
             if client is not None:
                 return client
-        body = call_log_body(call, person, _int_id(resolved.owner_id), self._zone)
+        body = call_log_body(call, person, _int_id(resolved.owner_id), self._zone, self.recordings)
         answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer
@@ -424,10 +441,78 @@ class PipedriveWriter(CrmWriterBase):
         if record_id is None:
             # Stored, but we cannot name it: the next attempt finds it by its key.
             return RetryLater(f"{CRM} call log answer without an id")
-        return Created(str(record_id))
+        return Created(str(record_id), str(body["note"]))
 
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
     ) -> list[WriteResult]:
         # Pipedrive has no batch endpoint for call logs.
         return await batch.each(self.write, items)
+
+    # -- updates after the create (crm/enrich.py) --------------------------------------------
+
+    async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+        """The audio as the call log's recording (playable in Pipedrive); the rest (the
+        transcription, links) in a note on the call's person -- call logs cannot be updated,
+        so nothing a person wrote is ever overwritten."""
+        if e.record_id.startswith("activity:"):
+            return Updated("a client's activity is not updated", e.written)
+        log_path = f"/api/v1/callLogs/{quote(e.record_id, safe='')}"
+        url = await self._url(log_path)
+        if not isinstance(url, str):
+            return url
+        answer = await self.http.request("GET", url, accept=frozenset({404}))
+        if not isinstance(answer, Response):
+            return answer
+        if answer.status == 404:
+            return PermanentFailure(f"{CRM} call log {e.record_id} no longer exists")
+        data = _data(answer)
+        log = data if isinstance(data, dict) else {}
+        links = list(e.links)
+        remarks = list(e.remarks)
+        for index, audio in enumerate(e.audio):
+            if index == 0 and not log.get("has_recording"):
+                failure = await self._upload(url, audio)
+                if failure is not None:
+                    return failure
+            elif index > 0:
+                remarks.append(f"{audio.filename} not attached: a call log takes one recording")
+        # The recording plays on the call log itself: the note carries only the rest.
+        section = enrich.section_html(replace(e, audio=(), links=links, remarks=remarks))
+        person = _int_id(log.get("person_id"))
+        if section and person is not None:
+            failure = await self._note(e, section, person, ctx)
+            if failure is not None:
+                return failure
+        return Updated(f"{e.kind} added to the call log", e.written)
+
+    async def _upload(self, log_url: str, audio: Audio) -> LookupFailure | None:
+        def form() -> aiohttp.FormData:
+            audio.file.seek(0)
+            data = aiohttp.FormData()
+            data.add_field(
+                "file", audio.file, filename=audio.filename, content_type=audio.content_type
+            )
+            return data
+
+        answer = await self.http.request(
+            "POST", f"{log_url}/recordings", data=form, accept=frozenset({409})
+        )
+        # 409: an earlier attempt attached it before its answer got lost.
+        return answer if not isinstance(answer, Response) else None
+
+    async def _note(
+        self, e: Enrichment, section: str, person: int, ctx: WriteContext
+    ) -> LookupFailure | None:
+        marker = f"{UPDATE_LABEL}: {e.call.key}#{e.kind.value}"
+        if ctx.uncertain or ctx.attempt > 1:
+            notes = await self._get("/api/v1/notes", {"person_id": str(person), "limit": "100"})
+            if not isinstance(notes, Response):
+                return notes
+            data = _data(notes)
+            for note in data if isinstance(data, list) else []:
+                if isinstance(note, dict) and marker in str(note.get("content", "")):
+                    return None
+        body = {"content": f"{section}<p>{html.escape(marker)}</p>", "person_id": person}
+        answer = await self._post("/api/v1/notes", body)
+        return answer if not isinstance(answer, Response) else None

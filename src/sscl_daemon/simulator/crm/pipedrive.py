@@ -19,6 +19,9 @@ What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` 
 * ``GET /api/v2/persons/search``: ``term`` (>= 2 characters unless ``exact_match``),
   ``fields``, ``exact_match``, ``limit``; phone search matches the digits of the term
   inside the digits of a stored phone (exact: the whole stored value).
+* ``POST /v1/callLogs/{id}/recordings``: multipart ``file`` (audio), one per call log
+  (``has_recording`` turns true; tests read ``recordings``); ``POST``/``GET /v1/notes``:
+  HTML ``content`` on a person, organization, deal or lead (tests read ``notes``);
 * every answer carries ``x-ratelimit-limit``, ``x-ratelimit-remaining``,
   ``x-ratelimit-reset`` for a 2 s window; past it, 429 (``Retry-After`` only when
   ``retry_after_on_429`` is set: Pipedrive's current page no longer promises it).
@@ -45,6 +48,7 @@ from sscl_daemon.simulator.crm.common import (
     fault_middleware,
     json_response,
 )
+from sscl_daemon.simulator.crm.uploads import multipart_fields
 
 OUTCOMES: Final = frozenset(
     {"connected", "no_answer", "left_message", "left_voicemail", "wrong_number", "busy"}
@@ -89,6 +93,9 @@ class PipedriveState(StandInState):
     persons: dict[int, dict[str, object]] = field(default_factory=dict)
     activities: dict[int, dict[str, object]] = field(default_factory=dict)
     call_logs: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Call log id -> (file name, bytes) of its recording (one per call log).
+    recordings: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    notes: dict[int, dict[str, object]] = field(default_factory=dict)
     rate_limit: int = 80
     retry_after_on_429: bool = False
     window: WindowLimit | None = None
@@ -138,6 +145,10 @@ class PipedriveState(StandInState):
             **fields,
         }
         return aid
+
+
+# The stand-in takes uploads up to this size (a call log's recording).
+UPLOAD_MAX = 100 * 1024 * 1024
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -245,12 +256,15 @@ def create_app(state: PipedriveState | None = None) -> web.Application:
         response.headers.update(headers)
         return response
 
-    app = web.Application(middlewares=[fault_middleware(state), gate])
+    app = web.Application(middlewares=[fault_middleware(state), gate], client_max_size=UPLOAD_MAX)
     app[_STATE_KEY] = state
     for prefix in ("/v1", "/api/v1"):
         app.router.add_post(f"{prefix}/callLogs", add_call_log)
         app.router.add_get(f"{prefix}/callLogs", list_call_logs)
         app.router.add_get(f"{prefix}/callLogs/{{id}}", get_call_log)
+        app.router.add_post(f"{prefix}/callLogs/{{id}}/recordings", add_recording)
+        app.router.add_post(f"{prefix}/notes", add_note)
+        app.router.add_get(f"{prefix}/notes", list_notes)
         app.router.add_get(f"{prefix}/users", list_users)
     app.router.add_get("/api/v2/persons/search", search_persons)
     app.router.add_post("/api/v2/persons", add_person)
@@ -365,6 +379,56 @@ async def get_call_log(request: web.Request) -> web.Response:
     return json_response(
         {"success": True, "data": {k: v for k, v in record.items() if k != "created_by"}}
     )
+
+
+async def add_recording(request: web.Request) -> web.Response:
+    """``POST /v1/callLogs/{id}/recordings``: multipart ``file``, an audio file; a call log
+    has one recording (a second upload is refused)."""
+    state = _state(request)
+    log_id = request.match_info["id"]
+    record = state.call_logs.get(log_id)
+    if record is None:
+        return _error(404, "Call log not found")
+    upload = (await multipart_fields(request)).get("file")
+    if upload is None or not upload.filename:
+        return _error(400, "file is required")
+    if not upload.content_type.startswith("audio/"):
+        return _error(400, "file must be an audio file")
+    if record["has_recording"]:
+        return _error(409, "Call log already has a recording")
+    state.recordings[log_id] = (upload.filename, upload.data)
+    record["has_recording"] = True
+    return json_response({"success": True})
+
+
+async def add_note(request: web.Request) -> web.Response:
+    """``POST /v1/notes``: ``content`` (HTML) on a person, organization, deal or lead."""
+    state = _state(request)
+    body = await _json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+        return _error(400, "content is required")
+    targets = ("person_id", "org_id", "deal_id", "lead_id")
+    if not any(body.get(t) for t in targets):
+        return _error(400, "one of person_id, org_id, deal_id or lead_id is required")
+    person = body.get("person_id")
+    if person is not None and person not in state.persons:
+        return _error(400, "person_id: person not found")
+    nid = state.next_id()
+    state.notes[nid] = {
+        "id": nid,
+        "content": body["content"],
+        **{t: body.get(t) for t in targets},
+        "add_time": state.clock().strftime("%Y-%m-%d %H:%M:%S"),
+        "user_id": request[_USER],
+    }
+    return json_response({"success": True, "data": state.notes[nid]})
+
+
+async def list_notes(request: web.Request) -> web.Response:
+    state = _state(request)
+    person = request.query.get("person_id")
+    data = [n for n in state.notes.values() if person is None or str(n.get("person_id")) == person]
+    return json_response({"success": True, "data": data, "additional_data": {"pagination": {}}})
 
 
 async def list_users(request: web.Request) -> web.Response:
