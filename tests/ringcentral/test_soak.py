@@ -2,8 +2,9 @@
 
 Drives the simulator, the real subscription, the tracker, the reconciler and a real Postgres
 outbox the way the daemon does: live calls are committed as the tracker completes them; every
-gap is closed from the call log, and sessions a gap cut (`Suspects`) are taken from the call
-log instead of the tracker. At the end the outbox must hold exactly the ground truth's keys.
+gap is closed from the call log, and sessions a gap cut (in flight across it, or completed
+with a sequence number missing: `calls.settling`) are taken from the call log instead of
+the tracker, unless the tracker saw every event of them after all. At the end the outbox must hold exactly the ground truth's keys.
 
 The CI form runs about a minute. The long form (10 minutes, a fault every 20 s on average):
 
@@ -24,17 +25,17 @@ import math
 import os
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import pytest
 from tests.ringcentral.harness import Calls, Client, Pipeline, client, simulator, wait_for
 
 from sscl_daemon.calls.events import EventDecodeError, decode_event
-from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.calls.model import CallResult, CompletedCall
+from sscl_daemon.calls.settling import Settling
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.ringcentral.ratelimit import DEFAULT_BUDGETS, RateGroup
-from sscl_daemon.ringcentral.reconcile import Suspects
 from sscl_daemon.ringcentral.subscription import Gap, Item, Notification
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.store import Store
@@ -57,7 +58,8 @@ class Daemonish(Pipeline):
         self.store = store
         # sessions stay in flight until the call log settles them, never timed out here
         self.tracker = Tracker(None, TrackerOptions(completion_grace_s=0.3), self.policy)
-        self.suspects = Suspects(window=120.0)
+        # retried every half second: the simulator writes records a second after a call
+        self.suspects = Settling(retry_after=(0.5,) * 240)
         self.committed: list[CompletedCall] = []
         self.reconciled: list[CompletedCall] = []
         self._work: set[asyncio.Task[None]] = set()
@@ -80,18 +82,36 @@ class Daemonish(Pipeline):
                 self.bad_events += 1
                 return
             body = event.body
-            self.suspects.observe(body.telephony_session_id, body.sequence, item.received_at)
-            if body.telephony_session_id in self.suspects:
-                self.ever_suspect.add(body.telephony_session_id)
-            await self.commit(self.suspects.keep(self.tracker.apply(event)))
+            self.suspects.touch(body.telephony_session_id, item.received_at)
+            await self.commit(self.keep(self.tracker.apply(event)))
         elif isinstance(item, Gap):
             self.gaps.append(item)
-            in_flight = [t for t in self.suspects.seen() if t in self.tracker]
-            self.suspects.on_gap(item, in_flight)
+            in_flight = self.tracker.sessions()
+            for tsid in in_flight:
+                self.suspects.mark(tsid, self.tracker.first_event_time(tsid) or item.start)
             self.ever_suspect.update(in_flight)
             self._spawn(self._close(item, in_flight))
         else:
             await super().handle(item)
+
+    def keep(self, calls: list[CompletedCall]) -> list[CompletedCall]:
+        """The calls to commit now: those of sessions that lost no event (as the daemon)."""
+        holed = self.tracker.take_holed()
+        for tsid, first in holed:
+            self.suspects.mark_holed(tsid, first)
+            self.ever_suspect.add(tsid)
+        unsure = {tsid for tsid, _ in holed}
+        unsure.update(c.telephony_session_id for c in calls if c.result is CallResult.INCOMPLETE)
+        return [
+            c
+            for c in calls
+            if not self.suspects.hold(c, complete=c.telephony_session_id not in unsure)
+        ]
+
+    def _resolved(self, sessions: Iterable[str]) -> None:
+        for tsid in sessions:
+            self.suspects.settle(tsid)
+            self.settled.add(tsid)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -107,29 +127,28 @@ class Daemonish(Pipeline):
         resolution = await self.reconciler().close_gap(gap, in_flight)
         calls = list(resolution.batch.calls)
         self.reconciled.extend(calls)
-        self.suspects.resolved(resolution.ended)
-        self.suspects.resolved(c.telephony_session_id for c in calls)
-        self.settled.update(resolution.ended)
-        self.settled.update(c.telephony_session_id for c in calls)
+        self._resolved(resolution.ended)
+        self._resolved(c.telephony_session_id for c in calls)
         await self.commit(calls)
 
     async def _expire(self) -> None:
         while True:
             await asyncio.sleep(0.1)
-            await self.commit(self.suspects.keep(self.tracker.expire(datetime.now(UTC))))
+            await self.commit(self.keep(self.tracker.expire(datetime.now(UTC))))
 
     async def _settle_suspects(self) -> None:
         reconciler = self.reconciler()
         while True:
             await asyncio.sleep(0.5)
-            due, since = self.suspects.due(lambda tsid: tsid in self.tracker)
+            due, _ = self.suspects.due(datetime.now(UTC), self.tracker.__contains__, 0.5)
             if not due:
                 continue
+            since = self.suspects.since(due)
             resolution = await reconciler.resolve_sessions(due, since=since)
             calls = list(resolution.batch.calls)
             self.reconciled.extend(calls)
-            self.suspects.resolved(resolution.ended)
-            self.settled.update(resolution.ended)
+            self._resolved(resolution.ended)
+            self.suspects.tried(resolution.unresolved, datetime.now(UTC))
             await self.commit(calls)
 
     async def _run(self) -> None:
@@ -331,7 +350,7 @@ def settle_limit(daemon: Daemonish) -> float:
 
 
 def outstanding(daemon: Daemonish) -> str:
-    due, _ = daemon.suspects.due(lambda tsid: tsid in daemon.tracker)
+    due, _ = daemon.suspects.due(datetime.now(UTC), daemon.tracker.__contains__, 0.5)
     return (
         f"; at the end: {len(daemon.suspects)} suspects ({len(due)} due), "
         f"{len(daemon._work)} gaps being closed, {len(daemon.tracker)} sessions followed, "

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from cachetools import LRUCache
 
 from sscl_daemon.calls.directory import Directory
-from sscl_daemon.calls.events import FIRST_SEQUENCE
 from sscl_daemon.calls.model import CallSource, CompletedCall
 from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy
 from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
@@ -212,60 +210,3 @@ class Reconciler:
 
     async def _pages(self, start: datetime, end: datetime) -> list[list[CallLogRecord]]:
         return [page async for page in self._rest.call_log_pages(start, end)]
-
-
-class Suspects:
-    """Sessions whose live view a gap may have cut: their call logs come from the call log.
-
-    Sans-I/O bookkeeping for the daemon. A session is suspect when it was in flight at a
-    gap (`on_gap`), or when it is first seen shortly after a gap with a `sequence` above the
-    first one the platform sends (its start fell into the gap). The tracker's output for a
-    suspect is dropped (`keep`); once the tracker no longer follows it, it is `due` for
-    `Reconciler.resolve_sessions`, and `resolved` when its call logs were taken.
-    """
-
-    def __init__(self, window: float = 300.0, remember: int = 100_000) -> None:
-        self._window = timedelta(seconds=window)
-        self._seen: LRUCache[str, datetime] = LRUCache(maxsize=remember)
-        self._suspect: dict[str, datetime] = {}
-        self._last_gap: Gap | None = None
-
-    def __contains__(self, tsid: object) -> bool:
-        return tsid in self._suspect
-
-    def __len__(self) -> int:
-        return len(self._suspect)
-
-    def observe(self, tsid: str, sequence: int, at: datetime) -> None:
-        """Every notification: its session id and per-session sequence."""
-        if tsid in self._seen:
-            return
-        self._seen[tsid] = at
-        gap = self._last_gap
-        if gap is not None and at - gap.end <= self._window and sequence > FIRST_SEQUENCE:
-            # It started unseen, in the gap: seen only now (a long outage, a replay) it may
-            # have started well before, and the call log filters on the start time.
-            self._suspect.setdefault(tsid, min(at, gap.start))
-
-    def seen(self) -> list[str]:
-        """Sessions observed recently (the daemon asks its tracker which are in flight)."""
-        return list(self._seen.keys())
-
-    def on_gap(self, gap: Gap, in_flight: Iterable[str]) -> None:
-        self._last_gap = gap
-        for tsid in in_flight:
-            self._suspect.setdefault(tsid, self._seen.get(tsid, gap.start))
-
-    def keep(self, calls: Iterable[CompletedCall]) -> list[CompletedCall]:
-        """The calls whose sessions are not suspect."""
-        return [call for call in calls if call.telephony_session_id not in self._suspect]
-
-    def due(self, followed: Callable[[str], bool]) -> tuple[list[str], datetime | None]:
-        """Suspects the tracker no longer follows, and the earliest time one was first seen."""
-        ready = [tsid for tsid in self._suspect if not followed(tsid)]
-        since = min((self._suspect[t] for t in ready), default=None)
-        return ready, since
-
-    def resolved(self, tsids: Iterable[str]) -> None:
-        for tsid in tsids:
-            self._suspect.pop(tsid, None)
