@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from sscl_daemon.config import (
     NoContactPolicy,
     OAuthClientSettings,
     PipedriveOptions,
+    RecordingsMode,
     Secret,
     SeveralContactsPolicy,
     WriterSettings,
@@ -90,7 +92,8 @@ async def test_create_with_contact_and_owner_by_email(rig: Rig) -> None:
     assert log["to_phone_number"] == "101"
     note = str(log["note"])
     assert "sscl-key: s-1001:62001" in note
-    assert "recording/rec-1/content" in note
+    # A link a RingCentral user opens in a browser (recordings = "link", the default).
+    assert content.player_link(content.recording_urls(call)[0]) in html.unescape(note)
     # The exact body sent, field by field (the stand-in refuses unknown fields).
     sent = next(
         r.body for r in rig.state.requests if r.method == "POST" and r.path.endswith("/callLogs")
@@ -103,7 +106,7 @@ async def test_create_with_contact_and_owner_by_email(rig: Rig) -> None:
         "from_phone_number": NUMBER,
         "start_time": "2026-11-24 09:30:00",
         "end_time": "2026-11-24 09:32:17",
-        "note": content.note_html(call, "Bob Buyer"),
+        "note": content.note_html(call, "Bob Buyer", recordings=RecordingsMode.LINK),
         "user_id": rig.alice,
         "person_id": pid,
         "org_id": 77,
