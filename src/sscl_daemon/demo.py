@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from sscl_daemon.calls.model import CallResult, CompletedCall
 from sscl_daemon.config import Settings, parse_config
-from sscl_daemon.metrics import WriteOutcome
+from sscl_daemon.dispatch import WriteOutcome
 from sscl_daemon.sdnotify import Notifier
 
 if TYPE_CHECKING:

@@ -30,6 +30,7 @@ lease is lost cannot be recalled (the new holder sends it again as uncertain).
 from __future__ import annotations
 
 import asyncio
+import enum
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,7 +52,6 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.logging import get_logger
-from sscl_daemon.metrics import WriteOutcome
 from sscl_daemon.store import Lease, OutboxItem, Outcome, Store, WorkNotifier
 
 log = get_logger(__name__)
@@ -60,6 +60,20 @@ log = get_logger(__name__)
 _REQUESTS_PER_WRITE = 3
 # Time to record the answer after the writer returned, before the lease lapses.
 _LEASE_MARGIN = 30.0
+
+
+class WriteOutcome(enum.StrEnum):
+    """How one ledger row's write attempt ended (label of ``sscl_writes_total``)."""
+
+    CREATED = "created"
+    ALREADY_EXISTED = "already_existed"
+    RETRY = "retry"
+    PERMANENT_FAILURE = "permanent_failure"
+    # The writer timed out or raised: the CRM may or may not have the record.
+    UNCERTAIN = "uncertain"
+    DEAD = "dead"
+    # The contact policy skips the call (no_contact / several_contacts = "skip"): settled, not sent.
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ collector must not do I/O while the scrape waits.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -43,20 +42,6 @@ _END_TO_CRM_BUCKETS = (
     900.0,
     3600.0,
 )
-
-
-class WriteOutcome(enum.StrEnum):
-    """How one ledger row's write attempt ended (label of ``sscl_writes_total``)."""
-
-    CREATED = "created"
-    ALREADY_EXISTED = "already_existed"
-    RETRY = "retry"
-    PERMANENT_FAILURE = "permanent_failure"
-    # The writer timed out or raised: the CRM may or may not have the record.
-    UNCERTAIN = "uncertain"
-    DEAD = "dead"
-    # The contact policy skips the call (no_contact / several_contacts = "skip"): settled, not sent.
-    SKIPPED = "skipped"
 
 
 EVENTS_RECEIVED = Counter(

@@ -22,9 +22,9 @@ from sscl_daemon.crm.base import (
     WriteContext,
     WriteResult,
 )
-from sscl_daemon.dispatch import Dispatcher, Uncertain, settle
+from sscl_daemon.dispatch import Dispatcher, Uncertain, WriteOutcome, settle
 from sscl_daemon.logging import EVENT_NAME
-from sscl_daemon.metrics import REGISTRY, WriteOutcome
+from sscl_daemon.metrics import REGISTRY
 from sscl_daemon.store import OutboxRow, OutboxStatus, Outcome, Store
 
 WRITER = "crm"
