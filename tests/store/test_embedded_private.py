@@ -43,24 +43,38 @@ async def select_one(dsn: str) -> int:
         await conn.close()
 
 
-@pytest.fixture
-def private_install() -> Iterator[Path]:
-    """The wheel's install tree (hard links) under a 0700 directory only root may enter."""
+def linked_install(outer: Path) -> Path:
+    """The wheel's install tree (hard links) under ``outer``; returns its ``bin``."""
     source_bin = embedded._bin_dir()
     tree = source_bin.parent
     package = tree.parent
+    site = outer / "site-packages"
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(tree / part, site / package.name / tree.name / part, copy_function=os.link)
+    libs = package.with_name(package.name + ".libs")
+    if libs.is_dir():
+        shutil.copytree(libs, site / libs.name, copy_function=os.link)
+    return site / package.name / tree.name / "bin"
+
+
+@pytest.fixture
+def private_install() -> Iterator[Path]:
+    """The wheel's install tree under a 0700 directory only root may enter."""
     outer = Path(tempfile.mkdtemp(prefix="sscl-venv-"))
     try:
         assert mode(outer) == 0o700
-        site = outer / "site-packages"
-        for part in ("bin", "lib", "share"):
-            shutil.copytree(
-                tree / part, site / package.name / tree.name / part, copy_function=os.link
-            )
-        libs = package.with_name(package.name + ".libs")
-        if libs.is_dir():
-            shutil.copytree(libs, site / libs.name, copy_function=os.link)
-        yield site / package.name / tree.name / "bin"
+        yield linked_install(outer)
+    finally:
+        shutil.rmtree(outer, ignore_errors=True)
+
+
+@pytest.fixture
+def public_install() -> Iterator[Path]:
+    """The wheel's install tree where every user may reach it (as under /opt or /usr)."""
+    outer = Path(tempfile.mkdtemp(prefix="sscl-venv-"))
+    try:
+        outer.chmod(0o755)
+        yield linked_install(outer)
     finally:
         shutil.rmtree(outer, ignore_errors=True)
 
@@ -143,14 +157,26 @@ async def test_the_state_directory_and_every_file_in_it_are_private(
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="root starting a service user's server needs root")
+@pytest.mark.parametrize("package", ["public_install", "private_install"])
 def test_root_starting_the_service_users_server_leaves_its_directory_alone(
+    package: str,
     embedded_state_dir: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``sudo sscl-daemon status`` while the daemon (its own user) is stopped."""
+    """``sudo sscl-daemon status`` while the daemon (its own user) is stopped.
+
+    Both layouts: the package where the service's user reaches it (an install under
+    /opt), and where it does not (a checkout under a 0700 directory, as ``make test`` in
+    a private clone): then the binaries are copied beside the data, nothing else changes.
+    """
     try:
         service = pwd.getpwnam("daemon")
     except KeyError:
         pytest.skip("no 'daemon' user to stand for the service's user")
+    bin_dir: Path = request.getfixturevalue(package)
+    monkeypatch.setattr(embedded, "_bin_dir", lambda: bin_dir)
+    reachable = package == "public_install"
     embedded_state_dir.chmod(0o755)  # a service's state directory is on a reachable path
     root = embedded_state_dir / "postgres"
     (root / "data").mkdir(parents=True, mode=0o700)
@@ -166,7 +192,12 @@ def test_root_starting_the_service_users_server_leaves_its_directory_alone(
         server.stop()
     assert root.stat().st_uid == service.pw_uid
     assert mode(root) == before
-    assert not server.install_dir.exists()  # the package is reachable: no copy made
+    assert (root / "data").stat().st_uid == service.pw_uid
+    # A copy of the binaries only where the service's user could not reach the package.
+    assert server.install_dir.exists() is not reachable
+    if not reachable:
+        assert server.bin_dir.is_relative_to(server.install_dir)
+        assert mode(server.install_dir) == 0o755
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="needs root to run the daemon and another user")
