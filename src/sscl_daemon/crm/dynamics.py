@@ -6,7 +6,8 @@ environment -- ``POST {authority}/{tenant_id}/oauth2/v2.0/token`` with ``grant_t
 client_credentials`` and ``scope={environment_url}/.default``. There is no refresh token:
 a token is fetched again when it expires or the API answers 401.
 
-Requests (Web API v9.2, OData 4.0, JSON):
+Requests (Web API v9.2, OData 4.0, JSON; the OData, ``$batch`` and token plumbing is in
+``crm/dataverse.py``):
 
 * ``POST /api/data/v9.2/$batch`` -- every call of a batch is one *change set* of two
   operations, applied atomically: ``PATCH phonecalls(<activityid>)`` with ``If-None-Match:
@@ -42,14 +43,10 @@ answers carry ``x-ms-ratelimit-burst-remaining-xrm-requests`` and
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import json
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -69,8 +66,16 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.dataverse import (
+    ODATA_HEADERS,
+    ClientCredentials,
+    PartAnswer,
+    batch_body,
+    odata_string,
+    odata_time,
+    parse_batch,
+)
 from sscl_daemon.crm.http import Response
-from sscl_daemon.crm.oauth import EXPIRY_MARGIN, TokenRefusedError, TokenUnavailableError
 from sscl_daemon.crm.wiring import ChunkedWriterBase, nested_error_message
 
 CRM: Final = "Dynamics 365"
@@ -86,11 +91,6 @@ KEY_NAMESPACE: Final = uuid.UUID("7b0f4a52-4f0e-5c1d-9a57-2d1c8f3e6a10")
 STATE_COMPLETED: Final = 1
 STATUS_MADE: Final = 2
 STATUS_RECEIVED: Final = 4
-ODATA_HEADERS: Final = {
-    "OData-MaxVersion": "4.0",
-    "OData-Version": "4.0",
-    "Accept": "application/json",
-}
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,6 @@ def parse_options(reader: OptionReader) -> DynamicsOptions | None:
 def activity_id(key: str) -> str:
     """The phone call's ``activityid``: derived from our key, the same on every attempt."""
     return str(uuid.uuid5(KEY_NAMESPACE, key))
-
-
-def odata_time(moment: datetime) -> str:
-    return content.utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def outgoing(call: CompletedCall) -> bool:
@@ -209,93 +205,9 @@ def close_body(call: CompletedCall) -> dict[str, object]:
     }
 
 
-def odata_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def phone_filter(e164: str, columns: Sequence[str]) -> str:
     forms = content.phone_variants(e164)
     return " or ".join(f"{c} eq {odata_string(f)}" for c in columns for f in forms)
-
-
-# -- $batch (multipart/mixed, OData 4.0 section 11.7) -----------------------------------------
-
-
-@dataclass(frozen=True)
-class PartAnswer:
-    """One operation's answer inside a batch answer."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: object
-
-
-def batch_body(
-    base: str,
-    changesets: Sequence[Sequence[tuple[str, str, Mapping[str, str], object]]],
-    boundary: str,
-) -> bytes:
-    """A ``$batch`` request body: one change set per entry, each of ``(method, path,
-    headers, json body)`` operations (pure; ``boundary`` given for reproducibility)."""
-    lines: list[str] = []
-    for n, operations in enumerate(changesets):
-        cs = f"changeset_{boundary}_{n}"
-        lines += [f"--batch_{boundary}", f"Content-Type: multipart/mixed; boundary={cs}", ""]
-        for cid, (method, path, headers, body) in enumerate(operations, start=1):
-            lines += [
-                f"--{cs}",
-                "Content-Type: application/http",
-                "Content-Transfer-Encoding: binary",
-                f"Content-ID: {cid}",
-                "",
-                f"{method} {base}{path} HTTP/1.1",
-                "Content-Type: application/json; type=entry",
-                *(f"{k}: {v}" for k, v in headers.items()),
-                "",
-                json.dumps(body, separators=(",", ":")),
-            ]
-        lines.append(f"--{cs}--")
-    lines += [f"--batch_{boundary}--", ""]
-    return "\r\n".join(lines).encode()
-
-
-def _http_answer(raw: bytes) -> PartAnswer:
-    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    status_line, *header_lines = head.decode("utf-8", "replace").split("\n")
-    parts = status_line.split(" ", 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        decoded: object = json.loads(text) if text else None
-    except ValueError:
-        decoded = text
-    return PartAnswer(status, headers, decoded)
-
-
-def parse_batch(content_type: str, body: bytes) -> list[list[PartAnswer]]:
-    """A ``$batch`` answer: per top-level part (change set), its operations' answers. A failed
-    change set is answered by one part (the failing operation's answer)."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body
-    )
-    answers: list[list[PartAnswer]] = []
-    if not message.is_multipart():
-        return answers
-    for part in message.iter_parts():
-        if part.is_multipart():
-            answers.append([_http_answer(_raw(p)) for p in part.iter_parts()])
-        else:
-            answers.append([_http_answer(_raw(part))])
-    return answers
-
-
-def _raw(part: object) -> bytes:
-    payload = part.get_payload(decode=True)  # type: ignore[attr-defined]
-    return payload if isinstance(payload, bytes) else b""
 
 
 def change_set_result(call: CompletedCall, answers: Sequence[PartAnswer]) -> WriteResult:
@@ -311,82 +223,6 @@ def change_set_result(call: CompletedCall, answers: Sequence[PartAnswer]) -> Wri
     if failed.status == 429 or failed.status >= 500:
         return RetryLater(f"{CRM} unavailable (HTTP {failed.status}): {message}")
     return PermanentFailure(f"{CRM} rejected the phone call (HTTP {failed.status}): {message}")
-
-
-# -- credentials -----------------------------------------------------------------------------
-
-
-class ClientCredentials:
-    """An Entra ID token for the application user, fetched again when it expires or on 401."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        options: DynamicsOptions,
-        timeout: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._session = session
-        self._url = f"{options.authority_url.rstrip('/')}/{options.tenant_id}/oauth2/v2.0/token"
-        self._form = {
-            "grant_type": "client_credentials",
-            "client_id": options.client_id,
-            "client_secret": options.client_secret.reveal(),
-            "scope": f"{options.environment_url.rstrip('/')}/.default",
-        }
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._clock = clock
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self.fetches = 0
-
-    def __repr__(self) -> str:
-        return f"ClientCredentials(token_url={self._url!r}, client_id={self._form['client_id']!r})"
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self._form["client_secret"], self._token) if s)
-
-    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
-        if self._token is None or self._clock() >= self._expires_at:
-            await self._fetch()
-        headers["Authorization"] = f"Bearer {self._token}"
-        return self._token
-
-    async def refresh(self, used: str | None) -> bool:
-        if used == self._token:
-            await self._fetch()
-        return True
-
-    async def _fetch(self) -> None:
-        try:
-            async with self._session.post(
-                self._url, data=self._form, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TokenUnavailableError(
-                f"token endpoint {self._url} unreachable ({type(exc).__name__})"
-            ) from None
-        if status >= 500 or status == 429:
-            raise TokenUnavailableError(f"token endpoint {self._url} answered HTTP {status}")
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if status != 200 or not isinstance(token, str):
-            code = body.get("error") if isinstance(body, dict) else None
-            raise TokenRefusedError(
-                f"token endpoint {self._url} refused the client credentials (HTTP {status}"
-                f"{', ' + code if isinstance(code, str) else ''}); check tenant_id, client_id"
-                " and client_secret (a client secret expires) in the writer's configuration",
-                code if isinstance(code, str) else "",
-            )
-        self.fetches += 1
-        self._token = token
-        expires = body.get("expires_in") if isinstance(body, dict) else None
-        lifetime = float(expires) if isinstance(expires, int | float) else 3600.0
-        self._expires_at = self._clock() + max(lifetime - EXPIRY_MARGIN, 0.0)
 
 
 # -- the writer ------------------------------------------------------------------------------
@@ -415,7 +251,15 @@ class DynamicsWriter(ChunkedWriterBase):
         self._opts = opts
         self._zone = content.zone(settings.contacts.timezone)
         self._base = opts.environment_url.rstrip("/") + API
-        self.credentials = ClientCredentials(session, opts, settings.timeout)
+        self.credentials = ClientCredentials(
+            session,
+            authority_url=opts.authority_url,
+            tenant_id=opts.tenant_id,
+            client_id=opts.client_id,
+            client_secret=opts.client_secret.reveal(),
+            resource=opts.environment_url,
+            timeout=settings.timeout,
+        )
         super().__init__(
             CRM,
             settings,
