@@ -35,7 +35,7 @@ from sscl_daemon.ringcentral.subscription import (
     ConnectionState,
     Gap,
     Item,
-    Notification,
+    RawNotification,
     RecoveryPoint,
     StateChange,
     Subscription,
@@ -209,7 +209,7 @@ class Pipeline:
         )
 
     async def handle(self, item: Item) -> None:
-        if isinstance(item, Notification):
+        if isinstance(item, RawNotification):
             self.notifications += 1
             try:
                 event = decode_event(item.envelope)

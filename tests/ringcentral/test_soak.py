@@ -36,7 +36,7 @@ from sscl_daemon.calls.model import CallResult, CompletedCall
 from sscl_daemon.calls.settling import Settling
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.ringcentral.ratelimit import DEFAULT_BUDGETS, RateGroup
-from sscl_daemon.ringcentral.subscription import Gap, Item, Notification
+from sscl_daemon.ringcentral.subscription import Gap, Item, RawNotification
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.store import Store
 
@@ -74,7 +74,7 @@ class Daemonish(Pipeline):
             await self.store.commit_batch(ACCOUNT, calls, WRITERS, None)
 
     async def handle(self, item: Item) -> None:
-        if isinstance(item, Notification):
+        if isinstance(item, RawNotification):
             self.notifications += 1
             try:
                 event = decode_event(item.envelope)

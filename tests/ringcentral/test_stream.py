@@ -12,7 +12,7 @@ from sscl_daemon.ringcentral.ratelimit import RateGroup
 from sscl_daemon.ringcentral.subscription import (
     ConnectionState,
     GapReason,
-    Notification,
+    RawNotification,
     RecoveryPoint,
     StateChange,
     _Watchdog,
@@ -232,7 +232,7 @@ async def test_stream_yields_items_as_an_async_iterator() -> None:
         async for item in subscription.stream():
             if isinstance(item, StateChange) and item.state is ConnectionState.SUBSCRIBED:
                 calls.place(1, CallKind.OUTBOUND_ANSWERED)
-            if isinstance(item, Notification):
+            if isinstance(item, RawNotification):
                 notifications += 1
                 if notifications == 3:
                     break

@@ -52,7 +52,7 @@ from sscl_daemon.ringcentral.subscription import (
     Gap,
     GapReason,
     Item,
-    Notification,
+    RawNotification,
     RecoveryPoint,
     StateChange,
     Subscription,
@@ -516,7 +516,7 @@ class AccountRunner:
             self._set_subscribed(False)
 
     async def _on_item(self, item: Item, pipeline: Pipeline) -> None:
-        if isinstance(item, Notification):
+        if isinstance(item, RawNotification):
             await pipeline.on_notification(item.envelope, item.received_at)
             if pipeline.account_id is not None:
                 self._account_id = pipeline.account_id

@@ -6,7 +6,7 @@ connection that stays silent past `dead_connection_timeout`, and reconnects with
 exponential backoff, recovering with the last `wsc` token while the gateway's recovery window
 lasts (research/rc-protocol.md A7, A8). It hands the daemon, in order:
 
-* `Notification` — the raw webhook envelope of each telephony-session event (the call core
+* `RawNotification` — the raw webhook envelope of each telephony-session event (the call core
   decodes it and de-duplicates replays by uuid);
 * `Gap(start, end, reason)` — events between start and end may be missing (recovery failed,
   the window passed, or a restart without a usable token); the reconciler closes it from the
@@ -102,7 +102,7 @@ class ConnectionState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Notification:
+class RawNotification:
     """One telephony-session notification, as the raw webhook envelope (JSON bytes)."""
 
     envelope: bytes
@@ -126,7 +126,7 @@ class StateChange:
     detail: str = ""
 
 
-Item = Notification | Gap | StateChange
+Item = RawNotification | Gap | StateChange
 
 
 @dataclass(frozen=True)
@@ -403,7 +403,7 @@ class Subscription:
             await ws.send(action.text)
         elif isinstance(action, Deliver):
             self.stats.notifications += 1
-            await sink(Notification(action.envelope, action.uuid, received))
+            await sink(RawNotification(action.envelope, action.uuid, received))
             if self._save_due(received):
                 await self._save(now=received)
         elif isinstance(action, Recovered):
