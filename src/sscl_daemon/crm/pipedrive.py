@@ -53,17 +53,15 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import (
     PipedriveOptions,
-    RecordingsMode,
     SeveralContactsPolicy,
     WriterSettings,
 )
@@ -80,6 +78,11 @@ from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_t
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
+from sscl_daemon.crm.pipedrive_mapping import (
+    app_connect_activity,
+    call_log_body,
+    int_id,
+)
 from sscl_daemon.crm.wiring import CrmWriterBase
 
 if TYPE_CHECKING:
@@ -92,103 +95,10 @@ SEARCH_LIMIT: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
 # Marks a note the daemon left for one update, so a retry finds it.
 UPDATE_LABEL: Final = "sscl-update"
-# App Connect's due time is the call-log record's start in whole minutes.
-APP_CONNECT_SLACK: Final = timedelta(minutes=1)
 # Contact policies that need each match's record times.
 _BY_TIME: Final = frozenset(
     {SeveralContactsPolicy.MOST_RECENTLY_UPDATED, SeveralContactsPolicy.OLDEST}
 )
-
-_OUTCOMES: Final = {
-    content.CallOutcome.ANSWERED: "connected",
-    content.CallOutcome.TRANSFERRED: "connected",
-    content.CallOutcome.NO_ANSWER: "no_answer",
-    content.CallOutcome.REJECTED: "no_answer",
-    content.CallOutcome.ABANDONED: "no_answer",
-    # The caller reached the user's voicemail: a missed call for the user ("left_voicemail"
-    # is the rep's outcome of an outbound call); the note says a voicemail was left.
-    content.CallOutcome.VOICEMAIL: "no_answer",
-    content.CallOutcome.BUSY: "busy",
-}
-
-
-def pipedrive_outcome(call: CompletedCall) -> str:
-    neutral = content.outcome(call)
-    if neutral is content.CallOutcome.INCOMPLETE:
-        return "connected" if content.was_connected(call) else "no_answer"
-    return _OUTCOMES[neutral]
-
-
-def pipedrive_time(moment: datetime) -> str:
-    return content.utc(moment).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _int_id(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def call_log_body(
-    call: CompletedCall,
-    person: Contact | None,
-    owner_id: int | None,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode = RecordingsMode.LINK,
-) -> dict[str, object]:
-    """The ``POST /v1/callLogs`` body (pure)."""
-    # The user's side: the number the call reached (inbound) or was placed from, else the
-    # extension; an internal call's other side is the other extension.
-    ours = call.own_number or call.extension_number or ""
-    theirs = call.external_number or call.internal_number or ""
-    inbound = call.direction is Direction.INBOUND
-    from_number, to_number = (theirs, ours) if inbound else (ours, theirs)
-    name = person.name if person else None
-    body: dict[str, object] = {
-        "subject": content.subject(call, name),
-        "duration": str(content.talk_seconds(call)),
-        "outcome": pipedrive_outcome(call),
-        "to_phone_number": to_number or "unknown",
-        "start_time": pipedrive_time(call.start_time),
-        "end_time": pipedrive_time(call.end_time),
-        "note": content.note_html(call, name, tz=tz, recordings=recordings),
-    }
-    if from_number:
-        body["from_phone_number"] = from_number
-    if owner_id is not None:
-        body["user_id"] = owner_id
-    if person is not None:
-        person_id = _int_id(person.id)
-        if person_id is not None:
-            body["person_id"] = person_id
-        org_id = _int_id(person.org_id)
-        if org_id is not None:
-            body["org_id"] = org_id
-    return body
-
-
-def app_connect_activity(call: CompletedCall, activity: Mapping[str, object]) -> bool:
-    """Whether a Pipedrive activity (of the call's person) is App Connect's log of this call
-    as its connector writes it with default settings (see the module docstring; pure)."""
-    kind, subject = activity.get("type"), activity.get("subject")
-    if not (activity.get("done") is True and isinstance(kind, str) and "call" in kind.lower()):
-        return False
-    if call.direction is Direction.INTERNAL or not isinstance(subject, str):
-        return False
-    word = "to" if call.direction is Direction.OUTBOUND else "from"
-    if not subject.startswith(f"{call.direction.value.capitalize()} Call {word} "):
-        return False
-    due = f"{activity.get('due_date')}T{activity.get('due_time')}"
-    try:
-        when = datetime.fromisoformat(due).replace(tzinfo=UTC)
-    except ValueError:
-        return False
-    start = content.utc(call.start_time).replace(second=0, microsecond=0)
-    return abs(when - start) <= APP_CONNECT_SLACK
 
 
 def _data(answer: Response) -> object:
@@ -196,15 +106,13 @@ def _data(answer: Response) -> object:
 
 
 def _person(item: Mapping[str, object]) -> Contact | None:
-    person_id = _int_id(item.get("id"))
+    person_id = int_id(item.get("id"))
     if person_id is None:
         return None
     org = item.get("organization")
-    org_id = _int_id(org.get("id")) if isinstance(org, dict) else _int_id(item.get("org_id"))
+    org_id = int_id(org.get("id")) if isinstance(org, dict) else int_id(item.get("org_id"))
     owner = item.get("owner")
-    owner_id = (
-        _int_id(owner.get("id")) if isinstance(owner, dict) else _int_id(item.get("owner_id"))
-    )
+    owner_id = int_id(owner.get("id")) if isinstance(owner, dict) else int_id(item.get("owner_id"))
     name = item.get("name")
     return Contact(
         str(person_id),
@@ -262,7 +170,7 @@ class PipedriveWriter(CrmWriterBase):
             find=self._search_persons,
             create=self._create_person,
             list_users=self._list_users,
-            owner_valid=lambda owner: _int_id(owner) is not None,
+            owner_valid=lambda owner: int_id(owner) is not None,
         )
 
     def __repr__(self) -> str:
@@ -355,7 +263,7 @@ class PipedriveWriter(CrmWriterBase):
             "name": call.external_name or number,
             "phones": [{"value": number, "primary": True, "label": "work"}],
         }
-        owner_id = _int_id(owner)
+        owner_id = int_id(owner)
         if owner_id is not None:
             body["owner_id"] = owner_id
         answer = await self._post("/api/v2/persons", body)
@@ -432,7 +340,7 @@ class PipedriveWriter(CrmWriterBase):
             client = await self._client_activity(call, person)
             if client is not None:
                 return client
-        body = call_log_body(call, person, _int_id(resolved.owner_id), self._zone, self.recordings)
+        body = call_log_body(call, person, int_id(resolved.owner_id), self._zone, self.recordings)
         answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer
@@ -479,7 +387,7 @@ class PipedriveWriter(CrmWriterBase):
                 remarks.append(f"{audio.filename} not attached: a call log takes one recording")
         # The recording plays on the call log itself: the note carries only the rest.
         section = enrich.section_html(replace(e, audio=(), links=links, remarks=remarks))
-        person = _int_id(log.get("person_id"))
+        person = int_id(log.get("person_id"))
         if section and person is not None:
             failure = await self._note(e, section, person, ctx)
             if failure is not None:
