@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -13,7 +14,7 @@ from sscl_daemon.calls.model import CallResult, CallSource, Direction
 from sscl_daemon.calls.policy import MissedAttribution, Policy, PolicyOptions
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
-from sscl_daemon.ringcentral.records import CallLogRecord
+from sscl_daemon.ringcentral.records import CallLogPage, CallLogRecord
 from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.scenarios import CallFactory, CallKind, SimCall
 
@@ -160,3 +161,56 @@ def test_a_queue_calls_caller_name_loses_the_queue_prefix() -> None:
         assert answered.queue_name in {q.extension.name for q in org.queues}
         assert answered.external_name is not None
         assert " - " not in answered.external_name
+
+
+CAPTURED = Path(__file__).resolve().parent.parent / "captures" / "active-calls-demo"
+# the README's latest version has the ids and numbers anonymised (extension 234567)
+TYLER, TYLERS_QUEUE = "234567", "345678"
+
+
+def captured_records(name: str) -> list[CallLogRecord]:
+    page = msgspec.json.decode((CAPTURED / name).read_bytes(), type=CallLogPage)
+    return page.records
+
+
+@pytest.mark.parametrize("directory", [True, False])
+def test_real_records_answered_calls_flag_what_the_record_cannot_say(directory: bool) -> None:
+    # tests/captures/active-calls-demo (tylerlong/active-calls-demo @3a29257, unchanged).
+    book = (
+        Directory.from_api([
+            {"id": int(TYLER), "extensionNumber": "11115", "name": "Tyler Liu", "type": "User"},
+            {"id": int(TYLERS_QUEUE), "extensionNumber": "11180", "name": "Tyler's call queue",
+             "type": "Department"},
+        ])
+        if directory
+        else None
+    )  # fmt: skip
+    made, errors = calls_from_records(
+        captured_records("queue-call-after-hang-up.json"), "123456", book
+    )
+    assert errors == []
+    [queue_call] = made
+    assert (queue_call.extension_id, queue_call.result, queue_call.direction) == (
+        TYLER,
+        CallResult.ANSWERED,
+        Direction.INBOUND,
+    )
+    assert queue_call.external_number == "+16504366666"
+    if directory:  # the queue's name is known: it is not the caller's
+        assert queue_call.external_name == "WIRELESS CALLER"
+        assert queue_call.queue_name == "Tyler's call queue"
+    # the Accept leg starts with the call and lasts 18 s: ring and talk are not told apart
+    assert queue_call.talk_ms == 18_000
+    assert set(queue_call.approximate) == {"answer_time", "ring_ms", "talk_ms", "hold_ms"}
+    made, errors = calls_from_records(
+        captured_records("direct-call-after-hang-up.json"), "123456", book
+    )
+    assert errors == []
+    [direct] = made
+    assert (direct.result, direct.external_name, direct.queue_name) == (
+        CallResult.ANSWERED,
+        "WIRELESS CALLER",
+        None,
+    )
+    assert direct.total_ms == 10_000
+    assert "talk_ms" in direct.approximate
