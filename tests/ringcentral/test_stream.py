@@ -292,3 +292,21 @@ async def test_a_refused_subscription_backs_off_before_the_next_connection() -> 
         assert len(waits) == 3
         assert all(wait > 0 for wait in waits)
         assert waits[2] > waits[0]
+
+
+async def test_an_unanswered_heartbeat_ends_the_connection_before_the_dead_timeout() -> None:
+    beats: list[float] = []
+    aborts: list[float] = []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    watchdog = _Watchdog(
+        0.2, 60.0, lambda: beats.append(1), lambda: aborts.append(loop.time()), answer_within=0.3
+    )
+    try:
+        await wait_for(lambda: bool(aborts), "the silent connection's end", limit=10.0)
+        assert beats, "a heartbeat was sent first"
+        assert watchdog.silent
+        # a heartbeat at 0.2 s, no answer by 0.5 s: far from the 60 s dead timeout
+        assert aborts[0] - started < 5.0
+    finally:
+        watchdog.cancel()

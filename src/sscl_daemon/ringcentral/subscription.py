@@ -60,6 +60,9 @@ RECOVERY_SAFETY = 0.9
 WS_TOKEN_REUSE = 0.8
 # Close codes of a handshake without a usable token (research A2, G-A2).
 REFUSED_TOKEN_CLOSE_CODES = (4400, 4401)
+# The gateway answers a heartbeat at once (research A7): one unanswered this long after it
+# was sent means the connection is dead, whatever `dead_connection_timeout` allows.
+HEARTBEAT_ANSWER = 10.0
 # A watchdog timer firing this much later than due means the process itself did not run
 # (SIGSTOP, a blocked loop): the peer's frames may be waiting unread in the socket.
 PAUSE_SLACK = 1.0
@@ -501,8 +504,9 @@ class _Watchdog:
 
     The receive loop only stamps each frame (:meth:`saw_frame`); a single timer, re-armed
     when it fires, sends a heartbeat after ``heartbeat`` seconds without a frame and aborts
-    the connection after ``dead_after`` seconds (then :attr:`silent` is true). A timeout
-    scope around every ``recv()`` would cost each notification a timer of its own.
+    the connection after ``dead_after`` seconds, or once the heartbeat went unanswered for
+    ``answer_within`` (then :attr:`silent` is true). A timeout scope around every ``recv()``
+    would cost each notification a timer of its own.
 
     Silence is only counted while the process runs: a timer that fires late (the daemon
     was stopped with SIGSTOP, or its loop blocked) cannot tell a silent peer from frames
@@ -516,10 +520,11 @@ class _Watchdog:
         dead_after: float,
         beat: Callable[[], None],
         abort: Callable[[], None],
+        answer_within: float = HEARTBEAT_ANSWER,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._heartbeat = heartbeat
-        self._dead_after = dead_after
+        self._dead_after = min(dead_after, heartbeat + answer_within)
         self._beat = beat
         self._abort = abort
         self.silent = False
