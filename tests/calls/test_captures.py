@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.calls.captures import csn_envelopes, encoded, sequence
+from tests.calls.captures import CAPTURES, csn_envelopes, encoded, sequence
 
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.events import decode_event
@@ -179,3 +179,17 @@ def test_a_new_users_phone_seen_only_in_setup_still_gets_a_log() -> None:
     assert tracker.take_directory_wanted() == {expected.extension_id}
     made += tracker.flush()  # no fresh directory came
     assert [(c.key, c.result) for c in made] == [(expected.key, CallResult.MISSED)]
+
+
+def test_a_queue_calls_caller_and_queue_are_named_apart_from_live_events() -> None:
+    # tests/captures/rc-call-queue-or-direct: the real agent party of a queue call, whose
+    # from.name is "<queue> - WIRELESS CALLER" (the record path: tests/ringcentral).
+    raw = (CAPTURES / "rc-call-queue-or-direct" / "queue-call-notification.json").read_bytes()
+    tracker = Tracker(None, TrackerOptions(completion_grace_s=0), Policy(None, None))
+    assert tracker.apply(decode_event(raw)) == []
+    [call] = tracker.flush()
+    assert (call.external_number, call.external_name, call.queue_name) == (
+        "+16504888888",
+        "WIRELESS CALLER",
+        "Tyler's call queue",
+    )
