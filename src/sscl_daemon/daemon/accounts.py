@@ -17,7 +17,7 @@ deposed runner's writes are refused (:class:`LeaseLostError`), which stops it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,8 @@ from sscl_daemon.config import DEFAULT_ACCOUNT, AccountSettings, Settings, Write
 from sscl_daemon.configured_policy import policy_options
 from sscl_daemon.crm.enrich import Enricher
 from sscl_daemon.crm.registry import build_writer
-from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, CommitHealth, GroupCommitter
-from sscl_daemon.daemon.pipeline import Committer, Pipeline
+from sscl_daemon.daemon.groupcommit import CommitHealth
+from sscl_daemon.daemon.pipeline import Committer, Pipeline, make_committer
 from sscl_daemon.daemon.retention import prune_loop
 from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
 from sscl_daemon.dispatch import Dispatcher, SentHook
@@ -58,7 +58,6 @@ from sscl_daemon.ringcentral.subscription import (
     Subscription,
 )
 from sscl_daemon.store import (
-    Checkpoint,
     DeadLetter,
     DeadLetterKind,
     Lease,
@@ -106,37 +105,6 @@ def refresh_token_path(state_dir: Path, account: str) -> Path:
     if account == DEFAULT_ACCOUNT:
         return state_dir / REFRESH_TOKEN_FILE
     return state_dir / f"{REFRESH_TOKEN_FILE}-{account}"
-
-
-def fenced_committer(
-    store: Store,
-    lease: Lease,
-    writers: Callable[[], Iterable[str]],
-    *,
-    interval: float,
-    max_batch: int,
-    on_committed: Callable[[list[CompletedCall]], None],
-) -> Committer:
-    """A group committer whose batches are refused once ``lease`` is no longer current."""
-
-    async def commit(batch: Batch[Checkpoint, DeadLetter]) -> None:
-        await store.commit_batch(
-            lease.account,
-            batch.calls,
-            list(writers()),
-            batch.checkpoint,
-            batch.dead_letters,
-            fence=lease,
-        )
-        for call in batch.calls:
-            metrics.CALLS_COMPLETED.labels(result=call.result.value).inc()
-            metrics.CALLS_BY_SOURCE.labels(source=call.source.value).inc()
-        for letter in batch.dead_letters:
-            metrics.DEAD_LETTERS.labels(kind=letter.kind.value).inc()
-        if batch.calls:
-            on_committed(batch.calls)
-
-    return GroupCommitter(commit, interval=interval, max_batch=max_batch, isolation=STORE_ISOLATION)
 
 
 class AccountRunner:
@@ -211,13 +179,14 @@ class AccountRunner:
         directory = await self._load_directory()
         policy = Policy(policy_options(self.account), directory)
         tracker = Tracker(directory, tracker_options(self.account), policy)
-        committer = fenced_committer(
+        committer = make_committer(
             store,
-            self.lease,
+            self.lease.account,
             lambda: list(self._dispatchers),
             interval=self.settings.store.commit_interval_ms / 1000,
             max_batch=self.settings.store.commit_max_batch,
             on_committed=self._committed,
+            fence=self.lease,
         )
         recorder = open_recorder(self.settings.daemon.state_dir, self.account.ringcentral)
         pipeline = Pipeline(tracker, committer, recorder)

@@ -47,7 +47,7 @@ from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, GroupCommitte
 from sscl_daemon.logging import get_logger
 from sscl_daemon.metrics import CounterChild, counter_child
 from sscl_daemon.ringcentral.recorder import NotificationRecorder
-from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind, Store
+from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind, Lease, Store
 
 log = get_logger(__name__)
 
@@ -63,19 +63,27 @@ def make_committer(
     interval: float,
     max_batch: int,
     on_committed: CallsCommitted | None = None,
+    fence: Lease | None = None,
 ) -> Committer:
-    """A group committer that writes batches with :meth:`Store.commit_batch`."""
+    """A group committer that writes batches with :meth:`Store.commit_batch`.
+
+    With a ``fence`` (the daemon always gives the account's lease), the store refuses the
+    batches once that lease is no longer current."""
 
     async def commit(batch: Batch[Checkpoint, DeadLetter]) -> None:
         await store.commit_batch(
-            account, batch.calls, list(writers()), batch.checkpoint, batch.dead_letters
+            account,
+            batch.calls,
+            list(writers()),
+            batch.checkpoint,
+            batch.dead_letters,
+            fence=fence,
         )
         for call in batch.calls:
             counter_child(metrics.CALLS_COMPLETED, result=call.result.value).inc()
             counter_child(metrics.CALLS_BY_SOURCE, source=call.source.value).inc()
-        if batch.dead_letters:
-            for letter in batch.dead_letters:
-                counter_child(metrics.DEAD_LETTERS, kind=letter.kind.value).inc()
+        for letter in batch.dead_letters:
+            counter_child(metrics.DEAD_LETTERS, kind=letter.kind.value).inc()
         if on_committed is not None and batch.calls:
             on_committed(batch.calls)
 
