@@ -12,9 +12,17 @@ Gaps from the subscription go to the reconciler, which feeds the calls it
 finds through the same committer (same idempotency keys, so a call seen
 live and in the call log is logged once).
 
+Sessions that may have lost events (a gap, a restart, a missing sequence
+number) wait for their call-log record in :class:`~sscl_daemon.calls.settling.Settling`
+with the calls the tracker made of them held back; the call-log version, put
+together with what was seen (``calls/merge.py``), is the one committed. The
+pipeline keeps no other per-session state: the phases are the lifecycle
+table's (``calls/lifecycle.py``).
+
 The checkpoint is a low-water mark, not the newest event time: it is the
-first event time of the oldest session still in flight (or the newest
-event when none is). Reading the call log from the checkpoint therefore
+first event time of the oldest session still in flight, still waiting for
+its call-log record, or of a gap being closed (or the newest event when
+there is none). Reading the call log from the checkpoint therefore
 finds every call whose outcome is not yet committed, whatever a crash
 took from memory. Snapshots are taken synchronously between two events
 and saved only after everything those events produced is committed, so a
