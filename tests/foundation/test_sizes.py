@@ -42,6 +42,7 @@ LONG_FUNCTIONS = frozenset(
     {
         "calls/legs.py:derive_calls",
         "calls/state.py:merge",
+        "daemon/accounts.py:start",
         "ringcentral/calllog.py:user_call",
     }
 )
