@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -100,15 +101,21 @@ def _config(calls: dict[str, object], writer: dict[str, object]) -> dict[str, ob
     }
 
 
+def _account(data: dict[str, object]) -> Any:
+    """The one account of a single-account file (the settings' first account, however the
+    configuration object shapes it)."""
+    settings = parse_config(data, "t.toml")
+    accounts = getattr(settings, "accounts", ())
+    return accounts[0] if accounts else settings
+
+
 def test_timezone_keys_inherit_override_and_name_a_bad_zone() -> None:
-    settings = parse_config(_config({"timezone": "Europe/Berlin"}, {}), "t.toml")
-    assert settings.calls.timezone == "Europe/Berlin"
-    assert settings.writers[0].contacts.timezone == "Europe/Berlin"
-    settings = parse_config(
-        _config({"timezone": "Europe/Berlin"}, {"timezone": "America/Chicago"}), "t.toml"
-    )
-    assert settings.writers[0].contacts.timezone == "America/Chicago"
-    assert parse_config(_config({}, {}), "t.toml").writers[0].contacts.timezone is None
+    account = _account(_config({"timezone": "Europe/Berlin"}, {}))
+    assert account.calls.timezone == "Europe/Berlin"
+    assert account.writers[0].contacts.timezone == "Europe/Berlin"
+    account = _account(_config({"timezone": "Europe/Berlin"}, {"timezone": "America/Chicago"}))
+    assert account.writers[0].contacts.timezone == "America/Chicago"
+    assert _account(_config({}, {})).writers[0].contacts.timezone is None
     with pytest.raises(ConfigError) as info:
         parse_config(_config({"timezone": "Mars/Olympus"}, {"timezone": "EST5"}), "t.toml")
     text = "\n".join(str(i) for i in info.value.issues)
