@@ -23,7 +23,7 @@ from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import ConfigError, load_config
 from sscl_daemon.crm.base import Created, WriteContext
 from sscl_daemon.crm.registry import build_writer
-from sscl_daemon.crm.signing import secret_problem
+from sscl_daemon.signing import secret_problem
 from sscl_daemon.simulator.crm.common import serve
 
 KEY_24 = bytes(range(24))
@@ -104,7 +104,7 @@ async def test_deliveries_verify_with_the_reference_library(
     async with aiohttp.ClientSession() as session:
         for batch_size in (1, 10):
             settings = load_config(_config(tmp_path, secret, batch_size, url))
-            writer = build_writer(settings.writers[0], session)
+            writer = build_writer(settings.account().writers[0], session)
             calls = _calls(3)
             if batch_size == 1:
                 results = [await writer.write(c, WriteContext()) for c in calls]

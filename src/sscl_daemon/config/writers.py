@@ -24,7 +24,8 @@ from sscl_daemon.config.schema import (
     WriterType,
 )
 from sscl_daemon.config.table import Table
-from sscl_daemon.crm.signing import secret_problem
+from sscl_daemon.signing import secret_problem
+from sscl_daemon.zones import zone_problem
 
 # The original writers' types stay WriterType members (code compares them with ``is``).
 _ORIGINAL = frozenset(t.value for t in WriterType)
@@ -56,8 +57,6 @@ def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
 def timezone_key(t: Table, default: str | None) -> str | None:
     """The table's ``timezone`` (an IANA name), else ``default`` (a writer's: the account's
     ``calls.timezone``)."""
-    from sscl_daemon.crm.content import zone_problem
-
     name = t.string("timezone", "") or None
     problem = zone_problem(name) if name else None
     if problem is not None:

@@ -27,13 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import msgspec
 import phonenumbers
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction
 from sscl_daemon.config import RecordingsMode
+from sscl_daemon.zones import zone as zone  # the writers' content.zone(name)
 
 SESSION_LABEL = "RingCentral session"
 CALL_SESSION_LABEL = "RingCentral call session"
@@ -176,28 +177,6 @@ def utc(moment: datetime) -> datetime:
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 with a ``Z`` and millisecond precision."""
     return utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def zone(name: str | None) -> ZoneInfo | None:
-    """The IANA time zone ``name`` (None: none configured, times stay UTC).
-
-    Raises ValueError for a name the system's time-zone database does not know; the
-    configuration checks names with :func:`zone_problem` first."""
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r}") from exc
-
-
-def zone_problem(name: str) -> str | None:
-    """Why ``name`` is not a usable IANA time zone, or None when it is."""
-    try:
-        zone(name)
-    except ValueError:
-        return f"{name!r} is not an IANA time zone name (e.g. 'America/New_York', 'UTC')"
-    return None
 
 
 def local(moment: datetime, tz: ZoneInfo | None) -> datetime:

@@ -20,7 +20,7 @@ Request::
 
 The secret: ``whsec_<base64>`` of 24 to 64 random bytes as the spec issues them, the key
 being the decoded bytes exactly as the reference libraries (``standardwebhooks``) derive it;
-the configuration refuses any other (``crm/signing.py``). How a receiver verifies
+the configuration refuses any other (``signing.py``). How a receiver verifies
 (:func:`verify`): reject a
 timestamp more than 5 minutes from its clock, recompute the HMAC over
 ``"<webhook-id>.<webhook-timestamp>.<raw body>"``, compare in constant time against each
@@ -75,8 +75,8 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.http import CrmHttp, Response, scrub
 from sscl_daemon.crm.limiter import Limiter
-from sscl_daemon.crm.signing import secret_key as secret_key
 from sscl_daemon.errors import SsclError
+from sscl_daemon.signing import secret_key as secret_key
 
 log = structlog.get_logger(__name__)
 

@@ -50,7 +50,7 @@ class Delivery:
 
 @dataclass
 class WebhookReceiverState(StandInState):
-    # 32 bytes: the daemon refuses a secret under the standard's 24 (crm/signing.py).
+    # 32 bytes: the daemon refuses a secret under the standard's 24 (signing.py).
     secret: str = "whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM="
     tolerance: int = TOLERANCE
     clock: Callable[[], float] = time.time

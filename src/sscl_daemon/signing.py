@@ -1,7 +1,9 @@
 """Standard Webhooks signing secrets: which ones the daemon accepts, and the key they give.
 
 Used by the configuration check (``[writers.NAME]`` of type webhook), the webhook writer
-(``crm/webhook.py``) and every receiver built on it (the simulator's stand-in). Pure, no I/O.
+(``crm/webhook.py``) and every receiver built on it (the simulator's stand-in). Pure, no I/O;
+at the top of the package so that the configuration and the writers both use it without
+either package importing the other.
 
 The spec (https://www.standardwebhooks.com/, "Signature scheme": symmetric signing secret
 "Random. At least 24 bytes (192 bits, 512 maximum)", serialised "base64 encoded, prefixed
