@@ -36,8 +36,10 @@ from typing import Annotated
 
 import msgspec
 
+from sscl_daemon.errors import SsclError
 
-class EventDecodeError(ValueError):
+
+class EventDecodeError(SsclError, ValueError):
     """A notification could not be decoded; ``raw`` is the payload exactly as received."""
 
     def __init__(self, reason: str, raw: bytes | str) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sscl_daemon.errors import SsclError
+
 if TYPE_CHECKING:
     from sscl_daemon.calls.blocklist import Blocklist, Scope
     from sscl_daemon.calls.policy import MissedAttribution
@@ -375,7 +377,7 @@ class ConfigIssue:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ConfigError(Exception):
+class ConfigError(SsclError):
     """The configuration is invalid; ``issues`` lists every problem found."""
 
     def __init__(self, source: str, issues: Sequence[ConfigIssue]) -> None:
