@@ -29,6 +29,7 @@ from sscl_daemon.config import (
 from sscl_daemon.crm import content, hubspot, pipedrive, salesforce
 from sscl_daemon.crm.base import Created, WriteContext
 from sscl_daemon.crm.contacts import Contact, choose, parse_time
+from sscl_daemon.crm.templates import Style
 from sscl_daemon.simulator.crm import hubspot as hs_standin
 from sscl_daemon.simulator.crm import pipedrive as pd_standin
 from sscl_daemon.simulator.crm import salesforce as sf_standin
@@ -84,10 +85,14 @@ def test_times_in_the_configured_zone() -> None:
     lines = content.note_text(call, tz=NEW_YORK).splitlines()
     assert "Start: 2026-03-02 21:30:00 EST (-05:00)" in lines
     assert salesforce.task_fields(call, "K__c")["ActivityDate"] == "2026-03-03"
-    assert salesforce.task_fields(call, "K__c", tz=NEW_YORK)["ActivityDate"] == "2026-03-02"
+    in_new_york = Style(tz=NEW_YORK)
+    assert salesforce.task_fields(call, "K__c", style=in_new_york)["ActivityDate"] == "2026-03-02"
     # HubSpot's timestamp is an instant; Pipedrive's API takes UTC: both stay UTC.
-    assert hubspot.call_properties(call, tz=NEW_YORK)["hs_timestamp"] == "2026-03-03T02:30:00.000Z"
-    body = pipedrive.call_log_body(call, None, None, NEW_YORK)
+    assert (
+        hubspot.call_properties(call, style=in_new_york)["hs_timestamp"]
+        == "2026-03-03T02:30:00.000Z"
+    )
+    body = pipedrive.call_log_body(call, None, None, in_new_york)
     assert body["start_time"] == "2026-03-03 02:30:00"
     assert "2026-03-02 21:30:00 EST" in str(body["note"])
 

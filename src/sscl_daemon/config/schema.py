@@ -227,6 +227,9 @@ class ContactSettings:
     recordings: RecordingsMode = RecordingsMode.LINK
     # The largest audio file uploaded (larger ones are linked instead).
     media_max_mb: int = 100
+    # Subject and note from templates with {variables} (crm/templates.py); None: the default.
+    subject_template: str | None = None
+    note_template: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,21 @@ def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
         timezone=timezone_key(t, default_timezone),
         recordings=t.choice("recordings", d.recordings),
         media_max_mb=t.integer("media_max_mb", d.media_max_mb, minimum=1),
+        subject_template=_template(t, "subject_template"),
+        note_template=_template(t, "note_template"),
     )
+
+
+def _template(t: Table, name: str) -> str | None:
+    """A subject or note template, checked (crm/templates.py); None when not set."""
+    from sscl_daemon.crm import templates
+
+    text = t.string(name, "") or None
+    trouble = templates.problem(text) if text else None
+    if trouble is not None:
+        t.problem(name, trouble)
+        return None
+    return text
 
 
 def timezone_key(t: Table, default: str | None) -> str | None:

@@ -259,8 +259,13 @@ def note_lines(
     media_base: str = RECORDING_BASE,
     tz: ZoneInfo | None = None,
     recordings: RecordingsMode | None = None,
+    body: str | None = None,
 ) -> list[NoteLine]:
-    """The facts of a note, in reading order; the two marker lines come last."""
+    """The facts of a note, in reading order; the marker lines come last. ``body`` (a
+    rendered note template) replaces the facts; the recording and marker lines stay."""
+    if body is not None:
+        lines = [NoteLine("", line) for line in body.splitlines()]
+        return [*lines, *_links_and_markers(call, media_base, recordings)]
     lines = [
         NoteLine("Direction", call.direction.value),
         NoteLine("Result", result_words(call)),
@@ -283,10 +288,16 @@ def note_lines(
         lines.append(NoteLine("RingCentral user", user))
     if call.transferred_to:
         lines.append(NoteLine("Transferred to", call.transferred_to))
-    lines.extend(
+    return [*lines, *_links_and_markers(call, media_base, recordings)]
+
+
+def _links_and_markers(
+    call: CompletedCall, media_base: str, recordings: RecordingsMode | None
+) -> list[NoteLine]:
+    lines = [
         NoteLine("Recording", url, link=True)
         for url in recording_links(call, recordings, media_base)
-    )
+    ]
     lines.append(NoteLine(SESSION_LABEL, call.telephony_session_id))
     if call.session_id:
         lines.append(NoteLine(CALL_SESSION_LABEL, call.session_id))
@@ -300,9 +311,10 @@ def note_text(
     media_base: str = RECORDING_BASE,
     tz: ZoneInfo | None = None,
     recordings: RecordingsMode | None = None,
+    body: str | None = None,
 ) -> str:
-    lines = note_lines(call, contact_name, media_base, tz, recordings)
-    return "\n".join(f"{n.label}: {n.value}" for n in lines)
+    lines = note_lines(call, contact_name, media_base, tz, recordings, body)
+    return "\n".join(f"{n.label}: {n.value}" if n.label else n.value for n in lines)
 
 
 def note_html(
@@ -311,14 +323,15 @@ def note_html(
     media_base: str = RECORDING_BASE,
     tz: ZoneInfo | None = None,
     recordings: RecordingsMode | None = None,
+    body: str | None = None,
 ) -> str:
     """One ``<p>`` per line; values escaped, recording links clickable."""
     parts = []
-    for n in note_lines(call, contact_name, media_base, tz, recordings):
+    for n in note_lines(call, contact_name, media_base, tz, recordings, body):
         value = html.escape(n.value)
         if n.link:
             value = f'<a href="{value}">{value}</a>'
-        parts.append(f"<p>{html.escape(n.label)}: {value}</p>")
+        parts.append(f"<p>{html.escape(n.label)}: {value}</p>" if n.label else f"<p>{value}</p>")
     return "".join(parts)
 
 

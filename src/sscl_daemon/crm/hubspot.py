@@ -55,14 +55,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import structlog
 from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import HubSpotOptions, RecordingsMode, WriterSettings
+from sscl_daemon.config import HubSpotOptions, WriterSettings
 from sscl_daemon.crm import batch, content, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
@@ -77,6 +76,7 @@ from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_t
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Auth, BearerToken, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.templates import Style
 from sscl_daemon.crm.wiring import ChunkedWriterBase
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ if TYPE_CHECKING:
 
 CRM: Final = "HubSpot"
 KEY_PROPERTY: Final = "sscl_call_key"
+DEFAULT_STYLE: Final = Style()
 CALL_TO_CONTACT: Final = 194  # HUBSPOT_DEFINED association type id, call -> contact
 BATCH_MAX: Final = 100
 SEARCH_PAGE: Final = 200
@@ -151,20 +152,19 @@ def call_properties(
     contact_name: str | None = None,
     owner_id: str | None = None,
     key_property: str = KEY_PROPERTY,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode = RecordingsMode.LINK,
+    style: Style = DEFAULT_STYLE,
 ) -> dict[str, str]:
     """The ``properties`` of a call engagement, every value a string (the spec's type).
 
-    ``hs_timestamp`` is an instant (HubSpot shows it in each user's own zone); ``tz`` is the
-    zone of the times written in the note. Recordings are never put in
+    ``hs_timestamp`` is an instant (HubSpot shows it in each user's own zone); the style's
+    zone is that of the times written in the note. Recordings are never put in
     ``hs_call_recording_url``: HubSpot plays only an audio file it can fetch, and RingCentral's
     needs a token; the note links them (``link``) or they are attached later (``upload``)."""
     outcome = content.outcome(call)
     props = {
         "hs_timestamp": content.iso_utc(call.start_time),
-        "hs_call_title": content.subject(call, contact_name),
-        "hs_call_body": content.note_html(call, contact_name, tz=tz, recordings=recordings),
+        "hs_call_title": style.subject(call, contact_name),
+        "hs_call_body": style.note_html(call, contact_name),
         "hs_call_duration": str(max(call.talk_ms, 0)),
         "hs_call_status": _STATUSES.get(outcome, "COMPLETED"),
         "hs_call_external_id": call.telephony_session_id,
@@ -204,13 +204,12 @@ def create_input(
     contacts: Sequence[Contact] = (),
     owner_id: str | None = None,
     key_property: str = KEY_PROPERTY,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode = RecordingsMode.LINK,
+    style: Style = DEFAULT_STYLE,
 ) -> dict[str, object]:
     """One ``SimplePublicObjectInputForCreate`` (also a batch input, traced by our key)."""
     name = contacts[0].name if len(contacts) == 1 else None
     return {
-        "properties": call_properties(call, name, owner_id, key_property, tz, recordings),
+        "properties": call_properties(call, name, owner_id, key_property, style),
         "associations": associations(contacts),
         "objectWriteTraceId": call.key,
     }
@@ -367,7 +366,7 @@ class HubSpotWriter(ChunkedWriterBase):
             )
         self._base = opts.base_url.rstrip("/")
         self.key_property = opts.key_property
-        self._zone = content.zone(settings.contacts.timezone)
+        self._style = Style.of(settings.contacts)
         self.recordings = settings.contacts.recordings
         # None until the property's definition was read (the first write asks).
         self.key_mode: KeyMode | None = None
@@ -407,12 +406,7 @@ class HubSpotWriter(ChunkedWriterBase):
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
         return create_input(
-            call,
-            resolved.contacts,
-            resolved.owner_id,
-            self.key_property,
-            self._zone,
-            self.recordings,
+            call, resolved.contacts, resolved.owner_id, self.key_property, self._style
         )
 
     async def _write_chunk(self, chunk: list[Pending]) -> None:

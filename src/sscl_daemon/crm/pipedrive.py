@@ -83,6 +83,7 @@ from sscl_daemon.crm.pipedrive_mapping import (
     call_log_body,
     int_id,
 )
+from sscl_daemon.crm.templates import Style
 from sscl_daemon.crm.wiring import CrmWriterBase
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class PipedriveWriter(CrmWriterBase):
         if not isinstance(options, PipedriveOptions):
             raise TypeError(f"writer {settings.name!r}: pipedrive needs PipedriveOptions")
         self._base = options.base_url.rstrip("/")
-        self._zone = content.zone(settings.contacts.timezone)
+        self._style = Style.of(settings.contacts)
         self.recordings = settings.contacts.recordings
         self._oauth: OAuthClient | None = None
         auth: Auth
@@ -340,7 +341,7 @@ class PipedriveWriter(CrmWriterBase):
             client = await self._client_activity(call, person)
             if client is not None:
                 return client
-        body = call_log_body(call, person, int_id(resolved.owner_id), self._zone, self.recordings)
+        body = call_log_body(call, person, int_id(resolved.owner_id), self._style)
         answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer

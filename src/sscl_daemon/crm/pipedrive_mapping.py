@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import RecordingsMode
 from sscl_daemon.crm import content
 from sscl_daemon.crm.contacts import Contact
+from sscl_daemon.crm.templates import Style
 
+DEFAULT_STYLE: Final = Style()
 # App Connect's due time is the call-log record's start in whole minutes.
 APP_CONNECT_SLACK: Final = timedelta(minutes=1)
 
@@ -55,8 +55,7 @@ def call_log_body(
     call: CompletedCall,
     person: Contact | None,
     owner_id: int | None,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode = RecordingsMode.LINK,
+    style: Style = DEFAULT_STYLE,
 ) -> dict[str, object]:
     """The ``POST /v1/callLogs`` body (pure)."""
     # The user's side: the number the call reached (inbound) or was placed from, else the
@@ -67,13 +66,13 @@ def call_log_body(
     from_number, to_number = (theirs, ours) if inbound else (ours, theirs)
     name = person.name if person else None
     body: dict[str, object] = {
-        "subject": content.subject(call, name),
+        "subject": style.subject(call, name),
         "duration": str(content.talk_seconds(call)),
         "outcome": pipedrive_outcome(call),
         "to_phone_number": to_number or "unknown",
         "start_time": pipedrive_time(call.start_time),
         "end_time": pipedrive_time(call.end_time),
-        "note": content.note_html(call, name, tz=tz, recordings=recordings),
+        "note": style.note_html(call, name),
     }
     if from_number:
         body["from_phone_number"] = from_number

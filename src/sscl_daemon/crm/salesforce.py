@@ -55,12 +55,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import RecordingsMode, SalesforceOptions, WriterSettings
+from sscl_daemon.config import SalesforceOptions, WriterSettings
 from sscl_daemon.crm import batch, content, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
@@ -76,12 +75,14 @@ from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.limiter import pause_from_headers
 from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.templates import Style
 from sscl_daemon.crm.wiring import ChunkedWriterBase
 
 if TYPE_CHECKING:
     from sscl_daemon.ringcentral.media import Audio
 
 CRM: Final = "Salesforce"
+DEFAULT_STYLE: Final = Style()
 BATCH_MAX: Final = 200
 QUERY_PAGES: Final = 10
 # Room for the encoded SOQL in a GET URL, under Salesforce's 16,384-byte URI limit.
@@ -127,18 +128,17 @@ def task_fields(
     key_field: str,
     contact: Contact | None = None,
     owner_id: str | None = None,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode = RecordingsMode.LINK,
+    style: Style = DEFAULT_STYLE,
 ) -> dict[str, object]:
     """The Task's fields for this call, in Salesforce's types (ints stay ints)."""
     name = contact.name if contact else None
     fields: dict[str, object] = {
-        "Subject": content.subject(call, name)[:255],
-        "Description": content.note_text(call, name, tz=tz, recordings=recordings),
+        "Subject": style.subject(call, name)[:255],
+        "Description": style.note_text(call, name),
         "TaskSubtype": "Call",
         "Status": "Completed",
         "Priority": "Normal",
-        "ActivityDate": content.local_date(call.start_time, tz),
+        "ActivityDate": content.local_date(call.start_time, style.tz),
         "CallType": _CALL_TYPES[call.direction],
         "CallDurationInSeconds": content.talk_seconds(call),
         "CallDisposition": _DISPOSITIONS[content.outcome(call)],
@@ -294,7 +294,7 @@ class SalesforceWriter(ChunkedWriterBase):
             )
         self._opts = opts
         self.key_field = opts.external_id_field
-        self._zone = content.zone(settings.contacts.timezone)
+        self._style = Style.of(settings.contacts)
         self.recordings = settings.contacts.recordings
         self.oauth = OAuthClient(
             session,
@@ -349,12 +349,7 @@ class SalesforceWriter(ChunkedWriterBase):
             chunk,
             self.resolver,
             lambda call, resolved: task_fields(
-                call,
-                self.key_field,
-                resolved.primary,
-                resolved.owner_id,
-                self._zone,
-                self.recordings,
+                call, self.key_field, resolved.primary, resolved.owner_id, self._style
             ),
         )
         await batch.send(ready, self._create_one, self._create_many)
