@@ -7,7 +7,9 @@ receiver), and the daemon pointed at both with a temporary state directory
 and to a jsonl file. It prints a header (what runs where, then the
 columns), one line per call as its logs land in the CRM, and, on Ctrl-C or
 at the end of ``--duration``, a summary that compares what the simulator
-generated with what the CRM received. A queue call nobody answered gives
+generated with what the CRM received. With HubSpot, Salesforce or Pipedrive as the CRM, the
+calls' recordings and voicemail are uploaded (``recordings = "upload"``) and each is printed
+as it is attached to its log. A queue call nobody answered gives
 one ``missed`` log per agent it rang; the demo shows it once, naming the
 agents (logs of one call landing within :data:`GROUP_WINDOW` of each
 other). Nothing here needs an account, a config file or the internet, and
@@ -45,6 +47,9 @@ TIME_SCALE = 0.05
 CALL_LOG_DELAY = 5.0
 # Missed logs of one call that land this close together are shown as one line.
 GROUP_WINDOW = 1.0
+# CRMs whose stand-in takes the recordings and voicemail the daemon uploads after the call.
+MEDIA_CRMS = frozenset({"hubspot", "salesforce", "pipedrive"})
+MEDIA_POLL = 0.5
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class DemoReport:
     simulated: int = 0  # call logs the simulator expects for the calls that ended
     pending: int = 0  # of those, not in the CRM when the demo stopped
     still_going: int = 0  # calls not ended when the demo stopped
+    attached: int = 0  # recordings and voicemail attached to the CRM's logs
     exit_code: int = 0
 
 
@@ -209,7 +215,12 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoReport
     with tempfile.TemporaryDirectory(prefix="sscl-demo-") as tmp:
         state_dir = Path(tmp)
         async with Simulator(sim_config) as sim, running(options.crm) as crm:
-            settings = demo_settings(state_dir, sim.base_url, crm.url, "", crm.writer)
+            writer = crm.writer
+            if options.crm in MEDIA_CRMS:
+                # The recordings and voicemail are fetched and attached once RingCentral
+                # has them (some seconds after the call): each is printed as it lands.
+                writer = {**writer, "recordings": "upload"}
+            settings = demo_settings(state_dir, sim.base_url, crm.url, "", writer)
             print(
                 "sscl-daemon demo: a simulated organisation makes calls; each call log is "
                 "printed as it lands in the CRM\n"
@@ -226,6 +237,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoReport
             daemon = Daemon(settings, notifier=Notifier(None), on_sent=landed, handle_signals=False)
             task = asyncio.create_task(daemon.run())
             announcer = asyncio.create_task(_announce_ready(daemon, started, out))
+            watcher = asyncio.create_task(_watch_media(crm.state, crm.label, report, out))
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -239,6 +251,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoReport
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
             announcer.cancel()
+            watcher.cancel()
             daemon.stop()
             report.exit_code = await task
             printer.close()
@@ -257,6 +270,37 @@ async def _announce_ready(daemon: Daemon, started: float, out: TextIO) -> None:
         file=out,
         flush=True,
     )
+
+
+def attached_media(state: object) -> list[tuple[str, int]]:
+    """(file name, bytes) of the recordings and voicemail a CRM stand-in holds."""
+    from sscl_daemon.simulator.crm import hubspot, pipedrive, salesforce
+
+    if isinstance(state, hubspot.HubSpotState):
+        return [(f.name, len(f.data)) for f in state.files.values()]
+    if isinstance(state, salesforce.SalesforceState):
+        return [
+            (str(v["PathOnClient"]), len(state.version_data.get(vid, b"")))
+            for vid, v in state.versions.items()
+        ]
+    if isinstance(state, pipedrive.PipedriveState):
+        return [(name, len(data)) for name, data in state.recordings.values()]
+    return []
+
+
+def print_new_media(state: object, label: str, report: DemoReport, out: TextIO) -> None:
+    """Print the recordings and voicemail attached since the last look."""
+    files = attached_media(state)
+    for name, size in files[report.attached :]:
+        print(f"{'':8}  + {name} attached in {label} ({size // 1024} KB)", file=out, flush=True)
+    report.attached = len(files)
+
+
+async def _watch_media(state: object, label: str, report: DemoReport, out: TextIO) -> None:
+    """Print each recording or voicemail as it is attached in the CRM stand-in."""
+    while True:
+        print_new_media(state, label, report, out)
+        await asyncio.sleep(MEDIA_POLL)
 
 
 def _compare(report: DemoReport, sim: Simulator) -> None:
@@ -299,6 +343,14 @@ def _summary(report: DemoReport, elapsed: float, out: TextIO) -> None:
             if report.pending == 0
             else f"{_count(report.pending, 'was', 'were')} not in the CRM yet (their calls "
             "ended moments before the stop)."
+        ),
+        *(
+            [
+                f"{_count(report.attached, 'recording or voicemail was', 'recordings and voicemail were')}"
+                " attached to their logs in the CRM, playable there."
+            ]
+            if report.attached
+            else []
         ),
         f"{_count(report.still_going, 'call was', 'calls were')} still going. The demo's "
         "state is deleted now, so those are never logged; a real daemon keeps its state and "
