@@ -15,19 +15,19 @@ from datetime import UTC, datetime
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
 from sscl_daemon.calls.numbers import looks_like_extension, to_e164
 from sscl_daemon.calls.policy import Policy, PolicyOptions
-from sscl_daemon.config import AccountSettings, Settings
+from sscl_daemon.config import AccountSettings
 
 
-def policy_options(settings: Settings | AccountSettings) -> PolicyOptions:
-    """The policy options of a one-account file or of one ``[accounts.NAME]`` table."""
-    calls = settings.calls
+def policy_options(account: AccountSettings) -> PolicyOptions:
+    """The policy options of one account (``[calls]``, ``[blocklist]``, ``[scope]``)."""
+    calls = account.calls
     return PolicyOptions(
         log_internal=calls.log_internal,
         log_abandoned=calls.log_abandoned,
         missed_attribution=calls.missed_attribution,
         missed_owner_extension=calls.missed_owner_extension,
-        blocklist=settings.blocklist,
-        scope=settings.scope,
+        blocklist=account.blocklist,
+        scope=account.scope,
     )
 
 

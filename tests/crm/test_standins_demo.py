@@ -24,7 +24,7 @@ async def test_the_stand_in_takes_a_call_from_its_writer_table(
     call = make_call()
     async with running(kind, [("Carol", str(call.external_number))], ["alice@example.com"]) as crm:
         settings = parse_config({"ringcentral": RC, "writers": {"crm": crm.writer}})
-        writer = build_writer(settings.writers[0], http_session)
+        writer = build_writer(settings.account().writers[0], http_session)
         assert isinstance(await writer.write(call, WriteContext()), Created)
         await writer.close()
         assert crm.stored() == 1

@@ -54,7 +54,7 @@ class LedgerlyHarness(Harness):
                 },
             }
         )
-        writer = parsed.writers[0]
+        writer = parsed.account().writers[0]
         return WriterSettings(
             writer.name, writer.type, writer.options, timeout=timeout, contacts=contacts
         )
@@ -106,7 +106,7 @@ def test_the_plugin_is_found_and_configured_by_type(installed: None) -> None:
             "writers": {"notes": {"type": "ledgerly", "url": "https://l.example", "api_key": "k1"}},
         }
     )
-    writer = settings.writers[0]
+    writer = settings.account().writers[0]
     assert writer.type == "ledgerly"
     assert type(writer.options).__name__ == "LedgerlyOptions"
     assert "k1" in settings.secrets()

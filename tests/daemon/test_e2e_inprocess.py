@@ -152,7 +152,9 @@ async def test_sighup_applies_a_new_blocklist_and_rejects_an_invalid_file(
     write_config(running.config_path, running.config)
     skipped_before = metrics.CALLS_SKIPPED.labels(reason="blocklisted_number")._value.get()
     os.kill(os.getpid(), signal.SIGHUP)
-    await wait_until(lambda: running.daemon.settings.blocklist.matches_number(number), 10, "reload")
+    await wait_until(
+        lambda: running.daemon.settings.account().blocklist.matches_number(number), 10, "reload"
+    )
     messages = await _notifications(running.notify)
     assert any("RELOADING=1" in m and "MONOTONIC_USEC=" in m for m in messages), messages
 
@@ -185,7 +187,7 @@ async def test_sighup_applies_a_new_blocklist_and_rejects_an_invalid_file(
         10,
         "reload rejected",
     )
-    assert running.daemon.settings.blocklist.matches_number(number)
+    assert running.daemon.settings.account().blocklist.matches_number(number)
     for call in second:
         running.sim.inject(call)
     blocked_later = _blocked(second, number)

@@ -28,7 +28,7 @@ async def test_rejected_credentials_stop_the_daemon_with_a_clear_message(
             dsn=pg_dsn,
         )
         settings = parse_config(config)
-        assert settings.ringcentral.jwt.reveal() != jwt
+        assert settings.account().ringcentral.jwt.reveal() != jwt
         daemon = Daemon(settings, notifier=Notifier(None), handle_signals=False)
         assert await daemon.run() == EXIT_CONFIG
     err = capsys.readouterr().err

@@ -40,10 +40,10 @@ def test_live_keys_are_applied() -> None:
     }
     assert plan.needs_restart == ()
     effective = plan.effective
-    assert effective.blocklist.matches_number("+15105551234")
-    assert effective.calls.log_internal
+    assert effective.account().blocklist.matches_number("+15105551234")
+    assert effective.account().calls.log_internal
     assert effective.daemon.log_level is LogLevel.DEBUG
-    assert effective.writers[0].concurrency == 9
+    assert effective.account().writers[0].concurrency == 9
 
 
 def test_restart_only_keys_keep_the_running_value_and_are_reported() -> None:
@@ -71,8 +71,8 @@ def test_restart_only_keys_keep_the_running_value_and_are_reported() -> None:
     }
     assert plan.effective.admin.port == old.admin.port
     assert plan.effective.store.dsn == "embedded"
-    assert [w.name for w in plan.effective.writers] == ["log"]
-    assert plan.effective.writers[0].options == old.writers[0].options
+    assert [w.name for w in plan.effective.account().writers] == ["log"]
+    assert plan.effective.account().writers[0].options == old.account().writers[0].options
 
 
 def test_a_removed_writer_keeps_running_until_restart() -> None:
@@ -81,4 +81,4 @@ def test_a_removed_writer_keeps_running_until_restart() -> None:
     new = _settings(writers={"other": {"type": "jsonl", "path": "/tmp/other.jsonl"}})
     plan = plan_reload(old, new)
     assert "writers.log (removed)" in plan.needs_restart
-    assert [w.name for w in plan.effective.writers] == ["log"]
+    assert [w.name for w in plan.effective.account().writers] == ["log"]

@@ -54,18 +54,18 @@ def rc_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.usefixtures("rc_env")
 def test_example_file_is_valid_and_documents_defaults() -> None:
     settings = load_config(EXAMPLE)
-    assert settings.ringcentral.client_secret.reveal() == "example-client-secret"
-    assert settings.ringcentral.jwt.reveal() == "example-jwt"
+    assert settings.account().ringcentral.client_secret.reveal() == "example-client-secret"
+    assert settings.account().ringcentral.jwt.reveal() == "example-jwt"
     assert settings.store.embedded
-    assert settings.calls.log_abandoned is True
-    assert settings.calls.log_internal is False
-    assert [w.type for w in settings.writers] == [WriterType.JSONL]
-    assert isinstance(settings.writers[0].options, JsonlOptions)
+    assert settings.account().calls.log_abandoned is True
+    assert settings.account().calls.log_internal is False
+    assert [w.type for w in settings.account().writers] == [WriterType.JSONL]
+    assert isinstance(settings.account().writers[0].options, JsonlOptions)
     # The example states the built-in defaults: parsing it equals parsing an almost empty file.
     defaults = parse({"ringcentral": RC})
     assert settings.daemon.log_level == defaults.daemon.log_level == LogLevel.INFO
     assert settings.store == defaults.store
-    assert settings.calls == defaults.calls
+    assert settings.account().calls == defaults.account().calls
     assert settings.admin == defaults.admin
 
 
@@ -98,8 +98,8 @@ def test_all_writer_types_parse(monkeypatch: pytest.MonkeyPatch) -> None:
             },
         }
     )
-    assert {w.type for w in settings.writers} == set(WriterType)
-    hubspot = next(w for w in settings.writers if w.type == WriterType.HUBSPOT)
+    assert {w.type for w in settings.account().writers} == set(WriterType)
+    hubspot = next(w for w in settings.account().writers if w.type == WriterType.HUBSPOT)
     assert isinstance(hubspot.options, HubSpotOptions)
     assert hubspot.options.access_token == Secret("hubspot-token-value")
     assert hubspot.contacts.owners == {"101": "12345678"}
@@ -234,7 +234,7 @@ def test_blocklist_entries_are_validated_one_by_one() -> None:
 def test_blocklist_accepts_list_or_comma_string() -> None:
     a = parse({"ringcentral": RC, "blocklist": {"entries": ["+15105551234", "101"]}})
     b = parse({"ringcentral": RC, "blocklist": {"entries": "+15105551234,101"}})
-    assert a.blocklist == b.blocklist
+    assert a.account().blocklist == b.account().blocklist
 
 
 def test_scope_and_missed_owner_rules() -> None:
@@ -257,7 +257,7 @@ def test_scope_and_missed_owner_rules() -> None:
 def test_env_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_JWT", "jwt-from-env")
     settings = parse({"ringcentral": {**RC, "jwt": "env:MY_JWT"}})
-    assert settings.ringcentral.jwt.reveal() == "jwt-from-env"
+    assert settings.account().ringcentral.jwt.reveal() == "jwt-from-env"
     monkeypatch.delenv("MY_JWT")
     found = issues_of({"ringcentral": {**RC, "jwt": "env:MY_JWT"}})
     assert found == ["ringcentral.jwt: environment variable MY_JWT is not set or empty"]
@@ -267,7 +267,7 @@ def test_credential_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     (tmp_path / "rc-secret").write_text("from-credential\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     settings = parse({"ringcentral": {**RC, "client_secret": "credential:rc-secret"}})
-    assert settings.ringcentral.client_secret.reveal() == "from-credential"
+    assert settings.account().ringcentral.client_secret.reveal() == "from-credential"
     found = issues_of({"ringcentral": {**RC, "client_secret": "credential:missing"}})
     assert found[0].startswith("ringcentral.client_secret: cannot read credential 'missing'")
     assert "LoadCredential=missing:" in found[0]
@@ -283,7 +283,7 @@ def test_credentials_outside_systemd_come_from_the_credentials_directory(
         "daemon": {"credentials_dir": str(tmp_path)},
         "ringcentral": {**RC, "client_secret": "credential:rc-secret"},
     }
-    assert parse(data).ringcentral.client_secret.reveal() == "from-the-directory"
+    assert parse(data).account().ringcentral.client_secret.reveal() == "from-the-directory"
     missing = {**data, "daemon": {"credentials_dir": str(tmp_path / "none")}}
     (found,) = issues_of(missing)
     assert found.startswith("ringcentral.client_secret: cannot read credential 'rc-secret' from")
@@ -341,7 +341,7 @@ def test_commands_without_credentials_ignore_unset_rc_secrets(
     monkeypatch.delenv("UNSET_RC_JWT", raising=False)
     data = {"ringcentral": {"client_id": "cid", "client_secret": "x", "jwt": "env:UNSET_RC_JWT"}}
     settings = parse_config(with_writer(data), needs=Need.STORE)
-    assert settings.ringcentral.jwt.reveal() == ""
+    assert settings.account().ringcentral.jwt.reveal() == ""
     assert issues_of(data) == [
         "ringcentral.jwt: environment variable UNSET_RC_JWT is not set or empty"
     ]
@@ -363,7 +363,9 @@ def test_a_command_resolves_only_the_secrets_it_needs(
     }
     settings = parse_config(data, needs=Need.STORE)
     assert settings.store.password == Secret("db-secret-value")
-    assert [w.name for w in settings.writers] == ["crm"]  # still listed, its secret unread
+    assert [w.name for w in settings.account().writers] == [
+        "crm"
+    ]  # still listed, its secret unread
     assert set(settings.secrets()) == {"csecret-value", "db-secret-value"}
     with pytest.raises(ConfigError) as info:
         parse_config(data, needs=Need.STORE | Need.WRITERS)
@@ -385,7 +387,7 @@ def test_a_config_without_writer_is_an_error() -> None:
         assert issue.path == "writers"
         assert "no writer is configured" in issue.message
     # Commands that write no call (status, migrate) read such a file.
-    assert parse_config({"ringcentral": RC}, needs=Need.STORE).writers == ()
+    assert parse_config({"ringcentral": RC}, needs=Need.STORE).account().writers == ()
 
 
 def test_misspelt_keys_get_a_suggestion() -> None:
@@ -405,13 +407,15 @@ def test_relative_paths_are_in_the_state_directory(
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     settings = parse({"ringcentral": RC})
     assert settings.daemon.state_dir == Path("/var/lib/sscl-daemon")
-    assert settings.writers[0].options == JsonlOptions(Path("/var/lib/sscl-daemon/calls.jsonl"))
+    assert settings.account().writers[0].options == JsonlOptions(
+        Path("/var/lib/sscl-daemon/calls.jsonl")
+    )
     monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/a:{tmp_path}/b")
     settings = parse({"ringcentral": RC})
     assert settings.daemon.state_dir == tmp_path / "a"
-    assert settings.writers[0].options == JsonlOptions(tmp_path / "a" / "calls.jsonl")
+    assert settings.account().writers[0].options == JsonlOptions(tmp_path / "a" / "calls.jsonl")
     absolute = parse({"ringcentral": RC, "writers": {"f": {"type": "jsonl", "path": "/x/c.jsonl"}}})
-    assert absolute.writers[0].options == JsonlOptions(Path("/x/c.jsonl"))
+    assert absolute.account().writers[0].options == JsonlOptions(Path("/x/c.jsonl"))
     configured = tmp_path / "conf" / "config.toml"
     configured.parent.mkdir()
     configured.write_text(
@@ -419,7 +423,9 @@ def test_relative_paths_are_in_the_state_directory(
     )
     from_file = load_config(configured, needs=Need.NONE)
     assert from_file.daemon.state_dir == tmp_path / "conf" / "here"
-    assert from_file.writers[0].options == JsonlOptions(tmp_path / "conf" / "here" / "c.jsonl")
+    assert from_file.account().writers[0].options == JsonlOptions(
+        tmp_path / "conf" / "here" / "c.jsonl"
+    )
 
 
 def test_several_accounts() -> None:
@@ -432,9 +438,9 @@ def test_several_accounts() -> None:
             }
         }
     )
-    names = [a.name for a in settings.account_list()]
+    names = [a.name for a in settings.accounts]
     assert names == ["acme", "globex"]
-    acme, globex = settings.account_list()
+    acme, globex = settings.accounts
     assert len(acme.blocklist) == 1
     assert len(globex.blocklist) == 0
     assert globex.ringcentral.jwt.reveal() == "globex-jwt"
@@ -443,9 +449,9 @@ def test_several_accounts() -> None:
 
 def test_single_account_file_is_the_default_account() -> None:
     settings = parse({"ringcentral": RC})
-    (only,) = settings.account_list()
+    (only,) = settings.accounts
     assert only.name == "default"
-    assert only.ringcentral == settings.ringcentral
+    assert only.ringcentral == settings.account().ringcentral
 
 
 def test_accounts_errors_name_the_account() -> None:

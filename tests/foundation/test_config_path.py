@@ -70,7 +70,7 @@ def test_load_for_command_reads_the_variables_file_and_only_needed_secrets(
     monkeypatch.setenv(CONFIG_ENV, str(config))
     settings = load_for_command(parsed(), needs=Need.STORE)
     assert settings.source == config
-    assert settings.ringcentral.client_id == "cid"
+    assert settings.account().ringcentral.client_id == "cid"
 
 
 def test_check_config_uses_the_default_path_and_says_which_file(

@@ -12,6 +12,7 @@ from tests.ringcentral.harness import Calls, client_settings, simulator
 
 from sscl_daemon.commands import backfill as command
 from sscl_daemon.config import (
+    AccountSettings,
     DaemonSettings,
     JsonlOptions,
     Settings,
@@ -60,6 +61,33 @@ def test_command_rejects_a_bad_date_with_exit_2(capsys: pytest.CaptureFixture[st
     assert "--from '2026-13-01'" in capsys.readouterr().err
 
 
+def test_a_file_of_several_accounts_needs_account(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    account = """
+[accounts.{name}.ringcentral]
+client_id = "c"
+client_secret = "s"
+jwt = "j"
+[accounts.{name}.writers.log]
+type = "jsonl"
+path = "calls.jsonl"
+"""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path}"\n'
+        + account.format(name="acme")
+        + account.format(name="globex")
+    )
+    args = argparse.Namespace(
+        date_from="2026-03-01", date_to="2026-03-02", dry_run=True, config=str(config)
+    )
+    assert command.run(argparse.Namespace(**vars(args), account=None)) == EXIT_CONFIG
+    assert "several accounts (acme, globex): name one with --account" in capsys.readouterr().err
+    assert command.run(argparse.Namespace(**vars(args), account="initech")) == EXIT_CONFIG
+    assert "no account 'initech' (the file has acme, globex)" in capsys.readouterr().err
+
+
 def settings_for(sim: Simulator, dsn: str, state: Path) -> Settings:
     writer = WriterSettings(
         name="crm", type=WriterType.JSONL, options=JsonlOptions(path=state / "calls.jsonl")
@@ -67,8 +95,7 @@ def settings_for(sim: Simulator, dsn: str, state: Path) -> Settings:
     return Settings(
         daemon=DaemonSettings(state_dir=state),
         store=StoreSettings(dsn=dsn, pool_max_size=2),
-        ringcentral=client_settings(sim),
-        writers=(writer,),
+        accounts=(AccountSettings(ringcentral=client_settings(sim), writers=(writer,)),),
     )
 
 
@@ -77,7 +104,14 @@ async def backfill(
 ) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = await command._backfill(
-        settings, period, dry_run, out=out, err=err, terminal=terminal, progress_interval=0.0
+        settings,
+        settings.account(),
+        period,
+        dry_run,
+        out=out,
+        err=err,
+        terminal=terminal,
+        progress_interval=0.0,
     )
     return code, out.getvalue(), err.getvalue()
 

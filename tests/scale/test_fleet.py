@@ -45,7 +45,7 @@ from tests.scale.test_failover import (
 from sscl_daemon.cli import main
 from sscl_daemon.commands.status import render_leases
 from sscl_daemon.config import Settings, parse_config
-from sscl_daemon.daemon.app import plan_accounts_reload
+from sscl_daemon.daemon.reload import plan_reload
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.crm.webhook import WebhookReceiverState
 from sscl_daemon.store import LeaseInfo
@@ -222,11 +222,14 @@ def _accounts_config(blocklist: list[str], client_id: str, extra: bool) -> Setti
 def test_reload_applies_each_accounts_live_settings_and_names_the_rest() -> None:
     old = _accounts_config([], "client-a", extra=False)
     new = _accounts_config(["+14155550100"], "client-b", extra=True)
-    plan = plan_accounts_reload(old, new)
+    plan = plan_reload(old, new)
     assert plan.applied == ("accounts.org2.blocklist",)
-    assert set(plan.needs_restart) == {"accounts.org2.ringcentral.client_id", "accounts.org3"}
-    org1, org2 = plan.effective.account_list()
-    assert org1 == old.account_list()[0]
+    assert set(plan.needs_restart) == {
+        "accounts.org2.ringcentral.client_id",
+        "accounts.org3 (added)",
+    }
+    org1, org2 = plan.effective.accounts
+    assert org1 == old.accounts[0]
     assert org2.blocklist.matches_number("+14155550100")
     assert org2.ringcentral.client_id == "client-a"  # credentials change only on a restart
 

@@ -1,4 +1,4 @@
-"""``sscl-daemon backfill --from DATE --to DATE [--dry-run] [--config FILE]``.
+"""``sscl-daemon backfill --from DATE --to DATE [--dry-run] [--account NAME] [--config FILE]``.
 
 Logs the calls of a past period from the RingCentral call log (first enablement, or an
 outage longer than the checkpoint can cover): the records go through the same mapping and
@@ -38,7 +38,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from sscl_daemon.calls.model import CallSource, CompletedCall
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.commands.attach import open_store, store_failed
-from sscl_daemon.config import ConfigError, Need, Settings, add_config_argument, load_for_command
+from sscl_daemon.config import (
+    AccountSettings,
+    ConfigError,
+    Need,
+    Settings,
+    add_config_argument,
+    load_for_command,
+)
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from sscl_daemon.logging import configure_logging
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError
@@ -80,6 +87,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print each call (already-logged or would-log); store nothing",
     )
     parser.add_argument(
+        "--account", metavar="NAME",
+        help="the [accounts.NAME] to backfill (needed when the file has several)",
+    )  # fmt: skip
+    parser.add_argument(
         PAST_RETENTION_OPTION, action="store_true",
         help="allow --from before store.sent_retention_days (calls that were never logged)",
     )  # fmt: skip
@@ -94,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         settings = load_for_command(args, needs=Need.RINGCENTRAL | Need.STORE)
+        account = settings.account(args.account)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
@@ -104,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         print(f"backfill: warning: {past}", file=sys.stderr)
     configure_logging(settings)
-    return asyncio.run(_backfill(settings, period, args.dry_run))
+    return asyncio.run(_backfill(settings, account, period, args.dry_run))
 
 
 def describe(call: CompletedCall, logged: bool) -> str:
@@ -173,6 +185,7 @@ class Reporter:
 
 async def _backfill(
     settings: Settings,
+    account: AccountSettings,
     period: Period,
     dry_run: bool,
     *,
@@ -181,12 +194,12 @@ async def _backfill(
     terminal: bool | None = None,
     progress_interval: float = PROGRESS_INTERVAL,
 ) -> int:
-    from sscl_daemon.daemon.app import ACCOUNT, policy_options
+    from sscl_daemon.daemon.app import policy_options
 
     out = out or sys.stdout
     err = err or sys.stderr
     terminal = err.isatty() if terminal is None else terminal
-    writers = [w.name for w in settings.writers if w.enabled]
+    writers = [w.name for w in account.writers if w.enabled]
     if not dry_run and not writers:
         print("backfill: no enabled writer in the configuration: nothing to log into", file=err)
         return EXIT_CONFIG
@@ -205,16 +218,16 @@ async def _backfill(
             if dry_run:
 
                 async def logged_keys(calls: Sequence[CompletedCall]) -> set[str]:
-                    return await opened.logged_keys(ACCOUNT, [c.key for c in calls], writers)
+                    return await opened.logged_keys(account.name, [c.key for c in calls], writers)
 
                 logged = logged_keys
             else:
 
                 async def commit_calls(calls: Sequence[CompletedCall]) -> int:
-                    return await opened.commit_batch(ACCOUNT, calls, writers, None)
+                    return await opened.commit_batch(account.name, calls, writers, None)
 
                 commit = commit_calls
-        rc = settings.ringcentral
+        rc = account.ringcentral
         async with aiohttp.ClientSession() as http:
             rest = RestClient(
                 http, Authenticator(http, rc), rc.server, request_timeout=rc.request_timeout
@@ -223,7 +236,7 @@ async def _backfill(
             reconciler = Reconciler(
                 rest,
                 "~",
-                Policy(policy_options(settings), directory),
+                Policy(policy_options(account), directory),
                 lambda: directory,
                 call_log_delay=0.0,
                 source=CallSource.BACKFILL,

@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    accounts = settings.account_list()
+    accounts = settings.accounts
     if args.account is not None:
         accounts = tuple(a for a in accounts if a.name == args.account)
         if not accounts:
-            names = ", ".join(a.name for a in settings.account_list())
+            names = ", ".join(a.name for a in settings.accounts)
             print(f"no account {args.account!r} in the configuration ({names})", file=sys.stderr)
             return 2
     worst = 0

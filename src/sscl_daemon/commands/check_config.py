@@ -42,7 +42,7 @@ def summary(settings: Settings) -> str:
         f"credentials (credential:NAME): {_credentials(settings)}",
         f"store: {store}",
     ]
-    for account in settings.account_list():
+    for account in settings.accounts:
         writers = ", ".join(
             f"{w.name} ({w.type}{'' if w.enabled else ', disabled'})" for w in account.writers
         )

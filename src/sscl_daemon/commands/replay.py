@@ -49,7 +49,7 @@ from sscl_daemon.calls.events import EventDecodeError, decode_event
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Policy, PolicyOptions
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
-from sscl_daemon.config import ConfigIssue, add_config_argument
+from sscl_daemon.config import add_config_argument
 
 HELP = "run recorded telephony notifications (JSON lines) through the call core; print call logs"
 
@@ -138,7 +138,7 @@ def build(args: argparse.Namespace, err: IO[str]) -> Tracker:
     built-in defaults (replay is also run on a copy of the events, away from the
     daemon's machine); ``err`` is told which applies.
     """
-    from sscl_daemon.config import ConfigError, Need, load_for_command
+    from sscl_daemon.config import Need, load_for_command
     from sscl_daemon.config.locations import config_path
     from sscl_daemon.configured_policy import policy_options as configured_policy
     from sscl_daemon.daemon.accounts import tracker_options
@@ -150,19 +150,7 @@ def build(args: argparse.Namespace, err: IO[str]) -> Tracker:
         options = TrackerOptions(completion_grace_s=0.0)
         return Tracker(directory, options, Policy(PolicyOptions(), directory))
     settings = load_for_command(args, Need.NONE)
-    accounts = settings.account_list()
-    if args.account is not None or len(accounts) > 1:
-        chosen = [a for a in accounts if a.name == args.account]
-        if not chosen:
-            names = ", ".join(a.name for a in accounts)
-            problem = (
-                f"no account {args.account!r} (the file has {names})"
-                if args.account is not None
-                else f"the file has several accounts ({names}): name one with --account"
-            )
-            raise ConfigError(str(path), [ConfigIssue("accounts", problem)])
-        accounts = (chosen[0],)
-    (account,) = accounts
+    account = settings.account(args.account)
     return Tracker(
         directory, tracker_options(account), Policy(configured_policy(account), directory)
     )

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    known = {w.name for w in settings.writers}
+    known = {w.name for account in settings.accounts for w in account.writers}
     if args.writer is not None and args.writer not in known:
         print(
             f"sscl-daemon retry-dead: no writer named {args.writer!r} in {settings.source} "

@@ -98,7 +98,7 @@ async def collect(settings: Settings) -> Report:
         instances=instances,
         instance_ttl=ttl,
         leases=holders,
-        configured_accounts=[account.name for account in settings.account_list()],
+        configured_accounts=[account.name for account in settings.accounts],
         in_flight=in_flight,
         retention=settings.store,
     )

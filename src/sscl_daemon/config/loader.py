@@ -285,7 +285,6 @@ def parse_config(
     admin = _admin(root.table("admin", resolve=Need.ADMIN in needs))
     store = _store(root.table("store", resolve=Need.STORE in needs))
     accounts: list[AccountSettings] = []
-    single = AccountSettings()
     if root.has("accounts"):
         accounts = _accounts(root.table("accounts"), needs)
         if not accounts:
@@ -298,7 +297,7 @@ def parse_config(
                     f"move it into each account as [accounts.NAME.{section}]",
                 )
     else:
-        single = _account(DEFAULT_ACCOUNT, root, needs)
+        accounts = [_account(DEFAULT_ACCOUNT, root, needs)]
     root.finish()
     if context.issues:
         raise ConfigError(source, context.issues)
@@ -306,11 +305,6 @@ def parse_config(
         daemon=daemon,
         admin=admin,
         store=store,
-        ringcentral=single.ringcentral,
-        calls=single.calls,
-        blocklist=single.blocklist,
-        scope=single.scope,
-        writers=single.writers,
         accounts=tuple(accounts),
         source=Path(source) if source != "<config>" else None,
     )

@@ -338,35 +338,39 @@ class AccountSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """The whole file. The account fields (``ringcentral`` ... ``writers``) describe the
-    single account of a one-organisation file; a file with ``[accounts.NAME]`` tables
-    lists its accounts in ``accounts`` instead. :meth:`account_list` gives both forms."""
+    """The whole file. Both of its shapes (one account's sections at the top level, or
+    ``[accounts.NAME]`` tables) are read into ``accounts``: the first as the one account
+    named :data:`DEFAULT_ACCOUNT`, so nothing downstream knows which shape was written."""
 
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
-    ringcentral: RingCentralSettings = field(default_factory=RingCentralSettings)
-    calls: CallSettings = field(default_factory=CallSettings)
-    blocklist: Blocklist = field(default_factory=lambda: _empty_blocklist())
-    scope: Scope = field(default_factory=lambda: _all_scope())
-    writers: tuple[WriterSettings, ...] = ()
-    accounts: tuple[AccountSettings, ...] = ()
+    accounts: tuple[AccountSettings, ...] = field(default_factory=lambda: (AccountSettings(),))
     source: Path | None = None
     # Problems that do not stop the daemon (a secret readable by every user), for the admin.
     warnings: tuple[str, ...] = ()
 
-    def account_list(self) -> tuple[AccountSettings, ...]:
-        if self.accounts:
-            return self.accounts
-        single = AccountSettings(
-            DEFAULT_ACCOUNT, self.ringcentral, self.calls, self.blocklist, self.scope, self.writers
+    def account(self, name: str | None = None) -> AccountSettings:
+        """The account a one-account command works on: ``name`` (``--account``), or the
+        file's only one; :class:`ConfigError` naming the choices otherwise."""
+        if name is None and len(self.accounts) == 1:
+            return self.accounts[0]
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        names = ", ".join(a.name for a in self.accounts)
+        problem = (
+            f"no account {name!r} (the file has {names})"
+            if name is not None
+            else f"the file has several accounts ({names}): name one with --account"
         )
-        return (single,)
+        source = str(self.source) if self.source else "<config>"
+        raise ConfigError(source, [ConfigIssue("accounts", problem)])
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
         found: list[Secret | None] = [self.admin.token, self.store.password]
-        for account in self.account_list():
+        for account in self.accounts:
             found.extend(account.secrets())
         return [s.reveal() for s in found if s is not None and s.reveal()]
 

@@ -16,7 +16,7 @@ import enum
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from sscl_daemon.config import Secret, Settings
+from sscl_daemon.config import DEFAULT_ACCOUNT, Secret, Settings
 from sscl_daemon.logging import Redactor
 from sscl_daemon.store.errors import dsn_target
 
@@ -53,11 +53,11 @@ def _walk(prefix: str, value: object) -> Iterator[tuple[str, object]]:
                 continue
             key = prefix if f.name in _FLATTENED else f"{prefix}.{f.name}" if prefix else f.name
             yield from _walk(key, getattr(value, f.name))
-    elif isinstance(value, tuple) and not value and prefix == "accounts":
-        return  # a one-account file
     elif isinstance(value, tuple) and value and all(hasattr(v, "name") for v in value):
         for item in value:
-            yield from _walk(f"{prefix}.{item.name}", item)
+            # The default account is a file's top-level sections (it has no [accounts.NAME]).
+            top = prefix == "accounts" and item.name == DEFAULT_ACCOUNT
+            yield from _walk("" if top else f"{prefix}.{item.name}", item)
     elif isinstance(value, tuple):
         yield prefix, ", ".join(_text(v) for v in value) or "(none)"
     else:

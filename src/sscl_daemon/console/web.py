@@ -33,7 +33,7 @@ from aiohttp import web
 from sscl_daemon import __version__, metrics
 from sscl_daemon.calls.model import CallResult
 from sscl_daemon.calls.policy import Policy
-from sscl_daemon.config import AccountSettings, SalesforceOptions, Settings
+from sscl_daemon.config import DEFAULT_ACCOUNT, AccountSettings, SalesforceOptions, Settings
 from sscl_daemon.configured_policy import answer, policy_options
 from sscl_daemon.console import charts
 from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS, Skip
@@ -168,7 +168,7 @@ def record_links(settings: Settings) -> dict[tuple[str, str], RecordLink]:
     address is known from their settings alone: Salesforce (``INSTANCE/ID`` opens any
     record). HubSpot's needs the portal id and Pipedrive has no page per call log."""
     links: dict[tuple[str, str], RecordLink] = {}
-    for account in settings.account_list():
+    for account in settings.accounts:
         for writer in account.writers:
             if isinstance(writer.options, SalesforceOptions):
                 links[(account.name, writer.name)] = _salesforce_link(writer.options.instance_url)
@@ -291,7 +291,7 @@ class WebConsole:
             holders = {lease.account: lease for lease in await store.lease_holders()}
             last = await views.last_events(store)
             today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            names = [a.name for a in settings.account_list()]
+            names = [a.name for a in settings.accounts]
             figures = {w.writer: w for w in await views.writer_days(store, today, names)}
             error = None
         except StoreError as exc:
@@ -305,9 +305,9 @@ class WebConsole:
                 "last_event": last.get(account.name),
                 "writers": [w.name for w in account.writers],
             }
-            for account in settings.account_list()
+            for account in settings.accounts
         ]
-        writer_names = sorted({w.name for a in settings.account_list() for w in a.writers})
+        writer_names = sorted({w.name for a in settings.accounts for w in a.writers})
         writers = [{"name": name, "figures": figures.get(name)} for name in writer_names]
         ws = {
             "reconnects": _counter_total(metrics.WS_RECONNECTS),
@@ -393,7 +393,7 @@ class WebConsole:
             writer=writer or "",
             extension=extension or "",
             results=[r.value for r in CallResult],
-            writers=sorted({w.name for a in settings.account_list() for w in a.writers}),
+            writers=sorted({w.name for a in settings.accounts for w in a.writers}),
             error=error,
         )
 
@@ -414,7 +414,7 @@ class WebConsole:
             dead=dead,
             letters=letters,
             writer=writer or "",
-            writers=sorted({w.name for a in settings.account_list() for w in a.writers}),
+            writers=sorted({w.name for a in settings.accounts for w in a.writers}),
             done=request.query.get("done"),
             error=error,
         )
@@ -487,7 +487,7 @@ class WebConsole:
 
     async def blocklist(self, request: web.Request) -> web.Response:
         settings = self._daemon.settings
-        accounts = settings.account_list()
+        accounts = settings.accounts
         chosen_name = request.query.get("account") or accounts[0].name
         chosen = next((a for a in accounts if a.name == chosen_name), accounts[0])
         number = request.query.get("number", "").strip()
@@ -500,7 +500,8 @@ class WebConsole:
             "blocklist",
             accounts=accounts,
             chosen=chosen,
-            multi=bool(settings.accounts),
+            # Named [accounts.NAME] tables (a file without them holds the default account).
+            multi=any(a.name != DEFAULT_ACCOUNT for a in accounts),
             number=number,
             extension=extension,
             answer=answer,
@@ -513,7 +514,7 @@ class WebConsole:
         now = datetime.now(UTC)
         start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
         try:
-            names = [a.name for a in self._daemon.settings.account_list()]
+            names = [a.name for a in self._daemon.settings.accounts]
             hourly = await views.calls_per_hour(store, start, names)
             latency = await views.end_to_crm_latency(
                 store, now - timedelta(days=1), names, LATENCY_BOUNDS

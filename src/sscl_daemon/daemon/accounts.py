@@ -87,16 +87,12 @@ REFRESH_TOKEN_FILE = "ringcentral-refresh-token"
 # The gateway's default recovery window when none was recorded (research A8).
 DEFAULT_RECOVERY_WINDOW = 180.0
 
-# What the call policy and the tracker read: the whole file for a one-account
-# file (``Settings``) or one ``[accounts.NAME]`` table.
-AccountView = Settings | AccountSettings
 
-
-def tracker_options(settings: AccountView) -> TrackerOptions:
+def tracker_options(account: AccountSettings) -> TrackerOptions:
     return TrackerOptions(
-        completion_grace_s=settings.calls.completion_grace,
-        session_timeout_s=settings.calls.session_timeout,
-        default_region=settings.calls.default_region,
+        completion_grace_s=account.calls.completion_grace,
+        session_timeout_s=account.calls.session_timeout,
+        default_region=account.calls.default_region,
     )
 
 
@@ -723,7 +719,7 @@ async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.wait(tasks, timeout=5.0)
 
 
-def ringcentral_credential(account: AccountView) -> str:
+def ringcentral_credential(account: AccountSettings) -> str:
     """The credentials-table name of the account's RingCentral refresh token.
 
     Bound to the server, app and JWT user it was issued for: another login configuration

@@ -35,7 +35,6 @@ then on (exit codes: :mod:`sscl_daemon.exitcodes`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import secrets
 import socket
@@ -63,7 +62,7 @@ from sscl_daemon.daemon.accounts import (
 )
 from sscl_daemon.daemon.balance import Balancer
 from sscl_daemon.daemon.lease import LeaseLoop, Runner
-from sscl_daemon.daemon.reload import ReloadPlan, plan_reload
+from sscl_daemon.daemon.reload import plan_reload
 from sscl_daemon.daemon.signals import SignalRequests, installed
 from sscl_daemon.daemon.storewatch import OUTAGE_LIMIT, StoreWatch
 from sscl_daemon.daemon.supervise import FatalError, supervise
@@ -102,48 +101,6 @@ def holder_name(settings: Settings) -> str:
     """The lease holder shown by ``sscl-daemon status``: instance name and process id, so two
     instances started from one file on one host can be told apart."""
     return f"{settings.daemon.instance_name}:{os.getpid()}"
-
-
-def account_view(settings: Settings, account: AccountSettings) -> Settings:
-    """One account as a one-account ``Settings``, to reuse the one-account reload plan."""
-    return dataclasses.replace(
-        settings,
-        ringcentral=account.ringcentral,
-        calls=account.calls,
-        blocklist=account.blocklist,
-        scope=account.scope,
-        writers=account.writers,
-        accounts=(),
-    )
-
-
-def plan_accounts_reload(old: Settings, new: Settings) -> ReloadPlan:
-    """:func:`plan_reload` for a file with ``[accounts.NAME]`` tables, account by account.
-
-    Accounts added or removed take effect after a restart, like writers added or removed.
-    """
-    base = plan_reload(old, new)
-    if not old.accounts:
-        return base
-    applied, restart = list(base.applied), list(base.needs_restart)
-    fresh = {a.name: a for a in new.account_list()}
-    accounts: list[AccountSettings] = []
-    for account in old.accounts:
-        update = fresh.pop(account.name, None)
-        if update is None:
-            restart.append(f"accounts.{account.name}")
-            accounts.append(account)
-            continue
-        plan = plan_reload(account_view(old, account), account_view(old, update))
-        applied.extend(f"accounts.{account.name}.{key}" for key in plan.applied)
-        restart.extend(f"accounts.{account.name}.{key}" for key in plan.needs_restart)
-        e = plan.effective
-        accounts.append(
-            AccountSettings(account.name, e.ringcentral, e.calls, e.blocklist, e.scope, e.writers)
-        )
-    restart.extend(f"accounts.{name}" for name in fresh)
-    effective = dataclasses.replace(base.effective, accounts=tuple(accounts))
-    return ReloadPlan(effective, tuple(applied), tuple(restart))
 
 
 class Daemon:
@@ -209,9 +166,7 @@ class Daemon:
             return "standby: waiting for an account's lease"
         if not self.subscribed:
             return "reconnecting"
-        if self.settings.accounts:
-            return f"subscribed; logging calls of {', '.join(held)}"
-        return "subscribed; logging calls"
+        return f"subscribed; logging calls of {', '.join(held)}"
 
     def _state_changed(self) -> None:
         """An account was taken, lost, subscribed or disconnected."""
@@ -274,7 +229,7 @@ class Daemon:
     async def _serve(self, store: Store) -> int:
         self._notifier.status("starting: waiting for account leases")
         daemon = self.settings.daemon
-        accounts = [account.name for account in self.settings.account_list()]
+        accounts = [account.name for account in self.settings.accounts]
         instance = Announcement(self.holder, socket.gethostname(), os.getpid(), tuple(accounts))
         balancer = Balancer(
             store,
@@ -347,7 +302,7 @@ class Daemon:
         return make
 
     def _account_settings(self, name: str) -> AccountSettings:
-        return next(a for a in self.settings.account_list() if a.name == name)
+        return next(a for a in self.settings.accounts if a.name == name)
 
     async def _main_loop(self) -> None:
         while True:
@@ -486,7 +441,7 @@ class Daemon:
                 problems=[str(issue) for issue in exc.issues],
             )
             return False
-        plan = plan_accounts_reload(self.settings, new)
+        plan = plan_reload(self.settings, new)
         self.settings = plan.effective
         configure_logging(plan.effective)
         for name in self.held_accounts:

@@ -1,11 +1,14 @@
 """What a SIGHUP may change: the pure comparison of the running and the new settings.
 
-Live: the blocklist, the scope, the call policy (``[calls]``), the log
-level, and each writer's tuning (concurrency, rate limit, batch size,
-attempts, retry delays, timeout). Everything else (state directory, admin
-endpoint, store, RingCentral credentials, the set of writers and their
-destinations) only takes effect after a restart: the plan keeps the running
-value and names the key so the log can say so.
+Live: the log level and, account by account, the blocklist, the scope, the
+call policy (``[calls]``) and each writer's tuning (concurrency, rate limit,
+batch size, attempts, retry delays, timeout). Everything else (state
+directory, admin endpoint, store, RingCentral credentials, the set of
+accounts, the set of writers and their destinations) only takes effect after
+a restart: the plan keeps the running value and names the key so the log can
+say so. Keys are named as the file writes them: ``accounts.NAME.`` first for
+an ``[accounts.NAME]`` table, bare for the one account of a file without such
+tables (:data:`DEFAULT_ACCOUNT`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from sscl_daemon.config import DaemonSettings, Settings, WriterSettings
+from sscl_daemon.config import (
+    DEFAULT_ACCOUNT,
+    AccountSettings,
+    DaemonSettings,
+    Settings,
+    WriterSettings,
+)
 
 _WRITER_LIVE = (
     "concurrency",
@@ -77,28 +86,53 @@ def _writers(
     return tuple(effective), applied, restart
 
 
-def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
-    """Merge the live parts of ``new`` into ``old``; list what changed and what needs a restart."""
-    applied: list[str] = []
-    restart: list[str] = []
-    applied.extend(_differences("calls", old.calls, new.calls))
+def _account(
+    old: AccountSettings, new: AccountSettings
+) -> tuple[AccountSettings, list[str], list[str]]:
+    """One account's live parts of ``new`` merged into ``old``, and what changed."""
+    applied = _differences("calls", old.calls, new.calls)
     applied.extend(
         name for name in ("blocklist", "scope") if getattr(old, name) != getattr(new, name)
     )
-    daemon, daemon_changes = _daemon(old.daemon, new.daemon)
-    for key in daemon_changes:
-        (applied if key.rsplit(".", 1)[1] in _DAEMON_LIVE else restart).append(key)
-    for section in ("admin", "store", "ringcentral"):
-        restart.extend(_differences(section, getattr(old, section), getattr(new, section)))
+    restart = _differences("ringcentral", old.ringcentral, new.ringcentral)
     writers, writer_applied, writer_restart = _writers(old.writers, new.writers)
     applied.extend(writer_applied)
     restart.extend(writer_restart)
     effective = dataclasses.replace(
-        old,
-        daemon=daemon,
-        calls=new.calls,
-        blocklist=new.blocklist,
-        scope=new.scope,
-        writers=writers,
+        old, calls=new.calls, blocklist=new.blocklist, scope=new.scope, writers=writers
     )
-    return ReloadPlan(effective, tuple(applied), tuple(restart))
+    return effective, applied, restart
+
+
+def _prefix(name: str) -> str:
+    return "" if name == DEFAULT_ACCOUNT else f"accounts.{name}."
+
+
+def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
+    """Merge the live parts of ``new`` into ``old``; list what changed and what needs a restart.
+
+    Accounts added or removed take effect after a restart, like writers added or removed.
+    """
+    applied: list[str] = []
+    restart: list[str] = []
+    daemon, daemon_changes = _daemon(old.daemon, new.daemon)
+    for key in daemon_changes:
+        (applied if key.rsplit(".", 1)[1] in _DAEMON_LIVE else restart).append(key)
+    for section in ("admin", "store"):
+        restart.extend(_differences(section, getattr(old, section), getattr(new, section)))
+    fresh = {a.name: a for a in new.accounts}
+    accounts: list[AccountSettings] = []
+    for account in old.accounts:
+        update = fresh.pop(account.name, None)
+        if update is None:
+            restart.append(f"accounts.{account.name} (removed)")
+            accounts.append(account)
+            continue
+        effective, account_applied, account_restart = _account(account, update)
+        prefix = _prefix(account.name)
+        applied.extend(prefix + key for key in account_applied)
+        restart.extend(prefix + key for key in account_restart)
+        accounts.append(effective)
+    restart.extend(f"accounts.{name} (added)" for name in fresh)
+    effective_settings = dataclasses.replace(old, daemon=daemon, accounts=tuple(accounts))
+    return ReloadPlan(effective_settings, tuple(applied), tuple(restart))
