@@ -100,6 +100,14 @@ class SeveralContactsPolicy(enum.StrEnum):
     SKIP = "skip"
 
 
+class DealsPolicy(enum.StrEnum):
+    """Which deal / opportunity a CRM writer attaches a call log to (crm/deals.py)."""
+
+    NONE = "none"
+    IF_EXACTLY_ONE_OPEN = "if-exactly-one-open"
+    MOST_RECENT_OPEN = "most-recent-open"
+
+
 class RecordingsMode(enum.StrEnum):
     """What a CRM writer does with a call's recording and voicemail audio."""
 
@@ -230,6 +238,8 @@ class ContactSettings:
     # Subject and note from templates with {variables} (crm/templates.py); None: the default.
     subject_template: str | None = None
     note_template: str | None = None
+    # The contact's open deal the log is attached to, if any.
+    deals: DealsPolicy = DealsPolicy.NONE
 
 
 @dataclass(frozen=True)

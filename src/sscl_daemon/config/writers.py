@@ -25,6 +25,7 @@ from sscl_daemon.config.schema import (
 )
 from sscl_daemon.config.table import Table
 from sscl_daemon.signing import secret_problem
+from sscl_daemon.templating import problem as template_problem
 from sscl_daemon.zones import zone_problem
 
 # The original writers' types stay WriterType members (code compares them with ``is``).
@@ -53,15 +54,14 @@ def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
         media_max_mb=t.integer("media_max_mb", d.media_max_mb, minimum=1),
         subject_template=_template(t, "subject_template"),
         note_template=_template(t, "note_template"),
+        deals=t.choice("deals", d.deals),
     )
 
 
 def _template(t: Table, name: str) -> str | None:
-    """A subject or note template, checked (crm/templates.py); None when not set."""
-    from sscl_daemon.crm import templates
-
+    """A subject or note template, checked (sscl_daemon/templating.py); None when not set."""
     text = t.string(name, "") or None
-    trouble = templates.problem(text) if text else None
+    trouble = template_problem(text) if text else None
     if trouble is not None:
         t.problem(name, trouble)
         return None

@@ -11,7 +11,9 @@ Requests (all under ``base_url``, JSON, ``Authorization: Bearer``):
   ``POST /crm/v3/objects/calls/search`` by key;
 * ``POST /crm/v3/objects/calls/search`` once per write/batch for logs made by users' own
   clients (not with ``detect_client_logs = false``); ``POST /crm/v3/objects/contacts/search`` per uncached number;
-  ``GET /crm/v3/owners`` once per cache TTL.
+  ``GET /crm/v3/owners`` once per cache TTL; with a ``deals`` policy, per uncached contact
+  ``GET /crm/v4/objects/contacts/{id}/associations/deals`` and a ``deals/batch/read`` of their
+  ``hs_is_closed`` / ``hs_lastmodifieddate``: the chosen open deal is associated (type 206).
 
 Exactly once. One-time setup in the portal: a call property ``sscl_call_key`` (the writer's
 ``key_property``, single-line text) created in the property settings or with ``POST
@@ -61,8 +63,8 @@ import structlog
 from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import HubSpotOptions, WriterSettings
-from sscl_daemon.crm import batch, content, enrich
+from sscl_daemon.config import DealsPolicy, HubSpotOptions, WriterSettings
+from sscl_daemon.crm import batch, content, deals, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
@@ -73,6 +75,7 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Auth, BearerToken, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
@@ -86,6 +89,7 @@ CRM: Final = "HubSpot"
 KEY_PROPERTY: Final = "sscl_call_key"
 DEFAULT_STYLE: Final = Style()
 CALL_TO_CONTACT: Final = 194  # HUBSPOT_DEFINED association type id, call -> contact
+CALL_TO_DEAL: Final = 206  # call -> deal
 BATCH_MAX: Final = 100
 SEARCH_PAGE: Final = 200
 SEARCH_PAGES: Final = 5
@@ -367,6 +371,10 @@ class HubSpotWriter(ChunkedWriterBase):
         self._base = opts.base_url.rstrip("/")
         self.key_property = opts.key_property
         self._style = Style.of(settings.contacts)
+        # Contact id -> its deals, kept as long as contact lookups.
+        self._deals: TTLCache[str, tuple[Deal, ...]] = TTLCache(
+            maxsize=max(settings.contacts.cache_size, 1), ttl=settings.contacts.cache_ttl
+        )
         self.recordings = settings.contacts.recordings
         # None until the property's definition was read (the first write asks).
         self.key_mode: KeyMode | None = None
@@ -449,6 +457,9 @@ class HubSpotWriter(ChunkedWriterBase):
                 if rid:
                     p.result = AlreadyExisted(rid)
         ready = await batch.prepare(chunk, self.resolver, self._payload)
+        if self._settings.contacts.deals is not DealsPolicy.NONE:
+            await self._attach_deals(ready)
+            ready = batch.still_open(ready)
         await batch.send(ready, self._create_one, self._create_many)
 
     async def _create_one(self, p: Pending) -> None:
@@ -513,6 +524,70 @@ class HubSpotWriter(ChunkedWriterBase):
             if not isinstance(found, dict):
                 return found
         return PermanentFailure(f"{CRM} rejected the call log (HTTP {answer.status}): {message}")
+
+    async def _attach_deals(self, ready: list[Pending]) -> None:
+        """Associate each call with its contact's open deal the ``deals`` policy picks (a
+        call with exactly one contact; the deals are cached per contact)."""
+        for p in ready:
+            associated = p.payload.get("associations")
+            contacts = associated if isinstance(associated, list) else []
+            if len(contacts) != 1:
+                continue
+            contact = str(contacts[0]["to"]["id"])
+            deal = await self._deal(contact)
+            if deal is None:
+                continue
+            if not isinstance(deal, Deal):
+                p.result = deal
+                continue
+            contacts.append(
+                {
+                    "to": {"id": deal.id},
+                    "types": [
+                        {
+                            "associationCategory": "HUBSPOT_DEFINED",
+                            "associationTypeId": CALL_TO_DEAL,
+                        }
+                    ],
+                }
+            )
+
+    async def _deal(self, contact: str) -> Deal | LookupFailure | None:
+        cached = self._deals.get(contact)
+        if cached is None:
+            linked = await self.http.request(
+                "GET",
+                f"{self._base}/crm/v4/objects/contacts/{quote(contact, safe='')}"
+                "/associations/deals",
+                params={"limit": "100"},
+            )
+            if not isinstance(linked, Response):
+                return linked
+            ids = [str(r.get("toObjectId")) for r in _results(linked) if r.get("toObjectId")]
+            cached = ()
+            if ids:
+                read = await self.http.request(
+                    "POST",
+                    f"{self._base}/crm/v3/objects/deals/batch/read",
+                    json_body={
+                        "inputs": [{"id": i} for i in ids],
+                        "properties": ["hs_is_closed", "hs_lastmodifieddate"],
+                        "propertiesWithHistory": [],
+                    },
+                )
+                if not isinstance(read, Response):
+                    return read
+                cached = tuple(
+                    Deal(
+                        str(r["id"]),
+                        _props(r).get("hs_is_closed") != "true",
+                        parse_time(_props(r).get("hs_lastmodifieddate") or r.get("updatedAt")),
+                    )
+                    for r in _results(read)
+                    if r.get("id")
+                )
+            self._deals[contact] = cached
+        return deals.choose(cached, self._settings.contacts.deals)
 
     # -- updates after the create (crm/enrich.py) --------------------------------------------
 

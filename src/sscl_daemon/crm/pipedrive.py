@@ -23,6 +23,8 @@ host ``api_domain`` that requests then go to):
   "most-recently-updated"`` or ``"oldest"`` one ``GET /api/v2/persons?ids=…`` reads their
   ``add_time`` / ``update_time``.
 * ``POST /api/v2/persons`` when ``no_contact = create``.
+* ``GET /api/v2/deals?person_id=…&status=open`` with a ``deals`` policy (cached per person
+  like contact lookups): the chosen open deal becomes the call log's ``deal_id``.
 * ``GET /api/v1/users`` once per cache TTL, for owners by e-mail.
 
 Exactly once. Pipedrive call logs have no external id, no upsert and no search, so our key
@@ -58,14 +60,16 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 import aiohttp
+from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import (
+    DealsPolicy,
     PipedriveOptions,
     SeveralContactsPolicy,
     WriterSettings,
 )
-from sscl_daemon.crm import batch, content, enrich
+from sscl_daemon.crm import batch, content, deals, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
@@ -75,6 +79,7 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
@@ -147,6 +152,10 @@ class PipedriveWriter(CrmWriterBase):
             raise TypeError(f"writer {settings.name!r}: pipedrive needs PipedriveOptions")
         self._base = options.base_url.rstrip("/")
         self._style = Style.of(settings.contacts)
+        # Person id -> their open deals, kept as long as contact lookups.
+        self._deals: TTLCache[str, tuple[Deal, ...]] = TTLCache(
+            maxsize=max(settings.contacts.cache_size, 1), ttl=settings.contacts.cache_ttl
+        )
         self.recordings = settings.contacts.recordings
         self._oauth: OAuthClient | None = None
         auth: Auth
@@ -257,6 +266,24 @@ class PipedriveWriter(CrmWriterBase):
         }
         return tuple(full.get(p.id, p) for p in persons)
 
+    async def _deal(self, person: Contact) -> Deal | LookupFailure | None:
+        """The person's open deal the ``deals`` policy picks (cached like contacts)."""
+        cached = self._deals.get(person.id)
+        if cached is None:
+            answer = await self._get(
+                "/api/v2/deals", {"person_id": person.id, "status": "open", "limit": "100"}
+            )
+            if not isinstance(answer, Response):
+                return answer
+            data = _data(answer)
+            cached = tuple(
+                Deal(str(d["id"]), True, parse_time(d.get("update_time")))
+                for d in (data if isinstance(data, list) else [])
+                if isinstance(d, dict) and int_id(d.get("id")) is not None
+            )
+            self._deals[person.id] = cached
+        return deals.choose(cached, self._settings.contacts.deals)
+
     async def _create_person(
         self, call: CompletedCall, number: str, owner: str | None
     ) -> Contact | LookupFailure:
@@ -342,6 +369,12 @@ class PipedriveWriter(CrmWriterBase):
             if client is not None:
                 return client
         body = call_log_body(call, person, int_id(resolved.owner_id), self._style)
+        if person is not None and self._settings.contacts.deals is not DealsPolicy.NONE:
+            deal = await self._deal(person)
+            if not isinstance(deal, Deal | None):
+                return deal
+            if deal is not None:
+                body["deal_id"] = int(deal.id)
         answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer

@@ -12,7 +12,10 @@ Salesforce sends no ``expires_in``, so a 401 ``INVALID_SESSION_ID`` triggers one
   an earlier attempt may have stored (``uncertain`` or a retry): the unique key field
   refuses any other repeat;
 * ``GET /search?q=FIND {...} IN PHONE FIELDS RETURNING Contact(...)`` per uncached number;
-  ``GET /query?q=SELECT Id, Email FROM User WHERE IsActive = true`` once per cache TTL.
+  ``GET /query?q=SELECT Id, Email FROM User WHERE IsActive = true`` once per cache TTL;
+* with a ``deals`` policy, per uncached contact, its ``OpportunityContactRole`` rows and then
+  its opportunities (``IsClosed``, ``LastModifiedDate``): the chosen open one is the Task's
+  ``WhatId``.
 
 Limits: every answer's ``Sforce-Limit-Info: api-usage=<used>/<max>`` feeds the limiter. A 403
 ``REQUEST_LIMIT_EXCEEDED`` is read by :func:`request_limit` (the ``classify_first`` hook of
@@ -57,10 +60,11 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 import aiohttp
+from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import SalesforceOptions, WriterSettings
-from sscl_daemon.crm import batch, content, enrich
+from sscl_daemon.config import DealsPolicy, SalesforceOptions, WriterSettings
+from sscl_daemon.crm import batch, content, deals, enrich
 from sscl_daemon.crm.base import (
     AlreadyExisted,
     Created,
@@ -71,6 +75,7 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, parse_time
+from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.limiter import pause_from_headers
@@ -295,6 +300,10 @@ class SalesforceWriter(ChunkedWriterBase):
         self._opts = opts
         self.key_field = opts.external_id_field
         self._style = Style.of(settings.contacts)
+        # Contact id -> its opportunities, kept as long as contact lookups.
+        self._opportunities: TTLCache[str, tuple[Deal, ...]] = TTLCache(
+            maxsize=max(settings.contacts.cache_size, 1), ttl=settings.contacts.cache_ttl
+        )
         self.recordings = settings.contacts.recordings
         self.oauth = OAuthClient(
             session,
@@ -352,7 +361,49 @@ class SalesforceWriter(ChunkedWriterBase):
                 call, self.key_field, resolved.primary, resolved.owner_id, self._style
             ),
         )
+        if self._settings.contacts.deals is not DealsPolicy.NONE:
+            for p in ready:
+                contact = p.payload.get("WhoId")
+                deal = await self._opportunity(str(contact)) if contact else None
+                if isinstance(deal, Deal):
+                    p.payload["WhatId"] = deal.id
+                elif deal is not None:
+                    p.result = deal
+            ready = batch.still_open(ready)
         await batch.send(ready, self._create_one, self._create_many)
+
+    async def _opportunity(self, contact: str) -> Deal | LookupFailure | None:
+        """The contact's open opportunity the ``deals`` policy picks (its roles, then the
+        opportunities; cached per contact like contact lookups)."""
+        cached = self._opportunities.get(contact)
+        if cached is None:
+            roles = await self._query(
+                "SELECT OpportunityId FROM OpportunityContactRole WHERE ContactId = "
+                + soql_quote(contact)
+            )
+            if not isinstance(roles, list):
+                return roles
+            ids = sorted({str(r["OpportunityId"]) for r in roles if r.get("OpportunityId")})
+            cached = ()
+            if ids:
+                found = await self._query(
+                    "SELECT Id, IsClosed, LastModifiedDate FROM Opportunity WHERE Id IN ("
+                    + ", ".join(soql_quote(i) for i in ids)
+                    + ")"
+                )
+                if not isinstance(found, list):
+                    return found
+                cached = tuple(
+                    Deal(
+                        str(o["Id"]),
+                        o.get("IsClosed") is not True,
+                        parse_time(o.get("LastModifiedDate")),
+                    )
+                    for o in found
+                    if o.get("Id")
+                )
+            self._opportunities[contact] = cached
+        return deals.choose(cached, self._settings.contacts.deals)
 
     async def _create_one(self, p: Pending) -> None:
         answer = await self._send(

@@ -12,55 +12,15 @@ renders its logs (zone, recordings, templates), from its settings. Pure: no I/O,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from string import Formatter
 from zoneinfo import ZoneInfo
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import ContactSettings, RecordingsMode
 from sscl_daemon.crm import content
 
-# name -> what it holds (docs/crm-setup.md lists them from here).
-VARIABLES: dict[str, str] = {
-    "direction": "inbound, outbound or internal",
-    "direction_title": "Inbound, Outbound or Internal",
-    "result": "what happened, in words (answered, missed, voicemail left ...)",
-    "contact": "the contact's name and number, or the number alone",
-    "contact_name": "the CRM contact's (or caller ID) name; empty when unknown",
-    "number": "the other party's number (E.164), or the other extension",
-    "our_number": "the RingCentral number the call was made to or from",
-    "user": "the RingCentral user's name",
-    "extension": "the RingCentral user's extension number",
-    "date": "the start date (YYYY-MM-DD) in the writer's time zone",
-    "time": "the start time (HH:MM:SS) in the writer's time zone",
-    "start": "the start date and time with the zone",
-    "talk": "talk time, HH:MM:SS",
-    "ring": "ring time, HH:MM:SS",
-    "hold": "hold time, HH:MM:SS",
-    "total": "the whole call, HH:MM:SS",
-    "queue": "the call queue's name; empty when none",
-    "transferred_to": "who the user transferred the call to; empty when nobody",
-    "session_id": "the RingCentral telephony session id",
-}
-
-
-def problem(template: str) -> str | None:
-    """Why ``template`` cannot be used, naming the offending field; None when it is fine."""
-    try:
-        parts = list(Formatter().parse(template))
-    except ValueError as exc:
-        return f"is not a valid template ({exc}); write a literal brace as {{{{ or }}}}"
-    for _, field, spec, conversion in parts:
-        if field is None:
-            continue
-        if field == "" or field.isdigit():
-            return "has an empty or numbered field {}; name a variable, e.g. {contact}"
-        if conversion or spec:
-            return f"field {{{field}}} has a conversion or format spec; use the bare name"
-        if field not in VARIABLES:
-            return f"unknown variable {{{field}}}; use one of " + ", ".join(
-                f"{{{v}}}" for v in VARIABLES
-            )
-    return None
+# The template language (variables, the check) is shared with the configuration.
+from sscl_daemon.templating import VARIABLES as VARIABLES
+from sscl_daemon.templating import problem as problem
 
 
 def values(call: CompletedCall, contact_name: str | None, tz: ZoneInfo | None) -> dict[str, str]:

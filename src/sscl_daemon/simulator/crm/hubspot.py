@@ -27,6 +27,8 @@ documents them:
   (``hs_attachment_ids`` are ``;``-separated file ids that must exist), ``POST
   /crm/v3/objects/notes`` and ``PUT /crm/v4/objects/notes/{id}/associations/default/calls/
   {callId}``; tests read ``files``, ``notes`` and a call's ``properties``;
+* deals: a contact's deals (``GET /crm/v4/objects/contacts/{id}/associations/deals``),
+  ``POST /crm/v3/objects/deals/batch/read``; a call may be associated with a deal (type 206);
 * rate limit: ``burst`` requests per 10 s rolling window, announced in
   ``X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds`` (not on search, like HubSpot),
   answered past the budget with 429 and the ``RATE_LIMIT`` body.
@@ -127,6 +129,7 @@ DISPOSITIONS = frozenset(
     }
 )
 CALL_TO_CONTACT = 194
+CALL_TO_DEAL = 206
 BATCH_MAX = 100
 TOKEN_ERRORS = {
     GrantRefusal.GRANT_TYPE: {"status": "BAD_GRANT_TYPE", "message": "unsupported grant_type"},
@@ -228,6 +231,7 @@ class HubSpotState(StandInState):
     calls: dict[str, HsObject] = field(default_factory=dict)
     contacts: dict[str, HsObject] = field(default_factory=dict)
     notes: dict[str, HsObject] = field(default_factory=dict)
+    deals: dict[str, HsObject] = field(default_factory=dict)
     files: dict[str, HsFile] = field(default_factory=dict)
     owners: list[dict[str, object]] = field(default_factory=list)
     access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
@@ -248,6 +252,17 @@ class HubSpotState(StandInState):
             created_at=self.now_iso(),
         )
         self.contacts[obj.id] = obj
+        return obj.id
+
+    def add_deal(self, contact_id: str, name: str, closed: bool = False, modified: str = "") -> str:
+        """A deal associated with the contact (``hs_is_closed``, ``hs_lastmodifieddate``)."""
+        props = {
+            "dealname": name,
+            "hs_is_closed": "true" if closed else "false",
+            "hs_lastmodifieddate": modified or self.now_iso(),
+        }
+        obj = HsObject(self.next_id(), props, [contact_id], created_at=self.now_iso())
+        self.deals[obj.id] = obj
         return obj.id
 
     def add_owner(self, email: str, first: str = "", last: str = "") -> str:
@@ -377,16 +392,19 @@ def _check_associations(state: HubSpotState, body: Mapping[str, object]) -> list
                 or not isinstance(spec.get("associationTypeId"), int)
             ):
                 raise ApiError(400, f"Invalid association type {spec!r}", "VALIDATION_ERROR")
-            if spec["associationTypeId"] != CALL_TO_CONTACT:
+            if spec["associationTypeId"] not in (CALL_TO_CONTACT, CALL_TO_DEAL):
                 raise ApiError(
                     400,
-                    f"association type {spec['associationTypeId']} is not valid from calls to contacts",
+                    f"association type {spec['associationTypeId']} is not valid from calls",
                     "VALIDATION_ERROR",
                 )
         target = str(to.get("id", ""))
-        if target not in state.contacts:
+        kinds = {spec["associationTypeId"] for spec in types}
+        known = state.deals if kinds == {CALL_TO_DEAL} else state.contacts
+        if target not in known:
+            what = "deal" if known is state.deals else "contact"
             raise ApiError(
-                400, f"No contact with id {target} exists to associate with", "VALIDATION_ERROR"
+                400, f"No {what} with id {target} exists to associate with", "VALIDATION_ERROR"
             )
         ids.append(target)
     return ids
@@ -706,6 +724,38 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
             {"status": "COMPLETE", "results": [{"from": {"id": note.id}, "to": {"id": call}}]}
         )
 
+    async def contact_deals(request: web.Request) -> web.Response:
+        """``GET /crm/v4/objects/contacts/{id}/associations/deals``."""
+        contact = request.match_info["contact_id"]
+        if contact not in state.contacts:
+            raise ApiError(404, "Object not found", "OBJECT_NOT_FOUND")
+        found = [d for d in state.deals.values() if contact in d.associations]
+        return json_response(
+            {
+                "results": [
+                    {
+                        "toObjectId": int(d.id),
+                        "associationTypes": [
+                            {"category": "HUBSPOT_DEFINED", "typeId": 4, "label": None}
+                        ],
+                    }
+                    for d in found
+                ]
+            }
+        )
+
+    async def deals_batch_read(request: web.Request) -> web.Response:
+        body = await request.json()
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or not isinstance(body.get("properties"), list):
+            raise ApiError(400, "Invalid input JSON: inputs and properties", "VALIDATION_ERROR")
+        wanted = [str(i.get("id")) for i in inputs if isinstance(i, dict)]
+        found = [state.deals[w].public(body["properties"]) for w in wanted if w in state.deals]
+        now = state.now_iso()
+        return json_response(
+            {"status": "COMPLETE", "results": found, "startedAt": now, "completedAt": now}
+        )
+
     async def call_property(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if not (name == state.key_name and state.key_property):
@@ -762,6 +812,8 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
     app.router.add_get("/crm/v3/objects/calls/{call_id}", read_call)
     app.router.add_patch("/crm/v3/objects/calls/{call_id}", update_call)
     app.router.add_post("/files/v3/files", upload_file)
+    app.router.add_get("/crm/v4/objects/contacts/{contact_id}/associations/deals", contact_deals)
+    app.router.add_post("/crm/v3/objects/deals/batch/read", deals_batch_read)
     app.router.add_post("/crm/v3/objects/notes", create_note)
     app.router.add_put(
         "/crm/v4/objects/notes/{note_id}/associations/default/calls/{call_id}", associate_note

@@ -22,6 +22,7 @@ What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` 
 * ``POST /v1/callLogs/{id}/recordings``: multipart ``file`` (audio), one per call log
   (``has_recording`` turns true; tests read ``recordings``); ``POST``/``GET /v1/notes``:
   HTML ``content`` on a person, organization, deal or lead (tests read ``notes``);
+  ``GET /api/v2/deals`` by ``person_id`` and ``status``; a call log's ``deal_id`` must exist;
 * every answer carries ``x-ratelimit-limit``, ``x-ratelimit-remaining``,
   ``x-ratelimit-reset`` for a 2 s window; past it, 429 (``Retry-After`` only when
   ``retry_after_on_429`` is set: Pipedrive's current page no longer promises it).
@@ -96,6 +97,7 @@ class PipedriveState(StandInState):
     # Call log id -> (file name, bytes) of its recording (one per call log).
     recordings: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     notes: dict[int, dict[str, object]] = field(default_factory=dict)
+    deals: dict[int, dict[str, object]] = field(default_factory=dict)
     rate_limit: int = 80
     retry_after_on_429: bool = False
     window: WindowLimit | None = None
@@ -127,6 +129,19 @@ class PipedriveState(StandInState):
             "update_time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         return pid
+
+    def add_deal(self, title: str, person_id: int, status: str = "open") -> int:
+        """A deal of the person (``status``: open, won, lost), updated now."""
+        did = self.next_id()
+        self.deals[did] = {
+            "id": did,
+            "title": title,
+            "person_id": person_id,
+            "status": status,
+            "add_time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "update_time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        return did
 
     def add_activity(
         self, person_id: int, note: str, subject: str = "Call", **fields: object
@@ -222,6 +237,8 @@ def _validate_call_log(state: PipedriveState, body: object) -> str | None:
         return f"User {body['user_id']} not found"
     if body.get("person_id") is not None and body["person_id"] not in state.persons:
         return f"Person {body['person_id']} not found"
+    if body.get("deal_id") is not None and body["deal_id"] not in state.deals:
+        return f"Deal {body['deal_id']} not found"
     return None
 
 
@@ -270,6 +287,7 @@ def create_app(state: PipedriveState | None = None) -> web.Application:
     app.router.add_post("/api/v2/persons", add_person)
     app.router.add_get("/api/v2/persons", list_persons)
     app.router.add_get("/api/v2/activities", list_activities)
+    app.router.add_get("/api/v2/deals", list_deals)
     app.router.add_post("/oauth/token", token)
     return app
 
@@ -513,6 +531,22 @@ async def list_persons(request: web.Request) -> web.Response:
         return _error(400, "ids must be at most 100 comma-separated person ids")
     wanted = [int(i) for i in raw] if raw else list(state.persons)
     data = [state.persons[i] for i in wanted if i in state.persons]
+    return json_response({"success": True, "data": data, "additional_data": {"next_cursor": None}})
+
+
+async def list_deals(request: web.Request) -> web.Response:
+    """``GET /api/v2/deals`` filtered by ``person_id`` and ``status`` (open, won, lost)."""
+    state = _state(request)
+    person = request.query.get("person_id")
+    status = request.query.get("status")
+    if status is not None and status not in ("open", "won", "lost", "deleted"):
+        return _error(400, "status must be one of open, won, lost, deleted")
+    data = [
+        d
+        for d in state.deals.values()
+        if (person is None or str(d["person_id"]) == person)
+        and (status is None or d["status"] == status)
+    ]
     return json_response({"success": True, "data": data, "additional_data": {"next_cursor": None}})
 
 

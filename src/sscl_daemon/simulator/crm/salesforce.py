@@ -23,6 +23,8 @@ What it serves and checks, the way Salesforce documents it:
   picks what a read returns), a ``ContentVersion`` uploaded as multipart (``entity_content``
   JSON + ``VersionData`` bytes; ``FirstPublishLocationId`` links it to the Task; tests read
   ``versions`` and ``version_data``), ``ContentNote`` and ``ContentDocumentLink`` (to a Task);
+* opportunities: ``Opportunity`` and ``OpportunityContactRole`` rows to query; a Task's
+  ``WhatId`` must name an opportunity;
 * limits: every answer carries ``Sforce-Limit-Info: api-usage=<used>/<daily_limit>``; past
   the allowance the API answers 403 ``REQUEST_LIMIT_EXCEEDED``.
 """
@@ -98,7 +100,7 @@ def task_schema(external_id_field: str) -> dict[str, FieldSpec]:
         "CallDisposition": ("string", 255, True),
         "CallObject": ("string", 255, True),
         "WhoId": ("reference", "Contact", True),
-        "WhatId": ("reference", None, True),
+        "WhatId": ("reference", "Opportunity", True),
         "OwnerId": ("reference", "User", True),
         "CreatedDate": ("datetime", None, True),
         external_id_field: ("string", 255, True),
@@ -150,6 +152,20 @@ CONTENT_LINK_SCHEMA: dict[str, FieldSpec] = {
     "ShareType": ("picklist", {"V", "C", "I"}, True),
     "CreatedDate": ("datetime", None, True),
 }
+OPPORTUNITY_SCHEMA: dict[str, FieldSpec] = {
+    "Id": ("id", None, True),
+    "Name": ("string", 120, True),
+    "StageName": ("string", 255, True),
+    "IsClosed": ("boolean", None, True),
+    "LastModifiedDate": ("datetime", None, True),
+    "CreatedDate": ("datetime", None, True),
+}
+CONTACT_ROLE_SCHEMA: dict[str, FieldSpec] = {
+    "Id": ("id", None, True),
+    "OpportunityId": ("reference", "Opportunity", True),
+    "ContactId": ("reference", "Contact", True),
+    "CreatedDate": ("datetime", None, True),
+}
 READ_ONLY = frozenset({"Id", "CreatedDate", "LastModifiedDate", "Name", "ContentSize", "FileType"})
 PREFIXES = {
     "Task": "00T",
@@ -158,6 +174,8 @@ PREFIXES = {
     "ContentVersion": "068",
     "ContentNote": "069",
     "ContentDocumentLink": "06A",
+    "Opportunity": "006",
+    "OpportunityContactRole": "00K",
 }
 # Salesforce takes files up to 2 GB through the REST multipart upload; the stand-in less.
 UPLOAD_MAX = 100 * 1024 * 1024
@@ -203,6 +221,8 @@ class SalesforceState(StandInState):
     version_data: dict[str, bytes] = field(default_factory=dict)
     notes: dict[str, dict[str, object]] = field(default_factory=dict)
     links: dict[str, dict[str, object]] = field(default_factory=dict)
+    opportunities: dict[str, dict[str, object]] = field(default_factory=dict)
+    contact_roles: dict[str, dict[str, object]] = field(default_factory=dict)
     sessions: dict[str, float] = field(default_factory=dict)  # token -> expiry
     token_requests: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -235,6 +255,26 @@ class SalesforceState(StandInState):
         }
         return cid
 
+    def add_opportunity(self, contact_id: str, name: str, closed: bool = False) -> str:
+        """An opportunity the contact has a role in, modified now."""
+        oid = self.new_id("Opportunity")
+        self.opportunities[oid] = {
+            "Id": oid,
+            "Name": name,
+            "StageName": "Closed Won" if closed else "Prospecting",
+            "IsClosed": closed,
+            "LastModifiedDate": self.now(),
+            "CreatedDate": self.now(),
+        }
+        rid = self.new_id("OpportunityContactRole")
+        self.contact_roles[rid] = {
+            "Id": rid,
+            "OpportunityId": oid,
+            "ContactId": contact_id,
+            "CreatedDate": self.now(),
+        }
+        return oid
+
     def add_task(self, **fields: object) -> str:
         """A Task somebody else made (a user's own client), stored as given."""
         tid = self.new_id("Task")
@@ -257,6 +297,10 @@ class SalesforceState(StandInState):
             return self.notes, CONTENT_NOTE_SCHEMA
         if sobject.lower() == "contentdocumentlink":
             return self.links, CONTENT_LINK_SCHEMA
+        if sobject.lower() == "opportunity":
+            return self.opportunities, OPPORTUNITY_SCHEMA
+        if sobject.lower() == "opportunitycontactrole":
+            return self.contact_roles, CONTACT_ROLE_SCHEMA
         raise SfError(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
 
 
