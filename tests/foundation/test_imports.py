@@ -16,6 +16,7 @@ exists fails the test so the list only shrinks. It is empty.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def _known(source: str, target: str) -> bool:
     return (package_of(source), package_of(target)) in KNOWN
 
 
+@functools.cache
 def module_graph(*, with_known: bool = False) -> dict[str, set[str]]:
     """Module -> the package's modules it imports (without the :data:`KNOWN` edges)."""
     found = modules()
