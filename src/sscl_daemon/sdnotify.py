@@ -2,8 +2,9 @@
 
 The daemon tells systemd when it is ready (subscribed), when it reloads and
 stops, what it is doing (``STATUS=``), and that its event loop is alive
-(``WATCHDOG=1`` at half of ``$WATCHDOG_USEC``, sent from a task on the loop so
-a blocked loop stops the pings and systemd restarts the service). The
+(``WATCHDOG=1`` at half of ``$WATCHDOG_USEC``, sent by a task of the daemon on
+its event loop, so a blocked loop stops the pings and systemd restarts the
+service). The
 protocol is one datagram of ``KEY=VALUE`` lines to the unix socket named by
 ``$NOTIFY_SOCKET``; a leading ``@`` names an abstract-namespace socket. The
 PyPI packages for this are unmaintained or lack RELOADING/STOPPING, so it is
@@ -12,7 +13,6 @@ written here. Outside systemd every call is a no-op.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -81,15 +81,6 @@ class Notifier:
 
     def watchdog(self) -> None:
         self.send(WATCHDOG="1")
-
-    async def run_watchdog(self) -> None:
-        """Ping the watchdog from the event loop until cancelled (returns at once if off)."""
-        interval = self.watchdog_interval
-        if interval is None:
-            return
-        while True:
-            self.watchdog()
-            await asyncio.sleep(interval)
 
     def close(self) -> None:
         if self._socket is not None:

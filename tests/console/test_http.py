@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from tests.daemon.helpers import make_call
@@ -17,7 +18,7 @@ from sscl_daemon.calls.policy import Decision, SkipReason
 from sscl_daemon.config import Settings, parse_config
 from sscl_daemon.console.memory import RECENT_SKIPS
 from sscl_daemon.console.web import WebConsole, record_links
-from sscl_daemon.store import Store, views
+from sscl_daemon.store import CommitFailure, Store, views
 
 TOKEN = "console-http-token-0123456789abcdef"
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -33,9 +34,13 @@ class FakeDaemon:
     holder: str = "test-host:1"
     held_accounts: list[str] = field(default_factory=lambda: ["default"])
     followed: set[str] = field(default_factory=set)
+    failing: dict[str, CommitFailure] = field(default_factory=dict)
 
     def in_flight(self, telephony_session_id: str) -> bool:
         return telephony_session_id in self.followed
+
+    def commit_failures(self) -> Mapping[str, CommitFailure]:
+        return self.failing
 
 
 async def _ready() -> Mapping[str, bool]:
@@ -55,7 +60,10 @@ SECRETS = (
 
 @asynccontextmanager
 async def serve(
-    store: Store, token: str | None, followed: set[str] | None = None
+    store: Store,
+    token: str | None,
+    followed: set[str] | None = None,
+    failing: dict[str, CommitFailure] | None = None,
 ) -> AsyncIterator[str]:
     config: dict[str, dict[str, object]] = {
         "ringcentral": {"client_id": "id", "client_secret": SECRETS[1], "jwt": SECRETS[2]},
@@ -70,7 +78,8 @@ async def serve(
         "admin": {"port": 0, **({"token": token} if token else {})},
     }
     settings = parse_config(config)
-    console = WebConsole(FakeDaemon(settings, store, followed=followed or set()), _ready)
+    daemon = FakeDaemon(settings, store, followed=followed or set(), failing=failing or {})
+    console = WebConsole(daemon, _ready)
     server = AdminServer(settings.admin, _ready, console)
     port = await server.start()
     try:
@@ -244,3 +253,18 @@ async def test_a_session_still_followed_is_said_to_be_in_progress(store: Store) 
             text = await resp.text()
         assert "still in progress" not in text
         assert "No calls match these filters" in text
+
+
+async def test_the_overview_shows_an_account_whose_commits_fail(store: Store) -> None:
+    async with serve(store, None) as base, _client() as http, http.get(base) as resp:
+        assert '<span class="ok">ok</span>' in await resp.text()
+    since = datetime.now(UTC) - timedelta(seconds=30)
+    failing = {"default": CommitFailure(since, "could not extend file: No space left on device")}
+    async with (
+        serve(store, None, failing=failing) as base,
+        _client() as http,
+        http.get(base) as resp,
+    ):
+        text = await resp.text()
+    assert "failing since 3" in text  # "30 s ago", give or take the page's own time
+    assert "No space left on device" in text

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sscl_daemon.config import Settings
+from sscl_daemon.daemon.app import Daemon
 from sscl_daemon.sdnotify import Notifier
 
 
@@ -84,11 +86,14 @@ def test_watchdog_interval_is_half_the_timeout_and_respects_watchdog_pid() -> No
     assert Notifier.from_env(other).watchdog_interval is None
 
 
-async def test_watchdog_pings_from_the_event_loop(listener: tuple[socket.socket, str]) -> None:
+async def test_the_daemon_pings_the_watchdog_from_its_event_loop(
+    listener: tuple[socket.socket, str],
+) -> None:
     sock, path = listener
     sock.setblocking(False)
     notifier = Notifier(path, watchdog_usec=20_000)  # a ping every 10 ms
-    task = asyncio.create_task(notifier.run_watchdog())
+    daemon = Daemon(Settings(), notifier=notifier, handle_signals=False)
+    task = asyncio.create_task(daemon._feed_watchdog())
     loop = asyncio.get_running_loop()
     try:
         for _ in range(3):

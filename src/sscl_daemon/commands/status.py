@@ -1,8 +1,8 @@
 """``sscl-daemon status [--config FILE] [--json]``: what the daemon's store says, from Postgres alone.
 
 Shows which database it read (and whose server that is), the daemon instances
-sharing it (live ones with the accounts each holds and the fair share;
-recently gone ones), which instance holds which account's lease, the
+sharing it (live ones with the accounts each holds, those whose commits are
+failing, and the fair share; recently gone ones), which instance holds which account's lease, the
 checkpoint and how long ago it advanced, the WebSocket recovery token's
 expiry, the in-flight sessions of the last snapshot, the outbox per writer
 (pending, in flight, sent, skipped by the contact policy, dead, oldest
@@ -165,8 +165,12 @@ def _accounts(count: int) -> str:
     return f"{count} account{'' if count == 1 else 's'}"
 
 
-def render_instances(instances: list[InstanceInfo], ttl: float) -> list[str]:
-    """The daemon instances: live ones with what they hold, then the recently gone ones."""
+def render_instances(
+    instances: list[InstanceInfo], ttl: float, now: datetime | None = None
+) -> list[str]:
+    """The daemon instances: live ones with what they hold and whose commits fail, then the
+    recently gone ones (``now``: the moment the report was read, else now)."""
+    now = now or datetime.now(UTC)
     from sscl_daemon.daemon.balance import fair_share
 
     live = [i for i in instances if i.live]
@@ -185,6 +189,11 @@ def render_instances(instances: list[InstanceInfo], ttl: float) -> list[str]:
             f"  {i.instance_id:<{width}}  holds {_accounts(len(i.held))}{held}; host {i.host}, "
             f"pid {i.pid}, started {_time(i.started_at)}, heartbeat {_age(i.heartbeat_age)} ago"
         )
+        for account, failure in sorted(i.commit_failures.items()):
+            lines.append(
+                f"    {account}: commits failing since {when(failure.since, now)}: "
+                f"{_one_line(failure.error)}"
+            )
     for i in instances:
         if not i.live:
             lines.append(
@@ -217,7 +226,7 @@ def render(report: Report) -> str:
     if report.instances is None:
         lines += ["instances: unknown (the database predates the instances table)", ""]
     else:
-        lines += render_instances(report.instances, report.instance_ttl)
+        lines += render_instances(report.instances, report.instance_ttl, now)
     lines += render_leases(report.configured_accounts, report.leases)
     if not status.accounts:
         lines.append("no checkpoint yet (the daemon has not committed anything)")
@@ -302,6 +311,10 @@ def as_json(report: Report) -> dict[str, object]:
                 "held": list(i.held),
                 "started_at": _iso(i.started_at),
                 "heartbeat_age_seconds": i.heartbeat_age,
+                "commit_failures": {
+                    account: {"since": _iso(failure.since), "error": failure.error}
+                    for account, failure in i.commit_failures.items()
+                },
             }
             for i in report.instances
         ],

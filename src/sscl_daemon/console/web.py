@@ -41,7 +41,7 @@ from sscl_daemon.console.security import SECURITY_HEADERS, SESSION_COOKIE, SESSI
 from sscl_daemon.console.settings_view import SECRET_SET, effective_settings
 from sscl_daemon.logging import get_logger
 from sscl_daemon.since import parse_since
-from sscl_daemon.store import Store, StoreError, views
+from sscl_daemon.store import CommitFailure, Store, StoreError, views
 
 log = get_logger(__name__)
 
@@ -73,6 +73,8 @@ class DaemonFacts(Protocol):
     def held_accounts(self) -> list[str]: ...
 
     def in_flight(self, telephony_session_id: str) -> bool: ...
+
+    def commit_failures(self) -> Mapping[str, CommitFailure]: ...
 
 
 Readiness = Callable[[], Awaitable[Mapping[str, bool]]]
@@ -287,6 +289,7 @@ class WebConsole:
         store = self._store()
         checks = dict(await self._readiness())
         held = set(daemon.held_accounts)
+        failing = daemon.commit_failures()
         try:
             holders = {lease.account: lease for lease in await store.lease_holders()}
             last = await views.last_events(store)
@@ -304,6 +307,7 @@ class WebConsole:
                 "holder": holders[account.name].holder if account.name in holders else None,
                 "last_event": last.get(account.name),
                 "writers": [w.name for w in account.writers],
+                "commits_failing": failing.get(account.name),
             }
             for account in settings.accounts
         ]

@@ -39,6 +39,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -70,7 +71,7 @@ from sscl_daemon.dispatch import SentHook
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from sscl_daemon.logging import configure_logging, get_logger
 from sscl_daemon.sdnotify import Notifier
-from sscl_daemon.store import Announcement, Lease, Store, StoreError
+from sscl_daemon.store import Announcement, CommitFailure, Lease, Store, StoreError
 
 log = get_logger(__name__)
 
@@ -257,6 +258,8 @@ class Daemon:
             self._start_task(f"lease:{name}", loop.run)
         self._start_task("balance", lambda: supervise("balance", balancer.run))
         self._start_task("outbox-gauges", lambda: supervise("outbox-gauges", self._outbox(store)))
+        recorder = self._commit_failures_recorder(store)
+        self._start_task("commit-failures", lambda: supervise("commit-failures", recorder))
         watch = StoreWatch(
             store,
             lambda message: self._fail(message, EXIT_FAILURE),
@@ -393,6 +396,31 @@ class Daemon:
                     }
                 )
                 await asyncio.sleep(OUTBOX_POLL_INTERVAL)
+
+        return loop
+
+    def commit_failures(self) -> dict[str, CommitFailure]:
+        """The held accounts whose commits are failing, since when and why."""
+        failures: dict[str, CommitFailure] = {}
+        for name in self.held_accounts:
+            health = self._runners[name].commit_health()
+            if health is not None and health.failing_since is not None:
+                since = datetime.fromtimestamp(health.failing_since, UTC)
+                failures[name] = CommitFailure(since, health.last_error or "unknown error")
+        return failures
+
+    def _commit_failures_recorder(self, store: Store) -> Callable[[], Awaitable[None]]:
+        """Keeps this instance's row saying which accounts' commits fail, for ``status``."""
+
+        async def loop() -> None:
+            recorded: dict[str, CommitFailure] = {}
+            while True:
+                failures = self.commit_failures()
+                # Rewritten while any fails: a row made again by the heartbeat starts empty.
+                if failures or failures != recorded:
+                    await store.record_commit_failures(self.holder, failures)
+                    recorded = failures
+                await asyncio.sleep(self.settings.daemon.lease_poll)
 
         return loop
 

@@ -6,7 +6,7 @@ connects to the server named by ``store.dsn``. See :class:`Store`.
 """
 
 from sscl_daemon.store.errors import StoreError
-from sscl_daemon.store.instances import Announcement, InstanceInfo
+from sscl_daemon.store.instances import Announcement, CommitFailure, InstanceInfo
 from sscl_daemon.store.leases import Admit, Lease, LeaseInfo, LeaseLostError
 from sscl_daemon.store.migrate import MigrationReport
 from sscl_daemon.store.model import (
@@ -31,6 +31,7 @@ __all__ = [
     "Admit",
     "Announcement",
     "Checkpoint",
+    "CommitFailure",
     "DeadLetter",
     "DeadLetterKind",
     "InstanceInfo",

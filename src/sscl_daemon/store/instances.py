@@ -26,8 +26,9 @@ is the lease holder name (``instance_name:pid``), which joins the two tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -65,6 +66,8 @@ ON CONFLICT (instance_id) DO UPDATE SET
 
 LEAVE = "DELETE FROM instances WHERE instance_id = $1"
 
+RECORD_COMMIT_FAILURES = "UPDATE instances SET commit_failures = $2::jsonb WHERE instance_id = $1"
+
 # pg_locks shows a bigint advisory key as two oids (high and low 32 bits); shifting the
 # high half back wraps exactly like the signed key, so the keys compare as bigints.
 FLEET = """
@@ -82,6 +85,8 @@ held AS (
     GROUP BY s.holder
 )
 SELECT i.instance_id, i.host, i.pid, i.accounts, i.started_at, i.heartbeat_at,
+       -- Read through to_jsonb so that status still reads a database before migration 0008.
+       coalesce(to_jsonb(i) -> 'commit_failures', '{}'::jsonb)::text AS commit_failures,
        extract(epoch FROM now() - i.heartbeat_at)::float8 AS heartbeat_age,
        (i.heartbeat_at > now() - make_interval(secs => $1)
         AND hashtextextended('sscl-instance:' || i.instance_id, 0) IN (SELECT key FROM locks))
@@ -106,6 +111,27 @@ class Announcement:
 
 
 @dataclass(frozen=True)
+class CommitFailure:
+    """An account whose commits (calls and checkpoint) have failed since ``since``."""
+
+    since: datetime
+    error: str
+
+
+def _failures_json(failures: Mapping[str, CommitFailure]) -> str:
+    return json.dumps(
+        {a: {"since": f.since.isoformat(), "error": f.error} for a, f in failures.items()}
+    )
+
+
+def _failures_of(text: str) -> dict[str, CommitFailure]:
+    return {
+        account: CommitFailure(datetime.fromisoformat(item["since"]), str(item["error"]))
+        for account, item in json.loads(text).items()
+    }
+
+
+@dataclass(frozen=True)
 class InstanceInfo:
     """One row of the ``instances`` table as the fleet view (and ``status``) sees it."""
 
@@ -121,6 +147,8 @@ class InstanceInfo:
     heartbeat_age: float
     # Heartbeat younger than the TTL asked for, and the instance lock held.
     live: bool
+    # Accounts it holds whose commits are failing (as it last recorded them).
+    commit_failures: Mapping[str, CommitFailure] = field(default_factory=dict)
 
 
 async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, limit: float) -> None:
@@ -134,6 +162,13 @@ async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, li
         PRUNE_AFTER,
         timeout=limit,
     )
+
+
+async def record_commit_failures(
+    conn: Connection, instance_id: str, failures: Mapping[str, CommitFailure]
+) -> None:
+    """Replace the instance's failing accounts with ``failures`` (empty: all commit)."""
+    await conn.execute(RECORD_COMMIT_FAILURES, instance_id, _failures_json(failures))
 
 
 async def fleet(conn: Connection, ttl: float, limit: float | None = None) -> list[InstanceInfo]:
@@ -153,6 +188,7 @@ async def fleet(conn: Connection, ttl: float, limit: float | None = None) -> lis
             heartbeat_at=r["heartbeat_at"],
             heartbeat_age=float(r["heartbeat_age"]),
             live=bool(r["live"]),
+            commit_failures=_failures_of(r["commit_failures"]),
         )
         for r in rows
     ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,13 @@ from sscl_daemon.config import StoreSettings
 from sscl_daemon.store import credentials, sql
 from sscl_daemon.store.embedded import EmbeddedServer
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
-from sscl_daemon.store.instances import Announcement, InstanceInfo, fleet
+from sscl_daemon.store.instances import (
+    Announcement,
+    CommitFailure,
+    InstanceInfo,
+    fleet,
+    record_commit_failures,
+)
 from sscl_daemon.store.leases import (
     Admit,
     Lease,
@@ -801,6 +807,13 @@ class Store:
     async def leave_fleet(self) -> None:
         """Stop announcing this instance (a stopping daemon, before it releases its leases)."""
         await self._leases.leave()
+
+    async def record_commit_failures(
+        self, instance_id: str, failures: Mapping[str, CommitFailure]
+    ) -> None:
+        """Say which held accounts' commits are failing, for ``status`` (another process)."""
+        async with _failures("recording the commit failures"), self._pool.acquire() as conn:
+            await record_commit_failures(conn, instance_id, failures)
 
     async def instances(self, ttl: float) -> list[InstanceInfo]:
         """Every announced instance with the accounts it holds, for ``status``."""
