@@ -100,6 +100,13 @@ class SeveralContactsPolicy(enum.StrEnum):
     SKIP = "skip"
 
 
+class PipedriveLog(enum.StrEnum):
+    """What the Pipedrive writer writes for a call."""
+
+    CALL_LOG = "call-log"
+    ACTIVITY = "activity"
+
+
 class DealsPolicy(enum.StrEnum):
     """Which deal / opportunity a CRM writer attaches a call log to (crm/deals.py)."""
 
@@ -264,6 +271,11 @@ class PipedriveOptions:
     api_token: Secret | None = None
     oauth: OAuthClientSettings | None = None
     token_url: str = "https://oauth.pipedrive.com/oauth/token"
+    # What a call becomes: a call log (phone integration) or an activity marked done, which
+    # is what Pipedrive users see in their timeline (and what App Connect writes).
+    log_as: PipedriveLog = PipedriveLog.CALL_LOG
+    # The activity type key of such activities (Pipedrive's default call type is "call").
+    activity_type: str = "call"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sscl_daemon.config.schema import (
     HubSpotOptions,
     JsonlOptions,
     OAuthClientSettings,
+    PipedriveLog,
     PipedriveOptions,
     SalesforceOptions,
     WebhookOptions,
@@ -122,11 +123,21 @@ def pipedrive(t: OptionReader) -> PipedriveOptions:
     oauth = oauth_settings(t, "Pipedrive OAuth", required=False)
     if api_token is None and oauth is None:
         t.problem("api_token", "give an api_token or client_id/client_secret/refresh_token")
+    d = PipedriveOptions
+    log_as = d.log_as
+    if t.has("log_as"):
+        raw = t.string("log_as", d.log_as.value)
+        try:
+            log_as = PipedriveLog(raw)
+        except ValueError:
+            t.problem("log_as", f"{raw!r} is not allowed; use 'call-log' or 'activity'")
     return PipedriveOptions(
-        t.url("base_url", PipedriveOptions.base_url),
+        t.url("base_url", d.base_url),
         api_token,
         oauth,
-        t.url("token_url", PipedriveOptions.token_url),
+        t.url("token_url", d.token_url),
+        log_as,
+        t.string("activity_type", d.activity_type) or d.activity_type,
     )
 
 

@@ -32,7 +32,8 @@ PIPEDRIVE: Final = WriterPlugin(
     "pipedrive",
     "Pipedrive",
     options.pipedrive,
-    _lazy("sscl_daemon.crm.pipedrive", "PipedriveWriter"),
+    # Call logs or activities, as the writer's log_as says.
+    _lazy("sscl_daemon.crm.pipedrive_activities", "build"),
 )
 SALESFORCE: Final = WriterPlugin(
     "salesforce",

@@ -360,7 +360,7 @@ class PipedriveWriter(CrmWriterBase):
             return resolved  # a failed lookup, or Skipped by the contact policy
         person = resolved.primary
         if ctx.uncertain or ctx.attempt > 1:
-            ours = await self._our_call_log(call)
+            ours = await self._ours(call, person)
             if ours is not None:
                 return ours
         detect = self._settings.contacts.detect_client_logs
@@ -368,13 +368,26 @@ class PipedriveWriter(CrmWriterBase):
             client = await self._client_activity(call, person)
             if client is not None:
                 return client
-        body = call_log_body(call, person, int_id(resolved.owner_id), self._style)
+        deal: Deal | None = None
         if person is not None and self._settings.contacts.deals is not DealsPolicy.NONE:
-            deal = await self._deal(person)
-            if not isinstance(deal, Deal | None):
-                return deal
-            if deal is not None:
-                body["deal_id"] = int(deal.id)
+            found = await self._deal(person)
+            if not isinstance(found, Deal | None):
+                return found
+            deal = found
+        return await self._create(call, person, int_id(resolved.owner_id), deal)
+
+    async def _ours(
+        self, call: CompletedCall, person: Contact | None
+    ) -> AlreadyExisted | LookupFailure | None:
+        """Our own log of ``call`` from an earlier attempt, if there is one."""
+        return await self._our_call_log(call)
+
+    async def _create(
+        self, call: CompletedCall, person: Contact | None, owner: int | None, deal: Deal | None
+    ) -> WriteResult:
+        body = call_log_body(call, person, owner, self._style)
+        if deal is not None:
+            body["deal_id"] = int(deal.id)
         answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer

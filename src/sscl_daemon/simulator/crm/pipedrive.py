@@ -23,6 +23,9 @@ What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` 
   (``has_recording`` turns true; tests read ``recordings``); ``POST``/``GET /v1/notes``:
   HTML ``content`` on a person, organization, deal or lead (tests read ``notes``);
   ``GET /api/v2/deals`` by ``person_id`` and ``status``; a call log's ``deal_id`` must exist;
+* activities: ``POST``/``GET``/``PATCH /api/v2/activities`` (v2 fields, an active ``type``,
+  ``due_date``/``due_time``/``duration`` formats, participants that exist) and files of an
+  activity (``POST``/``GET /v1/files``; tests read ``files``);
 * every answer carries ``x-ratelimit-limit``, ``x-ratelimit-remaining``,
   ``x-ratelimit-reset`` for a 2 s window; past it, 429 (``Retry-After`` only when
   ``retry_after_on_429`` is set: Pipedrive's current page no longer promises it).
@@ -97,7 +100,10 @@ class PipedriveState(StandInState):
     # Call log id -> (file name, bytes) of its recording (one per call log).
     recordings: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     notes: dict[int, dict[str, object]] = field(default_factory=dict)
+    activity_types: frozenset[str] = frozenset({"call", "meeting", "task", "email"})
     deals: dict[int, dict[str, object]] = field(default_factory=dict)
+    # File id -> (record, bytes); the record names its activity_id.
+    files: dict[int, tuple[dict[str, object], bytes]] = field(default_factory=dict)
     rate_limit: int = 80
     retry_after_on_429: bool = False
     window: WindowLimit | None = None
@@ -287,6 +293,11 @@ def create_app(state: PipedriveState | None = None) -> web.Application:
     app.router.add_post("/api/v2/persons", add_person)
     app.router.add_get("/api/v2/persons", list_persons)
     app.router.add_get("/api/v2/activities", list_activities)
+    app.router.add_post("/api/v2/activities", add_activity)
+    app.router.add_get("/api/v2/activities/{id}", get_activity)
+    app.router.add_patch("/api/v2/activities/{id}", update_activity)
+    app.router.add_post("/api/v1/files", add_file)
+    app.router.add_get("/api/v1/files", list_files)
     app.router.add_get("/api/v2/deals", list_deals)
     app.router.add_post("/oauth/token", token)
     return app
@@ -532,6 +543,108 @@ async def list_persons(request: web.Request) -> web.Response:
     wanted = [int(i) for i in raw] if raw else list(state.persons)
     data = [state.persons[i] for i in wanted if i in state.persons]
     return json_response({"success": True, "data": data, "additional_data": {"next_cursor": None}})
+
+
+ACTIVITY_FIELDS: Final = frozenset(
+    {"subject", "type", "done", "due_date", "due_time", "duration", "note", "owner_id",
+     "participants", "org_id", "deal_id", "lead_id", "person_id", "busy", "priority"}
+)  # fmt: skip
+
+
+def _activity_problem(state: PipedriveState, body: object, partial: bool) -> str | None:
+    """What Pipedrive would refuse in an activity body (v2 field names and types)."""
+    if not isinstance(body, dict):
+        return "Request body must be a JSON object"
+    unknown = sorted(set(body) - ACTIVITY_FIELDS)
+    if unknown:
+        return f"Unknown field(s): {', '.join(unknown)}"
+    if not partial and not isinstance(body.get("subject"), str):
+        return "subject is required"
+    checks = (
+        ("due_date", r"\d{4}-\d{2}-\d{2}"),
+        ("due_time", r"\d{2}:\d{2}"),
+        ("duration", r"\d{2}:\d{2}"),
+    )
+    for name, pattern in checks:
+        if name in body and not (isinstance(body[name], str) and re.fullmatch(pattern, body[name])):
+            return f"{name} is not in the expected format"
+    if "done" in body and not isinstance(body["done"], bool):
+        return "done must be a boolean"
+    if "type" in body and body["type"] not in state.activity_types:
+        return f"type {body['type']!r} is not an active activity type"
+    for person in body.get("participants") or []:
+        if not isinstance(person, dict) or person.get("person_id") not in state.persons:
+            return "participants must name existing persons"
+    if body.get("deal_id") is not None and body["deal_id"] not in state.deals:
+        return f"Deal {body['deal_id']} not found"
+    return None
+
+
+async def add_activity(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = await _json(request)
+    problem = _activity_problem(state, body, partial=False)
+    if problem or not isinstance(body, dict):
+        return _error(400, problem or "Request body must be a JSON object")
+    aid = state.next_id()
+    participants = body.get("participants") or []
+    state.activities[aid] = {
+        "id": aid,
+        "done": False,
+        **body,
+        "person_id": participants[0]["person_id"] if participants else body.get("person_id"),
+        "update_time": state.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return json_response({"success": True, "data": state.activities[aid]})
+
+
+async def get_activity(request: web.Request) -> web.Response:
+    activity = _state(request).activities.get(int(request.match_info["id"]))
+    if activity is None:
+        return _error(404, "Activity not found")
+    return json_response({"success": True, "data": activity})
+
+
+async def update_activity(request: web.Request) -> web.Response:
+    state = _state(request)
+    activity = state.activities.get(int(request.match_info["id"]))
+    if activity is None:
+        return _error(404, "Activity not found")
+    body = await _json(request)
+    problem = _activity_problem(state, body, partial=True)
+    if problem or not isinstance(body, dict):
+        return _error(400, problem or "Request body must be a JSON object")
+    activity.update(body)
+    activity["update_time"] = state.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json_response({"success": True, "data": activity})
+
+
+async def add_file(request: web.Request) -> web.Response:
+    """``POST /v1/files``: multipart ``file`` attached to an ``activity_id`` (or a deal,
+    person, organization)."""
+    state = _state(request)
+    fields = await multipart_fields(request)
+    upload = fields.get("file")
+    if upload is None or not upload.filename:
+        return _error(400, "file is required")
+    activity = fields["activity_id"].text() if "activity_id" in fields else ""
+    if not activity.isdigit() or int(activity) not in state.activities:
+        return _error(400, "activity_id: activity not found")
+    fid = state.next_id()
+    record: dict[str, object] = {
+        "id": fid,
+        "activity_id": int(activity),
+        "name": upload.filename,
+        "file_type": upload.filename.rsplit(".", 1)[-1],
+        "file_size": len(upload.data),
+    }
+    state.files[fid] = (record, upload.data)
+    return json_response({"success": True, "data": record})
+
+
+async def list_files(request: web.Request) -> web.Response:
+    data = [record for record, _ in _state(request).files.values()]
+    return json_response({"success": True, "data": data, "additional_data": {"pagination": {}}})
 
 
 async def list_deals(request: web.Request) -> web.Response:
