@@ -168,7 +168,12 @@ def test_the_backfill_command_refuses_it_with_exit_2(
     path = write_config(tmp_path / "config.toml", config)
     start = (datetime.now(UTC) - timedelta(days=8)).date().isoformat()
     args = argparse.Namespace(
-        date_from=start, date_to=start, dry_run=False, past_retention=False, config=str(path)
+        date_from=start,
+        date_to=start,
+        dry_run=False,
+        past_retention=False,
+        account=None,
+        config=str(path),
     )
     assert backfill_command.run(args) == EXIT_CONFIG
     err = capsys.readouterr().err
