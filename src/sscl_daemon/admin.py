@@ -93,7 +93,7 @@ def build_app(
         try:
             checks = dict(await readiness())
         except Exception as exc:
-            log.warning("readiness probe failed", error=str(exc))
+            log.warning("admin.readiness.probe_failed", error=str(exc))
             checks = {"probe": False}
         ready = bool(checks) and all(checks.values())
         return web.json_response(
@@ -147,7 +147,7 @@ class AdminServer:
                 f"the admin endpoint cannot listen on {host}:{port}: {why}"
             ) from None
         self.port = int(self._runner.addresses[0][1])
-        log.info("admin endpoint listening", host=host, port=self.port)
+        log.info("admin.endpoint.listening", host=host, port=self.port)
         return self.port
 
     async def stop(self) -> None:

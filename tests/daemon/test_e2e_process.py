@@ -154,7 +154,7 @@ async def test_sigterm_commits_drains_and_exits_zero(
     code = await daemon.signal(signal.SIGTERM, within=30)
     assert code == 0, daemon.log()
     assert "STOPPING=1" in daemon.messages()
-    assert "stopped cleanly" in daemon.log()
+    assert "daemon.service.stopped" in daemon.log()
     store = await Store.open(StoreSettings(dsn=pg_dsn), tmp_path)
     try:
         assert await store.load_snapshot("default") is not None

@@ -430,7 +430,11 @@ class WebConsole:
         if not self._sessions.csrf_ok(
             sid, csrf if isinstance(csrf, str) else None, time.monotonic()
         ):
-            log.warning("console action refused: missing or wrong CSRF token", path=request.path)
+            log.warning(
+                "admin.console.csrf_refused",
+                path=request.path,
+                reason="missing or wrong CSRF token",
+            )
             return self._render(
                 request,
                 "message.html",
@@ -486,7 +490,7 @@ class WebConsole:
             since=since,
             item_id=item_id if scope == "one" else None,
         )
-        log.info("console retry of dead call logs", what=what, moved=moved)
+        log.info("admin.console.retry_requested", what=what, moved=moved)
         raise web.HTTPSeeOther(f"/dead?done={moved}")
 
     async def blocklist(self, request: web.Request) -> web.Response:
@@ -591,7 +595,7 @@ class WebConsole:
         offered = form.get("token")
         sid = self._sessions.login(offered if isinstance(offered, str) else "", time.monotonic())
         if sid is None:
-            log.warning("console login refused: wrong admin token")
+            log.warning("admin.console.login_refused", reason="wrong admin token")
             return self._render(request, "login.html", "login", status=401, failed=True)
         response = web.HTTPSeeOther("/")
         self._set_cookie(response, sid)

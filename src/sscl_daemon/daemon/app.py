@@ -182,7 +182,7 @@ class Daemon:
             return
         self.ready.set()
         line = self._status_line()
-        log.info("ready", held=held, holder=self.holder)
+        log.info("daemon.service.ready", held=held, holder=self.holder)
         self._notifier.ready(line)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -215,7 +215,7 @@ class Daemon:
                     self.admin_port = await admin.start()
                 except AdminAddressError as exc:
                     admin = None  # nothing to stop: start() released what it set up
-                    log.error("cannot start the admin endpoint", error=str(exc))
+                    log.error("admin.endpoint.bind_failed", error=str(exc))
                     self._notifier.status(f"failed: {exc}")
                     return EXIT_CONFIG
             async with aiohttp.ClientSession() as http:
@@ -275,9 +275,9 @@ class Daemon:
             await self._main_loop()
         await self._shutdown()
         if self._fatal is not None:
-            log.error("stopped because of an unrecoverable error", error=self._fatal)
+            log.error("daemon.service.failed", error=self._fatal)
             return self._fatal_code
-        log.info("stopped cleanly")
+        log.info("daemon.service.stopped")
         return EXIT_OK
 
     def _runner_factory(
@@ -326,7 +326,11 @@ class Daemon:
     async def _shutdown(self) -> None:
         grace = self.settings.daemon.shutdown_timeout
         self._notifier.stopping("draining")
-        log.info("stopping: no new events; committing and draining writers", grace=grace)
+        log.info(
+            "daemon.service.stopping",
+            grace=grace,
+            hint="no new events; committing and draining the writers",
+        )
         # Out of the fleet first: the others count this instance out and take its accounts
         # as soon as each lease is released below, instead of waiting for its heartbeat to age.
         await cancel_tasks([t for name, t in self._tasks.items() if name == "balance"])
@@ -338,7 +342,7 @@ class Daemon:
         # Each held account commits, snapshots and drains within ``grace``, in parallel.
         _, pending = await asyncio.wait(loops, timeout=grace + 10.0)
         if pending:
-            log.warning("some accounts did not stop in time", accounts=len(pending))
+            log.warning("daemon.accounts.stop_timed_out", accounts=len(pending))
         await cancel_tasks(list(self._tasks.values()))
         metrics.SUBSCRIBED.set(0)
 
@@ -359,7 +363,7 @@ class Daemon:
         if isinstance(exc, FatalError):
             self._fail(str(exc))
         elif exc is not None:
-            log.error("task ended with an error", task=task.get_name(), error=repr(exc))
+            log.error("daemon.task.failed", task=task.get_name(), error=repr(exc))
             self._fail(f"{task.get_name()}: {exc!r}")
 
     def _fail(self, message: str, code: int = EXIT_CONFIG) -> None:
@@ -456,7 +460,10 @@ class Daemon:
 
     def _reload(self) -> bool:
         if self._config_path is None:
-            log.warning("reload requested but the daemon was not started from a file")
+            log.warning(
+                "config.reload.no_file",
+                hint="the daemon was not started from a file: restart it to change settings",
+            )
             return False
         try:
             new = load_config(self._config_path)
@@ -464,9 +471,10 @@ class Daemon:
             metrics.CONFIG_RELOADS.labels(result="rejected").inc()
             LAST_RELOAD.record(False, [str(issue) for issue in exc.issues])
             log.error(
-                "reload rejected; the running configuration stays in force",
+                "config.reload.rejected",
                 file=str(self._config_path),
                 problems=[str(issue) for issue in exc.issues],
+                hint="the running configuration stays in force; fix the file and reload again",
             )
             return False
         plan = plan_reload(self.settings, new)
@@ -481,13 +489,14 @@ class Daemon:
             + [f"needs a restart: {key}" for key in plan.needs_restart],
         )
         log.info(
-            "configuration reloaded",
+            "config.reload.applied",
             applied=list(plan.applied) or "nothing changed",
             needs_restart=list(plan.needs_restart),
         )
         if plan.needs_restart:
             log.warning(
-                "some changes take effect only after a restart",
+                "config.reload.needs_restart",
                 keys=list(plan.needs_restart),
+                hint="these changes take effect only after a restart",
             )
         return True

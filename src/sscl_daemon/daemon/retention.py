@@ -51,7 +51,7 @@ async def prune_once(store: Store, lease: Lease, settings: StoreSettings) -> int
     if pruned.rows:
         metrics.OUTBOX_PRUNED.inc(pruned.rows)
         log.info(
-            "deleted sent call logs older than the retention",
+            "store.retention.pruned",
             account=lease.account,
             rows=pruned.rows,
             batches=pruned.batches,

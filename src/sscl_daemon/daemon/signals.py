@@ -28,14 +28,14 @@ class SignalRequests:
         self.stop_signal: str | None = None
 
     def request_reload(self) -> None:
-        log.info("reload requested", signal="SIGHUP")
+        log.info("daemon.signal.reload", signal="SIGHUP")
         self.reload.set()
 
     def request_stop(self, name: str) -> None:
         if self.stop.is_set():
-            log.warning("already stopping; still draining", signal=name)
+            log.warning("daemon.signal.already_stopping", signal=name, hint="still draining")
             return
-        log.info("stop requested", signal=name)
+        log.info("daemon.signal.stop", signal=name)
         self.stop_signal = name
         self.stop.set()
 

@@ -1,0 +1,150 @@
+"""Every event name logged in src/ follows the scheme ``area.subject.happened``.
+
+The scheme is in :mod:`sscl_daemon.logging` (:data:`~sscl_daemon.logging.EVENT_NAME`).
+The test reads the source (no import, no logging): each call of a logger method
+(``log.info(...)``, ``self._log.warning(...)`` ...) on a name that holds a logger
+(``log``, ``logger``, ``_log``, ``_logger``) must pass the event name as a literal
+that matches. :data:`NOT_YET` lists, per module, the free-text names still logged in
+modules other helpers were changing when the scheme was set; it may only shrink: a
+name renamed (or gone) must leave the list too, or the test fails.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from sscl_daemon.logging import EVENT_NAME
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "sscl_daemon"
+_METHODS = frozenset(
+    {"debug", "info", "warning", "warn", "error", "exception", "critical", "fatal", "msg"}
+)
+_LOGGER = re.compile(r"(^|\.)_?(log|logger)$")
+
+# Module (relative to src/sscl_daemon) -> event names not renamed yet.
+NOT_YET: dict[str, tuple[str, ...]] = {
+    "config/plugins.py": (
+        "writer plug-in of %s ignored: %r is a built-in writer type",
+        "writer plug-in of %s ignored: %s already provides writer type %r",
+    ),
+    "crm/clio.py": ("clio time entry refused",),
+    "crm/hubspot.py": ("hubspot key property mode",),
+    "crm/oauth.py": (
+        "cannot store the rotated OAuth refresh token; a restart now would need a new one (retried before the next request)",
+        "stored OAuth refresh token was rotated meanwhile; using the new one",
+        "the OAuth refresh token stored in Postgres was refused (invalid_grant); falling back to the configured refresh_token",
+    ),
+    "crm/webhook.py": ("webhook batch answer entry ignored",),
+    "daemon/accounts.py": (
+        "RingCentral refused the credentials; stopping",
+        "calls name extensions the directory does not know; loading it again",
+        "could not commit the last events and snapshot",
+        "could not store the extension directory",
+        "extension directory restored",
+        "lease lost (a fenced write was refused); stopping the account",
+        "no call-log record for a session that ended; logging what was seen live",
+        "no stored extension directory; using heuristics until it loads",
+        "no writer is enabled: calls are tracked and stored but not logged",
+        "on-demand directory load failed",
+        "sessions that may have lost events settled from the call log",
+        "some CRM requests did not finish in time; they are retried after restart",
+        "state restored",
+        "stored extension directory unusable",
+        "subscribed; logging calls",
+        "task ended with an error",
+        "the in-flight snapshot cannot be restored; kept as a dead letter",
+        "took over calls a former holder had in flight",
+    ),
+    "daemon/balance.py": (
+        "cannot announce this instance",
+        "cannot withdraw this instance's announcement",
+        "handing an account over to share the accounts fairly",
+    ),
+    "daemon/groupcommit.py": ("the store refused one item; kept as a dead letter",),
+    "daemon/lease.py": (
+        "account handed over; its lease is free",
+        "account lease acquired",
+        "account lease lost; stopped processing it",
+        "cannot ask for the account's lease",
+        "cannot release the account's lease",
+        "cannot start the account",
+        "lease renewal failed",
+    ),
+    "daemon/pipeline.py": (
+        "call not logged",
+        "notification cannot be decoded; kept as a dead letter",
+        "session ended without a call log",
+        "the tracker failed on a notification; kept as a dead letter",
+    ),
+    "daemon/supervise.py": (
+        "task crashed; restarting",
+        "task failed and cannot recover",
+    ),
+    "enrichment.py": ("enrichment.retry_scheduled",),
+    "ringcentral/auth.py": (
+        "cannot keep the RingCentral session for restarts",
+        "cannot remove the old refresh token file",
+        "ringcentral.login",
+        "ringcentral.refresh_rejected",
+        "ringcentral.stored_session_unreadable",
+    ),
+    "ringcentral/reconcile.py": ("ringcentral.gap_closed",),
+    "ringcentral/rest.py": ("ringcentral.throttled",),
+}
+
+
+def logged_events(tree: ast.AST) -> Iterator[tuple[int, str | None]]:
+    """(line, event name) of each logger call; None when the name is not a literal."""
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _METHODS
+            and _LOGGER.search(ast.unparse(node.func.value))
+            and node.args
+        ):
+            continue
+        first = node.args[0]
+        literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
+        yield node.lineno, first.value if literal else None
+
+
+def test_the_scanner_sees_logger_calls_and_only_them() -> None:
+    source = (
+        'log.info("daemon.service.ready")\n'
+        'self._log.warning("free text here", x=1)\n'
+        "logger.error(message)\n"
+        'catalog.info("not a logger")\n'
+        'log.bind(account="a")\n'
+    )
+    assert list(logged_events(ast.parse(source))) == [
+        (1, "daemon.service.ready"),
+        (2, "free text here"),
+        (3, None),
+    ]
+
+
+def test_every_event_name_in_src_follows_the_scheme() -> None:
+    wrong: list[str] = []
+    left: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        module = path.relative_to(SRC).as_posix()
+        allowed = set(NOT_YET.get(module, ()))
+        for line, name in logged_events(ast.parse(path.read_text(), str(path))):
+            if name is not None and EVENT_NAME.fullmatch(name):
+                continue
+            if name is not None and name in allowed:
+                left.setdefault(module, set()).add(name)
+                continue
+            wrong.append(f"{module}:{line}: {name if name is not None else '(not a literal)'}")
+    assert not wrong, "event names outside the scheme area.subject.happened:\n" + "\n".join(wrong)
+    stale = {
+        f"{module}: {name}"
+        for module, names in NOT_YET.items()
+        for name in names
+        if name not in left.get(module, set())
+    }
+    assert not stale, "renamed or gone, remove from NOT_YET:\n" + "\n".join(sorted(stale))
