@@ -15,7 +15,7 @@ webhook writer to the receiver and a jsonl writer.
 
 The faults, in a seeded shuffled cycle: SIGKILL and SIGTERM (restarted 5 s later), a
 WebSocket drop (clean or abrupt), a refused recovery, token expiry (access, or access and
-refresh), a 429/503 burst on the REST API, SIGKILL of the embedded postmaster, SIGSTOP for
+refresh), REST 429/503 answers for 5-20 s, SIGKILL of the embedded postmaster, SIGSTOP for
 25 s, a silent WebSocket, duplicated and reordered notifications, a paused simulator, and
 with ``--disk-full`` (root: the state directory becomes a tmpfs of its own) the state
 directory's filesystem filled for 20 s.
@@ -26,7 +26,8 @@ truth: missing, logged under a key the ground truth does not have, delivered aga
 a new ``webhook-id``, and wrong fields (result, talk and hold within 1 s, direction,
 external number, owner), per source (live / call log); a field the log itself flags as
 approximate is counted as flagged, not wrong. One table; exit status 1 on any missing or
-duplicated log. The work directory (daemon logs, config) is kept with ``--keep``.
+duplicated log (in the receiver or the jsonl file). The work directory (daemon logs,
+config) is kept with ``--keep``.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def write_config(workdir: Path, sim_url: str, crm_url: str, call_log_delay: floa
     )
     path = workdir / "config.toml"
     path.write_text(text)
+    path.chmod(0o600)  # it holds the (made-up) secrets inline
     return path
 
 
@@ -404,11 +406,18 @@ class Chaos:
             sim.expire_tokens(refresh=refresh)
             return "access and refresh" if refresh else "access"
         if kind == "rest-burst":
+            # An outage lasts a while, whatever the client sends: a burst counted in requests
+            # would stretch with the client's own budgets (Auth: 5 a minute).
             status = rng.choice((429, 503))
-            count = rng.randint(5, 25)
+            seconds = rng.uniform(5.0, 20.0)
             retry_after = rng.choice((None, 5)) if status == 503 else rng.choice((5, 15))
-            sim.fail_rest("/restapi/", status, count=count, retry_after_s=retry_after)
-            return f"{count} x {status} (Retry-After {retry_after})"
+            sim.fail_rest("/restapi/", status, count=10**6, retry_after_s=retry_after)
+
+            async def end() -> None:
+                sim.faults.rest.clear()
+
+            self._after(seconds, end)
+            return f"{status} for {seconds:.0f} s (Retry-After {retry_after})"
         if kind == "postmaster-kill":
             pid = daemon.postmaster_pid()
             if pid is None:
@@ -521,8 +530,10 @@ class Comparison:
     missing: list[str]
     unexpected: list[str]
     duplicated: list[str]
-    jsonl_missing: int
+    jsonl_missing: list[str]
     per_source: dict[str, Counter[str]]
+    # "key field: expected ... got ..." for each wrong field
+    wrong: list[str]
 
     @property
     def live_share(self) -> float:
@@ -532,7 +543,7 @@ class Comparison:
 
     @property
     def lost(self) -> bool:
-        return bool(self.missing or self.duplicated)
+        return bool(self.missing or self.duplicated or self.jsonl_missing)
 
 
 def _wrong(expected: ExpectedLog, doc: dict[str, object]) -> list[str]:
@@ -574,6 +585,7 @@ def compare(made: Sequence[SimCall], receiver: Receiver, state_dir: Path) -> Com
     truth = {log.key: log for call in made for log in call.expected}
     delivered = receiver.documents
     per_source: dict[str, Counter[str]] = {}
+    wrong: list[str] = []
     for key, doc in delivered.items():
         source = str(doc.get("source", "?"))
         row = per_source.setdefault(source, Counter())
@@ -584,14 +596,17 @@ def compare(made: Sequence[SimCall], receiver: Receiver, state_dir: Path) -> Com
         flagged = _approximate(doc)
         for name in _wrong(expected, doc):
             row["flagged" if name in flagged else name] += 1
+            if name not in flagged:
+                wrong.append(f"{key} {name} ({source}): expected {expected!r}, got {doc!r}")
     return Comparison(
         expected=len(truth),
         delivered=len(delivered),
         missing=sorted(set(truth) - set(delivered)),
         unexpected=sorted(set(delivered) - set(truth)),
         duplicated=sorted(key for key, ids in receiver.ids.items() if len(ids) > 1),
-        jsonl_missing=len(set(truth) - jsonl_keys(state_dir)),
+        jsonl_missing=sorted(set(truth) - jsonl_keys(state_dir)),
         per_source=per_source,
+        wrong=wrong,
     )
 
 
@@ -698,16 +713,18 @@ def report(result: Comparison, facts: dict[str, object]) -> str:
         f"expected {result.expected}, delivered {result.delivered}, "
         f"missing {len(result.missing)}, duplicated under a new webhook-id "
         f"{len(result.duplicated)}, unexpected keys {len(result.unexpected)}, "
-        f"missing from jsonl {result.jsonl_missing}, live-sourced {result.live_share:.1%}",
+        f"missing from jsonl {len(result.jsonl_missing)}, live-sourced {result.live_share:.1%}",
     ]
     lines.extend(f"{name}: {value}" for name, value in facts.items())
     for title, keys in (
         ("missing", result.missing),
         ("duplicated", result.duplicated),
         ("unexpected", result.unexpected),
+        ("missing from jsonl", result.jsonl_missing),
     ):
         if keys:
             lines.append(f"{title} (first 20): {', '.join(keys[:20])}")
+    lines.extend(f"wrong: {line}" for line in result.wrong[:10])
     return "\n".join(lines)
 
 
