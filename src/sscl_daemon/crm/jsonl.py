@@ -93,7 +93,11 @@ class JsonlWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
-                os.write(fd, prefix + b"".join(chunk))
+                data = prefix + b"".join(chunk)
+                while data:
+                    # A nearly full disk takes part of a write without an error: write the
+                    # rest, which then fails (ENOSPC) instead of losing the last lines.
+                    data = data[os.write(fd, data) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
