@@ -16,7 +16,8 @@ Each call a CRM accepted gets one info line, ``dispatch.call.logged``, with
 its key, the writer, the result and the CRM's record id (logging.py names
 the events). A record the writer created is handed to ``on_created`` (the writer's
 enrichment runner queues the updates the call expects: recording, voicemail) with the note
-the writer wrote; if that fails the runner's sweep queues them later.
+the writer wrote; if that fails the runner's sweep queues them later. So is a record an
+earlier attempt of ours made whose answer was lost (``AlreadyExisted.ours``), without a note.
 
 The dispatcher itself holds nothing but the rows in flight: a slow or dead
 CRM grows the outbox table, never this process.
@@ -101,6 +102,8 @@ class Settlement:
     uncertain: bool = False
     # The note a created record got (Created.written).
     written: str | None = None
+    # An AlreadyExisted record our own earlier attempt made (its updates are ours).
+    ours: bool = False
 
 
 def settle(
@@ -110,7 +113,9 @@ def settle(
     if isinstance(answer, Created):
         return Settlement(WriteOutcome.CREATED, record_id=answer.record_id, written=answer.written)
     if isinstance(answer, AlreadyExisted):
-        return Settlement(WriteOutcome.ALREADY_EXISTED, record_id=answer.record_id)
+        return Settlement(
+            WriteOutcome.ALREADY_EXISTED, record_id=answer.record_id, ours=answer.ours
+        )
     if isinstance(answer, PermanentFailure):
         return Settlement(WriteOutcome.PERMANENT_FAILURE, reason=answer.reason)
     if isinstance(answer, Skipped):
@@ -372,7 +377,10 @@ class Dispatcher:
                 )
                 if self._on_sent is not None:
                     self._on_sent(self.name, item.call, s.record_id, s.outcome)
-                if self.on_created is not None and s.outcome is WriteOutcome.CREATED:
+                # A record our earlier attempt made (its answer lost) is ours to update too;
+                # what it wrote is not known, so its note is never rewritten.
+                ours = s.outcome is WriteOutcome.CREATED or s.ours
+                if self.on_created is not None and ours:
                     await self._created(item.call, s.record_id, s.written)
         elif s.outcome is WriteOutcome.SKIPPED:
             # Settled like a sent row (the same group commit), without a record id: the

@@ -8,7 +8,8 @@ account lease), asks RingCentral for the media, and hands the writer one update:
 
 * media not there yet (a recording RingCentral has not finished, a voicemail not yet in the
   message store, a transcription in progress for up to :data:`TRANSCRIPTION_WAIT`): the row
-  is polled again with doubling delays from :data:`FIRST_LOOK` to :data:`POLL_MAX`, every
+  is polled again with doubling delays from the writer's ``media_first_look`` to
+  :data:`POLL_MAX`, every
   RingCentral request waiting its turn in the account's rate groups, until the row's window
   (:data:`WINDOW` after the create) ends: then it expires;
 * ``upload``: the audio is streamed from RingCentral into a spooled file and from there to
@@ -46,7 +47,6 @@ from sscl_daemon.store.leases import Lease
 
 log = get_logger(__name__)
 
-FIRST_LOOK = 20.0
 POLL_MAX = 300.0
 WINDOW = timedelta(hours=2)
 TRANSCRIPTION_WAIT = timedelta(minutes=10)
@@ -93,8 +93,7 @@ class EnrichmentRunner:
         self._clock = clock
         self._wake = asyncio.Event()
         self._last_sweep = float("-inf")
-        # Seconds from a create to the first look for its media, and a claim's length.
-        self.first_look = FIRST_LOOK
+        # A claim's length.
         self.lease = _LEASE
 
     @property
@@ -115,7 +114,7 @@ class EnrichmentRunner:
             self._account,
             self.name,
             [Wanted(call, record_id, k.value, written) for k in kinds],
-            first_delay=self.first_look,
+            first_delay=self._settings().contacts.media_first_look,
             window=WINDOW.total_seconds(),
             fence=self._fence,
         )
@@ -284,7 +283,8 @@ class EnrichmentRunner:
     # -- settling --------------------------------------------------------------------------
 
     async def _poll_again(self, item: EnrichmentItem, reason: str) -> None:
-        delay = min(POLL_MAX, max(self.first_look, 1.0) * 2 ** max(item.attempts - 1, 0))
+        first = max(self._settings().contacts.media_first_look, 1.0)
+        delay = min(POLL_MAX, first * 2 ** max(item.attempts - 1, 0))
         left = (item.give_up_at - self._clock()).total_seconds()
         await self._retry(item, max(0.0, min(delay, left)), reason, item.uncertain)
 

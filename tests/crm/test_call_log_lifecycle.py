@@ -123,7 +123,7 @@ class Rig:
             WriterType.HUBSPOT,
             HubSpotOptions(self.hs_url, Secret(hs_sim.PRIVATE_TOKEN)),
             timeout=5.0,
-            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD),
+            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD, media_first_look=0.0),
         )
         return HubSpotWriter(settings, self.http), settings
 
@@ -136,7 +136,7 @@ class Rig:
             WriterType.SALESFORCE,
             SalesforceOptions(instance_url=self.sf_url, login_url=self.sf_url, oauth=oauth),
             timeout=5.0,
-            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD),
+            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD, media_first_look=0.0),
         )
         return SalesforceWriter(settings, self.http), settings
 
@@ -146,7 +146,7 @@ class Rig:
             WriterType.PIPEDRIVE,
             PipedriveOptions(base_url=self.pd_url, api_token=Secret(PD_TOKEN)),
             timeout=5.0,
-            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD),
+            contacts=ContactSettings(recordings=RecordingsMode.UPLOAD, media_first_look=0.0),
         )
         return PipedriveWriter(settings, self.http), settings
 
@@ -162,7 +162,6 @@ class Rig:
             claimer=claimer,
             idle_poll=0.05,
         )
-        runner.first_look = 0.0
         return runner
 
     async def played(self, kind: CallKind) -> CompletedCall:

@@ -242,6 +242,8 @@ class ContactSettings:
     recordings: RecordingsMode = RecordingsMode.LINK
     # The largest audio file uploaded (larger ones are linked instead).
     media_max_mb: int = 100
+    # Seconds from a create to the first look for its recording / voicemail at RingCentral.
+    media_first_look: float = 20.0
     # Subject and note from templates with {variables} (crm/templates.py); None: the default.
     subject_template: str | None = None
     note_template: str | None = None

@@ -53,6 +53,7 @@ def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
         timezone=timezone_key(t, default_timezone),
         recordings=t.choice("recordings", d.recordings),
         media_max_mb=t.integer("media_max_mb", d.media_max_mb, minimum=1),
+        media_first_look=t.number("media_first_look", d.media_first_look),
         subject_template=_template(t, "subject_template"),
         note_template=_template(t, "note_template"),
         deals=t.choice("deals", d.deals),

@@ -42,9 +42,13 @@ class Created:
 
 @dataclass(frozen=True)
 class AlreadyExisted:
-    """A record with our idempotency key (or the user's own client log) was already there."""
+    """A record with our idempotency key (or the user's own client log) was already there.
+
+    ``ours`` says it carries our key (an earlier attempt of ours made it, so its later
+    updates are ours to make); it takes no part in equality."""
 
     record_id: str
+    ours: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -434,7 +434,7 @@ class HubSpotWriter(ChunkedWriterBase):
                 for p in earlier:
                     if p.call.key in found:
                         self._settling.pop(p.call.key, None)
-                        p.result = AlreadyExisted(found[p.call.key])
+                        p.result = AlreadyExisted(found[p.call.key], ours=True)
                     elif mode is KeyMode.SEARCH and p.ctx.uncertain:
                         wait = self._still_settling(p.call.key)
                         if wait > 0:
@@ -520,7 +520,7 @@ class HubSpotWriter(ChunkedWriterBase):
         if is_key_conflict(answer.status, answer.body, self.key_property):
             found = await self._ours(self.key_mode or KeyMode.SEARCH, [p.call.key])
             if isinstance(found, dict) and p.call.key in found:
-                return AlreadyExisted(found[p.call.key])
+                return AlreadyExisted(found[p.call.key], ours=True)
             if not isinstance(found, dict):
                 return found
         return PermanentFailure(f"{CRM} rejected the call log (HTTP {answer.status}): {message}")

@@ -345,7 +345,7 @@ class PipedriveWriter(CrmWriterBase):
                     content.recognise(call, note if isinstance(note, str) else None)
                     is content.Match.OURS
                 ):
-                    return AlreadyExisted(str(log.get("id")))
+                    return AlreadyExisted(str(log.get("id")), ours=True)
             extra = answer.object().get("additional_data")
             pagination = extra.get("pagination") if isinstance(extra, dict) else None
             if not (isinstance(pagination, dict) and pagination.get("more_items_in_collection")):

@@ -129,7 +129,7 @@ class PipedriveActivityWriter(PipedriveWriter):
                 if content.recognise(call, note if isinstance(note, str) else None) is (
                     content.Match.OURS
                 ):
-                    return AlreadyExisted(str(activity["id"]))
+                    return AlreadyExisted(str(activity["id"]), ours=True)
             extra = answer.object().get("additional_data")
             cursor = extra.get("next_cursor") if isinstance(extra, dict) else None
             if not cursor:

@@ -229,6 +229,13 @@ def _description(payload: Mapping[str, object]) -> str | None:
     return description if isinstance(description, str) else None
 
 
+def _has_key(
+    records: Sequence[Mapping[str, object]], rid: str, key_field: str, call: CompletedCall
+) -> bool:
+    """Whether the Task ``rid`` among ``records`` carries this call's key (is ours)."""
+    return any(r.get("Id") == rid and r.get(key_field) == call.key for r in records)
+
+
 def duplicate_id(errors: object) -> str | None:
     """The existing record's id from a ``DUPLICATE_VALUE`` error list, if it names one."""
     for err in errors if isinstance(errors, list) else []:
@@ -353,7 +360,7 @@ class SalesforceWriter(ChunkedWriterBase):
         for p in chunk:
             rid = existing_for(p.call, existing, self.key_field)
             if rid:
-                p.result = AlreadyExisted(rid)
+                p.result = AlreadyExisted(rid, ours=_has_key(existing, rid, self.key_field, p.call))
         ready = await batch.prepare(
             chunk,
             self.resolver,
@@ -440,14 +447,14 @@ class SalesforceWriter(ChunkedWriterBase):
         """A refused create: our key already taken means the call is logged, else permanent."""
         duplicate = duplicate_id(errors)
         if duplicate:
-            return AlreadyExisted(duplicate)
+            return AlreadyExisted(duplicate, ours=True)  # our unique key refused the create
         if duplicate == "":
             found = await self._query(dedupe_query([p.call], self.key_field, clients=False))
             if not isinstance(found, list):
                 return found
             rid = existing_for(p.call, found, self.key_field)
             if rid:
-                return AlreadyExisted(rid)
+                return AlreadyExisted(rid, ours=True)  # the query asked for our key only
         return PermanentFailure(f"{CRM} rejected the call log ({reason})")
 
     # -- updates after the create (crm/enrich.py) --------------------------------------------
