@@ -54,7 +54,6 @@ async def world(
             daemon.kill_if_running()
 
 
-@pytest.mark.slow
 async def test_updates_arrive_once_across_a_sigkill_between_create_and_update(
     world: tuple[Simulator, hs_sim.HubSpotState, DaemonProcess], pg_dsn: str, tmp_path: Path
 ) -> None:
