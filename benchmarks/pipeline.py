@@ -652,11 +652,11 @@ def _rss() -> int:
 
 def _memory_child(pipe: Connection, config: str, sessions: int, seed: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    settings = load_config(config)
+    account = load_config(config).account()
     org = Organisation.build(seed)
     directory = Directory.from_api(org.extension_records())
     tracker = Tracker(
-        directory, tracker_options(settings), Policy(policy_options(settings), directory)
+        directory, tracker_options(account), Policy(policy_options(account), directory)
     )
     factory = CallFactory(org, seed, time_scale=1.0)
     gc.collect()

@@ -243,7 +243,7 @@ async def run_standin(
         table = {**crm.writer, "rate_limit": 10_000.0, "batch_size": max(batch, 1)}
         if kind != "webhook":
             table["detect_client_logs"] = detect
-        settings = parse_config({"ringcentral": RC, "writers": {kind: table}}).writers[0]
+        settings = parse_config({"ringcentral": RC, "writers": {kind: table}}).account().writers[0]
         writer = build_writer(settings, session)
         began = time.perf_counter()
         results, warm = await drive(writer, crm.state, sc.calls, batch, warmup)
@@ -335,9 +335,7 @@ async def run_lifecycle(kind: str, sc: Scenario, recordings: RecordingsMode) -> 
     ):
         table = {**crm.writer, "rate_limit": 10_000.0, "recordings": recordings.value}
         parsed = parse_config({"ringcentral": RC, "writers": {kind: table}})
-        # The file's one account (its first, however the configuration shapes it).
-        account = parsed.accounts[0] if parsed.accounts else parsed
-        settings = account.writers[0]
+        settings = parsed.account().writers[0]
         writer = build_writer(settings, session)
         assert isinstance(writer, Enricher)
         results, _ = await drive(writer, crm.state, calls, batch, 0)
