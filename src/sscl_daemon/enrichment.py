@@ -187,8 +187,9 @@ class EnrichmentRunner:
             await self._poll_again(item, gathered.reason)
             return
         if self._may_write is not None and not self._may_write():
+            # Like the dispatcher: leave the claim to lapse; the lease's holder takes the row.
             self._close(gathered)
-            await self._retry(item, 0.0, "the account lease is not current", False)
+            log.warning("enrichment.held_back", writer=self.name, call=item.call.key)
             return
         settings = self._settings()
         ctx = WriteContext(attempt=item.attempts, uncertain=item.uncertain)
