@@ -9,7 +9,7 @@ import pytest
 from tests.store.sent_rows import WRITER, age_rows, count_rows, sent_rows
 
 from sscl_daemon.store import Checkpoint, LeaseLostError, OutboxStatus, Store
-from sscl_daemon.store.store import Pruned
+from sscl_daemon.store.outbox import Pruned
 from sscl_daemon.store.testing import sample_call
 
 ACCOUNT = "1000"

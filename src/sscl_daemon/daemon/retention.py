@@ -5,7 +5,7 @@ Where it sits: every :class:`~sscl_daemon.daemon.accounts.AccountRunner` runs
 the lease as ``fence``, so only the holder prunes, and a deposed one stops). The first run
 comes a minute after start (or one ``store.prune_interval`` if that is shorter), then
 every ``prune_interval`` seconds (an hour by default); each run deletes in batches of
-:data:`~sscl_daemon.store.store.PRUNE_BATCH` rows with a pause between them
+:data:`~sscl_daemon.store.outbox.PRUNE_BATCH` rows with a pause between them
 (:meth:`Store.prune_sent <sscl_daemon.store.Store.prune_sent>`), and counts what it
 deleted in ``sscl_outbox_pruned_total``. Pending, in-flight and dead rows are never
 deleted; ``0`` days keeps everything.

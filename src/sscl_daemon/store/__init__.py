@@ -5,6 +5,7 @@ PostgreSQL under the state directory (:mod:`.embedded`); in production it
 connects to the server named by ``store.dsn``. See :class:`Store`.
 """
 
+from sscl_daemon.store.access import OUTBOX_CHANNEL
 from sscl_daemon.store.errors import StoreError
 from sscl_daemon.store.instances import Announcement, CommitFailure, InstanceInfo
 from sscl_daemon.store.leases import Admit, Lease, LeaseInfo, LeaseLostError
@@ -23,7 +24,7 @@ from sscl_daemon.store.model import (
     StoreStatus,
     WriterStats,
 )
-from sscl_daemon.store.store import OUTBOX_CHANNEL, Store, WorkNotifier
+from sscl_daemon.store.store import Store, WorkNotifier
 
 __all__ = [
     "OUTBOX_CHANNEL",

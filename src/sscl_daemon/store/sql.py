@@ -186,3 +186,73 @@ DELETE FROM outbox WHERE id = ANY(ARRAY(
     LIMIT $3
     FOR UPDATE SKIP LOCKED))
 """
+
+# ---- checkpoints, recovery point, snapshots, directory (.checkpoints) ----
+
+LOAD_CHECKPOINT = """
+SELECT last_event_time, last_event_uuid, last_sequence, updated_at
+FROM checkpoints WHERE account = $1
+"""
+
+LOAD_RECOVERY_TOKEN = """
+SELECT recovery_token, recovery_token_expires_at, oauth_session, updated_at, recovery_sequence
+FROM checkpoints WHERE account = $1 AND recovery_token IS NOT NULL
+"""
+
+CLEAR_RECOVERY_TOKEN = """
+UPDATE checkpoints SET recovery_token = NULL, recovery_token_expires_at = NULL,
+    oauth_session = NULL
+WHERE account = $1
+"""
+
+LOAD_DIRECTORY = "SELECT data FROM directories WHERE account = $1"
+
+SAVE_SNAPSHOT = """
+INSERT INTO session_snapshots (account, data, taken_at) VALUES ($1, $2, now())
+ON CONFLICT (account) DO UPDATE SET data = EXCLUDED.data, taken_at = now()
+"""
+
+LOAD_SNAPSHOT = "SELECT data FROM session_snapshots WHERE account = $1"
+
+# ---- dead letters (.deadletters) ----
+
+DEAD_LETTERS = """
+SELECT id, account, kind, reason, payload, created_at FROM dead_letters
+WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR kind = $2)
+ORDER BY id DESC LIMIT $3
+"""
+
+DEAD_LETTER_COUNTS = """
+SELECT kind, count(*) AS n FROM dead_letters
+WHERE ($1::text IS NULL OR account = $1) GROUP BY kind ORDER BY kind
+"""
+
+# ---- the outbox, read side (.outbox) ----
+
+# $1 the LISTEN/NOTIFY channel, $2 the writers with new due rows.
+NOTIFY_WRITERS = "SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w"
+
+SECONDS_UNTIL_DUE = """
+SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 FROM outbox
+WHERE writer = $1 AND status IN ('pending', 'in_flight') AND ($2::text IS NULL OR account = $2)
+"""
+
+LOGGED_KEYS = """
+SELECT call_key FROM outbox
+WHERE account = $1 AND call_key = ANY($2::text[]) AND writer = ANY($3::text[])
+GROUP BY call_key HAVING count(DISTINCT writer) = $4
+"""
+
+OUTBOX_ROWS = f"""
+SELECT {OUTBOX_COLUMNS} FROM outbox
+WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR writer = $2)
+    AND ($3::text IS NULL OR status = $3)
+ORDER BY id LIMIT $4
+"""
+
+# ---- the server (.store) ----
+
+NOW = "SELECT now()"
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = $1"
+# An identifier cannot be a parameter; the name is the store's own constant.
+CREATE_DATABASE = 'CREATE DATABASE "{database}"'
