@@ -33,7 +33,7 @@ from sscl_daemon.config import (
     WriterType,
 )
 from sscl_daemon.crm.base import WriteContext, Writer
-from sscl_daemon.crm.enrich import Enrichment, plain
+from sscl_daemon.crm.enrich import Enrichment, Kind, Updated, plain
 from sscl_daemon.crm.hubspot import HubSpotWriter
 from sscl_daemon.crm.pipedrive import PipedriveWriter
 from sscl_daemon.crm.salesforce import SalesforceWriter
@@ -470,3 +470,24 @@ async def test_pipedrive_update_survives_a_crash_between_create_and_update(rig: 
     assert after[0]["status"] == "sent"
     assert list(rig.pd.recordings) == [ids[voicemail.key]]
     assert len(rig.pd.notes) == 1
+
+
+# -- a note left beside a person's edit, once across a retry --------------------------------
+
+
+async def test_beside_notes_are_left_once_across_an_uncertain_retry(rig: Rig) -> None:
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    for make in (rig.hubspot, rig.salesforce):
+        writer, settings = make()
+        ids = await rig.create(writer, settings, None, voicemail)
+        record = ids[voicemail.key]
+        e = Enrichment(Kind.VOICEMAIL, voicemail, record, None)  # what was written: unknown
+        e.transcription = "call me back"
+        first = await writer.enrich(e, WriteContext())
+        again = await writer.enrich(e, WriteContext(attempt=2, uncertain=True))
+        assert isinstance(first, Updated)
+        assert isinstance(again, Updated)
+    assert len(rig.hs.notes) == 1
+    assert "sscl-update: " in plain(next(iter(rig.hs.notes.values())).properties["hs_note_body"])
+    assert len(rig.sf.notes) == 1
+    assert len(rig.sf.links) == 1

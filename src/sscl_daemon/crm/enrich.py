@@ -109,6 +109,15 @@ def section_lines(e: Enrichment) -> list[tuple[str, str]]:
     return lines
 
 
+# Marks a note left beside a person's edit for one update, so a retry finds it.
+UPDATE_LABEL = "sscl-update"
+
+
+def update_marker(e: Enrichment) -> str:
+    """``sscl-update: <call key>#<kind>`` -- the line a note left for this update carries."""
+    return f"{UPDATE_LABEL}: {e.call.key}#{e.kind.value}"
+
+
 def section_text(e: Enrichment) -> str:
     return "\n".join(f"{label}: {value}" for label, value in section_lines(e))
 

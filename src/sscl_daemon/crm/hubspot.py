@@ -51,6 +51,7 @@ not depend on it.
 from __future__ import annotations
 
 import enum
+import html
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -630,7 +631,7 @@ class HubSpotWriter(ChunkedWriterBase):
             if not isinstance(patched, Response):
                 return patched
         if section and written is None:
-            beside = await self._note_beside(e, section)
+            beside = await self._note_beside(e, section, ctx)
             if beside is not None:
                 return beside
             return Updated(f"{e.kind} added beside the edited note", None)
@@ -656,15 +657,23 @@ class HubSpotWriter(ChunkedWriterBase):
             return RetryLater(f"{CRM} file upload answered without an id", uncertain=True)
         return str(file_id)
 
-    async def _note_beside(self, e: Enrichment, section: str) -> LookupFailure | None:
-        """A note with the section, associated with the call (its body is a person's now)."""
+    async def _note_beside(
+        self, e: Enrichment, section: str, ctx: WriteContext
+    ) -> LookupFailure | None:
+        """A note with the section, associated with the call (its body is a person's now).
+        It carries an ``sscl-update`` line, so a retry finds the note among the call's."""
+        marker = enrich.update_marker(e)
+        if ctx.uncertain or ctx.attempt > 1:
+            done = await self._noted(e.record_id, marker)
+            if done is not False:
+                return done if not isinstance(done, bool) else None
         note = await self.http.request(
             "POST",
             f"{self._base}/crm/v3/objects/notes",
             json_body={
                 "properties": {
                     "hs_timestamp": content.iso_utc(e.call.end_time),
-                    "hs_note_body": section,
+                    "hs_note_body": f"{section}<p>{html.escape(marker)}</p>",
                 }
             },
         )
@@ -679,6 +688,31 @@ class HubSpotWriter(ChunkedWriterBase):
             f"{quote(e.record_id, safe='')}",
         )
         return linked if not isinstance(linked, Response) else None
+
+    async def _noted(self, call_id: str, marker: str) -> bool | LookupFailure:
+        """Whether a note of the call carries ``marker`` (associations read, not searched)."""
+        linked = await self.http.request(
+            "GET",
+            f"{self._base}/crm/v4/objects/calls/{quote(call_id, safe='')}/associations/notes",
+            params={"limit": "100"},
+        )
+        if not isinstance(linked, Response):
+            return linked
+        ids = [str(r.get("toObjectId")) for r in _results(linked) if r.get("toObjectId")]
+        if not ids:
+            return False
+        read = await self.http.request(
+            "POST",
+            f"{self._base}/crm/v3/objects/notes/batch/read",
+            json_body={
+                "inputs": [{"id": i} for i in ids],
+                "properties": ["hs_note_body"],
+                "propertiesWithHistory": [],
+            },
+        )
+        if not isinstance(read, Response):
+            return read
+        return any(marker in _props(r).get("hs_note_body", "") for r in _results(read))
 
     # -- the key mode ------------------------------------------------------------------------
 

@@ -99,8 +99,6 @@ SCAN_PAGES: Final = 4
 PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
-# Marks a note the daemon left for one update, so a retry finds it.
-UPDATE_LABEL: Final = "sscl-update"
 # Contact policies that need each match's record times.
 _BY_TIME: Final = frozenset(
     {SeveralContactsPolicy.MOST_RECENTLY_UPDATED, SeveralContactsPolicy.OLDEST}
@@ -459,7 +457,7 @@ class PipedriveWriter(CrmWriterBase):
     async def _note(
         self, e: Enrichment, section: str, person: int, ctx: WriteContext
     ) -> LookupFailure | None:
-        marker = f"{UPDATE_LABEL}: {e.call.key}#{e.kind.value}"
+        marker = enrich.update_marker(e)
         if ctx.uncertain or ctx.attempt > 1:
             notes = await self._get("/api/v1/notes", {"person_id": str(person), "limit": "100"})
             if not isinstance(notes, Response):

@@ -489,7 +489,7 @@ class SalesforceWriter(ChunkedWriterBase):
                 return patched
             return Updated(f"{e.kind} added to the Task", written)
         if section:
-            failure = await self._note_beside(e)
+            failure = await self._note_beside(e, ctx)
             if failure is not None:
                 return failure
             return Updated(f"{e.kind} added beside the edited Task description", None)
@@ -526,12 +526,33 @@ class SalesforceWriter(ChunkedWriterBase):
         answer = await self.http.request("POST", f"{self.api}/sobjects/ContentVersion", data=form)
         return answer if not isinstance(answer, Response) else None
 
-    async def _note_beside(self, e: Enrichment) -> LookupFailure | None:
-        """A ContentNote with the section, shared with the Task."""
+    async def _note_beside(self, e: Enrichment, ctx: WriteContext) -> LookupFailure | None:
+        """A ContentNote with the section, shared with the Task; its title names the update,
+        so a retry finds it among the Task's documents."""
+        title = f"{e.kind.value.capitalize()} of the call {e.call.key}"[:255]
+        if ctx.uncertain or ctx.attempt > 1:
+            links = await self._query(
+                "SELECT ContentDocumentId FROM ContentDocumentLink WHERE LinkedEntityId = "
+                + soql_quote(e.record_id)
+            )
+            if not isinstance(links, list):
+                return links
+            ids = [str(r["ContentDocumentId"]) for r in links if r.get("ContentDocumentId")]
+            if ids:
+                notes = await self._query(
+                    "SELECT Id FROM ContentNote WHERE Title = "
+                    + soql_quote(title)
+                    + " AND Id IN ("
+                    + ", ".join(soql_quote(i) for i in ids)
+                    + ")"
+                )
+                if not isinstance(notes, list):
+                    return notes
+                if notes:
+                    return None
         body = base64.b64encode(enrich.section_html(e).encode()).decode()
-        title = f"{e.kind.value.capitalize()} of the call {e.call.telephony_session_id}"
         note = await self._send(
-            "POST", "/sobjects/ContentNote", json_body={"Title": title[:255], "Content": body}
+            "POST", "/sobjects/ContentNote", json_body={"Title": title, "Content": body}
         )
         if not isinstance(note, Response):
             return note

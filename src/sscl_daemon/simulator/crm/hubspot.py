@@ -744,6 +744,38 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
             }
         )
 
+    async def call_notes(request: web.Request) -> web.Response:
+        """``GET /crm/v4/objects/calls/{id}/associations/notes``."""
+        call = request.match_info["call_id"]
+        if call not in state.calls:
+            raise ApiError(404, "Object not found", "OBJECT_NOT_FOUND")
+        found = [n for n in state.notes.values() if call in n.associations]
+        return json_response(
+            {
+                "results": [
+                    {
+                        "toObjectId": int(n.id),
+                        "associationTypes": [
+                            {"category": "HUBSPOT_DEFINED", "typeId": 213, "label": None}
+                        ],
+                    }
+                    for n in found
+                ]
+            }
+        )
+
+    async def notes_batch_read(request: web.Request) -> web.Response:
+        body = await request.json()
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or not isinstance(body.get("properties"), list):
+            raise ApiError(400, "Invalid input JSON: inputs and properties", "VALIDATION_ERROR")
+        wanted = [str(i.get("id")) for i in inputs if isinstance(i, dict)]
+        found = [state.notes[w].public(body["properties"]) for w in wanted if w in state.notes]
+        now = state.now_iso()
+        return json_response(
+            {"status": "COMPLETE", "results": found, "startedAt": now, "completedAt": now}
+        )
+
     async def deals_batch_read(request: web.Request) -> web.Response:
         body = await request.json()
         inputs = body.get("inputs") if isinstance(body, dict) else None
@@ -814,6 +846,8 @@ def create_app(state: HubSpotState | None = None) -> web.Application:
     app.router.add_post("/files/v3/files", upload_file)
     app.router.add_get("/crm/v4/objects/contacts/{contact_id}/associations/deals", contact_deals)
     app.router.add_post("/crm/v3/objects/deals/batch/read", deals_batch_read)
+    app.router.add_get("/crm/v4/objects/calls/{call_id}/associations/notes", call_notes)
+    app.router.add_post("/crm/v3/objects/notes/batch/read", notes_batch_read)
     app.router.add_post("/crm/v3/objects/notes", create_note)
     app.router.add_put(
         "/crm/v4/objects/notes/{note_id}/associations/default/calls/{call_id}", associate_note
