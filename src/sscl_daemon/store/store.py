@@ -1,7 +1,7 @@
 """The store: one façade over one asyncpg pool, and the parts split by what they keep.
 
-:class:`Store` opens (or attaches to) the server, embedded or named by a DSN, and
-migrates it; what it stores lives in one module each: the outbox (:mod:`.outbox`),
+:class:`Store` opens (or attaches to) the server, embedded or named by a DSN
+(:mod:`.connect`), and migrates it; what it stores lives in one module each: the outbox (:mod:`.outbox`),
 checkpoints with the recovery point, snapshots and directory (:mod:`.checkpoints`),
 dead letters (:mod:`.deadletters`), rotated credentials (:mod:`.credentials`), account
 leases (:mod:`.leases`) and the instances sharing the store (:mod:`.instances`). Every
@@ -30,9 +30,16 @@ from sscl_daemon.store import credentials, sql
 from sscl_daemon.store.access import OUTBOX_CHANNEL, Connection, notify_writers
 from sscl_daemon.store.access import failures as _failures
 from sscl_daemon.store.checkpoints import Checkpoints
+from sscl_daemon.store.connect import (
+    EMBEDDED_DATABASE,
+    create_pool,
+    ensure_database,
+    private_state_dir,
+    require_database,
+)
 from sscl_daemon.store.deadletters import DeadLetters, insert_dead_letters
 from sscl_daemon.store.embedded import EmbeddedServer
-from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
+from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, dsn_target
 from sscl_daemon.store.instances import (
     Announcement,
     CommitFailure,
@@ -52,10 +59,7 @@ from sscl_daemon.store.migrate import MigrationReport, current_version, migrate
 from sscl_daemon.store.model import AccountStats, Checkpoint, DeadLetter, StoreStatus, WriterStats
 from sscl_daemon.store.outbox import Outbox
 
-EMBEDDED_DATABASE = "sscl"
 _CLOSE_TIMEOUT = 10.0
-# No statement of ours takes long; one that does means the server or network is stuck.
-_COMMAND_TIMEOUT = 60.0
 
 
 class WorkNotifier:
@@ -134,14 +138,14 @@ class Store(Outbox, Checkpoints, DeadLetters):
         password = settings.password.reveal() if settings.password else None
         try:
             if settings.embedded:
-                _private_state_dir(state_dir)
+                private_state_dir(state_dir)
                 server = EmbeddedServer(state_dir / "postgres")
                 await server.astart()
                 dsn = server.dsn(EMBEDDED_DATABASE)
-                await _ensure_database(server.dsn(), EMBEDDED_DATABASE, settings.connect_timeout)
+                await ensure_database(server.dsn(), EMBEDDED_DATABASE, settings.connect_timeout)
             else:
                 dsn = settings.dsn
-            pool = await _create_pool(dsn, password, settings)
+            pool = await create_pool(dsn, password, settings)
         except BaseException:
             if server is not None:
                 await server.astop()
@@ -183,10 +187,10 @@ class Store(Outbox, Checkpoints, DeadLetters):
                     origin = f"the running daemon's embedded server in {candidate.root}"
                     origin += f" (pid {owner})" if owner else ""
                 dsn = candidate.dsn(EMBEDDED_DATABASE)
-                await _require_database(candidate, small.connect_timeout)
+                await require_database(candidate, small.connect_timeout)
             else:
                 dsn = settings.dsn
-            pool = await _create_pool(dsn, password, small)
+            pool = await create_pool(dsn, password, small)
         except BaseException:
             if server is not None:
                 await server.astop()
@@ -465,89 +469,3 @@ class Store(Outbox, Checkpoints, DeadLetters):
             schema_version=version,
             read_at=read_at,
         )
-
-
-# A DSN asyncpg cannot parse surfaces as ValueError when the pool first connects.
-_CONNECT_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError)
-
-
-async def _reset_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    """Before a connection goes back to the pool: the full reset only if something is open.
-
-    The store's statements leave no session state behind (no SET, LISTEN or cursor;
-    the migration lock is released explicitly; the listener and the leases have
-    connections of their own), so the default reset query on every release is a
-    round trip that changes nothing, except after a transaction left open.
-    """
-    if conn.is_in_transaction():
-        await conn.execute(conn.get_reset_query())
-
-
-async def _create_pool(
-    dsn: str, password: str | None, settings: StoreSettings
-) -> asyncpg.Pool[asyncpg.Record]:
-    try:
-        return await asyncpg.create_pool(
-            dsn,
-            password=password,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.connect_timeout,
-            command_timeout=_COMMAND_TIMEOUT,
-            max_inactive_connection_lifetime=300.0,
-            reset=_reset_connection,
-            server_settings={"application_name": "sscl-daemon", "jit": "off"},
-        )
-    except _CONNECT_ERRORS as exc:
-        raise connect_error(exc, dsn, password) from None
-
-
-def _private_state_dir(state_dir: Path) -> None:
-    """The state directory exists and only the service may enter it (0700).
-
-    The embedded server's files, the jsonl call data and recordings live there. When the
-    server runs as another user (the daemon is root) it gets search permission back on
-    the way to its own directory (:mod:`.embedded`).
-    """
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        state_dir.chmod(0o700)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create or protect the state directory {state_dir}: {exc.strerror} "
-            "(check daemon.state_dir and $STATE_DIRECTORY)",
-            permanent=True,
-        ) from None
-
-
-async def _require_database(server: EmbeddedServer, connect_timeout: float) -> None:
-    """The daemon's database exists on the embedded ``server`` (a command never creates it)."""
-    admin_dsn = server.dsn()
-    try:
-        conn = await asyncpg.connect(admin_dsn, timeout=connect_timeout)
-    except DATABASE_ERRORS as exc:
-        raise connect_error(exc, admin_dsn, None) from None
-    try:
-        exists = await conn.fetchval(sql.DATABASE_EXISTS, EMBEDDED_DATABASE)
-    finally:
-        await conn.close()
-    if not exists:
-        raise StoreError(
-            f"the embedded PostgreSQL in {server.root} has no database {EMBEDDED_DATABASE!r}: "
-            "the daemon has not run with this daemon.state_dir",
-            permanent=True,
-        )
-
-
-async def _ensure_database(admin_dsn: str, database: str, connect_timeout: float) -> None:
-    """Create ``database`` on the embedded server the first time."""
-    try:
-        conn = await asyncpg.connect(admin_dsn, timeout=connect_timeout)
-    except DATABASE_ERRORS as exc:
-        raise connect_error(exc, admin_dsn, None) from None
-    try:
-        exists = await conn.fetchval(sql.DATABASE_EXISTS, database)
-        if not exists:
-            await conn.execute(sql.CREATE_DATABASE.format(database=database))
-    finally:
-        await conn.close()
