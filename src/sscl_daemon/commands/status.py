@@ -23,7 +23,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sscl_daemon.commands.attach import open_store, store_failed
@@ -37,6 +37,7 @@ from sscl_daemon.config import (
 )
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
 from sscl_daemon.store import InstanceInfo, LeaseInfo, StoreError, StoreStatus
+from sscl_daemon.store.enrichments import Enrichments
 
 HELP = "show who holds each account, checkpoints, in-flight calls, outbox and dead letters"
 
@@ -66,6 +67,8 @@ class Report:
     configured_accounts: list[str]
     in_flight: dict[str, int | None]
     retention: StoreSettings
+    # Writer -> updates of logged calls waiting for their recording / voicemail (issue 15).
+    updates_pending: dict[str, int] = field(default_factory=dict)
 
     @property
     def now(self) -> datetime:
@@ -89,6 +92,7 @@ async def collect(settings: Settings) -> Report:
         for account in status.accounts:
             data = await store.load_snapshot(account.account)
             in_flight[account.account] = snapshot_session_count(data)
+        updates = await Enrichments(store).pending()
     finally:
         await store.close()
     return Report(
@@ -101,6 +105,7 @@ async def collect(settings: Settings) -> Report:
         configured_accounts=[account.name for account in settings.accounts],
         in_flight=in_flight,
         retention=settings.store,
+        updates_pending=updates,
     )
 
 
@@ -255,6 +260,9 @@ def render(report: Report) -> str:
         )
     if not status.writers:
         lines.append("(no call logs in the outbox yet)")
+    if report.updates_pending:
+        waiting = ", ".join(f"{w}: {n}" for w, n in sorted(report.updates_pending.items()))
+        lines.append(f"updates waiting for a recording or voicemail: {waiting}")
     errors = [w for w in status.writers if w.last_error]
     if errors:
         lines += ["", "last error per writer (among pending and dead call logs)"]
@@ -331,6 +339,7 @@ def as_json(report: Report) -> dict[str, object]:
             }
             for a in status.accounts
         ],
+        "updates_pending": report.updates_pending,
         "writers": [
             {
                 "writer": w.writer,
