@@ -92,7 +92,10 @@ async def collect(settings: Settings) -> Report:
         for account in status.accounts:
             data = await store.load_snapshot(account.account)
             in_flight[account.account] = snapshot_session_count(data)
-        updates = await Enrichments(store).pending()
+        try:
+            updates = await Enrichments(store).pending()
+        except StoreError:  # a database not yet migrated to the enrichments table
+            updates = {}
     finally:
         await store.close()
     return Report(
