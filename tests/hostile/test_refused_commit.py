@@ -74,9 +74,7 @@ async def test_refused_items_are_dead_lettered_alone_and_the_rest_commits(opened
     calls = [*real[:10], poison_key(100), *real[10:25], poison_nul(101), *real[25:]]
     bad_reason = DeadLetter(DeadLetterKind.EVENT, "odd \x00 reason", b"\x00raw")
     fine_letter = DeadLetter(DeadLetterKind.EVENT, "cannot decode", b"{")
-    batch: Batch[Checkpoint, DeadLetter] = Batch(
-        calls, Checkpoint(AT, "uuid-9"), [fine_letter, bad_reason]
-    )
+    batch: Batch[Checkpoint, DeadLetter] = Batch(calls, Checkpoint(AT), [fine_letter, bad_reason])
     await _commit_all(committer, batch)
 
     assert sorted(await _outbox_keys(opened)) == sorted(c.key for c in real)

@@ -26,11 +26,7 @@ T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
 
 def checkpoint(minutes: int) -> Checkpoint:
-    return Checkpoint(
-        last_event_time=T0 + timedelta(minutes=minutes),
-        last_event_uuid=f"uuid-{minutes}",
-        last_sequence=minutes,
-    )
+    return Checkpoint(last_event_time=T0 + timedelta(minutes=minutes))
 
 
 async def execute(dsn: str, sql: str, *args: object) -> None:
@@ -56,11 +52,7 @@ async def test_commit_inserts_a_row_per_call_and_writer_with_the_checkpoint(stor
     assert {r.status for r in rows} == {OutboxStatus.PENDING}
     loaded = await store.load_checkpoint(ACCOUNT)
     assert loaded is not None
-    assert (loaded.last_event_time, loaded.last_event_uuid, loaded.last_sequence) == (
-        T0 + timedelta(minutes=1),
-        "uuid-1",
-        1,
-    )
+    assert loaded.last_event_time == T0 + timedelta(minutes=1)
     [letter] = await store.dead_letters(ACCOUNT)
     assert (letter.kind, letter.reason, letter.payload) == ("event", "not JSON", b"\x00garbage")
 
@@ -76,7 +68,7 @@ async def test_the_same_call_committed_twice_is_one_row_per_writer(store: Store)
     assert len(await store.outbox_rows(ACCOUNT)) == 2
     loaded = await store.load_checkpoint(ACCOUNT)
     assert loaded is not None
-    assert loaded.last_sequence == 2
+    assert loaded.last_event_time == T0 + timedelta(minutes=2)
 
 
 @pytest.mark.parametrize("failing_table", ["checkpoints", "dead_letters"])
@@ -104,7 +96,7 @@ async def test_a_failure_mid_batch_stores_nothing(
     assert [r.call_key for r in rows] == [sample_call(1).key]
     loaded = await store.load_checkpoint(ACCOUNT)
     assert loaded is not None
-    assert loaded.last_sequence == 1
+    assert loaded.last_event_time == T0 + timedelta(minutes=1)
     assert await store.dead_letters(ACCOUNT) == []
 
 
@@ -368,7 +360,7 @@ async def test_recovery_token_and_checkpoint_do_not_overwrite_each_other(store: 
     await store.save_recovery_token(ACCOUNT, "wsc-2", expires, "session-2")
     loaded = await store.load_checkpoint(ACCOUNT)
     assert loaded is not None
-    assert loaded.last_sequence == 5
+    assert loaded.last_event_time == T0 + timedelta(minutes=5)
     await store.clear_recovery_token(ACCOUNT)
     assert await store.load_recovery_token(ACCOUNT) is None
 

@@ -157,7 +157,6 @@ class Pipeline:
         # know: the account refreshes the directory before the session is decided.
         self.on_directory_wanted: Callable[[set[str]], None] | None = None
         self._newest: datetime | None = None
-        self._last_uuid: str | None = None
         # The RingCentral account id, as the events name it (for call-log records).
         self.account_id: str | None = None
         # Sessions that may have lost events (in flight across a gap or a restart, or
@@ -284,7 +283,7 @@ class Pipeline:
                 low = held if low is None else min(low, held)
         if low is None:
             return None
-        return Checkpoint(low, self._last_uuid, None)
+        return Checkpoint(low)
 
     def restore(self, snapshot: bytes | None, checkpoint: Checkpoint | None) -> int:
         """After a restart: load the tracker's snapshot and resume the low-water mark.
@@ -346,8 +345,6 @@ class Pipeline:
             self.settling.touch(tsid, at)
         if self._newest is None or at > self._newest:
             self._newest = at
-        if event.uuid is not None:
-            self._last_uuid = event.uuid
         if self.account_id is None and body.account_id is not None:
             self.account_id = str(body.account_id)
         self._count_skipped()

@@ -26,14 +26,9 @@ class Checkpoints(PoolUser):
                 sql.LOAD_CHECKPOINT,
                 account,
             )
-        if row is None or (row["last_event_time"] is None and row["last_sequence"] is None):
+        if row is None or row["last_event_time"] is None:
             return None
-        return Checkpoint(
-            last_event_time=row["last_event_time"],
-            last_event_uuid=row["last_event_uuid"],
-            last_sequence=row["last_sequence"],
-            updated_at=row["updated_at"],
-        )
+        return Checkpoint(last_event_time=row["last_event_time"], updated_at=row["updated_at"])
 
     async def save_recovery_token(
         self,

@@ -39,11 +39,12 @@ class DeadLetterKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Where an account's event stream stands; committed with the calls it produced."""
+    """Where an account's event stream stands; committed with the calls it produced.
+
+    The low-water mark: the first event time of the oldest session still in flight
+    (``daemon/pipeline.py``); the call log is read from there after a restart."""
 
     last_event_time: datetime | None
-    last_event_uuid: str | None = None
-    last_sequence: int | None = None
     # Set by the store when loaded: when this checkpoint was last written.
     updated_at: datetime | None = None
 

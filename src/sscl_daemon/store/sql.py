@@ -18,12 +18,10 @@ SELECT writer, count(*) AS n FROM ins GROUP BY writer
 """
 
 SAVE_CHECKPOINT = """
-INSERT INTO checkpoints (account, last_event_time, last_event_uuid, last_sequence, updated_at)
-VALUES ($1, $2, $3, $4, now())
+INSERT INTO checkpoints (account, last_event_time, updated_at)
+VALUES ($1, $2, now())
 ON CONFLICT (account) DO UPDATE SET
     last_event_time = EXCLUDED.last_event_time,
-    last_event_uuid = EXCLUDED.last_event_uuid,
-    last_sequence = EXCLUDED.last_sequence,
     updated_at = now()
 """
 
@@ -190,8 +188,7 @@ DELETE FROM outbox WHERE id = ANY(ARRAY(
 # ---- checkpoints, recovery point, snapshots, directory (.checkpoints) ----
 
 LOAD_CHECKPOINT = """
-SELECT last_event_time, last_event_uuid, last_sequence, updated_at
-FROM checkpoints WHERE account = $1
+SELECT last_event_time, updated_at FROM checkpoints WHERE account = $1
 """
 
 LOAD_RECOVERY_TOKEN = """

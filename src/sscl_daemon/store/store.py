@@ -301,8 +301,6 @@ class Store(Outbox, Checkpoints, DeadLetters):
                     sql.SAVE_CHECKPOINT,
                     account,
                     checkpoint.last_event_time,
-                    checkpoint.last_event_uuid,
-                    checkpoint.last_sequence,
                 )
             if dead_letters:
                 await insert_dead_letters(conn, account, dead_letters)
