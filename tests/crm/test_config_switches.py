@@ -47,7 +47,7 @@ def hubspot_table(**extra: object) -> dict[str, object]:
 
 
 def parse_writer(table: dict[str, object]) -> WriterSettings:
-    (writer,) = parse_config({"ringcentral": RC, "writers": {"w": table}}).writers
+    (writer,) = parse_config({"ringcentral": RC, "writers": {"w": table}}).account().writers
     return writer
 
 

@@ -93,7 +93,7 @@ async def test_time_policies_pick_by_the_crms_record_times(
     async with running(kind) as crm:
         ids = seed(crm, call.external_number)
         table = {**crm.writer, "several_contacts": policy}
-        settings = parse_config({"ringcentral": RC, "writers": {"crm": table}}).writers[0]
+        settings = parse_config({"ringcentral": RC, "writers": {"crm": table}}).account().writers[0]
         writer = build_writer(settings, http_session)
         assert isinstance(await writer.write(call, WriteContext()), Created)
         await writer.close()

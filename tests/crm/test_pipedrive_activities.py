@@ -57,8 +57,7 @@ def test_log_as_is_read_and_checked() -> None:
     rc = {"client_id": "c", "client_secret": "s", "jwt": "j"}
     table = {"type": "pipedrive", "api_token": "pd-1", "log_as": "activity", "activity_type": "c2"}
     settings = parse_config({"ringcentral": rc, "writers": {"pd": table}}, "t.toml")
-    accounts = getattr(settings, "accounts", ())
-    writer = (accounts[0] if accounts else settings).writers[0]
+    writer = settings.account().writers[0]
     assert writer.options.log_as is PipedriveLog.ACTIVITY
     assert writer.options.activity_type == "c2"
     with pytest.raises(ConfigError) as info:
@@ -139,6 +138,5 @@ async def test_the_registry_builds_the_writer_log_as_asks_for(
     for log_as, cls in (("activity", PipedriveActivityWriter), ("call-log", None)):
         table = {"type": "pipedrive", "api_token": "pd-1", "log_as": log_as}
         settings = parse_config({"ringcentral": rc, "writers": {"pd": table}}, "t.toml")
-        accounts = getattr(settings, "accounts", ())
-        writer = build_writer((accounts[0] if accounts else settings).writers[0], http_session)
+        writer = build_writer(settings.account().writers[0], http_session)
         assert isinstance(writer, PipedriveActivityWriter) is (cls is not None)
