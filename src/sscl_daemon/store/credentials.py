@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from sscl_daemon.store import sql
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError
 
 if TYPE_CHECKING:
@@ -30,13 +31,6 @@ if TYPE_CHECKING:
     from sscl_daemon.store.store import Store
 
     Connection = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
-
-LOAD = "SELECT value FROM credentials WHERE account = $1 AND name = $2"
-
-SAVE = """
-INSERT INTO credentials (account, name, value) VALUES ($1, $2, $3)
-ON CONFLICT (account, name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-"""
 
 
 def credential_name(kind: str, *issued_for: str) -> str:
@@ -64,12 +58,12 @@ async def failures(action: str, account: str, name: str) -> AsyncIterator[None]:
 
 
 async def load(conn: Connection, account: str, name: str) -> str | None:
-    value = await conn.fetchval(LOAD, account, name)
+    value = await conn.fetchval(sql.LOAD_CREDENTIAL, account, name)
     return None if value is None else str(value)
 
 
 async def save(conn: Connection, account: str, name: str, value: str) -> None:
-    await conn.execute(SAVE, account, name, value)
+    await conn.execute(sql.SAVE_CREDENTIAL, account, name, value)
 
 
 class CredentialVault:

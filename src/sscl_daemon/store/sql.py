@@ -211,6 +211,15 @@ ON CONFLICT (account) DO UPDATE SET data = EXCLUDED.data, taken_at = now()
 
 LOAD_SNAPSHOT = "SELECT data FROM session_snapshots WHERE account = $1"
 
+# ---- rotated credentials (.credentials) ----
+
+LOAD_CREDENTIAL = "SELECT value FROM credentials WHERE account = $1 AND name = $2"
+
+SAVE_CREDENTIAL = """
+INSERT INTO credentials (account, name, value) VALUES ($1, $2, $3)
+ON CONFLICT (account, name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+"""
+
 # ---- dead letters (.deadletters) ----
 
 DEAD_LETTERS = """
