@@ -189,7 +189,12 @@ class EnrichmentRunner:
         if self._may_write is not None and not self._may_write():
             # Like the dispatcher: leave the claim to lapse; the lease's holder takes the row.
             self._close(gathered)
-            log.warning("enrichment.held_back", writer=self.name, call=item.call.key)
+            log.warning(
+                "enrichment.update.held_back",
+                writer=self.name,
+                call=item.call.key,
+                hint="the account lease is not current: the claim lapses for its holder",
+            )
             return
         settings = self._settings()
         ctx = WriteContext(attempt=item.attempts, uncertain=item.uncertain)
@@ -300,7 +305,7 @@ class EnrichmentRunner:
         metrics.ENRICHMENTS.labels(writer=self.name, kind=item.kind, outcome="retry").inc()
         await self._rows.retry(item.id, self._claimer, delay, reason, uncertain, fence=self._fence)
         log.info(
-            "enrichment.retry_scheduled",
+            "enrichment.update.retry_scheduled",
             writer=self.name,
             call=item.call.key,
             kind=item.kind,

@@ -163,9 +163,8 @@ async def test_a_refused_stored_token_falls_back_to_the_configured_one(rig: Rig)
         assert isinstance(await write(rig.writer(), 2), Created)
     assert rig.refresh_tokens_sent()[-2:] == ["pd-revoked-elsewhere", CONFIGURED]
     warnings = [e for e in logs if e["log_level"] == "warning"]
-    assert [e["event"] for e in warnings] == [
-        "the OAuth refresh token stored in Postgres was refused (invalid_grant);"
-        " falling back to the configured refresh_token"
+    assert [(e["event"], e["reason"]) for e in warnings] == [
+        ("crm.oauth.stored_token_refused", "invalid_grant")
     ]
     assert "pd-revoked-elsewhere" not in repr(logs)
     assert (await rig.stored())[name] == rig.valid_refresh_token()

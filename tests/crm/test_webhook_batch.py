@@ -330,6 +330,6 @@ async def test_malformed_results_are_ignored_with_a_warning(
         AlreadyExisted(batch[1].key) if isinstance(results, list) else Created(batch[1].key)
     )
     assert answer == [Created(batch[0].key), expected_second]
-    warnings = [e for e in captured if e["event"] == "webhook batch answer entry ignored"]
+    warnings = [e for e in captured if e["event"] == "crm.batch_entry.ignored"]
     assert [w["reason"] for w in warnings] == reasons
     assert all(w["log_level"] == "warning" and w["writer"] == "webhook hook" for w in warnings)

@@ -235,7 +235,7 @@ class ClioWriter(CrmWriterBase):
                 # The communication stands; the retry finds it and adds the entry.
                 return entry
             if isinstance(entry, PermanentFailure):
-                log.warning("clio time entry refused", writer=self.name, reason=entry.reason)
+                log.warning("crm.time_entry.refused", writer=self.name, reason=entry.reason)
         return Created(comm_id) if created else AlreadyExisted(comm_id)
 
     async def write_batch(

@@ -737,7 +737,7 @@ class HubSpotWriter(ChunkedWriterBase):
         unique = answer.status == 200 and answer.object().get("hasUniqueValue") is True
         self.key_mode = KeyMode.UNIQUE if unique else KeyMode.SEARCH
         log.info(
-            "hubspot key property mode",
+            "crm.key_property.resolved",
             writer=self.name,
             property=self.key_property,
             mode=self.key_mode.value,

@@ -219,10 +219,11 @@ class OAuthClient:
         except Exception as exc:  # the vault's own errors; the token stays in memory meanwhile
             self._unsaved = token
             log.error(
-                "cannot store the rotated OAuth refresh token; a restart now would need a new"
-                " one (retried before the next request)",
+                "crm.oauth.rotated_token_unsaved",
                 token_url=self._token_url,
                 error=type(exc).__name__,
+                hint="a restart now would need a new refresh token; saving the rotated one is"
+                " retried before the next request",
             )
             return
         if self._unsaved == token:
@@ -236,17 +237,20 @@ class OAuthClient:
             current = await self._load()
             if current and current != failed:
                 log.info(
-                    "stored OAuth refresh token was rotated meanwhile; using the new one",
+                    "crm.oauth.stored_token_reloaded",
                     token_url=self._token_url,
+                    hint="the stored refresh token was rotated meanwhile; using the new one",
                 )
                 self._refresh_token, self._source = current, _Source.STORED
                 return True
         if _Source.CONFIGURED in tried or self._configured == failed:
             return False
         log.warning(
-            "the OAuth refresh token stored in Postgres was refused (invalid_grant);"
-            " falling back to the configured refresh_token",
+            "crm.oauth.stored_token_refused",
             token_url=self._token_url,
+            reason="invalid_grant",
+            hint="the refresh token stored in Postgres was refused; falling back to the"
+            " configured refresh_token",
         )
         self._refresh_token, self._source = self._configured, _Source.CONFIGURED
         return True

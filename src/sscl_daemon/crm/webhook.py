@@ -219,7 +219,7 @@ def _answer_id(answer: Response, fallback: str) -> str:
 
 def _ignored(crm: str, index: int, why: str) -> None:
     # A receiver's bad bookkeeping must not fail calls it accepted with its 2xx.
-    log.warning("webhook batch answer entry ignored", writer=crm, entry=index, reason=why)
+    log.warning("crm.batch_entry.ignored", writer=crm, entry=index, reason=why)
 
 
 def _item_result(crm: str, key: str, status: ItemStatus, entry: dict[str, object]) -> WriteResult:

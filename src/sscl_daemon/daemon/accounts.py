@@ -194,7 +194,12 @@ class AccountRunner:
         # writes are fenced): make their rows due now, as uncertain, instead of at claim end.
         released = await store.expire_claims("", self._claimer, self.name)
         if released:
-            log.info("took over calls a former holder had in flight", rows=released)
+            log.info(
+                "daemon.account.calls_taken_over",
+                account=self.name,
+                rows=released,
+                hint="calls a former holder had in flight are written again (once, by key)",
+            )
         for writer_settings in self.account.writers:
             if writer_settings.enabled:
                 self._dispatchers[writer_settings.name] = Dispatcher(
@@ -210,8 +215,9 @@ class AccountRunner:
                 self._enrichment(self._dispatchers[writer_settings.name], rest)
         if not self._dispatchers:
             log.warning(
-                "no writer is enabled: calls are tracked and stored but not logged",
+                "daemon.account.no_writer",
                 account=self.name,
+                hint="no writer is enabled: calls are tracked and stored but not logged",
             )
         self._supervise("committer", committer.run)
         self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
@@ -272,7 +278,7 @@ class AccountRunner:
                     await self._save_state(self._pipeline)
             except (TimeoutError, StoreError) as exc:
                 log.error(
-                    "could not commit the last events and snapshot",
+                    "daemon.account.final_commit_failed",
                     account=self.name,
                     error=repr(exc),
                 )
@@ -281,9 +287,10 @@ class AccountRunner:
         )
         if not all(result is True for result in drained):
             log.warning(
-                "some CRM requests did not finish in time; they are retried after restart",
+                "daemon.account.drain_timed_out",
                 account=self.name,
                 grace=grace,
+                hint="the CRM requests that did not finish in time are retried after restart",
             )
         await cancel_tasks(list(self._tasks.values()))
 
@@ -322,9 +329,10 @@ class AccountRunner:
                 await run()
             except LeaseLostError as exc:
                 log.warning(
-                    "lease lost (a fenced write was refused); stopping the account",
+                    "daemon.account.fenced_out",
                     account=self.name,
                     error=str(exc),
+                    hint="a fenced write was refused: the lease is lost; stopping the account",
                 )
                 self.lost.set()
                 # Parked until the lease loop cancels the runner.
@@ -350,7 +358,9 @@ class AccountRunner:
         elif isinstance(exc, LeaseLostError):
             self.lost.set()
         elif exc is not None:
-            log.error("task ended with an error", task=task.get_name(), error=repr(exc))
+            log.error(
+                "daemon.task.failed", account=self.name, task=task.get_name(), error=repr(exc)
+            )
 
     # ---- start-up state --------------------------------------------------------------
 
@@ -358,14 +368,18 @@ class AccountRunner:
         """The directory the last run stored (None: heuristics until the first load)."""
         data = await self._store.load_directory(self.name)
         if data is None:
-            log.info("no stored extension directory; using heuristics until it loads")
+            log.info(
+                "daemon.directory.not_stored",
+                account=self.name,
+                hint="using heuristics until the extension directory loads",
+            )
             return None
         try:
             directory = stored_directory(data)
         except DirectoryError as exc:
-            log.warning("stored extension directory unusable", account=self.name, error=str(exc))
+            log.warning("daemon.directory.unusable", account=self.name, error=str(exc))
             return None
-        log.info("extension directory restored", account=self.name, extensions=len(directory))
+        log.info("daemon.directory.restored", account=self.name, extensions=len(directory))
         return directory
 
     async def _keep_directory(self, data: bytes) -> None:
@@ -377,7 +391,7 @@ class AccountRunner:
             raise
         except StoreError as exc:
             # Only the next start's first minutes depend on it: not worth failing the reload.
-            log.warning("could not store the extension directory", error=str(exc))
+            log.warning("daemon.directory.store_failed", account=self.name, error=str(exc))
 
     def _directory_wanted(self, rest: RestClient, pipeline: Pipeline) -> Callable[[set[str]], None]:
         """A session names extensions the directory does not know: load it again now.
@@ -394,9 +408,10 @@ class AccountRunner:
                 return
             last[:] = [now]
             log.info(
-                "calls name extensions the directory does not know; loading it again",
+                "daemon.directory.reload_wanted",
                 account=self.name,
                 extensions=len(extension_ids),
+                hint="calls name extensions the directory does not know; loading it again",
             )
             self._spawn("directory-on-demand", self._load_directory_now(rest, pipeline))
 
@@ -406,7 +421,7 @@ class AccountRunner:
         try:
             directory = await load_directory(rest)
         except (ApiError, RetriesExhausted, DirectoryError, aiohttp.ClientError) as exc:
-            log.warning("on-demand directory load failed", account=self.name, error=str(exc))
+            log.warning("daemon.directory.load_failed", account=self.name, error=str(exc))
             return
         self._new_directory(pipeline)(directory)
 
@@ -424,9 +439,10 @@ class AccountRunner:
             restored = pipeline.restore(snapshot, checkpoint)
         except ValueError as exc:
             log.error(
-                "the in-flight snapshot cannot be restored; kept as a dead letter",
+                "daemon.snapshot.dead_lettered",
                 account=account,
                 error=str(exc),
+                hint="the in-flight snapshot cannot be restored; kept as a dead letter",
             )
             letter = DeadLetter(DeadLetterKind.SNAPSHOT, str(exc), snapshot or b"")
             await store.add_dead_letters(account, [letter])
@@ -447,7 +463,7 @@ class AccountRunner:
                 sequence=token.sequence,
             )
         log.info(
-            "state restored",
+            "daemon.state.restored",
             account=account,
             in_flight_sessions=restored,
             checkpoint=checkpoint.last_event_time.isoformat()
@@ -473,7 +489,10 @@ class AccountRunner:
             # The first RingCentral request of a start is the subscription's (the directory
             # no longer goes first): this is where refused credentials show.
             log.error(
-                "RingCentral refused the credentials; stopping", account=self.name, error=str(exc)
+                "daemon.account.credentials_refused",
+                account=self.name,
+                error=str(exc),
+                hint="RingCentral refused the credentials; stopping",
             )
             raise FatalError(f"account {self.name}: {exc}") from exc
         finally:
@@ -509,7 +528,7 @@ class AccountRunner:
             gap = Gap(start, datetime.now(UTC), GapReason.NO_RECOVERY_TOKEN, "daemon restart")
             self._reconcile(gap, "startup", pipeline, self._startup_hold)
         if not self.ever_subscribed:
-            log.info("subscribed; logging calls", account=self.name)
+            log.info("daemon.account.subscribed", account=self.name)
         self.ever_subscribed = True
         self._set_subscribed(True)
 
@@ -609,8 +628,9 @@ class AccountRunner:
         pipeline.settle_suspects(settled)
         exhausted = pipeline.suspects_not_found(wanted - settled, now)
         log.info(
-            "sessions that may have lost events settled from the call log",
+            "daemon.sessions.settled",
             account=self.name,
+            hint="sessions that may have lost events, settled from the call log",
             sessions=len(settled),
             calls=len(calls),
             waiting=len(pipeline.settling),
@@ -627,9 +647,10 @@ class AccountRunner:
             exhausted = [t for t in exhausted if t not in resolution.active]
         for tsid in exhausted:
             log.warning(
-                "no call-log record for a session that ended; logging what was seen live",
+                "daemon.session.given_up",
                 account=self.name,
                 session=tsid,
+                hint="no call-log record for a session that ended; logging what was seen live",
             )
             metrics.SESSIONS_GIVEN_UP.inc()
             await pipeline.give_up_suspect(tsid)

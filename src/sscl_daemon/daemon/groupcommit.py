@@ -336,7 +336,12 @@ class GroupCommitter(Generic[C, D]):
         self._refused += 1
         kind = "call" if isinstance(item, CompletedCall) else "dead_letter"
         metrics.COMMIT_REFUSED.labels(kind=kind).inc()
-        log.error("the store refused one item; kept as a dead letter", item=kind, reason=reason)
+        log.error(
+            "daemon.commit.item_dead_lettered",
+            item=kind,
+            reason=reason,
+            hint="the store refused one item; kept as a dead letter",
+        )
 
     def _restore(self, batch: Batch[C, D]) -> None:
         if not batch:

@@ -308,7 +308,7 @@ class Pipeline:
             check_event_time(event, raw, received_at)
         except EventDecodeError as exc:
             _events_received("malformed").inc()
-            log.warning("notification cannot be decoded; kept as a dead letter", reason=exc.reason)
+            log.warning("daemon.event.undecodable", reason=exc.reason, hint="kept as a dead letter")
             payload = exc.raw if isinstance(exc.raw, bytes) else exc.raw.encode()
             letter = DeadLetter(DeadLetterKind.EVENT, exc.reason, payload)
             await self._committer.add(dead_letters=[letter])
@@ -318,7 +318,7 @@ class Pipeline:
         except Exception as exc:
             # A bug or an input the core cannot handle must cost one event, not the stream.
             _events_received("rejected").inc()
-            log.error("the tracker failed on a notification; kept as a dead letter", exc_info=exc)
+            log.error("daemon.event.tracker_failed", hint="kept as a dead letter", exc_info=exc)
             letter = DeadLetter(DeadLetterKind.EVENT, f"tracker error: {exc!r}", raw)
             await self._committer.add(dead_letters=[letter])
 
@@ -403,11 +403,11 @@ class Pipeline:
         for call, decision in tracker.take_skipped():
             metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
             RECENT_SKIPS.add(call, decision)  # for the console's Calls page
-            log.debug("call not logged", call=call.key, reason=str(decision))
+            log.debug("daemon.call.skipped", call=call.key, reason=str(decision))
         # No session ends silently: one that gave no call log at all is counted and said.
         for tsid, reason in tracker.take_unlogged():
             metrics.CALLS_SKIPPED.labels(reason="no_user").inc()
-            log.info("session ended without a call log", session=tsid, reason=reason)
+            log.info("daemon.session.unlogged", session=tsid, reason=reason)
         wanted = tracker.take_directory_wanted()
         if wanted and self.on_directory_wanted is not None:
             self.on_directory_wanted(wanted)

@@ -150,7 +150,7 @@ class Reconciler:
         batch = await self.read_gap(gap)
         seen = batch.sessions()
         log.info(
-            "ringcentral.gap_closed",
+            "ringcentral.gap.closed",
             start=gap.start.isoformat(),
             end=gap.end.isoformat(),
             reason=gap.reason.value,
