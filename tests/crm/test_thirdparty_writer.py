@@ -3,21 +3,28 @@ the entry point) is installed on sys.path, configured by ``type`` and passes the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from tests.daemon.harness import daemon_config
 
 from sscl_daemon.config import ContactSettings, WriterSettings, parse_config
+from sscl_daemon.config.plugins import Ignored, ignored
 from sscl_daemon.crm import registry
 from sscl_daemon.crm.conformance import Harness, Logged, WriterConformance
+from sscl_daemon.daemon.app import EXIT_CONFIG, Daemon
+from sscl_daemon.sdnotify import Notifier
+from sscl_daemon.simulator.app import Simulator, SimulatorConfig
 from sscl_daemon.simulator.crm.common import serve
+from sscl_daemon.simulator.oauth import Credentials
 
 THIRDPARTY = Path(__file__).parent / "thirdparty"
 RC = {"client_id": "id", "client_secret": "s", "jwt": "j"}
@@ -150,9 +157,9 @@ def test_check_config_without_the_package_names_the_type(tmp_path: Path) -> None
     assert "writers.notes.type: 'ledgerly' is not a writer type; use one of" in done.stderr
 
 
-def test_a_plugin_cannot_take_a_builtin_type(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def imposter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An installed plug-in that claims the built-in writer type ``hubspot``."""
     info = tmp_path / "sscl_writer_imposter-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(
@@ -164,8 +171,40 @@ def test_a_plugin_cannot_take_a_builtin_type(
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.rescan()
     try:
-        assert registry.sources()["hubspot"].distribution == "sscl-daemon"
-        assert registry.plugin("hubspot").label == "HubSpot"
+        yield
     finally:
         monkeypatch.undo()
         registry.rescan()
+
+
+IMPOSTER = Ignored("sscl-writer-imposter", "hubspot", "sscl-daemon")
+
+
+@pytest.mark.usefixtures("imposter")
+def test_a_plugin_cannot_take_a_builtin_type() -> None:
+    assert registry.sources()["hubspot"].distribution == "sscl-daemon"
+    assert registry.plugin("hubspot").label == "HubSpot"
+    # Reported, not logged: the scan runs before logging is set up (the daemon logs it).
+    assert IMPOSTER in ignored()
+
+
+@pytest.mark.usefixtures("imposter")
+async def test_the_daemon_logs_an_ignored_plugin_once_logging_is_set_up(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # RingCentral refuses the credentials: the shortest run of a real daemon.
+    sim_config = SimulatorConfig(seed=3, credentials=Credentials("e2e-client", None, "other"))
+    async with Simulator(sim_config) as sim:
+        config = daemon_config(
+            sim_url=sim.base_url,
+            crm_url="http://127.0.0.1:9",
+            crm_secret="whsec_c3NjbC1kZW1vLXNpZ25pbmctc2VjcmV0LTMyYnl0ZXM=",
+            state_dir=tmp_path / "state",
+            dsn=pg_dsn,
+        )
+        daemon = Daemon(parse_config(config), notifier=Notifier(None), handle_signals=False)
+        assert await daemon.run() == EXIT_CONFIG
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (line,) = [line for line in lines if line["event"] == "config.plugin.ignored"]
+    assert {k: line[k] for k in ("distribution", "writer_type", "kept_by")} == asdict(IMPOSTER)
+    assert line["level"] == "warning"

@@ -26,13 +26,6 @@ _LOGGER = re.compile(r"(^|\.)_?(log|logger)$")
 
 # Module (relative to src/sscl_daemon) -> event names not renamed yet.
 NOT_YET: dict[str, tuple[str, ...]] = {
-    # Logged through the standard library while the file is parsed, before
-    # configure_logging: fields would be lost there, so the text stays until the
-    # warning is reported after logging is set up.
-    "config/plugins.py": (
-        "writer plug-in of %s ignored: %r is a built-in writer type",
-        "writer plug-in of %s ignored: %s already provides writer type %r",
-    ),
     "daemon/balance.py": (
         "cannot announce this instance",
         "cannot withdraw this instance's announcement",

@@ -17,7 +17,6 @@ fails to import breaks only its own writers (reported under the writer's ``type`
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -26,9 +25,6 @@ from typing import Any, Protocol
 
 from sscl_daemon.config.schema import Secret
 from sscl_daemon.errors import SsclError
-
-# The standard library's logging: the daemon's own logging module imports the config.
-log = logging.getLogger(__name__)
 
 GROUP = "sscl_daemon.writers"
 
@@ -111,39 +107,50 @@ class Source:
     distribution: str
 
 
-@functools.cache
-def sources() -> dict[str, Source]:
-    """Every writer type: the built-ins, then installed plug-ins (cached; see :func:`rescan`).
+@dataclass(frozen=True)
+class Ignored:
+    """An installed plug-in left out: its writer type is taken (``kept_by`` keeps it)."""
 
-    A plug-in may not take a built-in type's name: the built-in keeps it (logged once).
-    """
+    distribution: str
+    writer_type: str
+    kept_by: str
+
+
+@functools.cache
+def _scan() -> tuple[dict[str, Source], tuple[Ignored, ...]]:
     found = {
         name: Source(EntryPoint(name, value, GROUP), "sscl-daemon")
         for name, value in BUILTIN.items()
     }
+    ignored: list[Ignored] = []
     for ep in entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "?"
-        if ep.name in BUILTIN:
-            if ep.value != BUILTIN[ep.name]:
-                log.warning(
-                    "writer plug-in of %s ignored: %r is a built-in writer type", dist, ep.name
-                )
-            continue
+        if ep.name in BUILTIN and ep.value == BUILTIN[ep.name]:
+            continue  # this package's own entry point
         if ep.name in found:
-            log.warning(
-                "writer plug-in of %s ignored: %s already provides writer type %r",
-                dist,
-                found[ep.name].distribution,
-                ep.name,
-            )
+            ignored.append(Ignored(dist, ep.name, found[ep.name].distribution))
             continue
         found[ep.name] = Source(ep, dist)
-    return found
+    return found, tuple(ignored)
+
+
+def sources() -> dict[str, Source]:
+    """Every writer type: the built-ins, then installed plug-ins (cached; see :func:`rescan`).
+
+    A plug-in may not take a type already provided: the built-in or first plug-in keeps it.
+    """
+    return _scan()[0]
+
+
+def ignored() -> tuple[Ignored, ...]:
+    """The plug-ins :func:`sources` left out. The scan runs while the configuration is
+    parsed, before logging is set up, so the daemon logs these once it is."""
+    return _scan()[1]
 
 
 def rescan() -> None:
     """Forget the discovered plug-ins (after installing one into a running interpreter)."""
-    sources.cache_clear()
+    _scan.cache_clear()
     plugin.cache_clear()
 
 

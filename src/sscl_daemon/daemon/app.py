@@ -35,6 +35,7 @@ then on (exit codes: :mod:`sscl_daemon.exitcodes`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import socket
@@ -53,6 +54,7 @@ from sscl_daemon.config import (
     Settings,
     load_config,
 )
+from sscl_daemon.config.plugins import ignored as ignored_plugins
 from sscl_daemon.configured_policy import policy_options
 from sscl_daemon.console.memory import LAST_RELOAD
 from sscl_daemon.console.web import WebConsole
@@ -197,6 +199,8 @@ class Daemon:
 
     async def _run(self) -> int:
         configure_logging(self.settings)
+        for left in ignored_plugins():  # found while the file was parsed, before logging
+            log.warning("config.plugin.ignored", **dataclasses.asdict(left))
         self._notifier.status("starting: opening the store")
         try:
             store = await Store.open(self.settings.store, self.settings.daemon.state_dir)
