@@ -70,12 +70,22 @@ def _place(origin: Path, target: Path) -> None:
     target.chmod(stat.S_IMODE(mode) | 0o444)
 
 
+def _open_dir(path: Path) -> None:
+    """``path`` (and missing parents) as a 0755 directory, whatever the umask.
+
+    ``mkdir``'s mode is masked by the umask, and under a private one (0077, as a CI
+    runner may set) the tree would be root's alone.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+
+
 def _link_tree(source: Path, target: Path, skip: frozenset[str] = frozenset()) -> None:
     """``source`` under ``target``: directories 0755, files placed by :func:`_place`."""
     for directory, dirnames, filenames in os.walk(source):
         dirnames[:] = [d for d in dirnames if d not in skip]
         here = target / Path(directory).relative_to(source)
-        here.mkdir(mode=0o755, parents=True, exist_ok=True)
+        _open_dir(here)
         for name in filenames:
             origin = Path(directory) / name
             if origin.is_symlink():
@@ -89,13 +99,14 @@ def runtime_for(uid: int, gid: int, root: Path) -> Runtime:
     src_path = {"PYTHONPATH": str(SRC)}
     if _usable_by(uid, gid, sys.executable, src_path):
         return Runtime(sys.executable, src_path)
-    root.mkdir(mode=0o755)
+    _open_dir(root)
     base = Path(sys.base_prefix)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     binary = root / "bin" / version
-    binary.parent.mkdir(mode=0o755)
+    _open_dir(binary.parent)
     _place(Path(sys._base_executable).resolve(), binary)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
+    _open_dir(root / "lib")
     _link_tree(stdlib, root / "lib" / version, skip=frozenset({"site-packages", "test"}))
     for shared in (base / "lib").glob("libpython*"):
         if shared.is_file() and not shared.is_symlink():

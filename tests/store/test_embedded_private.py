@@ -73,8 +73,12 @@ def public_install() -> Iterator[Path]:
     """The wheel's install tree where every user may reach it (as under /opt or /usr)."""
     outer = Path(tempfile.mkdtemp(prefix="sscl-venv-"))
     try:
-        outer.chmod(0o755)
-        yield linked_install(outer)
+        bin_dir = linked_install(outer)
+        # Explicit modes: the directories copytree made above the copied parts follow the
+        # umask, and a private one (0077, as a CI runner may set) would close them.
+        for directory, _, _ in os.walk(outer):
+            Path(directory).chmod(0o755)
+        yield bin_dir
     finally:
         shutil.rmtree(outer, ignore_errors=True)
 
