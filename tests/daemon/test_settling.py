@@ -21,9 +21,11 @@ from sscl_daemon.calls.model import CallResult, CallSource, CompletedCall
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.settling import RETRY_AFTER_S, Settling
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
+from sscl_daemon.daemon.accounts import read_gap_again
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
 from sscl_daemon.daemon.pipeline import Pipeline, snapshot_waiting
 from sscl_daemon.ringcentral.calllog import calls_from_records
+from sscl_daemon.ringcentral.reconcile import Stretch
 from sscl_daemon.ringcentral.records import CallLogRecord
 from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.scenarios import CallFactory, CallKind, SimCall
@@ -261,3 +263,56 @@ async def test_a_suspect_that_lost_nothing_is_logged_live_at_once() -> None:
         await pipeline.on_notification(json.dumps(event.body).encode(), START)
     await pipeline.expire(START + timedelta(hours=2))
     assert pipeline.suspects() == list(other.telephony_session_ids)
+
+
+async def test_a_gap_whose_late_record_comes_after_a_restart_is_still_logged() -> None:
+    # Issue 19 cause 1 across a restart: a warm transfer's first session began and ended in
+    # a gap; its record appears only after the gap's re-reads were due, and the daemon was
+    # restarted before they ran. The checkpoint stays at the gap until its last re-read, so
+    # the next start reads the gap again (startup gap from the checkpoint) and logs the leg.
+    org = Organisation.build(26)
+    call = CallFactory(org, 26).make(START, CallKind.WARM_TRANSFER)
+    first, second = call.telephony_session_ids
+    directory = Directory.from_api(org.extension_records())
+    pipeline, committer, sink = _pipeline(directory)
+    pipeline.restore(None, Checkpoint(START - timedelta(minutes=1)))
+    second_events = [e for e in call.events if e.body["telephonySessionId"] == second]
+    for event in second_events[-3:]:  # only the end of the consult session was seen live
+        await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    gap_start = START - timedelta(seconds=30)
+    hold = pipeline.hold(gap_start)
+    # The gap's first read found nothing of the first session; the re-reads are due later.
+    records: list[CompletedCall] = []
+    started = asyncio.Event()
+
+    async def read() -> Stretch:
+        return Stretch(len(records), tuple(records), (), ())
+
+    async def never(_delay: float) -> None:
+        started.set()
+        await asyncio.Event().wait()  # the process is killed before the re-read is due
+
+    rereads = asyncio.create_task(read_gap_again(read, pipeline, hold, never))
+    await asyncio.wait_for(started.wait(), 5)
+    await pipeline.expire(START + timedelta(hours=1))  # the consult session ends live
+    await _drain(committer)
+    checkpoint = pipeline.checkpoint()
+    rereads.cancel()
+    assert checkpoint is not None
+    assert checkpoint.last_event_time <= gap_start  # the re-reads due keep the gap
+    assert first not in {c.telephony_session_id for c in sink.calls}
+    # Restart from that checkpoint: the startup gap runs from it; now the record is there.
+    restarted, committer2, sink2 = _pipeline(directory)
+    restarted.restore(None, checkpoint)
+    startup_hold = restarted.hold(checkpoint.last_event_time)
+    records.extend(c for c in _records(org, call) if c.telephony_session_id == first)
+
+    async def at_once(_delay: float) -> None:
+        return None
+
+    await read_gap_again(read, restarted, startup_hold, at_once)
+    await _drain(committer2)
+    # (each re-read queues it; the outbox's unique key makes it one log)
+    assert {(c.key, c.result) for c in sink2.calls} == {
+        (call.expected[0].key, CallResult.TRANSFERRED)
+    }

@@ -43,7 +43,7 @@ from sscl_daemon.logging import get_logger
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
 from sscl_daemon.ringcentral.directory import keep_fresh, load_directory, stored_directory
 from sscl_daemon.ringcentral.media import MediaClient
-from sscl_daemon.ringcentral.reconcile import Reconciler
+from sscl_daemon.ringcentral.reconcile import Reconciler, Stretch
 from sscl_daemon.ringcentral.recorder import open_recorder
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
@@ -101,6 +101,35 @@ def refresh_token_path(state_dir: Path, account: str) -> Path:
     if account == DEFAULT_ACCOUNT:
         return state_dir / REFRESH_TOKEN_FILE
     return state_dir / f"{REFRESH_TOKEN_FILE}-{account}"
+
+
+async def read_gap_again(
+    read: Callable[[], Awaitable[Stretch]],
+    pipeline: Pipeline,
+    hold: int,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Read a closed gap's call log again later, for calls that were wholly inside it.
+
+    A record can appear long after its call's end: a warm transfer's records are written
+    once both its sessions ended, and a first session that began and ended inside the gap
+    was never seen, so no waiting session stands for it (issue 19 cause 1). Only sessions
+    the tracker never saw are taken: the others are logged live or settle through their
+    own schedule. ``hold`` (the gap's, see :meth:`Pipeline.hold`) is released only after
+    the last read: until then the checkpoint stays at the gap's start, so a restart reads
+    the gap again from the call log, re-reads included, instead of forgetting them.
+    """
+    try:
+        for delay in GAP_READ_AGAIN:
+            await sleep(delay)
+            batch = await read()
+            await pipeline.add_reconciled(pipeline.unseen(batch.calls))
+    except asyncio.CancelledError:
+        raise  # stopping: the hold stays in the last checkpoint, the next start reads again
+    except Exception:
+        pipeline.release(hold)  # a failed read must not hold the checkpoint back for good
+        raise
+    pipeline.release(hold)
 
 
 class AccountRunner:
@@ -555,26 +584,12 @@ class AccountRunner:
             # Suspects this read already covers need no call-log read of their own (the
             # Heavy budget is ten reads a minute, and a busy gap can take all of them).
             pipeline.settle_finished(resolution.batch.sessions())
-            pipeline.release(hold)
             metrics.RECONCILE_RUNS.labels(trigger=trigger, result="ok").inc()
-            self._spawn(f"reconcile:{trigger}:again", self._read_gap_again(gap, pipeline))
+            again = read_gap_again(lambda: reconciler.read_gap(gap), pipeline, hold)
+            self._spawn(f"reconcile:{trigger}:again", again)
 
         name = f"{self.name}:reconcile:{trigger}"
         self._spawn(f"reconcile:{trigger}", supervise(name, close, fatal=(AuthError,)))
-
-    async def _read_gap_again(self, gap: Gap, pipeline: Pipeline) -> None:
-        """Read a gap's call log again later, for calls that were wholly inside it.
-
-        A record can appear long after its call's end: a warm transfer's records are
-        written once both its sessions ended, and a first session that began and ended
-        inside the gap was never seen, so no waiting session stands for it (issue 19
-        cause 1). Only sessions the tracker never saw are taken: the others are logged
-        live or settle through their own schedule.
-        """
-        for delay in GAP_READ_AGAIN:
-            await asyncio.sleep(delay)
-            batch = await self._reconciler(pipeline).read_gap(gap)
-            await pipeline.add_reconciled(pipeline.unseen(batch.calls))
 
     def _reconciler(self, pipeline: Pipeline) -> Reconciler:
         rest = self._rest
