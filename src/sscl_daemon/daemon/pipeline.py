@@ -21,8 +21,8 @@ table's (``calls/lifecycle.py``).
 
 The checkpoint is a low-water mark, not the newest event time: it is the
 first event time of the oldest session still in flight, still waiting for
-its call-log record, or of a gap being closed (or the newest event when
-there is none). Reading the call log from the checkpoint therefore
+its call-log record, or of a gap whose call-log reads (the re-reads too) are
+not all done (or the newest event when there is none). Reading the call log from the checkpoint therefore
 finds every call whose outcome is not yet committed, whatever a crash
 took from memory. Snapshots are taken synchronously between two events
 and saved only after everything those events produced is committed, so a
@@ -254,7 +254,7 @@ class Pipeline:
         ]
 
     def hold(self, since: datetime) -> int:
-        """Keep the checkpoint at or before ``since`` until :meth:`release` (a gap being closed)."""
+        """Keep the checkpoint at or before ``since`` until :meth:`release` (a gap being read)."""
         self._next_hold += 1
         self._holds[self._next_hold] = since
         return self._next_hold
