@@ -35,11 +35,12 @@ then on (exit codes: :mod:`sscl_daemon.exitcodes`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,6 +82,34 @@ log = get_logger(__name__)
 ACCOUNT = DEFAULT_ACCOUNT
 OUTBOX_POLL_INTERVAL = 5.0
 PRIVATE_UMASK = 0o077
+
+
+class _PrivateUmask:
+    """:data:`PRIVATE_UMASK` while any daemon of this process runs, the previous one after.
+
+    Several daemons may share a process (the fleet and failover tests) and end in any
+    order: each saving and restoring its own would leave 0077 behind when the first
+    one started ends first.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._before = 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._holders == 0:
+            self._before = os.umask(PRIVATE_UMASK)
+        self._holders += 1
+        try:
+            yield
+        finally:
+            self._holders -= 1
+            if self._holders == 0:
+                os.umask(self._before)
+
+
+_UMASK = _PrivateUmask()
 
 __all__ = [
     "ACCOUNT",
@@ -191,11 +220,8 @@ class Daemon:
 
     async def run(self) -> int:
         # Every file the daemon makes (state, call data, recordings) is the service's alone.
-        umask = os.umask(PRIVATE_UMASK)
-        try:
+        with _UMASK.held():
             return await self._run()
-        finally:
-            os.umask(umask)
 
     async def _run(self) -> int:
         configure_logging(self.settings)
