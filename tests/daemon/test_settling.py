@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import pytest
 from tests.calls.captures import csn_envelopes, encoded, sequence
 
 from sscl_daemon.calls.directory import Directory
@@ -316,3 +317,34 @@ async def test_a_gap_whose_late_record_comes_after_a_restart_is_still_logged() -
     assert {(c.key, c.result) for c in sink2.calls} == {
         (call.expected[0].key, CallResult.TRANSFERRED)
     }
+
+
+async def test_a_gap_holds_the_checkpoint_until_its_last_read_or_a_failed_one() -> None:
+    pipeline, _, _ = _pipeline(None)
+    pipeline.restore(None, Checkpoint(START))
+    gap_start = START - timedelta(minutes=5)
+    reads: list[int] = []
+
+    async def read() -> Stretch:
+        reads.append(len(reads))
+        return Stretch.empty()
+
+    async def at_once(_delay: float) -> None:
+        return None
+
+    hold = pipeline.hold(gap_start)
+    await read_gap_again(read, pipeline, hold, at_once)
+    assert len(reads) == 2  # 2 and 10 minutes after the first read
+    checkpoint = pipeline.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.last_event_time == START  # released after the last read
+
+    async def failing() -> Stretch:
+        raise RuntimeError("call log unreachable")
+
+    hold = pipeline.hold(gap_start)
+    with pytest.raises(RuntimeError, match="unreachable"):  # not swallowed
+        await read_gap_again(failing, pipeline, hold, at_once)
+    checkpoint = pipeline.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.last_event_time == START  # not held back for good
