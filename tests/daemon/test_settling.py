@@ -348,3 +348,41 @@ async def test_a_gap_holds_the_checkpoint_until_its_last_read_or_a_failed_one() 
     checkpoint = pipeline.checkpoint()
     assert checkpoint is not None
     assert checkpoint.last_event_time == START  # not held back for good
+
+
+async def test_a_session_in_flight_at_a_restart_whose_own_sequence_is_whole_is_logged_live() -> (
+    None
+):
+    # Issue 19's live share: after a restart the WebSocket replay is cut short (the gateway
+    # keeps 100 notifications), so every session in flight is a suspect. One whose own
+    # sequence runs unbroken from its start (2) to its end, and whose parties all ended, lost
+    # nothing: it is logged live. One whose replay lost an event waits for the call log.
+    org = Organisation.build(27)
+    factory = CallFactory(org, 27)
+    whole = factory.make(START, CallKind.HOLD_RESUME)
+    holed = factory.make(START + timedelta(seconds=1), CallKind.HOLD_RESUME)
+    pipeline, committer, _ = _pipeline(Directory.from_api(org.extension_records()))
+    for call in (whole, holed):
+        for event in call.events[:2]:
+            await pipeline.on_notification(json.dumps(event.body).encode(), START)
+    saved: list[bytes] = []
+
+    async def save(data: bytes) -> None:
+        saved.append(data)
+
+    task = asyncio.create_task(committer.run())
+    try:
+        await asyncio.wait_for(pipeline.snapshot(save), 5)
+    finally:
+        task.cancel()
+    restarted, committer2, sink2 = _pipeline(Directory.from_api(org.extension_records()))
+    assert restarted.restore(saved[0], Checkpoint(START)) == 2
+    restarted.mark_suspects(restarted.in_flight_sessions())  # as the daemon's start does
+    for event in whole.events[2:]:  # the replay and the live stream: nothing missing
+        await restarted.on_notification(json.dumps(event.body).encode(), START)
+    for event in holed.events[3:]:  # its third notification was beyond the replay
+        await restarted.on_notification(json.dumps(event.body).encode(), START)
+    await restarted.expire(START + timedelta(hours=1))
+    await _drain(committer2)
+    assert [(c.key, c.source) for c in sink2.calls] == [(whole.expected[0].key, CallSource.LIVE)]
+    assert restarted.suspects() == list(holed.telephony_session_ids)
