@@ -121,7 +121,8 @@ def _install(args: list[str], target: Installed) -> None:
     if directory:
         for path in paths:
             made = target.path(path)
-            made.mkdir(parents=True)
+            system_dirs(made.parent)
+            made.mkdir()
             made.chmod(mode)
             os.chown(made, uid, gid)
         return
@@ -133,6 +134,14 @@ def _install(args: list[str], target: Installed) -> None:
         shutil.copyfile(ROOT / source, made)
     made.chmod(mode)
     os.chown(made, uid, gid)
+
+
+def system_dirs(path: Path) -> None:
+    """``mkdir -p`` with the 0755 of a system's /etc, whatever the test run's umask."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for made in reversed(missing):
+        made.mkdir()
+        made.chmod(0o755)
 
 
 def _write(line: str, target: Installed) -> None:
@@ -160,7 +169,7 @@ def install(target: Installed) -> list[str]:
 def load_credentials(target: Installed) -> Path:
     """What systemd does for the unit's LoadCredential= lines: a private copy per service."""
     directory = target.path("/run/credentials/sscl-daemon.service")
-    directory.mkdir(parents=True)
+    system_dirs(directory)
     for line in UNIT.read_text().splitlines():
         if line.startswith("LoadCredential="):
             name, source = line.removeprefix("LoadCredential=").split(":", 1)
@@ -176,7 +185,7 @@ def load_credentials(target: Installed) -> Path:
 def state_directory(target: Installed) -> Path:
     """What StateDirectory=sscl-daemon with StateDirectoryMode=0700 creates."""
     state = target.path("/var/lib/sscl-daemon")
-    state.mkdir(parents=True)
+    system_dirs(state)
     state.chmod(0o700)
     os.chown(state, target.user.uid, target.user.gid)
     return state
@@ -318,7 +327,7 @@ def test_the_readme_installs_only_what_these_tests_emulate() -> None:
 async def test_the_daemon_starts_as_the_unit_runs_it_and_logs_calls(
     target: Installed, runtime: Runtime
 ) -> None:
-    target.path(ETC).parent.mkdir(parents=True)
+    system_dirs(target.path(ETC).parent)
     install(target)
     async with simulator() as sim:
         edit_config(target, sim.base_url)
@@ -398,7 +407,7 @@ async def admin_status(target: Installed, state: Path) -> subprocess.CompletedPr
 
 
 def _fresh_install(target: Installed) -> tuple[Path, Path]:
-    target.path(ETC).parent.mkdir(parents=True)
+    system_dirs(target.path(ETC).parent)
     install(target)
     edit_config(target, "http://127.0.0.1:9")
     return state_directory(target), load_credentials(target)
@@ -448,7 +457,7 @@ async def test_missing_credentials_are_final_and_say_what_to_fix(
 ) -> None:
     state, _ = _fresh_install(target)
     empty = target.path("/run/credentials/other")
-    empty.mkdir(parents=True)
+    system_dirs(empty)
     os.chown(empty, target.user.uid, target.user.gid)
     log = await _final_exit(
         target, runtime, {"STATE_DIRECTORY": str(state), "CREDENTIALS_DIRECTORY": str(empty)}
