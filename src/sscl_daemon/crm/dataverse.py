@@ -21,7 +21,7 @@ from typing import Final
 import aiohttp
 
 from sscl_daemon.crm import content
-from sscl_daemon.crm.oauth import EXPIRY_MARGIN, TokenRefusedError, TokenUnavailableError
+from sscl_daemon.crm.oauth import EXPIRY_MARGIN, TokenRefusedError, post_token_request
 
 ODATA_HEADERS: Final = {
     "OData-MaxVersion": "4.0",
@@ -168,21 +168,9 @@ class ClientCredentials:
         return True
 
     async def _fetch(self) -> None:
-        try:
-            async with self._session.post(
-                self._url, data=self._form, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TokenUnavailableError(
-                f"token endpoint {self._url} unreachable ({type(exc).__name__})"
-            ) from None
-        if status >= 500 or status == 429:
-            raise TokenUnavailableError(f"token endpoint {self._url} answered HTTP {status}")
+        status, body = await post_token_request(
+            self._session, self._url, self._form, client_timeout=self._timeout
+        )
         token = body.get("access_token") if isinstance(body, dict) else None
         if status != 200 or not isinstance(token, str):
             code = body.get("error") if isinstance(body, dict) else None

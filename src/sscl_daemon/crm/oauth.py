@@ -66,6 +66,36 @@ class TokenUnavailableError(SsclError):
     """The token endpoint could not be reached or failed transiently: try again later."""
 
 
+async def post_token_request(
+    session: aiohttp.ClientSession,
+    url: str,
+    form: Mapping[str, str],
+    *,
+    headers: Mapping[str, str] | None = None,
+    client_timeout: aiohttp.ClientTimeout,
+) -> tuple[int, object]:
+    """POST a token request (any grant); the answer's status and JSON body (None when the
+    body is not JSON), for the caller to judge refusals by its own grant.
+
+    Unreachable, 5xx and 429 raise :class:`TokenUnavailableError`: those pass with time,
+    whatever the grant. The message names the endpoint and never the form (it holds secrets).
+    """
+    try:
+        async with session.post(url, data=form, headers=headers, timeout=client_timeout) as resp:
+            status = resp.status
+            try:
+                body: object = await resp.json(content_type=None)
+            except ValueError:
+                body = None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TokenUnavailableError(
+            f"token endpoint {url} unreachable ({type(exc).__name__})"
+        ) from None
+    if status >= 500 or status == 429:
+        raise TokenUnavailableError(f"token endpoint {url} answered HTTP {status}")
+    return status, body
+
+
 class TokenVault(Protocol):
     """Where a rotated refresh token outlives the process (``store.credentials.CredentialVault``).
 
@@ -279,21 +309,9 @@ class OAuthClient:
             headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
         else:
             form |= {"client_id": self._client_id, "client_secret": self._client_secret}
-        try:
-            async with self._session.post(
-                self._token_url, data=form, headers=headers, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TokenUnavailableError(
-                f"token endpoint {self._token_url} unreachable ({type(exc).__name__})"
-            ) from None
-        if status >= 500 or status == 429:
-            raise TokenUnavailableError(f"token endpoint {self._token_url} answered HTTP {status}")
+        status, body = await post_token_request(
+            self._session, self._token_url, form, headers=headers, client_timeout=self._timeout
+        )
         if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = body.get("error") if isinstance(body, dict) else None
             code = error if isinstance(error, str) else ""
