@@ -22,12 +22,13 @@ from sscl_daemon.calls.model import CallResult, CallSource, CompletedCall
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.settling import RETRY_AFTER_S, Settling
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
-from sscl_daemon.daemon.accounts import read_gap_again
+from sscl_daemon.daemon.accounts import GAP_READ_AGAIN_SPAN, read_again_from, read_gap_again
 from sscl_daemon.daemon.groupcommit import Batch, GroupCommitter
 from sscl_daemon.daemon.pipeline import Pipeline, snapshot_waiting
 from sscl_daemon.ringcentral.calllog import calls_from_records
 from sscl_daemon.ringcentral.reconcile import Stretch
 from sscl_daemon.ringcentral.records import CallLogRecord
+from sscl_daemon.ringcentral.subscription import Gap, GapReason
 from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.scenarios import CallFactory, CallKind, SimCall
 from sscl_daemon.store import Checkpoint, DeadLetter
@@ -386,3 +387,12 @@ async def test_a_session_in_flight_at_a_restart_whose_own_sequence_is_whole_is_l
     await _drain(committer2)
     assert [(c.key, c.source) for c in sink2.calls] == [(whole.expected[0].key, CallSource.LIVE)]
     assert restarted.suspects() == list(holed.telephony_session_ids)
+
+
+def test_a_gaps_rereads_hold_the_checkpoint_a_bounded_span_back() -> None:
+    # Restarts more often than the last re-read would otherwise carry the checkpoint (and
+    # each startup gap, which runs from it) back without end.
+    short = Gap(START, START + timedelta(minutes=5), GapReason.NO_RECOVERY_TOKEN, "restart")
+    assert read_again_from(short) == START
+    long = Gap(START, START + timedelta(hours=3), GapReason.NO_RECOVERY_TOKEN, "restart")
+    assert read_again_from(long) == long.end - timedelta(seconds=GAP_READ_AGAIN_SPAN)

@@ -75,6 +75,10 @@ EXPIRE_INTERVAL = 0.25
 # A gap's call log is read again this many seconds after the first read (records that
 # appear late: a warm transfer's, once both its sessions ended).
 GAP_READ_AGAIN = (120.0, 600.0)
+# How far before a gap's end its re-reads keep the checkpoint back: a restart's gap runs
+# from the checkpoint, so without a bound restarts more often than the last re-read would
+# carry the checkpoint (and the startup gap's window) back without end.
+GAP_READ_AGAIN_SPAN = 3600.0
 # At most one directory load per this many seconds for extensions it did not know.
 DIRECTORY_ON_DEMAND_INTERVAL = 60.0
 # The call log is in the Heavy rate group (10 requests/min): one read per round at most.
@@ -103,6 +107,11 @@ def refresh_token_path(state_dir: Path, account: str) -> Path:
     return state_dir / f"{REFRESH_TOKEN_FILE}-{account}"
 
 
+def read_again_from(gap: Gap) -> datetime:
+    """Where a gap's re-reads keep the checkpoint: its start, at most a bounded span back."""
+    return max(gap.start, gap.end - timedelta(seconds=GAP_READ_AGAIN_SPAN))
+
+
 async def read_gap_again(
     read: Callable[[], Awaitable[Stretch]],
     pipeline: Pipeline,
@@ -115,9 +124,10 @@ async def read_gap_again(
     once both its sessions ended, and a first session that began and ended inside the gap
     was never seen, so no waiting session stands for it (issue 19 cause 1). Only sessions
     the tracker never saw are taken: the others are logged live or settle through their
-    own schedule. ``hold`` (the gap's, see :meth:`Pipeline.hold`) is released only after
-    the last read: until then the checkpoint stays at the gap's start, so a restart reads
-    the gap again from the call log, re-reads included, instead of forgetting them.
+    own schedule. ``hold`` (at :func:`read_again_from`, see :meth:`Pipeline.hold`) is
+    released only after the last read: until then the checkpoint stays at the gap's start,
+    so a restart reads the gap again from the call log, re-reads included, instead of
+    forgetting them.
     """
     try:
         for delay in GAP_READ_AGAIN:
@@ -585,7 +595,9 @@ class AccountRunner:
             # Heavy budget is ten reads a minute, and a busy gap can take all of them).
             pipeline.settle_finished(resolution.batch.sessions())
             metrics.RECONCILE_RUNS.labels(trigger=trigger, result="ok").inc()
-            again = read_gap_again(lambda: reconciler.read_gap(gap), pipeline, hold)
+            rereads = pipeline.hold(read_again_from(gap))
+            pipeline.release(hold)
+            again = read_gap_again(lambda: reconciler.read_gap(gap), pipeline, rereads)
             self._spawn(f"reconcile:{trigger}:again", again)
 
         name = f"{self.name}:reconcile:{trigger}"
