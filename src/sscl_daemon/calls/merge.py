@@ -12,7 +12,10 @@ Rules, per call log (same idempotency key on both sides):
 
 * result, participants, start and end come from the record; a call the live events saw
   handed on (``transferred``) stays ``transferred`` even if the record alone reads as
-  ``answered`` (the other session's record may not have been read yet);
+  ``answered`` (the other session's record may not have been read yet), but only when
+  the live history is complete: with a hole, the live view may have missed what came
+  after (the hand-on undone, the user back on the line) and the record's ``answered``
+  is what RingCentral says happened;
 * when the record says the user answered and the live events saw their answer, the
   answer time and ring time are live;
 * when, in addition, the live history of the session is complete (no missing sequence
@@ -45,7 +48,7 @@ def with_live(
     if live is None:
         return from_log
     result = from_log.result
-    if result is CallResult.ANSWERED and live.result is CallResult.TRANSFERRED:
+    if complete and result is CallResult.ANSWERED and live.result is CallResult.TRANSFERRED:
         result = CallResult.TRANSFERRED
     approximate = set(from_log.approximate)
     answer = from_log.answer_time
