@@ -4,9 +4,7 @@ The scheme is in :mod:`sscl_daemon.logging` (:data:`~sscl_daemon.logging.EVENT_N
 The test reads the source (no import, no logging): each call of a logger method
 (``log.info(...)``, ``self._log.warning(...)`` ...) on a name that holds a logger
 (``log``, ``logger``, ``_log``, ``_logger``) must pass the event name as a literal
-that matches. :data:`NOT_YET` lists, per module, the free-text names still logged in
-modules other helpers were changing when the scheme was set; it may only shrink: a
-name renamed (or gone) must leave the list too, or the test fails.
+that matches.
 """
 
 from __future__ import annotations
@@ -23,36 +21,6 @@ _METHODS = frozenset(
     {"debug", "info", "warning", "warn", "error", "exception", "critical", "fatal", "msg"}
 )
 _LOGGER = re.compile(r"(^|\.)_?(log|logger)$")
-
-# Module (relative to src/sscl_daemon) -> event names not renamed yet.
-NOT_YET: dict[str, tuple[str, ...]] = {
-    "daemon/balance.py": (
-        "cannot announce this instance",
-        "cannot withdraw this instance's announcement",
-        "handing an account over to share the accounts fairly",
-    ),
-    "daemon/lease.py": (
-        "account handed over; its lease is free",
-        "account lease acquired",
-        "account lease lost; stopped processing it",
-        "cannot ask for the account's lease",
-        "cannot release the account's lease",
-        "cannot start the account",
-        "lease renewal failed",
-    ),
-    "daemon/supervise.py": (
-        "task crashed; restarting",
-        "task failed and cannot recover",
-    ),
-    "ringcentral/auth.py": (
-        "cannot keep the RingCentral session for restarts",
-        "cannot remove the old refresh token file",
-        "ringcentral.login",
-        "ringcentral.refresh_rejected",
-        "ringcentral.stored_session_unreadable",
-    ),
-    "ringcentral/rest.py": ("ringcentral.throttled",),
-}
 
 
 def logged_events(tree: ast.AST) -> Iterator[tuple[int, str | None]]:
@@ -88,22 +56,9 @@ def test_the_scanner_sees_logger_calls_and_only_them() -> None:
 
 def test_every_event_name_in_src_follows_the_scheme() -> None:
     wrong: list[str] = []
-    left: dict[str, set[str]] = {}
     for path in sorted(SRC.rglob("*.py")):
         module = path.relative_to(SRC).as_posix()
-        allowed = set(NOT_YET.get(module, ()))
         for line, name in logged_events(ast.parse(path.read_text(), str(path))):
-            if name is not None and EVENT_NAME.fullmatch(name):
-                continue
-            if name is not None and name in allowed:
-                left.setdefault(module, set()).add(name)
-                continue
-            wrong.append(f"{module}:{line}: {name if name is not None else '(not a literal)'}")
+            if name is None or not EVENT_NAME.fullmatch(name):
+                wrong.append(f"{module}:{line}: {name if name is not None else '(not a literal)'}")
     assert not wrong, "event names outside the scheme area.subject.happened:\n" + "\n".join(wrong)
-    stale = {
-        f"{module}: {name}"
-        for module, names in NOT_YET.items()
-        for name in names
-        if name not in left.get(module, set())
-    }
-    assert not stale, "renamed or gone, remove from NOT_YET:\n" + "\n".join(sorted(stale))

@@ -112,9 +112,5 @@ async def test_a_store_outage_costs_the_session_not_the_account(
         auth = await start(platform, KeptSession(DownVault()))
     assert auth.logins == 1  # a new session by JWT login, and the account runs
     events = [(e["log_level"], e["event"], e.get("error")) for e in logs]
-    assert ("warning", "ringcentral.stored_session_unreadable", "ConnectionRefusedError") in events
-    assert (
-        "warning",
-        "cannot keep the RingCentral session for restarts",
-        "ConnectionRefusedError",
-    ) in events
+    assert ("warning", "ringcentral.stored_session.unreadable", "ConnectionRefusedError") in events
+    assert ("warning", "ringcentral.session.store_failed", "ConnectionRefusedError") in events

@@ -189,7 +189,7 @@ class Balancer:
         try:
             self.fleet = await self._store.instance_heartbeat(self.instance, self._ttl)
         except StoreError as exc:
-            log.warning("cannot announce this instance", error=str(exc))
+            log.warning("daemon.instance.announce_failed", error=str(exc))
             self._streak = 0
             return None
         if not self.enabled or any(loop.handing_over for loop in self._loops.values()):
@@ -209,7 +209,8 @@ class Balancer:
         self._last_handover = now
         view = shares(self.fleet, self.instance)
         log.info(
-            "handing an account over to share the accounts fairly",
+            "daemon.account.handing_over",
+            reason="sharing the accounts fairly between the live instances",
             account=account,
             held=view.mine,
             share=view.share,
@@ -224,4 +225,4 @@ class Balancer:
         try:
             await self._store.leave_fleet()
         except StoreError as exc:
-            log.warning("cannot withdraw this instance's announcement", error=str(exc))
+            log.warning("daemon.instance.withdraw_failed", error=str(exc))

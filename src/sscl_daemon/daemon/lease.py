@@ -146,14 +146,14 @@ class LeaseLoop:
                 self.account, self.holder, self._ttl, self._admit
             )
         except StoreError as exc:
-            log.warning("cannot ask for the account's lease", account=self.account, error=str(exc))
+            log.warning("daemon.lease.request_failed", account=self.account, error=str(exc))
             return None
         if lease is not None:
             self._valid_until = started + self._ttl
         return lease
 
     async def _serve(self, lease: Lease) -> Ended:
-        log.info("account lease acquired", account=self.account, lease_number=lease.token)
+        log.info("daemon.lease.acquired", account=self.account, lease_number=lease.token)
         runner = self._make_runner(lease, self.may_write)
         self.runner = runner
         try:
@@ -168,7 +168,7 @@ class LeaseLoop:
             await self._release(lease)
             raise
         except StoreError as exc:
-            log.error("cannot start the account", account=self.account, error=str(exc))
+            log.error("daemon.account.start_failed", account=self.account, error=str(exc))
             await self._lost(runner, lease)
             await self._wait(self._poll)
             return Ended.LOST
@@ -180,7 +180,9 @@ class LeaseLoop:
         finally:
             self._serving = False
         if ended is Ended.LOST:
-            log.warning("account lease lost; stopped processing it", account=self.account)
+            log.warning(
+                "daemon.lease.lost", account=self.account, hint="stopped processing the account"
+            )
             await self._lost(runner, lease)
             return Ended.LOST
         # Stopped or handed over: the same graceful end; the next holder goes on from it.
@@ -190,7 +192,7 @@ class LeaseLoop:
         self._handover.clear()
         self._on_change()
         if ended is Ended.HANDED_OVER:
-            log.info("account handed over; its lease is free", account=self.account)
+            log.info("daemon.account.handed_over", account=self.account, hint="its lease is free")
             await self._wait(self._poll)
         return ended
 
@@ -212,7 +214,7 @@ class LeaseLoop:
         try:
             renewed = await self._store.renew_lease(lease)
         except StoreError as exc:
-            log.warning("lease renewal failed", account=self.account, error=str(exc))
+            log.warning("daemon.lease.renewal_failed", account=self.account, error=str(exc))
             renewed = False
         if renewed:
             self._valid_until = started + self._ttl
@@ -260,7 +262,7 @@ class LeaseLoop:
         try:
             await self._store.release_lease(lease)
         except StoreError as exc:
-            log.warning("cannot release the account's lease", account=self.account, error=str(exc))
+            log.warning("daemon.lease.release_failed", account=self.account, error=str(exc))
 
     def _settle(self) -> None:
         if not self.settled.is_set():

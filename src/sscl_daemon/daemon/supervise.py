@@ -55,7 +55,7 @@ async def supervise(
         except asyncio.CancelledError:
             raise
         except fatal as exc:
-            log.error("task failed and cannot recover", task=name, error=str(exc))
+            log.error("daemon.task.unrecoverable", task=name, error=str(exc))
             raise FatalError(f"{name}: {exc}") from exc
         except FatalError:
             raise
@@ -64,7 +64,7 @@ async def supervise(
             delay = backoff_delay(failures, backoff.initial, backoff.maximum, rng)
             metrics.TASK_RESTARTS.labels(task=name).inc()
             log.error(
-                "task crashed; restarting",
+                "daemon.task.restarting",
                 task=name,
                 error=repr(exc),
                 restart_in=round(delay, 3),

@@ -187,7 +187,9 @@ class Authenticator:
                 self.refreshes += 1
             except _Rejected as exc:
                 # A rejected refresh token ends the session; only now is a new login right.
-                log.warning("ringcentral.refresh_rejected", status=exc.status, error=exc.error)
+                log.warning(
+                    "ringcentral.refresh_token.rejected", status=exc.status, error=exc.error
+                )
         # Dropped once used or refused, not when the token endpoint was unreachable (a 503
         # burst at start): a JWT login then would open a new session, and the WebSocket
         # recovery token kept with the old one would be refused.
@@ -204,7 +206,7 @@ class Authenticator:
                     "ringcentral.client_id, ringcentral.client_secret and ringcentral.jwt"
                 ) from None
             self.logins += 1
-            log.info("ringcentral.login", session_id=tokens.session_id)
+            log.info("ringcentral.session.logged_in", session_id=tokens.session_id)
         self._tokens = tokens
         if self._on_tokens is not None:
             await self._on_tokens(tokens)
@@ -284,7 +286,7 @@ class KeptSession:
         try:
             stored = await self.vault.load()
         except Exception as exc:  # the vault's errors (store down): start without it
-            log.warning("ringcentral.stored_session_unreadable", error=type(exc).__name__)
+            log.warning("ringcentral.stored_session.unreadable", error=type(exc).__name__)
             stored = None
         if stored:
             return Secret(stored)
@@ -303,7 +305,9 @@ class KeptSession:
             await self.vault.save(tokens.refresh_token)
         except Exception as exc:  # the vault's errors; the session just cannot be resumed
             log.warning(
-                "cannot keep the RingCentral session for restarts", error=type(exc).__name__
+                "ringcentral.session.store_failed",
+                error=type(exc).__name__,
+                hint="the RingCentral session cannot be resumed after a restart",
             )
             return
         if self.legacy_file is not None:
@@ -311,7 +315,7 @@ class KeptSession:
             try:
                 await asyncio.to_thread(self.legacy_file.unlink, missing_ok=True)
             except OSError as exc:
-                log.warning("cannot remove the old refresh token file", error=exc.strerror)
+                log.warning("ringcentral.legacy_token_file.remove_failed", error=exc.strerror)
 
 
 def _decode_error(body: bytes) -> _ErrorResponse:

@@ -127,7 +127,10 @@ class RestClient:
             if delay is not None:
                 self._limiter.close_for(group, delay)
                 log.warning(
-                    "ringcentral.throttled", path=path, status=reply.status, retry_after=delay
+                    "ringcentral.request.throttled",
+                    path=path,
+                    status=reply.status,
+                    retry_after=delay,
                 )
                 raise Retryable(f"{method} {path} answered {reply.status}", delay)
             if reply.status >= 500:
