@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from tests.daemon.harness import logged_keys, write_config
 from tests.daemon.helpers import wait_until
-from tests.scale.test_failover import all_delivered, expected_keys, traffic
+from tests.scale.test_failover import SETTLE_WITHIN, all_delivered, expected_keys, traffic
 from tests.scale.test_fleet import Account, organisations
 from tests.scale.test_fleet import _status as status
 
@@ -139,7 +139,7 @@ def handovers(org: Org) -> list[int]:
 
 async def every_call_once(org: Org) -> None:
     for account in org.accounts:
-        await all_delivered(account.sim, account.crm, 40)
+        await all_delivered(account.sim, account.crm, SETTLE_WITHIN)
         expected = expected_keys(account.sim)
 
         def in_jsonl(path: Path = account.state_dir, keys: set[str] = expected) -> bool:
@@ -151,6 +151,7 @@ async def every_call_once(org: Org) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(360)  # room for SETTLE_WITHIN after the handover itself
 async def test_a_second_daemon_gets_half_the_accounts_handed_over_without_loss(
     pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -179,6 +180,7 @@ async def test_a_second_daemon_gets_half_the_accounts_handed_over_without_loss(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(360)  # room for SETTLE_WITHIN after the handover itself
 async def test_a_third_daemon_joining_six_accounts_makes_it_two_each(
     pg_dsn: str, tmp_path: Path
 ) -> None:

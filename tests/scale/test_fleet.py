@@ -32,6 +32,7 @@ from tests.daemon.harness import (
 from tests.daemon.helpers import wait_until
 from tests.daemon.test_e2e_process import DaemonProcess
 from tests.scale.test_failover import (
+    SETTLE_WITHIN,
     TAKEOVER_BOUND,
     all_delivered,
     expected_keys,
@@ -131,6 +132,7 @@ async def _status(config: Path) -> tuple[int, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(360)  # room for SETTLE_WITHIN after the handover itself
 async def test_killed_daemons_accounts_move_to_survivors_nothing_lost_or_doubled(
     fleet: Fleet, pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -181,7 +183,7 @@ async def test_killed_daemons_accounts_move_to_survivors_nothing_lost_or_doubled
     assert {name: final[name] for name in kept} == kept
 
     for account in fleet.accounts:
-        await all_delivered(account.sim, account.crm, 40)
+        await all_delivered(account.sim, account.crm, SETTLE_WITHIN)
         expected = expected_keys(account.sim)
         assert len(expected) >= 8  # some simulated calls (internal, blocked) log nothing
         jsonl = account.state_dir
