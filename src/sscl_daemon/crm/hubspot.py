@@ -51,55 +51,55 @@ not depend on it.
 from __future__ import annotations
 
 import enum
-import html
-import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
-from urllib.parse import quote
 
 import aiohttp
 import structlog
 from cachetools import TTLCache
 
-from sscl_daemon.calls.model import CompletedCall, Direction
+from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import DealsPolicy, HubSpotOptions, WriterSettings
-from sscl_daemon.crm import batch, content, deals, enrich
-from sscl_daemon.crm.base import (
-    AlreadyExisted,
-    Created,
-    PermanentFailure,
-    RetryLater,
-    WriteContext,
-    WriteResult,
-)
+from sscl_daemon.crm import batch, deals
+from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater
 from sscl_daemon.crm.batch import Pending
-from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
 from sscl_daemon.crm.deals import Deal
-from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import Auth, BearerToken, OAuthBearer, Response
+from sscl_daemon.crm.hubspot_api import HubSpotApi
+from sscl_daemon.crm.hubspot_enrich import enrich_call
+
+# The mapping's public names, importable from here as they were before the split.
+from sscl_daemon.crm.hubspot_mapping import CALL_TO_CONTACT as CALL_TO_CONTACT
+from sscl_daemon.crm.hubspot_mapping import CALL_TO_DEAL as CALL_TO_DEAL
+from sscl_daemon.crm.hubspot_mapping import CRM as CRM
+from sscl_daemon.crm.hubspot_mapping import DISPOSITION_BUSY as DISPOSITION_BUSY
+from sscl_daemon.crm.hubspot_mapping import DISPOSITION_CONNECTED as DISPOSITION_CONNECTED
+from sscl_daemon.crm.hubspot_mapping import DISPOSITION_NO_ANSWER as DISPOSITION_NO_ANSWER
+from sscl_daemon.crm.hubspot_mapping import KEY_PROPERTY as KEY_PROPERTY
+from sscl_daemon.crm.hubspot_mapping import (
+    association,
+    body_of,
+    client_log_for,
+    create_input,
+    is_key_conflict,
+    props_of,
+    results_of,
+)
+from sscl_daemon.crm.hubspot_mapping import call_properties as call_properties
+from sscl_daemon.crm.hubspot_mapping import key_search as key_search
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.templates import Style
 from sscl_daemon.crm.wiring import ChunkedWriterBase
 
 if TYPE_CHECKING:
-    from sscl_daemon.ringcentral.media import Audio
+    from sscl_daemon.crm.base import WriteContext, WriteResult
 
-CRM: Final = "HubSpot"
-KEY_PROPERTY: Final = "sscl_call_key"
-DEFAULT_STYLE: Final = Style()
-CALL_TO_CONTACT: Final = 194  # HUBSPOT_DEFINED association type id, call -> contact
-CALL_TO_DEAL: Final = 206  # call -> deal
 BATCH_MAX: Final = 100
-SEARCH_PAGE: Final = 200
-SEARCH_PAGES: Final = 5
-OWNER_PAGES: Final = 20
-CLIENT_WINDOW: Final = timedelta(hours=1)
 # How long HubSpot's search index may lag behind a create (it documents "a few moments").
 INDEX_SETTLE: Final = 15.0
-# Where uploaded recordings and voicemail go in the portal's file manager.
-MEDIA_FOLDER: Final = "/sscl-daemon/calls"
 # Keys whose uncertain attempt we are waiting out (bounded; losing one only waits again).
 SETTLING_MAX: Final = 10_000
 
@@ -111,251 +111,6 @@ class KeyMode(enum.StrEnum):
 
     UNIQUE = "unique"  # the key property has unique values: HubSpot refuses repeats
     SEARCH = "search"  # a plain property: search by key before creating after an attempt
-
-
-# Default call outcomes of every portal (``hs_call_disposition`` takes their GUIDs).
-DISPOSITION_BUSY: Final = "9d9162e7-6cf3-4944-bf63-4dff82258764"
-DISPOSITION_CONNECTED: Final = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
-DISPOSITION_NO_ANSWER: Final = "73a0d17f-1163-4015-bdd5-ec830791da20"
-
-_DISPOSITIONS: Final = {
-    content.CallOutcome.ANSWERED: DISPOSITION_CONNECTED,
-    content.CallOutcome.TRANSFERRED: DISPOSITION_CONNECTED,
-    # The caller reached the user's voicemail: for the user a missed call ("Left voicemail"
-    # is the rep's outcome of an outbound call), with the voicemail in the note.
-    content.CallOutcome.VOICEMAIL: DISPOSITION_NO_ANSWER,
-    content.CallOutcome.BUSY: DISPOSITION_BUSY,
-    content.CallOutcome.NO_ANSWER: DISPOSITION_NO_ANSWER,
-    content.CallOutcome.REJECTED: DISPOSITION_NO_ANSWER,
-    content.CallOutcome.ABANDONED: DISPOSITION_NO_ANSWER,
-}
-_STATUSES: Final = {
-    content.CallOutcome.BUSY: "BUSY",
-    content.CallOutcome.NO_ANSWER: "NO_ANSWER",
-    content.CallOutcome.VOICEMAIL: "NO_ANSWER",
-    content.CallOutcome.REJECTED: "NO_ANSWER",
-    content.CallOutcome.ABANDONED: "NO_ANSWER",
-    content.CallOutcome.INCOMPLETE: "FAILED",
-}
-_CALL_FIELDS: Final = ("hs_call_external_id", "hs_call_body", "hs_timestamp")
-_CONTACT_FIELDS: Final = (
-    "firstname",
-    "lastname",
-    "phone",
-    "mobilephone",
-    "hubspot_owner_id",
-    "createdate",
-    "lastmodifieddate",
-)
-
-
-# -- pure mapping ----------------------------------------------------------------------------
-
-
-def call_properties(
-    call: CompletedCall,
-    contact_name: str | None = None,
-    owner_id: str | None = None,
-    key_property: str = KEY_PROPERTY,
-    style: Style = DEFAULT_STYLE,
-) -> dict[str, str]:
-    """The ``properties`` of a call engagement, every value a string (the spec's type).
-
-    ``hs_timestamp`` is an instant (HubSpot shows it in each user's own zone); the style's
-    zone is that of the times written in the note. Recordings are never put in
-    ``hs_call_recording_url``: HubSpot plays only an audio file it can fetch, and RingCentral's
-    needs a token; the note links them (``link``) or they are attached later (``upload``)."""
-    outcome = content.outcome(call)
-    props = {
-        "hs_timestamp": content.iso_utc(call.start_time),
-        "hs_call_title": style.subject(call, contact_name),
-        "hs_call_body": style.note_html(call, contact_name),
-        "hs_call_duration": str(max(call.talk_ms, 0)),
-        "hs_call_status": _STATUSES.get(outcome, "COMPLETED"),
-        "hs_call_external_id": call.telephony_session_id,
-        key_property: call.key,
-    }
-    # HubSpot knows only the two directions of a call with the outside world.
-    if call.direction is Direction.INBOUND:
-        props["hs_call_direction"] = "INBOUND"
-        if call.external_number:
-            props["hs_call_from_number"] = call.external_number
-    elif call.direction is Direction.OUTBOUND:
-        props["hs_call_direction"] = "OUTBOUND"
-        if call.external_number:
-            props["hs_call_to_number"] = call.external_number
-    disposition = _DISPOSITIONS.get(outcome)
-    if disposition:
-        props["hs_call_disposition"] = disposition
-    if owner_id:
-        props["hubspot_owner_id"] = owner_id
-    return props
-
-
-def associations(contacts: Sequence[Contact]) -> list[dict[str, object]]:
-    return [
-        {
-            "to": {"id": c.id},
-            "types": [
-                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": CALL_TO_CONTACT}
-            ],
-        }
-        for c in contacts
-    ]
-
-
-def create_input(
-    call: CompletedCall,
-    contacts: Sequence[Contact] = (),
-    owner_id: str | None = None,
-    key_property: str = KEY_PROPERTY,
-    style: Style = DEFAULT_STYLE,
-) -> dict[str, object]:
-    """One ``SimplePublicObjectInputForCreate`` (also a batch input, traced by our key)."""
-    name = contacts[0].name if len(contacts) == 1 else None
-    return {
-        "properties": call_properties(call, name, owner_id, key_property, style),
-        "associations": associations(contacts),
-        "objectWriteTraceId": call.key,
-    }
-
-
-def contact_search(e164: str) -> dict[str, object]:
-    """Contacts whose phone or mobile phone is this number, as typed or as HubSpot normalised it."""
-    groups: list[dict[str, object]] = [
-        {"filters": [{"propertyName": prop, "operator": "EQ", "value": e164}]}
-        for prop in ("phone", "mobilephone")
-    ]
-    national = content.national_digits(e164)
-    if national:
-        groups.extend(
-            {"filters": [{"propertyName": prop, "operator": "EQ", "value": national}]}
-            for prop in (
-                "hs_searchable_calculated_phone_number",
-                "hs_searchable_calculated_mobile_number",
-            )
-        )
-    return {"filterGroups": groups, "properties": list(_CONTACT_FIELDS), "limit": 10}
-
-
-def client_log_search(
-    calls: Sequence[CompletedCall], after: str | None = None, key_property: str = KEY_PROPERTY
-) -> dict[str, object]:
-    """Call engagements near these calls that are not ours (no ``sscl_call_key``)."""
-    low = min(c.start_time for c in calls) - CLIENT_WINDOW
-    high = max(c.end_time for c in calls) + CLIENT_WINDOW
-    body: dict[str, object] = {
-        "filterGroups": [
-            {
-                "filters": [
-                    {
-                        "propertyName": "hs_timestamp",
-                        "operator": "BETWEEN",
-                        "value": _epoch_ms(low),
-                        "highValue": _epoch_ms(high),
-                    },
-                    {"propertyName": key_property, "operator": "NOT_HAS_PROPERTY"},
-                ]
-            }
-        ],
-        "properties": [*_CALL_FIELDS, key_property],
-        "sorts": [{"propertyName": "hs_timestamp", "direction": "ASCENDING"}],
-        "limit": SEARCH_PAGE,
-    }
-    if after:
-        body["after"] = after
-    return body
-
-
-def _epoch_ms(moment: datetime) -> str:
-    """Search filters on datetime properties take epoch milliseconds (as strings)."""
-    return str(int(content.utc(moment).timestamp() * 1000))
-
-
-def client_log_for(
-    call: CompletedCall,
-    records: Sequence[Mapping[str, object]],
-    key_property: str = KEY_PROPERTY,
-) -> str | None:
-    """The id of a record a user's client made for this call, if any."""
-    sessions = {call.telephony_session_id, call.session_id} - {None}
-    texts: list[tuple[str, str | None]] = []
-    for record in records:
-        rid = str(record.get("id", ""))
-        props = _props(record)
-        if props.get(key_property):
-            continue
-        if props.get("hs_call_external_id") in sessions:
-            return rid
-        texts.append((rid, props.get("hs_call_body")))
-    found = content.first_match(call, texts)
-    return found[0] if found else None
-
-
-def contact_from(record: Mapping[str, object]) -> Contact:
-    props = _props(record)
-    name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
-    return Contact(
-        id=str(record.get("id", "")),
-        name=name,
-        owner_id=props.get("hubspot_owner_id") or None,
-        created=parse_time(props.get("createdate") or record.get("createdAt")),
-        updated=parse_time(props.get("lastmodifieddate") or record.get("updatedAt")),
-    )
-
-
-def _props(record: Mapping[str, object]) -> dict[str, str]:
-    raw = record.get("properties")
-    if not isinstance(raw, dict):
-        return {}
-    return {str(k): v for k, v in raw.items() if isinstance(v, str)}
-
-
-def _results(response: Response) -> list[Mapping[str, object]]:
-    raw = response.object().get("results")
-    return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
-
-
-def is_key_conflict(status: int, body: object, key_property: str) -> bool:
-    """Whether HubSpot's error answer may mean "a record with this key exists" (pure).
-
-    Read from HubSpot's documented error shape, not its wording: a 409 or category
-    ``CONFLICT``, or a ``VALIDATION_ERROR`` one of whose ``errors`` names the key property
-    in ``context.propertyName`` (or, lacking context, in its message). The caller confirms by
-    reading the record before answering ``AlreadyExisted``."""
-    if not isinstance(body, dict):
-        return status == 409
-    category = body.get("category")
-    if status == 409 or category == "CONFLICT":
-        return True
-    if category != "VALIDATION_ERROR":
-        return False
-    errors = body.get("errors")
-    for err in errors if isinstance(errors, list) else []:
-        if not isinstance(err, dict):
-            continue
-        context = err.get("context")
-        names = context.get("propertyName") if isinstance(context, dict) else None
-        if isinstance(names, list) and key_property in names:
-            return True
-        if names is None and key_property in str(err.get("message", "")):
-            return True
-    return False
-
-
-def key_search(keys: Sequence[str], key_property: str = KEY_PROPERTY) -> dict[str, object]:
-    """The calls search for records carrying any of ``keys`` (at most one batch's)."""
-    return {
-        "filterGroups": [
-            {"filters": [{"propertyName": key_property, "operator": "IN", "values": list(keys)}]}
-        ],
-        "properties": [key_property],
-        "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
-        "limit": SEARCH_PAGE,
-    }
-
-
-# -- the writer ------------------------------------------------------------------------------
 
 
 class HubSpotWriter(ChunkedWriterBase):
@@ -407,6 +162,7 @@ class HubSpotWriter(ChunkedWriterBase):
             create=self._create_contact,
             list_users=self._list_owners,
         )
+        self.api = HubSpotApi(self.http, self._base, self.key_property)
 
     def __repr__(self) -> str:
         return f"HubSpotWriter(name={self._settings.name!r}, base_url={self._base!r})"
@@ -449,7 +205,7 @@ class HubSpotWriter(ChunkedWriterBase):
         if not open_:
             return
         if self._settings.contacts.detect_client_logs:
-            clients = await self._client_logs([p.call for p in open_])
+            clients = await self.api.client_logs([p.call for p in open_])
             if not isinstance(clients, list):
                 batch.fail_open(open_, clients)
                 return
@@ -476,7 +232,7 @@ class HubSpotWriter(ChunkedWriterBase):
         elif answer.status in (400, 409):
             p.result = await self._conflict_or_failure(p, answer)
         else:
-            p.result = batch.created(CRM, answer.object().get("id"), _body_of(p.payload))
+            p.result = batch.created(CRM, answer.object().get("id"), body_of(p.payload))
 
     async def _create_many(self, ready: list[Pending]) -> None:
         answer = await self.http.request(
@@ -494,8 +250,8 @@ class HubSpotWriter(ChunkedWriterBase):
                 await self._create_one(p)
             return
         by_key: dict[str, str] = {}
-        for record in _results(answer):
-            props = _props(record)
+        for record in results_of(answer):
+            props = props_of(record)
             key = props.get(self.key_property) or record.get("objectWriteTraceId")
             if isinstance(key, str) and record.get("id"):
                 by_key[key] = str(record["id"])
@@ -510,7 +266,7 @@ class HubSpotWriter(ChunkedWriterBase):
                 failed[str(key)] = str(err.get("message", "rejected"))
         for p in ready:
             if p.call.key in by_key:
-                p.result = Created(by_key[p.call.key], _body_of(p.payload))
+                p.result = Created(by_key[p.call.key], body_of(p.payload))
             elif p.call.key in failed:
                 p.result = PermanentFailure(f"{CRM} rejected the call log: {failed[p.call.key]}")
             else:
@@ -541,178 +297,22 @@ class HubSpotWriter(ChunkedWriterBase):
             if not isinstance(deal, Deal):
                 p.result = deal
                 continue
-            contacts.append(
-                {
-                    "to": {"id": deal.id},
-                    "types": [
-                        {
-                            "associationCategory": "HUBSPOT_DEFINED",
-                            "associationTypeId": CALL_TO_DEAL,
-                        }
-                    ],
-                }
-            )
+            contacts.append(association(deal.id, CALL_TO_DEAL))
 
     async def _deal(self, contact: str) -> Deal | LookupFailure | None:
         cached = self._deals.get(contact)
         if cached is None:
-            linked = await self.http.request(
-                "GET",
-                f"{self._base}/crm/v4/objects/contacts/{quote(contact, safe='')}"
-                "/associations/deals",
-                params={"limit": "100"},
-            )
-            if not isinstance(linked, Response):
-                return linked
-            ids = [str(r.get("toObjectId")) for r in _results(linked) if r.get("toObjectId")]
-            cached = ()
-            if ids:
-                read = await self.http.request(
-                    "POST",
-                    f"{self._base}/crm/v3/objects/deals/batch/read",
-                    json_body={
-                        "inputs": [{"id": i} for i in ids],
-                        "properties": ["hs_is_closed", "hs_lastmodifieddate"],
-                        "propertiesWithHistory": [],
-                    },
-                )
-                if not isinstance(read, Response):
-                    return read
-                cached = tuple(
-                    Deal(
-                        str(r["id"]),
-                        _props(r).get("hs_is_closed") != "true",
-                        parse_time(_props(r).get("hs_lastmodifieddate") or r.get("updatedAt")),
-                    )
-                    for r in _results(read)
-                    if r.get("id")
-                )
-            self._deals[contact] = cached
+            found = await self.api.contact_deals(contact)
+            if not isinstance(found, tuple):
+                return found
+            cached = self._deals[contact] = found
         return deals.choose(cached, self._settings.contacts.deals)
 
     # -- updates after the create (crm/enrich.py) --------------------------------------------
 
     async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
-        """Attach the audio (files API, ``hs_attachment_ids``) and add the section to the
-        note if nobody edited it, else in a note of its own associated with the call."""
-        url = f"{self._base}/crm/v3/objects/calls/{quote(e.record_id, safe='')}"
-        answer = await self.http.request(
-            "GET",
-            url,
-            params={"properties": "hs_call_body,hs_attachment_ids"},
-            accept=frozenset({404}),
-        )
-        if not isinstance(answer, Response):
-            return answer
-        if answer.status == 404:
-            return PermanentFailure(f"{CRM} call {e.record_id} no longer exists")
-        props = _props(answer.object())
-        attached = [a for a in props.get("hs_attachment_ids", "").split(";") if a]
-        update: dict[str, str] = {}
-        for audio in e.audio:
-            # A file of the same name in our folder is replaced, keeping its id: an
-            # uncertain retry attaches the same file, never a second one.
-            file_id = await self._upload(audio)
-            if not isinstance(file_id, str):
-                return file_id
-            if file_id not in attached:
-                attached.append(file_id)
-                update["hs_attachment_ids"] = ";".join(attached)
-        section = enrich.section_html(e)
-        written: str | None = None
-        body = props.get("hs_call_body")
-        if section and enrich.added(body, section):
-            written = body  # an earlier attempt of this update wrote it before a crash
-        elif section and enrich.same_note(body, e.written):
-            written = f"{body}{section}"
-            update["hs_call_body"] = written
-        if update:
-            patched = await self.http.request("PATCH", url, json_body={"properties": update})
-            if not isinstance(patched, Response):
-                return patched
-        if section and written is None:
-            beside = await self._note_beside(e, section, ctx)
-            if beside is not None:
-                return beside
-            return Updated(f"{e.kind} added beside the edited note", None)
-        return Updated(f"{e.kind} added to the call", written)
-
-    async def _upload(self, audio: Audio) -> str | LookupFailure:
-        def form() -> aiohttp.FormData:
-            audio.file.seek(0)
-            data = aiohttp.FormData()
-            data.add_field(
-                "file", audio.file, filename=audio.filename, content_type=audio.content_type
-            )
-            data.add_field("fileName", audio.filename)
-            data.add_field("folderPath", MEDIA_FOLDER)
-            data.add_field("options", json.dumps({"access": "PRIVATE", "overwrite": True}))
-            return data
-
-        answer = await self.http.request("POST", f"{self._base}/files/v3/files", data=form)
-        if not isinstance(answer, Response):
-            return answer
-        file_id = answer.object().get("id")
-        if file_id is None:
-            return RetryLater(f"{CRM} file upload answered without an id", uncertain=True)
-        return str(file_id)
-
-    async def _note_beside(
-        self, e: Enrichment, section: str, ctx: WriteContext
-    ) -> LookupFailure | None:
-        """A note with the section, associated with the call (its body is a person's now).
-        It carries an ``sscl-update`` line, so a retry finds the note among the call's."""
-        marker = enrich.update_marker(e)
-        if ctx.uncertain or ctx.attempt > 1:
-            done = await self._noted(e.record_id, marker)
-            if done is not False:
-                return done if not isinstance(done, bool) else None
-        note = await self.http.request(
-            "POST",
-            f"{self._base}/crm/v3/objects/notes",
-            json_body={
-                "properties": {
-                    "hs_timestamp": content.iso_utc(e.call.end_time),
-                    "hs_note_body": f"{section}<p>{html.escape(marker)}</p>",
-                }
-            },
-        )
-        if not isinstance(note, Response):
-            return note
-        note_id = note.object().get("id")
-        if note_id is None:
-            return RetryLater(f"{CRM} note create answered without an id", uncertain=True)
-        linked = await self.http.request(
-            "PUT",
-            f"{self._base}/crm/v4/objects/notes/{note_id}/associations/default/calls/"
-            f"{quote(e.record_id, safe='')}",
-        )
-        return linked if not isinstance(linked, Response) else None
-
-    async def _noted(self, call_id: str, marker: str) -> bool | LookupFailure:
-        """Whether a note of the call carries ``marker`` (associations read, not searched)."""
-        linked = await self.http.request(
-            "GET",
-            f"{self._base}/crm/v4/objects/calls/{quote(call_id, safe='')}/associations/notes",
-            params={"limit": "100"},
-        )
-        if not isinstance(linked, Response):
-            return linked
-        ids = [str(r.get("toObjectId")) for r in _results(linked) if r.get("toObjectId")]
-        if not ids:
-            return False
-        read = await self.http.request(
-            "POST",
-            f"{self._base}/crm/v3/objects/notes/batch/read",
-            json_body={
-                "inputs": [{"id": i} for i in ids],
-                "properties": ["hs_note_body"],
-                "propertiesWithHistory": [],
-            },
-        )
-        if not isinstance(read, Response):
-            return read
-        return any(marker in _props(r).get("hs_note_body", "") for r in _results(read))
+        """Attach the audio and add the section to the call (``crm/hubspot_enrich.py``)."""
+        return await enrich_call(self.api, e, ctx)
 
     # -- the key mode ------------------------------------------------------------------------
 
@@ -720,11 +320,7 @@ class HubSpotWriter(ChunkedWriterBase):
         """The key property's mode, read from its definition on the first write."""
         if self.key_mode is not None:
             return self.key_mode
-        answer = await self.http.request(
-            "GET",
-            f"{self._base}/crm/v3/properties/calls/{quote(self.key_property, safe='')}",
-            accept=frozenset({403, 404}),
-        )
+        answer = await self.api.key_property_definition()
         if not isinstance(answer, Response):
             return answer
         if answer.status == 404:
@@ -757,122 +353,18 @@ class HubSpotWriter(ChunkedWriterBase):
 
     async def _ours(self, mode: KeyMode, keys: Sequence[str]) -> dict[str, str] | LookupFailure:
         return await (
-            self._read_by_key(keys) if mode is KeyMode.UNIQUE else self._search_keys(keys)
+            self.api.read_by_key(keys) if mode is KeyMode.UNIQUE else self.api.search_keys(keys)
         )
 
-    async def _search_keys(self, keys: Sequence[str]) -> dict[str, str] | LookupFailure:
-        """key -> id of the oldest record carrying it (search; lags behind writes)."""
-        found: dict[str, str] = {}
-        after: str | None = None
-        for _ in range(SEARCH_PAGES):
-            body = key_search(keys, self.key_property)
-            if after:
-                body["after"] = after
-            answer = await self.http.request(
-                "POST", f"{self._base}/crm/v3/objects/calls/search", json_body=body
-            )
-            if not isinstance(answer, Response):
-                return answer
-            for record in _results(answer):
-                key = _props(record).get(self.key_property)
-                if key and record.get("id"):
-                    found.setdefault(key, str(record["id"]))
-            after = _next_after(answer)
-            if not after:
-                break
-        return found
-
-    # -- lookups -----------------------------------------------------------------------------
-
-    async def _read_by_key(self, keys: Sequence[str]) -> dict[str, str] | LookupFailure:
-        """key -> record id for the records that carry our key (batch read by idProperty)."""
-        answer = await self.http.request(
-            "POST",
-            f"{self._base}/crm/v3/objects/calls/batch/read",
-            json_body={
-                "idProperty": self.key_property,
-                "inputs": [{"id": k} for k in keys],
-                "properties": [self.key_property],
-                "propertiesWithHistory": [],
-            },
-            accept=frozenset({404}),
-        )
-        if not isinstance(answer, Response):
-            return answer
-        found: dict[str, str] = {}
-        for record in _results(answer):
-            key = _props(record).get(self.key_property)
-            if key and record.get("id"):
-                found[key] = str(record["id"])
-        return found
-
-    async def _client_logs(
-        self, calls: Sequence[CompletedCall]
-    ) -> list[Mapping[str, object]] | LookupFailure:
-        records: list[Mapping[str, object]] = []
-        after: str | None = None
-        for _ in range(SEARCH_PAGES):
-            answer = await self.http.request(
-                "POST",
-                f"{self._base}/crm/v3/objects/calls/search",
-                json_body=client_log_search(calls, after, self.key_property),
-            )
-            if not isinstance(answer, Response):
-                return answer
-            records.extend(_results(answer))
-            after = _next_after(answer)
-            if not after:
-                break
-        return records
+    # -- the resolver's lookups (crm/contacts.py), made by the api ---------------------------
 
     async def _find_contacts(self, number: str) -> tuple[Contact, ...] | LookupFailure:
-        answer = await self.http.request(
-            "POST", f"{self._base}/crm/v3/objects/contacts/search", json_body=contact_search(number)
-        )
-        if not isinstance(answer, Response):
-            return answer
-        return tuple(contact_from(r) for r in _results(answer) if r.get("id"))
+        return await self.api.find_contacts(number)
 
     async def _create_contact(
         self, call: CompletedCall, number: str, owner_id: str | None
     ) -> Contact | LookupFailure:
-        props = {"phone": number, "firstname": call.external_name or number}
-        answer = await self.http.request(
-            "POST", f"{self._base}/crm/v3/objects/contacts", json_body={"properties": props}
-        )
-        if not isinstance(answer, Response):
-            return answer
-        return contact_from(answer.object())
+        return await self.api.create_contact(call, number, owner_id)
 
     async def _list_owners(self) -> dict[str, str] | LookupFailure:
-        owners: dict[str, str] = {}
-        after: str | None = None
-        for _ in range(OWNER_PAGES):
-            params = {"limit": "100", "archived": "false"}
-            if after:
-                params["after"] = after
-            answer = await self.http.request("GET", f"{self._base}/crm/v3/owners", params=params)
-            if not isinstance(answer, Response):
-                return answer
-            for owner in _results(answer):
-                email, oid = owner.get("email"), owner.get("id")
-                if isinstance(email, str) and email and oid is not None:
-                    owners[email.lower()] = str(oid)
-            after = _next_after(answer)
-            if not after:
-                break
-        return owners
-
-
-def _body_of(payload: Mapping[str, object]) -> str | None:
-    """The note a create input carries (what later updates compare with)."""
-    props = payload.get("properties")
-    body = props.get("hs_call_body") if isinstance(props, dict) else None
-    return body if isinstance(body, str) else None
-
-
-def _next_after(answer: Response) -> str | None:
-    paging = answer.object().get("paging")
-    nxt = paging.get("next") if isinstance(paging, dict) else None
-    after = nxt.get("after") if isinstance(nxt, dict) else None
-    return str(after) if after else None
+        return await self.api.list_owners()
