@@ -67,7 +67,14 @@ from sscl_daemon.crm.base import (
 )
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
 from sscl_daemon.crm.http import OAuthBearer, Response, error_message, token_failure
-from sscl_daemon.crm.oauth import ClientAuth, OAuthClient, TokenRefusedError, TokenUnavailableError
+from sscl_daemon.crm.oauth import (
+    ClientAuth,
+    OAuthClient,
+    TokenRefusedError,
+    TokenUnavailableError,
+    token_request,
+)
+from sscl_daemon.crm.plugin_parts import caller_left_voicemail, options_of, talk_seconds
 from sscl_daemon.crm.wiring import CrmWriterBase
 
 CRM: Final = "Bullhorn"
@@ -87,15 +94,22 @@ class BullhornOptions:
     action_inbound: str = "Inbound Call"
     action_outbound: str = "Outbound Call"
     search_entities: tuple[str, ...] = field(default=PERSON_ENTITIES)
+    # The action of an inbound call nobody took (the caller may have left a voicemail);
+    # empty: ``action_inbound``.
+    action_missed: str = ""
 
 
 def parse_options(reader: OptionReader) -> BullhornOptions | None:
     auth = reader.url("auth_url", DEFAULT_AUTH_URL)
     login = reader.url("login_url", DEFAULT_LOGIN_URL)
     actions = {}
-    for key, default in (("action_inbound", "Inbound Call"), ("action_outbound", "Outbound Call")):
+    for key, default in (
+        ("action_inbound", "Inbound Call"),
+        ("action_outbound", "Outbound Call"),
+        ("action_missed", ""),
+    ):
         value = reader.string(key, default)
-        if not value or len(value) > ACTION_MAX:
+        if (default and not value) or len(value) > ACTION_MAX:
             reader.problem(
                 key, f"{value!r}: give a value of the commentActionList (1..30 characters)"
             )
@@ -111,7 +125,13 @@ def parse_options(reader: OptionReader) -> BullhornOptions | None:
     if oauth is None:
         return None
     return BullhornOptions(
-        oauth, auth, login, actions["action_inbound"], actions["action_outbound"], entities
+        oauth,
+        auth,
+        login,
+        actions["action_inbound"],
+        actions["action_outbound"],
+        entities,
+        actions["action_missed"],
     )
 
 
@@ -126,18 +146,28 @@ def note(
     tz: ZoneInfo | None = None,
 ) -> dict[str, object]:
     """The ``PUT entity/Note`` body (pure); the note's times in ``tz``."""
-    outbound = call.direction is Direction.OUTBOUND
     body: dict[str, object] = {
         "comments": content.note_html(call, person.name, tz=tz),
-        "action": options.action_outbound if outbound else options.action_inbound,
+        "action": note_action(call, options),
         "personReference": {"id": int(person.id)},
         "dateAdded": int(content.utc(call.start_time).timestamp() * 1000),
-        "minutesSpent": content.minutes(content.talk_seconds(call)),
+        # Nobody talked on a call the caller left as voicemail: no minutes spent.
+        "minutesSpent": content.minutes(talk_seconds(call)),
         "externalID": call.key[:EXTERNAL_ID_MAX],
     }
     if owner_id:
         body["commentingPerson"] = {"id": int(owner_id)}
     return body
+
+
+def note_action(call: CompletedCall, options: BullhornOptions) -> str:
+    """The Note's action: the call's direction, and for an inbound call nobody took (a
+    voicemail among them: a missed call, not the rep's "left message") ``action_missed``
+    when it is set."""
+    if call.direction is Direction.OUTBOUND:
+        return options.action_outbound
+    missed = caller_left_voicemail(call) or not talk_seconds(call)
+    return (options.action_missed or options.action_inbound) if missed else options.action_inbound
 
 
 def epoch_ms(value: object) -> datetime | None:
@@ -222,8 +252,6 @@ class BullhornSession(OAuthBearer):
                 # The access token died before its ten minutes: refresh it once.
                 access = await self.client.refresh(access)
                 status, body = await self._login(access)
-            if status >= 500 or status == 429:
-                raise TokenUnavailableError(f"{CRM} REST login answered HTTP {status}")
             token = body.get("BhRestToken") if isinstance(body, dict) else None
             rest = body.get("restUrl") if isinstance(body, dict) else None
             if status != 200 or not isinstance(token, str) or not isinstance(rest, str):
@@ -234,22 +262,13 @@ class BullhornSession(OAuthBearer):
             self._rest_token, self.rest_url = token, rest
 
     async def _login(self, access: str) -> tuple[int, object]:
-        try:
-            async with self._session.get(
-                self._login_url,
-                params={"version": "2.0", "access_token": access},
-                timeout=self._timeout,
-            ) as resp:
-                status = resp.status
-                try:
-                    body: object = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TokenUnavailableError(
-                f"{CRM} REST login unreachable ({type(exc).__name__})"
-            ) from None
-        return status, body
+        return await token_request(
+            self._session,
+            "GET",
+            self._login_url,
+            params={"version": "2.0", "access_token": access},
+            client_timeout=self._timeout,
+        )
 
 
 # -- the writer ------------------------------------------------------------------------------
@@ -259,10 +278,7 @@ class BullhornWriter(CrmWriterBase):
     """Writes Notes into one Bullhorn corporation."""
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
-        opts = settings.options
-        if not isinstance(opts, BullhornOptions):
-            raise TypeError(f'writer {settings.name!r}: BullhornWriter needs type = "bullhorn"')
-        self._opts = opts
+        self._opts = opts = options_of(settings, BullhornOptions, "BullhornWriter", "bullhorn")
         self._zone = content.zone(settings.contacts.timezone)
         # Bullhorn creates with PUT, which HTTP calls idempotent: aiohttp then resends a PUT
         # whose connection was lost on its own, and a Note stored by the first one would be
@@ -273,9 +289,10 @@ class BullhornWriter(CrmWriterBase):
         )
         session._retry_connection = False
         self._own_session = session
-        self.oauth = OAuthClient(
+        self.oauth = OAuthClient.at(
             session,
-            f"{opts.auth_url.rstrip('/')}/oauth/token",
+            opts.auth_url,
+            "/oauth/token",
             opts.oauth,
             client_auth=ClientAuth.BODY,
             timeout=settings.timeout,

@@ -1,4 +1,5 @@
-"""OAuth 2 refresh-token client shared by the Pipedrive, HubSpot and Salesforce writers.
+"""OAuth 2 refresh-token client shared by the CRM writers (Pipedrive, HubSpot, Salesforce, Zoho,
+Clio, Bullhorn), and the token request every token endpoint call goes through.
 
 The daemon writes with one admin connection per CRM: the configured refresh token is
 exchanged for an access token on first use and again whenever the CRM answers 401 or the
@@ -66,22 +67,27 @@ class TokenUnavailableError(SsclError):
     """The token endpoint could not be reached or failed transiently: try again later."""
 
 
-async def post_token_request(
+async def token_request(
     session: aiohttp.ClientSession,
+    method: str,
     url: str,
-    form: Mapping[str, str],
     *,
+    params: Mapping[str, str] | None = None,
+    form: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     client_timeout: aiohttp.ClientTimeout,
 ) -> tuple[int, object]:
-    """POST a token request (any grant); the answer's status and JSON body (None when the
+    """Ask a token (or session) endpoint; the answer's status and JSON body (None when the
     body is not JSON), for the caller to judge refusals by its own grant.
 
     Unreachable, 5xx and 429 raise :class:`TokenUnavailableError`: those pass with time,
-    whatever the grant. The message names the endpoint and never the form (it holds secrets).
+    whatever the grant. The message names the endpoint and never the form or the query (they
+    hold secrets).
     """
     try:
-        async with session.post(url, data=form, headers=headers, timeout=client_timeout) as resp:
+        async with session.request(
+            method, url, params=params, data=form, headers=headers, timeout=client_timeout
+        ) as resp:
             status = resp.status
             try:
                 body: object = await resp.json(content_type=None)
@@ -94,6 +100,20 @@ async def post_token_request(
     if status >= 500 or status == 429:
         raise TokenUnavailableError(f"token endpoint {url} answered HTTP {status}")
     return status, body
+
+
+async def post_token_request(
+    session: aiohttp.ClientSession,
+    url: str,
+    form: Mapping[str, str],
+    *,
+    headers: Mapping[str, str] | None = None,
+    client_timeout: aiohttp.ClientTimeout,
+) -> tuple[int, object]:
+    """POST a token request (any grant): :func:`token_request` with a form."""
+    return await token_request(
+        session, "POST", url, form=form, headers=headers, client_timeout=client_timeout
+    )
 
 
 class TokenVault(Protocol):
@@ -147,6 +167,21 @@ class OAuthClient:
         self._lock = asyncio.Lock()
         self.extras: Mapping[str, str] = {}
         self.refreshes = 0
+
+    @classmethod
+    def at(
+        cls,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        path: str,
+        settings: OAuthClientSettings,
+        *,
+        client_auth: ClientAuth = ClientAuth.BODY,
+        timeout: float = 30.0,
+    ) -> OAuthClient:
+        """A client of the token endpoint at ``path`` under a CRM's configured base URL."""
+        url = f"{base_url.rstrip('/')}{path}"
+        return cls(session, url, settings, client_auth=client_auth, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"OAuthClient(token_url={self._token_url!r}, client_id={self._client_id!r})"

@@ -9,7 +9,8 @@ Requests (REST API v7 on the data centre's API domain, ``Authorization: Zoho-oau
   Zoho refresh tokens do not rotate; access tokens live an hour (``expires_in``).
 * ``POST /crm/v7/Calls`` -- up to 100 records per request in ``data``, one answer per
   record, in order (HTTP 201 all stored, 207 mixed, 400 all refused): ``Subject``,
-  ``Call_Type`` (``Inbound``/``Outbound``/``Missed``), ``Call_Start_Time`` (ISO 8601 with an
+  ``Call_Type`` (``Inbound``/``Outbound``/``Missed``: a call the caller left in the user's
+  voicemail is ``Missed`` with ``Call_Result`` ``Voicemail``), ``Call_Start_Time`` (ISO 8601 with an
   offset), ``Call_Duration`` (``mm:ss`` of talk time), ``Outgoing_Call_Status``
   (``Completed``, required for outbound calls), ``Dialled_Number`` or ``Caller_ID`` (the
   other party's number), ``Call_Result``, ``Description`` (the note),
@@ -18,7 +19,12 @@ Requests (REST API v7 on the data centre's API domain, ``Authorization: Zoho-oau
 * ``POST /crm/v7/coql`` -- ``select id, <key field> from Calls where <key field> in (...)``
   after an uncertain attempt, and ``... where Call_Start_Time between ... and <key field> is
   null`` once per batch for logs a user's own client made (not with
-  ``detect_client_logs = false``). COQL reads the database, not a search index.
+  ``detect_client_logs = false``). COQL reads the database, not a search index. Such a
+  record is the call's log when its description names the call's RingCentral session, or,
+  as neither App Connect's Zoho connector (RingClone's, closed source) nor RingCentral's
+  PhoneBridge app writes the session by default, when it has the call's fingerprint
+  (:func:`client_log_matches`: type of the call's direction, start minute, and the caller's
+  number or the contact we matched).
 * ``GET /crm/v7/Contacts/search?criteria=...`` per uncached number (``Phone``/``Mobile``
   equal to the number as E.164 or national digits; checked again here), then
   ``GET /crm/v7/Leads/search`` when no contact matches (``search_leads``); ``POST
@@ -64,6 +70,13 @@ from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.plugin_parts import (
+    Fingerprints,
+    near_start,
+    options_of,
+    talk_seconds,
+    talked,
+)
 from sscl_daemon.crm.wiring import ChunkedWriterBase
 
 CRM: Final = "Zoho CRM"
@@ -74,6 +87,17 @@ CLIENT_WINDOW: Final = timedelta(hours=1)
 DEFAULT_KEY_FIELD: Final = "SSCL_Call_Key"
 DEFAULT_ACCOUNTS_URL: Final = "https://accounts.zoho.com"
 API_VERSION: Final = "v7"
+# What the client-log query reads of each Calls record (session line and fingerprint).
+CLIENT_FIELDS: Final = (
+    "id",
+    "Description",
+    "Call_Type",
+    "Call_Start_Time",
+    "Caller_ID",
+    "Dialled_Number",
+    "Who_Id",
+    "What_Id",
+)
 
 # Values for the Call_Result picklist (setup adds them to the field; see docs/crm-setup.md).
 _RESULTS: Final = {
@@ -130,10 +154,12 @@ def mm_ss(seconds: int) -> str:
 
 
 def call_type(call: CompletedCall) -> str:
-    """Zoho's three call types: an inbound (or internal) call nobody took is ``Missed``."""
+    """Zoho's three call types: an inbound (or internal) call nobody took is ``Missed`` -- a
+    call the caller left in the user's voicemail too (Zoho's PhoneBridge model: a missed
+    call with the voice message), whatever time the mailbox counted."""
     if call.direction is Direction.OUTBOUND:
         return "Outbound"
-    return "Inbound" if content.was_connected(call) else "Missed"
+    return "Inbound" if talked(call) else "Missed"
 
 
 def call_record(
@@ -150,7 +176,7 @@ def call_record(
         "Subject": content.subject(call, name)[:255],
         "Call_Type": kind,
         "Call_Start_Time": zoho_time(call.start_time),
-        "Call_Duration": mm_ss(content.talk_seconds(call)),
+        "Call_Duration": mm_ss(talk_seconds(call)),
         "Call_Result": _RESULTS[content.outcome(call)],
         "Description": content.note_text(call, name, tz=tz),
         key_field: call.key,
@@ -192,10 +218,33 @@ def client_log_query(calls: Sequence[CompletedCall], key_field: str) -> str:
     low = min(content.utc(c.start_time) for c in calls) - CLIENT_WINDOW
     high = max(content.utc(c.end_time) for c in calls) + CLIENT_WINDOW
     return (
-        "select id, Description from Calls where (Call_Start_Time between"
+        f"select {', '.join(CLIENT_FIELDS)} from Calls where (Call_Start_Time between"
         f" {coql_string(zoho_time(low))} and {coql_string(zoho_time(high))})"
         f" and {key_field} is null limit {COQL_LIMIT}"
     )
+
+
+def client_log_matches(p: Pending, record: Mapping[str, object]) -> bool:
+    """Whether a Calls record without our key is another client's log of this call, by what
+    such clients write without naming the session (pure): the call type of the call's
+    direction, a start in the call's start minute, and the caller's number (Zoho's telephony
+    fields ``Caller_ID`` / ``Dialled_Number``, which PhoneBridge integrations fill) or the
+    contact or lead we matched (``Who_Id`` / ``What_Id``, which every connector sets)."""
+    call = p.call
+    kind = record.get("Call_Type")
+    wanted = ("Outbound",) if call.direction is Direction.OUTBOUND else ("Inbound", "Missed")
+    if kind not in wanted or not near_start(call, parse_time(record.get("Call_Start_Time"))):
+        return False
+    numbers = [v for f in ("Caller_ID", "Dialled_Number") if isinstance(v := record.get(f), str)]
+    if call.external_number and any(content.same_number(n, call.external_number) for n in numbers):
+        return True
+    ours = {_ref(p.payload.get("Who_Id")), _ref(p.payload.get("What_Id"))} - {None}
+    return bool(ours & {_ref(record.get("Who_Id")), _ref(record.get("What_Id"))})
+
+
+def _ref(value: object) -> str | None:
+    rid = value.get("id") if isinstance(value, dict) else None
+    return str(rid) if rid else None
 
 
 def phone_criteria(e164: str) -> str:
@@ -261,16 +310,10 @@ class ZohoWriter(ChunkedWriterBase):
     chunk_size = BATCH_MAX
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
-        opts = settings.options
-        if not isinstance(opts, ZohoOptions):
-            raise TypeError(f'writer {settings.name!r}: ZohoWriter needs type = "zoho"')
-        self._opts = opts
+        self._opts = opts = options_of(settings, ZohoOptions, "ZohoWriter", "zoho")
         self._zone = content.zone(settings.contacts.timezone)
-        self.oauth = OAuthClient(
-            session,
-            f"{opts.accounts_url.rstrip('/')}/oauth/v2/token",
-            opts.oauth,
-            timeout=settings.timeout,
+        self.oauth = OAuthClient.at(
+            session, opts.accounts_url, "/oauth/v2/token", opts.oauth, timeout=settings.timeout
         )
         super().__init__(
             CRM,
@@ -330,6 +373,7 @@ class ZohoWriter(ChunkedWriterBase):
             for p in group:
                 if p.call.key in found:
                     p.result = AlreadyExisted(found[p.call.key])
+        others: Fingerprints[Pending, Mapping[str, object]] | None = None
         open_ = batch.still_open(chunk)
         if open_ and self._settings.contacts.detect_client_logs:
             rows = await self._coql(client_log_query([p.call for p in open_], key_field))
@@ -344,7 +388,18 @@ class ZohoWriter(ChunkedWriterBase):
                 match = content.first_match(p.call, texts)
                 if match is not None:
                     p.result = AlreadyExisted(match[0])
+            named = {p.result.record_id for p in open_ if isinstance(p.result, AlreadyExisted)}
+            others = Fingerprints(
+                [(str(r["id"]), r) for r in rows if r.get("id") and str(r["id"]) not in named],
+                client_log_matches,
+            )
         ready = await batch.prepare(chunk, self.resolver, self._payload)
+        if others is not None:
+            # The fingerprint needs the contact or lead we matched (its id in the payload).
+            for p in ready:
+                if (theirs := others.take(p)) is not None:
+                    p.result = AlreadyExisted(theirs)
+            ready = batch.still_open(ready)
         if ready:
             await self._insert(ready)
 
