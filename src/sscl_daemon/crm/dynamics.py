@@ -22,12 +22,18 @@ Requests (Web API v9.2, OData 4.0, JSON; the OData, ``$batch`` and token plumbin
   /contacts`` for ``no_contact = create``; ``GET /systemusers`` (enabled users'
   ``internalemailaddress``) once per cache TTL for owners by e-mail.
 * ``GET /phonecalls?$filter=createdon ge ... and createdon le ...`` once per batch for logs a
-  user's own client made (not with ``detect_client_logs = false``).
+  user's own client made (not with ``detect_client_logs = false``): one whose description
+  names the call's RingCentral session, or, since no public client writes the session by
+  default (App Connect has no Dynamics connector; RingCentral for Microsoft Dynamics is
+  closed source), one with the call's fingerprint (:func:`client_log_matches`: direction,
+  start minute, and the caller's number or the regarding contact/lead we matched).
 
 Phone call columns: ``subject``, ``description`` (the note, at most 2,000 characters: the
 marker lines are kept), ``phonenumber``, ``directioncode`` (true = outgoing),
 ``actualstart``/``actualend``, ``actualdurationminutes`` (talk time, whole minutes rounded
-up), ``leftvoicemail``, ``regardingobjectid_contact``/``_lead`` (the matched record), the
+up; none for a call the caller left in the user's voicemail, a missed call),
+``leftvoicemail`` (only an outgoing call that reached voicemail: the user left one),
+``regardingobjectid_contact``/``_lead`` (the matched record), the
 ``phonecall_activity_parties`` (from = 1, to = 2: the user and the contact/lead) and
 ``ownerid`` (the mapped user).
 
@@ -76,6 +82,13 @@ from sscl_daemon.crm.dataverse import (
     parse_batch,
 )
 from sscl_daemon.crm.http import Response
+from sscl_daemon.crm.plugin_parts import (
+    Fingerprints,
+    near_start,
+    options_of,
+    reached_voicemail,
+    talk_seconds,
+)
 from sscl_daemon.crm.wiring import ChunkedWriterBase, nested_error_message
 
 CRM: Final = "Dynamics 365"
@@ -91,6 +104,15 @@ KEY_NAMESPACE: Final = uuid.UUID("7b0f4a52-4f0e-5c1d-9a57-2d1c8f3e6a10")
 STATE_COMPLETED: Final = 1
 STATUS_MADE: Final = 2
 STATUS_RECEIVED: Final = 4
+# What the client-log query reads of each phone call (session line and fingerprint).
+CLIENT_COLUMNS: Final = (
+    "activityid",
+    "description",
+    "directioncode",
+    "actualstart",
+    "phonenumber",
+    "_regardingobjectid_value",
+)
 
 
 @dataclass(frozen=True)
@@ -168,8 +190,10 @@ def phonecall(
         "directioncode": out,
         "actualstart": odata_time(call.start_time),
         "actualend": odata_time(call.end_time),
-        "actualdurationminutes": content.minutes(content.talk_seconds(call)),
-        "leftvoicemail": out and content.outcome(call) is content.CallOutcome.VOICEMAIL,
+        # A call the caller left in the user's voicemail is a missed call: no talk time, and
+        # not "left voice mail", which is the user's outcome of an outgoing call.
+        "actualdurationminutes": content.minutes(talk_seconds(call)),
+        "leftvoicemail": reached_voicemail(call),
     }
     number = call.external_number or call.internal_number
     if number:
@@ -210,6 +234,30 @@ def phone_filter(e164: str, columns: Sequence[str]) -> str:
     return " or ".join(f"{c} eq {odata_string(f)}" for c in columns for f in forms)
 
 
+def texts_of(row: Mapping[str, object]) -> str | None:
+    text = row.get("description")
+    return text if isinstance(text, str) else None
+
+
+def client_log_matches(p: Pending, row: Mapping[str, object]) -> bool:
+    """Whether a phone call without our key is another client's log of this call, by what a
+    telephony client writes without naming the session (pure): the call's direction, an
+    ``actualstart`` in the call's start minute, and the caller's number in ``phonenumber``
+    or the contact or lead we matched as the regarding record."""
+    call = p.call
+    if row.get("directioncode") is not outgoing(call):
+        return False
+    if not near_start(call, parse_time(row.get("actualstart"))):
+        return False
+    number = row.get("phonenumber")
+    external = call.external_number
+    if isinstance(number, str) and external and content.same_number(number, external):
+        return True
+    regarding = row.get("_regardingobjectid_value")
+    ours = [v for k, v in p.payload.items() if k.startswith("regardingobjectid_")]
+    return bool(regarding) and any(str(v).endswith(f"({regarding})") for v in ours)
+
+
 def change_set_result(call: CompletedCall, answers: Sequence[PartAnswer]) -> WriteResult:
     """The result of one call's change set (pure)."""
     if answers and all(200 <= a.status < 300 for a in answers):
@@ -245,10 +293,7 @@ class DynamicsWriter(ChunkedWriterBase):
     chunk_size = BATCH_MAX
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
-        opts = settings.options
-        if not isinstance(opts, DynamicsOptions):
-            raise TypeError(f'writer {settings.name!r}: DynamicsWriter needs type = "dynamics"')
-        self._opts = opts
+        self._opts = opts = options_of(settings, DynamicsOptions, "DynamicsWriter", "dynamics")
         self._zone = content.zone(settings.contacts.timezone)
         self._base = opts.environment_url.rstrip("/") + API
         self.credentials = ClientCredentials(
@@ -283,16 +328,35 @@ class DynamicsWriter(ChunkedWriterBase):
     # -- steps -------------------------------------------------------------------------------
 
     async def _write_chunk(self, chunk: list[Pending]) -> None:
+        others: Fingerprints[Pending, Mapping[str, object]] | None = None
         if self._settings.contacts.detect_client_logs:
             found = await self._client_logs([p.call for p in chunk])
             if not isinstance(found, list):
                 batch.fail_open(chunk, found)
                 return
+            texts = [
+                (rid, d if isinstance(d := r.get("description"), str) else None) for rid, r in found
+            ]
             for p in chunk:
-                match = content.first_match(p.call, found)
+                match = content.first_match(p.call, texts)
                 if match is not None and match[0] != activity_id(p.call.key):
                     p.result = AlreadyExisted(match[0])
+            named = {p.result.record_id for p in chunk if isinstance(p.result, AlreadyExisted)}
+            others = Fingerprints(
+                [
+                    (rid, r)
+                    for rid, r in found
+                    if rid not in named and not content.has_key_line(texts_of(r))
+                ],
+                client_log_matches,
+            )
         ready = await batch.prepare(chunk, self.resolver, self._payload)
+        if others is not None:
+            # The fingerprint needs the contact or lead we matched (the regarding record).
+            for p in ready:
+                if (theirs := others.take(p)) is not None:
+                    p.result = AlreadyExisted(theirs)
+            ready = batch.still_open(ready)
         if ready:
             await self._send(ready)
 
@@ -332,13 +396,13 @@ class DynamicsWriter(ChunkedWriterBase):
 
     async def _client_logs(
         self, calls: Sequence[CompletedCall]
-    ) -> list[tuple[str, str | None]] | LookupFailure:
+    ) -> list[tuple[str, Mapping[str, object]]] | LookupFailure:
         low = min(content.utc(c.start_time) for c in calls) - CLIENT_WINDOW
         high = max(content.utc(c.end_time) for c in calls) + CLIENT_WINDOW
         answer = await self._get(
             "/phonecalls",
             {
-                "$select": "activityid,description",
+                "$select": ",".join(CLIENT_COLUMNS),
                 "$filter": f"createdon ge {odata_time(low)} and createdon le {odata_time(high)}",
                 "$top": "500",
             },
@@ -347,9 +411,9 @@ class DynamicsWriter(ChunkedWriterBase):
             return answer
         rows = answer.object().get("value")
         return [
-            (str(r.get("activityid")), d if isinstance(d := r.get("description"), str) else None)
+            (str(r.get("activityid")), r)
             for r in (rows if isinstance(rows, list) else [])
-            if isinstance(r, dict)
+            if isinstance(r, dict) and r.get("activityid")
         ]
 
     async def _search(self, table: str, kind: str, number: str) -> list[Contact] | LookupFailure:
