@@ -27,7 +27,6 @@ LARGE_MODULES = frozenset(
         "calls/legs.py",
         "calls/tracker.py",
         "console/web.py",
-        "crm/salesforce.py",
         "daemon/accounts.py",
         "daemon/app.py",
         "ringcentral/calllog.py",
