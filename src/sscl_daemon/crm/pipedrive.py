@@ -70,14 +70,7 @@ from sscl_daemon.config import (
     WriterSettings,
 )
 from sscl_daemon.crm import batch, content, deals, enrich
-from sscl_daemon.crm.base import (
-    AlreadyExisted,
-    Created,
-    PermanentFailure,
-    RetryLater,
-    WriteContext,
-    WriteResult,
-)
+from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
@@ -92,6 +85,7 @@ from sscl_daemon.crm.templates import Style
 from sscl_daemon.crm.wiring import CrmWriterBase
 
 if TYPE_CHECKING:
+    from sscl_daemon.crm.base import WriteContext, WriteResult
     from sscl_daemon.ringcentral.media import Audio
 
 CRM: Final = "Pipedrive"

@@ -57,6 +57,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 import msgspec
@@ -65,18 +66,14 @@ import structlog
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import WebhookOptions, WriterSettings
 from sscl_daemon.crm import batch, content
-from sscl_daemon.crm.base import (
-    AlreadyExisted,
-    Created,
-    PermanentFailure,
-    RetryLater,
-    WriteContext,
-    WriteResult,
-)
+from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater
 from sscl_daemon.crm.http import CrmHttp, Response, scrub
 from sscl_daemon.crm.limiter import Limiter
 from sscl_daemon.errors import SsclError
 from sscl_daemon.signing import secret_key as secret_key
+
+if TYPE_CHECKING:
+    from sscl_daemon.crm.base import WriteContext, WriteResult
 
 log = structlog.get_logger(__name__)
 
