@@ -12,11 +12,16 @@ grant at ``{region_url}/oauth/token``, bearer tokens):
 * ``POST /api/v4/activities.json`` -- with ``time_entries = "billable"`` or
   ``"non-billable"``, a ``TimeEntry`` of the talk time on that matter, linked to the
   communication (after a retry, ``GET /api/v4/activities.json?communication_id=`` first, so
-  an entry is made once; an entry Clio refuses is logged, the communication stands);
+  an entry is made once; an entry Clio refuses is logged, the communication stands; none
+  for a call nobody talked on -- one the caller left in the user's voicemail is a missed
+  call, its communication runs contact -> user and its note says so);
 * ``GET /api/v4/communications.json?type=PhoneCommunication&received_since=...&
   received_before=...`` (the contact's, when known) before creating, to find our own
   earlier record (its body carries our key) after an uncertain attempt or a retry, and a
-  log a user's own client made (its body names the RingCentral session);
+  log a user's own client made: its body names the RingCentral session, or it is what App
+  Connect's Clio connector writes by default, which names no session
+  (:func:`app_connect_communication`: ``[Call] <Direction> Call from|to ...`` received at
+  the call's start minute);
 * ``GET /api/v4/contacts.json?query=<number>`` per uncached number (Clio matches the text
   as typed: the national digits are asked for and every returned number compared here);
   ``POST /api/v4/contacts.json`` (a Person) for ``no_contact = create``;
@@ -63,6 +68,7 @@ from sscl_daemon.crm.base import (
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.http import OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.plugin_parts import Fingerprints, near_start, options_of, talk_seconds
 from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
 from sscl_daemon.logging import get_logger
 
@@ -135,6 +141,28 @@ def communication(
     return data
 
 
+def app_connect_communication(
+    call: CompletedCall, record: Mapping[str, object], of_contact: bool
+) -> bool:
+    """Whether a phone communication (of the call's contact when ``of_contact``) is App
+    Connect's log of this call as its Clio connector writes it by default (pure): subject
+    ``[Call] Inbound Call from <name> [<number>]`` / ``[Call] Outbound Call to ...`` and
+    ``received_at`` the call's start. Without a contact to list by, the subject's number
+    must be the call's."""
+    subject = record.get("subject")
+    if call.direction is Direction.INTERNAL or not isinstance(subject, str):
+        return False
+    word = "to" if call.direction is Direction.OUTBOUND else "from"
+    if not subject.startswith(f"[Call] {call.direction.value.capitalize()} Call {word} "):
+        return False
+    if not near_start(call, parse_time(record.get("received_at"))):
+        return False
+    if of_contact:
+        return True
+    number = subject.rsplit("[", 1)[-1].rstrip("]") if subject.endswith("]") else ""
+    return bool(call.external_number) and content.same_number(number, call.external_number or "")
+
+
 def _data(answer: Response) -> object:
     return answer.object().get("data")
 
@@ -153,17 +181,11 @@ class ClioWriter(CrmWriterBase):
     """Writes phone communications into one Clio Manage account."""
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
-        opts = settings.options
-        if not isinstance(opts, ClioOptions):
-            raise TypeError(f'writer {settings.name!r}: ClioWriter needs type = "clio"')
-        self._opts = opts
+        self._opts = opts = options_of(settings, ClioOptions, "ClioWriter", "clio")
         self._zone = content.zone(settings.contacts.timezone)
         self._base = opts.region_url.rstrip("/") + API
-        self.oauth = OAuthClient(
-            session,
-            f"{opts.region_url.rstrip('/')}/oauth/token",
-            opts.oauth,
-            timeout=settings.timeout,
+        self.oauth = OAuthClient.at(
+            session, opts.region_url, "/oauth/token", opts.oauth, timeout=settings.timeout
         )
         self._me: int | None = None
         self._matters: TTLCache[str, int | None] = TTLCache(
@@ -253,7 +275,7 @@ class ClioWriter(CrmWriterBase):
             "type": "PhoneCommunication",
             "received_since": content.iso_utc(content.utc(call.start_time) - CLIENT_WINDOW),
             "received_before": content.iso_utc(content.utc(call.end_time) + CLIENT_WINDOW),
-            "fields": "id,body",
+            "fields": "id,body,subject,received_at",
             "limit": "200",
         }
         if contact is not None:
@@ -262,19 +284,30 @@ class ClioWriter(CrmWriterBase):
         if not isinstance(answer, Response):
             return answer
         data = _data(answer)
+        rows = [r for r in (data if isinstance(data, list) else []) if isinstance(r, dict)]
         records = [
-            (str(r.get("id")), b if isinstance(b := r.get("body"), str) else None)
-            for r in (data if isinstance(data, list) else [])
-            if isinstance(r, dict)
+            (str(r.get("id")), b if isinstance(b := r.get("body"), str) else None) for r in rows
         ]
-        return content.first_match(call, records)
+        found = content.first_match(call, records)
+        if found is not None or not self._settings.contacts.detect_client_logs:
+            return found
+        listed = contact is not None
+
+        def matches(c: CompletedCall, r: Mapping[str, object]) -> bool:
+            return app_connect_communication(c, r, listed)
+
+        theirs = Fingerprints(
+            [(str(r["id"]), r) for r in rows if r.get("id") is not None], matches
+        ).take(call)
+        return (theirs, content.Match.CLIENT) if theirs is not None else None
 
     async def _time_entry(
         self, call: CompletedCall, comm_id: str, matter_id: int, user: int, *, check: bool
     ) -> int | LookupFailure | None:
         """The talk time as a time entry on the matter, linked to the communication (once:
         with ``check`` an entry already linked to it is kept)."""
-        seconds = content.talk_seconds(call)
+        # Nothing to bill for a call nobody talked on (one the caller left as voicemail).
+        seconds = talk_seconds(call)
         if seconds <= 0:
             return None
         if check:
