@@ -55,11 +55,12 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 import aiohttp
+import structlog
 from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall
@@ -93,14 +94,49 @@ SCAN_PAGES: Final = 4
 PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
 CLIENT_WINDOW: Final = timedelta(hours=1)
+# Activities per page of a batch's client-log read (the v2 list's maximum).
+WINDOW_PAGE: Final = 500
 # Contact policies that need each match's record times.
 _BY_TIME: Final = frozenset(
     {SeveralContactsPolicy.MOST_RECENTLY_UPDATED, SeveralContactsPolicy.OLDEST}
 )
 
 
+log = structlog.get_logger(__name__)
+
+
 def _data(answer: Response) -> object:
     return answer.object().get("data")
+
+
+def _activities(answer: Response) -> list[dict[str, object]]:
+    data = _data(answer)
+    return [a for a in (data if isinstance(data, list) else []) if isinstance(a, dict)]
+
+
+def _rfc3339(moment: datetime) -> str:
+    """A v2 ``updated_since`` (whole seconds, rounded down: the read may only widen)."""
+    return content.utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ClientWindow:
+    """The activities of one read covering a batch (``write_batch``), answering each call's
+    client-log check as ``GET /api/v2/activities?person_id=…&updated_since=…`` would."""
+
+    def __init__(self, activities: Sequence[Mapping[str, object]]) -> None:
+        self._by_person: dict[str, list[Mapping[str, object]]] = {}
+        for activity in activities:
+            person = int_id(activity.get("person_id"))
+            if person is not None:
+                self._by_person.setdefault(str(person), []).append(activity)
+
+    def of(self, person: Contact, since: datetime) -> list[Mapping[str, object]]:
+        """The person's activities (as primary participant) updated at or after ``since``."""
+        return [
+            a
+            for a in self._by_person.get(person.id, [])
+            if (updated := parse_time(a.get("update_time"))) is None or updated >= since
+        ]
 
 
 def _person(item: Mapping[str, object]) -> Contact | None:
@@ -296,19 +332,22 @@ class PipedriveWriter(CrmWriterBase):
         return person
 
     async def _client_activity(
-        self, call: CompletedCall, person: Contact
+        self, call: CompletedCall, person: Contact, window: ClientWindow | None
     ) -> AlreadyExisted | LookupFailure | None:
-        since = content.iso_utc(content.utc(call.start_time) - CLIENT_WINDOW)
-        answer = await self._get(
-            "/api/v2/activities",
-            {"person_id": person.id, "updated_since": since.replace(".000Z", "Z"), "limit": "100"},
-        )
-        if not isinstance(answer, Response):
-            return answer
-        data = _data(answer)
-        activities = [a for a in (data if isinstance(data, list) else []) if isinstance(a, dict)]
+        since = content.utc(call.start_time) - CLIENT_WINDOW
+        activities: Sequence[Mapping[str, object]]
+        if window is not None:
+            activities = window.of(person, since)
+        else:
+            answer = await self._get(
+                "/api/v2/activities",
+                {"person_id": person.id, "updated_since": _rfc3339(since), "limit": "100"},
+            )
+            if not isinstance(answer, Response):
+                return answer
+            activities = _activities(answer)
         notes = [
-            (str(a.get("id")), a.get("note") if isinstance(a.get("note"), str) else None)
+            (str(a.get("id")), note if isinstance(note := a.get("note"), str) else None)
             for a in activities
         ]
         match = content.first_match(call, notes)
@@ -318,6 +357,27 @@ class PipedriveWriter(CrmWriterBase):
             # A note with any sscl-key line is ours (another user's log of the session).
             if not content.has_key_line(note) and app_connect_activity(call, activity):
                 return AlreadyExisted(f"activity:{aid}")
+        return None
+
+    async def _client_window(self, calls: Sequence[CompletedCall]) -> ClientWindow | None:
+        """Every activity updated since an hour before the batch's earliest call, read in
+        at most ``len(calls) // 2`` pages of :data:`WINDOW_PAGE` -- never more than half the
+        requests of a read per person; None (read per person instead) when the window holds
+        more, or its read fails."""
+        since = min(content.utc(c.start_time) for c in calls) - CLIENT_WINDOW
+        params = {"updated_since": _rfc3339(since), "limit": str(WINDOW_PAGE)}
+        found: list[dict[str, object]] = []
+        for _ in range(max(1, len(calls) // 2)):
+            answer = await self._get("/api/v2/activities", params)
+            if not isinstance(answer, Response):
+                log.info("pipedrive.client_window.unread", writer=self.name, reason=str(answer))
+                return None
+            found += _activities(answer)
+            extra = answer.object().get("additional_data")
+            cursor = extra.get("next_cursor") if isinstance(extra, dict) else None
+            if not cursor:
+                return ClientWindow(found)
+            params["cursor"] = str(cursor)
         return None
 
     async def _our_call_log(self, call: CompletedCall) -> AlreadyExisted | LookupFailure | None:
@@ -347,6 +407,11 @@ class PipedriveWriter(CrmWriterBase):
     # -- the writer protocol -------------------------------------------------------------------
 
     async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        return await self._write(call, ctx, None)
+
+    async def _write(
+        self, call: CompletedCall, ctx: WriteContext, window: ClientWindow | None
+    ) -> WriteResult:
         resolved = await self.resolver.resolve(call)
         if not isinstance(resolved, Resolution):
             return resolved  # a failed lookup, or Skipped by the contact policy
@@ -357,7 +422,7 @@ class PipedriveWriter(CrmWriterBase):
                 return ours
         detect = self._settings.contacts.detect_client_logs
         if detect and person is not None and not resolved.created_contact:
-            client = await self._client_activity(call, person)
+            client = await self._client_activity(call, person, window)
             if client is not None:
                 return client
         deal: Deal | None = None
@@ -393,8 +458,16 @@ class PipedriveWriter(CrmWriterBase):
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
     ) -> list[WriteResult]:
-        # Pipedrive has no batch endpoint for call logs.
-        return await batch.each(self.write, items)
+        # Pipedrive has no batch endpoint for call logs: one create per call, but the
+        # client-log check of a batch shares one read of the recent activities.
+        window: ClientWindow | None = None
+        if self._settings.contacts.detect_client_logs and len(items) > 1:
+            window = await self._client_window([call for call, _ in items])
+
+        async def write(call: CompletedCall, ctx: WriteContext) -> WriteResult:
+            return await self._write(call, ctx, window)
+
+        return await batch.each(write, items)
 
     # -- updates after the create (crm/enrich.py) --------------------------------------------
 

@@ -24,7 +24,9 @@ What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` 
   HTML ``content`` on a person, organization, deal or lead (tests read ``notes``);
   ``GET /api/v2/deals`` by ``person_id`` and ``status``; a call log's ``deal_id`` must exist;
 * activities: ``POST``/``GET``/``PATCH /api/v2/activities`` (v2 fields, an active ``type``,
-  ``due_date``/``due_time``/``duration`` formats, participants that exist) and files of an
+  ``due_date``/``due_time``/``duration`` formats, participants that exist; the list by
+  ``person_id``, ``updated_since``/``updated_until``, cursor-paginated, ``limit`` <= 500)
+  and files of an
   activity (``POST``/``GET /v1/files``; tests read ``files``);
 * every answer carries ``x-ratelimit-limit``, ``x-ratelimit-remaining``,
   ``x-ratelimit-reset`` for a 2 s window; past it, 429 (``Retry-After`` only when
@@ -168,6 +170,8 @@ class PipedriveState(StandInState):
         return aid
 
 
+# Activities per page at most (v2 ``limit``).
+ACTIVITIES_LIMIT: Final = 500
 # The stand-in takes uploads up to this size (a call log's recording).
 UPLOAD_MAX = 100 * 1024 * 1024
 
@@ -664,18 +668,46 @@ async def list_deals(request: web.Request) -> web.Response:
 
 
 async def list_activities(request: web.Request) -> web.Response:
+    """``GET /api/v2/activities``: ``person_id`` (the primary participant),
+    ``updated_since`` (``update_time`` at or after) / ``updated_until`` (before), RFC 3339;
+    ``limit`` (default 100, at most 500) and ``cursor`` (the opaque marker of the next page,
+    answered in ``additional_data.next_cursor``, null on the last page); ordered by id."""
     state = _state(request)
     person = request.query.get("person_id")
-    since = request.query.get("updated_since")
-    if since is not None:
-        try:
-            datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            return _error(400, "updated_since must be an RFC 3339 date-time")
+    bounds: list[str | None] = []
+    for name in ("updated_since", "updated_until"):
+        value = request.query.get(name)
+        if value is not None:
+            try:
+                # Compared as text below: the stand-in writes every update_time in this form.
+                value = datetime.fromisoformat(value.replace("Z", "+00:00")).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
+            except ValueError:
+                return _error(400, f"{name} must be an RFC 3339 date-time")
+        bounds.append(value)
+    since, until = bounds
+    try:
+        limit = int(request.query.get("limit", "100"))
+        start = (
+            int(base64.urlsafe_b64decode(request.query["cursor"]))
+            if "cursor" in request.query
+            else 0
+        )
+    except ValueError:
+        return _error(400, "limit must be an integer and cursor one this API answered")
+    if not 1 <= limit <= ACTIVITIES_LIMIT:
+        return _error(400, f"limit must be between 1 and {ACTIVITIES_LIMIT}")
     data = [
         a
-        for a in state.activities.values()
+        for _, a in sorted(state.activities.items())
         if person is None or str(a["person_id"]) == person
         if since is None or str(a["update_time"]) >= since
+        if until is None or str(a["update_time"]) < until
     ]
-    return json_response({"success": True, "data": data, "additional_data": {"next_cursor": None}})
+    page = data[start : start + limit]
+    more = start + limit < len(data)
+    cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
+    return json_response(
+        {"success": True, "data": page, "additional_data": {"next_cursor": cursor}}
+    )
