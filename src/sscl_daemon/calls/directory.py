@@ -3,7 +3,11 @@
 The daemon loads it from ``GET /restapi/v1.0/account/~/extension`` (fields
 ``id`` (a number), ``extensionNumber``, ``name``, ``type``, ``status``,
 ``contact.email``, ``contact.department``; see the API reference "List
-Extensions") and refreshes it; the tracker and the policy read it. The
+Extensions") and refreshes it; the tracker and the policy read it. A record may
+also carry ``regionalSettings.timezone`` (the list does not; ``ringcentral/directory.py``
+adds it from each user's "Get Extension"): its ``name`` becomes the extension's IANA
+``timezone`` (:func:`sscl_daemon.zones.from_ringcentral`), which the calls of that
+user carry to the writers. The
 extensions people answer (``User``, ``DigitalUser``, ``VirtualUser``,
 ``FlexibleUser``, ``Limited``, and a type newer than the daemon:
 :data:`~sscl_daemon.calls.model.ANSWERS_AS_A_PERSON`) get call logs of their
@@ -28,6 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from sscl_daemon.calls.model import Extension, ExtensionType
 from sscl_daemon.errors import SsclError
+from sscl_daemon.zones import from_ringcentral
 
 
 class DirectoryError(SsclError, ValueError):
@@ -77,6 +82,7 @@ class Directory:
                     status=_text(record.get("status")),
                     email=_text(contact.get("email")),
                     department=_text(contact.get("department")),
+                    timezone=from_ringcentral(_zone_name(record.get("regionalSettings"))),
                 )
             )
         return cls(extensions)
@@ -96,6 +102,13 @@ class Directory:
 
     def __iter__(self) -> Iterator[Extension]:
         return iter(self._by_id.values())
+
+
+def _zone_name(settings: object) -> str | None:
+    """``regionalSettings.timezone.name`` of an extension record, when it has one."""
+    zone = settings.get("timezone") if isinstance(settings, Mapping) else None
+    name = zone.get("name") if isinstance(zone, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 def _text(value: object) -> str | None:

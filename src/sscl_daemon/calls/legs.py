@@ -455,6 +455,7 @@ class _Builder:
             extension_number=extension_number,
             user_name=ext.name if ext is not None else (party.own_name if party else None),
             user_email=ext.email if ext is not None else None,
+            user_timezone=ext.timezone if ext is not None else None,
             direction=direction,
             external_number=external[0] if direction is not _INTERNAL else None,
             external_name=external[1] if direction is not _INTERNAL else None,

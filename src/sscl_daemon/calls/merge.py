@@ -87,6 +87,7 @@ def with_live(
         recording_ids=recordings,
         user_name=from_log.user_name or live.user_name,
         user_email=from_log.user_email or live.user_email,
+        user_timezone=from_log.user_timezone or live.user_timezone,
     )
 
 

@@ -118,6 +118,8 @@ class Extension(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     email: str | None = None
     department: str | None = None
+    # IANA name of the user's own time zone (RingCentral regional settings); None: unknown.
+    timezone: str | None = None
 
     @property
     def is_user(self) -> bool:
@@ -174,6 +176,10 @@ class CompletedCall(msgspec.Struct, frozen=True, kw_only=True):
     # The user's own number on this call: the number the caller dialled on an inbound
     # call (a direct or company number), the caller id shown on an outbound one.
     own_number: str | None = None
+    # IANA time zone of the handling user (the directory's, from RingCentral's regional
+    # settings) when the call was built; None: unknown. Writers with ``timezone = "user"``
+    # show the call's times and dates in it.
+    user_timezone: str | None = None
 
     def seconds(self, ms: int) -> int:
         """Whole seconds, rounded half up (the unit of the replay output)."""

@@ -41,7 +41,12 @@ from sscl_daemon.dispatch import Dispatcher, SentHook
 from sscl_daemon.enrichment import EnrichmentRunner
 from sscl_daemon.logging import get_logger
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
-from sscl_daemon.ringcentral.directory import keep_fresh, load_directory, stored_directory
+from sscl_daemon.ringcentral.directory import (
+    ZoneBook,
+    keep_fresh,
+    load_directory,
+    stored_directory,
+)
 from sscl_daemon.ringcentral.media import MediaClient
 from sscl_daemon.ringcentral.reconcile import Reconciler, Stretch
 from sscl_daemon.ringcentral.recorder import open_recorder
@@ -185,6 +190,8 @@ class AccountRunner:
         self._pipeline: Pipeline | None = None
         self._committer: Committer | None = None
         self._rest: RestClient | None = None
+        # The users' RingCentral time zones, shared by every load of the directory.
+        self._zones = ZoneBook()
 
     @property
     def name(self) -> str:
@@ -273,6 +280,7 @@ class AccountRunner:
                 self._new_directory(pipeline),
                 keep=self._keep_directory,
                 first_delay=0.0,
+                zones=self._zones,
             ),
             fatal=(AuthError,),
         )
@@ -414,7 +422,7 @@ class AccountRunner:
             )
             return None
         try:
-            directory = stored_directory(data)
+            directory = stored_directory(data, self._zones)
         except DirectoryError as exc:
             log.warning("daemon.directory.unusable", account=self.name, error=str(exc))
             return None
@@ -458,7 +466,7 @@ class AccountRunner:
 
     async def _load_directory_now(self, rest: RestClient, pipeline: Pipeline) -> None:
         try:
-            directory = await load_directory(rest)
+            directory = await load_directory(rest, self._zones)
         except (ApiError, RetriesExhausted, DirectoryError, aiohttp.ClientError) as exc:
             log.warning("daemon.directory.load_failed", account=self.name, error=str(exc))
             return

@@ -279,6 +279,7 @@ def _owner_attribution(
         extension_number=owner_number,
         user_name=owner.name if owner else None,
         user_email=owner.email if owner else None,
+        user_timezone=owner.timezone if owner else None,
         start_time=first.start_time,
         end_time=max(call.end_time for call in missed),
     )
@@ -451,6 +452,7 @@ class _Base:
             or (own.extensionNumber if own else None),
             user_name=(ext.name if ext else None) or (own.name if own else None),
             user_email=ext.email if ext else None,
+            user_timezone=ext.timezone if ext else None,
             direction=direction,
             external_number=external,
             external_name=caller_name if external is not None else None,

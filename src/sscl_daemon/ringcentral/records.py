@@ -133,8 +133,25 @@ class ExtensionContact(msgspec.Struct, kw_only=True):
     department: str | None = None
 
 
+class TimezoneInfo(msgspec.Struct, kw_only=True):
+    """`regionalSettings.timezone` of one extension, e.g. `{"id": "58", "name": "US/Pacific",
+    "description": "Pacific Time (US & Canada)", "bias": "-480"}` (API reference "Get
+    Extension"; `bias` is minutes from UTC, standard time only, so it is not used)."""
+
+    id: IdValue | None = None
+    name: str | None = None
+    description: str | None = None
+    bias: IdValue | None = None
+
+
+class RegionalSettings(msgspec.Struct, kw_only=True):
+    timezone: TimezoneInfo | None = None
+
+
 class ExtensionRecord(msgspec.Struct, kw_only=True):
-    """One entry of `GET /restapi/v1.0/account/~/extension`."""
+    """One entry of `GET /restapi/v1.0/account/~/extension`, or the answer of `GET
+    .../extension/{id}`. Only the latter carries `regionalSettings` (the list's records,
+    `GetExtensionListInfoResponse`, do not); the directory keeps it on the list's records."""
 
     id: IdValue
     extensionNumber: str | None = None
@@ -142,6 +159,7 @@ class ExtensionRecord(msgspec.Struct, kw_only=True):
     type: str | None = None
     status: str | None = None
     contact: ExtensionContact | None = None
+    regionalSettings: RegionalSettings | None = None
 
 
 class ExtensionPage(msgspec.Struct, kw_only=True):

@@ -1,6 +1,6 @@
 """The RingCentral REST API as the daemon needs it: call log, extension list, sessions, wstoken.
 
-Used by `directory.py` (extension list), `reconcile.py` and `backfill.py` (call log, session
+Used by `directory.py` (extension list, each user's own record for its time zone), `reconcile.py` and `backfill.py` (call log, session
 lookups) and `subscription.py` (the WebSocket token). Every request goes through the rate-group
 limiter, carries a fresh bearer token (a 401 refreshes it once and tries again), and is retried
 with jittered exponential backoff on 5xx and connection errors; a 429 (and a 503 that names
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import aiohttp
 import msgspec
@@ -235,6 +235,15 @@ class RestClient:
                 break
             page_number += 1
         return records
+
+    async def extension(self, extension_id: str) -> ExtensionRecord | None:
+        """One extension's own record ("Get Extension", group Light), which carries its
+        `regionalSettings` (the list leaves them out); None when it is gone (404)."""
+        path = f"{EXTENSION_PATH}/{quote(extension_id, safe='')}"
+        reply = await self.request("GET", path, RateGroup.LIGHT, allow=(404,))
+        if reply.status == 404:
+            return None
+        return _decode(reply, ExtensionRecord, path)
 
     async def telephony_session(self, telephony_session_id: str) -> dict[str, object] | None:
         """The live session object, or None when the session no longer exists (404)."""

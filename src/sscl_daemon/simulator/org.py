@@ -10,6 +10,12 @@ lastName, email, department, ...}`, `permissions`, `profileImage`, `hidden`) and
 seen in real captures (research/rc-protocol.md B6: numeric ids that end with the account's
 three-digit shard suffix, e.g. account 809646016, extension 62242421016). Phone numbers are
 NANP numbers in the fictional 555-01xx block, E.164.
+
+`extension_info()` is one extension's own record (`GET .../extension/{id}`, "Get
+Extension"): the list's fields plus `regionalSettings` (`timezone {uri, id, name,
+description, bias}`, `homeCountry`, `language`, `greetingLanguage`, `formattingLocale`,
+`timeFormat`), which the list leaves out. The company is in San Mateo (US/Pacific); some
+users are set to US/Eastern or US/Central, so per-user time zones show.
 """
 
 from __future__ import annotations
@@ -50,6 +56,23 @@ _AREAS = (
 # Caller-id names as the carrier's CNAM lookup delivers them (upper case, "LAST FIRST" or a city).
 _CNAM_FALLBACK = "WIRELESS CALLER"
 _DIDS_PER_AREA = 80
+# RingCentral time zones as "Get Extension" shows them: name -> (id, description, bias in
+# minutes, standard time). US/Pacific is the API reference's example; the other ids are
+# the simulator's own.
+TIME_ZONES: dict[str, tuple[str, str, str]] = {
+    "US/Pacific": ("58", "Pacific Time (US & Canada)", "-480"),
+    "US/Central": ("59", "Central Time (US & Canada)", "-360"),
+    "US/Eastern": ("60", "Eastern Time (US & Canada)", "-300"),
+    "Europe/London": ("44", "London, Edinburgh, Dublin, Lisbon", "0"),
+}
+COMPANY_TIME_ZONE = "US/Pacific"
+
+
+def user_time_zone(index: int) -> str:
+    """The RingCentral zone of the ``index``-th user (no random draw: the seeded org stays
+    as it was): every fifth from the third on in US/Eastern, from the fifth on in
+    US/Central, the others in the company's."""
+    return {2: "US/Eastern", 4: "US/Central"}.get(index % 5, COMPANY_TIME_ZONE)
 
 
 def fictional_number(area_index: int, n: int) -> str:
@@ -73,6 +96,7 @@ class OrgExtension:
     department: str | None = None
     device_id: str | None = None  # the user's desk/soft phone, as `from.deviceId` shows it
     admin: bool = False
+    timezone: str = COMPANY_TIME_ZONE  # a TIME_ZONES name (regional settings)
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,44 @@ class Organisation:
     def extension_records(self) -> list[dict[str, object]]:
         """The items of `GET /restapi/v1.0/account/~/extension`, in extension-number order."""
         return [self._record(ext) for ext in self.extensions()]
+
+    def extension_info(self, extension_id: str) -> dict[str, object] | None:
+        """``GET .../extension/{id}``: the list's record plus ``regionalSettings``; None
+        for an id the account does not have."""
+        try:
+            ext = self.extension(extension_id)
+        except KeyError:
+            return None
+        zone_id, description, bias = TIME_ZONES[ext.timezone]
+        english = {"id": "1033", "name": "English (United States)", "localeCode": "en-US"}
+        return {
+            **self._record(ext),
+            "account": {
+                "uri": f"{self.platform_url}/restapi/v1.0/account/{self.account_id}",
+                "id": self.account_id,
+            },
+            "regionalSettings": {
+                "timezone": {
+                    "uri": f"{self.platform_url}/restapi/v1.0/dictionary/timezone/{zone_id}",
+                    "id": zone_id,
+                    "name": ext.timezone,
+                    "description": description,
+                    "bias": bias,
+                },
+                "homeCountry": {
+                    "uri": f"{self.platform_url}/restapi/v1.0/dictionary/country/1",
+                    "id": "1",
+                    "name": "United States",
+                    "isoCode": "US",
+                    "callingCode": "1",
+                },
+                "language": english,
+                "greetingLanguage": english,
+                "formattingLocale": english,
+                "timeFormat": "12h",
+            },
+            "setupWizardState": "Completed",
+        }
 
     def _record(self, ext: OrgExtension) -> dict[str, object]:
         uri = self.extension_uri(ext.id)
@@ -233,6 +295,7 @@ class Organisation:
                     department=department,
                     device_id=new_device(),
                     admin=i == 0,
+                    timezone=user_time_zone(i),
                 )
             )
         ivr = OrgExtension(

@@ -1,5 +1,8 @@
 """HTTP side of the simulated RingCentral platform: OAuth, wstoken, call log, extensions, sessions.
 
+Extensions: the list (``GET .../extension``, group Medium) and each one's own record with
+its regional settings (``GET .../extension/{id}``, group Light).
+
 aiohttp handlers over the state in `oauth.py`, `gateway.py` and `engine.py`. One middleware
 does what every real answer shares (research/rc-protocol.md C6/C7/D): wait while the platform
 is paused (fault), check the bearer token (401 with OAU codes), count the request against its
@@ -38,7 +41,8 @@ CONTROL_PREFIX = "/_sim/"
 _SESSION_KEY = web.RequestKey("oauth_session", OAuthSession)
 _DATA_PATH = re.compile(
     r"^/restapi/v1\.0/account/(?P<account>[^/]+)/"
-    r"(?:(?P<what>call-log|extension)|telephony/sessions/(?P<session>[^/]+))$"
+    r"(?:(?P<what>call-log|extension)(?:/(?P<extension>[^/]+))?"
+    r"|telephony/sessions/(?P<session>[^/]+))$"
 )
 
 
@@ -71,6 +75,7 @@ class PlatformRest:
             web.post(WSTOKEN_PATH, self.wstoken),
             web.get("/restapi/v1.0/account/{account}/call-log", self.data),
             web.get("/restapi/v1.0/account/{account}/extension", self.data),
+            web.get("/restapi/v1.0/account/{account}/extension/{extension}", self.data),
             web.get("/restapi/v1.0/account/{account}/telephony/sessions/{session}", self.data),
             web.get(WS_PATH, self.gateway.handle),
         ]
@@ -183,8 +188,12 @@ class PlatformRest:
         try:
             if match["session"] is not None:
                 return self._session_body(match["session"])
+            if match["what"] == "extension" and match["extension"] is not None:
+                return self._extension_info(match["extension"])
             if match["what"] == "extension":
                 return self._extension_body(query, url)
+            if match["extension"] is not None:
+                return 404, rest_error("CMN-102", f"Resource [{path}] is not found")
             return self._call_log_body(query, url)
         except ValueError as exc:
             return 400, rest_error("CMN-101", str(exc))
@@ -194,6 +203,15 @@ class PlatformRest:
         if live is None:
             return 404, rest_error("TAS-102", f"Telephony session [{sid}] is not found")
         return 200, live.rest_object(self.org.account_id)
+
+    def _extension_info(self, extension_id: str) -> tuple[int, object]:
+        """Get Extension (group Light): the record with its regional settings."""
+        if extension_id == "~":
+            extension_id = self.org.owner_extension_id
+        info = self.org.extension_info(extension_id)
+        if info is None:
+            return 404, rest_error("CMN-102", f"Extension [{extension_id}] is not found")
+        return 200, info
 
     def _extension_body(self, query: MultiMapping[str], url: URL) -> tuple[int, object]:
         types = set(query.getall("type", []))
