@@ -45,6 +45,12 @@ rides in the note (``sscl-key:`` line, ``crm/content.py``), and:
   for the call-log record's rounding) and whose subject is ``"<Inbound|Outbound> Call
   from|to …"`` in the call's direction (:func:`app_connect_activity`).
   ``detect_client_logs = false`` skips this request (such calls are then logged twice).
+  A batch of several calls (``write_batch``: a backlog, or calls ending together) shares
+  one read instead, ``GET /api/v2/activities?updated_since=<earliest start − 1 h>&limit=500``
+  by cursor (:class:`ClientWindow`), each call then looking at its person's activities of
+  its own hour: the same answer as a read per person, for one request per batch instead of
+  one per call. When that window needs more than half as many pages as the batch has calls,
+  or cannot be read, the batch reads per person as above.
 
 Rate limits: every answer carries ``x-ratelimit-limit/remaining/reset`` (per token, 2 s
 window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the reset.
