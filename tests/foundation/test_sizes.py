@@ -26,7 +26,6 @@ LARGE_MODULES = frozenset(
         "calls/events.py",
         "calls/legs.py",
         "calls/tracker.py",
-        "console/web.py",
         "daemon/accounts.py",
         "daemon/app.py",
         "ringcentral/calllog.py",

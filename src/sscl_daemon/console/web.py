@@ -17,30 +17,37 @@ for retries, a confirmation step.
 
 from __future__ import annotations
 
-import argparse
-import itertools
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
 
 from sscl_daemon import __version__, metrics
 from sscl_daemon.calls.model import CallResult
-from sscl_daemon.calls.policy import Policy
-from sscl_daemon.config import DEFAULT_ACCOUNT, AccountSettings, SalesforceOptions, Settings
-from sscl_daemon.configured_policy import answer, policy_options
+from sscl_daemon.config import DEFAULT_ACCOUNT, Settings
 from sscl_daemon.console import charts
-from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS, Skip
+from sscl_daemon.console.memory import LAST_RELOAD, RECENT_SKIPS
+from sscl_daemon.console.page_data import (
+    RetryRequest,
+    age,
+    blocklist_answer,
+    call_rows,
+    counter_total,
+    hourly_bars,
+    latency_rows,
+    read_retry,
+    since_now,
+    skip_matches,
+    when,
+)
+from sscl_daemon.console.page_data import record_links as record_links
 from sscl_daemon.console.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_SECONDS, Sessions
 from sscl_daemon.console.settings_view import SECRET_SET, effective_settings
 from sscl_daemon.logging import get_logger
-from sscl_daemon.since import parse_since
 from sscl_daemon.store import CommitFailure, Store, StoreError, views
 
 log = get_logger(__name__)
@@ -80,103 +87,6 @@ class DaemonFacts(Protocol):
 Readiness = Callable[[], Awaitable[Mapping[str, bool]]]
 
 
-@dataclass(frozen=True, slots=True)
-class TesterAnswer:
-    """The tester's verdict: the lines ``sscl-daemon blocklist check`` prints, and its status."""
-
-    status: int  # 0 logged, 1 skipped, 2 not a number we can read
-    lines: tuple[str, ...]
-
-
-def blocklist_answer(account: AccountSettings, number: str, extension: str | None) -> TesterAnswer:
-    """``sscl-daemon blocklist check`` for one account of the running configuration."""
-    policy = Policy(policy_options(account))
-    status, lines = answer(policy, number.strip(), extension, account.calls.default_region)
-    return TesterAnswer(status, tuple(lines))
-
-
-def _counter_total(counter: Any) -> float:
-    """The sum of a Prometheus counter's ``_total`` samples (over all labels)."""
-    return float(
-        sum(
-            sample.value
-            for family in counter.collect()
-            for sample in family.samples
-            if sample.name.endswith("_total")
-        )
-    )
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return "–"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _since_now(moment: datetime | None) -> str:
-    if moment is None:
-        return "never"
-    return f"{_age((datetime.now(UTC) - moment).total_seconds())} ago"
-
-
-def _matches(skip: Skip, search: str | None, result: str | None, extension: str | None) -> bool:
-    call = skip.call
-    if result and call.result != result:
-        return False
-    if extension and call.extension_number != extension:
-        return False
-    if not search:
-        return True
-    text = search.strip()
-    digits = views.number_digits(text)
-    return (
-        call.telephony_session_id == text
-        or text in (call.extension_number, call.internal_number)
-        or bool(digits and call.external_number and digits in call.external_number)
-    )
-
-
-RecordLink = Callable[[str], str | None]
-
-
-def _no_link(record_id: str) -> str | None:
-    return None
-
-
-def _salesforce_link(instance_url: str) -> RecordLink:
-    base = instance_url.rstrip("/")
-
-    def link(record_id: str) -> str | None:
-        return f"{base}/{quote(record_id, safe='')}" if record_id.isalnum() else None
-
-    return link
-
-
-def record_links(settings: Settings) -> dict[tuple[str, str], RecordLink]:
-    """(account, writer) -> the CRM page of a record id, for the writers whose record
-    address is known from their settings alone: Salesforce (``INSTANCE/ID`` opens any
-    record). HubSpot's needs the portal id and Pipedrive has no page per call log."""
-    links: dict[tuple[str, str], RecordLink] = {}
-    for account in settings.accounts:
-        for writer in account.writers:
-            if isinstance(writer.options, SalesforceOptions):
-                links[(account.name, writer.name)] = _salesforce_link(writer.options.instance_url)
-    return links
-
-
 class WebConsole:
     """The console: :meth:`mount` adds its routes; :meth:`admits` and :meth:`refuse` are
     asked by the admin endpoint's token check (see :class:`sscl_daemon.admin.Console`)."""
@@ -194,9 +104,9 @@ class WebConsole:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._env.filters["when"] = _when
-        self._env.filters["ago"] = _since_now
-        self._env.filters["age"] = _age
+        self._env.filters["when"] = when
+        self._env.filters["ago"] = since_now
+        self._env.filters["age"] = age
 
     # ---- admission (asked by admin.build_app's middleware) ---------------------------
 
@@ -314,9 +224,9 @@ class WebConsole:
         writer_names = sorted({w.name for a in settings.accounts for w in a.writers})
         writers = [{"name": name, "figures": figures.get(name)} for name in writer_names]
         ws = {
-            "reconnects": _counter_total(metrics.WS_RECONNECTS),
-            "recoveries": _counter_total(metrics.WS_RECOVERIES),
-            "gaps": _counter_total(metrics.WS_GAPS),
+            "reconnects": counter_total(metrics.WS_RECONNECTS),
+            "recoveries": counter_total(metrics.WS_RECOVERIES),
+            "gaps": counter_total(metrics.WS_GAPS),
         }
         return self._render(
             request,
@@ -326,7 +236,7 @@ class WebConsole:
             writers=writers,
             ws=ws,
             holder=daemon.holder,
-            uptime=_age(time.monotonic() - self._started),
+            uptime=age(time.monotonic() - self._started),
             store_target=store.target,
             refresh=OVERVIEW_REFRESH_SECONDS,
             error=error,
@@ -355,35 +265,9 @@ class WebConsole:
         skipped = (
             []
             if writer
-            else [s for s in RECENT_SKIPS.newest() if _matches(s, search, result, extension)]
+            else [s for s in RECENT_SKIPS.newest() if skip_matches(s, search, result, extension)]
         )
-        links = record_links(self._daemon.settings)
-        rows: list[dict[str, Any]] = [
-            {
-                "call": c.call,
-                "account": c.account,
-                "logs": c.logs,
-                "links": {
-                    log.writer: link
-                    for log in c.logs
-                    if log.crm_record_id
-                    and (link := links.get((c.account, log.writer), _no_link)(log.crm_record_id))
-                },
-                "skip": None,
-            }
-            for c in logged
-        ]
-        rows += [
-            {
-                "call": s.call,
-                "account": s.call.account_id,
-                "logs": (),
-                "links": {},
-                "skip": s.decision,
-            }
-            for s in skipped[:CALLS_SHOWN]
-        ]
-        rows.sort(key=lambda row: row["call"].end_time, reverse=True)
+        rows = call_rows(logged, skipped, record_links(self._daemon.settings), CALLS_SHOWN)
         settings = self._daemon.settings
         in_progress = bool(search) and not rows and self._daemon.in_flight(search or "")
         return self._render(
@@ -391,7 +275,7 @@ class WebConsole:
             "calls.html",
             "calls",
             in_progress=in_progress,
-            rows=rows[:CALLS_SHOWN],
+            rows=rows,
             search=search or "",
             result=result or "",
             writer=writer or "",
@@ -444,53 +328,28 @@ class WebConsole:
                 message="This action came without a valid form token. Open the page again "
                 "and repeat it from there.",
             )
-        scope = str(form.get("scope", ""))
-        writer = str(form.get("writer", "")).strip() or None
-        since_text = str(form.get("since", "")).strip()
-        item_text = str(form.get("id", "")).strip()
-        item_id = int(item_text) if item_text.isdigit() else None
-        since: datetime | None = None
-        problem = None
-        if scope == "one" and item_id is None:
-            problem = "Choose the call log to send again."
-        elif scope == "writer" and writer is None:
-            problem = "Choose a writer."
-        elif scope == "since":
-            try:
-                since = parse_since(since_text) if since_text else None
-            except argparse.ArgumentTypeError as exc:
-                problem = str(exc)
-            if since is None and problem is None:
-                problem = "Give a time (2h, 30m, 7d or an ISO time such as 2026-01-31T08:00)."
-        elif scope not in ("one", "writer", "since", "all"):
-            problem = "Unknown retry."
-        if problem is not None:
+        retry = read_retry(form)
+        if not isinstance(retry, RetryRequest):
             return self._render(
-                request, "message.html", "dead", status=400, title="Not retried", message=problem
+                request, "message.html", "dead", status=400, title="Not retried", message=retry
             )
-        what = {
-            "one": f"call log #{item_id}",
-            "writer": f"every dead call log of writer {writer}",
-            "since": f"every dead call log parked since {_when(since)}",
-            "all": "every dead call log",
-        }[scope]
         if form.get("confirm") != "yes":
             return self._render(
                 request,
                 "confirm.html",
                 "dead",
-                what=what,
-                scope=scope,
-                writer=writer or "",
-                since=since_text,
-                item_id=item_id or "",
+                what=retry.what,
+                scope=retry.scope,
+                writer=retry.writer or "",
+                since=retry.since_text,
+                item_id=retry.item_id or "",
             )
         moved = await self._store().retry_dead(
-            writer=writer if scope == "writer" else None,
-            since=since,
-            item_id=item_id if scope == "one" else None,
+            writer=retry.writer if retry.scope == "writer" else None,
+            since=retry.since,
+            item_id=retry.item_id if retry.scope == "one" else None,
         )
-        log.info("admin.console.retry_requested", what=what, moved=moved)
+        log.info("admin.console.retry_requested", what=retry.what, moved=moved)
         raise web.HTTPSeeOther(f"/dead?done={moved}")
 
     async def blocklist(self, request: web.Request) -> web.Response:
@@ -530,23 +389,10 @@ class WebConsole:
             error = None
         except StoreError as exc:
             hourly, latency, error = [], views.LatencyBuckets(LATENCY_BOUNDS, ()), str(exc)
-        hours = [start + timedelta(hours=i) for i in range(24)]
-        by_hour: dict[datetime, dict[str, int]] = {h: {} for h in hours}
-        for count in hourly:
-            by_hour.setdefault(count.hour, {})[count.result] = count.calls
         results = [r.value for r in CallResult]
-        bars = [
-            charts.Bar(
-                h.strftime("%H:00"),
-                tuple((r, by_hour[h].get(r, 0)) for r in results),
-            )
-            for h in hours
-        ]
-        labels = latency_labels(LATENCY_BOUNDS)
-        lat_bars = [
-            charts.Bar(label, (("latency", n),))
-            for label, n in zip(labels, latency.counts or [0] * len(labels), strict=True)
-        ]
+        bars = hourly_bars(hourly, start, results)
+        lat_rows = latency_rows(latency)
+        lat_bars = [charts.Bar(label, (("latency", n),)) for label, n in lat_rows]
         return self._render(
             request,
             "charts.html",
@@ -566,7 +412,7 @@ class WebConsole:
             ),
             results=[(r, charts.colour(r)) for r in results],
             table=[(bar.label, dict(bar.parts), bar.total) for bar in bars],
-            latency_table=list(zip(labels, latency.counts or [0] * len(labels), strict=True)),
+            latency_table=lat_rows,
             error=error,
         )
 
@@ -622,13 +468,3 @@ class WebConsole:
             content_type=kind,
             headers={"Cache-Control": "max-age=3600"},
         )
-
-
-def latency_labels(bounds: tuple[float, ...]) -> list[str]:
-    def s(value: float) -> str:
-        return f"{value:g} s"
-
-    labels = [f"< {s(bounds[0])}"]
-    labels += [f"{s(lo)}–{s(hi)}" for lo, hi in itertools.pairwise(bounds)]
-    labels.append(f"≥ {s(bounds[-1])}")
-    return labels
