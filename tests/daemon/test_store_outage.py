@@ -69,9 +69,10 @@ async def running_daemon(
             crm_secret=crm.secret,
             state_dir=workdir / "state",
             dsn=dsn,
+            extra={"store": {"outage_limit": outage_limit}},
         )
         path = write_config(workdir / "config.toml", config)
-        daemon = Daemon(load_config(path), handle_signals=False, store_outage_limit=outage_limit)
+        daemon = Daemon(load_config(path), handle_signals=False)
         task = asyncio.create_task(daemon.run())
         await asyncio.wait_for(daemon.ready.wait(), 30)
         try:

@@ -122,6 +122,7 @@ def _store(t: Table) -> StoreSettings:
             "sent_retention_days", d.sent_retention_days, minimum=0, maximum=36500
         ),
         prune_interval=t.number("prune_interval", d.prune_interval, minimum=0.1),
+        outage_limit=t.number("outage_limit", d.outage_limit, minimum=1.0),
     )
     if settings.pool_min_size > settings.pool_max_size:
         t.problem("pool_min_size", "must not be larger than pool_max_size")

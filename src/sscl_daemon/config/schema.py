@@ -187,6 +187,9 @@ class StoreSettings:
     # deleted, every prune_interval seconds (daemon/retention.py); 0 keeps them forever.
     sent_retention_days: int = 30
     prune_interval: float = 3600.0
+    # Seconds the store may stay unusable (daemon/storewatch.py: reconnecting, restarting
+    # the embedded server) before the daemon exits with status 1 for the unit to restart it.
+    outage_limit: float = 120.0
 
     @property
     def embedded(self) -> bool:

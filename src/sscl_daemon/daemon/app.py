@@ -27,7 +27,7 @@ A failure that cannot heal (RingCentral refusing an account's credentials,
 PostgreSQL refusing the login or lacking the database) stops the daemon with
 exit code 2, the status the unit does not restart on. A store that stays
 unusable (:mod:`.storewatch`: reconnects, restarts the embedded server that
-died, gives up after ``store_outage_limit`` seconds) stops it with exit code
+died, gives up after ``store.outage_limit`` seconds) stops it with exit code
 1, which the unit restarts on; the systemd watchdog is no longer fed from
 then on (exit codes: :mod:`sscl_daemon.exitcodes`).
 """
@@ -68,7 +68,7 @@ from sscl_daemon.daemon.balance import Balancer
 from sscl_daemon.daemon.lease import LeaseLoop, Runner
 from sscl_daemon.daemon.reload import plan_reload
 from sscl_daemon.daemon.signals import SignalRequests, installed
-from sscl_daemon.daemon.storewatch import OUTAGE_LIMIT, StoreWatch
+from sscl_daemon.daemon.storewatch import StoreWatch
 from sscl_daemon.daemon.supervise import FatalError, supervise
 from sscl_daemon.dispatch import SentHook
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
@@ -146,7 +146,6 @@ class Daemon:
         notifier: Notifier | None = None,
         on_sent: SentHook | None = None,
         handle_signals: bool = True,
-        store_outage_limit: float = OUTAGE_LIMIT,
     ) -> None:
         self.settings = settings
         self._config_path = config_path or settings.source
@@ -157,7 +156,6 @@ class Daemon:
         self.ready = asyncio.Event()
         self._fatal: str | None = None
         self._fatal_code = EXIT_CONFIG
-        self._store_outage_limit = store_outage_limit
         self.store_watch: StoreWatch | None = None
         self._loops: dict[str, LeaseLoop] = {}
         self._runners: dict[str, AccountRunner] = {}
@@ -293,7 +291,7 @@ class Daemon:
         watch = StoreWatch(
             store,
             lambda message: self._fail(message, EXIT_FAILURE),
-            limit=self._store_outage_limit,
+            limit=self.settings.store.outage_limit,
         )
         self.store_watch = watch
         self._start_task("store-watch", lambda: supervise("store-watch", watch.run))

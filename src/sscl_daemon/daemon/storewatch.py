@@ -6,8 +6,8 @@ answers fail it asks again with a growing delay (the pool reconnects by itself o
 next question, so an external server that restarted, or connections terminated by an
 admin, heal without anything else), and when the daemon's own embedded server has died
 (its postmaster SIGKILLed, or stopped by a full disk) it starts it again. If the store
-is still unusable after ``limit`` seconds, it gives up: ``on_give_up`` stops the daemon
-with the status the unit restarts on, and :attr:`StoreWatch.gave_up` stops the systemd
+is still unusable after ``limit`` seconds (the config's ``store.outage_limit``), it gives
+up: ``on_give_up`` stops the daemon with the status the unit restarts on, and :attr:`StoreWatch.gave_up` stops the systemd
 watchdog from being fed, so a daemon whose store cannot come back is never
 alive-but-useless. The other parts meanwhile fail their own store calls and retry
 (group commit keeps the batch it could not write; dispatchers and leases retry).
@@ -30,8 +30,6 @@ CHECK_INTERVAL = 5.0
 CHECK_TIMEOUT = 5.0
 # While it fails: the first retry after this many seconds, doubling up to CHECK_INTERVAL.
 RETRY_INITIAL = 0.25
-# Seconds without a usable store before the daemon gives up and exits for a restart.
-OUTAGE_LIMIT = 120.0
 
 
 class StoreWatch:
@@ -42,7 +40,7 @@ class StoreWatch:
         store: Store,
         on_give_up: Callable[[str], None],
         *,
-        limit: float = OUTAGE_LIMIT,
+        limit: float,
         interval: float = CHECK_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
