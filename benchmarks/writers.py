@@ -29,7 +29,9 @@ A second table follows a log's whole lifecycle for HubSpot, Salesforce and Piped
 with its transcription; the creates (batched) plus each update the call expects, made as the
 enrichment runner makes it (the audio already fetched from RingCentral). It prints the
 requests per logged call including the updates, and per call without media (which gets no
-update, so costs its create only: target <= 1.5 where the CRM has a batch create).
+update, so costs its create only: target <= 1.5 for all three -- Pipedrive has no batch
+create, but its client-log check of a batch is one read of recent activities, so a call
+costs its create plus a share of that read and of the contact searches).
 """
 
 from __future__ import annotations
@@ -372,8 +374,6 @@ def report_lifecycle(runs: Sequence[Lifecycle], console: Console) -> None:
         table.add_column(column, justify="left" if column in ("CRM", "recordings") else "right")
     for r in runs:
         verdict = "met" if r.without_media <= MEDIA_TARGET else "MISSED"
-        if r.crm.lower() not in BATCHING:
-            verdict = "no batch API"
         table.add_row(r.crm, r.recordings, str(r.calls), str(r.with_media), str(r.updates),
                       str(r.create_requests), str(r.update_requests), f"{r.per_call:.3f}",
                       f"{r.without_media:.3f}", verdict)  # fmt: skip
@@ -410,11 +410,7 @@ async def main(args: argparse.Namespace) -> int:
     ok = all(r.logged == r.stored == r.calls for r in runs) and all(
         r.steady <= TARGET for r in runs if r.mode.startswith("batched") and r.batching
     )
-    ok = ok and all(
-        r.without_media <= MEDIA_TARGET and r.logged == r.calls
-        for r in lives
-        if r.crm.lower() in BATCHING
-    )
+    ok = ok and all(r.without_media <= MEDIA_TARGET and r.logged == r.calls for r in lives)
     return 0 if ok else 1
 
 
