@@ -74,7 +74,12 @@ from sscl_daemon.crm.oauth import (
     TokenUnavailableError,
     token_request,
 )
-from sscl_daemon.crm.plugin_parts import caller_left_voicemail, options_of, talk_seconds
+from sscl_daemon.crm.plugin_parts import (
+    BaseUrlCalls,
+    caller_left_voicemail,
+    options_of,
+    talk_seconds,
+)
 from sscl_daemon.crm.wiring import CrmWriterBase
 
 CRM: Final = "Bullhorn"
@@ -274,7 +279,7 @@ class BullhornSession(OAuthBearer):
 # -- the writer ------------------------------------------------------------------------------
 
 
-class BullhornWriter(CrmWriterBase):
+class BullhornWriter(BaseUrlCalls, CrmWriterBase):
     """Writes Notes into one Bullhorn corporation."""
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
@@ -316,21 +321,13 @@ class BullhornWriter(CrmWriterBase):
     def __repr__(self) -> str:
         return f"BullhornWriter(name={self.name!r}, login_url={self._opts.login_url!r})"
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: object = None,
-    ) -> Response | LookupFailure:
+    async def _base_url(self) -> str | LookupFailure:
+        """The corporation's ``restUrl``, from the REST login."""
         failure = await self.bh.ensure()
         if failure is not None:
             return failure
         assert self.bh.rest_url is not None
-        return await self.http.request(
-            method, self.bh.rest_url + path, params=params, json_body=body
-        )
+        return self.bh.rest_url
 
     async def _rows(
         self, path: str, params: Mapping[str, str]

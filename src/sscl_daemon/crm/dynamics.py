@@ -83,11 +83,12 @@ from sscl_daemon.crm.dataverse import (
 )
 from sscl_daemon.crm.http import Response
 from sscl_daemon.crm.plugin_parts import (
-    Fingerprints,
     near_start,
     options_of,
+    prepare_unlogged,
     reached_voicemail,
     talk_seconds,
+    text_field,
 )
 from sscl_daemon.crm.wiring import ChunkedWriterBase, nested_error_message
 
@@ -234,9 +235,7 @@ def phone_filter(e164: str, columns: Sequence[str]) -> str:
     return " or ".join(f"{c} eq {odata_string(f)}" for c in columns for f in forms)
 
 
-def texts_of(row: Mapping[str, object]) -> str | None:
-    text = row.get("description")
-    return text if isinstance(text, str) else None
+_description = text_field("description")
 
 
 def client_log_matches(p: Pending, row: Mapping[str, object]) -> bool:
@@ -328,35 +327,22 @@ class DynamicsWriter(ChunkedWriterBase):
     # -- steps -------------------------------------------------------------------------------
 
     async def _write_chunk(self, chunk: list[Pending]) -> None:
-        others: Fingerprints[Pending, Mapping[str, object]] | None = None
+        records: list[tuple[str, Mapping[str, object]]] | None = None
         if self._settings.contacts.detect_client_logs:
             found = await self._client_logs([p.call for p in chunk])
             if not isinstance(found, list):
                 batch.fail_open(chunk, found)
                 return
-            texts = [
-                (rid, d if isinstance(d := r.get("description"), str) else None) for rid, r in found
-            ]
-            for p in chunk:
-                match = content.first_match(p.call, texts)
-                if match is not None and match[0] != activity_id(p.call.key):
-                    p.result = AlreadyExisted(match[0])
-            named = {p.result.record_id for p in chunk if isinstance(p.result, AlreadyExisted)}
-            others = Fingerprints(
-                [
-                    (rid, r)
-                    for rid, r in found
-                    if rid not in named and not content.has_key_line(texts_of(r))
-                ],
-                client_log_matches,
-            )
-        ready = await batch.prepare(chunk, self.resolver, self._payload)
-        if others is not None:
-            # The fingerprint needs the contact or lead we matched (the regarding record).
-            for p in ready:
-                if (theirs := others.take(p)) is not None:
-                    p.result = AlreadyExisted(theirs)
-            ready = batch.still_open(ready)
+            records = found
+        ready = await prepare_unlogged(
+            chunk,
+            self.resolver,
+            self._payload,
+            records,
+            _description,
+            client_log_matches,
+            own_id=lambda call: activity_id(call.key),
+        )
         if ready:
             await self._send(ready)
 

@@ -11,18 +11,25 @@ constructor and their mapping -> here).
   App Connect writes no session id by default, so its logs (and those of RingCentral's own
   CRM apps) are recognised by what they do carry -- the call's direction and start minute,
   and the caller's number or the matched contact. :class:`Fingerprints` hands each such
-  record to at most one call, so two quick calls from one number never share a log.
+  record to at most one call, so two quick calls from one number never share a log;
+  :func:`prepare_unlogged` runs both checks around the contact resolution of a batch.
+* :class:`BaseUrlCalls` -- requests under a base URL a CRM names only after sign-in (Zoho's
+  ``api_domain``, Bullhorn's ``restUrl``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Final, Generic, TypeVar
 
 from sscl_daemon.calls.model import CompletedCall, Direction
 from sscl_daemon.config import WriterSettings
-from sscl_daemon.crm import content
+from sscl_daemon.crm import batch, content
+from sscl_daemon.crm.base import AlreadyExisted
+from sscl_daemon.crm.batch import Pending
+from sscl_daemon.crm.contacts import LookupFailure, Resolution, Resolver
+from sscl_daemon.crm.http import CrmHttp, Response
 
 # A client stamps its log with the call-log record's start, which may round into the next
 # (or the previous) minute of the start we saw.
@@ -102,3 +109,76 @@ class Fingerprints(Generic[X, R]):
                 del self._records[i]
                 return record_id
         return None
+
+
+async def prepare_unlogged(
+    chunk: list[Pending],
+    resolver: Resolver,
+    payload: Callable[[CompletedCall, Resolution], dict[str, object]],
+    records: list[tuple[str, R]] | None,
+    text: Callable[[R], str | None],
+    matches: Callable[[Pending, R], bool],
+    own_id: Callable[[CompletedCall], str | None] = lambda call: None,
+) -> list[Pending]:
+    """The open calls of ``chunk`` that no other client logged, resolved and with their
+    payload; ``records`` (None: detection is off) are the CRM's records around the calls
+    without our key. A record whose text names the call's session settles it first; the
+    rest are fingerprinted after the resolution, which finds the contact they may name."""
+    others: Fingerprints[Pending, R] | None = None
+    if records is not None:
+        texts = [(rid, text(r)) for rid, r in records]
+        for p in batch.still_open(chunk):
+            match = content.first_match(p.call, texts)
+            if match is not None and match[0] != own_id(p.call):
+                p.result = AlreadyExisted(match[0])
+        named = {p.result.record_id for p in chunk if isinstance(p.result, AlreadyExisted)}
+        others = Fingerprints(
+            [
+                (rid, r)
+                for rid, r in records
+                if rid not in named and not content.has_key_line(text(r))
+            ],
+            matches,
+        )
+    ready = await batch.prepare(chunk, resolver, payload)
+    if others is not None:
+        for p in ready:
+            if (theirs := others.take(p)) is not None:
+                p.result = AlreadyExisted(theirs)
+    return batch.still_open(ready)
+
+
+def text_field(name: str) -> Callable[[Mapping[str, object]], str | None]:
+    """Reads a record's note field (a string, or nothing)."""
+
+    def read(record: Mapping[str, object]) -> str | None:
+        value = record.get(name)
+        return value if isinstance(value, str) else None
+
+    return read
+
+
+class BaseUrlCalls:
+    """Requests under a base URL the CRM names only after sign-in."""
+
+    http: CrmHttp
+
+    async def _base_url(self) -> str | LookupFailure:
+        """The base URL (signing in first when needed), or why there is none."""
+        raise NotImplementedError
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        accept: frozenset[int] = frozenset(),
+    ) -> Response | LookupFailure:
+        base = await self._base_url()
+        if not isinstance(base, str):
+            return base
+        return await self.http.request(
+            method, base + path, params=params, json_body=body, accept=accept
+        )

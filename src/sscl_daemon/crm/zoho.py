@@ -71,11 +71,13 @@ from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_t
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.plugin_parts import (
-    Fingerprints,
+    BaseUrlCalls,
     near_start,
     options_of,
+    prepare_unlogged,
     talk_seconds,
     talked,
+    text_field,
 )
 from sscl_daemon.crm.wiring import ChunkedWriterBase
 
@@ -242,6 +244,9 @@ def client_log_matches(p: Pending, record: Mapping[str, object]) -> bool:
     return bool(ours & {_ref(record.get("Who_Id")), _ref(record.get("What_Id"))})
 
 
+_description = text_field("Description")
+
+
 def _ref(value: object) -> str | None:
     rid = value.get("id") if isinstance(value, dict) else None
     return str(rid) if rid else None
@@ -304,7 +309,7 @@ class ZohoToken(OAuthBearer):
         return token
 
 
-class ZohoWriter(ChunkedWriterBase):
+class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
     """Writes Calls records into one Zoho CRM organisation."""
 
     chunk_size = BATCH_MAX
@@ -329,29 +334,15 @@ class ZohoWriter(ChunkedWriterBase):
     def __repr__(self) -> str:
         return f"ZohoWriter(name={self.name!r}, accounts_url={self._opts.accounts_url!r})"
 
-    async def _url(self, path: str) -> str | LookupFailure:
-        """``path`` under ``/crm/v7`` on the API domain the token answer named."""
+    async def _base_url(self) -> str | LookupFailure:
+        """``/crm/v7`` on the API domain the token answer named."""
         failure = await ensure_token(CRM, self.oauth)
         if failure is not None:
             return failure
         domain = self.oauth.extras.get("api_domain")
         if not domain:
             return PermanentFailure(f"{CRM} token answer named no api_domain")
-        return f"{domain.rstrip('/')}/crm/{API_VERSION}{path}"
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: object = None,
-        accept: frozenset[int] = frozenset(),
-    ) -> Response | LookupFailure:
-        url = await self._url(path)
-        if not isinstance(url, str):
-            return url
-        return await self.http.request(method, url, params=params, json_body=body, accept=accept)
+        return f"{domain.rstrip('/')}/crm/{API_VERSION}"
 
     async def _coql(self, query: str) -> list[Mapping[str, object]] | LookupFailure:
         answer = await self._call("POST", "/coql", body={"select_query": query})
@@ -373,33 +364,17 @@ class ZohoWriter(ChunkedWriterBase):
             for p in group:
                 if p.call.key in found:
                     p.result = AlreadyExisted(found[p.call.key])
-        others: Fingerprints[Pending, Mapping[str, object]] | None = None
+        records: list[tuple[str, Mapping[str, object]]] | None = None
         open_ = batch.still_open(chunk)
         if open_ and self._settings.contacts.detect_client_logs:
             rows = await self._coql(client_log_query([p.call for p in open_], key_field))
             if not isinstance(rows, list):
                 batch.fail_open(open_, rows)
                 return
-            texts = [
-                (str(r.get("id")), d if isinstance(d := r.get("Description"), str) else None)
-                for r in rows
-            ]
-            for p in open_:
-                match = content.first_match(p.call, texts)
-                if match is not None:
-                    p.result = AlreadyExisted(match[0])
-            named = {p.result.record_id for p in open_ if isinstance(p.result, AlreadyExisted)}
-            others = Fingerprints(
-                [(str(r["id"]), r) for r in rows if r.get("id") and str(r["id"]) not in named],
-                client_log_matches,
-            )
-        ready = await batch.prepare(chunk, self.resolver, self._payload)
-        if others is not None:
-            # The fingerprint needs the contact or lead we matched (its id in the payload).
-            for p in ready:
-                if (theirs := others.take(p)) is not None:
-                    p.result = AlreadyExisted(theirs)
-            ready = batch.still_open(ready)
+            records = [(str(r["id"]), r) for r in rows if r.get("id")]
+        ready = await prepare_unlogged(
+            chunk, self.resolver, self._payload, records, _description, client_log_matches
+        )
         if ready:
             await self._insert(ready)
 
