@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -38,6 +39,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Long enough to outlast any client timeout used in tests; cancelled when the server stops.
 STALL_SECONDS = 30.0
+# The handlers a stall holds on a server run by `serve`, cancelled when it stops, so a test
+# that left one stalled does not wait out the server's shutdown timeout.
+_STALLED: Final = web.AppKey("stalled_handlers", set[asyncio.Task[Any]])
 
 
 @dataclass(frozen=True)
@@ -175,12 +179,12 @@ def fault_middleware(state: StandInState) -> Middleware:
         )
         fault = state.faults.take(request)
         if fault is not None and fault.stall_before:
-            await asyncio.sleep(STALL_SECONDS)
+            await _stall(request)
         if fault is not None and fault.status is not None:
             return json_response(fault.body, fault.status, fault.headers)
         response = await handler(request)
         if fault is not None and fault.stall_after:
-            await asyncio.sleep(STALL_SECONDS)
+            await _stall(request)
         if fault is not None and fault.drop_after and request.transport is not None:
             request.transport.abort()
             # Ends the handler without an answer; the client sees the connection go away.
@@ -188,6 +192,18 @@ def fault_middleware(state: StandInState) -> Middleware:
         return response
 
     return middleware
+
+
+async def _stall(request: web.Request) -> None:
+    stalled = request.config_dict.get(_STALLED)
+    task = asyncio.current_task()
+    if stalled is not None and task is not None:
+        stalled.add(task)
+    try:
+        await asyncio.sleep(STALL_SECONDS)
+    finally:
+        if stalled is not None and task is not None:
+            stalled.discard(task)
 
 
 @dataclass
@@ -235,7 +251,16 @@ def refresh_refusal(
 @asynccontextmanager
 async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Run ``app`` on a free loopback port; yields its base URL (no trailing slash)."""
-    # Stalled handlers (faults) must not hold the shutdown up.
+    # Stalled handlers (faults) must not hold the shutdown up: they are cancelled as it
+    # begins (the shutdown timeout is for any other handler still running).
+    stalled: set[asyncio.Task[Any]] = set()
+
+    async def release(_: web.Application) -> None:
+        for task in list(stalled):
+            task.cancel()
+
+    app[_STALLED] = stalled
+    app.on_shutdown.append(release)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, host, 0)
