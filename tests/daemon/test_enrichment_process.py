@@ -1,12 +1,15 @@
 """A call log's updates across a SIGKILL (issue 15): ``sscl-daemon run`` as a real process
-logs a recorded call and a voicemail into the HubSpot stand-in with ``recordings =
-"upload"``, is SIGKILLed after the creates and before their updates, and after a restart
-each recording and voicemail is attached once, its section written once."""
+logs a recorded call and a voicemail into a CRM stand-in (HubSpot, Salesforce, Pipedrive)
+with ``recordings = "upload"``, is SIGKILLed after the creates and before their updates, and
+after a restart each recording and voicemail is attached once, its section written once."""
 
 from __future__ import annotations
 
+import base64
 import signal
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,26 +23,91 @@ from sscl_daemon.config import StoreSettings
 from sscl_daemon.crm.enrich import plain
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.crm import hubspot as hs_sim
-from sscl_daemon.simulator.crm.common import serve
+from sscl_daemon.simulator.crm import pipedrive as pd_sim
+from sscl_daemon.simulator.crm import salesforce as sf_sim
+from sscl_daemon.simulator.crm import standins
+from sscl_daemon.simulator.crm.common import StandInState
 from sscl_daemon.simulator.scenarios import CallKind
 from sscl_daemon.store import Store
 from sscl_daemon.store.enrichments import Enrichments
 
 
-@pytest.fixture
+@dataclass(frozen=True)
+class Media:
+    """Where a CRM keeps what the updates add: the uploaded audio's file names, the text of
+    its logs and notes (read as a person reads them), and whether that text names a file
+    (HubSpot and Salesforce write "attached (<file>)"; a Pipedrive call log plays its one
+    recording itself)."""
+
+    files: Callable[[StandInState], list[str]]
+    texts: Callable[[StandInState], list[str]]
+    names_files: bool
+
+
+def _hubspot_files(state: StandInState) -> list[str]:
+    assert isinstance(state, hs_sim.HubSpotState)
+    return [f.name for f in state.files.values()]
+
+
+def _hubspot_texts(state: StandInState) -> list[str]:
+    assert isinstance(state, hs_sim.HubSpotState)
+    logs = [plain(c.properties.get("hs_call_body", "")) for c in state.calls.values()]
+    return logs + [plain(n.properties["hs_note_body"]) for n in state.notes.values()]
+
+
+def _salesforce_files(state: StandInState) -> list[str]:
+    assert isinstance(state, sf_sim.SalesforceState)
+    return [str(v["PathOnClient"]) for v in state.versions.values()]
+
+
+def _salesforce_texts(state: StandInState) -> list[str]:
+    assert isinstance(state, sf_sim.SalesforceState)
+    logs = [plain(str(t.get("Description") or "")) for t in state.tasks.values()]
+    notes = [base64.b64decode(str(n["Content"])).decode() for n in state.notes.values()]
+    return logs + [plain(n) for n in notes]
+
+
+def _pipedrive_files(state: StandInState) -> list[str]:
+    assert isinstance(state, pd_sim.PipedriveState)
+    return [name for name, _ in state.recordings.values()]
+
+
+def _pipedrive_texts(state: StandInState) -> list[str]:
+    assert isinstance(state, pd_sim.PipedriveState)
+    logs = [plain(str(log.get("note") or "")) for log in state.call_logs.values()]
+    return logs + [plain(str(n.get("content") or "")) for n in state.notes.values()]
+
+
+MEDIA = {
+    "hubspot": Media(_hubspot_files, _hubspot_texts, names_files=True),
+    "salesforce": Media(_salesforce_files, _salesforce_texts, names_files=True),
+    "pipedrive": Media(_pipedrive_files, _pipedrive_texts, names_files=False),
+}
+# Pipedrive's call-log note beside the log goes on the call's person: make one for callers
+# nobody knows, so the voicemail's transcription has somewhere to go.
+EXTRA = {"pipedrive": {"no_contact": "create"}}
+
+
+@dataclass
+class World:
+    sim: Simulator
+    crm: standins.RunningStandIn
+    daemon: DaemonProcess
+
+
+@pytest.fixture(params=sorted(MEDIA))
 async def world(
-    pg_dsn: str, tmp_path: Path
-) -> AsyncIterator[tuple[Simulator, hs_sim.HubSpotState, DaemonProcess]]:
-    state = hs_sim.HubSpotState()
-    async with fast_simulator(seed=31) as sim, serve(hs_sim.create_app(state)) as hs_url:
+    request: pytest.FixtureRequest, pg_dsn: str, tmp_path: Path
+) -> AsyncIterator[World]:
+    kind = str(request.param)
+    async with fast_simulator(seed=31) as sim, standins.running(kind) as crm:
         config = daemon_config(
             sim_url=sim.base_url, crm_url="", crm_secret="", state_dir=tmp_path / "s", dsn=pg_dsn
         )
         config["writers"] = {
             "crm": {
-                "type": "hubspot",
-                "base_url": hs_url,
-                "access_token": hs_sim.PRIVATE_TOKEN,
+                **crm.writer,
+                **EXTRA.get(kind, {}),
                 "recordings": "upload",
                 "media_first_look": 4.0,
                 "retry_initial": 0.1,
@@ -49,22 +117,23 @@ async def world(
         }
         daemon = DaemonProcess(write_config(tmp_path / "config.toml", config), tmp_path)
         try:
-            yield sim, state, daemon
+            yield World(sim, crm, daemon)
         finally:
             daemon.kill_if_running()
 
 
 async def test_updates_arrive_once_across_a_sigkill_between_create_and_update(
-    world: tuple[Simulator, hs_sim.HubSpotState, DaemonProcess], pg_dsn: str, tmp_path: Path
+    world: World, pg_dsn: str, tmp_path: Path
 ) -> None:
-    sim, hs, daemon = world
+    sim, crm, daemon = world.sim, world.crm, world.daemon
+    media = MEDIA[crm.kind]
     daemon.start()
     await daemon.ready()
     for kind in (CallKind.RECORDED, CallKind.INBOUND_VOICEMAIL):
         sim.inject(sim.factory.make(datetime.now(UTC), kind))
     expected = {log.key for call in sim.calls for log in call.expected}
-    await wait_until(lambda: len(hs.calls) >= len(expected), 30, "the creates in HubSpot")
-    assert hs.files == {}  # the updates are due seconds later
+    await wait_until(lambda: crm.stored() >= len(expected), 30, f"the creates in {crm.label}")
+    assert media.files(crm.state) == []  # the updates are due seconds later
     assert await daemon.signal(signal.SIGKILL) == -signal.SIGKILL
 
     daemon.start()
@@ -83,16 +152,16 @@ async def test_updates_arrive_once_across_a_sigkill_between_create_and_update(
         await store.close()
     assert {r["kind"] for r in done} == {"recording", "voicemail"}
     assert await daemon.signal(signal.SIGTERM) == 0
-    assert len(hs.files) == len(done)
-    notes = [plain(n.properties["hs_note_body"]) for n in hs.notes.values()]
-    for call in hs.calls.values():
-        files = [f for f in call.properties.get("hs_attachment_ids", "").split(";") if f]
-        if not files:
-            continue
-        assert len(files) == 1
-        # The section is in the log's note, or -- for a log whose create answer the kill
-        # lost (its note then counts as unknown) -- in a note beside it: once either way.
-        name = hs.files[files[0]].name
-        body = plain(call.properties["hs_call_body"])
-        beside = [n for n in notes if name in n]
-        assert body.count(f"attached ({name})") + len(beside) == 1
+    assert crm.stored() == len(expected)
+    # Each update's audio uploaded once (one file per recording or voicemail).
+    files = media.files(crm.state)
+    assert len(files) == len(done)
+    assert Counter(files).most_common(1)[0][1] == 1
+    # Each section written once: in the log's note, or -- for a log whose create answer the
+    # kill lost (its note then counts as unknown) -- in a note beside it.
+    text = "\n".join(media.texts(crm.state))
+    voicemails = sum(r["kind"] == "voicemail" for r in done)
+    assert text.count("Voicemail transcription:") == voicemails
+    if media.names_files:
+        for name in files:
+            assert text.count(f"attached ({name})") == 1, name
