@@ -21,9 +21,11 @@ VARIABLES: dict[str, str] = {
     "our_number": "the RingCentral number the call was made to or from",
     "user": "the RingCentral user's name",
     "extension": "the RingCentral user's extension number",
-    "date": "the start date (YYYY-MM-DD) in the writer's time zone",
-    "time": "the start time (HH:MM:SS) in the writer's time zone",
+    "date": "the start date (YYYY-MM-DD) in the call's time zone (the writer's timezone,"
+    ' or the handling user\'s with timezone = "user")',
+    "time": "the start time (HH:MM:SS) in the call's time zone",
     "start": "the start date and time with the zone",
+    "timezone": "the call's time zone (IANA name, e.g. America/Los_Angeles; UTC without one)",
     "talk": "talk time, HH:MM:SS",
     "ring": "ring time, HH:MM:SS",
     "hold": "hold time, HH:MM:SS",

@@ -223,7 +223,8 @@ class CallSettings:
     log_abandoned: bool = True
     missed_attribution: MissedAttribution = field(default_factory=lambda: _calls_api().RANG)
     missed_owner_extension: str | None = None
-    # IANA zone for times in call logs and CRM date fields (None: UTC); writers may override.
+    # IANA zone for times in call logs and CRM date fields (None: UTC), or "user" (each
+    # call in its handling user's RingCentral zone, else UTC); writers may override.
     timezone: str | None = None
 
 
@@ -241,6 +242,9 @@ class ContactSettings:
     detect_client_logs: bool = True
     # IANA zone of this writer's times (note, CRM date fields); None: calls.timezone, or UTC.
     timezone: str | None = None
+    # Show each call in its handling user's RingCentral time zone when the directory knows
+    # it (``timezone = "user"``); ``timezone`` is then the zone of the other calls.
+    user_timezone: bool = False
     # Recordings and voicemail audio: attached, linked or left out (crm/enrich.py).
     recordings: RecordingsMode = RecordingsMode.LINK
     # The largest audio file uploaded (larger ones are linked instead).

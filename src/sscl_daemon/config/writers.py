@@ -27,6 +27,7 @@ from sscl_daemon.config.schema import (
 from sscl_daemon.config.table import Table
 from sscl_daemon.signing import secret_problem
 from sscl_daemon.templating import problem as template_problem
+from sscl_daemon.zones import USER as USER_ZONE
 from sscl_daemon.zones import zone_problem
 
 # The original writers' types stay WriterType members (code compares them with ``is``).
@@ -42,6 +43,7 @@ def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
             continue
         owners[owners_table.consume(ext)] = str(owner)
     d = ContactSettings
+    zone_name, user_zone = _zone_settings(timezone_key(t, default_timezone), default_timezone)
     return ContactSettings(
         no_contact=t.choice("no_contact", d.no_contact),
         several_contacts=t.choice("several_contacts", d.several_contacts),
@@ -50,7 +52,8 @@ def _contacts(t: Table, default_timezone: str | None) -> ContactSettings:
         owner_by_email=t.boolean("owner_by_email", d.owner_by_email),
         owners=owners,
         detect_client_logs=t.boolean("detect_client_logs", d.detect_client_logs),
-        timezone=timezone_key(t, default_timezone),
+        timezone=zone_name,
+        user_timezone=user_zone,
         recordings=t.choice("recordings", d.recordings),
         media_max_mb=t.integer("media_max_mb", d.media_max_mb, minimum=1),
         media_first_look=t.number("media_first_look", d.media_first_look),
@@ -71,14 +74,24 @@ def _template(t: Table, name: str) -> str | None:
 
 
 def timezone_key(t: Table, default: str | None) -> str | None:
-    """The table's ``timezone`` (an IANA name), else ``default`` (a writer's: the account's
-    ``calls.timezone``)."""
+    """The table's ``timezone`` (an IANA name or ``"user"``), else ``default`` (a writer's:
+    the account's ``calls.timezone``)."""
     name = t.string("timezone", "") or None
-    problem = zone_problem(name) if name else None
+    problem = zone_problem(name) if name and name != USER_ZONE else None
     if problem is not None:
-        t.problem("timezone", problem)
+        t.problem("timezone", problem + f', or "{USER_ZONE}" (the handling user\'s zone)')
         return default
     return name or default
+
+
+def _zone_settings(name: str | None, account: str | None) -> tuple[str | None, bool]:
+    """A writer's ``timezone`` and ``user_timezone`` from its chosen ``timezone`` key (its
+    own, else the account's): ``"user"`` shows each call in its handling user's RingCentral
+    zone, and the other calls in the account's ``calls.timezone`` when that names a zone
+    (else UTC); an IANA name is a fixed zone."""
+    if name != USER_ZONE:
+        return name, False
+    return (account if account != USER_ZONE else None), True
 
 
 def oauth_settings(

@@ -284,7 +284,7 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         self._opts = opts = options_of(settings, BullhornOptions, "BullhornWriter", "bullhorn")
-        self._zone = content.zone(settings.contacts.timezone)
+        self._zone_of = content.zone_of(settings.contacts)  # per call: timezone = "user"
         # Bullhorn creates with PUT, which HTTP calls idempotent: aiohttp then resends a PUT
         # whose connection was lost on its own, and a Note stored by the first one would be
         # stored twice. So this writer has a session of its own without that resend (the
@@ -367,7 +367,9 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
                 ' "create" (a new candidate) or "skip" in the writer\'s configuration'
             )
         answer = await self._call(
-            "PUT", "entity/Note", body=note(call, person, resolved.owner_id, self._opts, self._zone)
+            "PUT",
+            "entity/Note",
+            body=note(call, person, resolved.owner_id, self._opts, self._zone_of(call)),
         )
         if not isinstance(answer, Response):
             return answer

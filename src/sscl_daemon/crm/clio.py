@@ -182,7 +182,7 @@ class ClioWriter(CrmWriterBase):
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         self._opts = opts = options_of(settings, ClioOptions, "ClioWriter", "clio")
-        self._zone = content.zone(settings.contacts.timezone)
+        self._zone_of = content.zone_of(settings.contacts)  # per call: timezone = "user"
         self._base = opts.region_url.rstrip("/") + API
         self.oauth = OAuthClient.at(
             session, opts.region_url, "/oauth/token", opts.oauth, timeout=settings.timeout
@@ -242,7 +242,9 @@ class ClioWriter(CrmWriterBase):
             answer = await self.http.request(
                 "POST",
                 f"{self._base}/communications.json",
-                json_body={"data": communication(call, contact, user, matter_id, self._zone)},
+                json_body={
+                    "data": communication(call, contact, user, matter_id, self._zone_of(call))
+                },
             )
             if not isinstance(answer, Response):
                 return answer
@@ -323,7 +325,7 @@ class ClioWriter(CrmWriterBase):
         body = {
             "data": {
                 "type": "TimeEntry",
-                "date": content.utc(call.start_time).date().isoformat(),
+                "date": content.local_date(call.start_time, self._zone_of(call)),
                 "quantity": seconds,
                 "matter": {"id": matter_id},
                 "user": {"id": user},

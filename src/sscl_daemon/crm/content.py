@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -33,8 +33,8 @@ import msgspec
 import phonenumbers
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction
-from sscl_daemon.config import RecordingsMode
-from sscl_daemon.zones import zone as zone  # the writers' content.zone(name)
+from sscl_daemon.config import ContactSettings, RecordingsMode
+from sscl_daemon.zones import zone as zone  # the writers' content.zone(name), call_zone
 
 SESSION_LABEL = "RingCentral session"
 CALL_SESSION_LABEL = "RingCentral call session"
@@ -197,6 +197,28 @@ def shown_time(moment: datetime, tz: ZoneInfo | None) -> str:
 def local_date(moment: datetime, tz: ZoneInfo | None) -> str:
     """The calendar date (``YYYY-MM-DD``) of the moment in ``tz`` (a CRM's date field)."""
     return local(moment, tz).date().isoformat()
+
+
+def call_zone(call: CompletedCall, configured: ZoneInfo | None, user: bool) -> ZoneInfo | None:
+    """The zone a call's times and dates are shown in: with ``user`` (a writer's ``timezone =
+    "user"``), the handling user's RingCentral zone when the directory knew it, else the
+    writer's ``configured`` zone (None: UTC).
+
+    A user zone this system's time-zone database lacks (a call stored by another machine)
+    falls back to ``configured`` too."""
+    if user and call.user_timezone:
+        try:
+            return zone(call.user_timezone)
+        except ValueError:
+            return configured
+    return configured
+
+
+def zone_of(settings: ContactSettings) -> Callable[[CompletedCall], ZoneInfo | None]:
+    """A writer's :func:`call_zone`, from its contact settings (``timezone``, and
+    ``user_timezone`` for ``timezone = "user"``)."""
+    configured, user = zone(settings.timezone), settings.user_timezone
+    return lambda call: call_zone(call, configured, user)
 
 
 # -- subject and note ------------------------------------------------------------------------

@@ -293,7 +293,7 @@ class DynamicsWriter(ChunkedWriterBase):
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         self._opts = opts = options_of(settings, DynamicsOptions, "DynamicsWriter", "dynamics")
-        self._zone = content.zone(settings.contacts.timezone)
+        self._zone_of = content.zone_of(settings.contacts)  # per call: timezone = "user"
         self._base = opts.environment_url.rstrip("/") + API
         self.credentials = ClientCredentials(
             session,
@@ -347,7 +347,7 @@ class DynamicsWriter(ChunkedWriterBase):
             await self._send(ready)
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
-        return phonecall(call, resolved.primary, resolved.owner_id, self._zone)
+        return phonecall(call, resolved.primary, resolved.owner_id, self._zone_of(call))
 
     async def _send(self, ready: list[Pending]) -> None:
         boundary = uuid.uuid4().hex

@@ -74,7 +74,7 @@ def task_fields(
         "TaskSubtype": "Call",
         "Status": "Completed",
         "Priority": "Normal",
-        "ActivityDate": content.local_date(call.start_time, style.tz),
+        "ActivityDate": content.local_date(call.start_time, style.zone(call)),
         "CallType": _CALL_TYPES[call.direction],
         "CallDurationInSeconds": content.talk_seconds(call),
         "CallDisposition": _DISPOSITIONS[content.outcome(call)],

@@ -6,7 +6,9 @@ brace). Templating is safe by construction: a field is a bare name from :data:`V
 place the documented strings, never reach into objects. :func:`problem` says what is wrong
 with a template (the configuration reports it under the key, at ``check-config``);
 :func:`render` fills a checked template for a call. :class:`Style` is how one writer
-renders its logs (zone, recordings, templates), from its settings. Pure: no I/O, no clock.
+renders its logs (zone, recordings, templates), from its settings; the zone is chosen per
+call (:meth:`Style.zone`: the handling user's RingCentral zone for ``timezone = "user"``).
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def values(call: CompletedCall, contact_name: str | None, tz: ZoneInfo | None) -
         "date": local.date().isoformat(),
         "time": local.strftime("%H:%M:%S"),
         "start": content.shown_time(call.start_time, tz),
+        "timezone": tz.key if tz is not None else "UTC",
         "talk": content.hms(content.talk_seconds(call)),
         "ring": content.hms(call.seconds(call.ring_ms)),
         "hold": content.hms(call.seconds(call.hold_ms)),
@@ -58,13 +61,15 @@ def render(
 
 @dataclass(frozen=True)
 class Style:
-    """How a writer renders subject and note: its time zone, what it does with recordings,
-    and its templates (None: the default subject / facts)."""
+    """How a writer renders subject and note: its time zone (``tz``, and with ``user_zone``
+    the handling user's first), what it does with recordings, and its templates (None: the
+    default subject / facts)."""
 
     tz: ZoneInfo | None = None
     recordings: RecordingsMode = RecordingsMode.LINK
     subject_template: str | None = None
     note_template: str | None = None
+    user_zone: bool = False
 
     @classmethod
     def of(cls, settings: ContactSettings) -> Style:
@@ -73,23 +78,28 @@ class Style:
             settings.recordings,
             settings.subject_template,
             settings.note_template,
+            settings.user_timezone,
         )
+
+    def zone(self, call: CompletedCall) -> ZoneInfo | None:
+        """The zone of this call's times and CRM date fields (see ``content.call_zone``)."""
+        return content.call_zone(call, self.tz, self.user_zone)
 
     def subject(self, call: CompletedCall, contact_name: str | None) -> str:
         if self.subject_template:
-            return render(self.subject_template, call, contact_name, self.tz)
+            return render(self.subject_template, call, contact_name, self.zone(call))
         return content.subject(call, contact_name)
 
     def _body(self, call: CompletedCall, contact_name: str | None) -> str | None:
         if not self.note_template:
             return None
-        return render(self.note_template, call, contact_name, self.tz)
+        return render(self.note_template, call, contact_name, self.zone(call))
 
     def note_html(self, call: CompletedCall, contact_name: str | None) -> str:
         return content.note_html(
             call,
             contact_name,
-            tz=self.tz,
+            tz=self.zone(call),
             recordings=self.recordings,
             body=self._body(call, contact_name),
         )
@@ -98,7 +108,7 @@ class Style:
         return content.note_text(
             call,
             contact_name,
-            tz=self.tz,
+            tz=self.zone(call),
             recordings=self.recordings,
             body=self._body(call, contact_name),
         )

@@ -316,7 +316,7 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
 
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         self._opts = opts = options_of(settings, ZohoOptions, "ZohoWriter", "zoho")
-        self._zone = content.zone(settings.contacts.timezone)
+        self._zone_of = content.zone_of(settings.contacts)  # per call: timezone = "user"
         self.oauth = OAuthClient.at(
             session, opts.accounts_url, "/oauth/v2/token", opts.oauth, timeout=settings.timeout
         )
@@ -380,7 +380,7 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
         return call_record(
-            call, resolved.primary, resolved.owner_id, self._opts.key_field, self._zone
+            call, resolved.primary, resolved.owner_id, self._opts.key_field, self._zone_of(call)
         )
 
     async def _insert(self, ready: list[Pending]) -> None:
