@@ -25,7 +25,7 @@ import enum
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -66,6 +66,18 @@ HEARTBEAT_ANSWER = 10.0
 # A watchdog timer firing this much later than due means the process itself did not run
 # (SIGSTOP, a blocked loop): the peer's frames may be waiting unread in the socket.
 PAUSE_SLACK = 1.0
+# A busy stream that goes quiet is probed with a WebSocket ping (the guide prefers pings to
+# heartbeats, research A7) once the quiet lasts as long as this share of the gateway's
+# replay buffer (recoveryBufferSize, A8) takes to fill at the stream's pace: a silent
+# connection is then replaced while a recovery still replays everything it held back. A
+# quiet account (few events) keeps the plain heartbeat schedule.
+PROBE_BUFFER_SHARE = 0.25
+# Never probe after less quiet than this, nor wait less than this for the pong (a round
+# trip over the Internet); the pong is waited for at most HEARTBEAT_ANSWER.
+PROBE_FLOOR = 1.0
+PROBE_ANSWER = 2.0
+# The pace is a moving mean of the gaps between frames, each new gap weighing this much.
+PACE_WEIGHT = 0.1
 
 
 _QUERY_SECRETS = re.compile(r"((?:access_token|wsc)=)[^&\s]+")
@@ -180,6 +192,7 @@ class SubscriptionStats:
     subscriptions: int = 0
     gaps: int = 0
     heartbeats: int = 0
+    probes: int = 0
     dead_connections: int = 0
     notifications: int = 0
     ignored_frames: int = 0
@@ -361,12 +374,17 @@ class Subscription:
             self.stats.heartbeats += 1
             watchdog.send(ws, conn.heartbeat().text)
 
+        def probe() -> None:
+            self.stats.probes += 1
+            watchdog.ping(ws)
+
         watchdog = _Watchdog(
             self._settings.heartbeat_interval,
             self._settings.dead_connection_timeout,
             heartbeat,
             # A silent peer will not complete a closing handshake either.
             ws.transport.abort,
+            probe=probe,
         )
         try:
             while True:
@@ -387,7 +405,10 @@ class Subscription:
                 received = self._now()
                 if conn.wsc is not None:
                     self._latest = (conn, received)
-                for action in conn.receive(data):
+                actions = conn.receive(data)
+                if conn.details is not None:
+                    watchdog.buffer = conn.details.recoveryBufferSize
+                for action in actions:
                     outcome = await self._act(ws, conn, action, sink, received)
                     if outcome is not None:
                         return outcome
@@ -508,6 +529,14 @@ class _Watchdog:
     ``answer_within`` (then :attr:`silent` is true). A timeout scope around every ``recv()``
     would cost each notification a timer of its own.
 
+    A busy stream is watched more closely: the gateway replays at most ``buffer``
+    notifications after a recovery (research A8), so a silence noticed only after a minute
+    loses all but the last ``buffer`` of them. Once the quiet outlasts the time a share of
+    the buffer takes to fill at the stream's pace (a moving mean of the gaps between
+    frames), ``probe`` sends a WebSocket ping; a pong (:meth:`saw_frame` again) shows the
+    peer is only quiet, and its long gap slows the pace, so a stream that really went quiet
+    is soon back on the heartbeat schedule. No pong within :meth:`probe_answer` is silence.
+
     Silence is only counted while the process runs: a timer that fires late (the daemon
     was stopped with SIGSTOP, or its loop blocked) cannot tell a silent peer from frames
     queued in the socket that nobody has read yet, so it probes with a heartbeat and
@@ -521,35 +550,78 @@ class _Watchdog:
         beat: Callable[[], None],
         abort: Callable[[], None],
         answer_within: float = HEARTBEAT_ANSWER,
+        probe: Callable[[], None] | None = None,
+        buffer: int = 100,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._heartbeat = heartbeat
         self._dead_after = min(dead_after, heartbeat + answer_within)
+        self._answer_within = answer_within
         self._beat = beat
         self._abort = abort
+        self._probe = probe
+        # recoveryBufferSize of the connection (its ConnectionDetails may change it)
+        self.buffer = buffer
         self.silent = False
         self.last_frame = self.last_beat = self._loop.time()
+        # the moving mean of the gaps between frames (None: no gap seen yet)
+        self.pace: float | None = None
+        self._probed_at: float | None = None  # an unanswered probe's time
         self.pauses = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._arm()
 
     def saw_frame(self) -> None:
-        self.last_frame = self.last_beat = self._loop.time()
+        now = self._loop.time()
+        gap = now - self.last_frame
+        pace = self.pace
+        self.pace = gap if pace is None else pace + PACE_WEIGHT * (gap - pace)
+        self.last_frame = self.last_beat = now
+        self._probed_at = None
+
+    def probe_after(self) -> float | None:
+        """The quiet after which a busy stream is probed (None: not busy enough to)."""
+        if self._probe is None or self.pace is None:
+            return None
+        quiet = max(PROBE_FLOOR, self.pace * self.buffer * PROBE_BUFFER_SHARE)
+        return quiet if quiet < self._heartbeat else None
+
+    def probe_answer(self) -> float:
+        """How long a probe's pong may take: the quiet allowed, within the heartbeat's."""
+        quiet = self.probe_after() or self._answer_within
+        return min(self._answer_within, max(PROBE_ANSWER, quiet))
 
     def _arm(self) -> None:
-        self._scheduled = min(self.last_frame + self._dead_after, self.last_beat + self._heartbeat)
-        self._timer = self._loop.call_at(self._scheduled, self._fire)
+        due = min(self.last_frame + self._dead_after, self.last_beat + self._heartbeat)
+        if self._probed_at is not None:
+            due = min(due, self._probed_at + self.probe_answer())
+        elif self._probe is not None:
+            # The pace changes with every frame and the timer is not re-armed per frame:
+            # look again at least every PROBE_FLOOR while a probe may be wanted.
+            quiet = self.probe_after()
+            next_look = self._loop.time() + PROBE_FLOOR
+            due = min(due, next_look if quiet is None else max(self.last_frame + quiet, next_look))
+        self._scheduled = due
+        self._timer = self._loop.call_at(due, self._fire)
 
     def _fire(self) -> None:
         now = self._loop.time()
+        quiet = self.probe_after()
+        probed = self._probed_at
+        unanswered = probed is not None and now - probed >= self.probe_answer()
         if now - self._scheduled > PAUSE_SLACK:
             self.pauses += 1
             self.last_frame = self.last_beat = now
+            self._probed_at = None
             self._beat()
-        elif now - self.last_frame >= self._dead_after:
+        elif unanswered or now - self.last_frame >= self._dead_after:
             self.silent = True
             self._abort()
             return
+        elif self._probed_at is None and quiet is not None and now - self.last_frame >= quiet:
+            self._probed_at = now
+            assert self._probe is not None
+            self._probe()
         elif now - self.last_beat >= self._heartbeat:
             self.last_beat = now
             self._beat()
@@ -562,7 +634,21 @@ class _Watchdog:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(text)
 
-        task = asyncio.create_task(send())
+        self._background(send())
+
+    def ping(self, ws: ClientConnection) -> None:
+        """A WebSocket ping beside the receive loop; its pong counts as a frame."""
+
+        async def ping() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                pong = await ws.ping()
+                await pong
+                self.saw_frame()
+
+        self._background(ping())
+
+    def _background(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 

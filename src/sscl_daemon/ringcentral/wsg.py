@@ -68,6 +68,7 @@ class ConnectionDetails(msgspec.Struct, kw_only=True):
     recoveryState: str | None = None
     recoveryErrorCode: str | None = None
     recoveryTimeout: float = 180.0
+    recoveryBufferSize: int = 100
     idleTimeout: float = 1800.0
     absoluteTimeout: float = 86400.0
 

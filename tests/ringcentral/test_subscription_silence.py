@@ -1,0 +1,130 @@
+"""A busy WebSocket that falls silent is replaced while a recovery still replays it all.
+
+The gateway replays at most `recoveryBufferSize` notifications after a recovery (research
+A8). The chaos soak (issue 19) found a silent connection of a busy account noticed only
+after the heartbeat schedule's minute: every notification but the last 100 of that minute
+was lost, and each of those calls came from the call log instead of live. The watchdog now
+probes a busy stream with a WebSocket ping once its quiet outlasts a share of the time the
+buffer takes to fill (`subscription._Watchdog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from tests.ringcentral.harness import Calls, Pipeline, client, simulator, wait_for
+
+from sscl_daemon.ringcentral.subscription import _Watchdog
+from sscl_daemon.simulator.app import Simulator
+from sscl_daemon.simulator.scenarios import CallKind
+
+# The daemon's defaults (config/schema.py): a heartbeat after a minute without a frame.
+HEARTBEAT = 60.0
+DEAD_AFTER = 120.0
+
+
+@contextlib.asynccontextmanager
+async def steady(sim: Simulator, calls: Calls, every: float) -> AsyncIterator[None]:
+    """A call placed every ``every`` seconds while the block runs."""
+
+    async def place() -> None:
+        while True:
+            calls.place(1, CallKind.INBOUND_ANSWERED)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(place())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_busy_stream_that_falls_silent_is_replaced_before_the_replay_buffer_fills() -> (
+    None
+):
+    async with (
+        simulator() as sim,
+        client(sim, heartbeat_interval=HEARTBEAT, dead_connection_timeout=DEAD_AFTER) as made,
+        Pipeline(sim, made) as pipe,
+    ):
+        await pipe.streaming()
+        calls = Calls(sim)
+        stats = pipe.subscription.stats
+        async with steady(sim, calls, every=0.3):
+            await wait_for(lambda: pipe.notifications > 40, "a busy stream")
+            assert sim.silence_websocket() == 1
+            # well before the minute of the heartbeat schedule
+            await wait_for(lambda: stats.dead_connections == 1, "the silent connection's end")
+            await wait_for(lambda: stats.recoveries == 1, "the recovery")
+        await pipe.logged(calls.expected())
+        assert stats.probes >= 1
+        assert stats.heartbeats == 0
+        # the replay held everything the silence kept back: nothing for the call log
+        assert pipe.gaps == []
+
+
+async def test_a_busy_stream_probe_without_a_pong_is_silence() -> None:
+    probes: list[float] = []
+    aborts: list[float] = []
+    loop = asyncio.get_running_loop()
+    watchdog = _Watchdog(
+        HEARTBEAT,
+        DEAD_AFTER,
+        lambda: None,
+        lambda: aborts.append(loop.time()),
+        probe=lambda: probes.append(loop.time()),
+    )
+    try:
+        for _ in range(50):  # a frame every 10 ms: a busy stream
+            watchdog.saw_frame()
+            await asyncio.sleep(0.01)
+        quiet_from = loop.time()
+        quiet = watchdog.probe_after()
+        assert quiet is not None
+        assert quiet < HEARTBEAT
+        await wait_for(lambda: bool(aborts), "the silent connection's end", limit=15.0)
+        assert watchdog.silent
+        assert len(probes) == 1
+        assert probes[0] - quiet_from >= quiet
+        assert aborts[0] - probes[0] >= watchdog.probe_answer()
+    finally:
+        watchdog.cancel()
+
+
+async def test_an_answered_probe_slows_the_pace_back_to_the_heartbeat_schedule() -> None:
+    watchdog: _Watchdog | None = None
+    probes: list[float] = []
+    aborts: list[float] = []
+
+    def answered() -> None:
+        probes.append(1)
+        assert watchdog is not None
+        watchdog.saw_frame()  # the pong: the peer is there, only quiet
+
+    heartbeat = 5.0  # short, so that the pace passes it within a few probes
+    watchdog = _Watchdog(heartbeat, DEAD_AFTER, lambda: None, lambda: aborts.append(1), probe=answered)
+    try:
+        for _ in range(50):
+            watchdog.saw_frame()
+            await asyncio.sleep(0.01)
+        assert watchdog.probe_after() is not None
+        await wait_for(lambda: watchdog.probe_after() is None, "the heartbeat schedule", limit=20.0)
+        assert probes
+        assert aborts == []
+        assert not watchdog.silent
+    finally:
+        watchdog.cancel()
+
+
+async def test_a_quiet_account_is_not_probed() -> None:
+    watchdog = _Watchdog(HEARTBEAT, DEAD_AFTER, lambda: None, lambda: None, probe=lambda: None)
+    try:
+        assert watchdog.probe_after() is None  # no frame yet: nothing to judge by
+        watchdog.pace = 3.0  # an event every few seconds: a buffer lasts minutes
+        assert watchdog.probe_after() is None
+    finally:
+        watchdog.cancel()
