@@ -107,12 +107,7 @@ STATUS_MADE: Final = 2
 STATUS_RECEIVED: Final = 4
 # What the client-log query reads of each phone call (session line and fingerprint).
 CLIENT_COLUMNS: Final = (
-    "activityid",
-    "description",
-    "directioncode",
-    "actualstart",
-    "phonenumber",
-    "_regardingobjectid_value",
+    "activityid,description,directioncode,actualstart,phonenumber,_regardingobjectid_value"
 )
 
 
@@ -243,10 +238,8 @@ def client_log_matches(p: Pending, row: Mapping[str, object]) -> bool:
     telephony client writes without naming the session (pure): the call's direction, an
     ``actualstart`` in the call's start minute, and the caller's number in ``phonenumber``
     or the contact or lead we matched as the regarding record."""
-    call = p.call
-    if row.get("directioncode") is not outgoing(call):
-        return False
-    if not near_start(call, parse_time(row.get("actualstart"))):
+    call, start = p.call, parse_time(row.get("actualstart"))
+    if row.get("directioncode") is not outgoing(call) or not near_start(call, start):
         return False
     number = row.get("phonenumber")
     external = call.external_number
@@ -388,7 +381,7 @@ class DynamicsWriter(ChunkedWriterBase):
         answer = await self._get(
             "/phonecalls",
             {
-                "$select": ",".join(CLIENT_COLUMNS),
+                "$select": CLIENT_COLUMNS,
                 "$filter": f"createdon ge {odata_time(low)} and createdon le {odata_time(high)}",
                 "$top": "500",
             },
