@@ -3,7 +3,10 @@
 First step of the call core: ``ringcentral/`` hands over the raw text of a
 ``ServerNotification`` frame (or a stored/replayed notification) and
 :func:`decode_event` turns it into a :class:`Notification` the tracker
-applies. Accepted shapes:
+applies, or :func:`decode_tracked` (the per-event hot path) into the lean
+:class:`TrackedNotification` (the two views: :mod:`~sscl_daemon.calls.wire`;
+the status codes and reasons: :mod:`~sscl_daemon.calls.codes`; both are
+importable from here too). Accepted shapes:
 
 * the WebSocket frame ``[header, envelope]`` (``header.type`` must be
   ``ServerNotification`` when present),
@@ -26,17 +29,57 @@ call-log API) are normalised to strings. Anything that cannot be decoded
 raises :class:`EventDecodeError` carrying the raw payload, so the daemon can
 dead-letter it: that is the only exception a decoder raises, whatever the
 input (JSON nested deeper than the interpreter's recursion limit included).
+
+:func:`decode_tracked` falls back to :func:`decode_event` for anything its fast path
+does not take (numeric ids, bare bodies, frames that are not notifications, bad
+input), so both accept the same payloads and raise the same :class:`EventDecodeError`.
+The one difference is on purpose: a field the tracker never reads is not validated.
 """
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 import msgspec
 
+# Public names of the decoded notification, importable from here as before the split:
+# the vocabulary lives in codes, the structs and their bounds in wire.
+from sscl_daemon.calls.codes import Reason, StatusCode, parse_reason, parse_status
+from sscl_daemon.calls.wire import (
+    MAX_ID_LENGTH,
+    MAX_LIST_LENGTH,
+    MAX_SEQUENCE,
+    MAX_TEXT_LENGTH,
+    Notification,
+    SessionBody,
+    TrackedNotification,
+)
 from sscl_daemon.errors import SsclError
+
+__all__ = [
+    "MAX_EVENT_TIME_AHEAD",
+    "MAX_EVENT_TIME_BEHIND",
+    "MAX_ID_LENGTH",
+    "MAX_LIST_LENGTH",
+    "MAX_SEQUENCE",
+    "MAX_TEXT_LENGTH",
+    "EventDecodeError",
+    "Notification",
+    "Reason",
+    "StatusCode",
+    "TrackedNotification",
+    "check_event_time",
+    "decode_event",
+    "decode_tracked",
+    "parse_reason",
+    "parse_status",
+]
+
+# eventTime against the time the notification was received (see check_event_time): a
+# recovery replays notifications up to 180 s old and deliveries lag by seconds, so a day
+# behind is generous; ahead allows for the two clocks disagreeing (keep the host NTP-synced).
+MAX_EVENT_TIME_BEHIND = timedelta(hours=24)
+MAX_EVENT_TIME_AHEAD = timedelta(minutes=5)
 
 
 class EventDecodeError(SsclError, ValueError):
@@ -46,329 +89,6 @@ class EventDecodeError(SsclError, ValueError):
         self.reason = reason
         self.raw = raw
         super().__init__(f"cannot decode telephony notification: {reason}")
-
-
-class StatusCode(enum.StrEnum):
-    """Party status codes (API spec ``CallStatusInfo.code`` plus the guide's spellings)."""
-
-    SETUP = "Setup"
-    PROCEEDING = "Proceeding"
-    ANSWERED = "Answered"
-    DISCONNECTED = "Disconnected"
-    GONE = "Gone"
-    PARKED = "Parked"
-    HOLD = "Hold"
-    VOICEMAIL = "VoiceMail"
-    VOICEMAIL_SCREENING = "VoiceMailScreening"
-    FAX_RECEIVE = "FaxReceive"
-    TDS = "Tds"
-    UNKNOWN = "Unknown"
-
-
-class Reason(enum.StrEnum):
-    """Status reasons from the API spec plus the ones observed outside it."""
-
-    PICKUP = "Pickup"
-    SUPERVISING = "Supervising"
-    TAKE_OVER = "TakeOver"
-    TIMEOUT = "Timeout"
-    BLIND_TRANSFER = "BlindTransfer"
-    RCC_TRANSFER = "RccTransfer"
-    ATTENDED_TRANSFER = "AttendedTransfer"
-    CALLER_INPUT_REDIRECT = "CallerInputRedirect"
-    CALL_FLIP = "CallFlip"
-    PARK_LOCATION = "ParkLocation"
-    DTMF_TRANSFER = "DtmfTransfer"
-    AGENT_ANSWERED = "AgentAnswered"
-    AGENT_DROPPED = "AgentDropped"
-    REJECTED = "Rejected"
-    CANCELLED = "Cancelled"
-    INTERNAL_ERROR = "InternalError"
-    NO_ANSWER = "NoAnswer"
-    TARGET_BUSY = "TargetBusy"
-    INVALID_NUMBER = "InvalidNumber"
-    INTERNATIONAL_DISABLED = "InternationalDisabled"
-    DESTINATION_BLOCKED = "DestinationBlocked"
-    NOT_ENOUGH_FUNDS = "NotEnoughFunds"
-    NO_SUCH_USER = "NoSuchUser"
-    CALL_PARK = "CallPark"
-    CALL_REDIRECTED = "CallRedirected"
-    CALL_REPLIED = "CallReplied"
-    CALL_SWITCH = "CallSwitch"
-    CALL_FINISHED = "CallFinished"
-    CALL_DROPPED = "CallDropped"
-    VOICEMAIL = "Voicemail"
-    # Observed on Gone, not in the spec enum (community question 118078).
-    CONFERENCE = "Conference"
-    UNDEFINED = "Undefined"
-    # No reason given (2020-style payloads, plain hang-ups).
-    NONE = ""
-    UNKNOWN = "Unknown"
-
-
-class OriginType(enum.StrEnum):
-    CALL = "Call"
-    RING_OUT = "RingOut"
-    RING_ME = "RingMe"
-    CONFERENCE = "Conference"
-    GREETINGS_RECORDING = "GreetingsRecording"
-    VERIFICATION_CALL = "VerificationCall"
-    ZOOM = "Zoom"
-    CALL_OUT = "CallOut"
-    TEST_CALL = "TestCall"
-    UNKNOWN = "Unknown"
-
-
-def _folded(enum_type: type[enum.StrEnum]) -> dict[str, enum.StrEnum]:
-    return {member.value.lower(): member for member in enum_type}
-
-
-_STATUS: dict[str, StatusCode] = {m.value: m for m in StatusCode}
-_STATUS_FOLDED: dict[str, StatusCode] = {
-    **_folded(StatusCode),  # type: ignore[dict-item]
-    "voicemail": StatusCode.VOICEMAIL,
-    "vmscreening": StatusCode.VOICEMAIL_SCREENING,
-    "voicemailscreening": StatusCode.VOICEMAIL_SCREENING,
-}
-_REASON: dict[str, Reason] = {m.value: m for m in Reason}
-_REASON_FOLDED: dict[str, Reason] = _folded(Reason)  # type: ignore[assignment]
-_ORIGIN_FOLDED: dict[str, OriginType] = _folded(OriginType)  # type: ignore[assignment]
-
-
-def parse_status(code: str | None) -> StatusCode:
-    if not code:
-        return StatusCode.UNKNOWN
-    found = _STATUS.get(code)
-    if found is None:
-        found = _STATUS_FOLDED.get(code.lower(), StatusCode.UNKNOWN)
-    return found
-
-
-def parse_reason(reason: str | None) -> Reason:
-    if not reason:
-        return Reason.NONE
-    found = _REASON.get(reason)
-    if found is None:
-        found = _REASON_FOLDED.get(reason.lower(), Reason.UNKNOWN)
-    return found
-
-
-def parse_origin(kind: str | None) -> OriginType:
-    if not kind:
-        return OriginType.UNKNOWN
-    return _ORIGIN_FOLDED.get(kind.lower(), OriginType.UNKNOWN)
-
-
-# ---- bounds at the edge ----
-#
-# Every field is bounded when it is decoded, so nothing past this module meets an
-# unbounded string, list or number (hostile or corrupt input: a 3,000-character id used
-# to exceed the outbox's unique-index row size and block every commit). RingCentral's ids
-# are short ASCII tokens (a telephony session id "s-a0d7...Z" is ~40 characters, a party
-# id ~45, extension and account ids are numeric); the bounds leave room for growth. The
-# limits are msgspec constraints, checked by the decoder itself (10-15 % of the decode).
-
-# The per-session sequence: RingCentral numbers a session's events from 2, in the tens or
-# hundreds; the tracker keeps a bitset as wide as the highest one it accepts.
-MAX_SEQUENCE = (1 << 16) - 1
-# The sequence number of a session's first event (2 in every capture, research B5).
-FIRST_SEQUENCE = 2
-MAX_ID_LENGTH = 128
-# Names, numbers, codes, descriptions: anything shown in a CRM, never an index key.
-MAX_TEXT_LENGTH = 1024
-# One party per notification is what RingCentral sends; a few more are tolerated.
-MAX_LIST_LENGTH = 64
-# eventTime against the time the notification was received (see check_event_time): a
-# recovery replays notifications up to 180 s old and deliveries lag by seconds, so a day
-# behind is generous; ahead allows for the two clocks disagreeing (keep the host NTP-synced).
-MAX_EVENT_TIME_BEHIND = timedelta(hours=24)
-MAX_EVENT_TIME_AHEAD = timedelta(minutes=5)
-
-Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
-# The two ids every notification must carry (a session and its party) cannot be empty.
-Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
-Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
-SequenceNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQUENCE)]
-
-
-# The wire structs are plain (non-frozen, gc-free) for decode speed: they are
-# read once by the tracker and never shared or mutated after decoding.
-
-
-class PhoneInfo(msgspec.Struct, rename="camel", gc=False):
-    """``from`` / ``to`` of a party. RC-to-RC calls carry short extension numbers here."""
-
-    phone_number: Text | None = None
-    name: Text | None = None
-    extension_id: Id | None = None
-    extension_number: Text | None = None
-    device_id: Id | None = None
-
-
-class PeerId(msgspec.Struct, rename="camel", gc=False):
-    """Where a ``Gone`` party went (warm transfer, conference, pick-up)."""
-
-    telephony_session_id: Id | None = None
-    session_id: Id | None = None
-    party_id: Id | None = None
-
-
-class Status(msgspec.Struct, rename="camel", gc=False):
-    code: Text | None = None
-    reason: Text | None = None
-    description: Text | None = None
-    rcc: bool = False
-    peer_id: PeerId | None = None
-
-    @property
-    def kind(self) -> StatusCode:
-        return parse_status(self.code)
-
-    @property
-    def why(self) -> Reason:
-        return parse_reason(self.reason)
-
-
-class Recording(msgspec.Struct, gc=False):
-    id: Id
-    active: bool = False
-
-
-class Park(msgspec.Struct, gc=False):
-    id: Id | None = None
-
-
-class UiCallValue(msgspec.Struct, gc=False):
-    type: Text | None = None
-    value: Text | None = None
-
-
-class UiCallInfo(msgspec.Struct, gc=False):
-    """Queue deliveries: ``primary`` is the queue name, ``additional`` the caller id name."""
-
-    primary: UiCallValue | None = None
-    additional: UiCallValue | None = None
-
-
-class Party(msgspec.Struct, rename="camel", gc=False):
-    id: Key
-    account_id: Id | None = None
-    extension_id: Id | None = None
-    direction: Text | None = None
-    from_: PhoneInfo | None = msgspec.field(default=None, name="from")
-    to: PhoneInfo | None = None
-    status: Status | None = None
-    missed_call: bool = False
-    stand_alone: bool = False
-    muted: bool = False
-    park: Park | None = None
-    recordings: Annotated[list[Recording], msgspec.Meta(max_length=MAX_LIST_LENGTH)] | None = None
-    queue_call: bool = False
-    ui_call_info: UiCallInfo | None = None
-    conference_role: Text | None = None
-    ring_out_role: Text | None = None
-    ring_me_role: Text | None = None
-
-    @property
-    def outbound(self) -> bool:
-        """True when this party originated its leg (the PSTN caller of an inbound call)."""
-        return is_outbound(self.direction)
-
-
-def is_outbound(direction: str | None) -> bool:
-    """``direction`` of a party says it originated its leg (matched case-insensitively)."""
-    return direction == "Outbound" or (direction is not None and direction.lower() == "outbound")
-
-
-class Origin(msgspec.Struct, gc=False):
-    type: Text | None = None
-
-    @property
-    def kind(self) -> OriginType:
-        return parse_origin(self.type)
-
-
-class SessionBody(msgspec.Struct, rename="camel", gc=False):
-    """The notification body; an ``eventTime`` without offset is taken as UTC."""
-
-    telephony_session_id: Key
-    sequence: SequenceNumber
-    event_time: datetime
-    session_id: Id | None = None
-    server_id: Id | None = None
-    origin: Origin | None = None
-    parties: Annotated[list[Party], msgspec.Meta(max_length=MAX_LIST_LENGTH)] = msgspec.field(
-        default_factory=list
-    )
-    # Only 2018-era payloads carry these at body level.
-    account_id: Id | None = None
-    extension_id: Id | None = None
-
-
-class Notification(msgspec.Struct, rename="camel", gc=False):
-    """The notification envelope (``uuid`` is the dedupe key for re-deliveries)."""
-
-    body: SessionBody
-    uuid: Id | None = None
-    event: Text | None = None
-    timestamp: datetime | None = None
-    subscription_id: Id | None = None
-    owner_id: Id | None = None
-
-
-# ---- the tracker's view ----
-#
-# Two views of one notification are decoded straight from the raw bytes:
-#
-# * Notification (above) is the full typed model: everything RingCentral sends
-#   that the project has a use for (replay, dead letters, introspection, the
-#   envelope timestamp, roles, flags). decode_event() returns it.
-# * TrackedNotification (below) holds only the fields Tracker.apply() reads, with
-#   the same names and types. It is what decode_tracked() returns on the per-event
-#   hot path: every field left out is a string, datetime or struct msgspec does not
-#   allocate and free again, about a tenth of the decode cost at 150,000 events/s.
-#
-# decode_tracked() falls back to decode_event() for anything its fast path does not
-# take (numeric ids, bare bodies, frames that are not notifications, bad input), so
-# both accept the same payloads and raise the same EventDecodeError. The one
-# difference is on purpose: a field the tracker never reads is not validated.
-
-
-class TrackedParty(msgspec.Struct, rename="camel", gc=False):
-    """The party fields the tracker folds into its state (see :class:`Party`)."""
-
-    id: Key
-    account_id: Id | None = None
-    extension_id: Id | None = None
-    direction: Text | None = None
-    from_: PhoneInfo | None = msgspec.field(default=None, name="from")
-    to: PhoneInfo | None = None
-    status: Status | None = None
-    recordings: Annotated[list[Recording], msgspec.Meta(max_length=MAX_LIST_LENGTH)] | None = None
-    queue_call: bool = False
-    ui_call_info: UiCallInfo | None = None
-
-
-class TrackedBody(msgspec.Struct, rename="camel", gc=False):
-    """The body fields the tracker reads (see :class:`SessionBody`)."""
-
-    telephony_session_id: Key
-    sequence: SequenceNumber
-    event_time: datetime
-    session_id: Id | None = None
-    origin: Origin | None = None
-    parties: Annotated[list[TrackedParty], msgspec.Meta(max_length=MAX_LIST_LENGTH)] = (
-        msgspec.field(default_factory=list)
-    )
-    account_id: Id | None = None
-
-
-class TrackedNotification(msgspec.Struct, rename="camel", gc=False):
-    """The envelope fields the tracker reads (see :class:`Notification`)."""
-
-    body: TrackedBody
-    uuid: Id | None = None
-    event: Text | None = None
 
 
 class _Bare(msgspec.Struct, gc=False):

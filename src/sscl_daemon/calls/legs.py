@@ -44,8 +44,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sscl_daemon.calls.codes import Reason, StatusCode
 from sscl_daemon.calls.directory import Directory
-from sscl_daemon.calls.events import Reason, StatusCode
 from sscl_daemon.calls.model import (
     CallResult,
     CompletedCall,

@@ -21,15 +21,9 @@ from typing import NamedTuple
 
 import msgspec
 
-from sscl_daemon.calls.events import (
-    FIRST_SEQUENCE,
-    Party,
-    Reason,
-    StatusCode,
-    TrackedParty,
-    is_outbound,
-)
-from sscl_daemon.calls.events import MAX_SEQUENCE as MAX_SEQUENCE  # the tracker's bound too
+from sscl_daemon.calls.codes import Reason, StatusCode
+from sscl_daemon.calls.wire import FIRST_SEQUENCE, TrackedParty, is_outbound
+from sscl_daemon.calls.wire import MAX_SEQUENCE as MAX_SEQUENCE  # the tracker's bound too
 
 STATUS_CODES: tuple[StatusCode, ...] = tuple(StatusCode)
 REASONS: tuple[Reason, ...] = tuple(Reason)
@@ -89,8 +83,8 @@ class PartyState(msgspec.Struct, gc=False):
     last_raw: str | None = None
     last_raw_reason: str | None = None
 
-    def merge(self, party: Party | TrackedParty, newest: bool) -> None:
-        """Fold a party report in; an older report (``newest`` False) only fills gaps."""
+    def merge(self, party: TrackedParty, newest: bool) -> None:
+        """Fold a party report in (either view); an older report (``newest`` False) only fills gaps."""
         # Strings are interned: the caller's number, the company numbers, names and
         # extension ids repeat across the parties of a session and across sessions,
         # and one shared copy is what keeps an in-flight session small.

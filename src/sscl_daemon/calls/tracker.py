@@ -63,15 +63,8 @@ from sys import intern
 
 import msgspec
 
+from sscl_daemon.calls.codes import Reason, StatusCode, parse_reason, parse_status
 from sscl_daemon.calls.directory import Directory
-from sscl_daemon.calls.events import (
-    Notification,
-    Reason,
-    StatusCode,
-    TrackedNotification,
-    parse_reason,
-    parse_status,
-)
 from sscl_daemon.calls.legs import LegContext, derive_calls, to_datetime, to_ms
 from sscl_daemon.calls.lifecycle import Phase
 from sscl_daemon.calls.model import CompletedCall
@@ -90,6 +83,7 @@ from sscl_daemon.calls.state import (
     restore_session,
     snapshot_session,
 )
+from sscl_daemon.calls.wire import Notification, TrackedNotification
 from sscl_daemon.errors import SsclError
 
 _FINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
