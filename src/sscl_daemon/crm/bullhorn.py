@@ -17,9 +17,11 @@ Requests under ``restUrl``:
 
 * ``PUT entity/Note`` (in Bullhorn, PUT creates) -- ``comments`` (the note), ``action``
   (``action_inbound``/``action_outbound``: values of the corporation's
-  ``commentActionList``), ``personReference`` (the candidate, contact or lead found),
-  ``commentingPerson`` (the mapped CorporateUser), ``dateAdded`` (the call's start, epoch
-  ms), ``minutesSpent`` (talk time rounded up) and ``externalID`` = our key. Giving both a
+  ``commentActionList``; ``action_missed``, when set, for an inbound call nobody took),
+  ``personReference`` (the candidate, contact or lead found), ``commentingPerson`` (the
+  mapped CorporateUser), ``dateAdded`` (the call's start, epoch ms), ``minutesSpent`` (talk
+  time rounded up: none for a call the caller left in the user's voicemail, a missed call --
+  not the rep's "left message") and ``externalID`` = our key. Giving both a
   person and the commenting person makes Bullhorn link the Note to the person itself.
 * ``GET query/Note?where=externalID IN (...)`` before each create: our key (after an
   uncertain attempt or a retry) and, unless ``detect_client_logs = false``, the call's
