@@ -48,7 +48,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -363,6 +363,9 @@ class Chaos:
         self.rng = random.Random(options.seed * 7919 + 1)
         self.t0 = t0
         self.injected: Counter[str] = Counter()
+        # (when, kind) of every fault, for the attribution of call-log logs (`attribute`)
+        self.timeline: list[tuple[datetime, str]] = []
+        self.during_outage = 0  # faults injected while the stream was down (`_cause`)
         self._later: set[asyncio.Task[None]] = set()
 
     def _after(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
@@ -383,9 +386,26 @@ class Chaos:
                 order = list(kinds)
                 self.rng.shuffle(order)
             kind = order.pop()
+            self.timeline.append((datetime.now(UTC), self._cause(kind)))
             detail = await self.inject(kind)
             self.injected[kind] += 1
             log(self.t0, f"fault {kind} {detail}".rstrip())
+
+    def _cause(self, kind: str) -> str:
+        """What a fault injected now is blamed for: itself, or an outage still going on.
+
+        While the daemon has no live subscription (stopped, restarting, or its socket
+        silent) a new fault starts nothing: what is lost until the stream is back belongs
+        to the fault that took it away.
+        """
+        streaming = any(
+            conn.session.subscription is not None and not conn.silent
+            for conn in self.sim.gateway.connections
+        )
+        if streaming or not self.timeline:
+            return kind
+        self.during_outage += 1
+        return self.timeline[-1][1]
 
     async def inject(self, kind: str) -> str:
         sim, daemon, rng = self.sim, self.daemon, self.rng
@@ -534,6 +554,9 @@ class Comparison:
     per_source: dict[str, Counter[str]]
     # "key field: expected ... got ..." for each wrong field
     wrong: list[str]
+    # Logs with nothing live in them, by the fault injected last before the call's end
+    # (`attribute`): which faults still cost live logging.
+    not_live_by_fault: Counter[str] = dataclasses.field(default_factory=Counter)
 
     @property
     def live_share(self) -> float:
@@ -581,11 +604,41 @@ def jsonl_keys(state_dir: Path) -> set[str]:
     return keys
 
 
-def compare(made: Sequence[SimCall], receiver: Receiver, state_dir: Path) -> Comparison:
+NO_FAULT = "(no fault before)"
+
+
+def attribute(end: datetime, timeline: Sequence[tuple[datetime, str]]) -> str:
+    """The fault injected last at or before ``end`` (a call's last event), or ``NO_FAULT``.
+
+    A log with nothing live in it is a call whose every event the daemon missed: the
+    stretch it missed began with a fault before the call ended. A fault injected while the
+    stream was already down is in ``timeline`` under the fault that took it down
+    (`Chaos._cause`). The table says which faults to look at first, not a proof.
+    """
+    cause = NO_FAULT
+    for moment, kind in timeline:
+        if moment > end:
+            break
+        cause = kind
+    return cause
+
+
+def compare(
+    made: Sequence[SimCall],
+    receiver: Receiver,
+    state_dir: Path,
+    timeline: Sequence[tuple[datetime, str]] = (),
+) -> Comparison:
     truth = {log.key: log for call in made for log in call.expected}
+    ends = {
+        log.key: call.start + timedelta(milliseconds=call.end_offset_ms)
+        for call in made
+        for log in call.expected
+    }
     delivered = receiver.documents
     per_source: dict[str, Counter[str]] = {}
     wrong: list[str] = []
+    not_live: Counter[str] = Counter()
     for key, doc in delivered.items():
         source = str(doc.get("source", "?"))
         row = per_source.setdefault(source, Counter())
@@ -593,6 +646,8 @@ def compare(made: Sequence[SimCall], receiver: Receiver, state_dir: Path) -> Com
         expected = truth.get(key)
         if expected is None:
             continue
+        if "live" not in source:
+            not_live[attribute(ends[key], timeline)] += 1
         flagged = _approximate(doc)
         for name in _wrong(expected, doc):
             row["flagged" if name in flagged else name] += 1
@@ -607,6 +662,7 @@ def compare(made: Sequence[SimCall], receiver: Receiver, state_dir: Path) -> Com
         jsonl_missing=sorted(set(truth) - jsonl_keys(state_dir)),
         per_source=per_source,
         wrong=wrong,
+        not_live_by_fault=not_live,
     )
 
 
@@ -619,7 +675,23 @@ def table(result: Comparison) -> str:
         total.update(counts)
         rows.append([source, *(str(counts[c]) for c in columns)])
     rows.append(["total", *(str(total[c]) for c in columns)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) + 1)]
+    return _columns(rows)
+
+
+def fault_table(result: Comparison, injected: Counter[str]) -> str:
+    """Logs with nothing live in them by the fault before them (`attribute`), per fault."""
+    rows = [["fault before the call's end", "injected", "not-live logs", "per fault"]]
+    counts = result.not_live_by_fault
+    for kind in sorted(set(counts) | set(injected), key=lambda k: (-counts[k], k)):
+        times = injected[kind]
+        per = f"{counts[kind] / times:.1f}" if times else "-"
+        rows.append([kind, str(times) if times else "-", str(counts[kind]), per])
+    rows.append(["total", str(sum(injected.values())), str(sum(counts.values())), ""])
+    return _columns(rows)
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
@@ -671,11 +743,12 @@ async def _run(
             await chaos.calm()
             log(t0, f"traffic and faults stopped: {len(made)} calls; settling")
             await settle(sim, receiver, made, options, t0)
-            result = compare(made, receiver, daemon.state_dir)
+            result = compare(made, receiver, daemon.state_dir, chaos.timeline)
         finally:
             await daemon.stop()
     facts: dict[str, object] = {
         "faults": dict(sorted(chaos.injected.items())),
+        "faults while the stream was down (blamed on the one before)": chaos.during_outage,
         "starts": daemon.starts,
         "ends": dict(daemon.exits),
         "watchdog kills": daemon.watchdog_kills,
@@ -707,8 +780,11 @@ async def settle(
 
 
 def report(result: Comparison, facts: dict[str, object]) -> str:
+    injected = facts.get("faults")
     lines = [
         table(result),
+        "",
+        fault_table(result, Counter(injected) if isinstance(injected, dict) else Counter()),
         "",
         f"expected {result.expected}, delivered {result.delivered}, "
         f"missing {len(result.missing)}, duplicated under a new webhook-id "
