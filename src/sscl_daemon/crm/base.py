@@ -16,9 +16,9 @@ other key), and a factory. ``docs/writers.md`` is the guide for writing one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config.plugins import OptionReader as OptionReader
@@ -114,6 +114,17 @@ class Writer(Protocol):
     ) -> list[WriteResult]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """A writer that reads a fact about its CRM before its first write (HubSpot: its key
+    mode) and tells it to ``status``: the daemon awaits ``prepare`` before the writer's
+    dispatcher starts, then records ``facts()`` in the store whenever they change."""
+
+    async def prepare(self) -> None: ...
+
+    def facts(self) -> Mapping[str, str]: ...
 
 
 # A plug-in's types live with the configuration, which reads every writer's keys through

@@ -19,9 +19,10 @@ Exactly once. One-time setup in the portal: a call property ``sscl_call_key`` (t
 ``key_property``, single-line text) created in the property settings or with ``POST
 /crm/v3/properties/calls``. Every log carries our key in it (and in the note). HubSpot
 documents unique-value properties for contacts, companies, deals, tickets and custom objects,
-not for calls, so the writer does not assume the property is unique: before its first write it
-reads the property's definition (``GET /crm/v3/properties/calls/<key_property>``, once per
-writer) and works in one of two modes (:class:`KeyMode`, logged, and on ``key_mode``):
+not for calls, so the writer does not assume the property is unique: at start (``prepare``,
+else before its first write) it reads the property's definition (``GET
+/crm/v3/properties/calls/<key_property>``, once per writer) and works in one of two modes
+(:class:`KeyMode`, logged once, on ``key_mode`` and in ``status`` through ``facts``):
 
 * ``unique`` (``hasUniqueValue: true``, where a portal allows it): HubSpot refuses a second
   record with the same key; that refusal -- recognised by HubSpot's documented error shape, a
@@ -317,7 +318,7 @@ class HubSpotWriter(ChunkedWriterBase):
     # -- the key mode ------------------------------------------------------------------------
 
     async def _mode(self) -> KeyMode | LookupFailure:
-        """The key property's mode, read from its definition on the first write."""
+        """The key property's mode, read from its definition at start or on the first write."""
         if self.key_mode is not None:
             return self.key_mode
         answer = await self.api.key_property_definition()
@@ -340,6 +341,14 @@ class HubSpotWriter(ChunkedWriterBase):
             definition_readable=answer.status == 200,
         )
         return self.key_mode
+
+    async def prepare(self) -> None:
+        """The key mode read at start (crm/base.py ``Described``); a failed read is retried
+        by the first write."""
+        await self._mode()
+
+    def facts(self) -> dict[str, str]:
+        return {"key_mode": self.key_mode.value} if self.key_mode is not None else {}
 
     def _still_settling(self, key: str) -> float:
         """Seconds to wait before creating after an uncertain attempt not found by search."""
