@@ -98,7 +98,6 @@ CLIENT_FIELDS: Final = (
     "Caller_ID",
     "Dialled_Number",
     "Who_Id",
-    "What_Id",
 )
 
 # Values for the Call_Result picklist (setup adds them to the field; see docs/crm-setup.md).
@@ -231,7 +230,8 @@ def client_log_matches(p: Pending, record: Mapping[str, object]) -> bool:
     such clients write without naming the session (pure): the call type of the call's
     direction, a start in the call's start minute, and the caller's number (Zoho's telephony
     fields ``Caller_ID`` / ``Dialled_Number``, which PhoneBridge integrations fill) or the
-    contact or lead we matched (``Who_Id`` / ``What_Id``, which every connector sets)."""
+    contact we matched (``Who_Id``, which every connector sets; the multi-module ``What_Id``
+    of a lead is not read, as COQL is not documented to select it)."""
     call = p.call
     kind = record.get("Call_Type")
     wanted = ("Outbound",) if call.direction is Direction.OUTBOUND else ("Inbound", "Missed")
@@ -240,8 +240,8 @@ def client_log_matches(p: Pending, record: Mapping[str, object]) -> bool:
     numbers = [v for f in ("Caller_ID", "Dialled_Number") if isinstance(v := record.get(f), str)]
     if call.external_number and any(content.same_number(n, call.external_number) for n in numbers):
         return True
-    ours = {_ref(p.payload.get("Who_Id")), _ref(p.payload.get("What_Id"))} - {None}
-    return bool(ours & {_ref(record.get("Who_Id")), _ref(record.get("What_Id"))})
+    ours = _ref(p.payload.get("Who_Id"))
+    return ours is not None and ours == _ref(record.get("Who_Id"))
 
 
 _description = text_field("Description")
