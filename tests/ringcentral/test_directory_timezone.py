@@ -19,16 +19,18 @@ from structlog.testing import capture_logs
 from tests.ringcentral.harness import client, simulator
 
 from sscl_daemon.calls.directory import Directory
+from sscl_daemon.commands.backfill import stored_zones
 from sscl_daemon.ringcentral.directory import (
     ZoneBook,
     keep_fresh,
     load_directory,
     stored_directory,
 )
-from sscl_daemon.ringcentral.records import ExtensionRecord
+from sscl_daemon.ringcentral.records import ExtensionRecord, RegionalSettings, TimezoneInfo
 from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.org import user_time_zone
+from sscl_daemon.store import Store
 from sscl_daemon.zones import RINGCENTRAL_ALIASES
 
 HOUR = 3600.0
@@ -196,3 +198,19 @@ def test_an_unknown_ringcentral_zone_is_no_zone_and_warned_once() -> None:
     assert [e["zone"] for e in warned] == ["Test/Nowhere-Directory"]
     legacy = {"id": 2, "type": "User", "regionalSettings": {"timezone": {"name": "US/Pacific"}}}
     assert Directory.from_api([legacy]).by_id("2").timezone == "America/Los_Angeles"  # type: ignore[union-attr]
+
+
+async def test_backfill_writes_with_the_zones_the_daemon_stored(store: Store) -> None:
+    eastern = RegionalSettings(timezone=TimezoneInfo(id="60", name="US/Eastern"))
+    kept = [ExtensionRecord(id=7, type="User", regionalSettings=eastern)]
+    await store.save_directory("main", msgspec.json.encode(kept))
+    zones = await stored_zones(store, "main")
+    listed = [ExtensionRecord(id=7, type="User"), ExtensionRecord(id=8, type="User")]
+    directory = Directory.from_api([msgspec.to_builtins(r) for r in zones.dress(listed)])
+    assert directory.by_id("7").timezone == "America/New_York"  # type: ignore[union-attr]
+    assert directory.by_id("8").timezone is None  # type: ignore[union-attr]
+    # No store, nothing stored, or a stored directory that does not read: no zones, no error.
+    assert len(await stored_zones(None, "main")) == 0
+    assert len(await stored_zones(store, "other")) == 0
+    await store.save_directory("main", b"not json")
+    assert len(await stored_zones(store, "main")) == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from sscl_daemon.calls.directory import DirectoryError
 from sscl_daemon.calls.model import CallSource, CompletedCall
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.commands.attach import open_store, store_failed
@@ -60,7 +62,7 @@ from sscl_daemon.ringcentral.backfill import (
     parse_period,
     run_backfill,
 )
-from sscl_daemon.ringcentral.directory import load_directory
+from sscl_daemon.ringcentral.directory import ZoneBook, load_directory, stored_directory
 from sscl_daemon.ringcentral.reconcile import Reconciler, Stretch
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
@@ -183,6 +185,18 @@ class Reporter:
             )
 
 
+async def stored_zones(store: Store | None, account: str) -> ZoneBook:
+    """The users' RingCentral time zones the daemon stored with its directory, so backfilled
+    calls carry them as live ones do (``timezone = "user"``); none without a store."""
+    zones = ZoneBook()
+    # A nicety: without them each call is written in its writer's configured zone.
+    with contextlib.suppress(StoreError, DirectoryError):
+        data = await store.load_directory(account) if store is not None else None
+        if data is not None:
+            stored_directory(data, zones)
+    return zones
+
+
 async def _backfill(
     settings: Settings,
     account: AccountSettings,
@@ -232,7 +246,7 @@ async def _backfill(
             rest = RestClient(
                 http, Authenticator(http, rc), rc.server, request_timeout=rc.request_timeout
             )
-            directory = await load_directory(rest)
+            directory = await load_directory(rest, await stored_zones(store, account.name))
             reconciler = Reconciler(
                 rest,
                 "~",
