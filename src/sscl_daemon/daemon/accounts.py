@@ -31,6 +31,7 @@ from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.config import DEFAULT_ACCOUNT, AccountSettings, Settings, WriterSettings
 from sscl_daemon.configured_policy import policy_options
+from sscl_daemon.crm.base import Described
 from sscl_daemon.crm.enrich import Enricher
 from sscl_daemon.crm.registry import build_writer
 from sscl_daemon.daemon.groupcommit import CommitHealth
@@ -93,6 +94,10 @@ SUSPECT_SILENCE = 10.0
 # How long before it was first seen a suspect session may have started (call-log window).
 SUSPECT_LOOKBACK = 900.0
 REFRESH_TOKEN_FILE = "ringcentral-refresh-token"
+# The tasks that keep the live stream going while the writers drain at a stop: the
+# subscription (and the token it reconnects with), the expiry completing its sessions and
+# the committer writing their calls.
+STREAMING = ("subscription", "auth-refresh", "expiry", "committer")
 # The gateway's default recovery window when none was recorded (research A8).
 DEFAULT_RECOVERY_WINDOW = 180.0
 
@@ -268,7 +273,7 @@ class AccountRunner:
         self._supervise("committer", committer.run)
         self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
         for name, dispatcher in self._dispatchers.items():
-            self._supervise(f"dispatcher:{name}", dispatcher.run)
+            self._supervise(f"dispatcher:{name}", _prepared(dispatcher))
         for name, runner in self._runners.items():
             self._supervise(f"enricher:{name}", runner.run, fatal=(AuthError,))
         self._supervise("auth-refresh", auth.keep_fresh, fatal=(AuthError,))
@@ -313,11 +318,24 @@ class AccountRunner:
         self._runners[dispatcher.name] = runner
 
     async def shutdown(self) -> None:
-        """Graceful stop while the lease is still held: commit, snapshot, drain the writers."""
+        """Graceful stop while the lease is still held: drain the writers, commit, snapshot.
+
+        The stream goes on while the writers finish their requests (up to ``grace``): after
+        the restart the gateway replays only its last 100 notifications (research A8), so
+        each second the WebSocket is closed before the process ends costs live events.
+        It stops only before the final commit, so the snapshot and recovery point saved
+        there are of the same moment.
+        """
         grace = self.settings.daemon.shutdown_timeout
-        keep = {"committer", *(f"dispatcher:{n}" for n in self._dispatchers)}
-        await cancel_tasks([t for name, t in self._tasks.items() if name not in keep])
+        writing = {f"dispatcher:{n}" for n in self._dispatchers}
+        await cancel_tasks(
+            [t for name, t in self._tasks.items() if name not in {*STREAMING, *writing}]
+        )
         await cancel_tasks(list(self._background))
+        drained = await asyncio.gather(
+            *(d.drain(grace) for d in self._dispatchers.values()), return_exceptions=True
+        )
+        await cancel_tasks([t for name, t in self._tasks.items() if name != "committer"])
         self._set_subscribed(False)
         if self._pipeline is not None:
             try:
@@ -329,9 +347,6 @@ class AccountRunner:
                     account=self.name,
                     error=repr(exc),
                 )
-        drained = await asyncio.gather(
-            *(d.drain(grace) for d in self._dispatchers.values()), return_exceptions=True
-        )
         if not all(result is True for result in drained):
             log.warning(
                 "daemon.account.drain_timed_out",
@@ -735,6 +750,14 @@ class AccountRunner:
     def pipeline(self) -> Pipeline | None:
         return self._pipeline
 
+    def writer_facts(self) -> dict[str, dict[str, str]]:
+        """What each writer found out about its CRM (HubSpot's key mode), for ``status``."""
+        return {
+            name: dict(d.writer.facts())
+            for name, d in self._dispatchers.items()
+            if isinstance(d.writer, Described) and d.writer.facts()
+        }
+
     def commit_health(self) -> CommitHealth | None:
         """Whether this account's commits are failing (None before it started)."""
         return None if self._committer is None else self._committer.health()
@@ -783,3 +806,15 @@ def ringcentral_credential(account: AccountSettings) -> str:
     """
     rc = account.ringcentral
     return credential_name("ringcentral:refresh_token", rc.server, rc.client_id, rc.jwt.reveal())
+
+
+def _prepared(dispatcher: Dispatcher) -> Callable[[], Awaitable[None]]:
+    """The dispatcher's run once its writer read what it needs of its CRM (HubSpot's key
+    mode: known, logged once and in ``status`` from the start, not from the first call)."""
+
+    async def run() -> None:
+        if isinstance(dispatcher.writer, Described):
+            await dispatcher.writer.prepare()
+        await dispatcher.run()
+
+    return run
