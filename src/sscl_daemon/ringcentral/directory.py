@@ -220,9 +220,10 @@ async def keep_fresh(
         if keep is not None:
             await keep(msgspec.json.encode(records))
         if zones is not None:
-            await zones.read(
-                rest, zones.due(listed, interval), sleep, _again(listed, zones, on_change, keep)
-            )
+            due = zones.due(listed, interval)
+            done = await zones.read(rest, due, sleep, _again(listed, zones, on_change, keep))
+            if due:
+                log.info("ringcentral.zones.read", read=done, due=len(due), known=len(zones))
 
 
 def _again(
