@@ -61,7 +61,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
@@ -83,10 +83,16 @@ from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
-from sscl_daemon.crm.pipedrive_mapping import (
-    app_connect_activity,
-    call_log_body,
-    int_id,
+from sscl_daemon.crm.pipedrive_mapping import app_connect_activity as app_connect_activity
+from sscl_daemon.crm.pipedrive_mapping import call_log_body, int_id
+from sscl_daemon.crm.pipedrive_reads import (
+    ClientWindow,
+    activities_of,
+    client_log,
+    data_of,
+    person_of,
+    phones_of,
+    rfc3339,
 )
 from sscl_daemon.crm.templates import Style
 from sscl_daemon.crm.wiring import CrmWriterBase
@@ -109,72 +115,6 @@ _BY_TIME: Final = frozenset(
 
 
 log = structlog.get_logger(__name__)
-
-
-def _data(answer: Response) -> object:
-    return answer.object().get("data")
-
-
-def _activities(answer: Response) -> list[dict[str, object]]:
-    data = _data(answer)
-    return [a for a in (data if isinstance(data, list) else []) if isinstance(a, dict)]
-
-
-def _rfc3339(moment: datetime) -> str:
-    """A v2 ``updated_since`` (whole seconds, rounded down: the read may only widen)."""
-    return content.utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class ClientWindow:
-    """The activities of one read covering a batch (``write_batch``), answering each call's
-    client-log check as ``GET /api/v2/activities?person_id=…&updated_since=…`` would."""
-
-    def __init__(self, activities: Sequence[Mapping[str, object]]) -> None:
-        self._by_person: dict[str, list[Mapping[str, object]]] = {}
-        for activity in activities:
-            person = int_id(activity.get("person_id"))
-            if person is not None:
-                self._by_person.setdefault(str(person), []).append(activity)
-
-    def of(self, person: Contact, since: datetime) -> list[Mapping[str, object]]:
-        """The person's activities (as primary participant) updated at or after ``since``."""
-        return [
-            a
-            for a in self._by_person.get(person.id, [])
-            if (updated := parse_time(a.get("update_time"))) is None or updated >= since
-        ]
-
-
-def _person(item: Mapping[str, object]) -> Contact | None:
-    person_id = int_id(item.get("id"))
-    if person_id is None:
-        return None
-    org = item.get("organization")
-    org_id = int_id(org.get("id")) if isinstance(org, dict) else int_id(item.get("org_id"))
-    owner = item.get("owner")
-    owner_id = int_id(owner.get("id")) if isinstance(owner, dict) else int_id(item.get("owner_id"))
-    name = item.get("name")
-    return Contact(
-        str(person_id),
-        name if isinstance(name, str) else None,
-        "person",
-        str(org_id) if org_id is not None else None,
-        str(owner_id) if owner_id is not None else None,
-        created=parse_time(item.get("add_time")),
-        updated=parse_time(item.get("update_time")),
-    )
-
-
-def _phones(item: Mapping[str, object]) -> list[str]:
-    phones = item.get("phones", item.get("phone"))
-    found: list[str] = []
-    if isinstance(phones, list):
-        for phone in phones:
-            if isinstance(phone, str):
-                found.append(phone)
-            elif isinstance(phone, dict) and isinstance(phone.get("value"), str):
-                found.append(phone["value"])
-    return found
 
 
 class PipedriveWriter(CrmWriterBase):
@@ -252,7 +192,7 @@ class PipedriveWriter(CrmWriterBase):
         if not isinstance(answer, Response):
             return answer
         users: dict[str, str] = {}
-        data = _data(answer)
+        data = data_of(answer)
         for user in data if isinstance(data, list) else []:
             if (
                 isinstance(user, dict)
@@ -270,15 +210,15 @@ class PipedriveWriter(CrmWriterBase):
         )
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         items = data.get("items") if isinstance(data, dict) else None
         found: list[Contact] = []
         for entry in items if isinstance(items, list) else []:
             item = entry.get("item") if isinstance(entry, dict) else None
             if not isinstance(item, dict):
                 continue
-            person = _person(item)
-            if person and any(content.same_number(p, number) for p in _phones(item)):
+            person = person_of(item)
+            if person and any(content.same_number(p, number) for p in phones_of(item)):
                 found.append(person)
         if len(found) > 1 and self._settings.contacts.several_contacts in _BY_TIME:
             return await self._with_times(found)
@@ -290,11 +230,13 @@ class PipedriveWriter(CrmWriterBase):
         answer = await self._get("/api/v2/persons", {"ids": ",".join(p.id for p in persons)})
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         full = {
             c.id: c
             for c in (
-                _person(r) for r in (data if isinstance(data, list) else []) if isinstance(r, dict)
+                person_of(r)
+                for r in (data if isinstance(data, list) else [])
+                if isinstance(r, dict)
             )
             if c is not None
         }
@@ -309,7 +251,7 @@ class PipedriveWriter(CrmWriterBase):
             )
             if not isinstance(answer, Response):
                 return answer
-            data = _data(answer)
+            data = data_of(answer)
             cached = tuple(
                 Deal(str(d["id"]), True, parse_time(d.get("update_time")))
                 for d in (data if isinstance(data, list) else [])
@@ -331,8 +273,8 @@ class PipedriveWriter(CrmWriterBase):
         answer = await self._post("/api/v2/persons", body)
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
-        person = _person(data) if isinstance(data, dict) else None
+        data = data_of(answer)
+        person = person_of(data) if isinstance(data, dict) else None
         if person is None:
             return RetryLater(f"{CRM} person create answered without an id")
         return person
@@ -347,23 +289,12 @@ class PipedriveWriter(CrmWriterBase):
         else:
             answer = await self._get(
                 "/api/v2/activities",
-                {"person_id": person.id, "updated_since": _rfc3339(since), "limit": "100"},
+                {"person_id": person.id, "updated_since": rfc3339(since), "limit": "100"},
             )
             if not isinstance(answer, Response):
                 return answer
-            activities = _activities(answer)
-        notes = [
-            (str(a.get("id")), note if isinstance(note := a.get("note"), str) else None)
-            for a in activities
-        ]
-        match = content.first_match(call, notes)
-        if match:
-            return AlreadyExisted(f"activity:{match[0]}")
-        for activity, (aid, note) in zip(activities, notes, strict=True):
-            # A note with any sscl-key line is ours (another user's log of the session).
-            if not content.has_key_line(note) and app_connect_activity(call, activity):
-                return AlreadyExisted(f"activity:{aid}")
-        return None
+            activities = activities_of(answer)
+        return client_log(call, activities)
 
     async def _client_window(self, calls: Sequence[CompletedCall]) -> ClientWindow | None:
         """Every activity updated since an hour before the batch's earliest call, read in
@@ -371,14 +302,14 @@ class PipedriveWriter(CrmWriterBase):
         requests of a read per person; None (read per person instead) when the window holds
         more, or its read fails."""
         since = min(content.utc(c.start_time) for c in calls) - CLIENT_WINDOW
-        params = {"updated_since": _rfc3339(since), "limit": str(WINDOW_PAGE)}
+        params = {"updated_since": rfc3339(since), "limit": str(WINDOW_PAGE)}
         found: list[dict[str, object]] = []
         for _ in range(max(1, len(calls) // 2)):
             answer = await self._get("/api/v2/activities", params)
             if not isinstance(answer, Response):
                 log.info("pipedrive.client_window.unread", writer=self.name, reason=str(answer))
                 return None
-            found += _activities(answer)
+            found += activities_of(answer)
             extra = answer.object().get("additional_data")
             cursor = extra.get("next_cursor") if isinstance(extra, dict) else None
             if not cursor:
@@ -393,7 +324,7 @@ class PipedriveWriter(CrmWriterBase):
             )
             if not isinstance(answer, Response):
                 return answer
-            data = _data(answer)
+            data = data_of(answer)
             logs = [
                 log for log in (data if isinstance(data, list) else []) if isinstance(log, dict)
             ]
@@ -454,7 +385,7 @@ class PipedriveWriter(CrmWriterBase):
         answer = await self._post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         record_id = data.get("id") if isinstance(data, dict) else None
         if record_id is None:
             # Stored, but we cannot name it: the next attempt finds it by its key.
@@ -492,7 +423,7 @@ class PipedriveWriter(CrmWriterBase):
             return answer
         if answer.status == 404:
             return PermanentFailure(f"{CRM} call log {e.record_id} no longer exists")
-        data = _data(answer)
+        data = data_of(answer)
         log = data if isinstance(data, dict) else {}
         links = list(e.links)
         remarks = list(e.remarks)
@@ -535,7 +466,7 @@ class PipedriveWriter(CrmWriterBase):
             notes = await self._get("/api/v1/notes", {"person_id": str(person), "limit": "100"})
             if not isinstance(notes, Response):
                 return notes
-            data = _data(notes)
+            data = data_of(notes)
             for note in data if isinstance(data, list) else []:
                 if isinstance(note, dict) and marker in str(note.get("content", "")):
                     return None

@@ -42,8 +42,9 @@ from sscl_daemon.crm.contacts import Contact, LookupFailure
 from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Response
-from sscl_daemon.crm.pipedrive import CRM, PipedriveWriter, _data
+from sscl_daemon.crm.pipedrive import CRM, PipedriveWriter
 from sscl_daemon.crm.pipedrive_mapping import int_id
+from sscl_daemon.crm.pipedrive_reads import data_of
 
 if TYPE_CHECKING:
     from sscl_daemon.ringcentral.media import Audio
@@ -106,7 +107,7 @@ class PipedriveActivityWriter(PipedriveWriter):
         answer = await self._post("/api/v2/activities", body)
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         record_id = data.get("id") if isinstance(data, dict) else None
         if record_id is None:
             return RetryLater(f"{CRM} activity answer without an id")
@@ -123,7 +124,7 @@ class PipedriveActivityWriter(PipedriveWriter):
             answer = await self._get("/api/v2/activities", params)
             if not isinstance(answer, Response):
                 return answer
-            data = _data(answer)
+            data = data_of(answer)
             for activity in data if isinstance(data, list) else []:
                 note = activity.get("note") if isinstance(activity, dict) else None
                 if content.recognise(call, note if isinstance(note, str) else None) is (
@@ -146,7 +147,7 @@ class PipedriveActivityWriter(PipedriveWriter):
         answer = await self._get(path, {})
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         if not isinstance(data, dict):
             return PermanentFailure(f"{CRM} activity {e.record_id} no longer exists")
         note = data.get("note") if isinstance(data.get("note"), str) else None
@@ -185,7 +186,7 @@ class PipedriveActivityWriter(PipedriveWriter):
             files = await self._get("/api/v1/files", {"limit": "500"})
             if not isinstance(files, Response):
                 return files
-            data = _data(files)
+            data = data_of(files)
             for f in data if isinstance(data, list) else []:
                 if (
                     isinstance(f, dict)

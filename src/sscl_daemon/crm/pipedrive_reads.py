@@ -1,0 +1,101 @@
+"""What the Pipedrive writer (crm/pipedrive.py) reads back from Pipedrive, as pure data:
+persons in search and list answers, activities, and -- for the check for logs a user's own
+client made -- the batch's one read of recent activities (:class:`ClientWindow`) and the
+match of a call against a person's activities (:func:`client_log`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.crm import content
+from sscl_daemon.crm.base import AlreadyExisted
+from sscl_daemon.crm.contacts import Contact, parse_time
+from sscl_daemon.crm.http import Response
+from sscl_daemon.crm.pipedrive_mapping import app_connect_activity, int_id
+
+
+def data_of(answer: Response) -> object:
+    return answer.object().get("data")
+
+
+def activities_of(answer: Response) -> list[dict[str, object]]:
+    data = data_of(answer)
+    return [a for a in (data if isinstance(data, list) else []) if isinstance(a, dict)]
+
+
+def rfc3339(moment: datetime) -> str:
+    """A v2 ``updated_since`` (whole seconds, rounded down: the read may only widen)."""
+    return content.utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ClientWindow:
+    """The activities of one read covering a batch (``write_batch``), answering each call's
+    client-log check as ``GET /api/v2/activities?person_id=…&updated_since=…`` would."""
+
+    def __init__(self, activities: Sequence[Mapping[str, object]]) -> None:
+        self._by_person: dict[str, list[Mapping[str, object]]] = {}
+        for activity in activities:
+            person = int_id(activity.get("person_id"))
+            if person is not None:
+                self._by_person.setdefault(str(person), []).append(activity)
+
+    def of(self, person: Contact, since: datetime) -> list[Mapping[str, object]]:
+        """The person's activities (as primary participant) updated at or after ``since``."""
+        return [
+            a
+            for a in self._by_person.get(person.id, [])
+            if (updated := parse_time(a.get("update_time"))) is None or updated >= since
+        ]
+
+
+def person_of(item: Mapping[str, object]) -> Contact | None:
+    person_id = int_id(item.get("id"))
+    if person_id is None:
+        return None
+    org = item.get("organization")
+    org_id = int_id(org.get("id")) if isinstance(org, dict) else int_id(item.get("org_id"))
+    owner = item.get("owner")
+    owner_id = int_id(owner.get("id")) if isinstance(owner, dict) else int_id(item.get("owner_id"))
+    name = item.get("name")
+    return Contact(
+        str(person_id),
+        name if isinstance(name, str) else None,
+        "person",
+        str(org_id) if org_id is not None else None,
+        str(owner_id) if owner_id is not None else None,
+        created=parse_time(item.get("add_time")),
+        updated=parse_time(item.get("update_time")),
+    )
+
+
+def phones_of(item: Mapping[str, object]) -> list[str]:
+    phones = item.get("phones", item.get("phone"))
+    found: list[str] = []
+    if isinstance(phones, list):
+        for phone in phones:
+            if isinstance(phone, str):
+                found.append(phone)
+            elif isinstance(phone, dict) and isinstance(phone.get("value"), str):
+                found.append(phone["value"])
+    return found
+
+
+def client_log(
+    call: CompletedCall, activities: Sequence[Mapping[str, object]]
+) -> AlreadyExisted | None:
+    """A user's client's log of ``call`` among its person's recent activities: one whose
+    note names the call's session, or App Connect's default activity of the call."""
+    notes = [
+        (str(a.get("id")), note if isinstance(note := a.get("note"), str) else None)
+        for a in activities
+    ]
+    match = content.first_match(call, notes)
+    if match:
+        return AlreadyExisted(f"activity:{match[0]}")
+    for activity, (aid, note) in zip(activities, notes, strict=True):
+        # A note with any sscl-key line is ours (another user's log of the session).
+        if not content.has_key_line(note) and app_connect_activity(call, activity):
+            return AlreadyExisted(f"activity:{aid}")
+    return None
