@@ -31,7 +31,7 @@ from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.org import user_time_zone
 from sscl_daemon.store import Store
-from sscl_daemon.zones import RINGCENTRAL_ALIASES
+from sscl_daemon.zones import RINGCENTRAL_ALIASES, from_ringcentral, zone_problem
 
 HOUR = 3600.0
 
@@ -214,3 +214,14 @@ async def test_backfill_writes_with_the_zones_the_daemon_stored(store: Store) ->
     assert len(await stored_zones(store, "other")) == 0
     await store.save_directory("main", b"not json")
     assert len(await stored_zones(store, "main")) == 0
+
+
+def test_every_ringcentral_alias_maps_to_a_canonical_zone_this_system_knows() -> None:
+    for name, canonical in RINGCENTRAL_ALIASES.items():
+        assert from_ringcentral(name) == canonical
+        assert zone_problem(canonical) is None, canonical
+        assert canonical not in RINGCENTRAL_ALIASES  # one step, never a chain
+    # A canonical name RingCentral may use as is passes through unchanged.
+    assert from_ringcentral("Europe/Berlin") == "Europe/Berlin"
+    assert from_ringcentral(None) is None
+    assert from_ringcentral("") is None
