@@ -6,7 +6,8 @@ failing, and the fair share; recently gone ones), which instance holds which acc
 checkpoint and how long ago it advanced, the WebSocket recovery token's
 expiry, the in-flight sessions of the last snapshot, the outbox per writer
 (pending, in flight, sent, skipped by the contact policy, dead, oldest
-pending age, and the writer's last error), the dead call logs (the outbox's
+pending age, and the writer's last error), HubSpot writers' key mode (``unique`` or
+``search``, as the instance holding the account read it at start), the dead call logs (the outbox's
 dead rows, which ``retry-dead`` sends again) and the unprocessable events
 (the ``dead_letters`` table) by kind. ``--json`` prints the same as one JSON
 object. Moments read as "12 s ago (07:31:02 UTC)".
@@ -211,6 +212,35 @@ def render_instances(
     return [*lines, ""]
 
 
+# What HubSpot's key modes mean (crm/hubspot.py KeyMode), as status says it.
+KEY_MODES = {
+    "unique": "the key property has unique values: HubSpot refuses a second log of a call",
+    "search": "the key property is not unique: a retried call is searched by key before creating",
+}
+
+
+def writer_facts(instances: list[InstanceInfo] | None) -> dict[str, dict[str, dict[str, str]]]:
+    """Account -> writer -> fact, as the live instances holding the accounts recorded them."""
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    for i in instances or []:
+        for account, writers in i.writer_facts.items() if i.live else ():
+            if account in i.held:
+                found[account] = {w: dict(f) for w, f in writers.items()}
+    return found
+
+
+def render_writer_facts(facts: Mapping[str, Mapping[str, Mapping[str, str]]]) -> list[str]:
+    """One line per writer with a key mode (HubSpot): which one, and what it means."""
+    lines = []
+    for account, writers in sorted(facts.items()):
+        for writer, found in sorted(writers.items()):
+            mode = found.get("key_mode")
+            if mode is not None:
+                meaning = KEY_MODES.get(mode, "unknown")
+                lines.append(f"key mode of {writer} ({account}): {mode} ({meaning})")
+    return lines
+
+
 def render_retention(status: StoreStatus, store: StoreSettings) -> str:
     """The sent rows kept as dedupe records (sent and skipped), and how long they are kept."""
     kept = sum(w.sent + w.skipped for w in status.writers)
@@ -266,6 +296,7 @@ def render(report: Report) -> str:
     if report.updates_pending:
         waiting = ", ".join(f"{w}: {n}" for w, n in sorted(report.updates_pending.items()))
         lines.append(f"updates waiting for a recording or voicemail: {waiting}")
+    lines += render_writer_facts(writer_facts(report.instances))
     errors = [w for w in status.writers if w.last_error]
     if errors:
         lines += ["", "last error per writer (among pending and dead call logs)"]
@@ -358,6 +389,8 @@ def as_json(report: Report) -> dict[str, object]:
             }
             for w in status.writers
         ],
+        # Account -> writer -> what it found out about its CRM: HubSpot's "key_mode".
+        "writer_facts": writer_facts(report.instances),
         "dead_call_logs": sum(w.dead for w in status.writers),
         "dead_letters": dict(status.dead_letters),
         "sent_retention_days": report.retention.sent_retention_days,

@@ -441,17 +441,27 @@ class Daemon:
                 failures[name] = CommitFailure(since, health.last_error or "unknown error")
         return failures
 
+    def writer_facts(self) -> dict[str, dict[str, dict[str, str]]]:
+        """Per held account, what its writers found out about their CRMs."""
+        return {n: f for n in self.held_accounts if (f := self._runners[n].writer_facts())}
+
     def _commit_failures_recorder(self, store: Store) -> Callable[[], Awaitable[None]]:
-        """Keeps this instance's row saying which accounts' commits fail, for ``status``."""
+        """Keeps this instance's row saying which accounts' commits fail and what their
+        writers found out about their CRMs (HubSpot's key mode), for ``status``."""
 
         async def loop() -> None:
             recorded: dict[str, CommitFailure] = {}
+            known: dict[str, dict[str, dict[str, str]]] = {}
             while True:
                 failures = self.commit_failures()
                 # Rewritten while any fails: a row made again by the heartbeat starts empty.
                 if failures or failures != recorded:
                     await store.record_commit_failures(self.holder, failures)
                     recorded = failures
+                facts = self.writer_facts()
+                if facts or facts != known:  # (the same, for a row made again)
+                    await store.record_writer_facts(self.holder, facts)
+                    known = facts
                 await asyncio.sleep(self.settings.daemon.lease_poll)
 
         return loop

@@ -68,6 +68,8 @@ LEAVE = "DELETE FROM instances WHERE instance_id = $1"
 
 RECORD_COMMIT_FAILURES = "UPDATE instances SET commit_failures = $2::jsonb WHERE instance_id = $1"
 
+RECORD_WRITER_FACTS = "UPDATE instances SET writer_facts = $2::jsonb WHERE instance_id = $1"
+
 # pg_locks shows a bigint advisory key as two oids (high and low 32 bits); shifting the
 # high half back wraps exactly like the signed key, so the keys compare as bigints.
 FLEET = """
@@ -87,6 +89,7 @@ held AS (
 SELECT i.instance_id, i.host, i.pid, i.accounts, i.started_at, i.heartbeat_at,
        -- Read through to_jsonb so that status still reads a database before migration 0008.
        coalesce(to_jsonb(i) -> 'commit_failures', '{}'::jsonb)::text AS commit_failures,
+       coalesce(to_jsonb(i) -> 'writer_facts', '{}'::jsonb)::text AS writer_facts,
        extract(epoch FROM now() - i.heartbeat_at)::float8 AS heartbeat_age,
        (i.heartbeat_at > now() - make_interval(secs => $1)
         AND hashtextextended('sscl-instance:' || i.instance_id, 0) IN (SELECT key FROM locks))
@@ -131,6 +134,10 @@ def _failures_of(text: str) -> dict[str, CommitFailure]:
     }
 
 
+# Writer -> fact -> value, as one instance's writers of one account found them.
+WriterFacts = Mapping[str, Mapping[str, str]]
+
+
 @dataclass(frozen=True)
 class InstanceInfo:
     """One row of the ``instances`` table as the fleet view (and ``status``) sees it."""
@@ -149,6 +156,8 @@ class InstanceInfo:
     live: bool
     # Accounts it holds whose commits are failing (as it last recorded them).
     commit_failures: Mapping[str, CommitFailure] = field(default_factory=dict)
+    # Account -> writer -> what the writer found out about its CRM (HubSpot's key_mode).
+    writer_facts: Mapping[str, WriterFacts] = field(default_factory=dict)
 
 
 async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, limit: float) -> None:
@@ -171,6 +180,20 @@ async def record_commit_failures(
     await conn.execute(RECORD_COMMIT_FAILURES, instance_id, _failures_json(failures))
 
 
+async def record_writer_facts(
+    conn: Connection, instance_id: str, facts: Mapping[str, WriterFacts]
+) -> None:
+    """Replace the instance's writer facts (account -> writer -> fact -> value)."""
+    await conn.execute(RECORD_WRITER_FACTS, instance_id, json.dumps(facts))
+
+
+def _facts_of(text: str) -> dict[str, WriterFacts]:
+    return {
+        account: {str(w): {str(k): str(v) for k, v in f.items()} for w, f in writers.items()}
+        for account, writers in json.loads(text).items()
+    }
+
+
 async def fleet(conn: Connection, ttl: float, limit: float | None = None) -> list[InstanceInfo]:
     """Every announced instance, oldest first; ``live`` judged against ``ttl`` seconds.
 
@@ -189,6 +212,7 @@ async def fleet(conn: Connection, ttl: float, limit: float | None = None) -> lis
             heartbeat_age=float(r["heartbeat_age"]),
             live=bool(r["live"]),
             commit_failures=_failures_of(r["commit_failures"]),
+            writer_facts=_facts_of(r["writer_facts"]),
         )
         for r in rows
     ]

@@ -44,8 +44,10 @@ from sscl_daemon.store.instances import (
     Announcement,
     CommitFailure,
     InstanceInfo,
+    WriterFacts,
     fleet,
     record_commit_failures,
+    record_writer_facts,
 )
 from sscl_daemon.store.leases import (
     Admit,
@@ -399,6 +401,11 @@ class Store(Outbox, Checkpoints, DeadLetters):
         """Say which held accounts' commits are failing, for ``status`` (another process)."""
         async with _failures("recording the commit failures"), self._pool.acquire() as conn:
             await record_commit_failures(conn, instance_id, failures)
+
+    async def record_writer_facts(self, instance_id: str, facts: Mapping[str, WriterFacts]) -> None:
+        """Say what the held accounts' writers found out about their CRMs, for ``status``."""
+        async with _failures("recording the writer facts"), self._pool.acquire() as conn:
+            await record_writer_facts(conn, instance_id, facts)
 
     async def instances(self, ttl: float) -> list[InstanceInfo]:
         """Every announced instance with the accounts it holds, for ``status``."""
