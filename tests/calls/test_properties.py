@@ -13,8 +13,8 @@ from tests.calls import scenarios
 from tests.calls.builder import ALICE_DID, CUSTOMER, DIRECTORY, Session, ext, frames, pstn
 
 from sscl_daemon.calls.events import decode_event, decode_tracked
-from sscl_daemon.calls.legs import to_datetime
 from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.calls.timeline import to_datetime
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 
 SINGLE_SESSION: list[Callable[[], Session]] = [

@@ -19,7 +19,7 @@ directory before it decides (:meth:`~sscl_daemon.calls.tracker.Tracker.take_dire
 
 Without a directory, or for an id a fresh directory still does not know, the
 tracker falls back to heuristics (documented in
-:func:`sscl_daemon.calls.legs.classify_parties`): a party with an
+:func:`sscl_daemon.calls.parties.classify_parties`): a party with an
 ``extensionId`` is a user unless it is the queue that ``queueCall`` parties
 were delivered from, or it left with reason ``CallerInputRedirect`` (an IVR
 menu handing the caller on), or it was the park location of a ``Parked``

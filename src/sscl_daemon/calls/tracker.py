@@ -65,7 +65,8 @@ import msgspec
 
 from sscl_daemon.calls.codes import Reason, StatusCode, parse_reason, parse_status
 from sscl_daemon.calls.directory import Directory
-from sscl_daemon.calls.legs import LegContext, derive_calls, to_datetime, to_ms
+from sscl_daemon.calls.leg_builder import LegContext
+from sscl_daemon.calls.legs import derive_calls
 from sscl_daemon.calls.lifecycle import Phase
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy, PolicyOptions
@@ -83,6 +84,7 @@ from sscl_daemon.calls.state import (
     restore_session,
     snapshot_session,
 )
+from sscl_daemon.calls.timeline import to_datetime, to_ms
 from sscl_daemon.calls.wire import Notification, TrackedNotification
 from sscl_daemon.errors import SsclError
 
