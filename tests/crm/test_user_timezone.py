@@ -20,7 +20,7 @@ import aiohttp
 import msgspec
 import pytest
 from tests.crm.conftest import make_call
-from tests.ringcentral.harness import client, simulator
+from tests.ringcentral.harness import Calls, Pipeline, client, simulator
 
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.model import CompletedCall
@@ -237,3 +237,27 @@ async def test_a_late_call_in_los_angeles_is_logged_on_its_local_date(
     assert "Start: 2026-11-20 23:30:00 PST (-08:00)" in str(tasks[la_subject]["Description"])
     assert tasks[ny_subject]["ActivityDate"] == "2026-11-21"
     assert tasks[fallback]["ActivityDate"] == "2026-11-21"
+
+
+async def test_live_calls_carry_their_users_zone_as_call_log_ones_do() -> None:
+    async with simulator() as sim, client(sim) as made, Pipeline(sim, made) as pipe:
+        zoned = await _directory_with_zones(made.rest)
+        pipe.directory = zoned
+        pipe.tracker.replace_directory(zoned)
+        await pipe.streaming()
+        calls = Calls(sim, seed=4)
+        calls.place(6, CallKind.INBOUND_ANSWERED)
+        await pipe.logged(calls.expected())
+    user_ids = {u.id for u in sim.org.users}
+    users = [c for c in pipe.calls if c.extension_id in user_ids]
+    assert users
+    for call in users:
+        ext = zoned.by_id(call.extension_id)
+        assert ext is not None
+        assert ext.timezone is not None
+        assert call.user_timezone == ext.timezone
+    assert {c.user_timezone for c in users} <= {
+        "America/Los_Angeles",
+        "America/New_York",
+        "America/Chicago",
+    }
