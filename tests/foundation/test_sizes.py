@@ -31,7 +31,6 @@ LARGE_MODULES = frozenset(
 )
 LONG_FUNCTIONS = frozenset(
     {
-        "calls/state.py:merge",
         "daemon/accounts.py:start",
     }
 )

@@ -16,13 +16,14 @@ independent of the delivery order.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from sys import intern
 from typing import NamedTuple
 
 import msgspec
 
 from sscl_daemon.calls.codes import Reason, StatusCode
-from sscl_daemon.calls.wire import FIRST_SEQUENCE, TrackedParty, is_outbound
+from sscl_daemon.calls.wire import FIRST_SEQUENCE, Recording, TrackedParty, is_outbound
 from sscl_daemon.calls.wire import MAX_SEQUENCE as MAX_SEQUENCE  # the tracker's bound too
 
 STATUS_CODES: tuple[StatusCode, ...] = tuple(StatusCode)
@@ -146,6 +147,19 @@ class PartyState(msgspec.Struct, gc=False):
                 and (newest or self.to_ext_number is None)
             ):
                 self.to_ext_number = intern(value)
+        # Queue deliveries and recordings are the rare reports: a call each only for them.
+        if party.queue_call or party.ui_call_info is not None:
+            self._merge_queue_delivery(party, newest)
+        if party.recordings:
+            self._add_recordings(party.recordings)
+        status = party.status
+        if status is not None and status.peer_id is not None:
+            peer = status.peer_id.telephony_session_id
+            if peer is not None and (newest or self.peer_tsid is None):
+                self.peer_tsid = peer
+
+    def _merge_queue_delivery(self, party: TrackedParty, newest: bool) -> None:
+        """A call-queue delivery: the queue's name and the caller id name it shows."""
         if party.queue_call:
             self.queue_call = True
         ui = party.ui_call_info
@@ -158,18 +172,14 @@ class PartyState(msgspec.Struct, gc=False):
                 and (newest or not self.caller_id_name)
             ):
                 self.caller_id_name = intern(ui.additional.value)
-        if party.recordings:
-            known = self.recordings
-            for rec in party.recordings:
-                rid = rec.id
-                if rid not in known:
-                    known = (*known, rid)
-            self.recordings = known
-        status = party.status
-        if status is not None and status.peer_id is not None:
-            peer = status.peer_id.telephony_session_id
-            if peer is not None and (newest or self.peer_tsid is None):
-                self.peer_tsid = peer
+
+    def _add_recordings(self, recordings: Sequence[Recording]) -> None:
+        known = self.recordings
+        for rec in recordings:
+            rid = rec.id
+            if rid not in known:
+                known = (*known, rid)
+        self.recordings = known
 
     @property
     def own_number(self) -> str | None:
