@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sscl_daemon.daemon.app import PRIVATE_UMASK, _PrivateUmask
+from sscl_daemon.daemon.umask import PRIVATE_UMASK, PrivateUmask
 
 
 def current_umask() -> int:
@@ -31,7 +31,7 @@ def outer_umask() -> Iterator[int]:
 
 
 def test_runs_ending_out_of_order_leave_the_umask_they_found(outer_umask: int) -> None:
-    umask = _PrivateUmask()
+    umask = PrivateUmask()
     first, second = umask.held(), umask.held()
     first.__enter__()
     second.__enter__()
@@ -43,7 +43,7 @@ def test_runs_ending_out_of_order_leave_the_umask_they_found(outer_umask: int) -
 
 
 def test_a_run_that_fails_restores_the_umask(outer_umask: int) -> None:
-    umask = _PrivateUmask()
+    umask = PrivateUmask()
     seen: list[int] = []
 
     def failing_run() -> None:

@@ -25,7 +25,6 @@ LARGE_MODULES = frozenset(
     {
         "calls/tracker.py",
         "daemon/accounts.py",
-        "daemon/app.py",
         "ringcentral/subscription.py",
     }
 )

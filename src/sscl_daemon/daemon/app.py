@@ -35,12 +35,11 @@ then on (exit codes: :mod:`sscl_daemon.exitcodes`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,16 +47,9 @@ import aiohttp
 
 from sscl_daemon import metrics
 from sscl_daemon.admin import AdminAddressError, AdminServer
-from sscl_daemon.config import (
-    DEFAULT_ACCOUNT,
-    AccountSettings,
-    ConfigError,
-    Settings,
-    load_config,
-)
+from sscl_daemon.config import DEFAULT_ACCOUNT, AccountSettings, Settings
 from sscl_daemon.config.plugins import ignored as ignored_plugins
 from sscl_daemon.configured_policy import policy_options
-from sscl_daemon.console.memory import LAST_RELOAD
 from sscl_daemon.console.web import WebConsole
 from sscl_daemon.daemon.accounts import (
     AccountRunner,
@@ -65,11 +57,13 @@ from sscl_daemon.daemon.accounts import (
     tracker_options,
 )
 from sscl_daemon.daemon.balance import Balancer
+from sscl_daemon.daemon.config_reload import read_plan, report_applied
 from sscl_daemon.daemon.lease import LeaseLoop, Runner
-from sscl_daemon.daemon.reload import plan_reload
 from sscl_daemon.daemon.signals import SignalRequests, installed
 from sscl_daemon.daemon.storewatch import StoreWatch
-from sscl_daemon.daemon.supervise import FatalError, supervise
+from sscl_daemon.daemon.supervise import supervise
+from sscl_daemon.daemon.tasks import Tasks
+from sscl_daemon.daemon.umask import UMASK
 from sscl_daemon.dispatch import SentHook
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from sscl_daemon.logging import configure_logging, get_logger
@@ -81,35 +75,6 @@ log = get_logger(__name__)
 # The account key of a one-account file (``[ringcentral]`` at the top level).
 ACCOUNT = DEFAULT_ACCOUNT
 OUTBOX_POLL_INTERVAL = 5.0
-PRIVATE_UMASK = 0o077
-
-
-class _PrivateUmask:
-    """:data:`PRIVATE_UMASK` while any daemon of this process runs, the previous one after.
-
-    Several daemons may share a process (the fleet and failover tests) and end in any
-    order: each saving and restoring its own would leave 0077 behind when the first
-    one started ends first.
-    """
-
-    def __init__(self) -> None:
-        self._holders = 0
-        self._before = 0
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        if self._holders == 0:
-            self._before = os.umask(PRIVATE_UMASK)
-        self._holders += 1
-        try:
-            yield
-        finally:
-            self._holders -= 1
-            if self._holders == 0:
-                os.umask(self._before)
-
-
-_UMASK = _PrivateUmask()
 
 __all__ = [
     "ACCOUNT",
@@ -159,7 +124,7 @@ class Daemon:
         self.store_watch: StoreWatch | None = None
         self._loops: dict[str, LeaseLoop] = {}
         self._runners: dict[str, AccountRunner] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = Tasks(self._fail)
         self.store: Store | None = None
         self.admin_port: int | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -218,7 +183,7 @@ class Daemon:
 
     async def run(self) -> int:
         # Every file the daemon makes (state, call data, recordings) is the service's alone.
-        with _UMASK.held():
+        with UMASK.held():
             return await self._run()
 
     async def _run(self) -> int:
@@ -283,19 +248,19 @@ class Daemon:
                 admit=balancer.admit(name),
             )
             self._loops[name] = loop
-            self._start_task(f"lease:{name}", loop.run)
-        self._start_task("balance", lambda: supervise("balance", balancer.run))
-        self._start_task("outbox-gauges", lambda: supervise("outbox-gauges", self._outbox(store)))
+            self._tasks.start(f"lease:{name}", loop.run)
+        self._tasks.start("balance", lambda: supervise("balance", balancer.run))
+        self._tasks.start("outbox-gauges", lambda: supervise("outbox-gauges", self._outbox(store)))
         recorder = self._commit_failures_recorder(store)
-        self._start_task("commit-failures", lambda: supervise("commit-failures", recorder))
+        self._tasks.start("commit-failures", lambda: supervise("commit-failures", recorder))
         watch = StoreWatch(
             store,
             lambda message: self._fail(message, EXIT_FAILURE),
             limit=self.settings.store.outage_limit,
         )
         self.store_watch = watch
-        self._start_task("store-watch", lambda: supervise("store-watch", watch.run))
-        self._start_task("watchdog", lambda: supervise("watchdog", self._feed_watchdog))
+        self._tasks.start("store-watch", lambda: supervise("store-watch", watch.run))
+        self._tasks.start("watchdog", lambda: supervise("watchdog", self._feed_watchdog))
         if self._handle_signals:
             with installed(self.requests):
                 await self._main_loop()
@@ -361,38 +326,20 @@ class Daemon:
         )
         # Out of the fleet first: the others count this instance out and take its accounts
         # as soon as each lease is released below, instead of waiting for its heartbeat to age.
-        await cancel_tasks([t for name, t in self._tasks.items() if name == "balance"])
+        await cancel_tasks(self._tasks.named(lambda name: name == "balance"))
         if self.balancer is not None:
             await self.balancer.leave()
         for loop in self._loops.values():
             loop.stop()
-        loops = [t for name, t in self._tasks.items() if name.startswith("lease:")]
+        loops = self._tasks.named(lambda name: name.startswith("lease:"))
         # Each held account commits, snapshots and drains within ``grace``, in parallel.
         _, pending = await asyncio.wait(loops, timeout=grace + 10.0)
         if pending:
             log.warning("daemon.accounts.stop_timed_out", accounts=len(pending))
-        await cancel_tasks(list(self._tasks.values()))
+        await cancel_tasks(self._tasks.all())
         metrics.SUBSCRIBED.set(0)
 
     # ---- supervision -----------------------------------------------------------------
-
-    def _start_task(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
-        async def main() -> None:
-            await run()
-
-        task = asyncio.create_task(main(), name=name)
-        self._tasks[name] = task
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, FatalError):
-            self._fail(str(exc))
-        elif exc is not None:
-            log.error("daemon.task.failed", task=task.get_name(), error=repr(exc))
-            self._fail(f"{task.get_name()}: {exc!r}")
 
     def _fail(self, message: str, code: int = EXIT_CONFIG) -> None:
         """Stop the daemon; it exits with ``code`` (the first failure's)."""
@@ -497,44 +444,12 @@ class Daemon:
             self._notifier.ready(self._status_line())
 
     def _reload(self) -> bool:
-        if self._config_path is None:
-            log.warning(
-                "config.reload.no_file",
-                hint="the daemon was not started from a file: restart it to change settings",
-            )
+        plan = read_plan(self._config_path, self.settings)
+        if plan is None:
             return False
-        try:
-            new = load_config(self._config_path)
-        except ConfigError as exc:
-            metrics.CONFIG_RELOADS.labels(result="rejected").inc()
-            LAST_RELOAD.record(False, [str(issue) for issue in exc.issues])
-            log.error(
-                "config.reload.rejected",
-                file=str(self._config_path),
-                problems=[str(issue) for issue in exc.issues],
-                hint="the running configuration stays in force; fix the file and reload again",
-            )
-            return False
-        plan = plan_reload(self.settings, new)
         self.settings = plan.effective
         configure_logging(plan.effective)
         for name in self.held_accounts:
             self._runners[name].apply(plan.effective, self._account_settings(name))
-        metrics.CONFIG_RELOADS.labels(result="applied").inc()
-        LAST_RELOAD.record(
-            True,
-            [f"applied: {key}" for key in plan.applied]
-            + [f"needs a restart: {key}" for key in plan.needs_restart],
-        )
-        log.info(
-            "config.reload.applied",
-            applied=list(plan.applied) or "nothing changed",
-            needs_restart=list(plan.needs_restart),
-        )
-        if plan.needs_restart:
-            log.warning(
-                "config.reload.needs_restart",
-                keys=list(plan.needs_restart),
-                hint="these changes take effect only after a restart",
-            )
+        report_applied(plan)
         return True
