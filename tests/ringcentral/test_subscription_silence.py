@@ -43,9 +43,7 @@ async def steady(sim: Simulator, calls: Calls, every: float) -> AsyncIterator[No
             await task
 
 
-async def test_a_busy_stream_that_falls_silent_is_replaced_before_the_replay_buffer_fills() -> (
-    None
-):
+async def test_a_busy_stream_that_falls_silent_is_replaced_before_the_replay_buffer_fills() -> None:
     async with (
         simulator() as sim,
         client(sim, heartbeat_interval=HEARTBEAT, dead_connection_timeout=DEAD_AFTER) as made,
@@ -64,6 +62,28 @@ async def test_a_busy_stream_that_falls_silent_is_replaced_before_the_replay_buf
         assert stats.probes >= 1
         assert stats.heartbeats == 0
         # the replay held everything the silence kept back: nothing for the call log
+        assert pipe.gaps == []
+
+
+async def test_a_stalled_platform_keeps_the_socket_and_its_held_back_frames() -> None:
+    # A recovery would replay only 20 of the frames the pause holds back.
+    async with (
+        simulator(recovery_buffer_size=20) as sim,
+        client(sim, heartbeat_interval=HEARTBEAT, dead_connection_timeout=DEAD_AFTER) as made,
+        Pipeline(sim, made) as pipe,
+    ):
+        await pipe.streaming()
+        calls = Calls(sim)
+        stats = pipe.subscription.stats
+        async with steady(sim, calls, every=0.3):
+            await wait_for(lambda: pipe.notifications > 40, "a busy stream")
+            # Nothing answers (frames, pongs, REST) for 8 s; the frames wait, then come.
+            sim.pause(8.0)
+            await wait_for(lambda: stats.stalls >= 1, "the platform found stalled")
+        await pipe.logged(calls.expected())
+        assert stats.probes >= 1
+        assert stats.dead_connections == 0
+        assert stats.recoveries == 0
         assert pipe.gaps == []
 
 
@@ -106,7 +126,9 @@ async def test_an_answered_probe_slows_the_pace_back_to_the_heartbeat_schedule()
         watchdog.saw_frame()  # the pong: the peer is there, only quiet
 
     heartbeat = 5.0  # short, so that the pace passes it within a few probes
-    watchdog = _Watchdog(heartbeat, DEAD_AFTER, lambda: None, lambda: aborts.append(1), probe=answered)
+    watchdog = _Watchdog(
+        heartbeat, DEAD_AFTER, lambda: None, lambda: aborts.append(1), probe=answered
+    )
     try:
         for _ in range(50):
             watchdog.saw_frame()
@@ -126,5 +148,39 @@ async def test_a_quiet_account_is_not_probed() -> None:
         assert watchdog.probe_after() is None  # no frame yet: nothing to judge by
         watchdog.pace = 3.0  # an event every few seconds: a buffer lasts minutes
         assert watchdog.probe_after() is None
+    finally:
+        watchdog.cancel()
+
+
+async def test_the_platform_decides_what_an_unanswered_probe_means() -> None:
+    asked: list[float] = []
+    aborts: list[float] = []
+    loop = asyncio.get_running_loop()
+    watchdog = _Watchdog(
+        HEARTBEAT,
+        DEAD_AFTER,
+        lambda: None,
+        lambda: aborts.append(loop.time()),
+        probe=lambda: None,
+        verify=lambda: asked.append(loop.time()),
+    )
+    try:
+        for _ in range(50):
+            watchdog.saw_frame()
+            await asyncio.sleep(0.01)
+        busy = watchdog.probe_after()
+        await wait_for(lambda: bool(asked), "the platform asked", limit=15.0)
+        # nothing answers at all: a stall, the socket is kept and probed less often
+        watchdog.verdict(platform_answers=False)
+        assert aborts == []
+        assert not watchdog.silent
+        later = watchdog.probe_after()
+        assert busy is not None
+        assert later is None or later > busy
+        # the next unanswered probe while the platform answers: silence
+        await wait_for(lambda: len(asked) == 2, "the platform asked again", limit=30.0)
+        watchdog.verdict(platform_answers=True)
+        assert watchdog.silent
+        assert len(aborts) == 1
     finally:
         watchdog.cancel()

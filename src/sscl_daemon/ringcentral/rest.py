@@ -161,6 +161,22 @@ class RestClient:
         self._limiter.observe(group, reply.headers)
         return reply
 
+    async def answers(self, within: float) -> bool:
+        """Whether the platform answers an HTTP request at all (any status) within ``within``.
+
+        An unauthenticated GET of the API's version document: no rate group, no token. It
+        tells a dead WebSocket (the platform answers) from a stalled platform (nothing
+        answers, and frames held back may still come on the socket): `subscription.py`.
+        """
+        try:
+            async with self._http.get(
+                self._server + "/restapi/v1.0", timeout=aiohttp.ClientTimeout(total=within)
+            ) as response:
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return True
+
     # -- typed helpers ---------------------------------------------------------------------
 
     async def ws_token(self) -> WsToken:

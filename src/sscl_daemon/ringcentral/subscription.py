@@ -76,6 +76,11 @@ PROBE_BUFFER_SHARE = 0.25
 # trip over the Internet); the pong is waited for at most HEARTBEAT_ANSWER.
 PROBE_FLOOR = 1.0
 PROBE_ANSWER = 2.0
+# An unanswered probe is silence only if the platform answers other requests, as promptly
+# as the pong was waited for: a platform that answers nothing in time is stalled, and the
+# frames it holds back for the socket come when it resumes (a recovery would replay only
+# the last 100 of them).
+PLATFORM_ANSWER = PROBE_ANSWER
 # The pace is a moving mean of the gaps between frames, each new gap weighing this much.
 PACE_WEIGHT = 0.1
 
@@ -193,6 +198,7 @@ class SubscriptionStats:
     gaps: int = 0
     heartbeats: int = 0
     probes: int = 0
+    stalls: int = 0  # unanswered probes while the platform answered nothing: socket kept
     dead_connections: int = 0
     notifications: int = 0
     ignored_frames: int = 0
@@ -378,6 +384,14 @@ class Subscription:
             self.stats.probes += 1
             watchdog.ping(ws)
 
+        def verify() -> None:
+            async def ask() -> bool:
+                answers = await self._rest.answers(PLATFORM_ANSWER)
+                self.stats.stalls += not answers
+                return answers
+
+            watchdog.ask(ask())
+
         watchdog = _Watchdog(
             self._settings.heartbeat_interval,
             self._settings.dead_connection_timeout,
@@ -385,6 +399,7 @@ class Subscription:
             # A silent peer will not complete a closing handshake either.
             ws.transport.abort,
             probe=probe,
+            verify=verify,
         )
         try:
             while True:
@@ -535,7 +550,11 @@ class _Watchdog:
     the buffer takes to fill at the stream's pace (a moving mean of the gaps between
     frames), ``probe`` sends a WebSocket ping; a pong (:meth:`saw_frame` again) shows the
     peer is only quiet, and its long gap slows the pace, so a stream that really went quiet
-    is soon back on the heartbeat schedule. No pong within :meth:`probe_answer` is silence.
+    is soon back on the heartbeat schedule. No pong within :meth:`probe_answer` is silence
+    if the platform answers otherwise: ``verify`` asks it and hands the answer to
+    :meth:`verdict`. A platform that answers nothing at all is stalled, not the socket:
+    it is kept (a recovery would replay only the last ``buffer`` frames of those held back)
+    and the pace slows as if the probe had been answered.
 
     Silence is only counted while the process runs: a timer that fires late (the daemon
     was stopped with SIGSTOP, or its loop blocked) cannot tell a silent peer from frames
@@ -552,6 +571,7 @@ class _Watchdog:
         answer_within: float = HEARTBEAT_ANSWER,
         probe: Callable[[], None] | None = None,
         buffer: int = 100,
+        verify: Callable[[], None] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._heartbeat = heartbeat
@@ -560,6 +580,7 @@ class _Watchdog:
         self._beat = beat
         self._abort = abort
         self._probe = probe
+        self._verify = verify
         # recoveryBufferSize of the connection (its ConnectionDetails may change it)
         self.buffer = buffer
         self.silent = False
@@ -567,6 +588,8 @@ class _Watchdog:
         # the moving mean of the gaps between frames (None: no gap seen yet)
         self.pace: float | None = None
         self._probed_at: float | None = None  # an unanswered probe's time
+        self._asking = False  # whether the platform answers is being asked (`verify`)
+        self._spared_at = self.last_frame  # when a stalled platform's socket was last kept
         self.pauses = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._arm()
@@ -578,6 +601,7 @@ class _Watchdog:
         self.pace = gap if pace is None else pace + PACE_WEIGHT * (gap - pace)
         self.last_frame = self.last_beat = now
         self._probed_at = None
+        self._asking = False
 
     def probe_after(self) -> float | None:
         """The quiet after which a busy stream is probed (None: not busy enough to)."""
@@ -591,16 +615,19 @@ class _Watchdog:
         quiet = self.probe_after() or self._answer_within
         return min(self._answer_within, max(PROBE_ANSWER, quiet))
 
+    def _quiet_since(self) -> float:
+        return max(self.last_frame, self._spared_at)
+
     def _arm(self) -> None:
         due = min(self.last_frame + self._dead_after, self.last_beat + self._heartbeat)
-        if self._probed_at is not None:
+        if self._probed_at is not None and not self._asking:
             due = min(due, self._probed_at + self.probe_answer())
         elif self._probe is not None:
             # The pace changes with every frame and the timer is not re-armed per frame:
             # look again at least every PROBE_FLOOR while a probe may be wanted.
             quiet = self.probe_after()
-            next_look = self._loop.time() + PROBE_FLOOR
-            due = min(due, next_look if quiet is None else max(self.last_frame + quiet, next_look))
+            look = self._loop.time() + PROBE_FLOOR
+            due = min(due, look if quiet is None else max(self._quiet_since() + quiet, look))
         self._scheduled = due
         self._timer = self._loop.call_at(due, self._fire)
 
@@ -608,17 +635,21 @@ class _Watchdog:
         now = self._loop.time()
         quiet = self.probe_after()
         probed = self._probed_at
-        unanswered = probed is not None and now - probed >= self.probe_answer()
+        unanswered = probed is not None and not self._asking and now - probed >= self.probe_answer()
         if now - self._scheduled > PAUSE_SLACK:
             self.pauses += 1
             self.last_frame = self.last_beat = now
             self._probed_at = None
             self._beat()
-        elif unanswered or now - self.last_frame >= self._dead_after:
+        elif now - self.last_frame >= self._dead_after or (unanswered and self._verify is None):
             self.silent = True
             self._abort()
             return
-        elif self._probed_at is None and quiet is not None and now - self.last_frame >= quiet:
+        elif unanswered:
+            assert self._verify is not None
+            self._asking = True
+            self._verify()
+        elif probed is None and quiet is not None and now - self._quiet_since() >= quiet:
             self._probed_at = now
             assert self._probe is not None
             self._probe()
@@ -626,6 +657,29 @@ class _Watchdog:
             self.last_beat = now
             self._beat()
         self._arm()
+
+    def verdict(self, platform_answers: bool) -> None:
+        """Whether the platform answered while the probe was not: silence, or a stall."""
+        if not self._asking:
+            return  # a frame came meanwhile: the socket is alive
+        self._asking = False
+        self._probed_at = None
+        if platform_answers:
+            self.silent = True
+            self._abort()
+            return
+        now = self._loop.time()
+        self._spared_at = now
+        pace = self.pace if self.pace is not None else 0.0
+        self.pace = pace + PACE_WEIGHT * ((now - self.last_frame) - pace)
+
+    def ask(self, answers: Coroutine[object, object, bool]) -> None:
+        """Hand :meth:`verdict` what ``answers`` finds, beside the receive loop."""
+
+        async def ask() -> None:
+            self.verdict(await answers)
+
+        self._background(ask())
 
     def send(self, ws: ClientConnection, text: str) -> None:
         """Send ``text`` beside the receive loop; a closed connection is the loop's to see."""
