@@ -18,8 +18,10 @@ import argparse
 import sys
 
 from sscl_daemon.calls.policy import Policy
-from sscl_daemon.config import ConfigError, Need, add_config_argument, load_for_command
+from sscl_daemon.commands import command_settings
+from sscl_daemon.config import Need, add_config_argument
 from sscl_daemon.configured_policy import answer, policy_options
+from sscl_daemon.exitcodes import EXIT_CONFIG
 
 HELP = "check whether calls with a number would be logged, and why"
 
@@ -34,18 +36,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_for_command(args, Need.NONE)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = command_settings(args, Need.NONE)
+    if settings is None:
+        return EXIT_CONFIG
     accounts = settings.accounts
     if args.account is not None:
         accounts = tuple(a for a in accounts if a.name == args.account)
         if not accounts:
             names = ", ".join(a.name for a in settings.accounts)
             print(f"no account {args.account!r} in the configuration ({names})", file=sys.stderr)
-            return 2
+            return EXIT_CONFIG
     worst = 0
     for account in accounts:
         policy = Policy(policy_options(account))

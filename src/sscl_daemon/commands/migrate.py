@@ -12,13 +12,10 @@ never a traceback or a password.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 
-from sscl_daemon.commands.attach import open_store, store_failed
-from sscl_daemon.config import ConfigError, Need, Settings, add_config_argument, load_for_command
-from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
-from sscl_daemon.store import MigrationReport, StoreError
+from sscl_daemon.commands.attach import open_store, store_command
+from sscl_daemon.config import Settings, add_config_argument
+from sscl_daemon.exitcodes import EXIT_OK
 
 HELP = "apply the database schema migrations (the daemon also does this at start)"
 
@@ -27,22 +24,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
 
 
-async def _migrate(settings: Settings) -> tuple[str, MigrationReport]:
+async def _migrate(settings: Settings) -> int:
     store = await open_store(settings, require_schema=False)
     async with store:
-        return store.target, await store.migrate()
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_for_command(args, needs=Need.STORE)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        target, report = asyncio.run(_migrate(settings))
-    except StoreError as exc:
-        return store_failed("migrate", exc)
+        target, report = store.target, await store.migrate()
     for migration in report.applied:
         print(f"applied {migration.label}")
     if report.applied:
@@ -50,3 +35,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{target}: schema already at version {report.version}, nothing to do")
     return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    return store_command("migrate", args, _migrate)

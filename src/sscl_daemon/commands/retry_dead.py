@@ -9,15 +9,13 @@ daemon's existing store as ``status`` does (:mod:`.attach`): never a new one.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from datetime import datetime
 
-from sscl_daemon.commands.attach import open_store, store_failed
-from sscl_daemon.config import ConfigError, Need, Settings, add_config_argument, load_for_command
+from sscl_daemon.commands.attach import open_store, store_command
+from sscl_daemon.config import Settings, add_config_argument
 from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
 from sscl_daemon.since import parse_since
-from sscl_daemon.store import StoreError
 
 HELP = "send call logs parked as dead letters to their CRM again"
 
@@ -34,31 +32,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 async def _retry(settings: Settings, writer: str | None, since: datetime | None) -> int:
-    store = await open_store(settings)
-    try:
-        return await store.retry_dead(writer=writer, since=since)
-    finally:
-        await store.close()
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_for_command(args, needs=Need.STORE)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+    """Move the dead call logs back; the exit status."""
     known = {w.name for account in settings.accounts for w in account.writers}
-    if args.writer is not None and args.writer not in known:
+    if writer is not None and writer not in known:
         print(
-            f"sscl-daemon retry-dead: no writer named {args.writer!r} in {settings.source} "
+            f"sscl-daemon retry-dead: no writer named {writer!r} in {settings.source} "
             f"(writers: {', '.join(sorted(known)) or 'none'})",
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    store = await open_store(settings)
     try:
-        moved = asyncio.run(_retry(settings, args.writer, args.since))
-    except StoreError as exc:
-        return store_failed("retry-dead", exc)
-    scope = f" for writer {args.writer}" if args.writer else ""
+        moved = await store.retry_dead(writer=writer, since=since)
+    finally:
+        await store.close()
+    scope = f" for writer {writer}" if writer else ""
     print(f"{moved} dead call log{'s' if moved != 1 else ''}{scope} moved back to pending")
     return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    return store_command(
+        "retry-dead", args, lambda settings: _retry(settings, args.writer, args.since)
+    )

@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import sys
 
-from sscl_daemon.config import ConfigError, Need, add_config_argument, load_for_command
+from sscl_daemon.commands import command_settings
+from sscl_daemon.config import Need, add_config_argument
 from sscl_daemon.config.files import state_dir_problem
 from sscl_daemon.exitcodes import EXIT_CONFIG
 
@@ -24,10 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_for_command(args, needs=Need.ALL)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    settings = command_settings(args, Need.ALL)
+    if settings is None:
         return EXIT_CONFIG
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)

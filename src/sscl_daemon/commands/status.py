@@ -20,23 +20,18 @@ itself when the daemon is stopped.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sscl_daemon.commands.attach import open_store, store_failed
+from sscl_daemon.commands.attach import open_store, store_command
 from sscl_daemon.config import (
-    ConfigError,
-    Need,
     Settings,
     StoreSettings,
     add_config_argument,
-    load_for_command,
 )
-from sscl_daemon.exitcodes import EXIT_CONFIG, EXIT_OK
+from sscl_daemon.exitcodes import EXIT_OK
 from sscl_daemon.store import InstanceInfo, LeaseInfo, StoreError, StoreStatus
 from sscl_daemon.store.enrichments import Enrichments
 
@@ -398,17 +393,9 @@ def as_json(report: Report) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_for_command(args, needs=Need.STORE)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        report = asyncio.run(collect(settings))
-    except StoreError as exc:
-        return store_failed("status", exc)
-    if args.json:
-        print(json.dumps(as_json(report), indent=2))
-    else:
-        print(render(report))
-    return EXIT_OK
+    async def show(settings: Settings) -> int:
+        report = await collect(settings)
+        print(json.dumps(as_json(report), indent=2) if args.json else render(report))
+        return EXIT_OK
+
+    return store_command("status", args, show)
