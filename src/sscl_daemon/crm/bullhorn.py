@@ -26,8 +26,8 @@ Requests under ``restUrl``:
 * ``GET query/Note?where=externalID IN (...)`` before each create: our key (after an
   uncertain attempt or a retry) and, unless ``detect_client_logs = false``, the call's
   RingCentral session ids, which App Connect's Bullhorn connector writes into the same
-  field of the Notes users' own clients make. The database, not the search index, so a
-  Note just created is found.
+  field of the Notes users' own clients make (for a batch, one query per 20 calls). The
+  database, not the search index, so a Note just created is found.
 * ``GET search/{ClientContact,Candidate,Lead}?query=(phone:"N" OR mobile:"N" ...) AND
   isDeleted:false`` per uncached number, in the order of ``search_entities`` until one has
   matches (N = the national digits and E.164, each result's numbers compared here);
@@ -88,6 +88,9 @@ CRM: Final = "Bullhorn"
 DEFAULT_AUTH_URL: Final = "https://auth.bullhornstaffing.com"
 DEFAULT_LOGIN_URL: Final = "https://rest.bullhornstaffing.com"
 EXTERNAL_ID_MAX: Final = 100
+# externalIDs per Note query of a batch (a short URL), and the rows a query answers at most.
+QUERY_IDS: Final = 60
+QUERY_COUNT: Final = 500
 ACTION_MAX: Final = 30
 PERSON_ENTITIES: Final = ("ClientContact", "Candidate", "Lead")
 PHONE_FIELDS: Final = ("phone", "mobile", "phone2", "phone3", "workPhone")
@@ -343,14 +346,24 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
     # -- the writer protocol -------------------------------------------------------------------
 
     async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
-        # Our own earlier Note carries our key; one App Connect made carries the call's
-        # RingCentral session id in the same field.
+        return await self._write(call, ctx, None)
+
+    def _wanted(self, call: CompletedCall, ctx: WriteContext) -> list[str]:
+        """The externalIDs to look for before creating (none: no lookup). Our own earlier
+        Note carries our key; one App Connect made carries the call's session id."""
         wanted = [call.key]
         if self._settings.contacts.detect_client_logs:
             wanted += [i for i in (call.session_id, call.telephony_session_id) if i]
-        if ctx.uncertain or ctx.attempt > 1 or len(wanted) > 1:
-            found = await self._by_external_id(wanted)
-            if not isinstance(found, dict):
+        return wanted if ctx.uncertain or ctx.attempt > 1 or len(wanted) > 1 else []
+
+    async def _write(
+        self, call: CompletedCall, ctx: WriteContext, known: Mapping[str, str] | None
+    ) -> WriteResult:
+        """``known``: the batch's Notes by externalID, read for every call of it at once."""
+        wanted = self._wanted(call, ctx)
+        if wanted:
+            found = known if known is not None else await self._by_external_id(wanted)
+            if not isinstance(found, Mapping):
                 return found
             existing = next((found[k] for k in wanted if k in found), None)
             if existing is not None:
@@ -380,8 +393,18 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
     ) -> list[WriteResult]:
-        # Bullhorn has no batch create for entities.
-        return await batch.each(self.write, items)
+        # Bullhorn has no batch create for entities, but the Notes by externalID of a whole
+        # batch are read in a few queries (QUERY_IDS ids each), not one per call; a failed
+        # read falls back to each call's own.
+        ids = [i for call, ctx in items for i in self._wanted(call, ctx)]
+        known: dict[str, str] = {}
+        for start in range(0, len(ids) if len(items) > 1 else 0, QUERY_IDS):
+            found = await self._by_external_id(ids[start : start + QUERY_IDS])
+            if not isinstance(found, dict):
+                return await batch.each(self.write, items)
+            known.update(found)
+        lookups = known if len(items) > 1 else None
+        return await batch.each(lambda call, ctx: self._write(call, ctx, lookups), items)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -392,7 +415,7 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
             {
                 "where": f"externalID IN ({listed}) AND isDeleted=false",
                 "fields": "id,externalID",
-                "count": "50",
+                "count": str(QUERY_COUNT),
             },
         )
         if not isinstance(rows, list):
