@@ -8,45 +8,15 @@ table), :mod:`.secrets` (``env:``/``credential:`` references) and :mod:`.writers
 (``[writers.NAME]`` options per writer type) and :mod:`.locations` (which file a
 command reads: ``--config``, ``$SSCL_DAEMON_CONFIG``, ``/etc/sscl-daemon/config.toml``).
 The names other modules use are re-exported here, so they import from
-``sscl_daemon.config``.
+``sscl_daemon.config``; they are listed once, in ``__all__`` (the schema's come in by the
+star import, as ``asyncio`` gathers its submodules' names).
 """
+
+# ruff: noqa: F403, F405
 
 from sscl_daemon.config.loader import load_config, parse_config
 from sscl_daemon.config.locations import add_config_argument, config_path, load_for_command
-from sscl_daemon.config.schema import (
-    CONFIG_ENV,
-    DEFAULT_ACCOUNT,
-    DEFAULT_CONFIG_PATH,
-    DEFAULT_STATE_DIR,
-    MIN_SENT_RETENTION_DAYS,
-    AccountSettings,
-    AdminSettings,
-    CallSettings,
-    ConfigError,
-    ConfigIssue,
-    ContactSettings,
-    DaemonSettings,
-    DealsPolicy,
-    HubSpotOptions,
-    JsonlOptions,
-    LogFormat,
-    LogLevel,
-    NoContactPolicy,
-    OAuthClientSettings,
-    PipedriveLog,
-    PipedriveOptions,
-    RecordingsMode,
-    RingCentralSettings,
-    SalesforceOptions,
-    Secret,
-    Settings,
-    SeveralContactsPolicy,
-    StoreSettings,
-    WebhookOptions,
-    WriterOptions,
-    WriterSettings,
-    WriterType,
-)
+from sscl_daemon.config.schema import *
 from sscl_daemon.config.secrets import Need
 
 __all__ = [
