@@ -76,6 +76,7 @@ PROBE_BUFFER_SHARE = 0.25
 # trip over the Internet); the pong is waited for at most HEARTBEAT_ANSWER.
 PROBE_FLOOR = 1.0
 PROBE_ANSWER = 2.0
+PROBE_LOOK = 0.25  # the watchdog's timer looks at a busy stream this often at least
 # An unanswered probe is silence only if the platform answers other requests, as promptly
 # as the pong was waited for: a platform that answers nothing in time is stalled, and the
 # frames it holds back for the socket come when it resumes (a recovery would replay only
@@ -624,9 +625,9 @@ class _Watchdog:
             due = min(due, self._probed_at + self.probe_answer())
         elif self._probe is not None:
             # The pace changes with every frame and the timer is not re-armed per frame:
-            # look again at least every PROBE_FLOOR while a probe may be wanted.
+            # look again a few times a second while a probe may be wanted.
             quiet = self.probe_after()
-            look = self._loop.time() + PROBE_FLOOR
+            look = self._loop.time() + PROBE_LOOK
             due = min(due, look if quiet is None else max(self._quiet_since() + quiet, look))
         self._scheduled = due
         self._timer = self._loop.call_at(due, self._fire)
