@@ -25,9 +25,11 @@ the simulator made is in the receiver, and compares each log with the simulator'
 truth: missing, logged under a key the ground truth does not have, delivered again under
 a new ``webhook-id``, and wrong fields (result, talk and hold within 1 s, direction,
 external number, owner), per source (live / call log); a field the log itself flags as
-approximate is counted as flagged, not wrong. One table; exit status 1 on any missing or
-duplicated log (in the receiver or the jsonl file). The work directory (daemon logs,
-config) is kept with ``--keep``.
+approximate is counted as flagged, not wrong. A second table blames each log with
+nothing live in it on the fault injected last before its call ended (`attribute`). Exit
+status 1 on any missing or duplicated log (in the receiver or the jsonl file). The work
+directory (daemon logs, config, and ``not-live.txt``: each such log, its fault and the
+call's span after it) is kept with ``--keep``.
 """
 
 from __future__ import annotations
@@ -557,6 +559,8 @@ class Comparison:
     # Logs with nothing live in them, by the fault injected last before the call's end
     # (`attribute`): which faults still cost live logging.
     not_live_by_fault: Counter[str] = dataclasses.field(default_factory=Counter)
+    # Each of them: "key fault: from +a s to +b s" (the call's span after the fault).
+    not_live_calls: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def live_share(self) -> float:
@@ -607,20 +611,21 @@ def jsonl_keys(state_dir: Path) -> set[str]:
 NO_FAULT = "(no fault before)"
 
 
-def attribute(end: datetime, timeline: Sequence[tuple[datetime, str]]) -> str:
-    """The fault injected last at or before ``end`` (a call's last event), or ``NO_FAULT``.
+def attribute(end: datetime, timeline: Sequence[tuple[datetime, str]]) -> tuple[str, datetime]:
+    """The fault injected last at or before ``end`` (a call's last event), or ``NO_FAULT``,
+    and when it was injected.
 
     A log with nothing live in it is a call whose every event the daemon missed: the
     stretch it missed began with a fault before the call ended. A fault injected while the
     stream was already down is in ``timeline`` under the fault that took it down
     (`Chaos._cause`). The table says which faults to look at first, not a proof.
     """
-    cause = NO_FAULT
+    cause, at = NO_FAULT, end
     for moment, kind in timeline:
         if moment > end:
             break
-        cause = kind
-    return cause
+        cause, at = kind, moment
+    return cause, at
 
 
 def compare(
@@ -630,8 +635,8 @@ def compare(
     timeline: Sequence[tuple[datetime, str]] = (),
 ) -> Comparison:
     truth = {log.key: log for call in made for log in call.expected}
-    ends = {
-        log.key: call.start + timedelta(milliseconds=call.end_offset_ms)
+    spans = {
+        log.key: (call.start, call.start + timedelta(milliseconds=call.end_offset_ms))
         for call in made
         for log in call.expected
     }
@@ -639,6 +644,7 @@ def compare(
     per_source: dict[str, Counter[str]] = {}
     wrong: list[str] = []
     not_live: Counter[str] = Counter()
+    not_live_calls: list[str] = []
     for key, doc in delivered.items():
         source = str(doc.get("source", "?"))
         row = per_source.setdefault(source, Counter())
@@ -647,7 +653,11 @@ def compare(
         if expected is None:
             continue
         if "live" not in source:
-            not_live[attribute(ends[key], timeline)] += 1
+            start, end = spans[key]
+            cause, at = attribute(end, timeline)
+            not_live[cause] += 1
+            since = (start - at).total_seconds(), (end - at).total_seconds()
+            not_live_calls.append(f"{key} {cause}: from {since[0]:+.1f} s to {since[1]:+.1f} s")
         flagged = _approximate(doc)
         for name in _wrong(expected, doc):
             row["flagged" if name in flagged else name] += 1
@@ -663,6 +673,7 @@ def compare(
         per_source=per_source,
         wrong=wrong,
         not_live_by_fault=not_live,
+        not_live_calls=sorted(not_live_calls, key=lambda line: line.split(" ", 1)[1]),
     )
 
 
@@ -847,6 +858,7 @@ def soak(options: Options) -> tuple[Comparison, str]:
         facts["started"] = started
         if options.keep:
             facts["work directory"] = str(workdir)
+            (workdir / "not-live.txt").write_text("".join(f"{x}\n" for x in result.not_live_calls))
         return result, report(result, facts)
     finally:
         if not options.keep:
