@@ -87,6 +87,14 @@ class OriginType(enum.StrEnum):
     UNKNOWN = "Unknown"
 
 
+# The two groups of codes the call rules read (the tracker to know when a session can
+# end, the leg derivation to find a party's end and its mailbox). Tuples, not sets:
+# membership then compares by identity in C, while hashing an enum member runs Python code.
+# A party that reached one of these is done.
+ENDED = (StatusCode.DISCONNECTED, StatusCode.GONE)
+# A party in a mailbox (spelled both ways, see parse_status).
+IN_VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
+
 E = TypeVar("E", bound=enum.StrEnum)
 
 

@@ -17,15 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sscl_daemon.calls.codes import StatusCode
+from sscl_daemon.calls.codes import ENDED, IN_VOICEMAIL, StatusCode
 from sscl_daemon.calls.state import Step
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Tuples, not sets: membership then compares by identity in C, while hashing an
 # enum member runs Python code (Enum.__hash__) — this is the per-session hot path.
-_TERMINAL = (StatusCode.DISCONNECTED, StatusCode.GONE)
-_VOICEMAIL = (StatusCode.VOICEMAIL, StatusCode.VOICEMAIL_SCREENING)
 _RANG = (
     StatusCode.PROCEEDING,
     StatusCode.ANSWERED,
@@ -76,9 +74,9 @@ def party_timeline(steps: list[Step], last_ms: int) -> Timeline:
         if code is _ANSWERED:
             if answered is None:
                 answered = step.at_ms
-        elif code in _VOICEMAIL and voicemail is None:
+        elif code in IN_VOICEMAIL and voicemail is None:
             voicemail = step.at_ms
-        elif code in _TERMINAL:
+        elif code in ENDED:
             terminal = step
             break
     end = terminal.at_ms if terminal is not None else max(last_ms, steps[-1].at_ms)
