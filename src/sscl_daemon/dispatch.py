@@ -42,16 +42,8 @@ from sscl_daemon import metrics
 from sscl_daemon.backoff import backoff_delay
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import WriterSettings
-from sscl_daemon.crm.base import (
-    AlreadyExisted,
-    Created,
-    PermanentFailure,
-    RetryLater,
-    Skipped,
-    WriteContext,
-    Writer,
-    WriteResult,
-)
+from sscl_daemon.crm import base
+from sscl_daemon.crm.base import WriteContext, Writer, WriteResult
 from sscl_daemon.logging import get_logger
 from sscl_daemon.store import Lease, OutboxItem, Outcome, Store, WorkNotifier
 
@@ -110,25 +102,25 @@ def settle(
     answer: Answer, attempts: int, settings: WriterSettings, rng: random.Random
 ) -> Settlement:
     """The state transition of a ledger row after the writer's answer."""
-    if isinstance(answer, Created):
+    if isinstance(answer, base.Created):
         return Settlement(WriteOutcome.CREATED, record_id=answer.record_id, written=answer.written)
-    if isinstance(answer, AlreadyExisted):
+    if isinstance(answer, base.AlreadyExisted):
         return Settlement(
             WriteOutcome.ALREADY_EXISTED, record_id=answer.record_id, ours=answer.ours
         )
-    if isinstance(answer, PermanentFailure):
+    if isinstance(answer, base.PermanentFailure):
         return Settlement(WriteOutcome.PERMANENT_FAILURE, reason=answer.reason)
-    if isinstance(answer, Skipped):
+    if isinstance(answer, base.Skipped):
         return Settlement(WriteOutcome.SKIPPED, reason=answer.reason)
     uncertain = isinstance(answer, Uncertain) or (
-        isinstance(answer, RetryLater) and answer.uncertain
+        isinstance(answer, base.RetryLater) and answer.uncertain
     )
     if attempts >= settings.max_attempts:
         return Settlement(
             WriteOutcome.DEAD,
             reason=f"gave up after {attempts} attempts; last error: {answer.reason}",
         )
-    delay = answer.delay if isinstance(answer, RetryLater) else None
+    delay = answer.delay if isinstance(answer, base.RetryLater) else None
     if delay is None:
         delay = backoff_delay(attempts, settings.retry_initial, settings.retry_max, rng)
     return Settlement(
