@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -327,29 +328,29 @@ def _links_and_markers(
     return lines
 
 
+class NoteOptions(TypedDict, total=False):
+    """How a note is written beyond its call and contact: :func:`note_lines`'s keywords."""
+
+    media_base: str
+    tz: ZoneInfo | None
+    recordings: RecordingsMode | None
+    body: str | None
+
+
 def note_text(
-    call: CompletedCall,
-    contact_name: str | None = None,
-    media_base: str = RECORDING_BASE,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode | None = None,
-    body: str | None = None,
+    call: CompletedCall, contact_name: str | None = None, **options: Unpack[NoteOptions]
 ) -> str:
-    lines = note_lines(call, contact_name, media_base, tz, recordings, body)
+    """One ``label: value`` line per fact (see :func:`note_lines`)."""
+    lines = note_lines(call, contact_name, **options)
     return "\n".join(f"{n.label}: {n.value}" if n.label else n.value for n in lines)
 
 
 def note_html(
-    call: CompletedCall,
-    contact_name: str | None = None,
-    media_base: str = RECORDING_BASE,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode | None = None,
-    body: str | None = None,
+    call: CompletedCall, contact_name: str | None = None, **options: Unpack[NoteOptions]
 ) -> str:
     """One ``<p>`` per line; values escaped, recording links clickable."""
     parts = []
-    for n in note_lines(call, contact_name, media_base, tz, recordings, body):
+    for n in note_lines(call, contact_name, **options):
         value = html.escape(n.value)
         if n.link:
             value = f'<a href="{value}">{value}</a>'
