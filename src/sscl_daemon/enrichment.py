@@ -222,6 +222,7 @@ class EnrichmentRunner:
     async def _gather(self, item: EnrichmentItem, mode: RecordingsMode) -> Enrichment | _Wait:
         e = Enrichment(Kind(item.kind), item.call, item.record_id, item.written)
         audio: list[Audio] = []
+        audio_links: list[str] = []
         links: list[str] = []
         remarks: list[str] = []
         try:
@@ -235,7 +236,7 @@ class EnrichmentRunner:
                     if isinstance(got, NotReady):
                         self._close_all(audio)
                         return _Wait(got.reason)
-                    self._keep(got, uri, audio, links, remarks)
+                    self._keep(got, uri, audio, audio_links, links, remarks)
             else:
                 vm = await self._media.voicemail(item.call)
                 if isinstance(vm, NotReady):
@@ -251,13 +252,13 @@ class EnrichmentRunner:
                     got = await self._media.attachment(vm)
                     if isinstance(got, NotReady):
                         return _Wait(got.reason)
-                    self._keep(got, vm.audio_uri, audio, links, remarks)
+                    self._keep(got, vm.audio_uri, audio, audio_links, links, remarks)
                 elif mode is RecordingsMode.LINK:
                     links.append(content.player_link(vm.audio_uri))
         except (Retryable, RetriesExhausted) as exc:
             self._close_all(audio)
             return _Wait(f"RingCentral: {exc}")
-        e.audio, e.links, e.remarks = audio, links, remarks
+        e.audio, e.audio_links, e.links, e.remarks = audio, audio_links, links, remarks
         return e
 
     def _keep(
@@ -265,11 +266,13 @@ class EnrichmentRunner:
         got: Audio | TooLarge,
         uri: str,
         audio: list[Audio],
+        audio_links: list[str],
         links: list[str],
         remarks: list[str],
     ) -> None:
         if isinstance(got, Audio):
             audio.append(got)
+            audio_links.append(content.player_link(uri))
             return
         links.append(content.player_link(uri))
         remarks.append(

@@ -64,6 +64,9 @@ class Enrichment:
     written: str | None
     # The audio to attach (upload mode; the runner closes it afterwards).
     audio: Sequence[Audio] = ()
+    # The link of each audio (in order), for a writer that finds the file too large for
+    # its CRM (Dynamics 365's upload limit) and links it instead.
+    audio_links: Sequence[str] = ()
     # Links a RingCentral user can open (link mode, or what could not be uploaded).
     links: Sequence[str] = ()
     transcription: str | None = None

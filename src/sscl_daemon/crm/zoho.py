@@ -40,6 +40,10 @@ COQL first. Calls are not an ``upsert`` module in Zoho, so we only ever create.
 Limits: a rolling 24-hour credit allowance and a per-organisation concurrency limit; past
 either, HTTP 429 ``TOO_MANY_REQUESTS`` (no ``Retry-After``), retried after the default
 pause.
+
+After the create, recordings and voicemail (audio and transcription) are added to the same
+record (``crm/zoho_enrich.py``): the file as an attachment of the call, the section in its
+``Description`` unless a person changed it, else in a note of the call.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import OAuthClientSettings, WriterSettings
+from sscl_daemon.config import OAuthClientSettings, RecordingsMode, WriterSettings
 from sscl_daemon.config.writers import oauth_settings
 from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
@@ -63,13 +67,16 @@ from sscl_daemon.crm.base import (
     OptionReader,
     PermanentFailure,
     RetryLater,
+    WriteContext,
     WriteResult,
     WriterPlugin,
 )
 from sscl_daemon.crm.batch import Pending
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import OAuthBearer, Response, ensure_token
 from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.plugin_enrich import enrich_record
 from sscl_daemon.crm.plugin_parts import (
     BaseUrlCalls,
     near_start,
@@ -80,6 +87,7 @@ from sscl_daemon.crm.plugin_parts import (
     text_field,
 )
 from sscl_daemon.crm.wiring import ChunkedWriterBase
+from sscl_daemon.crm.zoho_enrich import ZohoCall
 
 CRM: Final = "Zoho CRM"
 BATCH_MAX: Final = 100
@@ -169,8 +177,10 @@ def call_record(
     owner_id: str | None,
     key_field: str = DEFAULT_KEY_FIELD,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
 ) -> dict[str, object]:
-    """One record of the ``POST /crm/v7/Calls`` body (pure); the note's times in ``tz``."""
+    """One record of the ``POST /crm/v7/Calls`` body (pure); the note's times in ``tz``,
+    its recording lines as ``recordings`` says (``content.recording_links``)."""
     name = contact.name if contact else None
     kind = call_type(call)
     record: dict[str, object] = {
@@ -179,7 +189,7 @@ def call_record(
         "Call_Start_Time": zoho_time(call.start_time),
         "Call_Duration": mm_ss(talk_seconds(call)),
         "Call_Result": _RESULTS[content.outcome(call)],
-        "Description": content.note_text(call, name, tz=tz),
+        "Description": content.note_text(call, name, tz=tz, recordings=recordings),
         key_field: call.key,
     }
     if kind == "Outbound":
@@ -317,6 +327,7 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         self._opts = opts = options_of(settings, ZohoOptions, "ZohoWriter", "zoho")
         self._zone_of = content.zone_of(settings.contacts)  # per call: timezone = "user"
+        self.recordings = settings.contacts.recordings
         self.oauth = OAuthClient.at(
             session, opts.accounts_url, "/oauth/v2/token", opts.oauth, timeout=settings.timeout
         )
@@ -343,6 +354,11 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
         if not domain:
             return PermanentFailure(f"{CRM} token answer named no api_domain")
         return f"{domain.rstrip('/')}/crm/{API_VERSION}"
+
+    async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+        """The audio attached to the Calls record, the section in its Description or a
+        note of the call (``crm/zoho_enrich.py``)."""
+        return await enrich_record(ZohoCall(self), e, ctx)
 
     async def _coql(self, query: str) -> list[Mapping[str, object]] | LookupFailure:
         answer = await self._call("POST", "/coql", body={"select_query": query})
@@ -380,7 +396,12 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
         return call_record(
-            call, resolved.primary, resolved.owner_id, self._opts.key_field, self._zone_of(call)
+            call,
+            resolved.primary,
+            resolved.owner_id,
+            self._opts.key_field,
+            self._zone_of(call),
+            self.recordings,
         )
 
     async def _insert(self, ready: list[Pending]) -> None:
@@ -401,6 +422,9 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
             return
         for p, item in zip(ready, items, strict=True):
             p.result = item_result(item, self._opts.key_field)
+            if isinstance(p.result, Created):
+                # What later updates compare the record's note with (crm/enrich.py).
+                p.result = Created(p.result.record_id, _description(p.payload))
 
     # -- lookups -----------------------------------------------------------------------------
 

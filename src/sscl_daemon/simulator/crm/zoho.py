@@ -25,6 +25,7 @@ COQL, users, OAuth "refresh your access token", status codes):
   values), ``between``, ``is null`` joined by ``and``); both answer 204 with no body when
   nothing matches.
 * ``GET /crm/v7/users?type=ActiveUsers``.
+* a Calls record's own routes (get, update, attachments, notes): ``simulator/crm/zoho_records.py``.
 * rate limit: at most ``rate_limit`` requests per ``window`` seconds; past it, 429
   ``TOO_MANY_REQUESTS`` (Zoho sends no ``Retry-After``).
 """
@@ -39,6 +40,7 @@ from typing import Final
 
 from aiohttp import web
 
+from sscl_daemon.simulator.crm import zoho_records
 from sscl_daemon.simulator.crm.common import (
     Handler,
     StandInState,
@@ -89,6 +91,11 @@ class ZohoState(StandInState):
     contacts: dict[str, dict[str, object]] = field(default_factory=dict)
     leads: dict[str, dict[str, object]] = field(default_factory=dict)
     calls: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Calls id -> its attachments (``data``: the bytes); notes by id (``Parent_Id``: the call).
+    attachments: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    notes: dict[str, dict[str, object]] = field(default_factory=dict)
+    # (call id, fields) of every single-record update, in order.
+    updates: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     rate_limit: int = 100
     window_seconds: float = 60.0
     window: WindowLimit | None = None
@@ -475,4 +482,5 @@ def create_app(state: ZohoState | None = None) -> web.Application:
     app.router.add_get("/crm/v7/Leads/search", search_leads)
     app.router.add_post("/crm/v7/coql", coql)
     app.router.add_get("/crm/v7/users", users)
+    zoho_records.add_routes(app, state, CALL_TEXT)
     return app

@@ -1,0 +1,291 @@
+"""A call log's lifecycle for the plug-in writers Zoho CRM, Dynamics 365, Clio and Bullhorn
+(issue 15): created at call end, then the recording and the voicemail (audio and
+transcription) added to the same record once RingCentral has them -- with the RingCentral
+simulator, the CRM's stand-in and a real Postgres.
+
+Per CRM (one :class:`Crm` adapter each, reading the stand-in's state): the bytes attached equal
+the simulator's, the voicemail brings its audio and transcription, an update happens once
+across a crash between create and update (the killed process's claim lapses, the row comes
+back uncertain), and a note a person edited after the create is left as they wrote it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import pytest
+from tests.crm.test_call_log_lifecycle import completed, until
+
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.config import (
+    ContactSettings,
+    OAuthClientSettings,
+    RecordingsMode,
+    RingCentralSettings,
+    Secret,
+    WriterSettings,
+)
+from sscl_daemon.crm import zoho as zc
+from sscl_daemon.crm.base import WriteContext, Writer
+from sscl_daemon.crm.enrich import Enrichment, Kind, Updated, plain
+from sscl_daemon.dispatch import Dispatcher
+from sscl_daemon.enrichment import EnrichmentRunner
+from sscl_daemon.ringcentral.auth import Authenticator
+from sscl_daemon.ringcentral.media import MediaClient
+from sscl_daemon.ringcentral.rest import RestClient
+from sscl_daemon.simulator import media as sim_media
+from sscl_daemon.simulator.app import Simulator, SimulatorConfig
+from sscl_daemon.simulator.crm import zoho as zoho_sim
+from sscl_daemon.simulator.crm.common import serve
+from sscl_daemon.simulator.profiles import PlatformProfile
+from sscl_daemon.simulator.scenarios import CallKind
+from sscl_daemon.store import Store
+from sscl_daemon.store.enrichments import Enrichments
+
+ACCOUNT = "acct"
+CONTACTS = ContactSettings(
+    recordings=RecordingsMode.UPLOAD,
+    media_first_look=0.0,
+    detect_client_logs=False,
+    owner_by_email=False,
+)
+
+
+class Crm(Protocol):
+    """One CRM's stand-in, seen the way the tests need it."""
+
+    name: str
+
+    def writer(self, http: aiohttp.ClientSession) -> Writer: ...
+
+    def note(self, record: str) -> str:
+        """The record's note as stored."""
+        ...
+
+    def edit(self, record: str, text: str) -> None:
+        """A person rewrites the record's note."""
+        ...
+
+    def files(self, record: str) -> dict[str, bytes]:
+        """The files the record has (name -> bytes)."""
+        ...
+
+    def beside(self, record: str) -> list[str]:
+        """The notes left beside the record."""
+        ...
+
+
+@dataclass
+class Zoho:
+    state: zoho_sim.ZohoState
+    url: str
+    name: str = "zoho"
+
+    def writer(self, http: aiohttp.ClientSession) -> Writer:
+        oauth = OAuthClientSettings(
+            zoho_sim.CLIENT_ID, Secret(zoho_sim.CLIENT_SECRET), Secret(zoho_sim.REFRESH_TOKEN)
+        )
+        settings = WriterSettings(
+            self.name,
+            "zoho",
+            zc.ZohoOptions(oauth, accounts_url=self.url),
+            timeout=5.0,
+            contacts=CONTACTS,
+        )
+        return zc.ZohoWriter(settings, http)
+
+    def note(self, record: str) -> str:
+        return str(self.state.calls[record]["Description"])
+
+    def edit(self, record: str, text: str) -> None:
+        self.state.calls[record]["Description"] = text
+
+    def files(self, record: str) -> dict[str, bytes]:
+        rows = self.state.attachments.get(record, [])
+        return {str(r["File_Name"]): bytes(r["data"]) for r in rows}  # type: ignore[call-overload]
+
+    def beside(self, record: str) -> list[str]:
+        return [
+            str(n["Note_Content"]) for n in self.state.notes.values() if n["Parent_Id"] == record
+        ]
+
+
+async def zoho_crm(stack: AsyncExitStack) -> Crm:
+    state = zoho_sim.ZohoState(rate_limit=10**6)
+    url = await stack.enter_async_context(serve(zoho_sim.create_app(state)))
+    return Zoho(state, url)
+
+
+MAKERS: dict[str, Callable[[AsyncExitStack], Awaitable[Crm]]] = {"zoho": zoho_crm}
+
+
+@dataclass
+class Rig:
+    sim: Simulator
+    store: Store
+    http: aiohttp.ClientSession
+    media: MediaClient
+    crm: Crm
+    writer: Writer
+
+    @property
+    def settings(self) -> WriterSettings:
+        return self.writer._settings  # type: ignore[attr-defined, no-any-return]
+
+    def runner(self, claimer: str = "c-1") -> EnrichmentRunner:
+        return EnrichmentRunner(
+            Enrichments(self.store),
+            lambda: self.writer,
+            lambda: self.settings,
+            self.media,
+            account=ACCOUNT,
+            claimer=claimer,
+            idle_poll=0.05,
+        )
+
+    async def played(self, kind: CallKind) -> CompletedCall:
+        call = self.sim.place_call(kind)
+        self.sim.fast_forward()
+        await self.sim.wait_idle()
+        return completed(self.sim, call)
+
+    async def create(
+        self, runner: EnrichmentRunner | None, *calls: CompletedCall
+    ) -> dict[str, str]:
+        """Commit ``calls`` and let a dispatcher create them; key -> record id."""
+        name = self.settings.name
+        await self.store.commit_batch(ACCOUNT, list(calls), [name], None)
+        dispatcher = Dispatcher(
+            self.store,
+            self.writer,
+            self.settings,
+            claimer="d-1",
+            account=ACCOUNT,
+            idle_poll=0.05,
+            on_created=runner.created if runner else None,
+        )
+        task = asyncio.create_task(dispatcher.run())
+        try:
+
+            async def sent() -> bool:
+                rows = await self.store.outbox_rows(ACCOUNT, name)
+                return all(r.crm_record_id for r in rows)
+
+            await until(sent)
+        finally:
+            await dispatcher.drain(1.0)
+            task.cancel()
+        rows = await self.store.outbox_rows(ACCOUNT, name)
+        return {r.call_key: str(r.crm_record_id) for r in rows}
+
+    async def enrich(self, runner: EnrichmentRunner, count: int) -> list[dict[str, object]]:
+        rows = Enrichments(self.store)
+        task = asyncio.create_task(runner.run())
+        try:
+
+            async def settled() -> bool:
+                found = await rows.rows(ACCOUNT, runner.name)
+                return sum(r["status"] in ("sent", "dead", "expired") for r in found) >= count
+
+            await until(settled)
+        finally:
+            task.cancel()
+        return await rows.rows(ACCOUNT, runner.name)
+
+
+@pytest.fixture(params=sorted(MAKERS))
+async def rig(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[Rig]:
+    profile = PlatformProfile.lenient().with_changes(call_log_delay_s=0.0)
+    sim = await Simulator(SimulatorConfig(seed=11, profile=profile)).start()
+    try:
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            crm = await MAKERS[request.param](stack)
+            settings = RingCentralSettings(
+                server=sim.base_url, client_id="c", client_secret=Secret("s"), jwt=Secret("j")
+            )
+            rest = RestClient(http, Authenticator(http, settings), sim.base_url)
+            media = MediaClient(http, rest, max_bytes=20_000_000)
+            yield Rig(sim, store, http, media, crm, crm.writer(http))
+    finally:
+        await sim.stop()
+
+
+async def test_recording_and_voicemail_are_attached_with_the_transcription(rig: Rig) -> None:
+    recorded = await rig.played(CallKind.RECORDED)
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    runner = rig.runner()
+    ids = await rig.create(runner, recorded, voicemail)
+
+    rows = await rig.enrich(runner, 2)
+    assert {(r["kind"], r["status"]) for r in rows} == {
+        ("recording", "sent"),
+        ("voicemail", "sent"),
+    }
+    (rid,) = recorded.recording_ids
+    seconds = int((recorded.total_ms + 500) // 1000)
+    assert rig.crm.files(ids[recorded.key]) == {
+        f"recording-{rid}.wav": sim_media.recording_bytes(rid, seconds)
+    }
+    assert f"Recording: attached (recording-{rid}.wav)" in plain(rig.crm.note(ids[recorded.key]))
+    ((vm_name, vm_audio),) = rig.crm.files(ids[voicemail.key]).items()
+    assert vm_audio[:4] == b"RIFF"
+    message_id = vm_name.removeprefix("voicemail-").removesuffix(".wav")
+    expected = f"Voicemail transcription: {sim_media.transcription_text(message_id)}"
+    assert expected in plain(rig.crm.note(ids[voicemail.key]))
+    assert rig.crm.beside(ids[recorded.key]) == rig.crm.beside(ids[voicemail.key]) == []
+
+
+async def test_a_note_a_person_edited_is_left_alone(rig: Rig) -> None:
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    runner = rig.runner()
+    ids = await rig.create(runner, voicemail)
+    record = ids[voicemail.key]
+    rig.crm.edit(record, "Called back, all sorted. -- Ann")
+
+    rows = await rig.enrich(runner, 1)
+    assert rows[0]["status"] == "sent"
+    assert plain(rig.crm.note(record)) == "Called back, all sorted. -- Ann"
+    (note,) = rig.crm.beside(record)
+    assert "Voicemail transcription:" in plain(note)
+    assert f"sscl-update: {voicemail.key}#voicemail" in plain(note)
+    assert len(rig.crm.files(record)) == 1  # the audio is attached all the same
+
+
+async def test_an_update_happens_once_across_a_crash_between_create_and_update(
+    rig: Rig,
+) -> None:
+    recorded = await rig.played(CallKind.RECORDED)
+    runner = rig.runner()
+    ids = await rig.create(runner, recorded)
+    # The process that claimed the update sent it and was killed before recording the
+    # answer: its claim lapses, the row comes back uncertain to the next process.
+    (item,) = await Enrichments(rig.store).claim_due(ACCOUNT, rig.settings.name, 10, "killed", 0.2)
+    gathered = await rig.runner("killed")._gather(item, RecordingsMode.UPLOAD)
+    assert isinstance(gathered, Enrichment)
+    assert isinstance(await rig.writer.enrich(gathered, WriteContext()), Updated)  # type: ignore[attr-defined]
+
+    after = await rig.enrich(rig.runner("c-2"), 1)
+    assert (after[0]["status"], after[0]["attempts"]) == ("sent", 2)
+    assert len(rig.crm.files(ids[recorded.key])) == 1
+    assert plain(rig.crm.note(ids[recorded.key])).count("Recording: attached") == 1
+    assert rig.crm.beside(ids[recorded.key]) == []
+
+
+async def test_a_note_beside_is_left_once_across_an_uncertain_retry(rig: Rig) -> None:
+    voicemail = await rig.played(CallKind.INBOUND_VOICEMAIL)
+    ids = await rig.create(None, voicemail)
+    record = ids[voicemail.key]
+    e = Enrichment(Kind.VOICEMAIL, voicemail, record, None)  # what was written: unknown
+    e.transcription = "call me back"
+    enrich = rig.writer.enrich  # type: ignore[attr-defined]
+    assert isinstance(await enrich(e, WriteContext()), Updated)
+    assert isinstance(await enrich(e, WriteContext(attempt=2, uncertain=True)), Updated)
+    (note,) = rig.crm.beside(record)
+    assert "call me back" in plain(note)
+    assert "call me back" not in plain(rig.crm.note(record))
