@@ -6,10 +6,10 @@ the order the notifications arrived in. This module decides *which* legs a
 session gives; the per-session facts they read and the leg record itself are in
 :mod:`~sscl_daemon.calls.leg_builder`, who is a user in
 :mod:`~sscl_daemon.calls.parties`, the times in :mod:`~sscl_daemon.calls.timeline`.
-Rules (RingCentral developer guide:
-"Telephony Session Notifications", "Calculating Call Time Metrics",
-"Managing Warm Transfers", call-log "states"; research notes rc-protocol.md
-B3-B6):
+
+Rules (RingCentral developer guide: "Telephony Session Notifications",
+"Calculating Call Time Metrics", "Managing Warm Transfers", call-log "states";
+research notes rc-protocol.md B3-B6):
 
 * Parties are users, other RingCentral extensions (IVR menu, call queue,
   park location, ...) or external (no ``extensionId``). The external caller's
@@ -60,6 +60,7 @@ _ATTENDED = Reason.ATTENDED_TRANSFER
 _USER = Kind.USER
 _INBOUND, _OUTBOUND, _INTERNAL = Direction.INBOUND, Direction.OUTBOUND, Direction.INTERNAL
 
+# The outside party of a call: (number in E.164, name), both None for an internal call.
 External = tuple[str | None, str | None]
 
 

@@ -67,6 +67,7 @@ class Timeline:
 
 
 def party_timeline(steps: list[Step], last_ms: int) -> Timeline:
+    """A party's steps (sorted by sequence, not empty) reduced; ``last_ms`` ends an open one."""
     answered = voicemail = None
     terminal = None
     for step in steps:
