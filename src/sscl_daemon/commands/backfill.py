@@ -27,9 +27,8 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import TextIO
 
 import aiohttp
@@ -153,19 +152,11 @@ class Reporter:
             self._bar = Progress(*columns, console=console, transient=True)
             self._task = self._bar.add_task("backfill", total=period.seconds, calls=0)
 
-    def __enter__(self) -> Reporter:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[Reporter]:
+        """The reporter while the backfill runs: the bar (rich's Progress) starts and stops."""
+        with self._bar if self._bar is not None else contextlib.nullcontext():
+            yield self
 
     def advance(self, part: Period, batch: Stretch) -> None:
         self._done += part.seconds
@@ -255,7 +246,7 @@ async def _backfill(
                 call_log_delay=0.0,
                 source=CallSource.BACKFILL,
             )
-            with Reporter(period, err, terminal, progress_interval) as reporter:
+            with Reporter(period, err, terminal, progress_interval).shown() as reporter:
 
                 def show(part: Period, batch: Stretch, known: set[str]) -> None:
                     if dry_run:
