@@ -30,6 +30,7 @@ from sscl_daemon.config import (
     Secret,
     WriterSettings,
 )
+from sscl_daemon.crm import clio as cl
 from sscl_daemon.crm import zoho as zc
 from sscl_daemon.crm.base import WriteContext, Writer
 from sscl_daemon.crm.enrich import Enrichment, Kind, Updated, plain
@@ -40,6 +41,7 @@ from sscl_daemon.ringcentral.media import MediaClient
 from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.simulator import media as sim_media
 from sscl_daemon.simulator.app import Simulator, SimulatorConfig
+from sscl_daemon.simulator.crm import clio as clio_sim
 from sscl_daemon.simulator.crm import zoho as zoho_sim
 from sscl_daemon.simulator.crm.common import serve
 from sscl_daemon.simulator.profiles import PlatformProfile
@@ -62,6 +64,10 @@ class Crm(Protocol):
     name: str
 
     def writer(self, http: aiohttp.ClientSession) -> Writer: ...
+
+    def caller(self, call: CompletedCall) -> None:
+        """The CRM knows the caller (as the CRM's users would have entered them)."""
+        ...
 
     def note(self, record: str) -> str:
         """The record's note as stored."""
@@ -99,6 +105,9 @@ class Zoho:
         )
         return zc.ZohoWriter(settings, http)
 
+    def caller(self, call: CompletedCall) -> None:
+        self.state.add_contact("Caller", str(call.external_number))
+
     def note(self, record: str) -> str:
         return str(self.state.calls[record]["Description"])
 
@@ -121,7 +130,59 @@ async def zoho_crm(stack: AsyncExitStack) -> Crm:
     return Zoho(state, url)
 
 
-MAKERS: dict[str, Callable[[AsyncExitStack], Awaitable[Crm]]] = {"zoho": zoho_crm}
+@dataclass
+class Clio:
+    state: clio_sim.ClioState
+    url: str
+    name: str = "clio"
+
+    def writer(self, http: aiohttp.ClientSession) -> Writer:
+        oauth = OAuthClientSettings(
+            clio_sim.CLIENT_ID, Secret(clio_sim.CLIENT_SECRET), Secret(clio_sim.REFRESH_TOKEN)
+        )
+        settings = WriterSettings(
+            self.name, "clio", cl.ClioOptions(oauth, region_url=self.url), 5.0, contacts=CONTACTS
+        )
+        return cl.ClioWriter(settings, http)
+
+    def caller(self, call: CompletedCall) -> None:
+        # The caller is a client with one open matter: the communication and its documents
+        # are the matter's.
+        self.state.add_matter(self.state.add_contact("Caller", str(call.external_number)))
+
+    def note(self, record: str) -> str:
+        return str(self.state.communications[int(record)]["body"])
+
+    def edit(self, record: str, text: str) -> None:
+        self.state.communications[int(record)]["body"] = text
+
+    def _matter(self, record: str) -> tuple[str, object]:
+        matter = self.state.communications[int(record)]["matter"]
+        assert isinstance(matter, dict)
+        return ("Matter", matter["id"])
+
+    def files(self, record: str) -> dict[str, bytes]:
+        return {
+            str(d["name"]): bytes(d["data"])  # type: ignore[call-overload]
+            for d in self.state.documents.values()
+            if d["parent"] == self._matter(record) and d["fully_uploaded"]
+        }
+
+    def beside(self, record: str) -> list[str]:
+        parent = self._matter(record)
+        return [str(n["detail"]) for n in self.state.notes.values() if n["parent"] == parent]
+
+
+async def clio_crm(stack: AsyncExitStack) -> Crm:
+    state = clio_sim.ClioState(rate_limit=10**6)
+    url = await stack.enter_async_context(serve(clio_sim.create_app(state)))
+    return Clio(state, url)
+
+
+MAKERS: dict[str, Callable[[AsyncExitStack], Awaitable[Crm]]] = {
+    "clio": clio_crm,
+    "zoho": zoho_crm,
+}
 
 
 @dataclass
@@ -152,7 +213,9 @@ class Rig:
         call = self.sim.place_call(kind)
         self.sim.fast_forward()
         await self.sim.wait_idle()
-        return completed(self.sim, call)
+        made = completed(self.sim, call)
+        self.crm.caller(made)
+        return made
 
     async def create(
         self, runner: EnrichmentRunner | None, *calls: CompletedCall

@@ -37,6 +37,11 @@ Clio has no batch API: a batch is written call by call.
 
 Limits: per access token, a 60-second window (50 requests at peak); every answer carries
 ``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (a Unix time), and a 429 ``Retry-After``.
+
+After the create, recordings and voicemail (audio and transcription) are added
+(``crm/clio_enrich.py``): the file as a document of the call's matter or contact, the section
+in the communication's body unless a person changed it, else in a note of that matter or
+contact.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ import aiohttp
 from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import OAuthClientSettings, WriterSettings
+from sscl_daemon.config import OAuthClientSettings, RecordingsMode, WriterSettings
 from sscl_daemon.config.writers import oauth_settings
 from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
@@ -65,9 +70,12 @@ from sscl_daemon.crm.base import (
     WriteResult,
     WriterPlugin,
 )
+from sscl_daemon.crm.clio_enrich import ClioCommunication
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
-from sscl_daemon.crm.http import OAuthBearer, Response
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult
+from sscl_daemon.crm.http import CrmHttp, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
+from sscl_daemon.crm.plugin_enrich import enrich_record
 from sscl_daemon.crm.plugin_parts import Fingerprints, near_start, options_of, talk_seconds
 from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
 from sscl_daemon.logging import get_logger
@@ -122,8 +130,10 @@ def communication(
     user_id: int,
     matter_id: int | None,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
 ) -> dict[str, object]:
-    """The ``data`` of a ``POST /communications.json`` (pure); the note's times in ``tz``."""
+    """The ``data`` of a ``POST /communications.json`` (pure); the note's times in ``tz``,
+    its recording lines as ``recordings`` says."""
     name = contact.name if contact else None
     user = [{"id": user_id, "type": "User"}]
     other = [{"id": int(contact.id), "type": "Contact"}] if contact else []
@@ -131,7 +141,7 @@ def communication(
     data: dict[str, object] = {
         "type": "PhoneCommunication",
         "subject": content.subject(call, name)[:SUBJECT_MAX],
-        "body": content.note_text(call, name, tz=tz),
+        "body": content.note_text(call, name, tz=tz, recordings=recordings),
         "received_at": content.iso_utc(call.start_time),
         "senders": user if outbound else other,
         "receivers": other if outbound else user,
@@ -188,6 +198,7 @@ class ClioWriter(CrmWriterBase):
             session, opts.region_url, "/oauth/token", opts.oauth, timeout=settings.timeout
         )
         self._me: int | None = None
+        self.recordings = settings.contacts.recordings
         self._matters: TTLCache[str, int | None] = TTLCache(
             maxsize=max(settings.contacts.cache_size, 1), ttl=settings.contacts.cache_ttl
         )
@@ -202,12 +213,20 @@ class ClioWriter(CrmWriterBase):
             owner_valid=lambda owner: _int(owner) is not None,
             message=nested_error_message,
         )
+        # The signed upload URLs of documents are cloud storage, sent no Clio token.
+        self._storage = CrmHttp(CRM, session, self.http.limiter, None, timeout=settings.timeout)
 
     def __repr__(self) -> str:
         return f"ClioWriter(name={self.name!r}, region_url={self._opts.region_url!r})"
 
     async def _get(self, path: str, params: Mapping[str, str]) -> Response | LookupFailure:
         return await self.http.request("GET", self._base + path, params=params)
+
+    async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+        """The audio as a document of the call's matter or contact, the section in the
+        communication's body or a note beside it (``crm/clio_enrich.py``)."""
+        record = ClioCommunication(self.http, self._storage, self._base)
+        return await enrich_record(record, e, ctx)
 
     # -- the writer protocol -------------------------------------------------------------------
 
@@ -238,18 +257,19 @@ class ClioWriter(CrmWriterBase):
                 return AlreadyExisted(existing[0])
             comm_id = existing[0] if existing is not None else None
         created = comm_id is None
+        written: str | None = None
         if comm_id is None:
+            record = communication(
+                call, contact, user, matter_id, self._zone_of(call), self.recordings
+            )
+            written = str(record["body"])
             answer = await self.http.request(
-                "POST",
-                f"{self._base}/communications.json",
-                json_body={
-                    "data": communication(call, contact, user, matter_id, self._zone_of(call))
-                },
+                "POST", f"{self._base}/communications.json", json_body={"data": record}
             )
             if not isinstance(answer, Response):
                 return answer
             data = _data(answer)
-            made = batch.created(CRM, data.get("id") if isinstance(data, dict) else None)
+            made = batch.created(CRM, data.get("id") if isinstance(data, dict) else None, written)
             if not isinstance(made, Created):
                 return made
             comm_id = made.record_id
@@ -260,7 +280,7 @@ class ClioWriter(CrmWriterBase):
                 return entry
             if isinstance(entry, PermanentFailure):
                 log.warning("crm.time_entry.refused", writer=self.name, reason=entry.reason)
-        return Created(comm_id) if created else AlreadyExisted(comm_id)
+        return Created(comm_id, written) if created else AlreadyExisted(comm_id)
 
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]

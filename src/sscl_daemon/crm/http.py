@@ -247,8 +247,9 @@ def _decode(text: str) -> object:
     return decoded
 
 
-# A request body: bytes, or a function making a fresh multipart form (uploads).
-Body = bytes | Callable[[], aiohttp.FormData]
+# A request body: bytes, or a function making a fresh multipart form or payload (uploads:
+# a file streamed as it is sent, made again for a retried request).
+Body = bytes | Callable[[], aiohttp.FormData | aiohttp.payload.Payload]
 
 
 class CrmHttp:

@@ -22,6 +22,8 @@ What it serves and checks, after Clio's API documentation (v4 reference, "Rate L
   ``communication_id`` and ``type``;
 * ``GET /api/v4/matters.json?client_id=&status=``, ``GET /api/v4/users.json``,
   ``GET /api/v4/users/who_am_i.json``.
+* a communication read and updated, documents (the three-step upload through signed storage
+  URLs) and notes: ``simulator/crm/clio_records.py``.
 * every answer: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` (a
   Unix time); past ``rate_limit`` requests a minute, 429 with ``Retry-After``.
 """
@@ -38,6 +40,7 @@ from typing import Final
 
 from aiohttp import web
 
+from sscl_daemon.simulator.crm import clio_records
 from sscl_daemon.simulator.crm.common import (
     Handler,
     StandInState,
@@ -85,6 +88,11 @@ class ClioState(StandInState):
     matters: dict[int, dict[str, object]] = field(default_factory=dict)
     communications: dict[int, dict[str, object]] = field(default_factory=dict)
     activities: dict[int, dict[str, object]] = field(default_factory=dict)
+    # Documents (``parent``: (kind, id), ``data``: the bytes once PUT) and notes by id, and
+    # (communication id, fields) of every communication update (``clio_records.py``).
+    documents: dict[int, dict[str, object]] = field(default_factory=dict)
+    notes: dict[int, dict[str, object]] = field(default_factory=dict)
+    updates: list[tuple[int, dict[str, object]]] = field(default_factory=list)
     rate_limit: int = 50
     window: WindowLimit | None = None
     me: int = 0  # the API user's id (who_am_i)
@@ -384,8 +392,10 @@ def create_app(state: ClioState | None = None) -> web.Application:
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         s = _state(request)
-        if request.path.endswith("/oauth/token"):
-            return await handler(request)
+        if request.path.endswith("/oauth/token") or request.path.startswith(
+            clio_records.STORAGE + "/"
+        ):
+            return await handler(request)  # the token route, and cloud storage's own
         if s.window is None:
             s.window = WindowLimit(s.rate_limit, 60.0)
         allowed, remaining, reset = s.window.hit()
@@ -411,7 +421,9 @@ def create_app(state: ClioState | None = None) -> web.Application:
         response.headers.update(limits)
         return response
 
-    app = web.Application(middlewares=[fault_middleware(state), gate])
+    app = web.Application(
+        middlewares=[fault_middleware(state), gate], client_max_size=clio_records.UPLOAD_MAX
+    )
     app[_STATE_KEY] = state
     app.router.add_post("/oauth/token", token)
     app.router.add_post(f"{API}/communications.json", create_communication)
@@ -423,4 +435,5 @@ def create_app(state: ClioState | None = None) -> web.Application:
     app.router.add_get(f"{API}/matters.json", list_matters)
     app.router.add_get(f"{API}/users.json", list_users)
     app.router.add_get(f"{API}/users/who_am_i.json", who_am_i)
+    clio_records.add_routes(app, state, COMMUNICATION_FIELDS, _fields)
     return app

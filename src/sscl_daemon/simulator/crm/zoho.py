@@ -473,7 +473,10 @@ def create_app(state: ZohoState | None = None) -> web.Application:
             return _error("INVALID_TOKEN", "invalid oauth token", 401)
         return await handler(request)
 
-    app = web.Application(middlewares=[fault_middleware(state), gate])
+    app = web.Application(
+        middlewares=[fault_middleware(state), gate],
+        client_max_size=zoho_records.ATTACHMENT_MAX + 65_536,
+    )
     app[_STATE_KEY] = state
     app.router.add_post("/oauth/v2/token", token)
     app.router.add_post("/crm/v7/Calls", insert_calls)
