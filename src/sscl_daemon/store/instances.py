@@ -66,9 +66,18 @@ ON CONFLICT (instance_id) DO UPDATE SET
 
 LEAVE = "DELETE FROM instances WHERE instance_id = $1"
 
-RECORD_COMMIT_FAILURES = "UPDATE instances SET commit_failures = $2::jsonb WHERE instance_id = $1"
+# The daemon says these every lease poll while they are not empty (a row the heartbeat made
+# again starts empty); a value equal to the stored one matches no row, so an unchanged poll
+# writes nothing (no new row version, no WAL) -- jsonb equality ignores key order.
+RECORD_COMMIT_FAILURES = """
+UPDATE instances SET commit_failures = $2::jsonb
+WHERE instance_id = $1 AND commit_failures IS DISTINCT FROM $2::jsonb
+"""
 
-RECORD_WRITER_FACTS = "UPDATE instances SET writer_facts = $2::jsonb WHERE instance_id = $1"
+RECORD_WRITER_FACTS = """
+UPDATE instances SET writer_facts = $2::jsonb
+WHERE instance_id = $1 AND writer_facts IS DISTINCT FROM $2::jsonb
+"""
 
 # pg_locks shows a bigint advisory key as two oids (high and low 32 bits); shifting the
 # high half back wraps exactly like the signed key, so the keys compare as bigints.
@@ -176,14 +185,16 @@ async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, li
 async def record_commit_failures(
     conn: Connection, instance_id: str, failures: Mapping[str, CommitFailure]
 ) -> None:
-    """Replace the instance's failing accounts with ``failures`` (empty: all commit)."""
+    """Replace the instance's failing accounts with ``failures`` (empty: all commit); the
+    same value again writes nothing."""
     await conn.execute(RECORD_COMMIT_FAILURES, instance_id, _failures_json(failures))
 
 
 async def record_writer_facts(
     conn: Connection, instance_id: str, facts: Mapping[str, WriterFacts]
 ) -> None:
-    """Replace the instance's writer facts (account -> writer -> fact -> value)."""
+    """Replace the instance's writer facts (account -> writer -> fact -> value); the same
+    facts again write nothing."""
     await conn.execute(RECORD_WRITER_FACTS, instance_id, json.dumps(facts))
 
 
