@@ -46,6 +46,7 @@ E2E = (
     "tests/daemon/test_commands.py::test_commands_attach_to_the_running_daemons_embedded_server",
     "tests/ringcentral/test_backfill.py::test_backfill_while_the_daemon_runs_uses_its_embedded",
     "tests/daemon/test_store_outage.py",
+    "tests/daemon/test_wedge_",
     "tests/daemon/test_systemd_unit.py",
     "tests/simulator/test_sdk.py",
     "tests/simulator/test_platform_simulate_command.py",

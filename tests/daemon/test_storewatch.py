@@ -1,9 +1,9 @@
 """The store watch's decisions, with a store stand-in and a hand-moved clock (no waiting).
 
-The live cases (postmaster SIGKILL, cut connections, a restarted or vanished server, a
-full disk) are in ``test_store_outage.py``; these pin the rules: a failure is noticed
-once, a recovery resets the outage, and the daemon is given up exactly once, when the
-outage has lasted the limit.
+The live cases are in ``test_wedge_scenarios.py`` (postmaster SIGKILL, a restarted or
+vanished server, a full disk) and ``test_store_outage.py`` (cut connections); these pin
+the rules: a failure is noticed once, a recovery resets the outage, and the daemon is
+given up exactly once, when the outage has lasted the limit.
 """
 
 from __future__ import annotations
