@@ -12,6 +12,10 @@ back uncertain), and a note a person edited after the create is left as they wro
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -31,17 +35,20 @@ from sscl_daemon.config import (
     WriterSettings,
 )
 from sscl_daemon.crm import clio as cl
+from sscl_daemon.crm import dynamics as dv
+from sscl_daemon.crm import dynamics_enrich as dv_enrich
 from sscl_daemon.crm import zoho as zc
 from sscl_daemon.crm.base import WriteContext, Writer
 from sscl_daemon.crm.enrich import Enrichment, Kind, Updated, plain
 from sscl_daemon.dispatch import Dispatcher
 from sscl_daemon.enrichment import EnrichmentRunner
 from sscl_daemon.ringcentral.auth import Authenticator
-from sscl_daemon.ringcentral.media import MediaClient
+from sscl_daemon.ringcentral.media import Audio, MediaClient
 from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.simulator import media as sim_media
 from sscl_daemon.simulator.app import Simulator, SimulatorConfig
 from sscl_daemon.simulator.crm import clio as clio_sim
+from sscl_daemon.simulator.crm import dynamics as dv_sim
 from sscl_daemon.simulator.crm import zoho as zoho_sim
 from sscl_daemon.simulator.crm.common import serve
 from sscl_daemon.simulator.profiles import PlatformProfile
@@ -179,8 +186,51 @@ async def clio_crm(stack: AsyncExitStack) -> Crm:
     return Clio(state, url)
 
 
+@dataclass
+class Dynamics:
+    state: dv_sim.DynamicsState
+    url: str
+    name: str = "dynamics"
+
+    def writer(self, http: aiohttp.ClientSession) -> Writer:
+        options = dv.DynamicsOptions(
+            self.url, dv_sim.TENANT_ID, dv_sim.CLIENT_ID, Secret(dv_sim.CLIENT_SECRET), self.url
+        )
+        settings = WriterSettings(self.name, "dynamics", options, 5.0, contacts=CONTACTS)
+        return dv.DynamicsWriter(settings, http)
+
+    def caller(self, call: CompletedCall) -> None:
+        self.state.add_contact("Caller", str(call.external_number))
+
+    def note(self, record: str) -> str:
+        return str(self.state.phonecalls[record]["description"])
+
+    def edit(self, record: str, text: str) -> None:
+        self.state.phonecalls[record]["description"] = text
+
+    def _notes(self, record: str) -> list[dict[str, object]]:
+        return [a for a in self.state.annotations.values() if a["_objectid_value"] == record]
+
+    def files(self, record: str) -> dict[str, bytes]:
+        return {
+            str(a["filename"]): base64.b64decode(str(a["documentbody"]))
+            for a in self._notes(record)
+            if a["isdocument"]
+        }
+
+    def beside(self, record: str) -> list[str]:
+        return [str(a["notetext"]) for a in self._notes(record) if not a["isdocument"]]
+
+
+async def dynamics_crm(stack: AsyncExitStack) -> Crm:
+    state = dv_sim.DynamicsState(rate_limit=10**6)
+    url = await stack.enter_async_context(serve(dv_sim.create_app(state)))
+    return Dynamics(state, url)
+
+
 MAKERS: dict[str, Callable[[AsyncExitStack], Awaitable[Crm]]] = {
     "clio": clio_crm,
+    "dynamics": dynamics_crm,
     "zoho": zoho_crm,
 }
 
@@ -352,3 +402,42 @@ async def test_a_note_beside_is_left_once_across_an_uncertain_retry(rig: Rig) ->
     (note,) = rig.crm.beside(record)
     assert "call me back" in plain(note)
     assert "call me back" not in plain(rig.crm.note(record))
+
+
+# -- Dynamics 365: the organisation's upload limit, the streamed body ---------------------------
+
+
+@pytest.mark.parametrize("rig", ["dynamics"], indirect=True)
+async def test_dynamics_links_a_file_over_the_organisations_upload_limit(rig: Rig) -> None:
+    assert isinstance(rig.crm, Dynamics)
+    rig.crm.state.maxuploadfilesize = 1_000  # an administrator's (very) low limit
+    recorded = await rig.played(CallKind.RECORDED)
+    runner = rig.runner()
+    ids = await rig.create(runner, recorded)
+
+    rows = await rig.enrich(runner, 1)
+    assert rows[0]["status"] == "sent"
+    record = ids[recorded.key]
+    assert rig.crm.files(record) == {}
+    note = plain(rig.crm.note(record))
+    (rid,) = recorded.recording_ids
+    assert f"recording-{rid}.wav not attached: larger than the organisation's upload limit" in note
+    assert "Recording: https://" in note  # linked instead
+    assert rig.crm.state.phonecalls[record]["statecode"] == 1  # completed again
+
+
+def test_dynamics_streamed_note_is_the_json_of_the_whole_file() -> None:
+    data = random.Random(7).randbytes(dv_enrich.SLICE * 2 + 5)  # three slices, a short last
+    audio = Audio(io.BytesIO(data), len(data), "audio/wav", "a.wav")
+    streamed = dv_enrich.StreamedNote({"filename": "a.wav", "subject": 'say "hi"'}, audio)
+
+    async def body() -> bytes:
+        return b"".join([chunk async for chunk in streamed.chunks()])
+
+    raw = asyncio.run(body())
+    assert len(raw) == streamed.length
+    assert json.loads(raw) == {
+        "filename": "a.wav",
+        "subject": 'say "hi"',
+        "documentbody": base64.b64encode(data).decode(),
+    }

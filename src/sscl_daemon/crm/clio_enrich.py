@@ -82,6 +82,7 @@ class ClioCommunication:
 
     html = False
     noun = "Clio communication"
+    note_max: int | None = None
 
     def __init__(self, http: CrmHttp, storage: CrmHttp, base: str) -> None:
         self._http = http

@@ -45,6 +45,10 @@ change set, an existing record is always a completed one.
 Limits: service protection per user and 5-minute window answers 429 with ``Retry-After``;
 answers carry ``x-ms-ratelimit-burst-remaining-xrm-requests`` and
 ``x-ms-ratelimit-time-remaining-xrm-requests``.
+
+After the create, recordings and voicemail (audio and transcription) are added
+(``crm/dynamics_enrich.py``): each file a note of the phone call, the section in its
+description unless a person changed it, else in a note.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import Secret, WriterSettings
+from sscl_daemon.config import RecordingsMode, Secret, WriterSettings
 from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
     AlreadyExisted,
@@ -67,6 +71,7 @@ from sscl_daemon.crm.base import (
     OptionReader,
     PermanentFailure,
     RetryLater,
+    WriteContext,
     WriteResult,
     WriterPlugin,
 )
@@ -81,7 +86,10 @@ from sscl_daemon.crm.dataverse import (
     odata_time,
     parse_batch,
 )
+from sscl_daemon.crm.dynamics_enrich import DynamicsPhoneCall, upload_max_of
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import Response
+from sscl_daemon.crm.plugin_enrich import enrich_record
 from sscl_daemon.crm.plugin_parts import (
     near_start,
     options_of,
@@ -153,9 +161,14 @@ def outgoing(call: CompletedCall) -> bool:
     return call.direction is Direction.OUTBOUND
 
 
-def description(call: CompletedCall, name: str | None, tz: ZoneInfo | None = None) -> str:
+def description(
+    call: CompletedCall,
+    name: str | None,
+    tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
+) -> str:
     """The note within 2,000 characters: facts are dropped from the end, never the markers."""
-    lines = content.note_lines(call, name, tz=tz)
+    lines = content.note_lines(call, name, tz=tz, recordings=recordings)
     markers = [
         n
         for n in lines
@@ -174,7 +187,11 @@ def _bind(kind: str) -> str:
 
 
 def phonecall(
-    call: CompletedCall, contact: Contact | None, owner_id: str | None, tz: ZoneInfo | None = None
+    call: CompletedCall,
+    contact: Contact | None,
+    owner_id: str | None,
+    tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
 ) -> dict[str, object]:
     """The create body of one phone call (pure); the note's times in ``tz``."""
     name = contact.name if contact else None
@@ -182,7 +199,7 @@ def phonecall(
     body: dict[str, object] = {
         "activityid": activity_id(call.key),
         "subject": content.subject(call, name)[:SUBJECT_MAX],
-        "description": description(call, name, tz),
+        "description": description(call, name, tz, recordings),
         "directioncode": out,
         "actualstart": odata_time(call.start_time),
         "actualend": odata_time(call.end_time),
@@ -288,6 +305,8 @@ class DynamicsWriter(ChunkedWriterBase):
         self._opts = opts = options_of(settings, DynamicsOptions, "DynamicsWriter", "dynamics")
         self._zone_of = content.zone_of(settings.contacts)  # per call: timezone = "user"
         self._base = opts.environment_url.rstrip("/") + API
+        self.recordings = settings.contacts.recordings
+        self._upload_max: int | None = None  # the organisation's, read on the first upload
         self.credentials = ClientCredentials(
             session,
             authority_url=opts.authority_url,
@@ -317,6 +336,19 @@ class DynamicsWriter(ChunkedWriterBase):
             "GET", self._base + path, params=params, headers=ODATA_HEADERS
         )
 
+    async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+        """The audio in notes of the phone call, the section in its description or a note
+        (``crm/dynamics_enrich.py``)."""
+        return await enrich_record(DynamicsPhoneCall(self.http, self._base, self._max), e, ctx)
+
+    async def _max(self) -> int | LookupFailure:
+        if self._upload_max is None:
+            answer = await self._get("/organizations", {"$select": "maxuploadfilesize"})
+            if not isinstance(answer, Response):
+                return answer
+            self._upload_max = upload_max_of(answer)
+        return self._upload_max
+
     # -- steps -------------------------------------------------------------------------------
 
     async def _write_chunk(self, chunk: list[Pending]) -> None:
@@ -340,7 +372,9 @@ class DynamicsWriter(ChunkedWriterBase):
             await self._send(ready)
 
     def _payload(self, call: CompletedCall, resolved: Resolution) -> dict[str, object]:
-        return phonecall(call, resolved.primary, resolved.owner_id, self._zone_of(call))
+        return phonecall(
+            call, resolved.primary, resolved.owner_id, self._zone_of(call), self.recordings
+        )
 
     async def _send(self, ready: list[Pending]) -> None:
         boundary = uuid.uuid4().hex
@@ -370,6 +404,8 @@ class DynamicsWriter(ChunkedWriterBase):
         parts = parse_batch(answer.headers.get("content-type", ""), answer.text.encode())
         for i, p in enumerate(ready):
             p.result = change_set_result(p.call, parts[i] if i < len(parts) else [])
+            if isinstance(p.result, Created):  # what later updates compare with
+                p.result = Created(p.result.record_id, _description(p.payload))
 
     # -- lookups -----------------------------------------------------------------------------
 

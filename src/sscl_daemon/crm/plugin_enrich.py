@@ -9,8 +9,8 @@ Every one of them follows the same steps, only the requests differ (each writer'
    did (a retry looks first); a file the CRM cannot take (too large for it, or no files
    where the record is) is linked instead, with the reason in the section;
 3. the section (``crm/enrich.py``: what was attached, links, the transcription, remarks) is
-   appended to the note when the note is still what the daemon wrote; else it goes into a
-   note of its own beside the record, carrying the update's ``sscl-update`` line so a retry
+   appended to the note when the note is still what the daemon wrote (and the whole fits the
+   CRM's length limit); else it goes into a note of its own beside the record, carrying the update's ``sscl-update`` line so a retry
    finds it -- what a person wrote is never overwritten. A note that already ends with the
    section (an attempt whose answer was lost) is the update done.
 """
@@ -53,6 +53,8 @@ class Record(Protocol):
     html: bool
     # What the record is called in the CRM, for results and reasons.
     noun: str
+    # The note's length limit (None: none to respect): a longer note goes beside.
+    note_max: int | None
 
     async def read(self, e: Enrichment) -> Note | LookupFailure | None:
         """The note (None: the record no longer exists)."""
@@ -114,8 +116,9 @@ async def enrich_record(record: Record, e: Enrichment, ctx: WriteContext) -> Enr
         return Updated(f"{e.kind} attached to the {record.noun}", e.written)
     if enrich.added(note.text, section):
         return Updated(f"{e.kind} added to the {record.noun}", note.text)
-    if note.text is not None and enrich.same_note(note.text, e.written):
-        text = joined(note.text, section, record.html)
+    text = joined(note.text or "", section, record.html)
+    fits = record.note_max is None or len(text) <= record.note_max
+    if note.text is not None and fits and enrich.same_note(note.text, e.written):
         failure = await record.rewrite(e, note, text)
         if failure is not None:
             return failure

@@ -57,6 +57,7 @@ class ZohoCall:
 
     html = False
     noun = "Zoho call"
+    note_max: int | None = DESCRIPTION_MAX
 
     def __init__(self, writer: ZohoWriter) -> None:
         self._w = writer
@@ -116,7 +117,7 @@ class ZohoCall:
         answer = await self._w._call(
             "PUT",
             self._path(e),
-            body={"data": [{"Description": text[:DESCRIPTION_MAX]}]},
+            body={"data": [{"Description": text}]},
             accept=frozenset({400}),
         )
         if not isinstance(answer, Response):

@@ -24,6 +24,8 @@ limits") and the Microsoft identity platform client-credentials flow:
   ``$filter`` (``eq``/``ne``/``ge``/``gt``/``le``/``lt`` on strings, booleans and
   date-times, joined by ``and``/``or``) and ``$top``; ``POST /contacts`` (``Prefer:
   return=representation`` answers 201 with the row, otherwise 204 and ``OData-EntityId``).
+* a phone call read, notes with a file (``annotations``) and the organisation's
+  ``maxuploadfilesize``: ``simulator/crm/dynamics_records.py``.
 * service protection: at most ``rate_limit`` requests per ``window`` seconds; past it 429
   with ``Retry-After`` and error 0x80072322; every answer carries
   ``x-ms-ratelimit-burst-remaining-xrm-requests`` and
@@ -46,6 +48,7 @@ from typing import Final
 
 from aiohttp import web
 
+from sscl_daemon.simulator.crm import dynamics_records
 from sscl_daemon.simulator.crm.common import (
     Handler,
     StandInState,
@@ -107,6 +110,9 @@ class DynamicsState(StandInState):
     contacts: dict[str, dict[str, object]] = field(default_factory=dict)
     leads: dict[str, dict[str, object]] = field(default_factory=dict)
     phonecalls: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Notes (with or without a file) by annotationid, and the organisation's upload limit.
+    annotations: dict[str, dict[str, object]] = field(default_factory=dict)
+    maxuploadfilesize: int = 5_242_880
     rate_limit: int = 6000
     window_seconds: float = 300.0
     window: WindowLimit | None = None
@@ -153,11 +159,14 @@ class DynamicsState(StandInState):
         self.tokens.clear()
 
     def table(self, name: str) -> dict[str, dict[str, object]]:
-        tables = {
+        organization: dict[str, object] = {"maxuploadfilesize": self.maxuploadfilesize}
+        tables: dict[str, dict[str, dict[str, object]]] = {
             "contacts": self.contacts,
             "leads": self.leads,
             "systemusers": self.systemusers,
             "phonecalls": self.phonecalls,
+            "annotations": self.annotations,
+            "organizations": {"org": organization},
         }
         if name not in tables:
             raise DvError(404, "0x80060888", f"Resource not found for the segment '{name}'.")
@@ -678,11 +687,14 @@ def create_app(state: DynamicsState | None = None) -> web.Application:
         response.headers.update(limits)
         return response
 
-    app = web.Application(middlewares=[fault_middleware(state), gate])
+    app = web.Application(
+        middlewares=[fault_middleware(state), gate], client_max_size=dynamics_records.BODY_MAX
+    )
     app[_STATE_KEY] = state
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
     app.router.add_post(f"{API}/$batch", batch)
     app.router.add_post(f"{API}/contacts", create_contact)
     app.router.add_patch(API + "/{entity:phonecalls\\([0-9a-fA-F-]{36}\\)}", patch_row)
+    dynamics_records.add_routes(app, state)
     app.router.add_get(API + "/{table:[a-z]+}", query)
     return app
