@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
-from sscl_daemon.store import instances
+from sscl_daemon.store import instances, sql
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError
 from sscl_daemon.store.instances import Announcement, InstanceInfo
 
@@ -83,78 +83,9 @@ _KEEPALIVE_SETTINGS = {
     "tcp_keepalives_interval": "1",
     "tcp_keepalives_count": "3",
 }
-# How long a contender waits for a stale holder's session to end after terminating it.
-_TERMINATE_WAIT_MS = 2000
 _MIN_TTL = 1.0
 # Leaving the fleet happens on a stop, when no renewal competes for the time.
 _LEAVE_TIMEOUT = 5.0
-
-_LOCK_KEY = "hashtextextended('sscl-lease:' || $1, 0)"
-
-TRY_LOCK = f"SELECT pg_try_advisory_lock({_LOCK_KEY})"
-UNLOCK = f"SELECT pg_advisory_unlock({_LOCK_KEY})"
-
-# pg_locks shows a bigint advisory key as its high and low 32 bits.
-_LOCK_HELD = """
-    l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND l.classid::bigint = (k.key >> 32) & 4294967295
-    AND l.objid::bigint = k.key & 4294967295
-"""
-
-# A stale holder: the row expired while the session holding the lock did nothing since
-# before the expiry (frozen, or cut off). A session that took the lock after the row
-# expired (a contender between its lock and its TAKE) has been busy since, so it is spared.
-TERMINATE_STALE = f"""
-SELECT pg_terminate_backend(l.pid, {_TERMINATE_WAIT_MS})
-FROM leases AS s
-CROSS JOIN LATERAL (SELECT {_LOCK_KEY.replace("$1", "s.account")} AS key) AS k
-JOIN pg_locks AS l ON {_LOCK_HELD}
-JOIN pg_stat_activity AS a ON a.pid = l.pid
-WHERE s.account = $1 AND s.expires_at < now() AND l.pid <> pg_backend_pid()
-  AND a.state_change < s.expires_at
-"""
-
-TAKE = """
-INSERT INTO leases AS s (account, holder, expires_at, fencing_token, updated_at)
-VALUES ($1, $2, now() + make_interval(secs => $3), 1, now())
-ON CONFLICT (account) DO UPDATE SET
-    holder = EXCLUDED.holder,
-    expires_at = EXCLUDED.expires_at,
-    fencing_token = s.fencing_token + 1,
-    updated_at = now()
-RETURNING fencing_token, updated_at AS acquired_at, expires_at
-"""
-
-RENEW = """
-UPDATE leases SET expires_at = now() + make_interval(secs => $3)
-WHERE account = $1 AND fencing_token = $2
-RETURNING expires_at
-"""
-
-# Expire the row and free the lock in one statement: the expiry (the statement's start)
-# comes before the lock is free, and whoever takes the lock next is busy after it, so
-# nobody ever sees this holder as stale. A newer token (the lock was lost) is left alone.
-GIVE_UP = f"""
-WITH gave AS (
-    UPDATE leases SET expires_at = least(expires_at, now())
-    WHERE account = $1 AND fencing_token = $2
-    RETURNING account
-)
-SELECT pg_advisory_unlock({_LOCK_KEY}) FROM (SELECT count(*) FROM gave) AS g
-"""
-
-HOLDERS = f"""
-SELECT s.account, s.holder, s.updated_at AS acquired_at, s.expires_at, s.fencing_token,
-       s.expires_at > now() AS current,
-       EXISTS (SELECT 1 FROM pg_locks AS l WHERE {_LOCK_HELD}) AS connected
-FROM leases AS s
-CROSS JOIN LATERAL (SELECT {_LOCK_KEY.replace("$1", "s.account")} AS key) AS k
-WHERE ($1::text IS NULL OR s.account = $1)
-ORDER BY s.account
-"""
-
-CURRENT_TOKEN = "SELECT fencing_token FROM leases WHERE account = $1 FOR SHARE"
 
 
 # Asked with the fleet (every announced instance) once a free account's lock is ours:
@@ -212,7 +143,7 @@ async def check_fence(conn: Connection, fence: Lease, account: str | None = None
     """
     if account is not None and account != fence.account:
         raise ValueError(f"the fence is the lease of account {fence.account!r}, not of {account!r}")
-    current = await conn.fetchval(CURRENT_TOKEN, fence.account)
+    current = await conn.fetchval(sql.CURRENT_FENCING_TOKEN, fence.account)
     if current != fence.token:
         newer = "no lease row" if current is None else f"token {current}"
         raise LeaseLostError(
@@ -305,7 +236,7 @@ class LeaseKeeper:
             conn = await self._connection()
             timeout = seconds / 3
             try:
-                got = await conn.fetchval(TRY_LOCK, account, timeout=timeout)
+                got = await conn.fetchval(sql.TRY_LEASE_LOCK, account, timeout=timeout)
                 if not got:
                     got = await self._take_from_stale_holder(conn, account, timeout)
                 if not got:
@@ -314,12 +245,14 @@ class LeaseKeeper:
                     if admit is not None and not admit(
                         await instances.fleet(conn, seconds, limit=timeout)
                     ):
-                        await conn.fetchval(UNLOCK, account, timeout=timeout)
+                        await conn.fetchval(sql.UNLOCK_LEASE, account, timeout=timeout)
                         return None
-                    row = await conn.fetchrow(TAKE, account, holder, seconds, timeout=timeout)
+                    row = await conn.fetchrow(
+                        sql.TAKE_LEASE, account, holder, seconds, timeout=timeout
+                    )
                 except BaseException:
                     with contextlib.suppress(*DATABASE_ERRORS):
-                        await conn.fetchval(UNLOCK, account, timeout=timeout)
+                        await conn.fetchval(sql.UNLOCK_LEASE, account, timeout=timeout)
                     raise
             except DATABASE_ERRORS as exc:
                 self._drop_connection()
@@ -344,13 +277,13 @@ class LeaseKeeper:
         """End the session of a holder whose lease expired (frozen or cut off), then retry."""
         try:
             ended = await conn.fetch(
-                TERMINATE_STALE, account, timeout=wait + _TERMINATE_WAIT_MS / 1000
+                sql.TERMINATE_STALE, account, timeout=wait + sql.TERMINATE_WAIT_MS / 1000
             )
         except asyncpg.InsufficientPrivilegeError:
             return False  # Not allowed to end it: the server's keepalives will.
         if not any(row[0] for row in ended):
             return False
-        return bool(await conn.fetchval(TRY_LOCK, account, timeout=wait))
+        return bool(await conn.fetchval(sql.TRY_LEASE_LOCK, account, timeout=wait))
 
     async def renew(self, lease: Lease) -> bool:
         """Heartbeat: move the expiry one TTL ahead. False = lost (stop processing the account)."""
@@ -363,7 +296,7 @@ class LeaseKeeper:
                 return False
             try:
                 row = await conn.fetchrow(
-                    RENEW, lease.account, lease.token, lease.ttl, timeout=lease.ttl / 3
+                    sql.RENEW_LEASE, lease.account, lease.token, lease.ttl, timeout=lease.ttl / 3
                 )
             except DATABASE_ERRORS:
                 self._drop_connection()
@@ -384,14 +317,16 @@ class LeaseKeeper:
                 return
             del self._held[lease.account]
             try:
-                await conn.fetchval(GIVE_UP, lease.account, lease.token, timeout=lease.ttl / 3)
+                await conn.fetchval(
+                    sql.GIVE_UP_LEASE, lease.account, lease.token, timeout=lease.ttl / 3
+                )
             except DATABASE_ERRORS:
                 self._drop_connection()
 
     async def _unlock(self, conn: asyncpg.Connection[asyncpg.Record], lease: Lease) -> None:
         del self._held[lease.account]
         try:
-            await conn.fetchval(UNLOCK, lease.account, timeout=lease.ttl / 3)
+            await conn.fetchval(sql.UNLOCK_LEASE, lease.account, timeout=lease.ttl / 3)
         except DATABASE_ERRORS:
             self._drop_connection()
 
@@ -464,7 +399,7 @@ class LeaseKeeper:
 
 
 async def lease_holders(conn: Connection, account: str | None = None) -> list[LeaseInfo]:
-    rows = await conn.fetch(HOLDERS, account)
+    rows = await conn.fetch(sql.LEASE_HOLDERS, account)
     return [
         LeaseInfo(
             account=r["account"],

@@ -18,6 +18,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, TypeAlias
 
+from sscl_daemon.store import sql
 from sscl_daemon.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -32,15 +33,6 @@ _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_TIMEOUT = 120.0
 # A later migration may rewrite a large outbox; allow for it.
 _MIGRATION_TIMEOUT = 3600.0
-
-_CREATE_LEDGER = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     integer PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -81,20 +73,20 @@ def available_migrations() -> tuple[Migration, ...]:
 
 async def current_version(conn: Connection) -> int:
     """The schema version of the database (0 when never migrated)."""
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    exists = await conn.fetchval(sql.MIGRATION_LEDGER_EXISTS)
     if not exists:
         return 0
-    value = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    value = await conn.fetchval(sql.SCHEMA_VERSION)
     return int(value)
 
 
 async def migrate(conn: Connection) -> MigrationReport:
     """Bring the schema to the newest version; returns what was applied (maybe nothing)."""
     migrations = available_migrations()
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY, timeout=_LOCK_TIMEOUT)
+    await conn.execute(sql.LOCK_MIGRATIONS, MIGRATION_LOCK_KEY, timeout=_LOCK_TIMEOUT)
     try:
-        await conn.execute(_CREATE_LEDGER)
-        rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+        await conn.execute(sql.CREATE_MIGRATION_LEDGER)
+        rows = await conn.fetch(sql.APPLIED_MIGRATIONS)
         done = {int(r["version"]): str(r["checksum"]) for r in rows}
         newest = len(migrations)
         if done and max(done) > newest:
@@ -115,7 +107,7 @@ async def migrate(conn: Connection) -> MigrationReport:
             async with conn.transaction():
                 await conn.execute(migration.sql, timeout=_MIGRATION_TIMEOUT)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    sql.RECORD_MIGRATION,
                     migration.version,
                     migration.name,
                     migration.checksum,
@@ -123,4 +115,4 @@ async def migrate(conn: Connection) -> MigrationReport:
             applied.append(migration)
         return MigrationReport(applied=tuple(applied), version=newest)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute(sql.UNLOCK_MIGRATIONS, MIGRATION_LOCK_KEY)

@@ -7,7 +7,7 @@ its state, the CRM record id and the last error. Nothing here writes; the
 console's one action, retrying dead call logs, is :meth:`Store.retry_dead`,
 the same as ``sscl-daemon retry-dead``.
 
-The Calls page reads only the newest :data:`SEARCH_WINDOW` outbox rows (a
+The Calls page reads only the newest :data:`.sql.views.SEARCH_WINDOW` outbox rows (a
 bounded walk of the primary key backwards), so a search for a number that
 is not there costs the same on a big outbox as on a small one.
 """
@@ -22,92 +22,14 @@ from datetime import datetime
 import asyncpg
 
 from sscl_daemon.calls.model import CompletedCall, decode_call
+from sscl_daemon.store import sql
 from sscl_daemon.store.model import OutboxStatus, Outcome
 from sscl_daemon.store.store import Store
-
-# Outbox rows (newest first) a search of the Calls page looks through.
-SEARCH_WINDOW = 200_000
 
 _NOT_DIGIT = re.compile(r"\D")
 _PHONE_TEXT = re.compile(r"^[\d\s+().-]+$")
 # Fewer digits than this never match inside a number (a search for "12" is not a number).
 MIN_NUMBER_DIGITS = 3
-
-_CALL_COLUMNS = """id, account, call_key, writer, status, outcome, crm_record_id, last_error,
-attempts, sent_at, updated_at, payload"""
-
-# $1 search text (exact session id / extension), $2 its digits (part of a number),
-# $3 result, $4 writer, $5 extension number, $6 rows to read.
-_RECENT_CALLS = f"""
-SELECT {_CALL_COLUMNS} FROM outbox
-WHERE id > (SELECT coalesce(max(id), 0) FROM outbox) - {SEARCH_WINDOW}
-  AND ($1::text IS NULL
-       OR payload->>'telephony_session_id' = $1
-       OR payload->>'extension_number' = $1
-       OR payload->>'internal_number' = $1
-       OR ($2 <> '' AND regexp_replace(coalesce(payload->>'external_number', ''), '\\D', '', 'g')
-                        LIKE '%' || $2 || '%'))
-  AND ($3::text IS NULL OR payload->>'result' = $3)
-  AND ($4::text IS NULL OR writer = $4)
-  AND ($5::text IS NULL OR payload->>'extension_number' = $5)
-ORDER BY id DESC
-LIMIT $6
-"""
-
-_DEAD_CALLS = f"""
-SELECT {_CALL_COLUMNS} FROM outbox
-WHERE status = 'dead' AND ($1::text IS NULL OR writer = $1)
-ORDER BY updated_at DESC, id DESC
-LIMIT $2
-"""
-
-# The rows still moving or parked, and the sent rows of a recent period ($1) of the
-# accounts $2: the first found through outbox_by_status, the others through
-# outbox_sent_by_time, so a month of retained sent rows is never scanned.
-_LIVE_OR_SENT_SINCE = """(status IN ('pending', 'in_flight', 'dead')
-       OR (status = 'sent' AND account = ANY($2::text[]) AND sent_at >= $1))"""
-
-# $1 the start of "today" (UTC midnight). A skipped row is settled like a sent one.
-_WRITERS = f"""
-SELECT writer,
-       count(*) FILTER (WHERE status IN ('pending', 'in_flight')) AS depth,
-       extract(epoch FROM now() - min(created_at)
-               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest,
-       count(*) FILTER (WHERE status = 'sent' AND outcome IS DISTINCT FROM 'skipped')
-           AS sent_today,
-       count(*) FILTER (WHERE status = 'sent' AND outcome = 'skipped') AS skipped_today,
-       count(*) FILTER (WHERE status = 'dead' AND updated_at >= $1) AS dead_today,
-       count(*) FILTER (WHERE status = 'dead') AS dead,
-       (array_agg(last_error ORDER BY updated_at DESC)
-            FILTER (WHERE last_error IS NOT NULL AND status <> 'sent'))[1] AS last_error
-FROM outbox
-WHERE {_LIVE_OR_SENT_SINCE}
-GROUP BY writer
-ORDER BY writer
-"""
-
-_CHECKPOINTS = "SELECT account, last_event_time FROM checkpoints ORDER BY account"
-
-# Calls (not call logs: one call may go to several writers) per hour and result.
-_HOURLY = f"""
-SELECT date_trunc('hour', call_ended_at) AS hour, payload->>'result' AS result,
-       count(DISTINCT (account, call_key)) AS calls
-FROM outbox
-WHERE {_LIVE_OR_SENT_SINCE} AND call_ended_at >= $1
-GROUP BY 1, 2
-ORDER BY 1, 2
-"""
-
-# $3 the bucket bounds in seconds: bucket i counts latencies in [bounds[i-1], bounds[i]).
-_LATENCY = """
-SELECT width_bucket(extract(epoch FROM sent_at - call_ended_at)::float8, $3::float8[]) AS bucket,
-       count(*) AS n
-FROM outbox
-WHERE status = 'sent' AND account = ANY($2::text[]) AND sent_at >= $1
-  AND outcome IS DISTINCT FROM 'skipped'
-GROUP BY 1
-ORDER BY 1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,21 +138,23 @@ async def recent_calls(
     digits = number_digits(text)
     async with store.reading("reading recent calls") as conn:
         # A few rows per call (one per writer), so read enough rows for ``limit`` calls.
-        rows = await conn.fetch(_RECENT_CALLS, text, digits, result, writer, extension, limit * 4)
+        rows = await conn.fetch(
+            sql.RECENT_CALLS, text, digits, result, writer, extension, limit * 4
+        )
     return group_calls(rows, limit)
 
 
 async def dead_calls(store: Store, writer: str | None = None, limit: int = 200) -> list[CallLogs]:
     """Call logs parked as dead, most recently parked first, one entry per row."""
     async with store.reading("reading dead call logs") as conn:
-        rows = await conn.fetch(_DEAD_CALLS, writer, limit)
+        rows = await conn.fetch(sql.DEAD_CALLS, writer, limit)
     return [CallLogs(r["account"], decode_call(r["payload"]), (_log(r),)) for r in rows]
 
 
 async def writer_days(store: Store, today: datetime, accounts: Sequence[str]) -> list[WriterDay]:
     """Each writer's figures over ``accounts`` (their sent rows; every live or dead row)."""
     async with store.reading("reading the writers' figures") as conn:
-        rows = await conn.fetch(_WRITERS, today, list(accounts))
+        rows = await conn.fetch(sql.WRITER_FIGURES, today, list(accounts))
     return [
         WriterDay(
             writer=r["writer"],
@@ -249,13 +173,13 @@ async def writer_days(store: Store, today: datetime, accounts: Sequence[str]) ->
 async def last_events(store: Store) -> dict[str, datetime | None]:
     """Each account's newest committed event time (its checkpoint)."""
     async with store.reading("reading the checkpoints") as conn:
-        rows = await conn.fetch(_CHECKPOINTS)
+        rows = await conn.fetch(sql.CHECKPOINT_TIMES)
     return {r["account"]: r["last_event_time"] for r in rows}
 
 
 async def calls_per_hour(store: Store, since: datetime, accounts: Sequence[str]) -> list[HourCount]:
     async with store.reading("counting calls per hour") as conn:
-        rows = await conn.fetch(_HOURLY, since, list(accounts))
+        rows = await conn.fetch(sql.HOURLY_CALLS, since, list(accounts))
     return [HourCount(r["hour"], r["result"] or "unknown", r["calls"]) for r in rows]
 
 
@@ -263,7 +187,7 @@ async def end_to_crm_latency(
     store: Store, since: datetime, accounts: Sequence[str], bounds: Sequence[float]
 ) -> LatencyBuckets:
     async with store.reading("measuring call-end to CRM latency") as conn:
-        rows = await conn.fetch(_LATENCY, since, list(accounts), list(bounds))
+        rows = await conn.fetch(sql.LATENCY_BUCKETS, since, list(accounts), list(bounds))
     counts = [0] * (len(bounds) + 1)
     for r in rows:
         counts[r["bucket"]] += r["n"]

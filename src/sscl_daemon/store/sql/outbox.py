@@ -1,8 +1,8 @@
-"""The store's longer SQL statements, kept apart from the code that runs them.
+"""The outbox's statements: insert with the checkpoint, claim, settle, retry, prune, read.
 
-Every statement that touches the outbox's state is written so that one
-statement does one transition (claim, settle, retry), which keeps them safe
-under concurrent dispatchers without explicit locking in Python.
+Every statement that changes a row's state does one transition (claim, settle, retry),
+guarded in SQL (:data:`OWNED`: only the claimer holding the row in flight settles it),
+which keeps them safe under concurrent dispatchers without locking in Python.
 """
 
 INSERT_OUTBOX = """
@@ -15,36 +15,6 @@ WITH ins AS (
     RETURNING writer
 )
 SELECT writer, count(*) AS n FROM ins GROUP BY writer
-"""
-
-SAVE_CHECKPOINT = """
-INSERT INTO checkpoints (account, last_event_time, updated_at)
-VALUES ($1, $2, now())
-ON CONFLICT (account) DO UPDATE SET
-    last_event_time = EXCLUDED.last_event_time,
-    updated_at = now()
-"""
-
-SAVE_RECOVERY_TOKEN = """
-INSERT INTO checkpoints
-    (account, recovery_token, recovery_token_expires_at, oauth_session, recovery_sequence)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (account) DO UPDATE SET
-    recovery_token = EXCLUDED.recovery_token,
-    recovery_token_expires_at = EXCLUDED.recovery_token_expires_at,
-    oauth_session = EXCLUDED.oauth_session,
-    recovery_sequence = EXCLUDED.recovery_sequence
-"""
-
-SAVE_DIRECTORY = """
-INSERT INTO directories (account, data, loaded_at) VALUES ($1, $2, now())
-ON CONFLICT (account) DO UPDATE SET data = EXCLUDED.data, loaded_at = now()
-"""
-
-INSERT_DEAD_LETTERS = """
-INSERT INTO dead_letters (account, kind, reason, payload)
-SELECT $1, d.kind, d.reason, d.payload
-FROM unnest($2::text[], $3::text[], $4::bytea[]) AS d(kind, reason, payload)
 """
 
 # Due: pending rows whose time has come, and in-flight rows whose claim lapsed
@@ -127,44 +97,6 @@ WHERE status = 'in_flight'
 RETURNING writer
 """
 
-WRITER_STATS = """
-SELECT writer,
-       count(*) FILTER (WHERE status = 'pending') AS pending,
-       count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
-       count(*) FILTER (WHERE status = 'sent' AND outcome IS DISTINCT FROM 'skipped') AS sent,
-       count(*) FILTER (WHERE status = 'sent' AND outcome = 'skipped') AS skipped,
-       count(*) FILTER (WHERE status = 'dead') AS dead,
-       count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
-       extract(epoch FROM now() - min(created_at)
-               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest
-FROM outbox
-WHERE ($1::text IS NULL OR account = $1)
-GROUP BY writer
-ORDER BY writer
-"""
-
-# The newest error of each writer among its unsettled rows (retries to come, dead ones).
-LAST_ERRORS = """
-SELECT DISTINCT ON (writer) writer, last_error, updated_at
-FROM outbox
-WHERE status IN ('pending', 'in_flight', 'dead') AND last_error IS NOT NULL
-  AND ($1::text IS NULL OR account = $1)
-ORDER BY writer, updated_at DESC
-"""
-
-ACCOUNT_STATS = """
-SELECT account, c.last_event_time,
-       extract(epoch FROM now() - c.updated_at)::float8 AS checkpoint_age,
-       c.recovery_token_expires_at, s.taken_at
-FROM checkpoints AS c
-FULL JOIN session_snapshots AS s USING (account)
-WHERE ($1::text IS NULL OR account = $1)
-ORDER BY account
-"""
-
-OUTBOX_COLUMNS = """id, account, call_key, writer, status, attempts, uncertain, next_attempt_at,
-claimed_by, crm_record_id, outcome, last_error, created_at, sent_at"""
-
 # Retention: sent rows of account $1 settled before this moment may go: $2 days ago, but
 # never within a day of the account's checkpoint (after an outage longer than the
 # retention, the start-up reconciliation reads the call log from the checkpoint on and
@@ -185,56 +117,6 @@ DELETE FROM outbox WHERE id = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED))
 """
 
-# ---- checkpoints, recovery point, snapshots, directory (.checkpoints) ----
-
-LOAD_CHECKPOINT = """
-SELECT last_event_time, updated_at FROM checkpoints WHERE account = $1
-"""
-
-LOAD_RECOVERY_TOKEN = """
-SELECT recovery_token, recovery_token_expires_at, oauth_session, updated_at, recovery_sequence
-FROM checkpoints WHERE account = $1 AND recovery_token IS NOT NULL
-"""
-
-CLEAR_RECOVERY_TOKEN = """
-UPDATE checkpoints SET recovery_token = NULL, recovery_token_expires_at = NULL,
-    oauth_session = NULL
-WHERE account = $1
-"""
-
-LOAD_DIRECTORY = "SELECT data FROM directories WHERE account = $1"
-
-SAVE_SNAPSHOT = """
-INSERT INTO session_snapshots (account, data, taken_at) VALUES ($1, $2, now())
-ON CONFLICT (account) DO UPDATE SET data = EXCLUDED.data, taken_at = now()
-"""
-
-LOAD_SNAPSHOT = "SELECT data FROM session_snapshots WHERE account = $1"
-
-# ---- rotated credentials (.credentials) ----
-
-LOAD_CREDENTIAL = "SELECT value FROM credentials WHERE account = $1 AND name = $2"
-
-SAVE_CREDENTIAL = """
-INSERT INTO credentials (account, name, value) VALUES ($1, $2, $3)
-ON CONFLICT (account, name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-"""
-
-# ---- dead letters (.deadletters) ----
-
-DEAD_LETTERS = """
-SELECT id, account, kind, reason, payload, created_at FROM dead_letters
-WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR kind = $2)
-ORDER BY id DESC LIMIT $3
-"""
-
-DEAD_LETTER_COUNTS = """
-SELECT kind, count(*) AS n FROM dead_letters
-WHERE ($1::text IS NULL OR account = $1) GROUP BY kind ORDER BY kind
-"""
-
-# ---- the outbox, read side (.outbox) ----
-
 # $1 the LISTEN/NOTIFY channel, $2 the writers with new due rows.
 NOTIFY_WRITERS = "SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w"
 
@@ -249,16 +131,12 @@ WHERE account = $1 AND call_key = ANY($2::text[]) AND writer = ANY($3::text[])
 GROUP BY call_key HAVING count(DISTINCT writer) = $4
 """
 
+OUTBOX_COLUMNS = """id, account, call_key, writer, status, attempts, uncertain, next_attempt_at,
+claimed_by, crm_record_id, outcome, last_error, created_at, sent_at"""
+
 OUTBOX_ROWS = f"""
 SELECT {OUTBOX_COLUMNS} FROM outbox
 WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR writer = $2)
     AND ($3::text IS NULL OR status = $3)
 ORDER BY id LIMIT $4
 """
-
-# ---- the server (.store) ----
-
-NOW = "SELECT now()"
-DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = $1"
-# An identifier cannot be a parameter; the name is the store's own constant.
-CREATE_DATABASE = 'CREATE DATABASE "{database}"'
