@@ -90,6 +90,7 @@ from sscl_daemon.crm.pipedrive_reads import (
     activities_of,
     client_log,
     data_of,
+    note_targets,
     person_of,
     phones_of,
     rfc3339,
@@ -410,8 +411,8 @@ class PipedriveWriter(CrmWriterBase):
 
     async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
         """The audio as the call log's recording (playable in Pipedrive); the rest (the
-        transcription, links) in a note on the call's person -- call logs cannot be updated,
-        so nothing a person wrote is ever overwritten."""
+        transcription, links) in a note beside the call log (:meth:`_beside`) -- call logs
+        cannot be updated, so nothing a person wrote is ever overwritten."""
         if e.record_id.startswith("activity:"):
             return Updated("a client's activity is not updated", e.written)
         log_path = f"/api/v1/callLogs/{quote(e.record_id, safe='')}"
@@ -436,12 +437,64 @@ class PipedriveWriter(CrmWriterBase):
                 remarks.append(f"{audio.filename} not attached: a call log takes one recording")
         # The recording plays on the call log itself: the note carries only the rest.
         section = enrich.section_html(replace(e, audio=(), links=links, remarks=remarks))
-        person = int_id(log.get("person_id"))
-        if section and person is not None:
-            failure = await self._note(e, section, person, ctx)
-            if failure is not None:
-                return failure
-        return Updated(f"{e.kind} added to the call log", e.written)
+        if not section:
+            return Updated(f"{e.kind} added to the call log", e.written)
+        if note_targets(log):
+            placed = await self._beside(e, section, log, ctx)
+            return placed or Updated(f"{e.kind} added to the call log", e.written)
+        # No person, deal, lead or organization (no contact matched): the call log's own
+        # activity -- Pipedrive keeps one per call log, and it is what users see of the call.
+        return await self._on_call_activity(e, section, log)
+
+    async def _on_call_activity(
+        self, e: Enrichment, section: str, log: Mapping[str, object]
+    ) -> EnrichResult:
+        """The section appended to the note of the call log's activity (``activity_id``),
+        when nobody edited that note (empty, or still what the daemon wrote: the call log's
+        immutable note, or what an earlier update of this call left); else nowhere, said."""
+        activity = int_id(log.get("activity_id"))
+        if activity is None:
+            return self._unplaced(e, "call log", "it names no activity")
+        path = f"/api/v2/activities/{activity}"
+        answer = await self._get(path, {})
+        if not isinstance(answer, Response):
+            return answer
+        data = data_of(answer)
+        if not isinstance(data, dict):
+            return self._unplaced(e, "call log", f"its activity {activity} no longer exists")
+        note = data.get("note") if isinstance(data.get("note"), str) else None
+        if enrich.added(note, section):
+            return Updated(f"{e.kind} added to the call's activity", note)
+        ours = given if isinstance(given := log.get("note"), str) else None
+        if enrich.plain(note or "") and not (
+            enrich.same_note(note, e.written) or enrich.same_note(note, ours)
+        ):
+            return self._unplaced(
+                e, "call log", f"a person edited the note of its activity {activity}"
+            )
+        written = await self._append(path, note, section)
+        if not isinstance(written, str):
+            return written
+        return Updated(f"{e.kind} added to the call's activity", written)
+
+    async def _append(self, path: str, note: str | None, section: str) -> str | LookupFailure:
+        """``section`` appended to the note of the activity at ``path``; the new note."""
+        written = f"{note or ''}{section}"
+        url = await self._url(path)
+        if not isinstance(url, str):
+            return url
+        patched = await self.http.request("PATCH", url, json_body={"note": written})
+        return written if isinstance(patched, Response) else patched
+
+    def _unplaced(self, e: Enrichment, record: str, why: str) -> PermanentFailure:
+        """Nothing in Pipedrive can carry the section: parked as dead (counted in
+        ``sscl_enrichments_total{outcome="dead"}``, its reason in the row), never dropped."""
+        reason = (
+            f"{e.kind} text and links not written to {CRM}: the {record} has no person, deal,"
+            f" lead or organization for a note, and {why}"
+        )
+        log.warning("pipedrive.update.unplaced", writer=self.name, call=e.call.key, reason=reason)
+        return PermanentFailure(reason)
 
     async def _upload(self, log_url: str, audio: Audio) -> LookupFailure | None:
         def form() -> aiohttp.FormData:
@@ -458,18 +511,23 @@ class PipedriveWriter(CrmWriterBase):
         # 409: an earlier attempt attached it before its answer got lost.
         return answer if not isinstance(answer, Response) else None
 
-    async def _note(
-        self, e: Enrichment, section: str, person: int, ctx: WriteContext
+    async def _beside(
+        self, e: Enrichment, section: str, record: Mapping[str, object], ctx: WriteContext
     ) -> LookupFailure | None:
+        """The section as a note on what ``record`` (a call log or activity) is linked to
+        (:func:`note_targets`: it shows in their timelines), marked so that a retry after an
+        uncertain attempt finds it instead of adding a second."""
+        targets = note_targets(record)
         marker = enrich.update_marker(e)
         if ctx.uncertain or ctx.attempt > 1:
-            notes = await self._get("/api/v1/notes", {"person_id": str(person), "limit": "100"})
+            first, value = next(iter(targets.items()))
+            notes = await self._get("/api/v1/notes", {first: str(value), "limit": "100"})
             if not isinstance(notes, Response):
                 return notes
             data = data_of(notes)
             for note in data if isinstance(data, list) else []:
                 if isinstance(note, dict) and marker in str(note.get("content", "")):
                     return None
-        body = {"content": f"{section}<p>{html.escape(marker)}</p>", "person_id": person}
+        body = {"content": f"{section}<p>{html.escape(marker)}</p>", **targets}
         answer = await self._post("/api/v1/notes", body)
         return answer if not isinstance(answer, Response) else None

@@ -14,7 +14,9 @@ The Pipedrive writer (``crm/pipedrive.py``) with two steps replaced:
 Unlike call logs, activities can be updated, so the recording and voicemail go into the same
 record: the audio as a file of the activity (``POST /v1/files`` with ``activity_id``; after
 an uncertain attempt ``GET /v1/files`` finds it by name), the section appended to the note if
-nobody edited it (``PATCH /api/v2/activities/{id}``), else in a note on the person.
+nobody edited it (``PATCH /api/v2/activities/{id}``), else in a note on what the activity is
+linked to (its person, deal, lead or organization); with none of them the update is parked
+as dead with that reason (never dropped silently).
 :func:`build` is the plug-in's factory: it picks this writer or the call-log one.
 """
 
@@ -44,7 +46,7 @@ from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Response
 from sscl_daemon.crm.pipedrive import CRM, PipedriveWriter
 from sscl_daemon.crm.pipedrive_mapping import int_id
-from sscl_daemon.crm.pipedrive_reads import data_of
+from sscl_daemon.crm.pipedrive_reads import data_of, note_targets
 
 if TYPE_CHECKING:
     from sscl_daemon.ringcentral.media import Audio
@@ -159,25 +161,17 @@ class PipedriveActivityWriter(PipedriveWriter):
             if failure is not None:
                 return failure
         if section and enrich.same_note(note, e.written):
-            written = f"{note}{section}"
-            url = await self._url(path)
-            if not isinstance(url, str):
-                return url
-            patched = await self.http.request("PATCH", url, json_body={"note": written})
-            if not isinstance(patched, Response):
-                return patched
+            written = await self._append(path, note, section)
+            if not isinstance(written, str):
+                return written
             return Updated(f"{e.kind} added to the activity", written)
-        participants = data.get("participants")
-        people = (
-            [p for p in participants if isinstance(p, dict)]
-            if isinstance(participants, list)
-            else []
-        )
-        person = int_id(people[0].get("person_id")) if people else None
-        if section and person is not None:
-            failure = await self._note(e, section, person, ctx)
-            if failure is not None:
-                return failure
+        if not section:
+            return Updated(f"{e.kind} added to the activity", None)
+        if not note_targets(data):
+            return self._unplaced(e, "activity", "a person edited its note")
+        failure = await self._beside(e, section, data, ctx)
+        if failure is not None:
+            return failure
         return Updated(f"{e.kind} added beside the edited activity note", None)
 
     async def _attach(self, activity: str, audio: Audio, ctx: WriteContext) -> LookupFailure | None:

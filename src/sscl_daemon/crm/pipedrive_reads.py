@@ -1,7 +1,8 @@
 """What the Pipedrive writer (crm/pipedrive.py) reads back from Pipedrive, as pure data:
-persons in search and list answers, activities, and -- for the check for logs a user's own
-client made -- the batch's one read of recent activities (:class:`ClientWindow`) and the
-match of a call against a person's activities (:func:`client_log`)."""
+persons in search and list answers, activities, what a call log or activity is linked to
+(:func:`note_targets`, where an update's note can go), and -- for the check for logs a
+user's own client made -- the batch's one read of recent activities (:class:`ClientWindow`)
+and the match of a call against a person's activities (:func:`client_log`)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,37 @@ class ClientWindow:
             for a in self._by_person.get(person.id, [])
             if (updated := parse_time(a.get("update_time"))) is None or updated >= since
         ]
+
+
+# The records a Pipedrive note can be attached to (``POST /v1/notes`` needs one of them), in
+# the order the writer looks for an earlier attempt's note (``GET /v1/notes`` filters).
+NOTE_TARGETS = ("person_id", "deal_id", "lead_id", "org_id")
+
+
+def note_targets(record: Mapping[str, object]) -> dict[str, int | str]:
+    """What a call log or activity is linked to, as a note's ``person_id`` / ``deal_id`` /
+    ``lead_id`` (a UUID) / ``org_id``: a note with them shows where the record shows."""
+    found: dict[str, int | str] = {}
+    participants = record.get("participants")
+    primary = [
+        p
+        for p in (participants if isinstance(participants, list) else [])
+        if isinstance(p, dict) and int_id(p.get("person_id")) is not None
+    ]
+    person = int_id(record.get("person_id"))
+    if person is None and primary:
+        person = int_id(primary[0].get("person_id"))
+    for name, value in (
+        ("person_id", person),
+        ("deal_id", int_id(record.get("deal_id"))),
+        ("org_id", int_id(record.get("org_id"))),
+    ):
+        if value is not None:
+            found[name] = value
+    lead = record.get("lead_id")
+    if isinstance(lead, str) and lead:
+        found["lead_id"] = lead
+    return {name: found[name] for name in NOTE_TARGETS if name in found}
 
 
 def person_of(item: Mapping[str, object]) -> Contact | None:

@@ -19,9 +19,14 @@ What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` 
 * ``GET /api/v2/persons/search``: ``term`` (>= 2 characters unless ``exact_match``),
   ``fields``, ``exact_match``, ``limit``; phone search matches the digits of the term
   inside the digits of a stored phone (exact: the whole stored value).
+* every call log is an activity too (Pipedrive: "call logs are also considered activities";
+  deleting a log leaves "the related activity"): ``activity_id`` converts a call-type
+  activity, else a done ``call`` activity is made with the log's subject, person, org, deal
+  and note, and the log answers its ``activity_id``. The log itself has no update endpoint.
 * ``POST /v1/callLogs/{id}/recordings``: multipart ``file`` (audio), one per call log
   (``has_recording`` turns true; tests read ``recordings``); ``POST``/``GET /v1/notes``:
   HTML ``content`` on a person, organization, deal or lead (tests read ``notes``);
+  ``GET /v1/notes`` by ``person_id``, ``deal_id``, ``lead_id`` or ``org_id``;
   ``GET /api/v2/deals`` by ``person_id`` and ``status``; a call log's ``deal_id`` must exist;
 * activities: ``POST``/``GET``/``PATCH /api/v2/activities`` (v2 fields, an active ``type``,
   ``due_date``/``due_time``/``duration`` formats, participants that exist; the list by
@@ -355,13 +360,16 @@ async def add_call_log(request: web.Request) -> web.Response:
     if problem or not isinstance(body, dict):
         return _error(400, problem or "Request body must be a JSON object")
     log_id = secrets.token_hex(12)
+    activity = _call_activity(state, body)
+    if activity is None:
+        return _error(400, f"Activity {body['activity_id']} not found or not a call")
     record = {
         "id": log_id,
-        "activity_id": body.get("activity_id"),
-        "person_id": body.get("person_id"),
-        "org_id": body.get("org_id"),
-        "deal_id": body.get("deal_id"),
-        "lead_id": body.get("lead_id"),
+        "activity_id": activity["id"],
+        "person_id": activity.get("person_id"),
+        "org_id": activity.get("org_id"),
+        "deal_id": activity.get("deal_id"),
+        "lead_id": activity.get("lead_id"),
         "subject": body.get("subject"),
         "duration": body.get("duration"),
         "outcome": body["outcome"],
@@ -379,6 +387,37 @@ async def add_call_log(request: web.Request) -> web.Response:
     return json_response(
         {"success": True, "data": {k: v for k, v in record.items() if k != "created_by"}}
     )
+
+
+def _call_activity(state: PipedriveState, body: dict[str, object]) -> dict[str, object] | None:
+    """The activity a new call log is (Pipedrive: "call logs are also considered
+    activities"): the call-type ``activity_id`` given, whose person, organization and deal
+    the log takes, else a new done call activity with the log's subject, links and note."""
+    given = body.get("activity_id")
+    if given is not None:
+        found = state.activities.get(given) if isinstance(given, int) else None
+        return found if found is not None and found.get("type") == "call" else None
+    start = datetime.strptime(str(body["start_time"]), "%Y-%m-%d %H:%M:%S")
+    minutes = -(-int(str(body.get("duration") or 0)) // 60)
+    person = body.get("person_id")
+    aid = state.next_id()
+    state.activities[aid] = {
+        "id": aid,
+        "type": "call",
+        "subject": body.get("subject") or "Call",
+        "done": True,
+        "due_date": start.strftime("%Y-%m-%d"),
+        "due_time": start.strftime("%H:%M"),
+        "duration": f"{minutes // 60:02d}:{minutes % 60:02d}",
+        "note": body.get("note"),
+        "person_id": person,
+        "participants": [{"person_id": person, "primary": True}] if person else [],
+        "org_id": body.get("org_id"),
+        "deal_id": body.get("deal_id"),
+        "lead_id": body.get("lead_id"),
+        "update_time": state.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return state.activities[aid]
 
 
 async def list_call_logs(request: web.Request) -> web.Response:
@@ -458,9 +497,18 @@ async def add_note(request: web.Request) -> web.Response:
 
 
 async def list_notes(request: web.Request) -> web.Response:
+    """``GET /v1/notes`` filtered by ``person_id``, ``deal_id``, ``lead_id``, ``org_id``."""
     state = _state(request)
-    person = request.query.get("person_id")
-    data = [n for n in state.notes.values() if person is None or str(n.get("person_id")) == person]
+    wanted = {
+        t: request.query[t]
+        for t in ("person_id", "org_id", "deal_id", "lead_id")
+        if t in request.query
+    }
+    data = [
+        n
+        for n in state.notes.values()
+        if all(str(n.get(t)) == value for t, value in wanted.items())
+    ]
     return json_response({"success": True, "data": data, "additional_data": {"pagination": {}}})
 
 
