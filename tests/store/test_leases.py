@@ -38,10 +38,12 @@ TTL = 3.0
 TAKEOVER_BOUND = 10.0
 POLL = 0.1
 
+# Only this database's locks: tests running side by side hold the same account's key in theirs.
 HOLDER_PIDS = """
 SELECT l.pid FROM pg_locks AS l,
      (SELECT hashtextextended('sscl-lease:' || $1, 0) AS key) AS k
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid::bigint = (k.key >> 32) & 4294967295
   AND l.objid::bigint = k.key & 4294967295
 """
