@@ -4,6 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# pytest-xdist workers for `make test`: most tests wait on sockets, processes and timers,
+# so four workers keep two cores busy (tests/conftest.py says how the tests are spread).
+# PYTEST_WORKERS=0 runs them in this process, one after another.
+PYTEST_WORKERS ?= 4
+
+# Bytecode caches are written even where the environment says not to: without them
+# every xdist worker compiles and assertion-rewrites the whole suite again on each run.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: test demo lint typecheck pytest test-browser venv clean
 
@@ -25,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

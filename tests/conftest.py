@@ -14,6 +14,15 @@ when it needs PostgreSQL (it asks for ``pg_server``, directly or through
 ``pg_dsn``/``empty_pg_dsn``/``store``, or starts a server itself: the prefixes
 in :data:`INTEGRATION`), ``unit`` otherwise. ``pytest -m unit`` is the quick
 tier; the README's Development section says how long each tier takes.
+
+``make test`` runs the tests on several pytest-xdist workers (``-n 4 --dist
+loadgroup``: most tests wait on sockets, processes and timers, not on the two
+cores). Each worker is its own pytest session, so each has its own
+``pg_server`` (its own template and database names, or its own embedded
+server), its own ``tmp_path`` and ephemeral ports. On a worker the tests are
+ordered longest tier first (see :func:`start_order`) so that the few long
+e2e tests do not start last; :data:`ONE_AFTER_ANOTHER` names the tests that
+must not run beside each other.
 """
 
 from __future__ import annotations
@@ -67,6 +76,16 @@ INTEGRATION = (
 )
 
 
+# Node-id prefixes of tests that run one after another on one xdist worker (an
+# ``xdist_group``), never beside each other. The scale tests each run several daemons
+# whose leases and balance checks are timed; two of them side by side starve each other
+# on two cores (a daemon seen as gone hands its accounts over a second time).
+ONE_AFTER_ANOTHER = {"tests/scale/": "scale"}
+
+# Tiers in the order their tests start on an xdist worker: the longest first.
+START_ORDER = ("e2e", "integration", "unit")
+
+
 def tier(nodeid: str, fixtures: list[str], slow: bool) -> str:
     """The tier marker of one test, from its node id, fixtures and ``slow`` mark."""
     if slow or nodeid.startswith(E2E):
@@ -76,11 +95,24 @@ def tier(nodeid: str, fixtures: list[str], slow: bool) -> str:
     return "unit"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def start_order(item: pytest.Item) -> tuple[int, int]:
+    """Sort key: slow e2e tests first, then the other e2e, integration, unit tests."""
+    rank = next(i for i, name in enumerate(START_ORDER) if item.get_closest_marker(name))
+    return rank, 0 if item.get_closest_marker("slow") else 1
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = list(getattr(item, "fixturenames", ()))
         slow = item.get_closest_marker("slow") is not None
         item.add_marker(tier(item.nodeid, fixtures, slow))
+        for prefix, group in ONE_AFTER_ANOTHER.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+    # Only on an xdist worker (every worker sorts alike, a stable sort): a plain run keeps
+    # each module's tests together, as its module-scoped fixtures expect.
+    if hasattr(config, "workerinput"):
+        items.sort(key=start_order)
 
 
 @pytest.fixture(scope="session")
