@@ -1,7 +1,7 @@
 """Real-time playback of simulated calls: notifications, live telephony sessions, call-log records.
 
 Takes `SimCall`s from the scenario side (`scenarios.py` / `traffic.py`), and at
-`start + offset_ms` of each `SimEvent` hands a `Notification` to the gateway. One task runs a
+`start + offset_ms` of each `SimEvent` hands an `OutgoingEvent` to the gateway. One task runs a
 single timer heap; every wake-up publishes all due events as one batch. It also keeps:
 
 * the live telephony sessions for `GET .../telephony/sessions/{id}` — a session exists from
@@ -26,7 +26,7 @@ import msgspec
 from sscl_daemon.simulator.gateway import Gateway
 from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.scenarios import ExpectedLog, SimCall, SimEvent
-from sscl_daemon.simulator.subscriptions import Notification
+from sscl_daemon.simulator.subscriptions import OutgoingEvent
 from sscl_daemon.simulator.traffic import Traffic
 from sscl_daemon.simulator.wsframes import ENCODER
 
@@ -91,7 +91,7 @@ class _Records:
     call: SimCall
 
 
-_Item = _Play | _Records | Notification
+_Item = _Play | _Records | OutgoingEvent
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class Engine:
         heapq.heappush(self._heap, (now, now, next(self._order), note))
         self._wake_up()
 
-    def notification(self, body: object, extension_id: str | None) -> Notification:
+    def notification(self, body: object, extension_id: str | None) -> OutgoingEvent:
         acct = self.org.account_id
         if extension_id is None:
             event = f"/restapi/v1.0/account/{acct}/telephony/sessions"
@@ -205,7 +205,7 @@ class Engine:
                 code = party.get("status")
                 status = code.get("code") if isinstance(code, dict) else None
                 missed = party.get("missedCall")
-        return Notification(
+        return OutgoingEvent(
             event,
             extension_id,
             msgspec.Raw(ENCODER.encode(body)),
@@ -249,7 +249,7 @@ class Engine:
                         await self._wake.wait()
                 continue
             now = self.clock()
-            batch: list[Notification] = []
+            batch: list[OutgoingEvent] = []
             while heap and heap[0][0] <= now and len(batch) < _MAX_BATCH:
                 item = heapq.heappop(heap)[3]
                 if isinstance(item, _Play):

@@ -46,8 +46,8 @@ from sscl_daemon.simulator.oauth import OAuthError, OAuthServer, OAuthSession
 from sscl_daemon.simulator.profiles import BadWsTokenReply, PlatformProfile, RateGroup
 from sscl_daemon.simulator.ratelimit import RateLimiter, rate_exceeded_body, rate_group_for
 from sscl_daemon.simulator.subscriptions import (
-    Notification,
-    Subscription,
+    GatewaySubscription,
+    OutgoingEvent,
     SubscriptionError,
     build_subscription,
 )
@@ -79,7 +79,7 @@ class WsSession:
     token: str
     oauth: OAuthSession
     buffer: deque[tuple[int, bytes]]
-    subscription: Subscription | None = None
+    subscription: GatewaySubscription | None = None
     sequence: int = 0
     last_written: int = 0
     connection: Connection | None = None
@@ -132,7 +132,7 @@ class Gateway:
     sessions: dict[str, WsSession] = field(default_factory=dict)
     connections: set[Connection] = field(default_factory=set)
     _ws_tokens: dict[str, _WsToken] = field(default_factory=dict, repr=False)
-    _held: list[Notification] = field(default_factory=list)
+    _held: list[OutgoingEvent] = field(default_factory=list)
     # notification uuids are strings of digits in real captures (research B2)
     _uuids: Iterator[int] = field(
         default_factory=lambda: itertools.count(10**18 + secrets.randbelow(10**17))
@@ -435,7 +435,7 @@ class Gateway:
 
     def _subscription_request(
         self, session: WsSession, method: str, sub_id: str | None, body: object
-    ) -> tuple[int, object, Subscription | None]:
+    ) -> tuple[int, object, GatewaySubscription | None]:
         current = session.subscription
         if sub_id is None and method == "POST":
             sub = self._create(session, body)
@@ -460,7 +460,7 @@ class Gateway:
             return 200, current.info(), current
         raise SubscriptionError(405, "CMN-103", f"Method [{method}] is not allowed")
 
-    def _create(self, session: WsSession, body: object) -> Subscription:
+    def _create(self, session: WsSession, body: object) -> GatewaySubscription:
         sub = build_subscription(
             body, self.account_id, session.oauth.owner_id, datetime.now(UTC), str(uuid.uuid4())
         )
@@ -478,7 +478,7 @@ class Gateway:
 
     # -- delivery --------------------------------------------------------------------------
 
-    def publish(self, notes: Sequence[Notification]) -> None:
+    def publish(self, notes: Sequence[OutgoingEvent]) -> None:
         """Deliver notifications to every matching subscription (applying notification faults)."""
         faults = self.faults.notifications
         if faults.delay_count or faults.duplicate_count or faults.reorder_count or self._held:
@@ -502,8 +502,8 @@ class Gateway:
     def _deliver(
         self,
         session: WsSession,
-        sub: Subscription,
-        note: Notification,
+        sub: GatewaySubscription,
+        note: OutgoingEvent,
         stamp: str,
         conn: Connection | None,
         note_uuid: str | None = None,
@@ -534,9 +534,9 @@ class Gateway:
             conn.outbox.append((seq, frame))
         return note_uuid
 
-    def _mangle(self, notes: Sequence[Notification]) -> list[Notification]:
+    def _mangle(self, notes: Sequence[OutgoingEvent]) -> list[OutgoingEvent]:
         faults = self.faults.notifications
-        out: list[Notification] = []
+        out: list[OutgoingEvent] = []
         loop = asyncio.get_running_loop()
         for note in notes:
             if faults.delay_count > 0:
@@ -556,10 +556,10 @@ class Gateway:
             self._held.clear()
         return out
 
-    def _publish_late(self, note: Notification) -> None:
+    def _publish_late(self, note: OutgoingEvent) -> None:
         self.publish([note])
 
-    def _publish_duplicate(self, note: Notification) -> None:
+    def _publish_duplicate(self, note: OutgoingEvent) -> None:
         """The same notification (same uuid) twice, as after a recovery replay."""
         stamp = wsframes.iso_ms(datetime.now(UTC))
         for session in list(self.sessions.values()):
@@ -614,7 +614,7 @@ class Gateway:
         while not predicate():
             await self._change.wait()
 
-    def current_subscription(self) -> Subscription | None:
+    def current_subscription(self) -> GatewaySubscription | None:
         for conn in self.connections:
             if conn.session.subscription is not None:
                 return conn.session.subscription

@@ -27,7 +27,7 @@ _TELEPHONY = re.compile(
 
 
 @dataclass(frozen=True, slots=True)
-class Notification:
+class OutgoingEvent:
     """One telephony event ready for delivery: its concrete event path and its pre-encoded body.
 
     The filter fields come from the single party the body carries (research B5).
@@ -59,7 +59,7 @@ class EventFilter:
     status_code: str | None = None
     missed_call: bool | None = None
 
-    def matches(self, note: Notification) -> bool:
+    def matches(self, note: OutgoingEvent) -> bool:
         if self.extension_id is not None and note.extension_id != self.extension_id:
             return False
         if self.direction is not None and note.direction != self.direction:
@@ -100,13 +100,13 @@ def parse_filter(raw: str, account_id: str, owner_extension_id: str) -> EventFil
 
 
 @dataclass
-class Subscription:
+class GatewaySubscription:
     id: str
     filters: tuple[EventFilter, ...]
     created: datetime
     disabled: list[dict[str, object]] = field(default_factory=list)
 
-    def matches(self, note: Notification) -> bool:
+    def matches(self, note: OutgoingEvent) -> bool:
         return any(f.matches(note) for f in self.filters)
 
     def info(self) -> dict[str, object]:
@@ -121,8 +121,8 @@ def build_subscription(
     owner_extension_id: str,
     created: datetime,
     sub_id: str | None = None,
-) -> Subscription:
-    """Validate a create/update request body into a Subscription (raises SubscriptionError)."""
+) -> GatewaySubscription:
+    """A create/update request body validated into a subscription (raises SubscriptionError)."""
     if not isinstance(body, dict):
         raise SubscriptionError(400, "CMN-101", "Request body must be a JSON object")
     raw_filters = body.get("eventFilters")
@@ -150,4 +150,4 @@ def build_subscription(
             filters.append(parsed)
     if not filters:
         raise SubscriptionError(400, "SUB-508", "None of the event filters is supported")
-    return Subscription(sub_id or secrets.token_hex(16), tuple(filters), created, disabled)
+    return GatewaySubscription(sub_id or secrets.token_hex(16), tuple(filters), created, disabled)
