@@ -203,7 +203,7 @@ class Callback:
 
 
 @dataclass(frozen=True)
-class Grant:
+class CrmGrant:
     """What the token endpoint answered: the refresh token, and the host to use."""
 
     refresh_token: str
@@ -217,7 +217,7 @@ async def exchange(
     code: str,
     redirect_uri: str,
     verifier: str,
-) -> Grant:
+) -> CrmGrant:
     """Swap the authorization code for tokens at the CRM's token endpoint."""
     client_id, client_secret = client
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
@@ -253,7 +253,7 @@ async def exchange(
         hint = " (give the app the refresh_token scope)" if vendor.scope else ""
         raise OAuthFailure(f"the token answer holds no refresh token{hint}")
     host = body.get("instance_url") or body.get("api_domain")
-    return Grant(refresh, host if isinstance(host, str) else None)
+    return CrmGrant(refresh, host if isinstance(host, str) else None)
 
 
 def write_credential(directory: Path, name: str, value: str) -> Path:
@@ -303,7 +303,7 @@ def _credentials_dir(args: argparse.Namespace) -> Path:
         return DaemonSettings.credentials_dir  # no configuration yet: the default place
 
 
-async def _obtain(args: argparse.Namespace, vendor: Vendor, secret: str) -> Grant:
+async def _obtain(args: argparse.Namespace, vendor: Vendor, secret: str) -> CrmGrant:
     server = args.server or vendor.default_server
     state = secrets.token_urlsafe(24)
     verifier, challenge = pkce_pair()
