@@ -14,7 +14,8 @@ from sscl_daemon.calls.model import CallResult, CallSource, Direction
 from sscl_daemon.calls.policy import MissedAttribution, Policy, PolicyOptions
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
 from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
-from sscl_daemon.ringcentral.records import CallLogPage, CallLogRecord
+from sscl_daemon.ringcentral.calllog_page import decode_call_log_page
+from sscl_daemon.ringcentral.records import CallLogRecord
 from sscl_daemon.simulator.org import Organisation
 from sscl_daemon.simulator.scenarios import CallFactory, CallKind, SimCall
 
@@ -169,7 +170,8 @@ TYLER, TYLERS_QUEUE = "234567", "345678"
 
 
 def captured_records(name: str) -> list[CallLogRecord]:
-    page = msgspec.json.decode((CAPTURED / name).read_bytes(), type=CallLogPage)
+    page = decode_call_log_page((CAPTURED / name).read_bytes())
+    assert page.refused == []
     return page.records
 
 

@@ -86,8 +86,9 @@ async def test_call_log_follows_next_page_links(
         Canned(body={"records": [record(3)], "navigation": {}}),
     )
     pages = [page async for page in rest.call_log_pages(FROM, TO, per_page=2)]
-    assert [[r.id for r in page] for page in pages] == [["rec1", "rec2"], ["rec3"]]
-    assert as_id(pages[0][0].extension.id if pages[0][0].extension else None) == "201"
+    assert [[r.id for r in page.records] for page in pages] == [["rec1", "rec2"], ["rec3"]]
+    first_record = pages[0].records[0]
+    assert as_id(first_record.extension.id if first_record.extension else None) == "201"
     first, second = server.requests("GET", CALL_LOG_PATH)
     assert first.query["dateFrom"] == "2026-01-01T10:00:00.000Z"
     assert first.query["dateTo"] == "2026-01-01T11:00:00.000Z"

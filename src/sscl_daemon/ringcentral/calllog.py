@@ -55,9 +55,9 @@ from sscl_daemon.ringcentral.calllog_legs import (
     user_parts,
     warm_targets,
 )
-from sscl_daemon.ringcentral.calllog_legs import RecordError as RecordError
 from sscl_daemon.ringcentral.calllog_record import RecordCalls
 from sscl_daemon.ringcentral.records import CallLogRecord
+from sscl_daemon.ringcentral.records import RecordError as RecordError
 
 
 def calls_from_records(
@@ -68,7 +68,8 @@ def calls_from_records(
     source: CallSource = CallSource.CALL_LOG,
     missed_owner: str | None = None,
 ) -> tuple[list[CompletedCall], list[RecordError]]:
-    """Every call log the records describe, and the records that could not be read.
+    """Every call log the records describe, and the records that could not be read (each a
+    `RecordError` with the record's bytes, which the reconciler keeps as a dead letter).
 
     `missed_owner` (an extension number) is the policy's "owner" attribution: a call nobody
     answered gets one missed log for that extension instead of one per user it rang.
@@ -84,7 +85,12 @@ def calls_from_records(
                 made = _owner_attribution(made, missed_owner, directory)
             calls.extend(call for call, _ in made)
         except RecordError as exc:
-            errors.append(exc)
+            errors.append(RecordError(exc.reason, msgspec.json.encode(record)))
+        except Exception as exc:
+            # A record the mapping cannot handle (a bug, or an input nobody foresaw) must
+            # cost that record, not the read: the others of the page are logged.
+            reason = f"call-log record {record.id} could not be mapped: {exc!r}"
+            errors.append(RecordError(reason, msgspec.json.encode(record)))
     return calls, errors
 
 

@@ -15,8 +15,13 @@ from datetime import UTC, datetime
 
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.model import CallResult, Direction
-from sscl_daemon.errors import SsclError
-from sscl_daemon.ringcentral.records import CallerInfo, CallLogLeg, CallLogRecord, as_id
+from sscl_daemon.ringcentral.records import (
+    CallerInfo,
+    CallLogLeg,
+    CallLogRecord,
+    RecordError,
+    as_id,
+)
 
 _RESULTS: dict[str, CallResult | None] = {
     "accepted": CallResult.ANSWERED,
@@ -38,10 +43,6 @@ TRANSFER_LEG = "transfercall"
 CONSULT_LEG = "extensiontoextension"
 
 
-class RecordError(SsclError, ValueError):
-    """A call-log record the mapping cannot use (names the record and the field)."""
-
-
 @dataclass(frozen=True)
 class UserPart:
     """One user's legs of a record, in record order (an ``Accept`` leg and the carrier leg
@@ -51,14 +52,15 @@ class UserPart:
     legs: tuple[CallLogLeg, ...]
 
 
-def parse_time(value: str | None, record_id: str, field: str) -> datetime:
+def parse_time(value: str | None, record_id: str, field: str, raw: bytes = b"") -> datetime:
+    """A record's time; ``raw`` (the record's bytes, when known) goes into the error."""
     if not value:
-        raise RecordError(f"call-log record {record_id} has no {field}")
+        raise RecordError(f"call-log record {record_id} has no {field}", raw)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise RecordError(
-            f"call-log record {record_id} has an unreadable {field}: {value!r}"
+            f"call-log record {record_id} has an unreadable {field}: {value!r}", raw
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

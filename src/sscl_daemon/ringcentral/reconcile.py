@@ -7,6 +7,10 @@ view, Heavy rate group), map the records with `calllog.calls_from_records` into 
 `CompletedCall`s (same keys) the tracker makes, and pass them through the same `Policy`: the
 outbox's unique key then makes a call seen live and again here one log.
 
+Records the call-log edge refused (`calllog_page.py`: out of bounds, untrusted time) and those
+the mapping could not use are the stretch's `errors`; with a `quarantine` (the daemon's
+pipeline) they are kept as dead letters with their reason, and the page's other records used.
+
 Call-log records appear 15-30 s after a call ends (research/rc-protocol.md C5), so a gap is
 read only `call_log_delay` after its end; the window is widened by `margin` on both sides
 because the call log filters on a call's start time.
@@ -15,7 +19,7 @@ because the call log filters on a call's start time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,11 +30,14 @@ from sscl_daemon.calls.model import CallSource, CompletedCall
 from sscl_daemon.calls.policy import Decision, MissedAttribution, Policy
 from sscl_daemon.ringcentral.calllog import RecordError, calls_from_records
 from sscl_daemon.ringcentral.ratelimit import Sleep
-from sscl_daemon.ringcentral.records import CallLogRecord
+from sscl_daemon.ringcentral.records import CallLogPage, CallLogRecord
 from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.ringcentral.subscription import Gap, utc_now
 
 log = structlog.get_logger(__name__)
+
+# Where refused call-log records go (the daemon's pipeline: dead letters).
+Quarantine = Callable[[Sequence[RecordError]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,7 @@ class Reconciler:
         source: CallSource = CallSource.CALL_LOG,
         now: Callable[[], datetime] = utc_now,
         sleep: Sleep = asyncio.sleep,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self._rest = rest
         self._account = account_id
@@ -98,9 +106,13 @@ class Reconciler:
         self._source = source
         self._now = now
         self._sleep = sleep
+        self._quarantine = quarantine
 
-    def map_records(self, records: list[CallLogRecord]) -> Stretch:
-        """Pure part: records -> call logs and policy decisions."""
+    def map_records(
+        self, records: list[CallLogRecord], refused: Sequence[RecordError] = ()
+    ) -> Stretch:
+        """Pure part: records -> call logs and policy decisions (`refused`: records the edge
+        refused, counted among the errors)."""
         options = self._policy.options
         owner = (
             options.missed_owner_extension
@@ -118,14 +130,23 @@ class Reconciler:
                 logged.append(call)
             else:
                 skipped.append(decision)
+        errors = [*refused, *errors]
         for error in errors:
             log.warning("ringcentral.call_log.unreadable_record", error=str(error))
-        return Stretch(len(records), tuple(logged), tuple(skipped), tuple(errors))
+        return Stretch(len(records) + len(refused), tuple(logged), tuple(skipped), tuple(errors))
+
+    async def _mapped(
+        self, records: list[CallLogRecord], refused: Sequence[RecordError]
+    ) -> Stretch:
+        batch = self.map_records(records, refused)
+        if batch.errors and self._quarantine is not None:
+            await self._quarantine(batch.errors)
+        return batch
 
     async def pages(self, start: datetime, end: datetime) -> AsyncIterator[Stretch]:
         """The call log of calls started in [start, end), one mapped page at a time."""
-        async for records in self._rest.call_log_pages(start, end):
-            yield self.map_records(records)
+        async for page in self._rest.call_log_pages(start, end):
+            yield await self._mapped(page.records, page.refused)
 
     async def read(self, start: datetime, end: datetime) -> Stretch:
         total = Stretch.empty()
@@ -186,27 +207,23 @@ class Reconciler:
         if wait:
             await self.wait_for_records(self._now())
         now = self._now()
+        pages: list[CallLogPage] = []
         if since is not None:
             wanted = set(ended)
-            records = [
-                record
-                for page in await self._pages(since - self._margin, now)
-                for record in page
-                if record.telephonySessionId in wanted
-            ]
+            for page in await self._pages(since - self._margin, now):
+                records = [r for r in page.records if r.telephonySessionId in wanted]
+                pages.append(CallLogPage(records, page.refused))
         else:
-            records = []
             for tsid in ended:
-                records.extend(
-                    await self._rest.call_log_for_session(tsid, now - self._lookback, now)
-                )
+                pages.append(await self._rest.call_log_for_session(tsid, now - self._lookback, now))
+        records = [record for page in pages for record in page.records]
         found = {record.telephonySessionId for record in records}
         return EndsLookup(
-            self.map_records(records),
+            await self._mapped(records, [error for page in pages for error in page.refused]),
             tuple(t for t in ended if t in found),
             tuple(active),
             tuple(t for t in ended if t not in found),
         )
 
-    async def _pages(self, start: datetime, end: datetime) -> list[list[CallLogRecord]]:
+    async def _pages(self, start: datetime, end: datetime) -> list[CallLogPage]:
         return [page async for page in self._rest.call_log_pages(start, end)]

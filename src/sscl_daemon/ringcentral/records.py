@@ -6,13 +6,51 @@ are the platform's own (camelCase, research/rc-protocol.md C3); unknown fields a
 every field the daemon does not strictly need is optional, so a platform change costs data,
 not the process. Ids arrive as numbers in the call log (`extension.id`) and as strings
 elsewhere; `IdValue` accepts both and `as_id` normalises them to strings (research G-C2).
+
+Call-log records are bounded like notifications (issue 19): their ids, texts and lists carry
+the limits of `calls/wire.py` (one place for them), durations a range of their own, so a
+hostile or broken answer cannot put a 3,000-character id into an outbox key. They are
+decoded one at a time by `calllog_page.py`, which also dates them: a record it refuses is a
+`RecordError` with the reason and the record's bytes, kept as a dead letter, and the page's
+other records are used.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated
+
 import msgspec
 
-IdValue = str | int
+from sscl_daemon.calls.wire import MAX_ID_LENGTH, Id, Text
+from sscl_daemon.errors import SsclError
+
+# A numeric id of the call log (`extension.id`): a 64-bit integer, whose text form (at most
+# 20 characters) is well within the id bound.
+IdValue = Id | Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
+# A call or leg longer than a week is no call: the bound keeps its end computable (a
+# `timedelta` of 10^18 ms overflows) and negative figures out.
+MAX_CALL_DURATION = timedelta(days=7)
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_CALL_DURATION.total_seconds())]
+Milliseconds = Annotated[int, msgspec.Meta(ge=0, le=MAX_CALL_DURATION // timedelta(milliseconds=1))]
+# Legs of one record: one per ring of a forwarding, hunting or queue step, so a queue that
+# rings many agents gives many; far more than any call has, far less than a hostile answer.
+MAX_LEGS = 1000
+
+
+class RecordError(SsclError, ValueError):
+    """A call-log record (or a page of them) the daemon cannot use.
+
+    `reason` names the record and the field when they are known; `raw` is the record as it
+    was received (or as decoded, when the mapping refused it), kept as the dead letter's
+    payload. The only error the call-log decoders raise, whatever the input.
+    """
+
+    def __init__(self, reason: str, raw: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
 
 
 def as_id(value: IdValue | None) -> str | None:
@@ -45,10 +83,10 @@ class WsToken(msgspec.Struct, kw_only=True):
 class CallerInfo(msgspec.Struct, kw_only=True):
     """`from` / `to` of a call-log record or leg."""
 
-    phoneNumber: str | None = None
-    extensionNumber: str | None = None
+    phoneNumber: Text | None = None
+    extensionNumber: Text | None = None
     extensionId: IdValue | None = None
-    name: str | None = None
+    name: Text | None = None
 
 
 class ExtensionRef(msgspec.Struct, kw_only=True):
@@ -62,27 +100,27 @@ class RecordingRef(msgspec.Struct, kw_only=True):
 class SessionRef(msgspec.Struct, kw_only=True):
     """`transferTarget` / `transferee` of a leg: the other session of a warm transfer."""
 
-    telephonySessionId: str | None = None
+    telephonySessionId: Id | None = None
 
 
 class CallLogLeg(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
     """One leg of a Detailed call-log record."""
 
-    startTime: str | None = None
-    duration: float | None = None
-    durationMs: int | None = None
-    direction: str | None = None
-    action: str | None = None
-    result: str | None = None
-    reason: str | None = None
-    legType: str | None = None
+    startTime: Text | None = None
+    duration: Seconds | None = None
+    durationMs: Milliseconds | None = None
+    direction: Text | None = None
+    action: Text | None = None
+    result: Text | None = None
+    reason: Text | None = None
+    legType: Text | None = None
     master: bool = False
     from_: CallerInfo | None = None
     to: CallerInfo | None = None
     extension: ExtensionRef | None = None
     recording: RecordingRef | None = None
-    telephonySessionId: str | None = None
-    partyId: str | None = None
+    telephonySessionId: Id | None = None
+    partyId: Id | None = None
     # Warm transfer (API reference CallLogRecordLegInfo): on the transferring user's leg,
     # the session the call went on in; on the target's leg, the session it came from.
     transferTarget: SessionRef | None = None
@@ -93,24 +131,26 @@ class CallLogRecord(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
     """One account call-log record (one call; Detailed view adds `legs`)."""
 
     id: IdValue
-    uri: str | None = None
-    telephonySessionId: str | None = None
+    uri: Text | None = None
+    telephonySessionId: Id | None = None
     sessionId: IdValue | None = None
-    partyId: str | None = None
-    startTime: str
-    duration: float | None = None
-    durationMs: int | None = None
-    type: str | None = None
-    direction: str | None = None
-    action: str | None = None
-    result: str | None = None
-    reason: str | None = None
+    partyId: Id | None = None
+    startTime: Text
+    duration: Seconds | None = None
+    durationMs: Milliseconds | None = None
+    type: Text | None = None
+    direction: Text | None = None
+    action: Text | None = None
+    result: Text | None = None
+    reason: Text | None = None
     from_: CallerInfo | None = None
     to: CallerInfo | None = None
     extension: ExtensionRef | None = None
     recording: RecordingRef | None = None
-    lastModifiedTime: str | None = None
-    legs: list[CallLogLeg] = msgspec.field(default_factory=list)
+    lastModifiedTime: Text | None = None
+    legs: Annotated[list[CallLogLeg], msgspec.Meta(max_length=MAX_LEGS)] = msgspec.field(
+        default_factory=list
+    )
 
     @property
     def account_id(self) -> str | None:
@@ -118,12 +158,19 @@ class CallLogRecord(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
         marker = "/account/"
         if not self.uri or marker not in self.uri:
             return None
-        return self.uri.split(marker, 1)[1].split("/", 1)[0] or None
+        found = self.uri.split(marker, 1)[1].split("/", 1)[0]
+        # The uri is a text field: what it names is an id only within the id bound.
+        return found if 0 < len(found) <= MAX_ID_LENGTH else None
 
 
-class CallLogPage(msgspec.Struct, kw_only=True):
-    records: list[CallLogRecord] = msgspec.field(default_factory=list)
-    navigation: Navigation = msgspec.field(default_factory=Navigation)
+@dataclass(frozen=True)
+class CallLogPage:
+    """One call-log answer as `calllog_page.decode_call_log_page` reads it: the records it
+    takes, those it refused (each with its reason and bytes), and the link to the next."""
+
+    records: list[CallLogRecord] = field(default_factory=list)
+    refused: list[RecordError] = field(default_factory=list)
+    navigation: Navigation = field(default_factory=Navigation)
 
 
 class ExtensionContact(msgspec.Struct, kw_only=True):

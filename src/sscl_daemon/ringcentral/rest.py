@@ -6,7 +6,8 @@ limiter, carries a fresh bearer token (a 401 refreshes it once and tries again),
 with jittered exponential backoff on 5xx and connection errors; a 429 (and a 503 that names
 its wait) closes the request's throttling group for the `Retry-After` the platform sent
 (research/rc-protocol.md C6).
-Responses are decoded into the typed records of `records.py`.
+Responses are decoded into the typed records of `records.py`; call-log answers one record at
+a time by `calllog_page.py`, which bounds and dates each and hands back those it refuses.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import structlog
 
 from sscl_daemon.errors import SsclError
 from sscl_daemon.ringcentral.auth import Authenticator
+from sscl_daemon.ringcentral.calllog_page import decode_call_log_page
 from sscl_daemon.ringcentral.ratelimit import GroupLimiter, RateGroup, throttle_delay
 from sscl_daemon.ringcentral.records import (
     CallLogPage,
-    CallLogRecord,
     ExtensionPage,
     ExtensionRecord,
     PageLink,
+    RecordError,
     WsToken,
 )
 from sscl_daemon.ringcentral.retry import Retryable, RetryPolicy, with_retries
@@ -192,8 +194,9 @@ class RestClient:
         view: str = "Detailed",
         per_page: int = 1000,
         telephony_session_id: str | None = None,
-    ) -> AsyncIterator[list[CallLogRecord]]:
-        """Pages of the account call log for calls started in [date_from, date_to)."""
+    ) -> AsyncIterator[CallLogPage]:
+        """Pages of the account call log for calls started in [date_from, date_to): each
+        page's usable records, and those refused with the reason (`calllog_page.py`)."""
         params: dict[str, str] = {
             "view": view,
             "perPage": str(per_page),
@@ -209,8 +212,11 @@ class RestClient:
             if path is None:
                 return
             reply = await self.request("GET", path, RateGroup.HEAVY, query)
-            page = _decode(reply, CallLogPage, path)
-            yield page.records
+            try:
+                page = decode_call_log_page(reply.body, date_from, datetime.now(UTC))
+            except RecordError as exc:
+                raise ApiError("GET", path, reply.status, "unreadable", exc.reason) from None
+            yield page
             path, query = self._next_page(page.navigation.nextPage)
 
     @staticmethod
@@ -223,15 +229,17 @@ class RestClient:
 
     async def call_log_for_session(
         self, telephony_session_id: str, since: datetime, until: datetime
-    ) -> list[CallLogRecord]:
-        """Call-log records of one telephony session that started in [since, until)."""
-        found: list[CallLogRecord] = []
+    ) -> CallLogPage:
+        """Call-log records of one telephony session that started in [since, until), and the
+        records the answers held that were refused."""
+        found = CallLogPage()
         async for page in self.call_log_pages(
             since, until, telephony_session_id=telephony_session_id
         ):
-            found.extend(
-                record for record in page if record.telephonySessionId == telephony_session_id
+            found.records.extend(
+                r for r in page.records if r.telephonySessionId == telephony_session_id
             )
+            found.refused.extend(page.refused)
         return found
 
     async def extensions(self, per_page: int = 1000) -> list[ExtensionRecord]:
