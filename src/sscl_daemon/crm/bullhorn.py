@@ -40,6 +40,11 @@ unassociated`` cannot apply: such a call is parked with a reason that says to ch
 
 Limits: ``RateLimit-Limit``/``-Remaining``/``-Reset`` on every answer; 429 asks to wait a
 second and retry.
+
+After the create, recordings and voicemail (audio and transcription) are added
+(``crm/bullhorn_enrich.py``): the file attached to the Note's person where Bullhorn keeps
+files for it (candidates, client contacts; a lead's is linked), the section in the Note's
+comments unless a person changed them, else in a Note of its own.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import OAuthClientSettings, WriterSettings
+from sscl_daemon.config import OAuthClientSettings, RecordingsMode, WriterSettings
 from sscl_daemon.config.writers import oauth_settings
 from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
@@ -67,7 +72,9 @@ from sscl_daemon.crm.base import (
     WriteResult,
     WriterPlugin,
 )
+from sscl_daemon.crm.bullhorn_enrich import BullhornNote
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
+from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import OAuthBearer, Response, error_message, token_failure
 from sscl_daemon.crm.oauth import (
     ClientAuth,
@@ -76,6 +83,7 @@ from sscl_daemon.crm.oauth import (
     TokenUnavailableError,
     token_request,
 )
+from sscl_daemon.crm.plugin_enrich import enrich_record
 from sscl_daemon.crm.plugin_parts import (
     BaseUrlCalls,
     caller_left_voicemail,
@@ -154,10 +162,11 @@ def note(
     owner_id: str | None,
     options: BullhornOptions,
     tz: ZoneInfo | None = None,
+    recordings: RecordingsMode | None = None,
 ) -> dict[str, object]:
     """The ``PUT entity/Note`` body (pure); the note's times in ``tz``."""
     body: dict[str, object] = {
-        "comments": content.note_html(call, person.name, tz=tz),
+        "comments": content.note_html(call, person.name, tz=tz, recordings=recordings),
         "action": note_action(call, options),
         "personReference": {"id": int(person.id)},
         "dateAdded": int(content.utc(call.start_time).timestamp() * 1000),
@@ -290,6 +299,7 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
     def __init__(self, settings: WriterSettings, session: aiohttp.ClientSession) -> None:
         self._opts = opts = options_of(settings, BullhornOptions, "BullhornWriter", "bullhorn")
         self._zone_of = content.zone_of(settings.contacts)  # per call: timezone = "user"
+        self.recordings = settings.contacts.recordings
         # Bullhorn creates with PUT, which HTTP calls idempotent: aiohttp then resends a PUT
         # whose connection was lost on its own, and a Note stored by the first one would be
         # stored twice. So this writer has a session of its own without that resend (the
@@ -343,6 +353,11 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
         data = answer.object().get("data")
         return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
 
+    async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+        """The audio as a file of the Note's person, the section in the Note or a Note beside
+        it (``crm/bullhorn_enrich.py``)."""
+        return await enrich_record(BullhornNote(self), e, ctx)
+
     # -- the writer protocol -------------------------------------------------------------------
 
     async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
@@ -381,14 +396,13 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
                 f" {call.external_number or 'this call'}'s number; set contacts.no_contact ="
                 ' "create" (a new candidate) or "skip" in the writer\'s configuration'
             )
-        answer = await self._call(
-            "PUT",
-            "entity/Note",
-            body=note(call, person, resolved.owner_id, self._opts, self._zone_of(call)),
+        record = note(
+            call, person, resolved.owner_id, self._opts, self._zone_of(call), self.recordings
         )
+        answer = await self._call("PUT", "entity/Note", body=record)
         if not isinstance(answer, Response):
             return answer
-        return batch.created(CRM, answer.object().get("changedEntityId"))
+        return batch.created(CRM, answer.object().get("changedEntityId"), str(record["comments"]))
 
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]

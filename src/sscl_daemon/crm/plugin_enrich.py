@@ -18,8 +18,11 @@ Every one of them follows the same steps, only the requests differ (each writer'
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
+
+import aiohttp
 
 from sscl_daemon.crm import enrich
 from sscl_daemon.crm.base import PermanentFailure, WriteContext
@@ -76,6 +79,19 @@ class Record(Protocol):
         """Leave ``body`` (ending with the update's marker) in a note of its own, unless a
         retry finds one with the marker already."""
         ...
+
+
+def audio_form(audio: Audio, name: str = "file") -> Callable[[], aiohttp.FormData]:
+    """The request body of a multipart upload of ``audio`` as the part ``name``, made afresh
+    (the file read from its start) for each attempt of the request."""
+
+    def form() -> aiohttp.FormData:
+        audio.file.seek(0)
+        data = aiohttp.FormData()
+        data.add_field(name, audio.file, filename=audio.filename, content_type=audio.content_type)
+        return data
+
+    return form
 
 
 def joined(note: str, section: str, as_html: bool) -> str:

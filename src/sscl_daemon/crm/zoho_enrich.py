@@ -20,14 +20,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
-import aiohttp
-
 from sscl_daemon.crm import enrich
 from sscl_daemon.crm.base import PermanentFailure, WriteContext
 from sscl_daemon.crm.contacts import LookupFailure
 from sscl_daemon.crm.enrich import Enrichment
 from sscl_daemon.crm.http import Response
-from sscl_daemon.crm.plugin_enrich import NotAttached, Note
+from sscl_daemon.crm.plugin_enrich import NotAttached, Note, audio_form
 
 if TYPE_CHECKING:
     from sscl_daemon.crm.zoho import ZohoWriter
@@ -94,18 +92,10 @@ class ZohoCall:
         if not isinstance(base, str):
             return base
 
-        def form() -> aiohttp.FormData:
-            audio.file.seek(0)
-            data = aiohttp.FormData()
-            data.add_field(
-                "file", audio.file, filename=audio.filename, content_type=audio.content_type
-            )
-            return data
-
         answer = await self._w.http.request(
             "POST",
             base + self._path(e, "/Attachments"),
-            data=form,
+            data=audio_form(audio),
             accept=frozenset({400, 403}),
         )
         if not isinstance(answer, Response):

@@ -19,6 +19,7 @@ getting started, login, entity, query, search, errors; the Note entity reference
 * ``GET query/{Note,CorporateUser}?where=`` (``field=value`` and ``field IN (...)`` joined
   by AND) and ``GET search/{ClientContact,Candidate,Lead}?query=`` (Lucene:
   ``field:"value"`` joined by OR, AND ``isDeleted:false``), with ``fields`` and ``count``.
+* a Note read and updated, files of a person: ``simulator/crm/bullhorn_records.py``.
 * ``RateLimit-Limit``/``-Remaining``/``-Reset`` on every REST answer; past ``rate_limit``
   requests a second, 429 asking to wait a second.
 """
@@ -33,6 +34,7 @@ from typing import Final
 
 from aiohttp import web
 
+from sscl_daemon.simulator.crm import bullhorn_records
 from sscl_daemon.simulator.crm.common import (
     Handler,
     StandInState,
@@ -100,6 +102,10 @@ class BullhornState(StandInState):
     )
     users: dict[int, dict[str, object]] = field(default_factory=dict)
     notes: dict[int, dict[str, object]] = field(default_factory=dict)
+    # Files by id (``entity``: (entity, id), ``data``: the bytes), and (Note id, fields) of
+    # every Note update (``bullhorn_records.py``).
+    files: dict[int, dict[str, object]] = field(default_factory=dict)
+    note_updates: list[tuple[int, dict[str, object]]] = field(default_factory=list)
     rate_limit: int = 100
     window: WindowLimit | None = None
     api_user: int = 0
@@ -390,7 +396,9 @@ def create_app(state: BullhornState | None = None) -> web.Application:
         response.headers.update(limits)
         return response
 
-    app = web.Application(middlewares=[fault_middleware(state), gate])
+    app = web.Application(
+        middlewares=[fault_middleware(state), gate], client_max_size=bullhorn_records.UPLOAD_MAX
+    )
     app[_STATE_KEY] = state
     app.router.add_post("/oauth/token", token)
     app.router.add_get("/rest-services/login", login)
@@ -399,4 +407,5 @@ def create_app(state: BullhornState | None = None) -> web.Application:
     app.router.add_put(base + "/entity/{entity}", put_entity)
     app.router.add_get(base + "/query/{entity}", query)
     app.router.add_get(base + "/search/{entity}", search)
+    bullhorn_records.add_routes(app, state, base, NOTE_FIELDS, _check_note)
     return app
