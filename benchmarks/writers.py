@@ -24,13 +24,13 @@ and the contacts seen so far are cached), and whether each call was logged exact
 The target (<= 1.2 at steady state) applies where the CRM offers batching; for the others
 the figure is what that CRM's API costs.
 
-A second table follows a log's whole lifecycle for HubSpot, Salesforce and Pipedrive, with
-``recordings = "link"`` and ``"upload"``: every fifth answered call recorded, every voicemail
-with its transcription; the creates (batched) plus each update the call expects, made as the
-enrichment runner makes it (the audio already fetched from RingCentral). It prints the
-requests per logged call including the updates, and per call without media (which gets no
-update, so costs its create only: target <= 1.5 for all three -- Pipedrive has no batch
-create, but its client-log check of a batch is one read of recent activities, so a call
+A second table follows a log's whole lifecycle for HubSpot, Salesforce, Pipedrive, Zoho,
+Dynamics 365, Clio and Bullhorn, with ``recordings = "link"`` and ``"upload"``: every fifth
+answered call recorded, every voicemail with its transcription; the creates (batched) plus
+each update the call expects, made as the enrichment runner makes it (the audio already
+fetched from RingCentral). It prints the requests per logged call including the updates,
+and per call without media (which gets no update, so costs its create only: target <= 1.5
+for all of them -- Pipedrive has no batch create, but its client-log check of a batch is one read of recent activities, so a call
 costs its create plus a share of that read and of the contact searches).
 """
 
@@ -298,7 +298,7 @@ def report(runs: Sequence[Run], console: Console) -> None:
 # -- the log lifecycle: creates plus the updates with recordings and voicemail (issue 15) ----
 
 MEDIA_TARGET = 1.5
-LIFECYCLE_KINDS = ("hubspot", "salesforce", "pipedrive")
+LIFECYCLE_KINDS = ("hubspot", "salesforce", "pipedrive", "zoho", "dynamics", "clio", "bullhorn")
 
 
 @dataclass
