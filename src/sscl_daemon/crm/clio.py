@@ -21,7 +21,10 @@ grant at ``{region_url}/oauth/token``, bearer tokens):
   log a user's own client made: its body names the RingCentral session, or it is what App
   Connect's Clio connector writes by default, which names no session
   (:func:`app_connect_communication`: ``[Call] <Direction> Call from|to ...`` received at
-  the call's start minute);
+  the call's start minute). A batch of several calls reads its whole window once instead
+  (cursor pages of 200, ``meta.paging.next``) and each call takes from it exactly what its
+  own read would answer (``crm/clio_window.py``); when that needs more than half as many
+  pages as the batch has calls, or cannot be read, the batch reads per call;
 * ``GET /api/v4/contacts.json?query=<number>`` per uncached number (Clio matches the text
   as typed: the national digits are asked for and every returned number compared here);
   ``POST /api/v4/contacts.json`` (a Person) for ``no_contact = create``;
@@ -33,7 +36,7 @@ grant at ``{region_url}/oauth/token``, bearer tokens):
 Exactly once. Clio has no external id or unique field on communications, so our key rides
 in the body (``sscl-key:`` line) and the listing above is read before every create that
 follows an uncertain attempt or a retry (the outbox claim keeps other writers away meanwhile).
-Clio has no batch API: a batch is written call by call.
+Clio has no batch API: a batch is written call by call (sharing the read above).
 
 Limits: per access token, a 60-second window (50 requests at peak); every answer carries
 ``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (a Unix time), and a 429 ``Retry-After``.
@@ -49,7 +52,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -71,6 +73,7 @@ from sscl_daemon.crm.base import (
     WriterPlugin,
 )
 from sscl_daemon.crm.clio_enrich import ClioCommunication
+from sscl_daemon.crm.clio_window import FIELDS, PAGE, WINDOW_FIELDS, CommunicationWindow, bounds
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import CrmHttp, OAuthBearer, Response
@@ -85,7 +88,6 @@ log = get_logger(__name__)
 CRM: Final = "Clio"
 DEFAULT_REGION_URL: Final = "https://app.clio.com"
 API: Final = "/api/v4"
-CLIENT_WINDOW: Final = timedelta(hours=1)
 SUBJECT_MAX: Final = 255
 
 
@@ -231,6 +233,11 @@ class ClioWriter(CrmWriterBase):
     # -- the writer protocol -------------------------------------------------------------------
 
     async def write(self, call: CompletedCall, ctx: WriteContext) -> WriteResult:
+        return await self._write(call, ctx, None)
+
+    async def _write(
+        self, call: CompletedCall, ctx: WriteContext, window: CommunicationWindow | None
+    ) -> WriteResult:
         resolved = await self.resolver.resolve(call)
         if not isinstance(resolved, Resolution):
             return resolved
@@ -250,7 +257,7 @@ class ClioWriter(CrmWriterBase):
         again = ctx.uncertain or ctx.attempt > 1
         comm_id: str | None = None
         if again or self._settings.contacts.detect_client_logs:
-            existing = await self._existing(call, contact)
+            existing = await self._existing(call, contact, window)
             if isinstance(existing, RetryLater | PermanentFailure):
                 return existing
             if existing is not None and existing[1] is content.Match.CLIENT:
@@ -285,28 +292,74 @@ class ClioWriter(CrmWriterBase):
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
     ) -> list[WriteResult]:
-        return await batch.each(self.write, items)
+        # One create per call, but the batch's client-log checks share one read.
+        window: CommunicationWindow | None = None
+        if self._settings.contacts.detect_client_logs and len(items) > 1:
+            window = await self._client_window([call for call, _ in items])
+
+        async def write(call: CompletedCall, ctx: WriteContext) -> WriteResult:
+            return await self._write(call, ctx, window)
+
+        return await batch.each(write, items)
+
+    async def _client_window(self, calls: Sequence[CompletedCall]) -> CommunicationWindow | None:
+        """Every phone communication received in the calls' windows, read in at most
+        ``len(calls) // 2`` pages -- never more than half the requests of a read per call;
+        None (read per call instead) when the window holds more, or its read fails."""
+        windows = [bounds(c) for c in calls]
+        endpoint = url = f"{self._base}/communications.json"
+        params: Mapping[str, str] = {
+            "type": "PhoneCommunication",
+            "received_since": min(w[0] for w in windows),
+            "received_before": max(w[1] for w in windows),
+            "fields": WINDOW_FIELDS,
+            "limit": str(PAGE),
+            "order": "id(asc)",  # Clio's cursor pagination asks for it
+        }
+        found: list[Mapping[str, object]] = []
+        for _ in range(max(1, len(calls) // 2)):
+            answer = await self.http.request("GET", url, params=params)
+            if not isinstance(answer, Response):
+                log.info("clio.client_window.unread", writer=self.name, reason=str(answer))
+                return None
+            data = _data(answer)
+            found += [r for r in (data if isinstance(data, list) else []) if isinstance(r, dict)]
+            meta = answer.object().get("meta")
+            paging = meta.get("paging") if isinstance(meta, dict) else None
+            following = paging.get("next") if isinstance(paging, dict) else None
+            if not following:
+                return CommunicationWindow(found)
+            # The next page's URL carries the query; our token goes to Clio's API only.
+            if not (isinstance(following, str) and following.startswith(endpoint + "?")):
+                return None
+            url, params = following, {}
+        return None
 
     # -- lookups -----------------------------------------------------------------------------
 
     async def _existing(
-        self, call: CompletedCall, contact: Contact | None
+        self, call: CompletedCall, contact: Contact | None, window: CommunicationWindow | None
     ) -> tuple[str, content.Match] | LookupFailure | None:
         """Our own earlier communication of this call, or one a user's client made."""
-        params = {
-            "type": "PhoneCommunication",
-            "received_since": content.iso_utc(content.utc(call.start_time) - CLIENT_WINDOW),
-            "received_before": content.iso_utc(content.utc(call.end_time) + CLIENT_WINDOW),
-            "fields": "id,body,subject,received_at",
-            "limit": "200",
-        }
-        if contact is not None:
-            params["contact_id"] = contact.id
-        answer = await self._get("/communications.json", params)
-        if not isinstance(answer, Response):
-            return answer
-        data = _data(answer)
-        rows = [r for r in (data if isinstance(data, list) else []) if isinstance(r, dict)]
+        rows: Sequence[Mapping[str, object]]
+        if window is not None:
+            rows = window.of(call, contact.id if contact is not None else None)
+        else:
+            since, before = bounds(call)
+            params = {
+                "type": "PhoneCommunication",
+                "received_since": since,
+                "received_before": before,
+                "fields": FIELDS,
+                "limit": str(PAGE),
+            }
+            if contact is not None:
+                params["contact_id"] = contact.id
+            answer = await self._get("/communications.json", params)
+            if not isinstance(answer, Response):
+                return answer
+            data = _data(answer)
+            rows = [r for r in (data if isinstance(data, list) else []) if isinstance(r, dict)]
         records = [
             (str(r.get("id")), b if isinstance(b := r.get("body"), str) else None) for r in rows
         ]

@@ -12,8 +12,11 @@ What it serves and checks, after Clio's API documentation (v4 reference, "Rate L
   ``senders``/``receivers`` of ``{"id", "type": "User"|"Contact"}`` that exist, ``matter``
   that exists; anything else (an unknown field too) is 422 ``ValidationError``. Answers 201
   with ``{"data": {"id", "etag"}}`` (the default fields).
-* ``GET /api/v4/communications.json``: ``type``, ``received_since``, ``received_before``,
-  ``contact_id`` (a sender or receiver), ``matter_id``, ``fields``, ``limit`` (max 200).
+* ``GET /api/v4/communications.json``: ``type``, ``received_since``, ``received_before``
+  (both inclusive), ``contact_id`` (a sender or receiver), ``matter_id``, ``fields``
+  (``senders{id,type}`` style nesting), ``limit`` (max 200), in id order with cursor
+  pagination ("Pagination": ``meta.paging.next`` is the next page's URL, with a
+  ``page_token``; omitted on the last page).
 * ``GET /api/v4/contacts.json?query=``: a contact matches when the query's digits occur in
   one of its numbers' digits, or the text in its name; ``POST /api/v4/contacts.json``
   (``Person`` needs a first or last name).
@@ -273,8 +276,22 @@ async def list_communications(request: web.Request) -> web.Response:
         ):
             continue
         rows.append(_fields(request, record))
-    limit = min(int(q.get("limit", "200")), 200)
-    return json_response({"data": rows[:limit], "meta": {"paging": {}, "records": len(rows)}})
+    return _page(request, rows)
+
+
+def _page(request: web.Request, rows: list[dict[str, object]]) -> web.Response:
+    """One page of ``rows`` (id order) by Clio's cursor pagination: ``limit`` (at most 200)
+    rows from the ``page_token``, and ``meta.paging.next`` the URL of the next page (the
+    same query with its ``page_token``), omitted on the last."""
+    limit = min(int(request.query.get("limit", "200")), 200)
+    token = request.query.get("page_token", "")
+    start = int(token) if token.isdigit() else 0
+    paging: dict[str, str] = {}
+    if start + limit < len(rows):
+        paging["next"] = str(request.url.update_query(page_token=str(start + limit)))
+    return json_response(
+        {"data": rows[start : start + limit], "meta": {"paging": paging, "records": len(rows)}}
+    )
 
 
 def _check_time_entry(state: ClioState, body: object) -> dict[str, object]:
