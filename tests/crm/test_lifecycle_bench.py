@@ -38,3 +38,15 @@ async def test_lifecycle_updates_each_media_call_once_and_plain_calls_stay_cheap
     assert run.without_media <= bench.MEDIA_TARGET
     # An update costs a read and a write, plus one upload per file.
     assert run.update_requests >= 2 * run.updates
+
+
+@pytest.mark.parametrize("kind", ["zoho", "dynamics", "clio", "bullhorn"])
+async def test_lifecycle_of_the_plugin_writers_updates_each_media_call_once(
+    bench: ModuleType, kind: str
+) -> None:
+    sc = bench.scenario(calls=60, contacts=10, users=3, seed=3)
+    run = await bench.run_lifecycle(kind, sc, RecordingsMode.UPLOAD)
+    assert run.logged == run.calls == 60
+    assert run.updates == run.with_media > 0
+    # An update is a read and a write, plus the upload's requests per file (Clio's three).
+    assert 2 * run.updates <= run.update_requests <= 5 * run.updates
