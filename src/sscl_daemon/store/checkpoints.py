@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sscl_daemon.store import sql
-from sscl_daemon.store.access import PoolUser, failures
-from sscl_daemon.store.leases import Lease, check_fence
+from sscl_daemon.store.access import PoolUser
+from sscl_daemon.store.leases import Lease
 from sscl_daemon.store.model import Checkpoint, RecoveryToken
 
 
@@ -21,11 +21,8 @@ class Checkpoints(PoolUser):
     """The ``checkpoints``, ``session_snapshots`` and ``directories`` tables."""
 
     async def load_checkpoint(self, account: str) -> Checkpoint | None:
-        async with failures("loading the checkpoint"), self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                sql.LOAD_CHECKPOINT,
-                account,
-            )
+        async with self.connection("loading the checkpoint") as conn:
+            row = await conn.fetchrow(sql.LOAD_CHECKPOINT, account)
         if row is None or row["last_event_time"] is None:
             return None
         return Checkpoint(last_event_time=row["last_event_time"], updated_at=row["updated_at"])
@@ -40,23 +37,14 @@ class Checkpoints(PoolUser):
         sequence: int | None = None,
         fence: Lease | None = None,
     ) -> None:
-        async with (
-            failures("saving the recovery token"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
-            if fence is not None:
-                await check_fence(conn, fence, account)
+        async with self.transaction("saving the recovery token", fence, account) as conn:
             await conn.execute(
                 sql.SAVE_RECOVERY_TOKEN, account, token, expires_at, oauth_session, sequence
             )
 
     async def load_recovery_token(self, account: str) -> RecoveryToken | None:
-        async with failures("loading the recovery token"), self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                sql.LOAD_RECOVERY_TOKEN,
-                account,
-            )
+        async with self.connection("loading the recovery token") as conn:
+            row = await conn.fetchrow(sql.LOAD_RECOVERY_TOKEN, account)
         if row is None:
             return None
         return RecoveryToken(
@@ -68,44 +56,25 @@ class Checkpoints(PoolUser):
         )
 
     async def clear_recovery_token(self, account: str) -> None:
-        async with failures("clearing the recovery token"), self._pool.acquire() as conn:
-            await conn.execute(
-                sql.CLEAR_RECOVERY_TOKEN,
-                account,
-            )
+        async with self.connection("clearing the recovery token") as conn:
+            await conn.execute(sql.CLEAR_RECOVERY_TOKEN, account)
 
     async def save_directory(
         self, account: str, data: bytes, *, fence: Lease | None = None
     ) -> None:
-        async with (
-            failures("saving the extension directory"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
-            if fence is not None:
-                await check_fence(conn, fence, account)
+        async with self.transaction("saving the extension directory", fence, account) as conn:
             await conn.execute(sql.SAVE_DIRECTORY, account, data)
 
     async def load_directory(self, account: str) -> bytes | None:
-        async with failures("loading the extension directory"), self._pool.acquire() as conn:
+        async with self.connection("loading the extension directory") as conn:
             data = await conn.fetchval(sql.LOAD_DIRECTORY, account)
         return bytes(data) if data is not None else None
 
     async def save_snapshot(self, account: str, data: bytes, *, fence: Lease | None = None) -> None:
-        async with (
-            failures("saving the snapshot"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
-            if fence is not None:
-                await check_fence(conn, fence, account)
-            await conn.execute(
-                sql.SAVE_SNAPSHOT,
-                account,
-                data,
-            )
+        async with self.transaction("saving the snapshot", fence, account) as conn:
+            await conn.execute(sql.SAVE_SNAPSHOT, account, data)
 
     async def load_snapshot(self, account: str) -> bytes | None:
-        async with failures("loading the snapshot"), self._pool.acquire() as conn:
+        async with self.connection("loading the snapshot") as conn:
             value = await conn.fetchval(sql.LOAD_SNAPSHOT, account)
         return None if value is None else bytes(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sscl_daemon.store import sql
-from sscl_daemon.store.access import Connection, PoolUser, failures
+from sscl_daemon.store.access import Connection, PoolUser, from_row
 from sscl_daemon.store.model import DeadLetter, StoredDeadLetter
 
 
@@ -33,28 +33,13 @@ class DeadLetters(PoolUser):
     async def add_dead_letters(self, account: str, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
-        async with failures("storing dead letters"), self._pool.acquire() as conn:
+        async with self.connection("storing dead letters") as conn:
             await insert_dead_letters(conn, account, letters)
 
     async def dead_letters(
         self, account: str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[StoredDeadLetter]:
         """The newest dead letters first."""
-        async with failures("reading dead letters"), self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                sql.DEAD_LETTERS,
-                account,
-                kind,
-                limit,
-            )
-        return [
-            StoredDeadLetter(
-                id=r["id"],
-                account=r["account"],
-                kind=r["kind"],
-                reason=r["reason"],
-                payload=bytes(r["payload"]),
-                created_at=r["created_at"],
-            )
-            for r in rows
-        ]
+        async with self.connection("reading dead letters") as conn:
+            rows = await conn.fetch(sql.DEAD_LETTERS, account, kind, limit)
+        return [from_row(StoredDeadLetter, r, payload=bytes(r["payload"])) for r in rows]

@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import msgspec
-
-from sscl_daemon.calls.model import CompletedCall, decode_call, encode_call
+from sscl_daemon.calls.model import CompletedCall, encode_call
 from sscl_daemon.store import sql
+from sscl_daemon.store.access import decoded, from_row
 from sscl_daemon.store.leases import Lease
 from sscl_daemon.store.store import Store
 
@@ -127,29 +126,16 @@ class Enrichments:
             rows = await conn.fetch(
                 sql.CLAIM_DUE_ENRICHMENTS, writer, limit, claimer, float(lease_seconds), account
             )
-        items: list[EnrichmentItem] = []
-        for row in sorted(rows, key=lambda r: int(r["id"])):
-            try:
-                call = decode_call(row["payload"])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self.finish(row["id"], claimer, EnrichmentStatus.DEAD, f"undecodable: {exc}")
-                continue
-            items.append(
-                EnrichmentItem(
-                    id=row["id"],
-                    account=row["account"],
-                    writer=row["writer"],
-                    kind=row["kind"],
-                    call=call,
-                    record_id=row["crm_record_id"],
-                    written=row["written"],
-                    attempts=row["attempts"],
-                    uncertain=row["uncertain"],
-                    give_up_at=row["give_up_at"],
-                    created_at=row["created_at"],
-                )
-            )
-        return items
+        claimed = await decoded(
+            rows,
+            lambda i, error: self.finish(
+                i, claimer, EnrichmentStatus.DEAD, f"undecodable: {error}"
+            ),
+        )
+        return [
+            from_row(EnrichmentItem, row, call=call, record_id=row["crm_record_id"])
+            for row, call in claimed
+        ]
 
     async def finish(
         self,
@@ -189,12 +175,12 @@ class Enrichments:
 
     async def pending(self, account: str | None = None) -> dict[str, int]:
         """Writer -> updates still to do (for ``status`` and the metrics)."""
-        async with self._store.reading("counting pending call log updates") as conn:
+        async with self._store.connection("counting pending call log updates") as conn:
             rows = await conn.fetch(sql.PENDING_ENRICHMENTS, account)
         return {str(r["writer"]): int(r["n"]) for r in rows}
 
     async def rows(self, account: str, writer: str) -> list[dict[str, object]]:
         """Every row of ``writer``: key, kind, status, result, attempts, note, last error."""
-        async with self._store.reading("reading call log updates") as conn:
+        async with self._store.connection("reading call log updates") as conn:
             found = await conn.fetch(sql.ENRICHMENT_ROWS, account, writer)
         return [dict(r) for r in found]

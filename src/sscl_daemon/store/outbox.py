@@ -15,12 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import msgspec
-
-from sscl_daemon.calls.model import decode_call
 from sscl_daemon.store import sql
-from sscl_daemon.store.access import PoolUser, count, failures, notify_writers
-from sscl_daemon.store.leases import Lease, check_fence
+from sscl_daemon.store.access import PoolUser, count, decoded, from_row, notify_writers, outcome_of
+from sscl_daemon.store.leases import Lease
 from sscl_daemon.store.model import OutboxItem, OutboxRow, OutboxStatus, Outcome
 
 # Retention: rows per DELETE and the pause between two (a batch takes milliseconds).
@@ -59,43 +56,18 @@ class Outbox(PoolUser):
         """
         if fence is not None:
             account = account or fence.account
-        async with (
-            failures(f"claiming outbox rows for {writer!r}"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
-            if fence is not None:
-                await check_fence(conn, fence, account)
+        async with self.transaction(f"claiming outbox rows for {writer!r}", fence, account) as conn:
             rows = await conn.fetch(
                 sql.CLAIM_DUE, writer, limit, claimer, float(lease_seconds), account
             )
-        items: list[OutboxItem] = []
-        for row in sorted(rows, key=lambda r: int(r["id"])):
-            try:
-                call = decode_call(row["payload"])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                # Unreadable by this version: park it with the reason instead of failing forever.
-                await self.mark_dead(row["id"], claimer, f"undecodable outbox payload: {exc}")
-                continue
-            items.append(
-                OutboxItem(
-                    id=row["id"],
-                    account=row["account"],
-                    writer=row["writer"],
-                    call=call,
-                    attempts=row["attempts"],
-                    uncertain=row["uncertain"],
-                    claimed_by=row["claimed_by"],
-                    claim_expires_at=row["claim_expires_at"],
-                    last_error=row["last_error"],
-                )
-            )
-        return items
+        claimed = await decoded(
+            rows,
+            lambda i, error: self.mark_dead(i, claimer, f"undecodable outbox payload: {error}"),
+        )
+        return [from_row(OutboxItem, row, call=call) for row, call in claimed]
 
     async def _settle(self, action: str, fence: Lease | None, query: str, *args: object) -> bool:
-        async with failures(action), self._pool.acquire() as conn, conn.transaction():
-            if fence is not None:
-                await check_fence(conn, fence)
+        async with self.transaction(action, fence) as conn:
             return count(await conn.execute(query, *args)) == 1
 
     async def mark_sent(
@@ -134,13 +106,7 @@ class Outbox(PoolUser):
         """
         if not items:
             return set()
-        async with (
-            failures("marking calls sent"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
-            if fence is not None:
-                await check_fence(conn, fence)
+        async with self.transaction("marking calls sent", fence) as conn:
             rows = await conn.fetch(
                 sql.MARK_SENT_MANY,
                 [item_id for item_id, _, _ in items],
@@ -190,11 +156,7 @@ class Outbox(PoolUser):
     ) -> int:
         """Move dead outbox rows (of ``writer``, dead since ``since``; or the one row
         ``item_id``) back to pending."""
-        async with (
-            failures("retrying dead calls"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
+        async with self.transaction("retrying dead calls") as conn:
             rows = await conn.fetch(sql.RETRY_DEAD, writer, since, account, item_id)
             await notify_writers(conn, {str(r["writer"]) for r in rows})
         return len(rows)
@@ -209,11 +171,7 @@ class Outbox(PoolUser):
         ``uncertain``. Call it at start when no other live process claims under
         that prefix (e.g. prefix ``"<instance_name>:"``); returns the rows released.
         """
-        async with (
-            failures("expiring earlier claims"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
+        async with self.transaction("expiring earlier claims") as conn:
             rows = await conn.fetch(sql.EXPIRE_CLAIMS, claimer_prefix, keep, account)
             await notify_writers(conn, {str(r["writer"]) for r in rows})
         return len(rows)
@@ -238,13 +196,11 @@ class Outbox(PoolUser):
         if older_than_days < 1 or batch_size < 1:
             raise ValueError(f"cannot prune {older_than_days} days in batches of {batch_size}")
         action = f"pruning sent calls of account {account!r}"
-        async with failures(action), self._pool.acquire() as conn:
+        async with self.connection(action) as conn:
             cutoff = await conn.fetchval(sql.PRUNE_CUTOFF, account, older_than_days)
         rows = batches = 0
         while True:
-            async with failures(action), self._pool.acquire() as conn, conn.transaction():
-                if fence is not None:
-                    await check_fence(conn, fence, account)
+            async with self.transaction(action, fence, account) as conn:
                 deleted = count(await conn.execute(sql.PRUNE_SENT, account, cutoff, batch_size))
             rows, batches = rows + deleted, batches + 1
             if deleted < batch_size:
@@ -253,12 +209,8 @@ class Outbox(PoolUser):
 
     async def seconds_until_due(self, writer: str, account: str | None = None) -> float | None:
         """How long until the next row of ``writer`` is due (0 if one is due now; None if none)."""
-        async with failures("reading the next due time"), self._pool.acquire() as conn:
-            value = await conn.fetchval(
-                sql.SECONDS_UNTIL_DUE,
-                writer,
-                account,
-            )
+        async with self.connection("reading the next due time") as conn:
+            value = await conn.fetchval(sql.SECONDS_UNTIL_DUE, writer, account)
         return None if value is None else max(0.0, float(value))
 
     async def logged_keys(
@@ -268,7 +220,7 @@ class Outbox(PoolUser):
         (whatever their state: a call there is logged or on its way)."""
         if not keys or not writers:
             return set()
-        async with failures("reading the outbox keys"), self._pool.acquire() as conn:
+        async with self.connection("reading the outbox keys") as conn:
             rows = await conn.fetch(
                 sql.LOGGED_KEYS,
                 account,
@@ -285,30 +237,11 @@ class Outbox(PoolUser):
         status: OutboxStatus | None = None,
         limit: int = 1000,
     ) -> list[OutboxRow]:
-        async with failures("reading the outbox"), self._pool.acquire() as conn:
+        async with self.connection("reading the outbox") as conn:
             rows = await conn.fetch(
-                sql.OUTBOX_ROWS,
-                account,
-                writer,
-                status.value if status else None,
-                limit,
+                sql.OUTBOX_ROWS, account, writer, status.value if status else None, limit
             )
         return [
-            OutboxRow(
-                id=r["id"],
-                account=r["account"],
-                call_key=r["call_key"],
-                writer=r["writer"],
-                status=OutboxStatus(r["status"]),
-                attempts=r["attempts"],
-                uncertain=r["uncertain"],
-                next_attempt_at=r["next_attempt_at"],
-                claimed_by=r["claimed_by"],
-                crm_record_id=r["crm_record_id"],
-                outcome=Outcome(r["outcome"]) if r["outcome"] else None,
-                last_error=r["last_error"],
-                created_at=r["created_at"],
-                sent_at=r["sent_at"],
-            )
+            from_row(OutboxRow, r, status=OutboxStatus(r["status"]), outcome=outcome_of(r))
             for r in rows
         ]

@@ -27,8 +27,7 @@ import asyncpg
 from sscl_daemon.calls.model import CompletedCall, encode_call
 from sscl_daemon.config import StoreSettings
 from sscl_daemon.store import credentials, sql
-from sscl_daemon.store.access import OUTBOX_CHANNEL, Connection, notify_writers
-from sscl_daemon.store.access import failures as _failures
+from sscl_daemon.store.access import OUTBOX_CHANNEL, from_row, notify_writers
 from sscl_daemon.store.checkpoints import Checkpoints
 from sscl_daemon.store.connect import (
     EMBEDDED_DATABASE,
@@ -54,7 +53,6 @@ from sscl_daemon.store.leases import (
     Lease,
     LeaseInfo,
     LeaseKeeper,
-    check_fence,
     lease_holders,
 )
 from sscl_daemon.store.migrate import MigrationReport, current_version, migrate
@@ -99,6 +97,22 @@ class WorkNotifier:
         self._forget(self)
 
 
+@contextlib.asynccontextmanager
+async def _undone_on_failure(undo: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run ``undo`` when the body fails (cancellation too), then let the failure through."""
+    try:
+        yield
+    except BaseException:
+        await undo()
+        raise
+
+
+async def _stop(server: EmbeddedServer | None) -> None:
+    """Stop the embedded server this call started, if it started one."""
+    if server is not None:
+        await server.astop()
+
+
 class Store(Outbox, Checkpoints, DeadLetters):
     """Open with :meth:`open` (or ``async with await Store.open(...)``)."""
 
@@ -138,7 +152,7 @@ class Store(Outbox, Checkpoints, DeadLetters):
         """Start the embedded server if configured, connect, and migrate the schema."""
         server: EmbeddedServer | None = None
         password = settings.password.reveal() if settings.password else None
-        try:
+        async with _undone_on_failure(lambda: _stop(server)):
             if settings.embedded:
                 private_state_dir(state_dir)
                 server = EmbeddedServer(state_dir / "postgres")
@@ -148,17 +162,10 @@ class Store(Outbox, Checkpoints, DeadLetters):
             else:
                 dsn = settings.dsn
             pool = await create_pool(dsn, password, settings)
-        except BaseException:
-            if server is not None:
-                await server.astop()
-            raise
         store = cls(pool, dsn, password, server)
         if apply_migrations:
-            try:
+            async with _undone_on_failure(store.close):
                 await store.migrate()
-            except BaseException:
-                await store.close()
-                raise
         return store
 
     @classmethod
@@ -177,7 +184,7 @@ class Store(Outbox, Checkpoints, DeadLetters):
         password = settings.password.reveal() if settings.password else None
         server: EmbeddedServer | None = None
         origin = ""
-        try:
+        async with _undone_on_failure(lambda: _stop(server)):
             if settings.embedded:
                 candidate = EmbeddedServer(state_dir / "postgres", create=False)
                 owner = candidate.owner_pid()
@@ -193,18 +200,11 @@ class Store(Outbox, Checkpoints, DeadLetters):
             else:
                 dsn = settings.dsn
             pool = await create_pool(dsn, password, small)
-        except BaseException:
-            if server is not None:
-                await server.astop()
-            raise
         store = cls(pool, dsn, password, server)
         store.origin = origin
         if require_schema:
-            try:
+            async with _undone_on_failure(store.close):
                 version = await store.schema_version()
-            except BaseException:
-                await store.close()
-                raise
             if version == 0:
                 await store.close()
                 raise StoreError(
@@ -215,11 +215,11 @@ class Store(Outbox, Checkpoints, DeadLetters):
         return store
 
     async def migrate(self) -> MigrationReport:
-        async with _failures("migration"), self._pool.acquire() as conn:
+        async with self.connection("migration") as conn:
             return await migrate(conn)
 
     async def schema_version(self) -> int:
-        async with _failures("reading the schema version"), self._pool.acquire() as conn:
+        async with self.connection("reading the schema version") as conn:
             return await current_version(conn)
 
     async def close(self) -> None:
@@ -285,13 +285,9 @@ class Store(Outbox, Checkpoints, DeadLetters):
         ends = [call.end_time for call in calls]
         writer_names = list(dict.fromkeys(writers))
         inserted = 0
-        async with (
-            _failures(f"committing {len(calls)} calls for account {account!r}"),
-            self._pool.acquire() as conn,
-            conn.transaction(),
-        ):
-            if fence is not None:
-                await check_fence(conn, fence, account)
+        async with self.transaction(
+            f"committing {len(calls)} calls for account {account!r}", fence, account
+        ) as conn:
             if keys and writer_names:
                 rows = await conn.fetch(
                     sql.INSERT_OUTBOX, account, keys, payloads, ends, writer_names
@@ -380,7 +376,7 @@ class Store(Outbox, Checkpoints, DeadLetters):
 
     async def lease_holders(self, account: str | None = None) -> list[LeaseInfo]:
         """Every account's lease (who, since when, until when, token) for ``status``."""
-        async with _failures("reading the leases"), self._pool.acquire() as conn:
+        async with self.connection("reading the leases") as conn:
             return await lease_holders(conn, account)
 
     async def instance_heartbeat(self, instance: Announcement, ttl: float) -> list[InstanceInfo]:
@@ -399,42 +395,24 @@ class Store(Outbox, Checkpoints, DeadLetters):
         self, instance_id: str, failures: Mapping[str, CommitFailure]
     ) -> None:
         """Say which held accounts' commits are failing, for ``status`` (another process)."""
-        async with _failures("recording the commit failures"), self._pool.acquire() as conn:
+        async with self.connection("recording the commit failures") as conn:
             await record_commit_failures(conn, instance_id, failures)
 
     async def record_writer_facts(self, instance_id: str, facts: Mapping[str, WriterFacts]) -> None:
         """Say what the held accounts' writers found out about their CRMs, for ``status``."""
-        async with _failures("recording the writer facts"), self._pool.acquire() as conn:
+        async with self.connection("recording the writer facts") as conn:
             await record_writer_facts(conn, instance_id, facts)
 
     async def instances(self, ttl: float) -> list[InstanceInfo]:
         """Every announced instance with the accounts it holds, for ``status``."""
-        async with _failures("reading the instances"), self._pool.acquire() as conn:
+        async with self.connection("reading the instances") as conn:
             return await fleet(conn, ttl)
 
     # --- views ---------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def reading(self, action: str) -> AsyncIterator[Connection]:
-        """A pooled connection for the console's read-only queries (:mod:`.views`); a
-        database failure becomes a :class:`StoreError` naming ``action``."""
-        async with _failures(action), self._pool.acquire() as conn:
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def transaction(
-        self, action: str, fence: Lease | None = None
-    ) -> AsyncIterator[Connection]:
-        """A pooled connection in a transaction (fenced when ``fence`` is given) for the
-        store's own modules (:mod:`.enrichments`); a failure is a StoreError naming ``action``."""
-        async with _failures(action), self._pool.acquire() as conn, conn.transaction():
-            if fence is not None:
-                await check_fence(conn, fence)
-            yield conn
-
     async def status(self, account: str | None = None) -> StoreStatus:
         """Counts for ``sscl-daemon status`` and the metrics endpoint."""
-        async with _failures("reading the store status"), self._pool.acquire() as conn:
+        async with self.connection("reading the store status") as conn:
             writer_rows = await conn.fetch(sql.WRITER_STATS, account)
             errors = {
                 r["writer"]: (r["last_error"], r["updated_at"])
@@ -446,30 +424,15 @@ class Store(Outbox, Checkpoints, DeadLetters):
             read_at = await conn.fetchval(sql.NOW)
         return StoreStatus(
             writers=tuple(
-                WriterStats(
-                    writer=r["writer"],
-                    pending=r["pending"],
-                    in_flight=r["in_flight"],
-                    sent=r["sent"],
-                    dead=r["dead"],
-                    skipped=r["skipped"],
-                    due=r["due"],
-                    oldest_pending_age=r["oldest"],
+                from_row(
+                    WriterStats,
+                    r,
                     last_error=errors.get(r["writer"], (None, None))[0],
                     last_error_at=errors.get(r["writer"], (None, None))[1],
                 )
                 for r in writer_rows
             ),
-            accounts=tuple(
-                AccountStats(
-                    account=r["account"],
-                    last_event_time=r["last_event_time"],
-                    checkpoint_age=r["checkpoint_age"],
-                    recovery_token_expires_at=r["recovery_token_expires_at"],
-                    snapshot_taken_at=r["taken_at"],
-                )
-                for r in account_rows
-            ),
+            accounts=tuple(from_row(AccountStats, r) for r in account_rows),
             dead_letters={str(r["kind"]): int(r["n"]) for r in dead_rows},
             schema_version=version,
             read_at=read_at,

@@ -23,6 +23,7 @@ import asyncpg
 
 from sscl_daemon.calls.model import CompletedCall, decode_call
 from sscl_daemon.store import sql
+from sscl_daemon.store.access import from_row, outcome_of
 from sscl_daemon.store.model import OutboxStatus, Outcome
 from sscl_daemon.store.store import Store
 
@@ -93,17 +94,7 @@ def number_digits(search: str | None) -> str:
 
 
 def _log(row: asyncpg.Record) -> LogState:
-    return LogState(
-        id=row["id"],
-        writer=row["writer"],
-        status=OutboxStatus(row["status"]),
-        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
-        crm_record_id=row["crm_record_id"],
-        last_error=row["last_error"],
-        attempts=row["attempts"],
-        sent_at=row["sent_at"],
-        updated_at=row["updated_at"],
-    )
+    return from_row(LogState, row, status=OutboxStatus(row["status"]), outcome=outcome_of(row))
 
 
 def group_calls(rows: Sequence[asyncpg.Record], limit: int) -> list[CallLogs]:
@@ -136,7 +127,7 @@ async def recent_calls(
     id, an extension number or (part of) a phone number."""
     text = search.strip() if search and search.strip() else None
     digits = number_digits(text)
-    async with store.reading("reading recent calls") as conn:
+    async with store.connection("reading recent calls") as conn:
         # A few rows per call (one per writer), so read enough rows for ``limit`` calls.
         rows = await conn.fetch(
             sql.RECENT_CALLS, text, digits, result, writer, extension, limit * 4
@@ -146,39 +137,27 @@ async def recent_calls(
 
 async def dead_calls(store: Store, writer: str | None = None, limit: int = 200) -> list[CallLogs]:
     """Call logs parked as dead, most recently parked first, one entry per row."""
-    async with store.reading("reading dead call logs") as conn:
+    async with store.connection("reading dead call logs") as conn:
         rows = await conn.fetch(sql.DEAD_CALLS, writer, limit)
     return [CallLogs(r["account"], decode_call(r["payload"]), (_log(r),)) for r in rows]
 
 
 async def writer_days(store: Store, today: datetime, accounts: Sequence[str]) -> list[WriterDay]:
     """Each writer's figures over ``accounts`` (their sent rows; every live or dead row)."""
-    async with store.reading("reading the writers' figures") as conn:
+    async with store.connection("reading the writers' figures") as conn:
         rows = await conn.fetch(sql.WRITER_FIGURES, today, list(accounts))
-    return [
-        WriterDay(
-            writer=r["writer"],
-            depth=r["depth"],
-            oldest_pending_age=r["oldest"],
-            sent_today=r["sent_today"],
-            skipped_today=r["skipped_today"],
-            dead_today=r["dead_today"],
-            dead=r["dead"],
-            last_error=r["last_error"],
-        )
-        for r in rows
-    ]
+    return [from_row(WriterDay, r) for r in rows]
 
 
 async def last_events(store: Store) -> dict[str, datetime | None]:
     """Each account's newest committed event time (its checkpoint)."""
-    async with store.reading("reading the checkpoints") as conn:
+    async with store.connection("reading the checkpoints") as conn:
         rows = await conn.fetch(sql.CHECKPOINT_TIMES)
     return {r["account"]: r["last_event_time"] for r in rows}
 
 
 async def calls_per_hour(store: Store, since: datetime, accounts: Sequence[str]) -> list[HourCount]:
-    async with store.reading("counting calls per hour") as conn:
+    async with store.connection("counting calls per hour") as conn:
         rows = await conn.fetch(sql.HOURLY_CALLS, since, list(accounts))
     return [HourCount(r["hour"], r["result"] or "unknown", r["calls"]) for r in rows]
 
@@ -186,7 +165,7 @@ async def calls_per_hour(store: Store, since: datetime, accounts: Sequence[str])
 async def end_to_crm_latency(
     store: Store, since: datetime, accounts: Sequence[str], bounds: Sequence[float]
 ) -> LatencyBuckets:
-    async with store.reading("measuring call-end to CRM latency") as conn:
+    async with store.connection("measuring call-end to CRM latency") as conn:
         rows = await conn.fetch(sql.LATENCY_BUCKETS, since, list(accounts), list(bounds))
     counts = [0] * (len(bounds) + 1)
     for r in rows:

@@ -16,7 +16,7 @@ SELECT writer,
        count(*) FILTER (WHERE status = 'dead') AS dead,
        count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
        extract(epoch FROM now() - min(created_at)
-               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest
+               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest_pending_age
 FROM outbox
 WHERE ($1::text IS NULL OR account = $1)
 GROUP BY writer
@@ -35,7 +35,7 @@ ORDER BY writer, updated_at DESC
 ACCOUNT_STATS = """
 SELECT account, c.last_event_time,
        extract(epoch FROM now() - c.updated_at)::float8 AS checkpoint_age,
-       c.recovery_token_expires_at, s.taken_at
+       c.recovery_token_expires_at, s.taken_at AS snapshot_taken_at
 FROM checkpoints AS c
 FULL JOIN session_snapshots AS s USING (account)
 WHERE ($1::text IS NULL OR account = $1)
@@ -89,7 +89,7 @@ WRITER_FIGURES = f"""
 SELECT writer,
        count(*) FILTER (WHERE status IN ('pending', 'in_flight')) AS depth,
        extract(epoch FROM now() - min(created_at)
-               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest,
+               FILTER (WHERE status IN ('pending', 'in_flight')))::float8 AS oldest_pending_age,
        count(*) FILTER (WHERE status = 'sent' AND outcome IS DISTINCT FROM 'skipped')
            AS sent_today,
        count(*) FILTER (WHERE status = 'sent' AND outcome = 'skipped') AS skipped_today,
