@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -222,6 +223,11 @@ class Simulator:
     ) -> None:
         """Answer the next `count` REST requests under `path_prefix` with `status`."""
         self.faults.add_rest_fault(path_prefix, status, count, retry_after_s)
+
+    def inject_call_log(self, records: Iterable[bytes], count: int = 1) -> None:
+        """Put `records` (JSON texts, sent as they are: oversized, misdated, malformed) among
+        the real records of the next `count` call-log answers, whatever their query."""
+        self.faults.inject_call_log(records, count)
 
     def expire_tokens(self, *, refresh: bool = False) -> int:
         """Expire every access token and ws token now; with `refresh`, the refresh tokens too

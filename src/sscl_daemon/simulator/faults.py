@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import msgspec
 
 
 @dataclass
@@ -38,10 +41,20 @@ class NotificationFaults:
 
 
 @dataclass
+class CallLogInjection:
+    """Records (raw JSON texts, served as they are) put among the real ones of the next
+    `remaining` call-log answers, whatever the query: a broken or hostile platform."""
+
+    records: list[msgspec.Raw]
+    remaining: int
+
+
+@dataclass
 class Faults:
     """Everything a test or the control API has asked to go wrong."""
 
     rest: deque[RestFault] = field(default_factory=deque)
+    call_log: CallLogInjection | None = None
     notifications: NotificationFaults = field(default_factory=NotificationFaults)
     refuse_recoveries: int = 0
     _resume: asyncio.Event | None = None
@@ -67,6 +80,24 @@ class Faults:
                     self.rest.remove(fault)
                 return fault
         return None
+
+    # -- call-log answers ------------------------------------------------------------------
+
+    def inject_call_log(self, records: Iterable[bytes], count: int = 1) -> None:
+        """Serve `records` (JSON texts) in the next `count` call-log answers (first pages)."""
+        if count < 1:
+            raise ValueError(f"injection count {count} must be at least 1")
+        self.call_log = CallLogInjection([msgspec.Raw(text) for text in records], count)
+
+    def take_call_log_records(self) -> list[msgspec.Raw]:
+        """The records to add to this call-log answer, consuming one use of the injection."""
+        injection = self.call_log
+        if injection is None:
+            return []
+        injection.remaining -= 1
+        if injection.remaining <= 0:
+            self.call_log = None
+        return injection.records
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -110,6 +141,7 @@ class Faults:
 
     def clear(self) -> None:
         self.rest.clear()
+        self.call_log = None
         self.notifications = NotificationFaults()
         self.refuse_recoveries = 0
         self.resume()

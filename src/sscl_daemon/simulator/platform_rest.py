@@ -7,7 +7,9 @@ aiohttp handlers over the state in `oauth.py`, `gateway.py` and `engine.py`. One
 does what every real answer shares (research/rc-protocol.md C6/C7/D): wait while the platform
 is paused (fault), check the bearer token (401 with OAU codes), count the request against its
 rate group (`X-Rate-Limit-*` on every answer, 429 + `Retry-After` + CMN-301 beyond it), and
-apply injected REST faults. Paths under `/_sim/` (the control API) bypass all of it.
+apply injected REST faults. Paths under `/_sim/` (the control API) bypass all of it. A call-log
+answer's first page also carries the records a test injected (`Faults.inject_call_log`:
+poison beside real records, whatever the query).
 """
 
 from __future__ import annotations
@@ -251,7 +253,13 @@ class PlatformRest:
             selected.append(
                 rec if view == "Detailed" else {k: v for k, v in rec.items() if k != "legs"}
             )
-        return 200, _page_body(url, selected, page, per_page)
+        answer = _page_body(url, selected, page, per_page)
+        injected = self.faults.take_call_log_records() if page == 1 else []
+        if injected and isinstance(records := answer["records"], list):
+            # Among the real ones, not first or last: a decoder must take each record alone.
+            middle = len(records) // 2
+            answer["records"] = [*records[:middle], *injected, *records[middle:]]
+        return 200, answer
 
 
 def _when(value: str | None) -> datetime | None:
