@@ -122,9 +122,9 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 
 
 @st.composite
-def structural_mutants(draw: st.DrawFn) -> bytes:
-    """A real frame with some of its nodes replaced by odd values."""
-    document = json.loads(draw(st.sampled_from(SEEDS)))
+def structural_mutants(draw: st.DrawFn, seeds: list[bytes] = SEEDS) -> bytes:
+    """A real frame (or another of ``seeds``) with some of its nodes replaced by odd values."""
+    document = json.loads(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         path = draw(st.sampled_from(_paths(document)))
         new = draw(st.one_of(json_values, st.integers(100, 3_000).map(nested)))
@@ -136,9 +136,10 @@ def structural_mutants(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
-def byte_mutants(draw: st.DrawFn) -> bytes:
-    """A real frame with bytes replaced, inserted, deleted or a slice repeated."""
-    data = bytearray(draw(st.sampled_from(SEEDS)))
+def byte_mutants(draw: st.DrawFn, seeds: list[bytes] = SEEDS) -> bytes:
+    """A real frame (or another of ``seeds``) with bytes replaced, inserted, deleted or a
+    slice repeated."""
+    data = bytearray(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(min_value=1, max_value=6))):
         at = draw(st.integers(0, len(data)))
         op = draw(st.sampled_from(["set", "insert", "delete", "repeat"]))

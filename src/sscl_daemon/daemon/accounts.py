@@ -635,6 +635,7 @@ class AccountRunner:
             policy_of(pipeline),
             lambda: pipeline.tracker.directory,
             call_log_delay=self.account.ringcentral.call_log_delay,
+            quarantine=pipeline.quarantine_records,
         )
 
     async def _suspect_loop(self, pipeline: Pipeline) -> None:

@@ -31,7 +31,8 @@ restored snapshot never holds a session whose calls were lost.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -55,6 +56,7 @@ from sscl_daemon.daemon.groupcommit import STORE_ISOLATION, Batch, GroupCommitte
 from sscl_daemon.logging import get_logger
 from sscl_daemon.metrics import CounterChild, counter_child
 from sscl_daemon.ringcentral.recorder import NotificationRecorder
+from sscl_daemon.ringcentral.records import RecordError
 from sscl_daemon.store import Checkpoint, DeadLetter, DeadLetterKind, Lease, Store
 
 log = get_logger(__name__)
@@ -126,6 +128,8 @@ def snapshot_waiting(snapshot: bytes | None) -> tuple[int, datetime | None] | No
 
 # Raw status codes whose counter apply() remembers; beyond that, odd codes are looked up.
 _MAX_CACHED_CODES = 64
+# Refused call-log records remembered so that each is dead-lettered once (16 bytes each).
+_MAX_QUARANTINED = 10_000
 
 
 def _events_received(status: str) -> CounterChild:
@@ -167,6 +171,8 @@ class Pipeline:
         self._next_hold = 0
         # Raw party status code -> its events-received counter (see apply).
         self._received_by_code: dict[str | None, CounterChild] = {}
+        # Digests of the call-log records already dead-lettered (see quarantine_records).
+        self._quarantined: dict[bytes, None] = {}
 
     def mark_suspects(self, sessions: Iterable[str]) -> None:
         fallback = self._newest or datetime.now(UTC)
@@ -381,6 +387,24 @@ class Pipeline:
                 metrics.CALLS_SKIPPED.labels(reason=str(decision.reason)).inc()
                 RECENT_SKIPS.add(call, decision)
         await self._committer.add(logged)
+
+    async def quarantine_records(self, errors: Sequence[RecordError]) -> None:
+        """Call-log records the reconciler refused, kept as dead letters with the reason.
+
+        Each once per run: a gap's re-reads and the settling reads meet the same record
+        again (told by its bytes: a reason may name the time of the read). The digests
+        remembered are bounded, the oldest forgotten first."""
+        letters: list[DeadLetter] = []
+        for error in errors:
+            digest = hashlib.blake2b(error.raw, digest_size=16).digest()
+            if digest in self._quarantined:
+                continue
+            self._quarantined[digest] = None
+            if len(self._quarantined) > _MAX_QUARANTINED:
+                del self._quarantined[next(iter(self._quarantined))]
+            letters.append(DeadLetter(DeadLetterKind.CALL_LOG_RECORD, error.reason, error.raw))
+        if letters:
+            await self._committer.add(dead_letters=letters)
 
     def unseen(self, calls: Iterable[CompletedCall]) -> list[CompletedCall]:
         """The calls of sessions the tracker never saw (nothing of them is logged live)."""
