@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
+from sscl_daemon.store import sql
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -41,73 +43,6 @@ if TYPE_CHECKING:
 
 # Rows whose heartbeat is older than this are deleted by any live instance's heartbeat.
 PRUNE_AFTER = 3600.0
-
-_INSTANCE_KEY = "hashtextextended('sscl-instance:' || $1, 0)"
-
-LOCK_INSTANCE = f"SELECT pg_try_advisory_lock({_INSTANCE_KEY})"
-UNLOCK_INSTANCE = f"SELECT pg_advisory_unlock({_INSTANCE_KEY})"
-
-# Registers (``$5`` true: a new incarnation, started now) or renews the heartbeat, and
-# prunes long-dead rows in the same round trip.
-HEARTBEAT = """
-WITH pruned AS (
-    DELETE FROM instances
-    WHERE heartbeat_at < now() - make_interval(secs => $6) AND instance_id <> $1
-)
-INSERT INTO instances AS i (instance_id, host, pid, accounts, started_at, heartbeat_at)
-VALUES ($1, $2, $3, $4, now(), now())
-ON CONFLICT (instance_id) DO UPDATE SET
-    host = EXCLUDED.host,
-    pid = EXCLUDED.pid,
-    accounts = EXCLUDED.accounts,
-    started_at = CASE WHEN $5 THEN now() ELSE i.started_at END,
-    heartbeat_at = now()
-"""
-
-LEAVE = "DELETE FROM instances WHERE instance_id = $1"
-
-# The daemon says these every lease poll while they are not empty (a row the heartbeat made
-# again starts empty); a value equal to the stored one matches no row, so an unchanged poll
-# writes nothing (no new row version, no WAL) -- jsonb equality ignores key order.
-RECORD_COMMIT_FAILURES = """
-UPDATE instances SET commit_failures = $2::jsonb
-WHERE instance_id = $1 AND commit_failures IS DISTINCT FROM $2::jsonb
-"""
-
-RECORD_WRITER_FACTS = """
-UPDATE instances SET writer_facts = $2::jsonb
-WHERE instance_id = $1 AND writer_facts IS DISTINCT FROM $2::jsonb
-"""
-
-# pg_locks shows a bigint advisory key as two oids (high and low 32 bits); shifting the
-# high half back wraps exactly like the signed key, so the keys compare as bigints.
-FLEET = """
-WITH locks AS MATERIALIZED (
-    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
-    FROM pg_locks AS l
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-),
-held AS (
-    SELECT s.holder, array_agg(s.account ORDER BY s.account) AS accounts
-    FROM leases AS s
-    WHERE s.expires_at > now()
-      AND hashtextextended('sscl-lease:' || s.account, 0) IN (SELECT key FROM locks)
-    GROUP BY s.holder
-)
-SELECT i.instance_id, i.host, i.pid, i.accounts, i.started_at, i.heartbeat_at,
-       -- Read through to_jsonb so that status still reads a database before migration 0008.
-       coalesce(to_jsonb(i) -> 'commit_failures', '{}'::jsonb)::text AS commit_failures,
-       coalesce(to_jsonb(i) -> 'writer_facts', '{}'::jsonb)::text AS writer_facts,
-       extract(epoch FROM now() - i.heartbeat_at)::float8 AS heartbeat_age,
-       (i.heartbeat_at > now() - make_interval(secs => $1)
-        AND hashtextextended('sscl-instance:' || i.instance_id, 0) IN (SELECT key FROM locks))
-           AS live,
-       coalesce(h.accounts, '{}') AS held
-FROM instances AS i
-LEFT JOIN held AS h ON h.holder = i.instance_id
-ORDER BY i.started_at, i.instance_id
-"""
 
 
 @dataclass(frozen=True)
@@ -171,7 +106,7 @@ class InstanceInfo:
 
 async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, limit: float) -> None:
     await conn.execute(
-        HEARTBEAT,
+        sql.HEARTBEAT,
         instance.instance_id,
         instance.host,
         instance.pid,
@@ -187,7 +122,7 @@ async def record_commit_failures(
 ) -> None:
     """Replace the instance's failing accounts with ``failures`` (empty: all commit); the
     same value again writes nothing."""
-    await conn.execute(RECORD_COMMIT_FAILURES, instance_id, _failures_json(failures))
+    await conn.execute(sql.RECORD_COMMIT_FAILURES, instance_id, _failures_json(failures))
 
 
 async def record_writer_facts(
@@ -195,7 +130,7 @@ async def record_writer_facts(
 ) -> None:
     """Replace the instance's writer facts (account -> writer -> fact -> value); the same
     facts again write nothing."""
-    await conn.execute(RECORD_WRITER_FACTS, instance_id, json.dumps(facts))
+    await conn.execute(sql.RECORD_WRITER_FACTS, instance_id, json.dumps(facts))
 
 
 def _facts_of(text: str) -> dict[str, WriterFacts]:
@@ -210,7 +145,7 @@ async def fleet(conn: Connection, ttl: float, limit: float | None = None) -> lis
 
     ``limit``: seconds the query may take (None: no limit).
     """
-    rows: Sequence[asyncpg.Record] = await conn.fetch(FLEET, float(ttl), timeout=limit)
+    rows: Sequence[asyncpg.Record] = await conn.fetch(sql.FLEET, float(ttl), timeout=limit)
     return [
         InstanceInfo(
             instance_id=r["instance_id"],

@@ -198,7 +198,7 @@ class LeaseKeeper:
             try:
                 self._instance_locked = bool(
                     await conn.fetchval(
-                        instances.LOCK_INSTANCE,
+                        sql.LOCK_INSTANCE,
                         self._instance.instance_id,
                         timeout=self._connect_timeout,
                     )
@@ -367,7 +367,7 @@ class LeaseKeeper:
             if instance is None or conn is None or conn.is_closed():
                 return
             try:
-                await conn.execute(instances.LEAVE, instance.instance_id, timeout=_LEAVE_TIMEOUT)
+                await conn.execute(sql.LEAVE_FLEET, instance.instance_id, timeout=_LEAVE_TIMEOUT)
             except DATABASE_ERRORS:
                 self._drop_connection()
                 return
@@ -378,7 +378,7 @@ class LeaseKeeper:
         self._instance_locked = False
         try:
             await self._conn.fetchval(
-                instances.UNLOCK_INSTANCE, instance.instance_id, timeout=_LEAVE_TIMEOUT
+                sql.UNLOCK_INSTANCE, instance.instance_id, timeout=_LEAVE_TIMEOUT
             )
         except DATABASE_ERRORS:
             self._drop_connection()

@@ -76,3 +76,71 @@ ORDER BY s.account
 """
 
 CURRENT_FENCING_TOKEN = "SELECT fencing_token FROM leases WHERE account = $1 FOR SHARE"
+
+_INSTANCE_KEY = "hashtextextended('sscl-instance:' || $1, 0)"
+
+LOCK_INSTANCE = f"SELECT pg_try_advisory_lock({_INSTANCE_KEY})"
+
+UNLOCK_INSTANCE = f"SELECT pg_advisory_unlock({_INSTANCE_KEY})"
+
+# Registers (``$5`` true: a new incarnation, started now) or renews the heartbeat, and
+# prunes long-dead rows in the same round trip.
+HEARTBEAT = """
+WITH pruned AS (
+    DELETE FROM instances
+    WHERE heartbeat_at < now() - make_interval(secs => $6) AND instance_id <> $1
+)
+INSERT INTO instances AS i (instance_id, host, pid, accounts, started_at, heartbeat_at)
+VALUES ($1, $2, $3, $4, now(), now())
+ON CONFLICT (instance_id) DO UPDATE SET
+    host = EXCLUDED.host,
+    pid = EXCLUDED.pid,
+    accounts = EXCLUDED.accounts,
+    started_at = CASE WHEN $5 THEN now() ELSE i.started_at END,
+    heartbeat_at = now()
+"""
+
+LEAVE_FLEET = "DELETE FROM instances WHERE instance_id = $1"
+
+# The daemon says these every lease poll while they are not empty (a row the heartbeat made
+# again starts empty); a value equal to the stored one matches no row, so an unchanged poll
+# writes nothing (no new row version, no WAL) -- jsonb equality ignores key order.
+RECORD_COMMIT_FAILURES = """
+UPDATE instances SET commit_failures = $2::jsonb
+WHERE instance_id = $1 AND commit_failures IS DISTINCT FROM $2::jsonb
+"""
+
+RECORD_WRITER_FACTS = """
+UPDATE instances SET writer_facts = $2::jsonb
+WHERE instance_id = $1 AND writer_facts IS DISTINCT FROM $2::jsonb
+"""
+
+# pg_locks shows a bigint advisory key as two oids (high and low 32 bits); shifting the
+# high half back wraps exactly like the signed key, so the keys compare as bigints.
+FLEET = f"""
+WITH locks AS MATERIALIZED (
+    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+    FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+held AS (
+    SELECT s.holder, array_agg(s.account ORDER BY s.account) AS accounts
+    FROM leases AS s
+    WHERE s.expires_at > now()
+      AND {_LOCK_KEY.replace("$1", "s.account")} IN (SELECT key FROM locks)
+    GROUP BY s.holder
+)
+SELECT i.instance_id, i.host, i.pid, i.accounts, i.started_at, i.heartbeat_at,
+       -- Read through to_jsonb so that status still reads a database before migration 0008.
+       coalesce(to_jsonb(i) -> 'commit_failures', '{{}}'::jsonb)::text AS commit_failures,
+       coalesce(to_jsonb(i) -> 'writer_facts', '{{}}'::jsonb)::text AS writer_facts,
+       extract(epoch FROM now() - i.heartbeat_at)::float8 AS heartbeat_age,
+       (i.heartbeat_at > now() - make_interval(secs => $1)
+        AND {_INSTANCE_KEY.replace("$1", "i.instance_id")} IN (SELECT key FROM locks))
+           AS live,
+       coalesce(h.accounts, '{{}}') AS held
+FROM instances AS i
+LEFT JOIN held AS h ON h.holder = i.instance_id
+ORDER BY i.started_at, i.instance_id
+"""
