@@ -33,6 +33,7 @@ import aiohttp
 from sscl_daemon.crm.base import PermanentFailure, RetryLater, WriteContext
 from sscl_daemon.crm.contacts import LookupFailure
 from sscl_daemon.crm.dataverse import ODATA_HEADERS, batch_body, parse_batch
+from sscl_daemon.crm.dynamics_mapping import CRM, DESCRIPTION_MAX, STATE_COMPLETED
 from sscl_daemon.crm.enrich import Enrichment
 from sscl_daemon.crm.http import CrmHttp, Response
 from sscl_daemon.crm.plugin_enrich import NotAttached, Note
@@ -41,8 +42,6 @@ from sscl_daemon.crm.wiring import nested_error_message
 if TYPE_CHECKING:
     from sscl_daemon.ringcentral.media import Audio
 
-CRM: Final = "Dynamics 365"
-DESCRIPTION_MAX: Final = 2000
 # Dataverse's default maxuploadfilesize (bytes), used until the organisation's is read.
 DEFAULT_UPLOAD_MAX: Final = 5_242_880
 # Bytes read (and encoded) at a time: a multiple of 3, so the slices' base64 join up.
@@ -51,7 +50,6 @@ SLICE: Final = 3 * 21_846
 NOTE_NAMESPACE: Final = uuid.UUID("3c5e2a1d-8b7f-5e64-a0d9-6f41b2c7e815")
 STATE_OPEN: Final = 0
 STATUS_OPEN: Final = 1
-STATE_COMPLETED: Final = 1
 # One operation of a $batch change set: method, path, headers, JSON body.
 Operation = tuple[str, str, Mapping[str, str], object]
 
