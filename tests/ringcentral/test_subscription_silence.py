@@ -14,15 +14,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from tests.ringcentral.harness import Calls, Pipeline, client, simulator, wait_for
+from tests.ringcentral.harness import Calls, Client, Pipeline, client, simulator, wait_for
 
-from sscl_daemon.ringcentral.subscription import _Watchdog
+from sscl_daemon.ringcentral.subscription import Item, RawNotification, _Watchdog
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.scenarios import CallKind
 
 # The daemon's defaults (config/schema.py): a heartbeat after a minute without a frame.
 HEARTBEAT = 60.0
 DEAD_AFTER = 120.0
+# Seconds a pipeline holds notifications back: longer than a probe and its answer.
+HELD_BACK = 6.0
 
 
 @contextlib.asynccontextmanager
@@ -87,6 +89,43 @@ async def test_a_stalled_platform_keeps_the_socket_and_its_held_back_frames() ->
         assert pipe.gaps == []
 
 
+class HeldBack(Pipeline):
+    """A pipeline that stops taking notifications while ``open`` is clear, as the daemon's
+    does when the store cannot commit (its queue is bounded): the frames wait unread."""
+
+    def __init__(self, sim: Simulator, made: Client) -> None:
+        super().__init__(sim, made)
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def handle(self, item: Item) -> None:
+        if isinstance(item, RawNotification):
+            await self.open.wait()
+        await super().handle(item)
+
+
+async def test_a_stream_held_back_by_its_own_pipeline_is_not_silence() -> None:
+    # A recovery would replay only 20 of the frames waiting unread.
+    async with (
+        simulator(recovery_buffer_size=20) as sim,
+        client(sim, heartbeat_interval=HEARTBEAT, dead_connection_timeout=DEAD_AFTER) as made,
+        HeldBack(sim, made) as pipe,
+    ):
+        await pipe.streaming()
+        calls = Calls(sim)
+        stats = pipe.subscription.stats
+        async with steady(sim, calls, every=0.3):
+            await wait_for(lambda: pipe.notifications > 40, "a busy stream")
+            pipe.open.clear()
+            # held back for longer than a probe and its answer take
+            asyncio.get_running_loop().call_later(HELD_BACK, pipe.open.set)
+            await wait_for(pipe.open.is_set, "the pipeline taking notifications again", 15.0)
+        await pipe.logged(calls.expected())
+        assert stats.dead_connections == 0
+        assert stats.recoveries == 0
+        assert pipe.gaps == []
+
+
 async def test_a_busy_stream_probe_without_a_pong_is_silence() -> None:
     probes: list[float] = []
     aborts: list[float] = []
@@ -101,6 +140,7 @@ async def test_a_busy_stream_probe_without_a_pong_is_silence() -> None:
     try:
         for _ in range(50):  # a frame every 10 ms: a busy stream
             watchdog.saw_frame()
+            watchdog.reading()
             await asyncio.sleep(0.01)
         quiet_from = watchdog.last_frame
         quiet = watchdog.probe_after()
@@ -123,7 +163,7 @@ async def test_an_answered_probe_slows_the_pace_back_to_the_heartbeat_schedule()
     def answered() -> None:
         probes.append(1)
         assert watchdog is not None
-        watchdog.saw_frame()  # the pong: the peer is there, only quiet
+        watchdog.answered()  # the pong: the peer is there, only quiet
 
     heartbeat = 5.0  # short, so that the pace passes it within a few probes
     watchdog = _Watchdog(
@@ -132,6 +172,7 @@ async def test_an_answered_probe_slows_the_pace_back_to_the_heartbeat_schedule()
     try:
         for _ in range(50):
             watchdog.saw_frame()
+            watchdog.reading()
             await asyncio.sleep(0.01)
         assert watchdog.probe_after() is not None
         await wait_for(lambda: watchdog.probe_after() is None, "the heartbeat schedule", limit=20.0)
@@ -167,6 +208,7 @@ async def test_the_platform_decides_what_an_unanswered_probe_means() -> None:
     try:
         for _ in range(50):
             watchdog.saw_frame()
+            watchdog.reading()
             await asyncio.sleep(0.01)
         busy = watchdog.probe_after()
         await wait_for(lambda: bool(asked), "the platform asked", limit=15.0)

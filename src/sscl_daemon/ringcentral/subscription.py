@@ -404,6 +404,7 @@ class Subscription:
         )
         try:
             while True:
+                watchdog.reading()
                 try:
                     data = await ws.recv()
                 except ConnectionClosed as exc:
@@ -549,7 +550,7 @@ class _Watchdog:
     notifications after a recovery (research A8), so a silence noticed only after a minute
     loses all but the last ``buffer`` of them. Once the quiet outlasts the time a share of
     the buffer takes to fill at the stream's pace (a moving mean of the gaps between
-    frames), ``probe`` sends a WebSocket ping; a pong (:meth:`saw_frame` again) shows the
+    frames), ``probe`` sends a WebSocket ping; a pong (:meth:`answered`) shows the
     peer is only quiet, and its long gap slows the pace, so a stream that really went quiet
     is soon back on the heartbeat schedule. No pong within :meth:`probe_answer` is silence
     if the platform answers otherwise: ``verify`` asks it and hands the answer to
@@ -557,10 +558,13 @@ class _Watchdog:
     it is kept (a recovery would replay only the last ``buffer`` frames of those held back)
     and the pace slows as if the probe had been answered.
 
-    Silence is only counted while the process runs: a timer that fires late (the daemon
-    was stopped with SIGSTOP, or its loop blocked) cannot tell a silent peer from frames
-    queued in the socket that nobody has read yet, so it probes with a heartbeat and
-    counts afresh instead of throwing the connection and its queued frames away.
+    Silence is only counted while the process runs and the receive loop waits for a frame
+    (:meth:`reading`): a timer that fires late (the daemon was stopped with SIGSTOP, or its
+    loop blocked) cannot tell a silent peer from frames queued in the socket that nobody
+    has read yet, so it probes with a heartbeat and counts afresh instead of throwing the
+    connection and its queued frames away; and while the loop is busy with a frame (the
+    pipeline holds it back when the store cannot commit) the next frames wait unread, and
+    with them the pongs, so nothing is counted then.
     """
 
     def __init__(
@@ -590,12 +594,21 @@ class _Watchdog:
         self.pace: float | None = None
         self._probed_at: float | None = None  # an unanswered probe's time
         self._asking = False  # whether the platform answers is being asked (`verify`)
+        # Whether the receive loop is busy with a frame, and since when it last waited.
+        self._busy = False
+        self._waiting_since = self.last_frame
         self._spared_at = self.last_frame  # when a stalled platform's socket was last kept
         self.pauses = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._arm()
 
     def saw_frame(self) -> None:
+        """The receive loop got a frame (and is busy with it until :meth:`reading`)."""
+        self.answered()
+        self._busy = True
+
+    def answered(self) -> None:
+        """The peer showed it is there: a frame, or a probe's pong."""
         now = self._loop.time()
         gap = now - self.last_frame
         pace = self.pace
@@ -603,6 +616,11 @@ class _Watchdog:
         self.last_frame = self.last_beat = now
         self._probed_at = None
         self._asking = False
+
+    def reading(self) -> None:
+        """The receive loop waits for the next frame: quiet counts from here at the latest."""
+        self._busy = False
+        self._waiting_since = self._loop.time()
 
     def probe_after(self) -> float | None:
         """The quiet after which a busy stream is probed (None: not busy enough to)."""
@@ -617,10 +635,11 @@ class _Watchdog:
         return min(self._answer_within, max(PROBE_ANSWER, quiet))
 
     def _quiet_since(self) -> float:
-        return max(self.last_frame, self._spared_at)
+        return max(self.last_frame, self._spared_at, self._waiting_since)
 
     def _arm(self) -> None:
-        due = min(self.last_frame + self._dead_after, self.last_beat + self._heartbeat)
+        silent_since = max(self.last_frame, self._waiting_since)
+        due = min(silent_since + self._dead_after, self.last_beat + self._heartbeat)
         if self._probed_at is not None and not self._asking:
             due = min(due, self._probed_at + self.probe_answer())
         elif self._probe is not None:
@@ -642,7 +661,11 @@ class _Watchdog:
             self.last_frame = self.last_beat = now
             self._probed_at = None
             self._beat()
-        elif now - self.last_frame >= self._dead_after or (unanswered and self._verify is None):
+        elif self._busy:
+            pass  # frames (and pongs) wait unread behind the one being handled
+        elif now - max(self.last_frame, self._waiting_since) >= self._dead_after or (
+            unanswered and self._verify is None
+        ):
             self.silent = True
             self._abort()
             return
@@ -698,7 +721,7 @@ class _Watchdog:
             with contextlib.suppress(ConnectionClosed):
                 pong = await ws.ping()
                 await pong
-                self.saw_frame()
+                self.answered()
 
         self._background(ping())
 
