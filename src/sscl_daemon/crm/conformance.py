@@ -37,7 +37,7 @@ import abc
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import aiohttp
 import pytest
@@ -55,6 +55,9 @@ from sscl_daemon.crm.base import (
     WriteResult,
 )
 from sscl_daemon.crm.registry import build_writer
+
+if TYPE_CHECKING:
+    from sscl_daemon.simulator.crm.common import FaultPlan
 
 # The points a harness may declare unsupported (see the module docstring).
 POINTS = (
@@ -94,41 +97,12 @@ class MemoryVault:
         self.saves += 1
 
 
-class FaultSwitches(Protocol):
-    """The fault plan of a stand-in (``simulator/crm/common.FaultPlan``)."""
-
-    def fail(
-        self,
-        status: int,
-        *,
-        path: str = "",
-        method: str | None = None,
-        times: int = 1,
-        headers: Mapping[str, str] | None = None,
-        body: object = None,
-        exact: bool = False,
-    ) -> None: ...
-
-    def stall(
-        self,
-        *,
-        after: bool,
-        path: str = "",
-        method: str | None = None,
-        times: int = 1,
-        exact: bool = False,
-    ) -> None: ...
-
-    def drop(
-        self, *, path: str = "", method: str | None = None, times: int = 1, exact: bool = False
-    ) -> None: ...
-
-
 class StandIn(Protocol):
     """What the kit needs of a stand-in's state (``simulator/crm/common.StandInState``)."""
 
+    # The simulator's fault switches (one signature: its fail, stall and drop).
     @property
-    def faults(self) -> FaultSwitches: ...
+    def faults(self) -> FaultPlan: ...
 
     @property
     def refused_keys(self) -> set[str]: ...
