@@ -23,7 +23,13 @@ from typing import NamedTuple
 import msgspec
 
 from sscl_daemon.calls.codes import Reason, StatusCode
-from sscl_daemon.calls.wire import FIRST_SEQUENCE, Recording, TrackedParty, is_outbound
+from sscl_daemon.calls.wire import (
+    FIRST_SEQUENCE,
+    Recording,
+    TrackedParty,
+    UiCallInfo,
+    is_outbound,
+)
 from sscl_daemon.calls.wire import MAX_SEQUENCE as MAX_SEQUENCE  # the tracker's bound too
 
 STATUS_CODES: tuple[StatusCode, ...] = tuple(StatusCode)
@@ -147,9 +153,12 @@ class PartyState(msgspec.Struct, gc=False):
                 and (newest or self.to_ext_number is None)
             ):
                 self.to_ext_number = intern(value)
-        # Queue deliveries and recordings are the rare reports: a call each only for them.
-        if party.queue_call or party.ui_call_info is not None:
-            self._merge_queue_delivery(party, newest)
+        if party.queue_call:
+            self.queue_call = True
+        # Queue names and recordings come in few reports: a call each only for those.
+        ui = party.ui_call_info
+        if ui is not None:
+            self._merge_ui_call_info(ui, newest)
         if party.recordings:
             self._add_recordings(party.recordings)
         status = party.status
@@ -158,20 +167,16 @@ class PartyState(msgspec.Struct, gc=False):
             if peer is not None and (newest or self.peer_tsid is None):
                 self.peer_tsid = peer
 
-    def _merge_queue_delivery(self, party: TrackedParty, newest: bool) -> None:
-        """A call-queue delivery: the queue's name and the caller id name it shows."""
-        if party.queue_call:
-            self.queue_call = True
-        ui = party.ui_call_info
-        if ui is not None:
-            if ui.primary is not None and ui.primary.value and (newest or not self.queue_name):
-                self.queue_name = intern(ui.primary.value)
-            if (
-                ui.additional is not None
-                and ui.additional.value
-                and (newest or not self.caller_id_name)
-            ):
-                self.caller_id_name = intern(ui.additional.value)
+    def _merge_ui_call_info(self, ui: UiCallInfo, newest: bool) -> None:
+        """A call-queue delivery's display: the queue's name and the caller id name."""
+        if ui.primary is not None and ui.primary.value and (newest or not self.queue_name):
+            self.queue_name = intern(ui.primary.value)
+        if (
+            ui.additional is not None
+            and ui.additional.value
+            and (newest or not self.caller_id_name)
+        ):
+            self.caller_id_name = intern(ui.additional.value)
 
     def _add_recordings(self, recordings: Sequence[Recording]) -> None:
         known = self.recordings
