@@ -49,7 +49,6 @@ comments unless a person changed them, else in a Note of its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,15 +72,13 @@ from sscl_daemon.crm.base import (
     WriterPlugin,
 )
 from sscl_daemon.crm.bullhorn_enrich import BullhornNote
+from sscl_daemon.crm.bullhorn_session import CRM, BullhornSession, bullhorn_message
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult
-from sscl_daemon.crm.http import OAuthBearer, Response, error_message, token_failure
+from sscl_daemon.crm.http import Response
 from sscl_daemon.crm.oauth import (
     ClientAuth,
     OAuthClient,
-    TokenRefusedError,
-    TokenUnavailableError,
-    token_request,
 )
 from sscl_daemon.crm.plugin_enrich import enrich_record
 from sscl_daemon.crm.plugin_parts import (
@@ -92,7 +89,6 @@ from sscl_daemon.crm.plugin_parts import (
 )
 from sscl_daemon.crm.wiring import CrmWriterBase
 
-CRM: Final = "Bullhorn"
 DEFAULT_AUTH_URL: Final = "https://auth.bullhornstaffing.com"
 DEFAULT_LOGIN_URL: Final = "https://rest.bullhornstaffing.com"
 EXTERNAL_ID_MAX: Final = 100
@@ -204,90 +200,6 @@ def phone_query(e164: str) -> str:
     forms = [e164, content.national_digits(e164) or e164]
     terms = " OR ".join(f'{f}:"{n}"' for f in PHONE_FIELDS for n in dict.fromkeys(forms))
     return f"({terms}) AND isDeleted:false"
-
-
-def bullhorn_message(body: object, text: str) -> str:
-    """``errorMessage`` (and the per-field ``errors``) of a Bullhorn error answer."""
-    if isinstance(body, dict) and isinstance(body.get("errorMessage"), str):
-        parts = [body["errorMessage"]]
-        errors = body.get("errors")
-        for err in errors if isinstance(errors, list) else []:
-            if isinstance(err, dict):
-                parts.append(
-                    f"{err.get('propertyName')}: {err.get('detailMessage') or err.get('type')}"
-                )
-        return "; ".join(parts)
-    return error_message(body, text)
-
-
-# -- the session -----------------------------------------------------------------------------
-
-
-class BullhornSession(OAuthBearer):
-    """An OAuth client plus the REST session made from its access token."""
-
-    def __init__(
-        self, client: OAuthClient, session: aiohttp.ClientSession, login_url: str, timeout: float
-    ) -> None:
-        super().__init__(client)
-        self._session = session
-        self._login_url = f"{login_url.rstrip('/')}/rest-services/login"
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._rest_token: str | None = None
-        self.rest_url: str | None = None
-        self._lock = asyncio.Lock()
-        self.logins = 0
-
-    def secrets(self) -> tuple[str, ...]:
-        return (*self.client.secrets(), *((self._rest_token,) if self._rest_token else ()))
-
-    async def ensure(self) -> LookupFailure | None:
-        """Log in if there is no session yet (the REST URL comes from the login)."""
-        try:
-            if self._rest_token is None:
-                await self._relogin(None)
-        except (TokenRefusedError, TokenUnavailableError) as exc:
-            return token_failure(CRM, exc)
-        return None
-
-    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> str | None:
-        if self._rest_token is None:
-            await self._relogin(None)
-        assert self._rest_token is not None
-        headers["BhRestToken"] = self._rest_token
-        return self._rest_token
-
-    async def refresh(self, used: str | None) -> bool:
-        await self._relogin(used)
-        return True
-
-    async def _relogin(self, stale: str | None) -> None:
-        async with self._lock:
-            if self._rest_token is not None and self._rest_token != stale:
-                return
-            access = await self.client.access_token()
-            status, body = await self._login(access)
-            if status == 401:
-                # The access token died before its ten minutes: refresh it once.
-                access = await self.client.refresh(access)
-                status, body = await self._login(access)
-            token = body.get("BhRestToken") if isinstance(body, dict) else None
-            rest = body.get("restUrl") if isinstance(body, dict) else None
-            if status != 200 or not isinstance(token, str) or not isinstance(rest, str):
-                raise TokenRefusedError(
-                    f"{CRM} REST login refused (HTTP {status}); check the API user's access"
-                )
-            self.logins += 1
-            self._rest_token, self.rest_url = token, rest
-
-    async def _login(self, access: str) -> tuple[int, object]:
-        return await token_request(
-            self._session,
-            "GET",
-            self._login_url,
-            params={"version": "2.0", "access_token": access},
-            client_timeout=self._timeout,
-        )
 
 
 # -- the writer ------------------------------------------------------------------------------
