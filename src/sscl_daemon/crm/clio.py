@@ -53,13 +53,12 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
-from zoneinfo import ZoneInfo
 
 import aiohttp
 from cachetools import TTLCache
 
-from sscl_daemon.calls.model import CompletedCall, Direction
-from sscl_daemon.config import OAuthClientSettings, RecordingsMode, WriterSettings
+from sscl_daemon.calls.model import CompletedCall
+from sscl_daemon.config import OAuthClientSettings, WriterSettings
 from sscl_daemon.config.writers import oauth_settings
 from sscl_daemon.crm import batch, content
 from sscl_daemon.crm.base import (
@@ -73,22 +72,41 @@ from sscl_daemon.crm.base import (
     WriterPlugin,
 )
 from sscl_daemon.crm.clio_enrich import ClioCommunication
+from sscl_daemon.crm.clio_mapping import (
+    SUBJECT_MAX,
+    app_connect_communication,
+    communication,
+    data_of,
+    int_of,
+)
 from sscl_daemon.crm.clio_window import FIELDS, PAGE, WINDOW_FIELDS, CommunicationWindow, bounds
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import CrmHttp, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.plugin_enrich import enrich_record
-from sscl_daemon.crm.plugin_parts import Fingerprints, near_start, options_of, talk_seconds
+from sscl_daemon.crm.plugin_parts import Fingerprints, options_of, talk_seconds
 from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
 from sscl_daemon.logging import get_logger
 
 log = get_logger(__name__)
 
+# The pure mapping lives in crm/clio_mapping.py; its names are this writer's too.
+__all__ = [
+    "CRM",
+    "PLUGIN",
+    "SUBJECT_MAX",
+    "ClioOptions",
+    "ClioWriter",
+    "TimeEntries",
+    "app_connect_communication",
+    "communication",
+    "parse_options",
+]
+
 CRM: Final = "Clio"
 DEFAULT_REGION_URL: Final = "https://app.clio.com"
 API: Final = "/api/v4"
-SUBJECT_MAX: Final = 255
 
 
 class TimeEntries(enum.StrEnum):
@@ -123,72 +141,6 @@ def parse_options(reader: OptionReader) -> ClioOptions | None:
     return ClioOptions(oauth, region, link, entries) if oauth is not None else None
 
 
-# -- pure mapping ----------------------------------------------------------------------------
-
-
-def communication(
-    call: CompletedCall,
-    contact: Contact | None,
-    user_id: int,
-    matter_id: int | None,
-    tz: ZoneInfo | None = None,
-    recordings: RecordingsMode | None = None,
-) -> dict[str, object]:
-    """The ``data`` of a ``POST /communications.json`` (pure); the note's times in ``tz``,
-    its recording lines as ``recordings`` says."""
-    name = contact.name if contact else None
-    user = [{"id": user_id, "type": "User"}]
-    other = [{"id": int(contact.id), "type": "Contact"}] if contact else []
-    outbound = call.direction is Direction.OUTBOUND
-    data: dict[str, object] = {
-        "type": "PhoneCommunication",
-        "subject": content.subject(call, name)[:SUBJECT_MAX],
-        "body": content.note_text(call, name, tz=tz, recordings=recordings),
-        "received_at": content.iso_utc(call.start_time),
-        "senders": user if outbound else other,
-        "receivers": other if outbound else user,
-    }
-    if matter_id is not None:
-        data["matter"] = {"id": matter_id}
-    return data
-
-
-def app_connect_communication(
-    call: CompletedCall, record: Mapping[str, object], of_contact: bool
-) -> bool:
-    """Whether a phone communication (of the call's contact when ``of_contact``) is App
-    Connect's log of this call as its Clio connector writes it by default (pure): subject
-    ``[Call] Inbound Call from <name> [<number>]`` / ``[Call] Outbound Call to ...`` and
-    ``received_at`` the call's start. Without a contact to list by, the subject's number
-    must be the call's."""
-    subject = record.get("subject")
-    if call.direction is Direction.INTERNAL or not isinstance(subject, str):
-        return False
-    word = "to" if call.direction is Direction.OUTBOUND else "from"
-    if not subject.startswith(f"[Call] {call.direction.value.capitalize()} Call {word} "):
-        return False
-    if not near_start(call, parse_time(record.get("received_at"))):
-        return False
-    if of_contact:
-        return True
-    number = subject.rsplit("[", 1)[-1].rstrip("]") if subject.endswith("]") else ""
-    return bool(call.external_number) and content.same_number(number, call.external_number or "")
-
-
-def _data(answer: Response) -> object:
-    return answer.object().get("data")
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
 class ClioWriter(CrmWriterBase):
     """Writes phone communications into one Clio Manage account."""
 
@@ -212,7 +164,7 @@ class ClioWriter(CrmWriterBase):
             find=self._find,
             create=self._create_contact,
             list_users=self._list_users,
-            owner_valid=lambda owner: _int(owner) is not None,
+            owner_valid=lambda owner: int_of(owner) is not None,
             message=nested_error_message,
         )
         # The signed upload URLs of documents are cloud storage, sent no Clio token.
@@ -242,7 +194,7 @@ class ClioWriter(CrmWriterBase):
         if not isinstance(resolved, Resolution):
             return resolved
         contact = resolved.primary
-        user = _int(resolved.owner_id) if resolved.owner_id else None
+        user = int_of(resolved.owner_id) if resolved.owner_id else None
         if user is None:
             me = await self._who_am_i()
             if not isinstance(me, int):
@@ -275,7 +227,7 @@ class ClioWriter(CrmWriterBase):
             )
             if not isinstance(answer, Response):
                 return answer
-            data = _data(answer)
+            data = data_of(answer)
             made = batch.created(CRM, data.get("id") if isinstance(data, dict) else None, written)
             if not isinstance(made, Created):
                 return made
@@ -322,7 +274,7 @@ class ClioWriter(CrmWriterBase):
             if not isinstance(answer, Response):
                 log.info("clio.client_window.unread", writer=self.name, reason=str(answer))
                 return None
-            data = _data(answer)
+            data = data_of(answer)
             found += [r for r in (data if isinstance(data, list) else []) if isinstance(r, dict)]
             meta = answer.object().get("meta")
             paging = meta.get("paging") if isinstance(meta, dict) else None
@@ -358,7 +310,7 @@ class ClioWriter(CrmWriterBase):
             answer = await self._get("/communications.json", params)
             if not isinstance(answer, Response):
                 return answer
-            data = _data(answer)
+            data = data_of(answer)
             rows = [r for r in (data if isinstance(data, list) else []) if isinstance(r, dict)]
         records = [
             (str(r.get("id")), b if isinstance(b := r.get("body"), str) else None) for r in rows
@@ -392,9 +344,9 @@ class ClioWriter(CrmWriterBase):
             )
             if not isinstance(answer, Response):
                 return answer
-            listed = _data(answer)
+            listed = data_of(answer)
             if isinstance(listed, list) and listed:
-                return _int(listed[0].get("id")) if isinstance(listed[0], dict) else None
+                return int_of(listed[0].get("id")) if isinstance(listed[0], dict) else None
         body = {
             "data": {
                 "type": "TimeEntry",
@@ -410,16 +362,16 @@ class ClioWriter(CrmWriterBase):
         answer = await self.http.request("POST", f"{self._base}/activities.json", json_body=body)
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
-        return _int(data.get("id")) if isinstance(data, dict) else None
+        data = data_of(answer)
+        return int_of(data.get("id")) if isinstance(data, dict) else None
 
     async def _who_am_i(self) -> int | LookupFailure:
         if self._me is None:
             answer = await self._get("/users/who_am_i.json", {"fields": "id,name,email"})
             if not isinstance(answer, Response):
                 return answer
-            data = _data(answer)
-            me = _int(data.get("id")) if isinstance(data, dict) else None
+            data = data_of(answer)
+            me = int_of(data.get("id")) if isinstance(data, dict) else None
             if me is None:
                 return RetryLater(f"{CRM}: who_am_i answered without an id")
             self._me = me
@@ -439,9 +391,9 @@ class ClioWriter(CrmWriterBase):
         )
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         matters = [m for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
-        found = _int(matters[0].get("id")) if len(matters) == 1 else None
+        found = int_of(matters[0].get("id")) if len(matters) == 1 else None
         self._matters[contact.id] = found
         return found
 
@@ -456,10 +408,10 @@ class ClioWriter(CrmWriterBase):
         )
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         found: list[Contact] = []
         for row in data if isinstance(data, list) else []:
-            if not isinstance(row, dict) or _int(row.get("id")) is None:
+            if not isinstance(row, dict) or int_of(row.get("id")) is None:
                 continue
             phones = row.get("phone_numbers")
             numbers = [
@@ -493,8 +445,8 @@ class ClioWriter(CrmWriterBase):
         answer = await self.http.request("POST", f"{self._base}/contacts.json", json_body=body)
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
-        cid = _int(data.get("id")) if isinstance(data, dict) else None
+        data = data_of(answer)
+        cid = int_of(data.get("id")) if isinstance(data, dict) else None
         if cid is None:
             return RetryLater(f"{CRM} contact create answered without an id")
         return Contact(str(cid), name)
@@ -503,7 +455,7 @@ class ClioWriter(CrmWriterBase):
         answer = await self._get("/users.json", {"fields": "id,email,enabled", "enabled": "true"})
         if not isinstance(answer, Response):
             return answer
-        data = _data(answer)
+        data = data_of(answer)
         return {
             str(u["email"]).lower(): str(u["id"])
             for u in (data if isinstance(data, list) else [])

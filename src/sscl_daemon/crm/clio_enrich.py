@@ -28,6 +28,7 @@ import aiohttp
 
 from sscl_daemon.crm import enrich
 from sscl_daemon.crm.base import PermanentFailure, RetryLater, WriteContext
+from sscl_daemon.crm.clio_mapping import data_of
 from sscl_daemon.crm.contacts import LookupFailure
 from sscl_daemon.crm.enrich import Enrichment
 from sscl_daemon.crm.http import CrmHttp, Response
@@ -68,12 +69,8 @@ def parent_of(record: Mapping[str, object]) -> Parent | None:
     return None
 
 
-def _data(answer: Response) -> object:
-    return answer.object().get("data")
-
-
 def _rows(answer: Response) -> list[Mapping[str, object]]:
-    data = _data(answer)
+    data = data_of(answer)
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
 
 
@@ -99,7 +96,7 @@ class ClioCommunication:
         )
         if not isinstance(answer, Response):
             return answer
-        record = _data(answer) if answer.status != 404 else None
+        record = data_of(answer) if answer.status != 404 else None
         if not isinstance(record, dict):
             return None
         body = record.get("body")
@@ -138,7 +135,7 @@ class ClioCommunication:
         )
         if not isinstance(made, Response):
             return made
-        made_doc = _data(made)
+        made_doc = data_of(made)
         doc_id = made_doc.get("id") if isinstance(made_doc, dict) else None
         version = made_doc.get("latest_document_version") if isinstance(made_doc, dict) else None
         if not (doc_id and isinstance(version, dict) and version.get("put_url")):
