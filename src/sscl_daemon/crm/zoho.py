@@ -41,9 +41,7 @@ Limits: a rolling 24-hour credit allowance and a per-organisation concurrency li
 either, HTTP 429 ``TOO_MANY_REQUESTS`` (no ``Retry-After``), retried after the default
 pause.
 
-After the create, recordings and voicemail (audio and transcription) are added to the same
-record (``crm/zoho_enrich.py``): the file as an attachment of the call, the section in its
-``Description`` unless a person changed it, else in a note of the call.
+Recordings and voicemail are added to the record after the create: ``crm/zoho_enrich.py``.
 """
 
 from __future__ import annotations
@@ -179,8 +177,7 @@ def call_record(
     tz: ZoneInfo | None = None,
     recordings: RecordingsMode | None = None,
 ) -> dict[str, object]:
-    """One record of the ``POST /crm/v7/Calls`` body (pure); the note's times in ``tz``,
-    its recording lines as ``recordings`` says (``content.recording_links``)."""
+    """One record of the ``POST /crm/v7/Calls`` body (pure); the note's times in ``tz``."""
     name = contact.name if contact else None
     kind = call_type(call)
     record: dict[str, object] = {
@@ -356,8 +353,7 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
         return f"{domain.rstrip('/')}/crm/{API_VERSION}"
 
     async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
-        """The audio attached to the Calls record, the section in its Description or a
-        note of the call (``crm/zoho_enrich.py``)."""
+        """Recording or voicemail added to the Calls record (``crm/zoho_enrich.py``)."""
         return await enrich_record(ZohoCall(self), e, ctx)
 
     async def _coql(self, query: str) -> list[Mapping[str, object]] | LookupFailure:
@@ -422,8 +418,7 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
             return
         for p, item in zip(ready, items, strict=True):
             p.result = item_result(item, self._opts.key_field)
-            if isinstance(p.result, Created):
-                # What later updates compare the record's note with (crm/enrich.py).
+            if isinstance(p.result, Created):  # the note later updates compare with
                 p.result = Created(p.result.record_id, _description(p.payload))
 
     # -- lookups -----------------------------------------------------------------------------
