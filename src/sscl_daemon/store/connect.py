@@ -7,6 +7,8 @@ Where it sits: :meth:`Store.open <.store.Store.open>` and :meth:`Store.attach
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -76,15 +78,8 @@ def private_state_dir(state_dir: Path) -> None:
 
 async def require_database(server: EmbeddedServer, connect_timeout: float) -> None:
     """The daemon's database exists on the embedded ``server`` (a command never creates it)."""
-    admin_dsn = server.dsn()
-    try:
-        conn = await asyncpg.connect(admin_dsn, timeout=connect_timeout)
-    except DATABASE_ERRORS as exc:
-        raise connect_error(exc, admin_dsn, None) from None
-    try:
+    async with _admin(server.dsn(), connect_timeout) as conn:
         exists = await conn.fetchval(sql.DATABASE_EXISTS, EMBEDDED_DATABASE)
-    finally:
-        await conn.close()
     if not exists:
         raise StoreError(
             f"the embedded PostgreSQL in {server.root} has no database {EMBEDDED_DATABASE!r}: "
@@ -95,13 +90,22 @@ async def require_database(server: EmbeddedServer, connect_timeout: float) -> No
 
 async def ensure_database(admin_dsn: str, database: str, connect_timeout: float) -> None:
     """Create ``database`` on the embedded server the first time."""
+    async with _admin(admin_dsn, connect_timeout) as conn:
+        exists = await conn.fetchval(sql.DATABASE_EXISTS, database)
+        if not exists:
+            await conn.execute(sql.CREATE_DATABASE.format(database=database))
+
+
+@contextlib.asynccontextmanager
+async def _admin(
+    admin_dsn: str, connect_timeout: float
+) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """A connection to the embedded server's maintenance database, closed after use."""
     try:
         conn = await asyncpg.connect(admin_dsn, timeout=connect_timeout)
     except DATABASE_ERRORS as exc:
         raise connect_error(exc, admin_dsn, None) from None
     try:
-        exists = await conn.fetchval(sql.DATABASE_EXISTS, database)
-        if not exists:
-            await conn.execute(sql.CREATE_DATABASE.format(database=database))
+        yield conn
     finally:
         await conn.close()

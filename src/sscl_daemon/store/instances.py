@@ -83,13 +83,10 @@ WriterFacts = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
-class InstanceInfo:
-    """One row of the ``instances`` table as the fleet view (and ``status``) sees it."""
+class InstanceInfo(Announcement):
+    """One row of the ``instances`` table as the fleet view (and ``status``) sees it: what
+    the instance announced, and what the view adds."""
 
-    instance_id: str
-    host: str
-    pid: int
-    accounts: tuple[str, ...]
     # The accounts it holds now (current lease row and lease lock held).
     held: tuple[str, ...]
     started_at: datetime
