@@ -331,3 +331,32 @@ def test_the_real_pages_decode_whole() -> None:
         page = decode_call_log_page(_text(document), READ_FROM, READ_AT)
         assert page.refused == []
         assert len(page.records) == len(document["records"])
+
+
+@pytest.mark.parametrize(
+    ("start", "leg_start", "refused"),
+    [
+        (READ_AT + timedelta(minutes=4), None, None),
+        (READ_AT + timedelta(minutes=6), None, "ahead of the read"),
+        (READ_FROM - timedelta(hours=23), None, None),
+        (READ_FROM - timedelta(hours=25), None, "before the read's window"),
+        (START, START + timedelta(days=6), None),
+        (START, START + timedelta(days=8), "outside its call"),
+        (START, START - timedelta(minutes=6), "outside its call"),
+    ],
+)
+def test_a_record_is_dated_against_the_read(
+    start: datetime, leg_start: datetime | None, refused: str | None
+) -> None:
+    record = dict(SEED_CALLS[0].call_log_records[0]) | {"startTime": start.isoformat()}
+    record["legs"] = [] if leg_start is None else [{"startTime": leg_start.isoformat()}]
+    page = decode_call_log_page(_text({"records": [record]}), READ_FROM, READ_AT)
+    if refused is None:
+        assert [r.startTime for r in page.records] == [start.isoformat()]
+        assert page.refused == []
+    else:
+        [error] = page.refused
+        assert refused in error.reason
+        assert "(untrusted time)" in error.reason
+        assert error.raw == _text(record)
+        assert page.records == []
