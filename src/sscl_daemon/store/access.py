@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
 # A pooled connection (a string: the proxy type cannot be subscripted at run time).
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+# A pooled connection or a dedicated one (the lease keeper's): what the lease, instance and
+# migration statements run on.
+AnyConnection: TypeAlias = (
+    "asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+)
 
 
 class PoolUser:

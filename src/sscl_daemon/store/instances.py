@@ -30,16 +30,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from sscl_daemon.store import sql
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    from sscl_daemon.store.access import AnyConnection
 
 # Rows whose heartbeat is older than this are deleted by any live instance's heartbeat.
 PRUNE_AFTER = 3600.0
@@ -101,7 +99,9 @@ class InstanceInfo(Announcement):
     writer_facts: Mapping[str, WriterFacts] = field(default_factory=dict)
 
 
-async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, limit: float) -> None:
+async def heartbeat(
+    conn: AnyConnection, instance: Announcement, *, fresh: bool, limit: float
+) -> None:
     await conn.execute(
         sql.HEARTBEAT,
         instance.instance_id,
@@ -115,7 +115,7 @@ async def heartbeat(conn: Connection, instance: Announcement, *, fresh: bool, li
 
 
 async def record_commit_failures(
-    conn: Connection, instance_id: str, failures: Mapping[str, CommitFailure]
+    conn: AnyConnection, instance_id: str, failures: Mapping[str, CommitFailure]
 ) -> None:
     """Replace the instance's failing accounts with ``failures`` (empty: all commit); the
     same value again writes nothing."""
@@ -123,7 +123,7 @@ async def record_commit_failures(
 
 
 async def record_writer_facts(
-    conn: Connection, instance_id: str, facts: Mapping[str, WriterFacts]
+    conn: AnyConnection, instance_id: str, facts: Mapping[str, WriterFacts]
 ) -> None:
     """Replace the instance's writer facts (account -> writer -> fact -> value); the same
     facts again write nothing."""
@@ -137,7 +137,7 @@ def _facts_of(text: str) -> dict[str, WriterFacts]:
     }
 
 
-async def fleet(conn: Connection, ttl: float, limit: float | None = None) -> list[InstanceInfo]:
+async def fleet(conn: AnyConnection, ttl: float, limit: float | None = None) -> list[InstanceInfo]:
     """Every announced instance, oldest first; ``live`` judged against ``ttl`` seconds.
 
     ``limit``: seconds the query may take (None: no limit).

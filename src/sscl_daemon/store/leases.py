@@ -63,7 +63,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -72,9 +72,7 @@ from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError
 from sscl_daemon.store.instances import Announcement, InstanceInfo
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    from sscl_daemon.store.access import AnyConnection
 
 # The server notices a vanished lease holder in about idle + interval * count seconds.
 _KEEPALIVE_SETTINGS = {
@@ -135,7 +133,7 @@ class LeaseInfo:
         return self.current and self.connected
 
 
-async def check_fence(conn: Connection, fence: Lease, account: str | None = None) -> None:
+async def check_fence(conn: AnyConnection, fence: Lease, account: str | None = None) -> None:
     """Inside a transaction: raise :class:`LeaseLostError` unless ``fence`` is still current.
 
     Locks the lease row against a takeover until the transaction ends, so the
@@ -398,7 +396,7 @@ class LeaseKeeper:
             self._drop_connection()
 
 
-async def lease_holders(conn: Connection, account: str | None = None) -> list[LeaseInfo]:
+async def lease_holders(conn: AnyConnection, account: str | None = None) -> list[LeaseInfo]:
     rows = await conn.fetch(sql.LEASE_HOLDERS, account)
     return [
         LeaseInfo(

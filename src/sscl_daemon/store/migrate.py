@@ -16,16 +16,13 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from sscl_daemon.store import sql
 from sscl_daemon.store.errors import StoreError
 
 if TYPE_CHECKING:
-    import asyncpg
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    from sscl_daemon.store.access import AnyConnection
 
 # Arbitrary, fixed: the key of the advisory lock all sscl-daemon migrators take.
 MIGRATION_LOCK_KEY = 0x5C_5C_1D_00_0001
@@ -71,7 +68,7 @@ def available_migrations() -> tuple[Migration, ...]:
     return tuple(found)
 
 
-async def current_version(conn: Connection) -> int:
+async def current_version(conn: AnyConnection) -> int:
     """The schema version of the database (0 when never migrated)."""
     exists = await conn.fetchval(sql.MIGRATION_LEDGER_EXISTS)
     if not exists:
@@ -80,7 +77,7 @@ async def current_version(conn: Connection) -> int:
     return int(value)
 
 
-async def migrate(conn: Connection) -> MigrationReport:
+async def migrate(conn: AnyConnection) -> MigrationReport:
     """Bring the schema to the newest version; returns what was applied (maybe nothing)."""
     migrations = available_migrations()
     await conn.execute(sql.LOCK_MIGRATIONS, MIGRATION_LOCK_KEY, timeout=_LOCK_TIMEOUT)
