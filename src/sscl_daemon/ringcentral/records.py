@@ -34,8 +34,8 @@ IdValue = Id | Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
 MAX_CALL_DURATION = timedelta(days=7)
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_CALL_DURATION.total_seconds())]
 Milliseconds = Annotated[int, msgspec.Meta(ge=0, le=MAX_CALL_DURATION // timedelta(milliseconds=1))]
-# Legs of one record: one per ring of a forwarding, hunting or queue step, so a queue that
-# rings many agents gives many; far more than any call has, far less than a hostile answer.
+# Legs of one record (research C3: a forwarding, hunting or queue step each): generous for
+# a queue that rings many agents, and still a bound on what one record can make us hold.
 MAX_LEGS = 1000
 
 
