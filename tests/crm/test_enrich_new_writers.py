@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import io
 import json
 import random
@@ -23,6 +24,7 @@ from typing import Protocol
 
 import aiohttp
 import pytest
+from tests.crm.conftest import make_call
 from tests.crm.test_call_log_lifecycle import completed, until
 
 from sscl_daemon.calls.model import CompletedCall
@@ -36,10 +38,12 @@ from sscl_daemon.config import (
 )
 from sscl_daemon.crm import bullhorn as bh
 from sscl_daemon.crm import clio as cl
+from sscl_daemon.crm import content
 from sscl_daemon.crm import dynamics as dv
 from sscl_daemon.crm import dynamics_enrich as dv_enrich
 from sscl_daemon.crm import zoho as zc
 from sscl_daemon.crm.base import WriteContext, Writer
+from sscl_daemon.crm.contacts import Contact
 from sscl_daemon.crm.enrich import Enrichment, Kind, Updated, plain
 from sscl_daemon.dispatch import Dispatcher
 from sscl_daemon.enrichment import EnrichmentRunner
@@ -516,3 +520,24 @@ def test_dynamics_streamed_note_is_the_json_of_the_whole_file() -> None:
         "subject": 'say "hi"',
         "documentbody": base64.b64encode(data).decode(),
     }
+
+
+# -- the create's note and recordings --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", list(RecordingsMode))
+def test_the_creates_note_follows_recordings(mode: RecordingsMode) -> None:
+    call = make_call(recording_ids=("rec-1",))
+    person = Contact("7", "Ann", "contact")
+    oauth = OAuthClientSettings("c", Secret("s"), Secret("r"))
+    notes = [
+        str(zc.call_record(call, person, None, recordings=mode)["Description"]),
+        str(dv.phonecall(call, person, None, recordings=mode)["description"]),
+        str(cl.communication(call, person, 1, None, recordings=mode)["body"]),
+        str(bh.note(call, person, None, bh.BullhornOptions(oauth), recordings=mode)["comments"]),
+    ]
+    reader = content.player_link(content.recording_urls(call)[0])
+    for note in notes:
+        # A link a RingCentral user can open; upload attaches the file later, off: neither.
+        assert (html.unescape(reader) in html.unescape(note)) is (mode is RecordingsMode.LINK)
+        assert content.RECORDING_BASE not in html.unescape(note)  # never the raw, token-only URL
