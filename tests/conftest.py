@@ -22,7 +22,7 @@ cores). Each worker is its own pytest session, so each has its own
 server), its own ``tmp_path`` and ephemeral ports. On a worker the tests are
 ordered longest tier first (see :func:`start_order`) so that the few long
 e2e tests do not start last; :data:`ONE_AFTER_ANOTHER` names the tests that
-must not run beside each other.
+must not run beside each other (:class:`OneAfterAnother` schedules them).
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadGroupScheduling
+from xdist.scheduler.protocol import Scheduling
 
 from sscl_daemon.config import StoreSettings
 from sscl_daemon.store import Store
@@ -76,11 +79,17 @@ INTEGRATION = (
 )
 
 
-# Node-id prefixes of tests that run one after another on one xdist worker (an
-# ``xdist_group``), never beside each other. The scale tests each run several daemons
-# whose leases and balance checks are timed; two of them side by side starve each other
-# on two cores (a daemon seen as gone hands its accounts over a second time).
-ONE_AFTER_ANOTHER = {"tests/scale/": "scale"}
+# Node-id prefixes of tests that run one after another on one xdist worker (one work
+# unit of :class:`OneAfterAnother`), never beside each other. These run several daemons
+# under steady traffic and time what they see (leases, balance, calls within a bound);
+# two of them side by side starve each other on two cores (a daemon seen as gone hands
+# its accounts over again, the demo logs nothing in its first half minute). Together
+# they take about as long as a quarter of the suite, so one worker carries them.
+ONE_AFTER_ANOTHER = {
+    "tests/soak/": "heavy",
+    "tests/scale/": "heavy",
+    "tests/daemon/test_demo.py": "heavy",
+}
 
 # Tiers in the order their tests start on an xdist worker: the longest first.
 START_ORDER = ("e2e", "integration", "unit")
@@ -106,13 +115,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = list(getattr(item, "fixturenames", ()))
         slow = item.get_closest_marker("slow") is not None
         item.add_marker(tier(item.nodeid, fixtures, slow))
-        for prefix, group in ONE_AFTER_ANOTHER.items():
-            if item.nodeid.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
     # Only on an xdist worker (every worker sorts alike, a stable sort): a plain run keeps
     # each module's tests together, as its module-scoped fixtures expect.
     if hasattr(config, "workerinput"):
         items.sort(key=start_order)
+
+
+class OneAfterAnother(LoadGroupScheduling):
+    """``--dist loadgroup`` with each :data:`ONE_AFTER_ANOTHER` group as one work unit.
+
+    Not ``xdist_group`` marks: xdist 3.8 passes them on by rewriting node ids, which
+    pytest 9.2 ignores (pytest-xdist issue 1386), so the marks group nothing there.
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        for prefix, group in ONE_AFTER_ANOTHER.items():
+            if nodeid.startswith(prefix):
+                return group
+        return super()._split_scope(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    if config.getvalue("dist") != "loadgroup":
+        return None  # xdist's own scheduler for the mode asked for
+    return OneAfterAnother(config, log)
 
 
 @pytest.fixture(scope="session")
