@@ -142,4 +142,5 @@ async def enrich_record(record: Record, e: Enrichment, ctx: WriteContext) -> Enr
     failure = await record.beside(e, note, marked(shown, record.html), ctx)
     if failure is not None:
         return failure
-    return Updated(f"{e.kind} added beside the edited {record.noun}", None)
+    # Edited by a person, or too long for the field: a note of its own.
+    return Updated(f"{e.kind} added in a note beside the {record.noun}", None)
