@@ -26,6 +26,7 @@ import asyncpg
 
 from sscl_daemon.calls.model import CallResult, CompletedCall, Direction, idempotency_key
 from sscl_daemon.errors import SsclError
+from sscl_daemon.store import sql
 from sscl_daemon.store.embedded import FAST_UNSAFE_SETTINGS, EmbeddedServer
 from sscl_daemon.store.errors import DATABASE_ERRORS, StoreError, connect_error, dsn_target
 from sscl_daemon.store.migrate import migrate
@@ -153,7 +154,7 @@ class PostgresForTests:
     async def _create_template(self) -> None:
         admin = await _connect(self.admin_dsn)
         try:
-            await admin.execute(f'CREATE DATABASE "{self.template}"')
+            await admin.execute(sql.CREATE_DATABASE.format(database=self.template))
         except asyncpg.PostgresError as exc:
             raise StoreError(f"cannot create databases there ({exc})") from None
         finally:
@@ -167,10 +168,14 @@ class PostgresForTests:
     async def create_database(self, *, migrated: bool = True) -> str:
         """A new database, with the migrated schema unless ``migrated=False``; returns its DSN."""
         name = f"{self._prefix}_{next(self._counter)}"
-        template = f' TEMPLATE "{self.template}"' if migrated else ""
+        statement = (
+            sql.CREATE_DATABASE_FROM.format(database=name, template=self.template)
+            if migrated
+            else sql.CREATE_DATABASE.format(database=name)
+        )
         admin = await _connect(self.admin_dsn)
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"{template}')
+            await admin.execute(statement)
         finally:
             await admin.close()
         return dsn_with_database(self.admin_dsn, name)
@@ -181,18 +186,16 @@ class PostgresForTests:
             raise ValueError(f"{name!r} was not created by this test session")
         admin = await _connect(self.admin_dsn)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(sql.DROP_DATABASE.format(database=name))
         finally:
             await admin.close()
 
     async def _drop_all(self) -> None:
         admin = await _connect(self.admin_dsn)
         try:
-            names = await admin.fetch(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", self._prefix
-            )
+            names = await admin.fetch(sql.DATABASES_NAMED, self._prefix)
             for row in names:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+                await admin.execute(sql.DROP_DATABASE.format(database=row["datname"]))
         finally:
             await admin.close()
 

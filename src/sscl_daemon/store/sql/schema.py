@@ -29,5 +29,9 @@ NOW = "SELECT now()"
 
 DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = $1"
 
-# An identifier cannot be a parameter; the name is the store's own constant.
+# An identifier cannot be a parameter; the names are the store's own constants (and, for the
+# tests' throwaway databases of store/testing.py, names made from a random prefix).
 CREATE_DATABASE = 'CREATE DATABASE "{database}"'
+CREATE_DATABASE_FROM = 'CREATE DATABASE "{database}" TEMPLATE "{template}"'
+DROP_DATABASE = 'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+DATABASES_NAMED = "SELECT datname FROM pg_database WHERE starts_with(datname, $1)"
