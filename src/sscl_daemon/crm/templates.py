@@ -95,20 +95,15 @@ class Style:
             return None
         return render(self.note_template, call, contact_name, self.zone(call))
 
+    def _note(self, call: CompletedCall, contact_name: str | None) -> content.NoteOptions:
+        return {
+            "tz": self.zone(call),
+            "recordings": self.recordings,
+            "body": self._body(call, contact_name),
+        }
+
     def note_html(self, call: CompletedCall, contact_name: str | None) -> str:
-        return content.note_html(
-            call,
-            contact_name,
-            tz=self.zone(call),
-            recordings=self.recordings,
-            body=self._body(call, contact_name),
-        )
+        return content.note_html(call, contact_name, **self._note(call, contact_name))
 
     def note_text(self, call: CompletedCall, contact_name: str | None) -> str:
-        return content.note_text(
-            call,
-            contact_name,
-            tz=self.zone(call),
-            recordings=self.recordings,
-            body=self._body(call, contact_name),
-        )
+        return content.note_text(call, contact_name, **self._note(call, contact_name))
