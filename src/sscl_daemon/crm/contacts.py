@@ -3,19 +3,23 @@
 Who a call log is associated with and who owns it are the same questions in every CRM;
 only the lookups differ. A writer passes its own async lookups in, and this module adds:
 
-* :class:`ContactCache` -- a bounded TTL cache (``cachetools.TTLCache``, size and TTL from
+* :class:`ContactCache` -- a bounded TTL cache (``SharedCache``, size and TTL from
   ``ContactSettings``) of E.164 number -> matching contacts, so a busy contact costs one
-  search per TTL. Failed lookups are not cached.
+  search per TTL. Failed lookups are not cached. Calls of a batch asking for the same
+  number at once (writers without a batch API resolve a batch's calls concurrently) share
+  one search and its answer, a failure included (``crm/singleflight.py``).
 * :func:`choose` -- the pure decision of what to do with 0, 1 or several matches under the
   configured ``no_contact`` / ``several_contacts`` policies (``most-recently-updated`` and
   ``oldest`` read the CRM's own timestamps of each match; a match without one comes last).
 * :class:`OwnerResolver` -- the CRM user who owns a call log: the explicit ``owners`` table
   (RingCentral extension number -> CRM user id, or an e-mail to look up) first, then the
   RingCentral user's e-mail matched against the CRM's user list (``owner_by_email``). The
-  user list is fetched once per TTL.
+  user list is read once per ``contact_cache_ttl`` (``ContactSettings.cache_ttl``), one
+  read shared by every call asking while it is under way.
 * :class:`Resolver` -- the whole step every CRM writer runs before creating a log: cached
   contact lookup, the policy decision, the owner, and (``no_contact = create``) the new
-  contact, which is then cached. It answers a :class:`Resolution`, the lookup's failure, or
+  contact, which is then cached; calls of a batch with the same new number make it once.
+  It answers a :class:`Resolution`, the lookup's failure, or
   :class:`~sscl_daemon.crm.base.Skipped` when a ``"skip"`` policy decided not to log the call.
 """
 
@@ -26,11 +30,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cachetools import TTLCache
-
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import ContactSettings, NoContactPolicy, SeveralContactsPolicy
 from sscl_daemon.crm.base import PermanentFailure, RetryLater, Skipped
+from sscl_daemon.crm.singleflight import SharedCache, SingleFlight
 
 LookupFailure = RetryLater | PermanentFailure
 
@@ -125,34 +128,48 @@ ContactLookup = Callable[[str], Awaitable[tuple[Contact, ...] | LookupFailure]]
 
 
 class ContactCache:
-    """E.164 number -> matching contacts, bounded in size and age."""
+    """E.164 number -> matching contacts, bounded in size and age; concurrent asks for one
+    number share one search (``crm/singleflight.py``)."""
 
     def __init__(
         self, settings: ContactSettings, timer: Callable[[], float] = time.monotonic
     ) -> None:
-        self._cache: TTLCache[str, tuple[Contact, ...]] = TTLCache(
-            maxsize=max(settings.cache_size, 1), ttl=settings.cache_ttl, timer=timer
+        self._cache: SharedCache[str, tuple[Contact, ...] | LookupFailure] = SharedCache(
+            settings.cache_size, settings.cache_ttl, succeeded, timer
         )
-        self.hits = 0
-        self.misses = 0
+
+    @property
+    def hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def misses(self) -> int:
+        return self._cache.misses
+
+    @property
+    def shared(self) -> int:
+        """Asks answered by another call's search of the same number."""
+        return self._cache.shared
 
     async def find(self, number: str, lookup: ContactLookup) -> tuple[Contact, ...] | LookupFailure:
-        cached = self._cache.get(number)
-        if cached is not None:
-            self.hits += 1
-            return cached
-        self.misses += 1
-        found = await lookup(number)
-        if isinstance(found, tuple):
-            self._cache[number] = found
-        return found
+        return await self._cache.get(number, lambda: lookup(number))
+
+    def peek(self, number: str) -> tuple[Contact, ...] | None:
+        """The cached contacts of ``number`` (no search)."""
+        found = self._cache.peek(number)
+        return found if isinstance(found, tuple) else None
 
     def put(self, number: str, contacts: tuple[Contact, ...]) -> None:
         """Remember contacts we created ourselves."""
-        self._cache[number] = contacts
+        self._cache.put(number, contacts)
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+def succeeded(answer: object) -> bool:
+    """A lookup's answer worth caching: not a failure (``SharedCache``'s ``keep``)."""
+    return not isinstance(answer, RetryLater | PermanentFailure)
 
 
 UserList = Callable[[], Awaitable[Mapping[str, str] | LookupFailure]]
@@ -172,22 +189,21 @@ class OwnerResolver:
         self._owners = {k.strip(): v.strip() for k, v in settings.owners.items()}
         self._by_email = settings.owner_by_email
         self._list_users = list_users
-        self._users: TTLCache[str, Mapping[str, str]] = TTLCache(
-            maxsize=1, ttl=ttl if ttl is not None else settings.cache_ttl, timer=timer
+        # One read of the user list per TTL, however many calls of a batch ask at once.
+        self._users: SharedCache[str, Mapping[str, str] | LookupFailure] = SharedCache(
+            1, ttl if ttl is not None else settings.cache_ttl, succeeded, timer
         )
         self.user_list_fetches = 0
 
     async def _user_ids(self) -> Mapping[str, str] | LookupFailure:
-        users = self._users.get("users")
-        if users is not None:
-            return users
+        return await self._users.get("users", self._fetch_users)
+
+    async def _fetch_users(self) -> Mapping[str, str] | LookupFailure:
         fetched = await self._list_users()
         if isinstance(fetched, RetryLater | PermanentFailure):
             return fetched
         self.user_list_fetches += 1
-        users = {email.lower(): uid for email, uid in fetched.items()}
-        self._users["users"] = users
-        return users
+        return {email.lower(): uid for email, uid in fetched.items()}
 
     async def _by_mail(self, email: str) -> str | LookupFailure | None:
         users = await self._user_ids()
@@ -248,6 +264,8 @@ class Resolver:
         self._owner_valid = owner_valid
         self.cache = ContactCache(settings)
         self.owners = OwnerResolver(settings, list_users)
+        # Contact creates under way, by number (no_contact = create).
+        self.creates: SingleFlight[str, tuple[Contact, ...] | LookupFailure] = SingleFlight()
 
     async def _owner(self, call: CompletedCall) -> str | LookupFailure | None:
         owner = await self.owners.resolve(call)
@@ -274,8 +292,34 @@ class Resolver:
             return owner
         if not (choice.create and number):
             return Resolution(choice.contacts, owner)
-        made = await self._create(call, number, owner)
-        if not isinstance(made, Contact):
-            return made
-        self.cache.put(number, (made,))
-        return Resolution((made,), owner, created_contact=True)
+        return await self._new_contact(call, number, owner)
+
+    async def _new_contact(
+        self, call: CompletedCall, number: str, owner: str | None
+    ) -> Resolution | LookupFailure | Skipped:
+        """Create the contact ``number`` lacks, once: calls of a batch with the same new
+        number wait for the first one's create and are associated with its contact."""
+        made_here = False
+
+        async def create() -> tuple[Contact, ...] | LookupFailure:
+            nonlocal made_here
+            # Another call made it while this one resolved its owner (no flight left).
+            known = self.cache.peek(number)
+            if known:
+                return known
+            made = await self._create(call, number, owner)
+            if not isinstance(made, Contact):
+                return made
+            made_here = True
+            self.cache.put(number, (made,))
+            return (made,)
+
+        contacts = await self.creates.run(number, create)
+        if not isinstance(contacts, tuple):
+            return contacts
+        if made_here:
+            return Resolution(contacts, owner, created_contact=True)
+        # As a later call finding the new contact in the cache would have decided.
+        choice = choose(contacts, self._settings, number)
+        skip = skipped(choice)
+        return skip if skip is not None else Resolution(choice.contacts, owner)
