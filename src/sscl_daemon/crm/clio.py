@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
-from cachetools import TTLCache
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import OAuthClientSettings, WriterSettings
@@ -80,12 +79,13 @@ from sscl_daemon.crm.clio_mapping import (
     int_of,
 )
 from sscl_daemon.crm.clio_window import FIELDS, PAGE, WINDOW_FIELDS, CommunicationWindow, bounds
-from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
+from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time, succeeded
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import CrmHttp, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.plugin_enrich import enrich_record
 from sscl_daemon.crm.plugin_parts import Fingerprints, options_of, talk_seconds
+from sscl_daemon.crm.singleflight import SharedCache
 from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
 from sscl_daemon.logging import get_logger
 
@@ -153,8 +153,9 @@ class ClioWriter(CrmWriterBase):
         )
         self._me: int | None = None
         self.recordings = settings.contacts.recordings
-        self._matters: TTLCache[str, int | None] = TTLCache(
-            maxsize=max(settings.contacts.cache_size, 1), ttl=settings.contacts.cache_ttl
+        # Cached with the contact lookups; a batch's calls of one contact share one read.
+        self._matters: SharedCache[str, int | LookupFailure | None] = SharedCache(
+            settings.contacts.cache_size, settings.contacts.cache_ttl, succeeded
         )
         super().__init__(
             CRM,
@@ -378,8 +379,9 @@ class ClioWriter(CrmWriterBase):
         return self._me
 
     async def _matter(self, contact: Contact) -> int | LookupFailure | None:
-        if contact.id in self._matters:
-            return self._matters[contact.id]
+        return await self._matters.get(contact.id, lambda: self._read_matter(contact))
+
+    async def _read_matter(self, contact: Contact) -> int | LookupFailure | None:
         answer = await self._get(
             "/matters.json",
             {
@@ -393,9 +395,7 @@ class ClioWriter(CrmWriterBase):
             return answer
         data = data_of(answer)
         matters = [m for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
-        found = int_of(matters[0].get("id")) if len(matters) == 1 else None
-        self._matters[contact.id] = found
-        return found
+        return int_of(matters[0].get("id")) if len(matters) == 1 else None
 
     async def _find(self, number: str) -> tuple[Contact, ...] | LookupFailure:
         answer = await self._get(
