@@ -15,8 +15,8 @@ from sscl_daemon.ringcentral.subscription import (
     RawNotification,
     RecoveryPoint,
     StateChange,
-    _Watchdog,
 )
+from sscl_daemon.ringcentral.watchdog import Watchdog
 from sscl_daemon.simulator.profiles import RateGroup as SimRateGroup
 from sscl_daemon.simulator.profiles import RateLimit
 from sscl_daemon.simulator.scenarios import CallKind
@@ -261,7 +261,7 @@ async def test_strict_platform_single_use_ws_tokens_and_replay_overlap() -> None
 async def test_a_stopped_process_is_not_mistaken_for_a_silent_peer() -> None:
     beats: list[float] = []
     aborts: list[float] = []
-    watchdog = _Watchdog(0.2, 0.5, lambda: beats.append(1), lambda: aborts.append(1))
+    watchdog = Watchdog(0.2, 0.5, lambda: beats.append(1), lambda: aborts.append(1))
     try:
         # The loop does not run, as under SIGSTOP, for longer than the dead timeout: frames
         # the peer sent meanwhile wait in the socket, and must be read, not thrown away.
@@ -299,7 +299,7 @@ async def test_an_unanswered_heartbeat_ends_the_connection_before_the_dead_timeo
     aborts: list[float] = []
     loop = asyncio.get_running_loop()
     started = loop.time()
-    watchdog = _Watchdog(
+    watchdog = Watchdog(
         0.2, 60.0, lambda: beats.append(1), lambda: aborts.append(loop.time()), answer_within=0.3
     )
     try:

@@ -5,7 +5,7 @@ A8). The chaos soak (issue 19) found a silent connection of a busy account notic
 after the heartbeat schedule's minute: every notification but the last 100 of that minute
 was lost, and each of those calls came from the call log instead of live. The watchdog now
 probes a busy stream with a WebSocket ping once its quiet outlasts a share of the time the
-buffer takes to fill (`subscription._Watchdog`).
+buffer takes to fill (`ringcentral/watchdog.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 
 from tests.ringcentral.harness import Calls, Client, Pipeline, client, simulator, wait_for
 
-from sscl_daemon.ringcentral.subscription import Item, RawNotification, _Watchdog
+from sscl_daemon.ringcentral.subscription import Item, RawNotification
+from sscl_daemon.ringcentral.watchdog import Watchdog
 from sscl_daemon.simulator.app import Simulator
 from sscl_daemon.simulator.scenarios import CallKind
 
@@ -130,7 +131,7 @@ async def test_a_busy_stream_probe_without_a_pong_is_silence() -> None:
     probes: list[float] = []
     aborts: list[float] = []
     loop = asyncio.get_running_loop()
-    watchdog = _Watchdog(
+    watchdog = Watchdog(
         HEARTBEAT,
         DEAD_AFTER,
         lambda: None,
@@ -156,7 +157,7 @@ async def test_a_busy_stream_probe_without_a_pong_is_silence() -> None:
 
 
 async def test_an_answered_probe_slows_the_pace_back_to_the_heartbeat_schedule() -> None:
-    watchdog: _Watchdog | None = None
+    watchdog: Watchdog | None = None
     probes: list[float] = []
     aborts: list[float] = []
 
@@ -166,7 +167,7 @@ async def test_an_answered_probe_slows_the_pace_back_to_the_heartbeat_schedule()
         watchdog.answered()  # the pong: the peer is there, only quiet
 
     heartbeat = 5.0  # short, so that the pace passes it within a few probes
-    watchdog = _Watchdog(
+    watchdog = Watchdog(
         heartbeat, DEAD_AFTER, lambda: None, lambda: aborts.append(1), probe=answered
     )
     try:
@@ -184,7 +185,7 @@ async def test_an_answered_probe_slows_the_pace_back_to_the_heartbeat_schedule()
 
 
 async def test_a_quiet_account_is_not_probed() -> None:
-    watchdog = _Watchdog(HEARTBEAT, DEAD_AFTER, lambda: None, lambda: None, probe=lambda: None)
+    watchdog = Watchdog(HEARTBEAT, DEAD_AFTER, lambda: None, lambda: None, probe=lambda: None)
     try:
         assert watchdog.probe_after() is None  # no frame yet: nothing to judge by
         watchdog.pace = 3.0  # an event every few seconds: a buffer lasts minutes
@@ -197,7 +198,7 @@ async def test_the_platform_decides_what_an_unanswered_probe_means() -> None:
     asked: list[float] = []
     aborts: list[float] = []
     loop = asyncio.get_running_loop()
-    watchdog = _Watchdog(
+    watchdog = Watchdog(
         HEARTBEAT,
         DEAD_AFTER,
         lambda: None,
