@@ -351,3 +351,10 @@ async def test_a_batch_s_new_number_becomes_one_contact(kind: str) -> None:
     assert counted(crm, CREATE[kind]) == 1
     # Bullhorn looks for the number in each of its person entities before creating.
     assert counted(crm, SEARCH[kind]) == (3 if kind == "bullhorn" else 1)
+
+
+async def test_clio_reads_the_api_user_once_for_a_batch_nobody_is_mapped_for() -> None:
+    crm, results = await write_one_number_batch("clio", 8, {"owner_by_email": False}, known=True)
+    assert all(isinstance(r, Created) for r in results), results
+    assert counted(crm, get("/users/who_am_i.json")) == 1
+    assert counted(crm, USERS["clio"]) == 0

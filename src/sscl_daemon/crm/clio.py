@@ -85,7 +85,7 @@ from sscl_daemon.crm.http import CrmHttp, OAuthBearer, Response
 from sscl_daemon.crm.oauth import OAuthClient
 from sscl_daemon.crm.plugin_enrich import enrich_record
 from sscl_daemon.crm.plugin_parts import Fingerprints, options_of, talk_seconds
-from sscl_daemon.crm.singleflight import SharedCache
+from sscl_daemon.crm.singleflight import SharedCache, SingleFlight
 from sscl_daemon.crm.wiring import CrmWriterBase, nested_error_message
 from sscl_daemon.logging import get_logger
 
@@ -152,6 +152,7 @@ class ClioWriter(CrmWriterBase):
             session, opts.region_url, "/oauth/token", opts.oauth, timeout=settings.timeout
         )
         self._me: int | None = None
+        self._me_read: SingleFlight[str, int | LookupFailure] = SingleFlight()
         self.recordings = settings.contacts.recordings
         # Cached with the contact lookups; a batch's calls of one contact share one read.
         self._matters: SharedCache[str, int | LookupFailure | None] = SharedCache(
@@ -368,15 +369,20 @@ class ClioWriter(CrmWriterBase):
 
     async def _who_am_i(self) -> int | LookupFailure:
         if self._me is None:
-            answer = await self._get("/users/who_am_i.json", {"fields": "id,name,email"})
-            if not isinstance(answer, Response):
-                return answer
-            data = data_of(answer)
-            me = int_of(data.get("id")) if isinstance(data, dict) else None
-            if me is None:
-                return RetryLater(f"{CRM}: who_am_i answered without an id")
-            self._me = me
+            # The calls of a batch nobody is mapped for share the one read.
+            return await self._me_read.run("me", self._read_me)
         return self._me
+
+    async def _read_me(self) -> int | LookupFailure:
+        answer = await self._get("/users/who_am_i.json", {"fields": "id,name,email"})
+        if not isinstance(answer, Response):
+            return answer
+        data = data_of(answer)
+        me = int_of(data.get("id")) if isinstance(data, dict) else None
+        if me is None:
+            return RetryLater(f"{CRM}: who_am_i answered without an id")
+        self._me = me
+        return me
 
     async def _matter(self, contact: Contact) -> int | LookupFailure | None:
         return await self._matters.get(contact.id, lambda: self._read_matter(contact))
