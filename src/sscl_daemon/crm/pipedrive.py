@@ -58,12 +58,9 @@ window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
-from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -76,13 +73,14 @@ from sscl_daemon.config import (
     SeveralContactsPolicy,
     WriterSettings,
 )
-from sscl_daemon.crm import batch, content, deals, enrich
-from sscl_daemon.crm.base import AlreadyExisted, Created, PermanentFailure, RetryLater
+from sscl_daemon.crm import batch, content, deals
+from sscl_daemon.crm.base import AlreadyExisted, Created, RetryLater
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution, parse_time
 from sscl_daemon.crm.deals import Deal
-from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
-from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response, ensure_token
+from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
+from sscl_daemon.crm.pipedrive_api import CRM, PipedriveApi
+from sscl_daemon.crm.pipedrive_enrich import enrich_call_log
 from sscl_daemon.crm.pipedrive_mapping import app_connect_activity as app_connect_activity
 from sscl_daemon.crm.pipedrive_mapping import call_log_body, int_id
 from sscl_daemon.crm.pipedrive_reads import (
@@ -90,7 +88,6 @@ from sscl_daemon.crm.pipedrive_reads import (
     activities_of,
     client_log,
     data_of,
-    note_targets,
     person_of,
     phones_of,
     rfc3339,
@@ -100,9 +97,10 @@ from sscl_daemon.crm.wiring import CrmWriterBase
 
 if TYPE_CHECKING:
     from sscl_daemon.crm.base import WriteContext, WriteResult
-    from sscl_daemon.ringcentral.media import Audio
+    from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 
-CRM: Final = "Pipedrive"
+__all__ = ["CRM", "SCAN_PAGES", "PipedriveWriter", "app_connect_activity", "call_log_body"]
+
 SCAN_PAGES: Final = 4
 PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
@@ -125,24 +123,23 @@ class PipedriveWriter(CrmWriterBase):
         options = settings.options
         if not isinstance(options, PipedriveOptions):
             raise TypeError(f"writer {settings.name!r}: pipedrive needs PipedriveOptions")
-        self._base = options.base_url.rstrip("/")
         self._style = Style.of(settings.contacts)
         # Person id -> their open deals, kept as long as contact lookups.
         self._deals: TTLCache[str, tuple[Deal, ...]] = TTLCache(
             maxsize=max(settings.contacts.cache_size, 1), ttl=settings.contacts.cache_ttl
         )
         self.recordings = settings.contacts.recordings
-        self._oauth: OAuthClient | None = None
+        oauth: OAuthClient | None = None
         auth: Auth
         if options.oauth is not None:
-            self._oauth = OAuthClient(
+            oauth = OAuthClient(
                 session,
                 options.token_url,
                 options.oauth,
                 client_auth=ClientAuth.BASIC,
                 timeout=settings.timeout,
             )
-            auth = OAuthBearer(self._oauth)
+            auth = OAuthBearer(oauth)
         elif options.api_token is not None:
             auth = HeaderToken("x-api-token", options.api_token.reveal())
         else:
@@ -157,39 +154,15 @@ class PipedriveWriter(CrmWriterBase):
             list_users=self._list_users,
             owner_valid=lambda owner: int_id(owner) is not None,
         )
+        self.api = PipedriveApi(settings.name, self.http, options.base_url, oauth)
 
     def __repr__(self) -> str:
-        return f"PipedriveWriter({self.name!r}, base_url={self._base!r})"
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    async def _url(self, path: str) -> str | LookupFailure:
-        """``path`` on the company host (OAuth's ``api_domain``, once known) or ``base_url``."""
-        if self._oauth is not None:
-            failure = await ensure_token(CRM, self._oauth)
-            if failure is not None:
-                return failure
-            domain = self._oauth.extras.get("api_domain")
-            if domain:
-                return domain.rstrip("/") + path
-        return self._base + path
-
-    async def _get(self, path: str, params: Mapping[str, str]) -> Response | LookupFailure:
-        url = await self._url(path)
-        if not isinstance(url, str):
-            return url
-        return await self.http.request("GET", url, params=params)
-
-    async def _post(self, path: str, body: object) -> Response | LookupFailure:
-        url = await self._url(path)
-        if not isinstance(url, str):
-            return url
-        return await self.http.request("POST", url, json_body=body)
+        return f"PipedriveWriter({self.name!r}, base_url={self.api.base!r})"
 
     # -- lookups -------------------------------------------------------------------------------
 
     async def _list_users(self) -> dict[str, str] | LookupFailure:
-        answer = await self._get("/api/v1/users", {})
+        answer = await self.api.get("/api/v1/users", {})
         if not isinstance(answer, Response):
             return answer
         users: dict[str, str] = {}
@@ -205,7 +178,7 @@ class PipedriveWriter(CrmWriterBase):
 
     async def _search_persons(self, number: str) -> tuple[Contact, ...] | LookupFailure:
         term = content.national_digits(number) or number.lstrip("+")
-        answer = await self._get(
+        answer = await self.api.get(
             "/api/v2/persons/search",
             {"term": term, "fields": "phone", "limit": str(SEARCH_LIMIT)},
         )
@@ -228,7 +201,7 @@ class PipedriveWriter(CrmWriterBase):
     async def _with_times(self, persons: Sequence[Contact]) -> tuple[Contact, ...] | LookupFailure:
         """The persons as full records (with ``add_time`` / ``update_time``), same order
         (at most SEARCH_LIMIT of them, within the endpoint's 100 ids)."""
-        answer = await self._get("/api/v2/persons", {"ids": ",".join(p.id for p in persons)})
+        answer = await self.api.get("/api/v2/persons", {"ids": ",".join(p.id for p in persons)})
         if not isinstance(answer, Response):
             return answer
         data = data_of(answer)
@@ -247,7 +220,7 @@ class PipedriveWriter(CrmWriterBase):
         """The person's open deal the ``deals`` policy picks (cached like contacts)."""
         cached = self._deals.get(person.id)
         if cached is None:
-            answer = await self._get(
+            answer = await self.api.get(
                 "/api/v2/deals", {"person_id": person.id, "status": "open", "limit": "100"}
             )
             if not isinstance(answer, Response):
@@ -271,7 +244,7 @@ class PipedriveWriter(CrmWriterBase):
         owner_id = int_id(owner)
         if owner_id is not None:
             body["owner_id"] = owner_id
-        answer = await self._post("/api/v2/persons", body)
+        answer = await self.api.post("/api/v2/persons", body)
         if not isinstance(answer, Response):
             return answer
         data = data_of(answer)
@@ -288,7 +261,7 @@ class PipedriveWriter(CrmWriterBase):
         if window is not None:
             activities = window.of(person, since)
         else:
-            answer = await self._get(
+            answer = await self.api.get(
                 "/api/v2/activities",
                 {"person_id": person.id, "updated_since": rfc3339(since), "limit": "100"},
             )
@@ -306,7 +279,7 @@ class PipedriveWriter(CrmWriterBase):
         params = {"updated_since": rfc3339(since), "limit": str(WINDOW_PAGE)}
         found: list[dict[str, object]] = []
         for _ in range(max(1, len(calls) // 2)):
-            answer = await self._get("/api/v2/activities", params)
+            answer = await self.api.get("/api/v2/activities", params)
             if not isinstance(answer, Response):
                 log.info("pipedrive.client_window.unread", writer=self.name, reason=str(answer))
                 return None
@@ -320,7 +293,7 @@ class PipedriveWriter(CrmWriterBase):
 
     async def _our_call_log(self, call: CompletedCall) -> AlreadyExisted | LookupFailure | None:
         for page in range(SCAN_PAGES):
-            answer = await self._get(
+            answer = await self.api.get(
                 "/api/v1/callLogs", {"start": str(page * PAGE), "limit": str(PAGE)}
             )
             if not isinstance(answer, Response):
@@ -383,7 +356,7 @@ class PipedriveWriter(CrmWriterBase):
         body = call_log_body(call, person, owner, self._style)
         if deal is not None:
             body["deal_id"] = int(deal.id)
-        answer = await self._post("/api/v1/callLogs", body)
+        answer = await self.api.post("/api/v1/callLogs", body)
         if not isinstance(answer, Response):
             return answer
         data = data_of(answer)
@@ -407,127 +380,7 @@ class PipedriveWriter(CrmWriterBase):
 
         return await batch.each(write, items)
 
-    # -- updates after the create (crm/enrich.py) --------------------------------------------
+    # -- updates after the create (crm/pipedrive_enrich.py) -------------------------------
 
     async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
-        """The audio as the call log's recording (playable in Pipedrive); the rest (the
-        transcription, links) in a note beside the call log (:meth:`_beside`) -- call logs
-        cannot be updated, so nothing a person wrote is ever overwritten."""
-        if e.record_id.startswith("activity:"):
-            return Updated("a client's activity is not updated", e.written)
-        log_path = f"/api/v1/callLogs/{quote(e.record_id, safe='')}"
-        url = await self._url(log_path)
-        if not isinstance(url, str):
-            return url
-        answer = await self.http.request("GET", url, accept=frozenset({404}))
-        if not isinstance(answer, Response):
-            return answer
-        if answer.status == 404:
-            return PermanentFailure(f"{CRM} call log {e.record_id} no longer exists")
-        data = data_of(answer)
-        log = data if isinstance(data, dict) else {}
-        links = list(e.links)
-        remarks = list(e.remarks)
-        for index, audio in enumerate(e.audio):
-            if index == 0 and not log.get("has_recording"):
-                failure = await self._upload(url, audio)
-                if failure is not None:
-                    return failure
-            elif index > 0:
-                remarks.append(f"{audio.filename} not attached: a call log takes one recording")
-        # The recording plays on the call log itself: the note carries only the rest.
-        section = enrich.section_html(replace(e, audio=(), links=links, remarks=remarks))
-        if not section:
-            return Updated(f"{e.kind} added to the call log", e.written)
-        if note_targets(log):
-            placed = await self._beside(e, section, log, ctx)
-            return placed or Updated(f"{e.kind} added to the call log", e.written)
-        # No person, deal, lead or organization (no contact matched): the call log's own
-        # activity -- Pipedrive keeps one per call log, and it is what users see of the call.
-        return await self._on_call_activity(e, section, log)
-
-    async def _on_call_activity(
-        self, e: Enrichment, section: str, log: Mapping[str, object]
-    ) -> EnrichResult:
-        """The section appended to the note of the call log's activity (``activity_id``),
-        when nobody edited that note (empty, or still what the daemon wrote: the call log's
-        immutable note, or what an earlier update of this call left); else nowhere, said."""
-        activity = int_id(log.get("activity_id"))
-        if activity is None:
-            return self._unplaced(e, "call log", "it names no activity")
-        path = f"/api/v2/activities/{activity}"
-        answer = await self._get(path, {})
-        if not isinstance(answer, Response):
-            return answer
-        data = data_of(answer)
-        if not isinstance(data, dict):
-            return self._unplaced(e, "call log", f"its activity {activity} no longer exists")
-        note = data.get("note") if isinstance(data.get("note"), str) else None
-        if enrich.added(note, section):
-            return Updated(f"{e.kind} added to the call's activity", note)
-        ours = given if isinstance(given := log.get("note"), str) else None
-        if enrich.plain(note or "") and not (
-            enrich.same_note(note, e.written) or enrich.same_note(note, ours)
-        ):
-            return self._unplaced(
-                e, "call log", f"a person edited the note of its activity {activity}"
-            )
-        written = await self._append(path, note, section)
-        if not isinstance(written, str):
-            return written
-        return Updated(f"{e.kind} added to the call's activity", written)
-
-    async def _append(self, path: str, note: str | None, section: str) -> str | LookupFailure:
-        """``section`` appended to the note of the activity at ``path``; the new note."""
-        written = f"{note or ''}{section}"
-        url = await self._url(path)
-        if not isinstance(url, str):
-            return url
-        patched = await self.http.request("PATCH", url, json_body={"note": written})
-        return written if isinstance(patched, Response) else patched
-
-    def _unplaced(self, e: Enrichment, record: str, why: str) -> PermanentFailure:
-        """Nothing in Pipedrive can carry the section: parked as dead (counted in
-        ``sscl_enrichments_total{outcome="dead"}``, its reason in the row), never dropped."""
-        reason = (
-            f"{e.kind} text and links not written to {CRM}: the {record} has no person, deal,"
-            f" lead or organization for a note, and {why}"
-        )
-        log.warning("pipedrive.update.unplaced", writer=self.name, call=e.call.key, reason=reason)
-        return PermanentFailure(reason)
-
-    async def _upload(self, log_url: str, audio: Audio) -> LookupFailure | None:
-        def form() -> aiohttp.FormData:
-            audio.file.seek(0)
-            data = aiohttp.FormData()
-            data.add_field(
-                "file", audio.file, filename=audio.filename, content_type=audio.content_type
-            )
-            return data
-
-        answer = await self.http.request(
-            "POST", f"{log_url}/recordings", data=form, accept=frozenset({409})
-        )
-        # 409: an earlier attempt attached it before its answer got lost.
-        return answer if not isinstance(answer, Response) else None
-
-    async def _beside(
-        self, e: Enrichment, section: str, record: Mapping[str, object], ctx: WriteContext
-    ) -> LookupFailure | None:
-        """The section as a note on what ``record`` (a call log or activity) is linked to
-        (:func:`note_targets`: it shows in their timelines), marked so that a retry after an
-        uncertain attempt finds it instead of adding a second."""
-        targets = note_targets(record)
-        marker = enrich.update_marker(e)
-        if ctx.uncertain or ctx.attempt > 1:
-            first, value = next(iter(targets.items()))
-            notes = await self._get("/api/v1/notes", {first: str(value), "limit": "100"})
-            if not isinstance(notes, Response):
-                return notes
-            data = data_of(notes)
-            for note in data if isinstance(data, list) else []:
-                if isinstance(note, dict) and marker in str(note.get("content", "")):
-                    return None
-        body = {"content": f"{section}<p>{html.escape(marker)}</p>", **targets}
-        answer = await self._post("/api/v1/notes", body)
-        return answer if not isinstance(answer, Response) else None
+        return await enrich_call_log(self.api, e, ctx)

@@ -23,7 +23,7 @@ as dead with that reason (never dropped silently).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from urllib.parse import quote
 
 import aiohttp
@@ -44,12 +44,11 @@ from sscl_daemon.crm.contacts import Contact, LookupFailure
 from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult, Updated
 from sscl_daemon.crm.http import Response
-from sscl_daemon.crm.pipedrive import CRM, PipedriveWriter
+from sscl_daemon.crm.pipedrive import PipedriveWriter
+from sscl_daemon.crm.pipedrive_api import CRM
+from sscl_daemon.crm.pipedrive_enrich import CLIENT_ACTIVITY, append, attach, beside, unplaced
 from sscl_daemon.crm.pipedrive_mapping import int_id
 from sscl_daemon.crm.pipedrive_reads import data_of, note_targets
-
-if TYPE_CHECKING:
-    from sscl_daemon.ringcentral.media import Audio
 
 SCAN_PAGES: Final = 4
 WINDOW: Final = timedelta(hours=1)
@@ -106,7 +105,7 @@ class PipedriveActivityWriter(PipedriveWriter):
         self, call: CompletedCall, person: Contact | None, owner: int | None, deal: Deal | None
     ) -> WriteResult:
         body = self.activity_body(call, person, owner, deal)
-        answer = await self._post("/api/v2/activities", body)
+        answer = await self.api.post("/api/v2/activities", body)
         if not isinstance(answer, Response):
             return answer
         data = data_of(answer)
@@ -123,7 +122,7 @@ class PipedriveActivityWriter(PipedriveWriter):
         if person is not None:
             params["person_id"] = person.id
         for _ in range(SCAN_PAGES):
-            answer = await self._get("/api/v2/activities", params)
+            answer = await self.api.get("/api/v2/activities", params)
             if not isinstance(answer, Response):
                 return answer
             data = data_of(answer)
@@ -143,10 +142,10 @@ class PipedriveActivityWriter(PipedriveWriter):
     # -- updates after the create ----------------------------------------------------------
 
     async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:
-        if e.record_id.startswith("activity:"):
+        if e.record_id.startswith(CLIENT_ACTIVITY):
             return Updated("a client's activity is not updated", e.written)
         path = f"/api/v2/activities/{quote(e.record_id, safe='')}"
-        answer = await self._get(path, {})
+        answer = await self.api.get(path, {})
         if not isinstance(answer, Response):
             return answer
         data = data_of(answer)
@@ -157,49 +156,19 @@ class PipedriveActivityWriter(PipedriveWriter):
         if section and enrich.added(note, section):
             return Updated(f"{e.kind} added to the activity", note)
         for audio in e.audio:
-            failure = await self._attach(e.record_id, audio, ctx)
+            failure = await attach(self.api, e.record_id, audio, ctx)
             if failure is not None:
                 return failure
         if section and enrich.same_note(note, e.written):
-            written = await self._append(path, note, section)
+            written = await append(self.api, path, note, section)
             if not isinstance(written, str):
                 return written
             return Updated(f"{e.kind} added to the activity", written)
         if not section:
             return Updated(f"{e.kind} added to the activity", None)
         if not note_targets(data):
-            return self._unplaced(e, "activity", "a person edited its note")
-        failure = await self._beside(e, section, data, ctx)
+            return unplaced(self.api, e, "activity", "a person edited its note")
+        failure = await beside(self.api, e, section, data, ctx)
         if failure is not None:
             return failure
         return Updated(f"{e.kind} added beside the edited activity note", None)
-
-    async def _attach(self, activity: str, audio: Audio, ctx: WriteContext) -> LookupFailure | None:
-        """The audio as a file of the activity, unless an earlier attempt attached it."""
-        if ctx.uncertain or ctx.attempt > 1:
-            files = await self._get("/api/v1/files", {"limit": "500"})
-            if not isinstance(files, Response):
-                return files
-            data = data_of(files)
-            for f in data if isinstance(data, list) else []:
-                if (
-                    isinstance(f, dict)
-                    and str(f.get("activity_id")) == activity
-                    and f.get("name") == audio.filename
-                ):
-                    return None
-
-        def form() -> aiohttp.FormData:
-            audio.file.seek(0)
-            data = aiohttp.FormData()
-            data.add_field(
-                "file", audio.file, filename=audio.filename, content_type=audio.content_type
-            )
-            data.add_field("activity_id", activity)
-            return data
-
-        url = await self._url("/api/v1/files")
-        if not isinstance(url, str):
-            return url
-        answer = await self.http.request("POST", url, data=form)
-        return answer if not isinstance(answer, Response) else None
