@@ -220,7 +220,7 @@ class Watchdog:
         self._background(send())
 
     def ping(self, ws: ClientConnection) -> None:
-        """A WebSocket ping beside the receive loop; its pong counts as a frame."""
+        """A WebSocket ping beside the receive loop; its pong shows the peer is there."""
 
         async def ping() -> None:
             with contextlib.suppress(ConnectionClosed):
