@@ -44,6 +44,12 @@ rides in the note (``sscl-key:`` line, ``crm/content.py``), and:
   call's start minute in UTC (``due_date`` / ``due_time`` ``HH:MM``, one minute either way
   for the call-log record's rounding) and whose subject is ``"<Inbound|Outbound> Call
   from|to …"`` in the call's direction (:func:`app_connect_activity`).
+  An activity carrying our own key is not a client's: it is the activity Pipedrive keeps
+  for a call log of ours that the scan did not show (``GET /v1/callLogs`` lists only the
+  logs assigned to the token's user, and we assign each to the call's owner), so the answer
+  is that log, ``ours`` -- by its id when the token user's logs show it, else by its
+  activity (``call-log-activity:<id>``, whose updates go to that activity,
+  ``crm/pipedrive_enrich.py``): an activity does not name its call log.
   ``detect_client_logs = false`` skips this request (such calls are then logged twice).
   A batch of several calls (``write_batch``: a backlog, or calls ending together) shares
   one read instead, ``GET /api/v2/activities?updated_since=<earliest start − 1 h>&limit=500``
@@ -80,7 +86,7 @@ from sscl_daemon.crm.deals import Deal
 from sscl_daemon.crm.http import Auth, HeaderToken, OAuthBearer, Response
 from sscl_daemon.crm.oauth import ClientAuth, OAuthClient
 from sscl_daemon.crm.pipedrive_api import CRM, PipedriveApi
-from sscl_daemon.crm.pipedrive_enrich import enrich_call_log
+from sscl_daemon.crm.pipedrive_enrich import LOG_ACTIVITY, enrich_call_log
 from sscl_daemon.crm.pipedrive_mapping import app_connect_activity as app_connect_activity
 from sscl_daemon.crm.pipedrive_mapping import call_log_body, int_id
 from sscl_daemon.crm.pipedrive_reads import (
@@ -327,13 +333,16 @@ class PipedriveWriter(CrmWriterBase):
         if not isinstance(resolved, Resolution):
             return resolved  # a failed lookup, or Skipped by the contact policy
         person = resolved.primary
-        if ctx.uncertain or ctx.attempt > 1:
+        scanned = ctx.uncertain or ctx.attempt > 1
+        if scanned:
             ours = await self._ours(call, person)
             if ours is not None:
                 return ours
         detect = self._settings.contacts.detect_client_logs
         if detect and person is not None and not resolved.created_contact:
             client = await self._client_activity(call, person, window)
+            if isinstance(client, AlreadyExisted) and client.ours:
+                return await self._own_activity(call, client.record_id, scanned)
             if client is not None:
                 return client
         deal: Deal | None = None
@@ -349,6 +358,20 @@ class PipedriveWriter(CrmWriterBase):
     ) -> AlreadyExisted | LookupFailure | None:
         """Our own log of ``call`` from an earlier attempt, if there is one."""
         return await self._our_call_log(call)
+
+    async def _own_activity(
+        self, call: CompletedCall, activity: str, scanned: bool
+    ) -> AlreadyExisted | LookupFailure:
+        """Our key in the note of ``activity``: an earlier attempt's call log, whose activity
+        it is (Pipedrive keeps one per call log). The log by its id when the token user's
+        logs show it; else -- assigned to another user, or beyond the scan -- known by its
+        activity (:data:`LOG_ACTIVITY`), which its updates then go to: an activity does not
+        name its call log, so ``activity:<id>`` (a client's, never updated) would lose them."""
+        if not scanned:
+            found = await self._our_call_log(call)
+            if found is not None:
+                return found
+        return AlreadyExisted(f"{LOG_ACTIVITY}{activity}", ours=True)
 
     async def _create(
         self, call: CompletedCall, person: Contact | None, owner: int | None, deal: Deal | None

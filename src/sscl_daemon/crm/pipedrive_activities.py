@@ -139,6 +139,12 @@ class PipedriveActivityWriter(PipedriveWriter):
             params["cursor"] = str(cursor)
         return None
 
+    async def _own_activity(
+        self, call: CompletedCall, activity: str, scanned: bool
+    ) -> AlreadyExisted | LookupFailure:
+        """Our key in an activity's note: the activity is our log of the call itself."""
+        return AlreadyExisted(activity, ours=True)
+
     # -- updates after the create ----------------------------------------------------------
 
     async def enrich(self, e: Enrichment, ctx: WriteContext) -> EnrichResult:

@@ -17,6 +17,12 @@ A call log (``crm/pipedrive.py``) cannot be updated, so:
 The activity writer (``log_as = "activity"``, ``crm/pipedrive_activities.py``) shares the
 pieces: :func:`attach` (the audio as a file of an activity), :func:`append`, :func:`beside`
 and :func:`unplaced`.
+
+A call log of ours known only by its activity (:data:`LOG_ACTIVITY`: a retry found our key
+in the activity, but the log is not among the token user's call logs -- Pipedrive lists only
+those assigned to that user, and an activity does not name its call log) gets its updates
+on that activity: the audio as a file of it (:func:`attach`, as for ``log_as = "activity"``,
+``crm/pipedrive_activities.py``) and the section beside it as above.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ if TYPE_CHECKING:
     from sscl_daemon.crm.base import WriteContext
     from sscl_daemon.ringcentral.media import Audio
 
-# Record id prefix of a client's log (crm/pipedrive_reads.py: client_log), never updated.
+# Record id prefixes: a call log of ours known by its activity's id (see the docstring), and
+# a client's log (crm/pipedrive_reads.py: client_log), never updated.
+LOG_ACTIVITY: Final = "call-log-activity:"
 CLIENT_ACTIVITY: Final = "activity:"
 
 log = structlog.get_logger(__name__)
@@ -55,6 +63,8 @@ async def enrich_call_log(api: PipedriveApi, e: Enrichment, ctx: WriteContext) -
     cannot be updated, so nothing a person wrote is ever overwritten."""
     if e.record_id.startswith(CLIENT_ACTIVITY):
         return Updated("a client's activity is not updated", e.written)
+    if e.record_id.startswith(LOG_ACTIVITY):
+        return await _enrich_log_activity(api, e, ctx)
     url = await api.url(f"/api/v1/callLogs/{quote(e.record_id, safe='')}")
     if not isinstance(url, str):
         return url
@@ -88,6 +98,32 @@ async def enrich_call_log(api: PipedriveApi, e: Enrichment, ctx: WriteContext) -
         return unplaced(api, e, "call log", "it names no activity")
     ours = given if isinstance(given := call_log.get("note"), str) else None
     return await _into_activity_note(api, e, section, activity, ours)
+
+
+async def _enrich_log_activity(api: PipedriveApi, e: Enrichment, ctx: WriteContext) -> EnrichResult:
+    """The update of a call log of ours known by its activity (:data:`LOG_ACTIVITY`): the
+    audio as files of the activity, the section beside it (or in its note, if unedited)."""
+    activity = e.record_id.removeprefix(LOG_ACTIVITY)
+    answer = await api.get(f"/api/v2/activities/{quote(activity, safe='')}", {})
+    if not isinstance(answer, Response):
+        return answer
+    data = data_of(answer)
+    if not isinstance(data, dict):
+        return PermanentFailure(f"{CRM} activity {activity} of a call log no longer exists")
+    for audio in e.audio:
+        failure = await attach(api, activity, audio, ctx)
+        if failure is not None:
+            return failure
+    section = enrich.section_html(e)
+    if not section:
+        return Updated(f"{e.kind} added to the call log's activity", None)
+    if note_targets(data):
+        placed = await beside(api, e, section, data, ctx)
+        return placed or Updated(f"{e.kind} added beside the call log's activity", None)
+    aid = int_id(activity)
+    if aid is None:
+        return unplaced(api, e, "call log", f"its activity {activity} has no numeric id")
+    return await _into_activity_note(api, e, section, aid, None)
 
 
 async def _into_activity_note(

@@ -118,12 +118,16 @@ def client_log(
     call: CompletedCall, activities: Sequence[Mapping[str, object]]
 ) -> AlreadyExisted | None:
     """A user's client's log of ``call`` among its person's recent activities: one whose
-    note names the call's session, or App Connect's default activity of the call."""
+    note names the call's session, or App Connect's default activity of the call
+    (``activity:<id>``, never updated). An activity carrying our own key is ours instead
+    (``ours``, its plain id): the writer names it (``_own_activity``) so its updates go on."""
     notes = [
         (str(a.get("id")), note if isinstance(note := a.get("note"), str) else None)
         for a in activities
     ]
     match = content.first_match(call, notes)
+    if match and match[1] is content.Match.OURS:
+        return AlreadyExisted(match[0], ours=True)
     if match:
         return AlreadyExisted(f"activity:{match[0]}")
     for activity, (aid, note) in zip(activities, notes, strict=True):

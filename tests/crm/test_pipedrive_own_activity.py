@@ -1,0 +1,119 @@
+"""A Pipedrive retry that finds the daemon's own key in a call log's activity (found by H12):
+Pipedrive keeps an activity per call log, and ``GET /v1/callLogs`` lists only the logs
+assigned to the token's user, so a log made for another owner escapes the retry's call-log
+scan and turns up in the person's activities instead. That match must count as our own log
+(``AlreadyExisted.ours``, named so its updates go to that activity), not a client's
+``activity:<id>`` (never updated: the call's recording and voicemail would be lost).
+Against the Pipedrive stand-in.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from tests.crm.conftest import make_call
+
+from sscl_daemon.calls.model import CallResult
+from sscl_daemon.config import ContactSettings, PipedriveOptions, Secret, WriterSettings, WriterType
+from sscl_daemon.crm.base import AlreadyExisted, Created, WriteContext
+from sscl_daemon.crm.enrich import Enrichment, Kind, Updated, plain
+from sscl_daemon.crm.pipedrive import PipedriveWriter
+from sscl_daemon.crm.pipedrive_enrich import LOG_ACTIVITY
+from sscl_daemon.ringcentral.media import Audio
+from sscl_daemon.simulator.crm import pipedrive as standin
+from sscl_daemon.simulator.crm.common import serve
+
+TOKEN = "pd-api-token-own-activity"
+NUMBER = "+14155550123"
+CALL = make_call(result=CallResult.VOICEMAIL, talk_ms=0, answer_time=None)
+
+
+@dataclass
+class Company:
+    state: standin.PipedriveState
+    writer: PipedriveWriter
+    alice: int
+    person: int
+
+
+@pytest.fixture
+async def company(http_session: aiohttp.ClientSession) -> AsyncIterator[Company]:
+    """The token is the admin's; the caller's person exists; calls of extension 101 are
+    Alice's (``contacts.owners``), so their logs are assigned to her."""
+    state = standin.PipedriveState(clock=lambda: datetime(2026, 11, 24, 9, 33, tzinfo=UTC))
+    state.add_user("admin@example.com", "Admin", api_token=TOKEN)
+    alice = state.add_user("alice@example.com", "Alice")
+    person = state.add_person("Bob", [NUMBER])
+    async with serve(standin.create_app(state)) as base:
+        options = PipedriveOptions(base_url=base, api_token=Secret(TOKEN))
+        contacts = ContactSettings(owners={"101": str(alice)})
+        settings = WriterSettings("pd", WriterType.PIPEDRIVE, options, contacts=contacts)
+        yield Company(state, PipedriveWriter(settings, http_session), alice, person)
+
+
+def listed_by_assignee(state: standin.PipedriveState) -> None:
+    """``GET /v1/callLogs`` as Pipedrive documents it: the logs *assigned* to the token's
+    user (the stand-in lists those the token's user created)."""
+    for record in state.call_logs.values():
+        record["created_by"] = record["user_id"]
+
+
+async def test_a_retry_finding_our_key_in_the_logs_activity_keeps_the_updates(
+    company: Company,
+) -> None:
+    state, writer = company.state, company.writer
+    created = await writer.write(CALL, WriteContext())
+    assert isinstance(created, Created)
+    call_log = state.call_logs[created.record_id]
+    assert call_log["user_id"] == company.alice
+    activity = int(str(call_log["activity_id"]))
+    listed_by_assignee(state)
+
+    again = await writer.write(CALL, WriteContext(attempt=2, uncertain=True))
+
+    # Our own log, not a client's: no duplicate, and its updates are ours to make.
+    assert isinstance(again, AlreadyExisted)
+    assert again.ours
+    assert again.record_id == f"{LOG_ACTIVITY}{activity}"
+    assert len(state.call_logs) == 1
+    # The voicemail update as the enrichment runner hands it (no known note): the audio as a
+    # file of the call log's activity, the transcription in a note on the person -- once,
+    # across a retry after a lost answer.
+    audio = Audio(io.BytesIO(b"RIFF-voicemail"), 14, "audio/wav", "voicemail-7.wav")
+    update = Enrichment(Kind.VOICEMAIL, CALL, again.record_id, None, audio=(audio,))
+    update.transcription = "please call me back"
+    for ctx in (WriteContext(), WriteContext(attempt=2, uncertain=True)):
+        result = await writer.enrich(update, ctx)
+        assert isinstance(result, Updated), result
+    ((file_record, data),) = state.files.values()
+    assert (file_record["activity_id"], file_record["name"], data) == (
+        activity,
+        "voicemail-7.wav",
+        b"RIFF-voicemail",
+    )
+    (note,) = state.notes.values()
+    assert note["person_id"] == company.person
+    assert "Voicemail transcription: please call me back" in plain(str(note["content"]))
+    assert state.call_logs[created.record_id]["note"] == created.written  # the log untouched
+
+
+async def test_our_key_in_an_activity_names_the_call_log_when_the_users_logs_show_it(
+    company: Company,
+) -> None:
+    """A first attempt (no scan yet) meeting its own earlier log among the activities gets
+    the call log's id when the token user's logs show it, so the recording plays there."""
+    state, writer = company.state, company.writer
+    created = await writer.write(CALL, WriteContext())
+    assert isinstance(created, Created)
+
+    again = await writer.write(CALL, WriteContext())
+
+    assert again == AlreadyExisted(created.record_id)
+    assert isinstance(again, AlreadyExisted)
+    assert again.ours
+    assert len(state.call_logs) == 1
