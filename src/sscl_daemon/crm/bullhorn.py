@@ -72,7 +72,7 @@ from sscl_daemon.crm.base import (
     WriterPlugin,
 )
 from sscl_daemon.crm.bullhorn_enrich import BullhornNote
-from sscl_daemon.crm.bullhorn_session import CRM, BullhornSession, bullhorn_message
+from sscl_daemon.crm.bullhorn_session import CRM, BullhornSession, bullhorn_message, bullhorn_string
 from sscl_daemon.crm.contacts import Contact, LookupFailure, Resolution
 from sscl_daemon.crm.enrich import Enrichment, EnrichResult
 from sscl_daemon.crm.http import Response
@@ -190,10 +190,6 @@ def epoch_ms(value: object) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return datetime.fromtimestamp(value / 1000, UTC)
-
-
-def bullhorn_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def phone_query(e164: str) -> str:

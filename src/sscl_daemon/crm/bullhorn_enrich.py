@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from sscl_daemon.crm.base import WriteContext
+from sscl_daemon.crm.bullhorn_session import bullhorn_string
 from sscl_daemon.crm.contacts import LookupFailure
 from sscl_daemon.crm.enrich import Enrichment
 from sscl_daemon.crm.http import Response
@@ -141,7 +142,6 @@ class BullhornNote:
     async def beside(
         self, e: Enrichment, note: Note, body: str, ctx: WriteContext
     ) -> LookupFailure | None:
-        from sscl_daemon.crm.bullhorn import bullhorn_string  # the writer imports this module
 
         facts = note.facts
         assert isinstance(facts, NoteFacts)

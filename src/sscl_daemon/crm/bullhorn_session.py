@@ -1,5 +1,6 @@
 """Bullhorn's two-step sign-in (``crm/bullhorn.py`` -> here -> Bullhorn): an OAuth client plus
-the REST session made from its access token, and the text of Bullhorn's error answers.
+the REST session made from its access token, the text of Bullhorn's error answers, and a
+string literal of its query language.
 
 ``GET {login_url}/rest-services/login?version=2.0&access_token=...`` answers a
 ``BhRestToken`` (sent as a header on every request) and the corporation's ``restUrl``. A
@@ -106,3 +107,8 @@ class BullhornSession(OAuthBearer):
             params={"version": "2.0", "access_token": access},
             client_timeout=self._timeout,
         )
+
+
+def bullhorn_string(value: str) -> str:
+    """``value`` as a string literal in a Bullhorn ``where`` clause (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
