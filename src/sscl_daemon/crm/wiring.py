@@ -2,8 +2,9 @@
 
 HubSpot, Pipedrive and Salesforce writers each hold one :class:`CrmHttp` (limiter from the
 writer's ``rate_limit``/``concurrency``, credentials, error classification) and one
-:class:`Resolver` (contacts and owner). :class:`CrmWriterBase` builds both from the writer's
-settings and the CRM's own lookups, and answers the protocol's ``name`` and ``close``.
+:class:`Resolver` (contacts and owner; the concurrent calls of a batch share each lookup,
+``crm/singleflight.py``). :class:`CrmWriterBase` builds both from the writer's settings and
+the CRM's own lookups, and answers the protocol's ``name`` and ``close``.
 :class:`ChunkedWriterBase` adds ``write``/``write_batch`` for CRMs with a batch API: a
 single call is a batch of one, and a batch is cut into chunks of the CRM's maximum.
 :func:`keep_rotated_tokens` gives a writer's OAuth client the vault its rotated refresh
