@@ -35,6 +35,7 @@ from sscl_daemon.crm.base import (
     WriteContext,
 )
 from sscl_daemon.crm.pipedrive import PipedriveWriter, call_log_body
+from sscl_daemon.crm.pipedrive_enrich import LOG_ACTIVITY
 from sscl_daemon.crm.registry import build_writer
 from sscl_daemon.simulator.crm import pipedrive as standin
 from sscl_daemon.simulator.crm.common import serve
@@ -138,12 +139,18 @@ def test_outcome_and_direction_mapping(
     assert "user_id" not in body
 
 
+def log_activity(log: dict[str, object]) -> AlreadyExisted:
+    """A retry's answer for our ``log`` assigned to Alice: ``GET /v1/callLogs`` lists only the
+    token user's (the admin's) logs, so the log is known by its activity."""
+    return AlreadyExisted(f"{LOG_ACTIVITY}{log['activity_id']}", ours=True)
+
+
 async def test_idempotent_repeat(rig: Rig) -> None:
     writer = rig.writer()
     call = make_call()
     first = await writer.write(call, WriteContext())
     assert isinstance(first, Created)
-    assert await writer.write(call, WriteContext(attempt=2)) == AlreadyExisted(first.record_id)
+    assert await writer.write(call, WriteContext(attempt=2)) == log_activity(rig.only_log())
     assert len(rig.state.call_logs) == 1
 
 
@@ -154,19 +161,22 @@ async def test_crash_after_send_no_duplicate(rig: Rig) -> None:
     assert isinstance(lost, RetryLater)
     assert len(rig.state.call_logs) == 1  # it did reach Pipedrive
     again = await rig.writer().write(call, WriteContext(attempt=2, uncertain=True))
-    assert again == AlreadyExisted(next(iter(rig.state.call_logs)))
+    assert again == log_activity(rig.only_log())
     assert len(rig.state.call_logs) == 1
 
 
 async def test_scan_pages_through_call_logs(rig: Rig) -> None:
-    writer = rig.writer()
+    """A retry finding our key in an activity names the log by its id from the token user's
+    call logs (no owner mapped: the log is the admin's), paging to it."""
+    writer = rig.writer(owner_by_email=False)
     call = make_call()
     first = await writer.write(call, WriteContext())
+    assert rig.only_log()["user_id"] == rig.admin
     for i in range(60):  # newer logs of the same user push ours to the second page
         rig.state.call_logs[f"newer-{i}"] = {
             "id": f"newer-{i}",
             "note": "other call",
-            "created_by": rig.admin,
+            "user_id": rig.admin,
         }
     assert await writer.write(call, WriteContext(attempt=2, uncertain=True)) == AlreadyExisted(
         first.record_id  # type: ignore[union-attr]

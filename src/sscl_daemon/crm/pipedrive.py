@@ -31,10 +31,19 @@ Exactly once. Pipedrive call logs have no external id, no upsert and no search, 
 rides in the note (``sscl-key:`` line, ``crm/content.py``), and:
 
 * after an uncertain or failed earlier attempt (``ctx.uncertain`` or ``attempt > 1``: a
-  timeout on our side is only a ``RetryLater`` to the dispatcher) we page through
-  ``GET /api/v1/callLogs`` (the call logs of the API token's user, 50 a page, newest first)
-  for at most :data:`SCAN_PAGES` pages and answer ``AlreadyExisted`` when a note carries our
-  key. Older logs are beyond this window; the dispatcher's ledger covers them.
+  timeout on our side is only a ``RetryLater`` to the dispatcher) we look for our key among
+  the *activities* updated since an hour before the call (``GET /api/v2/activities?
+  updated_since=<start − 1 h>&limit=500`` by cursor, at most :data:`SCAN_PAGES` pages; in a
+  batch, the batch's one read below): every call log is an activity too, carrying the log's
+  note, and unlike ``GET /v1/callLogs`` -- which lists only the logs *assigned* to the API
+  token's user, while we assign each to the call's owner -- the list holds the logs of every
+  owner, with or without a person. Found, the log is named by its id when the token user's
+  call logs show it (``GET /api/v1/callLogs``, 50 a page, newest first, at most
+  :data:`SCAN_PAGES` pages), else by its activity (``call-log-activity:<id>``, below); not
+  found, there is no earlier log of ours and we create. Only when the hour holds more
+  activities than those pages does the retry fall back to the token user's call logs (and
+  the person's activities, below). Logs older than the call's hour are beyond this; the
+  dispatcher's ledger covers them.
 * logs made by a user's own client: when the call has a person, ``GET /api/v2/activities?
   person_id=…&updated_since=<start − 1 h>`` is read and an activity without a key of ours
   counts as the log (``AlreadyExisted("activity:<id>")``) when its note names the call's
@@ -65,7 +74,7 @@ window) fed to the limiter; 429 answers are retried after ``Retry-After`` or the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
@@ -94,6 +103,7 @@ from sscl_daemon.crm.pipedrive_reads import (
     activities_of,
     client_log,
     data_of,
+    our_activity,
     person_of,
     phones_of,
     rfc3339,
@@ -282,18 +292,30 @@ class PipedriveWriter(CrmWriterBase):
         requests of a read per person; None (read per person instead) when the window holds
         more, or its read fails."""
         since = min(content.utc(c.start_time) for c in calls) - CLIENT_WINDOW
+        found = await self._activities_since(since, max(1, len(calls) // 2))
+        if isinstance(found, list):
+            return ClientWindow(found)
+        if found is not None:
+            log.info("pipedrive.client_window.unread", writer=self.name, reason=str(found))
+        return None
+
+    async def _activities_since(
+        self, since: datetime, pages: int
+    ) -> list[dict[str, object]] | LookupFailure | None:
+        """Every activity updated at or after ``since`` (all owners', with or without a
+        person), by cursor in at most ``pages`` pages of :data:`WINDOW_PAGE`; None when
+        there are more."""
         params = {"updated_since": rfc3339(since), "limit": str(WINDOW_PAGE)}
         found: list[dict[str, object]] = []
-        for _ in range(max(1, len(calls) // 2)):
+        for _ in range(pages):
             answer = await self.api.get("/api/v2/activities", params)
             if not isinstance(answer, Response):
-                log.info("pipedrive.client_window.unread", writer=self.name, reason=str(answer))
-                return None
+                return answer
             found += activities_of(answer)
             extra = answer.object().get("additional_data")
             cursor = extra.get("next_cursor") if isinstance(extra, dict) else None
             if not cursor:
-                return ClientWindow(found)
+                return found
             params["cursor"] = str(cursor)
         return None
 
@@ -335,7 +357,7 @@ class PipedriveWriter(CrmWriterBase):
         person = resolved.primary
         scanned = ctx.uncertain or ctx.attempt > 1
         if scanned:
-            ours = await self._ours(call, person)
+            ours = await self._ours(call, person, window)
             if ours is not None:
                 return ours
         detect = self._settings.contacts.detect_client_logs
@@ -354,9 +376,33 @@ class PipedriveWriter(CrmWriterBase):
         return await self._create(call, person, int_id(resolved.owner_id), deal)
 
     async def _ours(
+        self, call: CompletedCall, person: Contact | None, window: ClientWindow | None
+    ) -> AlreadyExisted | LookupFailure | None:
+        """Our own log of ``call`` from an earlier attempt, if there is one: our key among
+        the activities updated since an hour before the call (every log of ours is one, or
+        has one, whoever it is assigned to), the batch's read when there is one."""
+        since = content.utc(call.start_time) - CLIENT_WINDOW
+        recent: Sequence[Mapping[str, object]] | LookupFailure | None
+        if window is not None:
+            recent = window.since(since)
+        else:
+            recent = await self._activities_since(since, SCAN_PAGES)
+        if recent is None:
+            # A busier hour than a retry reads: the narrower reads, which may miss a log.
+            log.info("pipedrive.retry.activities_beyond_scan", writer=self.name)
+            return await self._narrow_ours(call, person)
+        if not isinstance(recent, list):
+            return recent
+        activity = our_activity(call, recent)
+        if activity is None:
+            return None
+        return await self._own_activity(call, activity, scanned=False)
+
+    async def _narrow_ours(
         self, call: CompletedCall, person: Contact | None
     ) -> AlreadyExisted | LookupFailure | None:
-        """Our own log of ``call`` from an earlier attempt, if there is one."""
+        """The retry's check when the call's hour holds too many activities: the token
+        user's call logs (the person's activities follow in the client-log check)."""
         return await self._our_call_log(call)
 
     async def _own_activity(
@@ -393,9 +439,11 @@ class PipedriveWriter(CrmWriterBase):
         self, items: Sequence[tuple[CompletedCall, WriteContext]]
     ) -> list[WriteResult]:
         # Pipedrive has no batch endpoint for call logs: one create per call, but the
-        # client-log check of a batch shares one read of the recent activities.
+        # client-log checks and retries' checks for their own earlier log of a batch share
+        # one read of the recent activities.
         window: ClientWindow | None = None
-        if self._settings.contacts.detect_client_logs and len(items) > 1:
+        retries = any(ctx.uncertain or ctx.attempt > 1 for _, ctx in items)
+        if (self._settings.contacts.detect_client_logs or retries) and len(items) > 1:
             window = await self._client_window([call for call, _ in items])
 
         async def write(call: CompletedCall, ctx: WriteContext) -> WriteResult:

@@ -8,8 +8,9 @@ The Pipedrive writer (``crm/pipedrive.py``) with two steps replaced:
   ``due_time`` (the call's start in UTC, as the API takes them), ``duration`` (``HH:MM`` of
   talk, rounded up to a whole minute), ``note`` (HTML, with our key), ``owner_id``,
   ``participants`` (the person, primary), ``org_id`` and ``deal_id``;
-* our own earlier attempt: ``GET /api/v2/activities`` updated since an hour before the call
-  (of the person when there is one), an activity whose note carries our key.
+* our own earlier attempt: the call-log writer's check, an activity updated since an hour
+  before the call whose note carries our key (then the activity itself is the answer); in
+  an hour too busy for that read, the person's activities only (:meth:`_narrow_ours`).
 
 Unlike call logs, activities can be updated, so the recording and voicemail go into the same
 record: the audio as a file of the activity (``POST /v1/files`` with ``activity_id``; after
@@ -114,7 +115,7 @@ class PipedriveActivityWriter(PipedriveWriter):
             return RetryLater(f"{CRM} activity answer without an id")
         return Created(str(record_id), str(body["note"]))
 
-    async def _ours(
+    async def _narrow_ours(
         self, call: CompletedCall, person: Contact | None
     ) -> AlreadyExisted | LookupFailure | None:
         since = content.iso_utc(content.utc(call.start_time) - WINDOW).replace(".000Z", "Z")

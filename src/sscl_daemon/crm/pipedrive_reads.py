@@ -36,6 +36,7 @@ class ClientWindow:
     client-log check as ``GET /api/v2/activities?person_id=…&updated_since=…`` would."""
 
     def __init__(self, activities: Sequence[Mapping[str, object]]) -> None:
+        self._all = list(activities)
         self._by_person: dict[str, list[Mapping[str, object]]] = {}
         for activity in activities:
             person = int_id(activity.get("person_id"))
@@ -44,11 +45,32 @@ class ClientWindow:
 
     def of(self, person: Contact, since: datetime) -> list[Mapping[str, object]]:
         """The person's activities (as primary participant) updated at or after ``since``."""
-        return [
-            a
-            for a in self._by_person.get(person.id, [])
-            if (updated := parse_time(a.get("update_time"))) is None or updated >= since
-        ]
+        return _updated_since(self._by_person.get(person.id, []), since)
+
+    def since(self, since: datetime) -> list[Mapping[str, object]]:
+        """Every activity of the read updated at or after ``since`` (a retry's check for
+        its own earlier log, whoever the log's person is)."""
+        return _updated_since(self._all, since)
+
+
+def _updated_since(
+    activities: Sequence[Mapping[str, object]], since: datetime
+) -> list[Mapping[str, object]]:
+    return [
+        a
+        for a in activities
+        if (updated := parse_time(a.get("update_time"))) is None or updated >= since
+    ]
+
+
+def our_activity(call: CompletedCall, activities: Sequence[Mapping[str, object]]) -> str | None:
+    """The id of the activity whose note carries ``call``'s key: an earlier attempt's log
+    (an activity of ours, or the one Pipedrive keeps for a call log of ours)."""
+    for activity in activities:
+        note = activity.get("note")
+        if content.recognise(call, note if isinstance(note, str) else None) is content.Match.OURS:
+            return str(activity.get("id"))
+    return None
 
 
 # The records a Pipedrive note can be attached to (``POST /v1/notes`` needs one of them), in

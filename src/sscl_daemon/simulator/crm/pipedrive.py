@@ -13,9 +13,10 @@ What it enforces, after Pipedrive's API reference (v1 OpenAPI for ``/callLogs`` 
   ``duration`` a string of seconds; ids integers that exist; ``deal_id`` and ``lead_id``
   not both. Stricter than Pipedrive on one point, on purpose: an unknown field is a 400, so
   tests catch a misspelt one. Errors: 400 ``{"success": false, "error": …, "error_info": …}``.
-* ``GET /v1/callLogs``: the token user's logs, newest first, ``start``/``limit`` (max 50)
-  with ``additional_data.pagination``. Which logs count as "the user's" is not documented
-  beyond that; the stand-in lists those the token's user created.
+* ``GET /v1/callLogs``: the logs *assigned* to the token's user (their ``user_id``, the
+  log's owner: "Returns all call logs assigned to a particular user"), whoever created
+  them, newest first, ``start``/``limit`` (max 50) with ``additional_data.pagination``. A
+  log made for another user is not listed, though its activity is (below).
 * ``GET /api/v2/persons/search``: ``term`` (>= 2 characters unless ``exact_match``),
   ``fields``, ``exact_match``, ``limit``; phone search matches the digits of the term
   inside the digits of a stored phone (exact: the whole stored value).
@@ -381,12 +382,9 @@ async def add_call_log(request: web.Request) -> web.Response:
         "user_id": body.get("user_id", request[_USER]),
         "company_id": 1,
         "note": body.get("note"),
-        "created_by": request[_USER],
     }
     state.call_logs[log_id] = record
-    return json_response(
-        {"success": True, "data": {k: v for k, v in record.items() if k != "created_by"}}
-    )
+    return json_response({"success": True, "data": record})
 
 
 def _call_activity(state: PipedriveState, body: dict[str, object]) -> dict[str, object] | None:
@@ -427,7 +425,7 @@ async def list_call_logs(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "50")), 50)
     except ValueError:
         return _error(400, "start and limit must be integers")
-    mine = [r for r in state.call_logs.values() if r["created_by"] == request[_USER]]
+    mine = [r for r in state.call_logs.values() if r["user_id"] == request[_USER]]
     mine.reverse()
     page = mine[start : start + limit]
     more = start + limit < len(mine)
@@ -438,9 +436,8 @@ async def list_call_logs(request: web.Request) -> web.Response:
     }
     if more:
         pagination["next_start"] = start + limit
-    data = [{k: v for k, v in r.items() if k != "created_by"} for r in page]
     return json_response(
-        {"success": True, "data": data, "additional_data": {"pagination": pagination}}
+        {"success": True, "data": page, "additional_data": {"pagination": pagination}}
     )
 
 
@@ -448,9 +445,7 @@ async def get_call_log(request: web.Request) -> web.Response:
     record = _state(request).call_logs.get(request.match_info["id"])
     if record is None:
         return _error(404, "Call log not found")
-    return json_response(
-        {"success": True, "data": {k: v for k, v in record.items() if k != "created_by"}}
-    )
+    return json_response({"success": True, "data": record})
 
 
 async def add_recording(request: web.Request) -> web.Response:
