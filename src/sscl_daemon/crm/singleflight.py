@@ -23,13 +23,15 @@ from typing import Generic, TypeVar, cast
 
 from cachetools import TTLCache
 
+from sscl_daemon.errors import SsclError
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 # A cached answer may itself be None (no matter for this contact).
 _MISSING = object()
 
 
-class _Abandoned(Exception):
+class _Abandoned(SsclError):
     """The asker running the lookup was cancelled; a waiter takes over."""
 
 
