@@ -154,6 +154,7 @@ async def test_a_retry_after_a_lost_create_for_another_owner_makes_no_second_log
     writer = writer_of(company, http_session, detect_client_logs=detect)
     call = make_call(external_number=number, telephony_session_id=f"s-{number[-4:]}-{detect}")
     activity = await lost_create(company, writer, call)
+    before = len(company.state.requests)
 
     again = await writer.write(call, WriteContext(attempt=2, uncertain=True))
 
@@ -162,6 +163,9 @@ async def test_a_retry_after_a_lost_create_for_another_owner_makes_no_second_log
     assert again.record_id == f"{LOG_ACTIVITY}{activity}"
     assert len(company.state.call_logs) == 1
     assert company.state.count("POST", "/callLogs") == 1
+    # Bounded: one page of the hour's activities, one of the token user's call logs.
+    retry = [(r.method, r.path) for r in company.state.requests[before:]]
+    assert retry == [("GET", "/api/v2/activities"), ("GET", "/api/v1/callLogs")]
 
 
 async def test_a_retry_names_the_call_log_when_the_token_users_logs_show_it(
