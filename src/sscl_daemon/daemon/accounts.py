@@ -336,6 +336,8 @@ class AccountRunner:
             *(d.drain(grace) for d in self._dispatchers.values()), return_exceptions=True
         )
         await cancel_tasks([t for name, t in self._tasks.items() if name != "committer"])
+        # and the gap reads the stream started meanwhile (a subscription after a reconnect)
+        await cancel_tasks(list(self._background))
         self._set_subscribed(False)
         if self._pipeline is not None:
             try:
