@@ -70,52 +70,60 @@ def derive_calls(
     """Every candidate call log of a finished session (the policy filters them later).
 
     In this order: the leg of the user who placed the call, a leg per other user the call
-    reached, and, when no user took it, the one leg of the unanswered call.
+    reached (answered, voicemail, or missed when it is theirs), and, when no user took it,
+    the one leg of the unanswered call. The common legs are written inline, the caller's
+    and the unanswered call's by their own functions: this runs for every session.
     """
     if not session.steps:
         return []
     b = LegBuilder(session, ctx, timed_out)
     number, name, ext_originated = b.external_side()
     external = (number, name)
-    direction = _direction(b, number is not None, ext_originated)
-    caller = _caller(b, direction)
+    parties = session.parties
     lines = b.lines
+    # Inbound or outbound by who originated the external leg; internal without one.
+    if number is None:
+        direction = _INTERNAL
+    else:
+        direction = _INBOUND if ext_originated is not False else _OUTBOUND
+        if ext_originated is None and b.order and b.kinds[b.order[0]] is _USER:
+            direction = _OUTBOUND if parties[b.order[0]].outbound else _INBOUND
+    # The user who placed the call (outbound, or the caller of an internal call).
+    originator = b.order[0] if b.order else None
+    caller = (
+        originator
+        if originator is not None
+        and b.kinds[originator] is _USER
+        and parties[originator].outbound is not False
+        and direction is not _INBOUND
+        else None
+    )
     answered_users = [u for u in b.users if u != caller and lines[u].answered is not None]  # type: ignore[union-attr]
     calls: list[CompletedCall] = []
     if caller is not None:
         calls.append(_caller_leg(b, caller, direction, external, answered_users))
+
     voicemail_owner = _voicemail_owner(b)
     nobody = caller is None and not answered_users and voicemail_owner is None
     reached = [u for u in b.users if u != caller]
-    calls.extend(_reached_legs(b, reached, direction, external, voicemail_owner, nobody))
+    for u in reached:
+        line = lines[u]
+        assert line is not None
+        if line.answered is not None:
+            if _is_consult_leg(b, u, number):
+                continue
+            calls.append(_user_leg(b, u, direction, external, line.answered, CallResult.ANSWERED))
+        elif u == voicemail_owner:
+            calls.append(_user_leg(b, u, direction, external, None, CallResult.VOICEMAIL))
+        elif (nobody and ctx.missed_attribution is MissedAttribution.RANG) or _transfer_target(
+            b, u
+        ):
+            calls.append(_user_leg(b, u, direction, external, None, CallResult.MISSED))
     if nobody:
         unanswered = _unanswered_leg(b, reached, direction, external)
         if unanswered is not None:
             calls.append(unanswered)
     return calls
-
-
-def _direction(b: LegBuilder, has_external: bool, ext_originated: bool | None) -> Direction:
-    """Inbound or outbound by who originated the external leg; internal without one."""
-    if not has_external:
-        return _INTERNAL
-    direction = _INBOUND if ext_originated is not False else _OUTBOUND
-    if ext_originated is None and b.order and b.kinds[b.order[0]] is _USER:
-        direction = _OUTBOUND if b.session.parties[b.order[0]].outbound else _INBOUND
-    return direction
-
-
-def _caller(b: LegBuilder, direction: Direction) -> int | None:
-    """The user who placed the call (outbound, or the caller of an internal call)."""
-    originator = b.order[0] if b.order else None
-    return (
-        originator
-        if originator is not None
-        and b.kinds[originator] is _USER
-        and b.session.parties[originator].outbound is not False
-        and direction is not _INBOUND
-        else None
-    )
 
 
 def _caller_leg(
@@ -134,31 +142,6 @@ def _caller_leg(
         callee = next((lines[u] for u in b.users if u != caller), None)
         result = CallResult.ANSWERED if answer is not None else _outcome(callee or line)
     return _user_leg(b, caller, direction, external, answer, result)
-
-
-def _reached_legs(
-    b: LegBuilder,
-    reached: list[int],
-    direction: Direction,
-    external: External,
-    voicemail_owner: int | None,
-    nobody: bool,
-) -> list[CompletedCall]:
-    """The legs of the other users: answered, voicemail, or missed (when it is theirs)."""
-    missed_by_all = nobody and b.ctx.missed_attribution is MissedAttribution.RANG
-    calls: list[CompletedCall] = []
-    for u in reached:
-        line = b.lines[u]
-        assert line is not None
-        if line.answered is not None:
-            if _is_consult_leg(b, u, external[0]):
-                continue
-            calls.append(_user_leg(b, u, direction, external, line.answered, CallResult.ANSWERED))
-        elif u == voicemail_owner:
-            calls.append(_user_leg(b, u, direction, external, None, CallResult.VOICEMAIL))
-        elif missed_by_all or _transfer_target(b, u):
-            calls.append(_user_leg(b, u, direction, external, None, CallResult.MISSED))
-    return calls
 
 
 def _unanswered_leg(
