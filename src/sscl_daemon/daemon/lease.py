@@ -6,7 +6,11 @@ account. The loop asks the store for the account's lease
 it, it starts the account's runner (:mod:`.accounts`) and renews the lease every
 third of its TTL. It stops the runner at once, without another write, when a
 renewal says the lease is lost, when the runner saw a fenced write refused, or
-when no renewal succeeded for a whole TTL; then it goes back to waiting. On a
+when no renewal succeeded for a whole TTL; then it goes back to waiting. A renewal
+that fails without saying lost (a store blip: no answer, a connection to open
+again) keeps the account and its stream, and is tried again every poll until the
+TTL runs out: the lease is still valid meanwhile, and the store's fencing token
+refuses the writes of a holder that was replaced. On a
 daemon stop it shuts the runner down gracefully and releases the lease, so a
 standby takes over on its next poll. A handover asked by fair sharing
 (:meth:`LeaseLoop.hand_over`, from :mod:`.balance`) does the same for one
@@ -101,6 +105,8 @@ class LeaseLoop:
         # Started and renewing (not starting, not stopping).
         self._serving = False
         self._valid_until = 0.0
+        # Renewals that failed without an answer (store blips; for status lines and tests).
+        self.renewal_failures = 0
 
     @property
     def held(self) -> bool:
@@ -206,19 +212,33 @@ class LeaseLoop:
                 return Ended.LOST
             if self._handover.is_set():
                 return Ended.HANDED_OVER
-            if not await self._renew(lease):
+            renewed = await self._renew(lease)
+            if renewed is False:
                 return Ended.LOST
+            interval = self._ttl / 3 if renewed else self._retry_in()
 
-    async def _renew(self, lease: Lease) -> bool:
+    async def _renew(self, lease: Lease) -> bool | None:
+        """True renewed, False lost; None undecided while the lease is still valid (retry)."""
         started = time.monotonic()
         try:
             renewed = await self._store.renew_lease(lease)
         except StoreError as exc:
-            log.warning("daemon.lease.renewal_failed", account=self.account, error=str(exc))
-            renewed = False
+            self.renewal_failures += 1
+            expired = time.monotonic() >= self._valid_until
+            log.warning(
+                "daemon.lease.renewal_failed",
+                account=self.account,
+                error=str(exc),
+                hint="its TTL ran out: giving it up" if expired else "still valid: trying again",
+            )
+            return False if expired else None
         if renewed:
             self._valid_until = started + self._ttl
         return renewed
+
+    def _retry_in(self) -> float:
+        """The wait before another renewal attempt: a poll, and never past the lease's TTL."""
+        return max(0.0, min(self._poll, self._valid_until - time.monotonic()))
 
     async def _shut_down(self, lease: Lease, runner: Runner) -> None:
         """The runner's graceful stop, with the lease renewed meanwhile.
@@ -236,13 +256,16 @@ class LeaseLoop:
         done = asyncio.Event()
 
         async def keep_renewing() -> None:
+            interval = self._ttl / 3
             while True:
-                await self._wait_for(self._ttl / 3, done)
+                await self._wait_for(interval, done)
                 if done.is_set():
                     return
-                if not await self._renew(lease):
+                renewed = await self._renew(lease)
+                if renewed is False:
                     runner.lost.set()  # Its last writes are refused anyway: stop waiting.
                     return
+                interval = self._ttl / 3 if renewed else self._retry_in()
 
         renewing = asyncio.create_task(keep_renewing())
         try:

@@ -40,14 +40,24 @@ Failure modes and how they end:
   expired while the lock is still held terminates the backend holding the lock (this
   needs the same database role, a superuser or ``pg_signal_backend``; otherwise the
   contender waits for the keepalives). On the holder's side a renewal that gets no
-  answer within a third of the TTL counts as lost, so a partitioned holder stops
-  before its row expires.
+  answer within a third of the TTL is undecided (:class:`StoreError`); the daemon
+  stops once no renewal succeeded for a TTL (:mod:`sscl_daemon.daemon.lease`), so a
+  partitioned holder stops before its row expires.
+* A slow answer (a loaded machine) is not a dead connection: a statement that timed
+  out is cancelled and the connection kept while it answered within the last TTL.
+  Ending it would free every lock of the instance at once, and contenders would take
+  leases that were still valid (the fleet's accounts moving on every slow query).
 * Holder frozen (SIGSTOP, swapped out) past its TTL: its row expires, a contender
   terminates its lock session and takes over with a higher token; when the holder
   wakes up its renewal fails and its fenced writes are refused.
-* The lease connection dies while no one else wants the account: renewals return
-  False (the daemon must re-acquire); fenced writes with the old token still pass,
-  which is safe because no newer holder exists.
+* The lease connection dies (a store blip, a restarted postmaster): the leases it
+  held are kept as orphaned; the next renewal opens a new connection, takes the
+  account's lock again and renews the row if its token is still ours (nobody took
+  over meanwhile): the holder keeps the account. A newer token means lost (False);
+  no connection, or the lock still held by another session with our token current,
+  is undecided (:class:`StoreError`), tried again by the daemon until its TTL runs out.
+  Fenced writes with the old token pass meanwhile, which is safe because no newer
+  holder exists.
 * Through a pooler in transaction mode (PgBouncer) session-level advisory locks do not
   work: point the store at PostgreSQL directly (or a session-mode pool).
 * A CRM request already on the wire when the lease is lost cannot be recalled: the
@@ -60,6 +70,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,7 +171,8 @@ class LeaseKeeper:
     """The leases of one store: one dedicated connection holding every advisory lock.
 
     Calls are serialised (one connection); each answers within a third of the lease
-    TTL or treats the connection as dead, which loses every lease it held.
+    TTL or fails undecided. The connection is ended only when it is broken or has not
+    answered for a TTL; its leases are then orphaned until :meth:`renew` takes them back.
     """
 
     def __init__(self, dsn: str, password: str | None, connect_timeout: float) -> None:
@@ -170,6 +182,12 @@ class LeaseKeeper:
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         # account -> the lease held on the current connection
         self._held: dict[str, Lease] = {}
+        # account -> a lease whose connection died; renew() takes it back while its token
+        # is current (a store blip is not a lost lease).
+        self._orphaned: dict[str, Lease] = {}
+        # When the connection last answered (monotonic): a timeout on a connection that
+        # answered within the TTL is a slow server, not a dead one.
+        self._answered = 0.0
         self._lock = asyncio.Lock()
         self._closed = False
         # The instance announced by :meth:`heartbeat`, and whether this session holds its
@@ -189,6 +207,7 @@ class LeaseKeeper:
                 )
             except DATABASE_ERRORS as exc:
                 raise StoreError(f"store: opening the lease connection failed: {exc}") from None
+            self._answered = time.monotonic()
         conn = self._conn
         if self._instance is not None and not self._instance_locked:
             # Not granted while a former session with the same id lingers: the next call
@@ -207,12 +226,29 @@ class LeaseKeeper:
         return conn
 
     def _drop_connection(self) -> None:
-        """Forget the connection and with it every lease (its locks die with the session)."""
+        """Forget the connection; its leases' locks die with the session, so they are orphaned."""
         if self._conn is not None:
             self._conn.terminate()
         self._conn = None
+        self._orphaned.update(self._held)
         self._held.clear()
         self._instance_locked = False
+
+    def _failed(self, exc: BaseException, ttl: float) -> None:
+        """After a statement on the lease connection failed: end it unless it is only slow.
+
+        A timed-out statement is cancelled by asyncpg and the connection stays usable;
+        kept while it answered within the last ``ttl`` (past that it counts as dead).
+        """
+        conn = self._conn
+        slow = (
+            isinstance(exc, TimeoutError)
+            and conn is not None
+            and not conn.is_closed()
+            and time.monotonic() - self._answered < ttl
+        )
+        if not slow:
+            self._drop_connection()
 
     async def acquire(
         self, account: str, holder: str, ttl: float, admit: Admit | None = None
@@ -253,10 +289,15 @@ class LeaseKeeper:
                         await conn.fetchval(sql.UNLOCK_LEASE, account, timeout=timeout)
                     raise
             except DATABASE_ERRORS as exc:
-                self._drop_connection()
+                self._failed(exc, seconds)
+                if self._conn is not None:
+                    # Kept (slow): a lock granted as the statement was cancelled is let go.
+                    with contextlib.suppress(*DATABASE_ERRORS):
+                        await self._conn.fetchval(sql.UNLOCK_LEASE, account, timeout=timeout)
                 raise StoreError(
                     f"store: acquiring the lease of {account!r} failed: {exc}"
                 ) from None
+            self._answered = time.monotonic()
             assert row is not None
             lease = Lease(
                 account=account,
@@ -284,29 +325,75 @@ class LeaseKeeper:
         return bool(await conn.fetchval(sql.TRY_LEASE_LOCK, account, timeout=wait))
 
     async def renew(self, lease: Lease) -> bool:
-        """Heartbeat: move the expiry one TTL ahead. False = lost (stop processing the account)."""
+        """Heartbeat: move the expiry one TTL ahead. False = lost (stop processing the account).
+
+        Raises :class:`StoreError` when it cannot tell (no answer in time, no connection,
+        the lock still held by another session while the token is ours): the lease may
+        still be valid; try again until its TTL runs out. A lease whose connection died
+        is taken back on a new one while its token is current.
+        """
         async with self._lock:
+            if self._orphaned.get(lease.account) == lease:
+                return await self._take_back(lease)
             if self._held.get(lease.account) != lease:
                 return False
             conn = self._conn
             if conn is None or conn.is_closed():
                 self._drop_connection()
-                return False
+                return await self._take_back(lease)
             try:
                 row = await conn.fetchrow(
                     sql.RENEW_LEASE, lease.account, lease.token, lease.ttl, timeout=lease.ttl / 3
                 )
-            except DATABASE_ERRORS:
-                self._drop_connection()
-                return False
+            except DATABASE_ERRORS as exc:
+                self._failed(exc, lease.ttl)
+                if self._orphaned.get(lease.account) == lease:
+                    # The connection is gone: a new one tells at once whether we still hold it.
+                    return await self._take_back(lease)
+                raise StoreError(
+                    f"store: renewing the lease of {lease.account!r} failed: {exc}"
+                ) from None
+            self._answered = time.monotonic()
             if row is None:
                 await self._unlock(conn, lease)
                 return False
             return True
 
+    async def _take_back(self, lease: Lease) -> bool:
+        """Lock and renew an orphaned lease on a new connection, if its token is still current."""
+        conn = await self._connection()
+        account, wait = lease.account, lease.ttl / 3
+        try:
+            if not await conn.fetchval(sql.TRY_LEASE_LOCK, account, timeout=wait):
+                if await conn.fetchval(sql.CURRENT_FENCING_TOKEN, account, timeout=wait) != (
+                    lease.token
+                ):
+                    del self._orphaned[account]
+                    return False
+                raise StoreError(
+                    f"store: the lock of {account!r} is held by another session (our former one "
+                    "or a contender) while the lease is still ours; trying again"
+                )
+            row = await conn.fetchrow(
+                sql.RENEW_LEASE, account, lease.token, lease.ttl, timeout=wait
+            )
+        except DATABASE_ERRORS as exc:
+            self._drop_connection()
+            raise StoreError(f"store: taking back the lease of {account!r} failed: {exc}") from None
+        self._answered = time.monotonic()
+        del self._orphaned[account]
+        self._held[account] = lease
+        if row is None:  # a newer holder came and went: the lease is not ours any more
+            await self._unlock(conn, lease)
+            return False
+        return True
+
     async def release(self, lease: Lease) -> None:
         """Give the lease up now (a standby may take it at once). Lost leases are ignored."""
         async with self._lock:
+            if self._orphaned.get(lease.account) == lease:
+                del self._orphaned[lease.account]  # its lock went with its connection
+                return
             if self._held.get(lease.account) != lease:
                 return
             conn = self._conn
@@ -329,8 +416,8 @@ class LeaseKeeper:
             self._drop_connection()
 
     def held(self) -> list[Lease]:
-        """The leases this keeper believes it holds (renew to be sure)."""
-        return list(self._held.values())
+        """The leases this keeper believes it holds, orphaned ones too (renew to be sure)."""
+        return [*self._held.values(), *self._orphaned.values()]
 
     async def heartbeat(self, instance: Announcement, ttl: float) -> list[InstanceInfo]:
         """Announce ``instance`` (registering it on the first call), return the fleet.
@@ -349,10 +436,12 @@ class LeaseKeeper:
             conn = await self._connection()
             try:
                 await instances.heartbeat(conn, instance, fresh=fresh, limit=seconds / 3)
-                return await instances.fleet(conn, seconds, limit=seconds / 3)
+                fleet = await instances.fleet(conn, seconds, limit=seconds / 3)
             except DATABASE_ERRORS as exc:
-                self._drop_connection()
+                self._failed(exc, seconds)
                 raise StoreError(f"store: the instance heartbeat failed: {exc}") from None
+            self._answered = time.monotonic()
+            return fleet
 
     async def leave(self) -> None:
         """Delete this instance's row and instance lock: the others stop counting it now.
@@ -394,6 +483,7 @@ class LeaseKeeper:
                 with contextlib.suppress(*DATABASE_ERRORS):
                     await asyncio.wait_for(self._conn.close(), 5.0)
             self._drop_connection()
+            self._orphaned.clear()
 
 
 async def lease_holders(conn: AnyConnection, account: str | None = None) -> list[LeaseInfo]:
