@@ -50,7 +50,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -65,8 +65,6 @@ from sscl_daemon.crm.base import (
     OptionReader,
     PermanentFailure,
     RetryLater,
-    WriteContext,
-    WriteResult,
     WriterPlugin,
 )
 from sscl_daemon.crm.batch import Pending
@@ -86,6 +84,9 @@ from sscl_daemon.crm.plugin_parts import (
 )
 from sscl_daemon.crm.wiring import ChunkedWriterBase
 from sscl_daemon.crm.zoho_enrich import ZohoCall
+
+if TYPE_CHECKING:
+    from sscl_daemon.crm.base import WriteContext, WriteResult
 
 CRM: Final = "Zoho CRM"
 BATCH_MAX: Final = 100
