@@ -130,6 +130,9 @@ async def test_a_renewal_failing_within_the_ttl_keeps_the_account(
             relay.cut()
             [before] = await store.lease_holders("acme")
             await wait_until(lambda: loop.renewal_failures >= 1, TTL * 2, "a renewal to fail")
+            # Held, but no CRM request while undecided: the lock may be gone already.
+            assert loop.held
+            assert not loop.may_write()
             relay.mend()
 
             async def renewed_again() -> bool:
@@ -137,6 +140,7 @@ async def test_a_renewal_failing_within_the_ttl_keeps_the_account(
                 return info.expires_at > before.expires_at
 
             await wait_until(renewed_again, TTL, "a renewal to succeed again")
+            await wait_until(loop.may_write, TTL, "CRM requests allowed again")
             [info] = await store.lease_holders("acme")
             # Taken back with its own token, not lost and acquired again.
             assert (info.holder, info.token, info.held) == ("a:1", lease.token, True)

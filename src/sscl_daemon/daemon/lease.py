@@ -10,7 +10,10 @@ when no renewal succeeded for a whole TTL; then it goes back to waiting. A renew
 that fails without saying lost (a store blip: no answer, a connection to open
 again) keeps the account and its stream, and is tried again every poll until the
 TTL runs out: the lease is still valid meanwhile, and the store's fencing token
-refuses the writes of a holder that was replaced. On a
+refuses the writes of a holder that was replaced. CRM requests wait meanwhile
+(:meth:`may_write` is false until a renewal answers): a holder cut off from the
+store while a contender is not loses its lock once the server's keepalives notice
+(about 5 s), possibly well before its TTL ends. On a
 daemon stop it shuts the runner down gracefully and releases the lease, so a
 standby takes over on its next poll. A handover asked by fair sharing
 (:meth:`LeaseLoop.hand_over`, from :mod:`.balance`) does the same for one
@@ -107,6 +110,8 @@ class LeaseLoop:
         self._valid_until = 0.0
         # Renewals that failed without an answer (store blips; for status lines and tests).
         self.renewal_failures = 0
+        # The last renewal attempt failed undecided: CRM requests wait for the next one.
+        self._undecided = False
 
     @property
     def held(self) -> bool:
@@ -121,10 +126,14 @@ class LeaseLoop:
         return self._handover.is_set()
 
     def may_write(self) -> bool:
-        """True while the lease is held and was renewed less than a TTL ago."""
+        """True while the lease is held, was renewed less than a TTL ago and the last renewal
+        attempt answered (not while one is undecided: the lock may be gone already)."""
         runner = self.runner
         return (
-            runner is not None and not runner.lost.is_set() and time.monotonic() < self._valid_until
+            runner is not None
+            and not runner.lost.is_set()
+            and not self._undecided
+            and time.monotonic() < self._valid_until
         )
 
     def stop(self) -> None:
@@ -156,6 +165,7 @@ class LeaseLoop:
             return None
         if lease is not None:
             self._valid_until = started + self._ttl
+            self._undecided = False
         return lease
 
     async def _serve(self, lease: Lease) -> Ended:
@@ -224,6 +234,7 @@ class LeaseLoop:
             renewed = await self._store.renew_lease(lease)
         except StoreError as exc:
             self.renewal_failures += 1
+            self._undecided = True
             expired = time.monotonic() >= self._valid_until
             log.warning(
                 "daemon.lease.renewal_failed",
@@ -232,6 +243,7 @@ class LeaseLoop:
                 hint="its TTL ran out: giving it up" if expired else "still valid: trying again",
             )
             return False if expired else None
+        self._undecided = False
         if renewed:
             self._valid_until = started + self._ttl
         return renewed
