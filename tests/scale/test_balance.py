@@ -169,7 +169,13 @@ async def every_call_once(org: Org) -> None:
         try:
             await all_delivered(account.sim, account.crm, SETTLE_WITHIN)
         except AssertionError as exc:
-            missing = sorted(expected - set(account.crm.deliveries))
+            delivered = set(account.crm.deliveries)
+            missing = [
+                (call.kind, call.start.isoformat(), log.key, log.result, log.direction)
+                for call in account.sim.engine.calls
+                for log in call.expected
+                if log.key not in delivered
+            ]
             raise AssertionError(f"{account.name}: {exc}: {missing}") from exc
 
         def in_jsonl(path: Path = account.state_dir, keys: set[str] = expected) -> bool:
