@@ -14,20 +14,20 @@ lasts (research/rc-protocol.md A7, A8). It hands the daemon, in order:
 * `StateChange` — connected / subscribed / recovered / disconnected, for readiness and metrics.
 
 The recovery token is reported through a callback (the daemon stores it) and may be handed
-in at start, so a restart inside the recovery window recovers too.
+in at start, so a restart inside the recovery window recovers too. The items and the recovery
+point are plain values in :mod:`.stream_items` (named here too, where their users import them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import structlog
@@ -39,6 +39,20 @@ from sscl_daemon.ringcentral.ratelimit import Sleep
 from sscl_daemon.ringcentral.records import WsToken
 from sscl_daemon.ringcentral.rest import ApiError, RestClient
 from sscl_daemon.ringcentral.retry import RetriesExhausted
+from sscl_daemon.ringcentral.stream_items import (
+    DEFAULT_RECOVERY_WINDOW,
+    ConnectionState,
+    Gap,
+    GapReason,
+    Item,
+    PersistRecovery,
+    RawNotification,
+    RecoveryPoint,
+    Sink,
+    StateChange,
+    SubscriptionStats,
+    utc_now,
+)
 from sscl_daemon.ringcentral.watchdog import PLATFORM_ANSWER, Watchdog
 from sscl_daemon.ringcentral.wsg import (
     TELEPHONY_FILTER,
@@ -52,6 +66,21 @@ from sscl_daemon.ringcentral.wsg import (
     Subscribed,
     Wsc,
 )
+
+__all__ = [
+    "ConnectionState",
+    "Gap",
+    "GapReason",
+    "Item",
+    "PersistRecovery",
+    "RawNotification",
+    "RecoveryPoint",
+    "Sink",
+    "StateChange",
+    "Subscription",
+    "SubscriptionStats",
+    "utc_now",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -79,107 +108,6 @@ class _RedactQuery(logging.Filter):
 
 WS_LOGGER = logging.getLogger("sscl_daemon.ringcentral.websocket")
 WS_LOGGER.addFilter(_RedactQuery())
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class GapReason(enum.StrEnum):
-    RECOVERY_FAILED = "recovery-failed"
-    REPLAY_INCOMPLETE = "replay-incomplete"
-    RECOVERY_WINDOW_PASSED = "recovery-window-passed"
-    NO_RECOVERY_TOKEN = "no-recovery-token"
-
-
-class ConnectionState(enum.StrEnum):
-    CONNECTING = "connecting"
-    SUBSCRIBED = "subscribed"
-    RECOVERED = "recovered"
-    DISCONNECTED = "disconnected"
-
-
-@dataclass(frozen=True)
-class RawNotification:
-    """One telephony-session notification, as the raw webhook envelope (JSON bytes)."""
-
-    envelope: bytes
-    uuid: str
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Notifications in [start, end] may have been lost."""
-
-    start: datetime
-    end: datetime
-    reason: GapReason
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class StateChange:
-    state: ConnectionState
-    detail: str = ""
-
-
-Item = RawNotification | Gap | StateChange
-
-
-@dataclass(frozen=True)
-class RecoveryPoint:
-    """What a later connection (or a restarted daemon) needs to recover the session.
-
-    `last_seen` is when the stream was last known to be complete; the recovery window
-    (`recovery_timeout`, from ConnectionDetails) counts from there.
-    """
-
-    token: str | None = field(repr=False)
-    sequence: int
-    last_seen: datetime
-    recovery_timeout: float = 180.0
-    oauth_session: str | None = None
-
-    @property
-    def expires_at(self) -> datetime:
-        return self.last_seen + timedelta(seconds=self.recovery_timeout)
-
-    @classmethod
-    def from_stored(
-        cls,
-        token: str | None,
-        expires_at: datetime,
-        oauth_session: str | None = None,
-        recovery_timeout: float = 180.0,
-        sequence: int | None = None,
-    ) -> RecoveryPoint:
-        """Rebuild from what the store keeps (`save_recovery_token`'s fields).
-
-        Without the `sequence` (stored by older versions) an incomplete replay after the
-        restart cannot be told from a complete one.
-        """
-        last_seen = expires_at - timedelta(seconds=recovery_timeout)
-        return cls(token, sequence or 0, last_seen, recovery_timeout, oauth_session)
-
-
-PersistRecovery = Callable[[RecoveryPoint], Awaitable[None]]
-Sink = Callable[[Item], Awaitable[None]]
-
-
-@dataclass
-class SubscriptionStats:
-    connections: int = 0
-    recoveries: int = 0
-    failed_recoveries: int = 0
-    subscriptions: int = 0
-    gaps: int = 0
-    heartbeats: int = 0
-    probes: int = 0
-    stalls: int = 0  # unanswered probes while the platform answered nothing: socket kept
-    dead_connections: int = 0
-    notifications: int = 0
-    ignored_frames: int = 0
 
 
 class Subscription:
@@ -485,7 +413,8 @@ class Subscription:
             token=wsc.token,
             sequence=wsc.sequence,
             last_seen=now,
-            recovery_timeout=timeout or (previous.recovery_timeout if previous else 180.0),
+            recovery_timeout=timeout
+            or (previous.recovery_timeout if previous else DEFAULT_RECOVERY_WINDOW),
             oauth_session=self._rest.auth.session_id,
         )
 
