@@ -12,48 +12,58 @@ one dispatcher per writer, the reconciler for gaps (and, once subscribed, for
 the time since the checkpoint), expiry, snapshots, the outbox retention, and token and
 directory refresh. Every store write of the account carries the lease as ``fence``, so a
 deposed runner's writes are refused (:class:`LeaseLostError`), which stops it.
+
+The runner holds the order of things; each job is a module of its own: its tasks
+(:mod:`.account_tasks`), what it restores and saves (:mod:`.account_state`), the
+extension directory (:mod:`.account_directory`) and the call-log reads that close the
+stream's gaps and settle suspect sessions (:mod:`.account_calllog`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import aiohttp
 
 from sscl_daemon import metrics
-from sscl_daemon.calls.directory import Directory, DirectoryError
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.calls.policy import Policy
 from sscl_daemon.calls.tracker import Tracker, TrackerOptions
-from sscl_daemon.config import DEFAULT_ACCOUNT, AccountSettings, Settings, WriterSettings
+from sscl_daemon.config import AccountSettings, Settings, WriterSettings
 from sscl_daemon.configured_policy import policy_options
 from sscl_daemon.crm.base import Described
 from sscl_daemon.crm.enrich import Enricher
 from sscl_daemon.crm.registry import build_writer
+from sscl_daemon.daemon.account_calllog import (
+    GAP_READ_AGAIN,
+    GAP_READ_AGAIN_SPAN,
+    CallLogReads,
+    policy_of,
+    read_again_from,
+    read_gap_again,
+)
+from sscl_daemon.daemon.account_directory import AccountDirectory
+from sscl_daemon.daemon.account_state import (
+    refresh_token_path,
+    restore_state,
+    ringcentral_credential,
+    save_state,
+)
+from sscl_daemon.daemon.account_tasks import AccountTasks, cancel_tasks
 from sscl_daemon.daemon.groupcommit import CommitHealth
 from sscl_daemon.daemon.pipeline import Committer, Pipeline, make_committer
 from sscl_daemon.daemon.retention import prune_loop
-from sscl_daemon.daemon.supervise import Backoff, FatalError, supervise
+from sscl_daemon.daemon.supervise import FatalError
 from sscl_daemon.dispatch import Dispatcher, SentHook
 from sscl_daemon.enrichment import EnrichmentRunner
 from sscl_daemon.logging import get_logger
 from sscl_daemon.ringcentral.auth import Authenticator, AuthError, KeptSession
-from sscl_daemon.ringcentral.directory import (
-    ZoneBook,
-    keep_fresh,
-    load_directory,
-    stored_directory,
-)
 from sscl_daemon.ringcentral.media import MediaClient
-from sscl_daemon.ringcentral.reconcile import Reconciler, Stretch
 from sscl_daemon.ringcentral.recorder import open_recorder
-from sscl_daemon.ringcentral.rest import ApiError, RestClient
-from sscl_daemon.ringcentral.retry import RetriesExhausted
-from sscl_daemon.ringcentral.subscription import (
+from sscl_daemon.ringcentral.rest import RestClient
+from sscl_daemon.ringcentral.stream_items import (
     ConnectionState,
     Gap,
     GapReason,
@@ -61,45 +71,32 @@ from sscl_daemon.ringcentral.subscription import (
     RawNotification,
     RecoveryPoint,
     StateChange,
-    Subscription,
 )
-from sscl_daemon.store import (
-    DeadLetter,
-    DeadLetterKind,
-    Lease,
-    LeaseLostError,
-    Store,
-    StoreError,
-)
-from sscl_daemon.store.credentials import CredentialVault, credential_name
+from sscl_daemon.ringcentral.subscription import Subscription
+from sscl_daemon.store import Lease, Store, StoreError
+from sscl_daemon.store.credentials import CredentialVault
 from sscl_daemon.store.enrichments import Enrichments
+
+# Named here too, where the daemon and the tests import them.
+__all__ = [
+    "GAP_READ_AGAIN",
+    "GAP_READ_AGAIN_SPAN",
+    "AccountRunner",
+    "cancel_tasks",
+    "policy_of",
+    "read_again_from",
+    "read_gap_again",
+    "tracker_options",
+]
 
 log = get_logger(__name__)
 
 # How often sessions whose completion grace passed are completed without a new event.
 EXPIRE_INTERVAL = 0.25
-# A gap's call log is read again this many seconds after the first read (records that
-# appear late: a warm transfer's, once both its sessions ended).
-GAP_READ_AGAIN = (120.0, 600.0)
-# How far before a gap's end its re-reads keep the checkpoint back: a restart's gap runs
-# from the checkpoint, so without a bound restarts more often than the last re-read would
-# carry the checkpoint (and the startup gap's window) back without end.
-GAP_READ_AGAIN_SPAN = 3600.0
-# At most one directory load per this many seconds for extensions it did not know.
-DIRECTORY_ON_DEMAND_INTERVAL = 60.0
-# The call log is in the Heavy rate group (10 requests/min): one read per round at most.
-SUSPECT_INTERVAL = 6.0
-# A suspect still followed by the tracker is looked up after this long without an event.
-SUSPECT_SILENCE = 10.0
-# How long before it was first seen a suspect session may have started (call-log window).
-SUSPECT_LOOKBACK = 900.0
-REFRESH_TOKEN_FILE = "ringcentral-refresh-token"
 # The tasks that keep the live stream going while the writers drain at a stop: the
 # subscription (and the token it reconnects with), the expiry completing its sessions and
 # the committer writing their calls.
 STREAMING = ("subscription", "auth-refresh", "expiry", "committer")
-# The gateway's default recovery window when none was recorded (research A8).
-DEFAULT_RECOVERY_WINDOW = 180.0
 
 
 def tracker_options(account: AccountSettings) -> TrackerOptions:
@@ -108,48 +105,6 @@ def tracker_options(account: AccountSettings) -> TrackerOptions:
         session_timeout_s=account.calls.session_timeout,
         default_region=account.calls.default_region,
     )
-
-
-def refresh_token_path(state_dir: Path, account: str) -> Path:
-    """Where versions before the credentials table kept the refresh token (read on upgrade)."""
-    if account == DEFAULT_ACCOUNT:
-        return state_dir / REFRESH_TOKEN_FILE
-    return state_dir / f"{REFRESH_TOKEN_FILE}-{account}"
-
-
-def read_again_from(gap: Gap) -> datetime:
-    """Where a gap's re-reads keep the checkpoint: its start, at most a bounded span back."""
-    return max(gap.start, gap.end - timedelta(seconds=GAP_READ_AGAIN_SPAN))
-
-
-async def read_gap_again(
-    read: Callable[[], Awaitable[Stretch]],
-    pipeline: Pipeline,
-    hold: int,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Read a closed gap's call log again later, for calls that were wholly inside it.
-
-    A record can appear long after its call's end: a warm transfer's records are written
-    once both its sessions ended, and a first session that began and ended inside the gap
-    was never seen, so no waiting session stands for it (issue 19 cause 1). Only sessions
-    the tracker never saw are taken: the others are logged live or settle through their
-    own schedule. ``hold`` (at :func:`read_again_from`, see :meth:`Pipeline.hold`) is
-    released only after the last read: until then the checkpoint stays at the gap's start,
-    so a restart reads the gap again from the call log, re-reads included, instead of
-    forgetting them.
-    """
-    try:
-        for delay in GAP_READ_AGAIN:
-            await sleep(delay)
-            batch = await read()
-            await pipeline.add_reconciled(pipeline.unseen(batch.calls))
-    except asyncio.CancelledError:
-        raise  # stopping: the hold stays in the last checkpoint, the next start reads again
-    except Exception:
-        pipeline.release(hold)  # a failed read must not hold the checkpoint back for good
-        raise
-    pipeline.release(hold)
 
 
 class AccountRunner:
@@ -177,15 +132,13 @@ class AccountRunner:
         self._claimer = claimer
         self._may_write = may_write
         self._on_sent = on_sent
-        self._on_fatal = on_fatal
         self._on_state = on_state
         self.subscribed = False
         self.ever_subscribed = False
         # Set when a fenced write was refused: another instance holds the account now.
         self.lost = asyncio.Event()
         self.calls_committed = 0
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._tasks = AccountTasks(account.name, on_fatal=on_fatal, lost=self.lost)
         self._dispatchers: dict[str, Dispatcher] = {}
         self._runners: dict[str, EnrichmentRunner] = {}
         self._account_id = "~"
@@ -194,9 +147,7 @@ class AccountRunner:
         self._recovery: RecoveryPoint | None = None
         self._pipeline: Pipeline | None = None
         self._committer: Committer | None = None
-        self._rest: RestClient | None = None
-        # The users' RingCentral time zones, shared by every load of the directory.
-        self._zones = ZoneBook()
+        self._directory = AccountDirectory(store, account.name, lease, self._tasks.spawn)
 
     @property
     def name(self) -> str:
@@ -220,10 +171,9 @@ class AccountRunner:
             http, rc, refresh_token=await kept.refresh_token(), on_tokens=kept.keep
         )
         rest = RestClient(http, auth, rc.server, request_timeout=rc.request_timeout)
-        self._rest = rest
         # The directory of the last run: a fresh one is loaded beside the subscription (a
         # throttled or paused extension-list read must not hold live logging back).
-        directory = await self._load_directory()
+        directory = await self._directory.stored()
         policy = Policy(policy_options(self.account), directory)
         tracker = Tracker(directory, tracker_options(self.account), policy)
         committer = make_committer(
@@ -239,8 +189,13 @@ class AccountRunner:
         pipeline = Pipeline(tracker, committer, recorder)
         self._pipeline = pipeline
         self._committer = committer
-        pipeline.on_directory_wanted = self._directory_wanted(rest, pipeline)
-        await self._restore(pipeline)
+        pipeline.on_directory_wanted = self._directory.wanted(rest, pipeline)
+        restored = await restore_state(store, self.name, pipeline)
+        self._startup_gap_from, self._startup_hold = (
+            restored.startup_gap_from,
+            restored.startup_hold,
+        )
+        self._recovery = restored.recovery
         # Claims of earlier holders of this account cannot be settled any more (their
         # writes are fenced): make their rows due now, as uncertain, instead of at claim end.
         released = await store.expire_claims("", self._claimer, self.name)
@@ -251,11 +206,16 @@ class AccountRunner:
                 rows=released,
                 hint="calls a former holder had in flight are written again (once, by key)",
             )
+        self._add_dispatchers(rest)
+        self._start_tasks(auth, rest, pipeline, committer)
+
+    def _add_dispatchers(self, rest: RestClient) -> None:
+        """A dispatcher per enabled writer (and its enrichment runner, if it has one)."""
         for writer_settings in self.account.writers:
             if writer_settings.enabled:
                 self._dispatchers[writer_settings.name] = Dispatcher(
-                    store,
-                    build_writer(writer_settings, http, self._vault),
+                    self._store,
+                    build_writer(writer_settings, self._http, self._vault),
                     writer_settings,
                     claimer=self._claimer,
                     account=self.name,
@@ -270,32 +230,39 @@ class AccountRunner:
                 account=self.name,
                 hint="no writer is enabled: calls are tracked and stored but not logged",
             )
-        self._supervise("committer", committer.run)
-        self._supervise("subscription", lambda: self._subscribe(rest, pipeline), fatal=(AuthError,))
+
+    def _start_tasks(
+        self, auth: Authenticator, rest: RestClient, pipeline: Pipeline, committer: Committer
+    ) -> None:
+        """The account's tasks, the subscription among the first: nothing slow before it."""
+        store, rc, supervise = self._store, self.account.ringcentral, self._tasks.supervise
+        reads = CallLogReads(
+            rest,
+            pipeline,
+            name=self.name,
+            account=lambda: self.account,
+            account_id=lambda: self._account_id,
+            spawn=self._tasks.spawn,
+        )
+        supervise("committer", committer.run)
+        supervise(
+            "subscription", lambda: self._subscribe(rest, pipeline, reads), fatal=(AuthError,)
+        )
         for name, dispatcher in self._dispatchers.items():
-            self._supervise(f"dispatcher:{name}", _prepared(dispatcher))
+            supervise(f"dispatcher:{name}", _prepared(dispatcher))
         for name, runner in self._runners.items():
-            self._supervise(f"enricher:{name}", runner.run, fatal=(AuthError,))
-        self._supervise("auth-refresh", auth.keep_fresh, fatal=(AuthError,))
-        self._supervise(
+            supervise(f"enricher:{name}", runner.run, fatal=(AuthError,))
+        supervise("auth-refresh", auth.keep_fresh, fatal=(AuthError,))
+        supervise(
             "directory-refresh",
-            lambda: keep_fresh(
-                rest,
-                rc.directory_refresh,
-                self._new_directory(pipeline),
-                keep=self._keep_directory,
-                first_delay=0.0,
-                zones=self._zones,
-            ),
+            lambda: self._directory.keep_fresh(rest, rc.directory_refresh, pipeline),
             fatal=(AuthError,),
         )
-        self._supervise("expiry", lambda: self._expire_loop(pipeline))
-        self._supervise("suspects", lambda: self._suspect_loop(pipeline), fatal=(AuthError,))
-        self._supervise("snapshots", lambda: self._snapshot_loop(pipeline))
+        supervise("expiry", lambda: self._expire_loop(pipeline))
+        supervise("suspects", reads.suspect_loop, fatal=(AuthError,))
+        supervise("snapshots", lambda: self._snapshot_loop(pipeline))
         # The store settings are read each round, so that a reload applies to the retention.
-        self._supervise(
-            "retention", lambda: prune_loop(store, self.lease, lambda: self.settings.store)
-        )
+        supervise("retention", lambda: prune_loop(store, self.lease, lambda: self.settings.store))
 
     def _enrichment(self, dispatcher: Dispatcher, rest: RestClient) -> None:
         """A writer that can update its logs gets a runner for their recordings and voicemail
@@ -329,15 +296,15 @@ class AccountRunner:
         grace = self.settings.daemon.shutdown_timeout
         writing = {f"dispatcher:{n}" for n in self._dispatchers}
         await cancel_tasks(
-            [t for name, t in self._tasks.items() if name not in {*STREAMING, *writing}]
+            [t for name, t in self._tasks.supervised.items() if name not in {*STREAMING, *writing}]
         )
-        await cancel_tasks(list(self._background))
+        await cancel_tasks(list(self._tasks.background))
         drained = await asyncio.gather(
             *(d.drain(grace) for d in self._dispatchers.values()), return_exceptions=True
         )
-        await cancel_tasks([t for name, t in self._tasks.items() if name != "committer"])
+        await cancel_tasks([t for name, t in self._tasks.supervised.items() if name != "committer"])
         # and the gap reads the stream started meanwhile (a subscription after a reconnect)
-        await cancel_tasks(list(self._background))
+        await cancel_tasks(list(self._tasks.background))
         self._set_subscribed(False)
         if self._pipeline is not None:
             try:
@@ -356,7 +323,7 @@ class AccountRunner:
                 grace=grace,
                 hint="the CRM requests that did not finish in time are retried after restart",
             )
-        await cancel_tasks(list(self._tasks.values()))
+        await cancel_tasks(list(self._tasks.supervised.values()))
 
     async def abort(self) -> None:
         """The lease is lost: stop everything now, write nothing more (the new holder goes on).
@@ -364,181 +331,15 @@ class AccountRunner:
         Requests already sent to a CRM cannot be recalled; their rows are settled
         by the new holder, which sends them again as uncertain (look up first).
         """
-        await cancel_tasks([*self._tasks.values(), *self._background])
+        await cancel_tasks([*self._tasks.supervised.values(), *self._tasks.background])
         await asyncio.gather(
             *(d.drain(0.0) for d in self._dispatchers.values()), return_exceptions=True
         )
         self._set_subscribed(False)
 
-    # ---- supervision -----------------------------------------------------------------
-
-    def _supervise(
-        self,
-        name: str,
-        run: Callable[[], Awaitable[None]],
-        *,
-        fatal: tuple[type[BaseException], ...] = (),
-    ) -> None:
-        task_name = f"{self.name}:{name}"
-        coro = supervise(task_name, self._fenced(run), backoff=Backoff(), fatal=fatal)
-        task = asyncio.create_task(coro, name=task_name)
-        self._tasks[name] = task
-        task.add_done_callback(self._task_done)
-
-    def _fenced(self, run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """A refused fenced write is not a crash to retry: the account belongs to another now."""
-
-        async def guarded() -> None:
-            try:
-                await run()
-            except LeaseLostError as exc:
-                log.warning(
-                    "daemon.account.fenced_out",
-                    account=self.name,
-                    error=str(exc),
-                    hint="a fenced write was refused: the lease is lost; stopping the account",
-                )
-                self.lost.set()
-                # Parked until the lease loop cancels the runner.
-                await asyncio.Event().wait()
-
-        return guarded
-
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name=f"{self.name}:{name}")
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        self._task_done(task)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, FatalError):
-            self._on_fatal(str(exc))
-        elif isinstance(exc, LeaseLostError):
-            self.lost.set()
-        elif exc is not None:
-            log.error(
-                "daemon.task.failed", account=self.name, task=task.get_name(), error=repr(exc)
-            )
-
-    # ---- start-up state --------------------------------------------------------------
-
-    async def _load_directory(self) -> Directory | None:
-        """The directory the last run stored (None: heuristics until the first load)."""
-        data = await self._store.load_directory(self.name)
-        if data is None:
-            log.info(
-                "daemon.directory.not_stored",
-                account=self.name,
-                hint="using heuristics until the extension directory loads",
-            )
-            return None
-        try:
-            directory = stored_directory(data, self._zones)
-        except DirectoryError as exc:
-            log.warning("daemon.directory.unusable", account=self.name, error=str(exc))
-            return None
-        log.info("daemon.directory.restored", account=self.name, extensions=len(directory))
-        return directory
-
-    async def _keep_directory(self, data: bytes) -> None:
-        if self._pipeline is not None and self._pipeline.recorder is not None:
-            self._pipeline.recorder.keep_directory(data)
-        try:
-            await self._store.save_directory(self.name, data, fence=self.lease)
-        except LeaseLostError:
-            raise
-        except StoreError as exc:
-            # Only the next start's first minutes depend on it: not worth failing the reload.
-            log.warning("daemon.directory.store_failed", account=self.name, error=str(exc))
-
-    def _directory_wanted(self, rest: RestClient, pipeline: Pipeline) -> Callable[[set[str]], None]:
-        """A session names extensions the directory does not know: load it again now.
-
-        At most one load per DIRECTORY_ON_DEMAND_INTERVAL (an unknown-extension flood must
-        not eat the rate budget); the tracker decides such sessions after its own wait
-        whether or not a load came.
-        """
-        last: list[float] = []
-
-        def wanted(extension_ids: set[str]) -> None:
-            now = asyncio.get_running_loop().time()
-            if last and now - last[0] < DIRECTORY_ON_DEMAND_INTERVAL:
-                return
-            last[:] = [now]
-            log.info(
-                "daemon.directory.reload_wanted",
-                account=self.name,
-                extensions=len(extension_ids),
-                hint="calls name extensions the directory does not know; loading it again",
-            )
-            self._spawn("directory-on-demand", self._load_directory_now(rest, pipeline))
-
-        return wanted
-
-    async def _load_directory_now(self, rest: RestClient, pipeline: Pipeline) -> None:
-        try:
-            directory = await load_directory(rest, self._zones)
-        except (ApiError, RetriesExhausted, DirectoryError, aiohttp.ClientError) as exc:
-            log.warning("daemon.directory.load_failed", account=self.name, error=str(exc))
-            return
-        self._new_directory(pipeline)(directory)
-
-    def _new_directory(self, pipeline: Pipeline) -> Callable[[Directory], None]:
-        def apply(directory: Directory) -> None:
-            pipeline.tracker.replace_directory(directory)
-
-        return apply
-
-    async def _restore(self, pipeline: Pipeline) -> None:
-        store, account = self._store, self.name
-        checkpoint = await store.load_checkpoint(account)
-        snapshot = await store.load_snapshot(account)
-        try:
-            restored = pipeline.restore(snapshot, checkpoint)
-        except ValueError as exc:
-            log.error(
-                "daemon.snapshot.dead_lettered",
-                account=account,
-                error=str(exc),
-                hint="the in-flight snapshot cannot be restored; kept as a dead letter",
-            )
-            letter = DeadLetter(DeadLetterKind.SNAPSHOT, str(exc), snapshot or b"")
-            await store.add_dead_letters(account, [letter])
-            restored = pipeline.restore(None, checkpoint)
-        # Events between the snapshot and the stop are gone from memory.
-        pipeline.mark_suspects(pipeline.in_flight_sessions())
-        if checkpoint is not None and checkpoint.last_event_time is not None:
-            self._startup_gap_from = checkpoint.last_event_time
-            # Until the downtime is read from the call log, the checkpoint must not pass it.
-            self._startup_hold = pipeline.hold(checkpoint.last_event_time)
-        token = await store.load_recovery_token(account)
-        if token is not None:
-            self._recovery = RecoveryPoint.from_stored(
-                token.token,
-                token.expires_at,
-                token.oauth_session or None,
-                DEFAULT_RECOVERY_WINDOW,
-                sequence=token.sequence,
-            )
-        log.info(
-            "daemon.state.restored",
-            account=account,
-            in_flight_sessions=restored,
-            checkpoint=checkpoint.last_event_time.isoformat()
-            if checkpoint and checkpoint.last_event_time
-            else None,
-            websocket_resume="possible" if token is not None else "no",
-        )
-
     # ---- the subscription ------------------------------------------------------------
 
-    async def _subscribe(self, rest: RestClient, pipeline: Pipeline) -> None:
+    async def _subscribe(self, rest: RestClient, pipeline: Pipeline, reads: CallLogReads) -> None:
         async def persist(point: RecoveryPoint) -> None:
             # Written with the next snapshot, so that a recovery after a restart replays
             # exactly what the restored tracker has not seen.
@@ -548,7 +349,7 @@ class AccountRunner:
             rest, self.account.ringcentral, recovery=self._recovery, persist=persist
         )
         try:
-            await subscription.run(lambda item: self._on_item(item, pipeline))
+            await subscription.run(lambda item: self._on_item(item, pipeline, reads))
         except AuthError as exc:
             # The first RingCentral request of a start is the subscription's (the directory
             # no longer goes first): this is where refused credentials show.
@@ -563,7 +364,7 @@ class AccountRunner:
             self._recovery = subscription.recovery_point or self._recovery
             self._set_subscribed(False)
 
-    async def _on_item(self, item: Item, pipeline: Pipeline) -> None:
+    async def _on_item(self, item: Item, pipeline: Pipeline, reads: CallLogReads) -> None:
         if isinstance(item, RawNotification):
             await pipeline.on_notification(item.envelope, item.received_at)
             if pipeline.account_id is not None:
@@ -572,11 +373,11 @@ class AccountRunner:
             metrics.WS_GAPS.inc()
             if item.reason is GapReason.RECOVERY_FAILED:
                 metrics.WS_RECOVERIES.labels(result="failed").inc()
-            self._reconcile(item, "gap", pipeline)
+            reads.reconcile(item, "gap")
         elif isinstance(item, StateChange):
-            self._state_change(item, pipeline)
+            self._state_change(item, reads)
 
-    def _state_change(self, change: StateChange, pipeline: Pipeline) -> None:
+    def _state_change(self, change: StateChange, reads: CallLogReads) -> None:
         state = change.state
         if state is ConnectionState.DISCONNECTED:
             self._set_subscribed(False)
@@ -590,7 +391,7 @@ class AccountRunner:
         if self._startup_gap_from is not None:
             start, self._startup_gap_from = self._startup_gap_from, None
             gap = Gap(start, datetime.now(UTC), GapReason.NO_RECOVERY_TOKEN, "daemon restart")
-            self._reconcile(gap, "startup", pipeline, self._startup_hold)
+            reads.reconcile(gap, "startup", self._startup_hold)
         if not self.ever_subscribed:
             log.info("daemon.account.subscribed", account=self.name)
         self.ever_subscribed = True
@@ -601,112 +402,6 @@ class AccountRunner:
         self.subscribed = value
         if changed:
             self._on_state()
-
-    def _reconcile(
-        self, gap: Gap, trigger: str, pipeline: Pipeline, held: int | None = None
-    ) -> None:
-        pipeline.mark_suspects(pipeline.in_flight_sessions())
-        hold = pipeline.hold(gap.start) if held is None else held
-
-        async def close() -> None:
-            reconciler = self._reconciler(pipeline)
-            try:
-                resolution = await reconciler.close_gap(gap)
-            except (ApiError, RetriesExhausted, aiohttp.ClientError):
-                metrics.RECONCILE_RUNS.labels(trigger=trigger, result="error").inc()
-                raise
-            await pipeline.add_reconciled(list(resolution.batch.calls))
-            # Suspects this read already covers need no call-log read of their own (the
-            # Heavy budget is ten reads a minute, and a busy gap can take all of them).
-            pipeline.settle_finished(resolution.batch.sessions())
-            metrics.RECONCILE_RUNS.labels(trigger=trigger, result="ok").inc()
-            rereads = pipeline.hold(read_again_from(gap))
-            pipeline.release(hold)
-            again = read_gap_again(lambda: reconciler.read_gap(gap), pipeline, rereads)
-            self._spawn(f"reconcile:{trigger}:again", again)
-
-        name = f"{self.name}:reconcile:{trigger}"
-        self._spawn(f"reconcile:{trigger}", supervise(name, close, fatal=(AuthError,)))
-
-    def _reconciler(self, pipeline: Pipeline) -> Reconciler:
-        rest = self._rest
-        assert rest is not None
-        return Reconciler(
-            rest,
-            self._account_id,
-            policy_of(pipeline),
-            lambda: pipeline.tracker.directory,
-            call_log_delay=self.account.ringcentral.call_log_delay,
-            quarantine=pipeline.quarantine_records,
-        )
-
-    async def _suspect_loop(self, pipeline: Pipeline) -> None:
-        """Sessions that may have lost events are settled from the call log (calls/settling.py).
-
-        Each round reads the call log once for every session due (finished by the tracker,
-        or silent while followed), however many: the call log is in the Heavy group. A
-        session whose record is found is logged from it, together with what was seen live
-        (calls/merge.py), and dropped from the tracker, whose timeout would otherwise log
-        it again under its own keys. One not found is read again later on a bounded
-        schedule; once that is exhausted it is logged from what was seen (a session still
-        followed is first looked up: the platform may still have it live).
-        """
-        delay = self.account.ringcentral.call_log_delay
-        interval = max(delay, SUSPECT_INTERVAL)
-        silent = max(SUSPECT_SILENCE, delay)
-        while True:
-            await asyncio.sleep(interval)
-            now = datetime.now(UTC)
-            finished, quiet = pipeline.due_suspects(now, silent)
-            if finished or quiet:
-                await self._settle_due(self._reconciler(pipeline), pipeline, finished + quiet)
-            waiting = len(pipeline.settling)
-            metrics.SESSIONS_AWAITING_CALL_LOG.set(waiting)
-
-    async def _settle_due(
-        self, reconciler: Reconciler, pipeline: Pipeline, sessions: list[str]
-    ) -> None:
-        """One call-log read for every session due; settle the found, reschedule the rest."""
-        since = pipeline.suspect_since(sessions)
-        assert since is not None
-        wanted = set(sessions)
-        now = datetime.now(UTC)
-        batch = await reconciler.read(
-            since - timedelta(seconds=SUSPECT_LOOKBACK), now + timedelta(minutes=1)
-        )
-        calls = [c for c in batch.calls if c.telephony_session_id in wanted]
-        await pipeline.add_reconciled(calls)
-        # A record is written once the call has ended (research C5): settled, followed or not.
-        settled = wanted & batch.sessions()
-        pipeline.settle_suspects(settled)
-        exhausted = pipeline.suspects_not_found(wanted - settled, now)
-        log.info(
-            "daemon.sessions.settled",
-            account=self.name,
-            hint="sessions that may have lost events, settled from the call log",
-            sessions=len(settled),
-            calls=len(calls),
-            waiting=len(pipeline.settling),
-        )
-        followed = [tsid for tsid in exhausted if tsid in pipeline.tracker]
-        if followed:
-            # Their end was never seen: the platform may have them live still (Light group).
-            resolution = await reconciler.resolve_sessions(followed, wait=False)
-            await pipeline.add_reconciled(list(resolution.batch.calls))
-            pipeline.settle_suspects(resolution.ended)
-            for tsid in resolution.active:
-                pipeline.keep_waiting(tsid)
-            exhausted = [t for t in exhausted if t in pipeline.settling]
-            exhausted = [t for t in exhausted if t not in resolution.active]
-        for tsid in exhausted:
-            log.warning(
-                "daemon.session.given_up",
-                account=self.name,
-                session=tsid,
-                hint="no call-log record for a session that ended; logging what was seen live",
-            )
-            metrics.SESSIONS_GIVEN_UP.inc()
-            await pipeline.give_up_suspect(tsid)
 
     # ---- periodic work ---------------------------------------------------------------
 
@@ -721,26 +416,7 @@ class AccountRunner:
             await self._save_state(pipeline)
 
     async def _save_state(self, pipeline: Pipeline) -> None:
-        """Snapshot and recovery point of the same moment, once its calls are committed."""
-        point, store, lease = self._recovery, self._store, self.lease
-
-        async def save(data: bytes) -> None:
-            await store.save_snapshot(self.name, data, fence=lease)
-            if point is None:
-                return
-            if point.token is None:
-                await store.clear_recovery_token(self.name)
-            else:
-                await store.save_recovery_token(
-                    self.name,
-                    point.token,
-                    point.expires_at,
-                    point.oauth_session or "",
-                    sequence=point.sequence,
-                    fence=lease,
-                )
-
-        await pipeline.snapshot(save)
+        await save_state(self._store, self.name, self.lease, self._recovery, pipeline)
 
     def _committed(self, calls: list[CompletedCall]) -> None:
         self.calls_committed += len(calls)
@@ -785,30 +461,6 @@ class AccountRunner:
         if dispatcher is None or dispatcher.settings == settings:
             return
         dispatcher.replace_writer(build_writer(settings, self._http, self._vault), settings)
-
-
-def policy_of(pipeline: Pipeline) -> Policy:
-    policy = pipeline.tracker.policy
-    assert policy is not None, "the daemon always runs the tracker with a policy"
-    return policy
-
-
-async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait for them to end (bounded: a stuck task is left behind)."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=5.0)
-
-
-def ringcentral_credential(account: AccountSettings) -> str:
-    """The credentials-table name of the account's RingCentral refresh token.
-
-    Bound to the server, app and JWT user it was issued for: another login configuration
-    starts a new session instead of resuming one of somebody else's.
-    """
-    rc = account.ringcentral
-    return credential_name("ringcentral:refresh_token", rc.server, rc.client_id, rc.jwt.reveal())
 
 
 def _prepared(dispatcher: Dispatcher) -> Callable[[], Awaitable[None]]:
