@@ -13,7 +13,8 @@ hanging) and a supervisor like systemd's unit (``Restart=on-failure``, ``Restart
 daemon runs as ``sscl-daemon run`` in a child process with its embedded PostgreSQL, a
 webhook writer to the receiver and a jsonl writer.
 
-The faults, in a seeded shuffled cycle: SIGKILL and SIGTERM (restarted 5 s later), a
+The faults, in a seeded shuffled cycle: SIGKILL (restarted 5 s later) and SIGTERM
+(``systemctl restart``: started again as soon as it has ended), a
 WebSocket drop (clean or abrupt), a refused recovery, token expiry (access, or access and
 refresh), REST 429/503 answers for 5-20 s, SIGKILL of the embedded postmaster, SIGSTOP for
 25 s, a silent WebSocket, duplicated and reordered notifications, a paused simulator, and
@@ -62,7 +63,9 @@ from sscl_daemon.simulator.scenarios import MIX, CallKind, ExpectedLog, SimCall
 
 HOST = "127.0.0.1"
 SECRET = "whsec_c3NjbC1zb2FrLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm"
-# systemd/sscl-daemon.service: Restart=on-failure, RestartSec=5s, WatchdogSec=60s.
+# systemd/sscl-daemon.service: Restart=on-failure, RestartSec=5s, WatchdogSec=60s. RestartSec
+# delays systemd's own restarts after a failure; `systemctl restart` (what the SIGTERM fault
+# stands for) stops the unit and starts it again at once.
 RESTART_SEC = 5.0
 WATCHDOG_SEC = 60.0
 SIGSTOP_SECONDS = 25.0
@@ -240,6 +243,7 @@ class Supervised:
         self.stopped = False  # SIGSTOPped by a fault
         self._t0 = start
         self._stopping = False
+        self._restart_requested = False
         self._last_ping = time.monotonic()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -296,10 +300,11 @@ class Supervised:
                 self.exits[how] += 1
                 if self._stopping:
                     return
-                # Restart=on-failure restarts every end but a clean one; a clean end here was
-                # a SIGTERM fault, which stands for `systemctl restart` (the same delay).
-                log(self._t0, f"supervisor: daemon ended ({how}); restart in {RESTART_SEC:g} s")
-                await asyncio.sleep(RESTART_SEC)
+                # A failure waits RestartSec; the clean end of a requested restart does not.
+                delay = 0.0 if self._restart_requested and how == "exit 0" else RESTART_SEC
+                self._restart_requested = False
+                log(self._t0, f"supervisor: daemon ended ({how}); restart in {delay:g} s")
+                await asyncio.sleep(delay)
         finally:
             listener.cancel()
 
@@ -309,6 +314,11 @@ class Supervised:
     async def ready(self, within: float) -> None:
         async with asyncio.timeout(within):
             await self._ready.wait()
+
+    def restart(self) -> bool:
+        """`systemctl restart`: SIGTERM, and a start as soon as the daemon has ended."""
+        self._restart_requested = self.signal(signal.SIGTERM)
+        return self._restart_requested
 
     def signal(self, signum: int) -> bool:
         process = self.process
@@ -414,7 +424,7 @@ class Chaos:
         if kind == "sigkill":
             return "" if daemon.signal(signal.SIGKILL) else "(daemon not running)"
         if kind == "sigterm":
-            return "" if daemon.signal(signal.SIGTERM) else "(daemon not running)"
+            return "" if daemon.restart() else "(daemon not running)"
         if kind == "ws-drop":
             abrupt = rng.random() < 0.5
             await sim.drop_websocket(abrupt=abrupt)
