@@ -43,21 +43,18 @@ Failure modes and how they end:
   answer within a third of the TTL is undecided (:class:`StoreError`); the daemon
   stops once no renewal succeeded for a TTL (:mod:`sscl_daemon.daemon.lease`), so a
   partitioned holder stops before its row expires.
-* A slow answer (a loaded machine) is not a dead connection: a statement that timed
-  out is cancelled and the connection kept while it answered within the last TTL.
-  Ending it would free every lock of the instance at once, and contenders would take
-  leases that were still valid (the fleet's accounts moving on every slow query).
+* A slow answer (a loaded machine) is not a dead connection: a timed-out statement is
+  cancelled and the connection kept while it answered within the TTL (ending it would
+  free every lock of the instance, and contenders would take leases still valid).
 * Holder frozen (SIGSTOP, swapped out) past its TTL: its row expires, a contender
   terminates its lock session and takes over with a higher token; when the holder
   wakes up its renewal fails and its fenced writes are refused.
-* The lease connection dies (a store blip, a restarted postmaster): the leases it
-  held are kept as orphaned; the next renewal opens a new connection, takes the
-  account's lock again and renews the row if its token is still ours (nobody took
-  over meanwhile): the holder keeps the account. A newer token means lost (False);
-  no connection, or the lock still held by another session with our token current,
-  is undecided (:class:`StoreError`), tried again by the daemon until its TTL runs out.
-  Fenced writes with the old token pass meanwhile, which is safe because no newer
-  holder exists.
+* The lease connection dies (a store blip, a restarted postmaster): its leases are
+  orphaned; the next renewal takes the lock again on a new connection and renews the
+  row if its token is still ours. A newer token is lost (False); no connection, or the
+  lock held by another session while the token is ours, is undecided (StoreError),
+  retried by the daemon until its TTL runs out. Fenced writes with the old token pass
+  meanwhile, which is safe because no newer holder exists.
 * Through a pooler in transaction mode (PgBouncer) session-level advisory locks do not
   work: point the store at PostgreSQL directly (or a session-mode pool).
 * A CRM request already on the wire when the lease is lost cannot be recalled: the
@@ -327,10 +324,8 @@ class LeaseKeeper:
     async def renew(self, lease: Lease) -> bool:
         """Heartbeat: move the expiry one TTL ahead. False = lost (stop processing the account).
 
-        Raises :class:`StoreError` when it cannot tell (no answer in time, no connection,
-        the lock still held by another session while the token is ours): the lease may
-        still be valid; try again until its TTL runs out. A lease whose connection died
-        is taken back on a new one while its token is current.
+        Raises :class:`StoreError` when it cannot tell (no answer, no connection, the lock
+        held by another session while the token is ours): retry until the TTL runs out.
         """
         async with self._lock:
             if self._orphaned.get(lease.account) == lease:
