@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 from tests.daemon.helpers import wait_until
@@ -27,10 +27,12 @@ POLL = 0.1
 
 
 class Relay:
-    """Forwards TCP connections to PostgreSQL; :meth:`cut` closes them and refuses new ones."""
+    """Forwards TCP connections to PostgreSQL (at a TCP address, or at a Unix socket when
+    ``socket`` is given: the embedded test server); :meth:`cut` closes them and refuses new ones."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, socket: str | None = None) -> None:
         self._target = (host, port)
+        self._socket = socket
         self._open = True
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
@@ -44,7 +46,10 @@ class Relay:
         if not self._open:
             writer.close()
             return
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        if self._socket is not None:
+            up_reader, up_writer = await asyncio.open_unix_connection(self._socket)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
         self._writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -91,12 +96,18 @@ class Held:
 @contextlib.asynccontextmanager
 async def relayed_store(pg_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Store, Relay]]:
     parts = urlsplit(pg_dsn)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    relay = Relay(parts.hostname, parts.port)
+    query = dict(parse_qsl(parts.query))
+    socket_dir = query.pop("host", None)
+    if socket_dir is not None:  # the embedded server: a Unix socket directory and port
+        port = int(query.pop("port", "5432"))
+        relay = Relay("", port, f"{socket_dir}/.s.PGSQL.{port}")
+    else:
+        assert parts.hostname is not None
+        assert parts.port is not None
+        relay = Relay(parts.hostname, parts.port)
     await relay.start()
     user = f"{parts.username}@" if parts.username else ""
-    dsn = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{relay.port}"))
+    dsn = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{relay.port}", query=urlencode(query)))
     store = await Store.open(StoreSettings(dsn=dsn, pool_max_size=2), tmp_path)
     try:
         yield store, relay
