@@ -19,7 +19,8 @@ developer guide's call-log "details" page and the API reference's `CallLogRecord
   (warm transfer: the session the call went on in), when a `TransferCall` leg of another
   user follows (blind transfer), or when a consult record (first leg that user's
   `ExtensionToExtension` call, then a `TransferCall` leg from the same outside number) is in
-  the same read;
+  the same read and names this session as its `transferee` (one naming none: when it started
+  during the call);
 * the leg direction and which side carries no `extensionId` give the call's direction and the
   outside number; both sides being extensions makes it internal;
 * an inbound record with no user leg at all is an abandoned call;

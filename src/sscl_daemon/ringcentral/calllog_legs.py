@@ -108,11 +108,13 @@ def leg_direction(leg: CallLogLeg) -> tuple[Direction, CallerInfo | None]:
     return Direction.INTERNAL, other
 
 
-Consults = dict[tuple[str, str], list[datetime]]
+# (user, outside number) -> each consult call's start and the session it took the caller
+# from, when its TransferCall leg names it (`transferee`).
+Consults = dict[tuple[str, str], list[tuple[datetime, str | None]]]
 
 
 def consult_transfers(records: Iterable[CallLogRecord]) -> Consults:
-    """Warm transfers: (user, outside number) -> start times of the consult calls."""
+    """Warm transfers: (user, outside number) -> the consult calls (start, session taken over)."""
     found: Consults = {}
     for record in records:
         if not record.legs:
@@ -129,7 +131,8 @@ def consult_transfers(records: Iterable[CallLogRecord]) -> Consults:
                     started = parse_time(record.startTime, str(record.id), "startTime")
                 except RecordError:
                     continue
-                found.setdefault((user, caller.phoneNumber), []).append(started)
+                origin = leg.transferee.telephonySessionId if leg.transferee else None
+                found.setdefault((user, caller.phoneNumber), []).append((started, as_id(origin)))
     return found
 
 

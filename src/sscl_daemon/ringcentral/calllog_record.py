@@ -152,10 +152,20 @@ class RecordCalls:
     def _consulted(
         self, user: str, external: str | None, end: datetime, consults: Consults
     ) -> bool:
-        """The user made a consult call during this call that took this caller over."""
+        """The user made a consult call that took this caller over from this call.
+
+        A consult whose TransferCall leg names the session it came from (`transferee`) took
+        over that session only: a user answers several calls from one outside number at
+        once (a company's shared caller id), and a consult of another of them starting
+        during this call is no transfer of this one (soak seed 13, issue 19). Only a consult
+        naming no session is matched by time.
+        """
         if external is None:
             return False
-        return any(self.start <= at <= end for at in consults.get((user, external), ()))
+        return any(
+            origin == self.tsid if origin is not None else self.start <= at <= end
+            for at, origin in consults.get((user, external), ())
+        )
 
     def user_call(
         self, part: UserPart, later_transfer: bool, consults: Consults
