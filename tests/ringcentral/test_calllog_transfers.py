@@ -16,6 +16,7 @@ import msgspec
 
 from sscl_daemon.calls.directory import Directory
 from sscl_daemon.calls.model import CallResult, CompletedCall
+from sscl_daemon.calls.policy import Policy, PolicyOptions
 from sscl_daemon.ringcentral.calllog import calls_from_records
 from sscl_daemon.ringcentral.records import CallLogRecord
 from sscl_daemon.simulator.org import Organisation
@@ -93,3 +94,22 @@ def test_a_consult_naming_no_session_still_marks_the_call_it_overlaps() -> None:
         leg.pop("transferee", None)
     calls = _mapped(org, [customer, consult])
     assert calls[str(customer["telephonySessionId"])].result is CallResult.TRANSFERRED
+
+
+def test_a_dense_mix_read_at_once_gives_the_ground_truth() -> None:
+    """Calls every 330 ms (the soak's rate) against the simulator's users and 60 callers:
+    users take several calls at once, some from one number, and one read holds them all."""
+    org = Organisation.build(13)
+    factory = CallFactory(org, 13)
+    calls = [factory.make(START + timedelta(milliseconds=330 * i)) for i in range(1500)]
+    records = [record for call in calls for record in call.call_log_records]
+    directory = Directory.from_api(org.extension_records())
+    made, errors = calls_from_records(
+        msgspec.convert(records, list[CallLogRecord]), org.account_id, directory
+    )
+    assert errors == []
+    policy = Policy(PolicyOptions(), directory)
+    got = {call.key: call.result.value for call in made if policy.logs(call)}
+    expected = {log.key: log.result for call in calls for log in call.expected}
+    assert {key: got.get(key) for key in expected if got.get(key) != expected[key]} == {}
+    assert got.keys() == expected.keys()
