@@ -5,7 +5,8 @@ tasks start, the tracker's snapshot, the checkpoint (the downtime since it becom
 startup gap, read from the call log once subscribed) and the WebSocket recovery point;
 it saves the snapshot and the recovery point of the same moment on a timer and at a stop.
 Also where the account's RingCentral refresh token is kept (:func:`ringcentral_credential`;
-the file :func:`refresh_token_path` is read once on upgrade). Writes carry the lease as
+the file :func:`refresh_token_path` is read once on upgrade) and its WebSocket token
+(:func:`ws_token_credential`). Writes carry the lease as
 ``fence``.
 """
 
@@ -123,3 +124,12 @@ def ringcentral_credential(account: AccountSettings) -> str:
     """
     rc = account.ringcentral
     return credential_name("ringcentral:refresh_token", rc.server, rc.client_id, rc.jwt.reveal())
+
+
+def ws_token_credential(account: AccountSettings) -> str:
+    """The credentials-table name of the account's kept WebSocket token (issue 19).
+
+    Bound like the refresh token's: another login configuration fetches its own.
+    """
+    rc = account.ringcentral
+    return credential_name("ringcentral:ws_token", rc.server, rc.client_id, rc.jwt.reveal())

@@ -50,6 +50,7 @@ from sscl_daemon.daemon.account_state import (
     restore_state,
     ringcentral_credential,
     save_state,
+    ws_token_credential,
 )
 from sscl_daemon.daemon.account_tasks import AccountTasks, cancel_tasks
 from sscl_daemon.daemon.groupcommit import CommitHealth
@@ -73,6 +74,7 @@ from sscl_daemon.ringcentral.stream_items import (
     StateChange,
 )
 from sscl_daemon.ringcentral.subscription import Subscription
+from sscl_daemon.ringcentral.wstoken import KeptWsToken
 from sscl_daemon.store import Lease, Store, StoreError
 from sscl_daemon.store.credentials import CredentialVault
 from sscl_daemon.store.enrichments import Enrichments
@@ -346,7 +348,11 @@ class AccountRunner:
             self._recovery = point
 
         subscription = Subscription(
-            rest, self.account.ringcentral, recovery=self._recovery, persist=persist
+            rest,
+            self.account.ringcentral,
+            recovery=self._recovery,
+            persist=persist,
+            kept_token=KeptWsToken(self._vault(ws_token_credential(self.account))),
         )
         try:
             await subscription.run(lambda item: self._on_item(item, pipeline, reads))

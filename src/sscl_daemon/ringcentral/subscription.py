@@ -14,7 +14,8 @@ lasts (research/rc-protocol.md A7, A8). It hands the daemon, in order:
 * `StateChange` — connected / subscribed / recovered / disconnected, for readiness and metrics.
 
 The recovery token is reported through a callback (the daemon stores it) and may be handed
-in at start, so a restart inside the recovery window recovers too. The items and the recovery
+in at start, so a restart inside the recovery window recovers too; so may the ws token the last
+run kept (`wstoken.py`), so a restart spends no Auth-group request before it subscribes. The items and the recovery
 point are plain values in :mod:`.stream_items` (named here too, where their users import them).
 """
 
@@ -66,6 +67,7 @@ from sscl_daemon.ringcentral.wsg import (
     Subscribed,
     Wsc,
 )
+from sscl_daemon.ringcentral.wstoken import KEPT_TOKEN_MARGIN, KeptWsToken
 
 __all__ = [
     "ConnectionState",
@@ -120,6 +122,7 @@ class Subscription:
         *,
         recovery: RecoveryPoint | None = None,
         persist: PersistRecovery | None = None,
+        kept_token: KeptWsToken | None = None,
         filters: tuple[str, ...] = (TELEPHONY_FILTER,),
         persist_interval: float = 5.0,
         open_timeout: float | None = None,
@@ -146,6 +149,9 @@ class Subscription:
         # Before this, a save is skipped unless forced (checked on every notification).
         self._next_persist: datetime | None = None
         self._cached_token: tuple[WsToken, float] | None = None
+        # The last run's ws token, read at the first connection only (see `wstoken.py`).
+        self._kept_token = kept_token
+        self._kept_unread = kept_token is not None
         # The last frame of the WS session seen: a recovery replay that starts further on
         # than the one after it is incomplete (a restart hands it in with the stored point).
         self._last_notification = (recovery.sequence or None) if recovery else None
@@ -217,14 +223,26 @@ class Subscription:
         """A ws token, reused while fresh: each one costs an Auth-group request (5/min).
 
         The guide calls the token single-use while the official SDKs reuse it; a refused
-        handshake drops the cached one, so both behaviours work.
+        handshake drops the cached one, so both behaviours work. A start first tries the
+        token the last run kept; a new one is kept for the next start.
         """
         loop = asyncio.get_running_loop()
         cached = self._cached_token
         if cached is not None and loop.time() < cached[1]:
             return cached[0]
+        if self._kept_token is not None and self._kept_unread:
+            self._kept_unread = False
+            kept = await self._kept_token.load(self._now())
+            if kept is not None:
+                token, left = kept
+                self._cached_token = (token, loop.time() + left - KEPT_TOKEN_MARGIN)
+                log.info("ringcentral.ws.kept_token_reused", seconds_left=round(left))
+                return token
+        obtained = self._now()
         token = await self._rest.ws_token()
         self._cached_token = (token, loop.time() + token.expires_in * WS_TOKEN_REUSE)
+        if self._kept_token is not None:
+            await self._kept_token.keep(token, obtained)
         return token
 
     def _usable_wsc(self) -> Wsc | None:
@@ -271,7 +289,10 @@ class Subscription:
             self._cached_token = None
             return _Outcome(f"handshake refused: {exc.response.status_code}", healthy=False)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
-            self._cached_token = None
+            # A gateway out of reach did not refuse the token: keep it, since each new one
+            # costs an Auth-group request (5/min) and an outage's retries would spend them.
+            if isinstance(exc, InvalidHandshake | InvalidURI):
+                self._cached_token = None
             # Never str(exc): a handshake error may quote the URL with the ws token in it.
             return _Outcome(f"connection failed: {type(exc).__name__}", healthy=False)
         finally:
