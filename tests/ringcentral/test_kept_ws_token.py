@@ -1,10 +1,10 @@
-"""A restart reuses the WebSocket token the last run kept (issue 19).
+"""A restart reuses the WebSocket token and the access token the last run kept (issue 19).
 
 Each new ws token is a `POST /restapi/oauth/wstoken` in the Auth rate group (5/min); two
 quick restarts met a 429 with Retry-After 60 and subscribed a minute late. Here every "start"
 builds the account's RingCentral side afresh (authenticator, REST client, subscription) on
 one real Postgres, against the simulator over loopback; the wstoken requests are counted on
-the client's HTTP session.
+the client's HTTP session. A new access token is a token request in the same group.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 from tests.ringcentral.harness import client_settings, simulator, wait_for
 
-from sscl_daemon.ringcentral.auth import Authenticator
+from sscl_daemon.ringcentral.auth import Authenticator, KeptSession
+from sscl_daemon.ringcentral.directory import load_directory
 from sscl_daemon.ringcentral.rest import RestClient
 from sscl_daemon.ringcentral.retry import RetryPolicy
 from sscl_daemon.ringcentral.subscription import (
@@ -39,6 +40,7 @@ from sscl_daemon.store.credentials import CredentialVault, credential_name
 ACCOUNT = "acc-1"
 NAME = credential_name("ringcentral:ws_token", "sim-client", "sim-jwt")
 WSTOKEN_PATH = "/restapi/oauth/wstoken"
+TOKEN_PATH = "/restapi/oauth/token"
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Platform:
     sim: Simulator
     http: aiohttp.ClientSession
     wstoken_requests: int = 0
-    starts: list[Subscription] = field(default_factory=list)
+    token_requests: int = 0
 
 
 @pytest.fixture
@@ -59,6 +61,7 @@ async def platform() -> AsyncIterator[Platform]:
             _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams
         ) -> None:
             made.wstoken_requests += params.url.path == WSTOKEN_PATH
+            made.token_requests += params.url.path == TOKEN_PATH
 
         trace.on_request_start.append(counted)
         async with aiohttp.ClientSession(trace_configs=[trace]) as http:
@@ -168,3 +171,43 @@ async def test_a_throttled_wstoken_does_not_hold_back_a_restart_with_a_valid_tok
     )
     assert platform.wstoken_requests == 1
     assert len(platform.sim.faults.rest) == 1  # the fault still waits, untouched
+
+
+async def authenticated(platform: Platform, store: Store) -> Authenticator:
+    """An account's start as far as its first REST request (a directory load)."""
+    kept = KeptSession(
+        CredentialVault(store, ACCOUNT, "refresh"),
+        access_vault=CredentialVault(store, ACCOUNT, "access"),
+    )
+    settings = client_settings(platform.sim)
+    auth = Authenticator(
+        platform.http,
+        settings,
+        retry=RetryPolicy(max_attempts=3, initial=0.01, maximum=0.05),
+        refresh_token=await kept.refresh_token(),
+        access=await kept.access(),
+        on_tokens=kept.keep,
+    )
+    await load_directory(RestClient(platform.http, auth, settings.server, request_timeout=5.0))
+    return auth
+
+
+async def test_a_restart_within_the_hour_makes_no_token_request(
+    platform: Platform, store: Store
+) -> None:
+    first = await authenticated(platform, store)
+    assert platform.token_requests == 1  # the JWT login
+    again = await authenticated(platform, store)
+    assert platform.token_requests == 1
+    assert again.session_id == first.session_id
+
+
+async def test_a_kept_access_token_refused_costs_one_refresh_in_the_same_session(
+    platform: Platform, store: Store
+) -> None:
+    first = await authenticated(platform, store)
+    platform.sim.expire_tokens()  # the kept access token is answered 401
+    again = await authenticated(platform, store)
+    assert (again.logins, again.refreshes) == (0, 1)
+    assert platform.token_requests == 2
+    assert again.session_id == first.session_id

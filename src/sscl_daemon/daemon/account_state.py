@@ -4,9 +4,8 @@ Where it sits: :class:`~sscl_daemon.daemon.accounts.AccountRunner` restores, bef
 tasks start, the tracker's snapshot, the checkpoint (the downtime since it becomes the
 startup gap, read from the call log once subscribed) and the WebSocket recovery point;
 it saves the snapshot and the recovery point of the same moment on a timer and at a stop.
-Also where the account's RingCentral refresh token is kept (:func:`ringcentral_credential`;
-the file :func:`refresh_token_path` is read once on upgrade) and its WebSocket token
-(:func:`ws_token_credential`). Writes carry the lease as
+Also where the account's RingCentral tokens are kept (:func:`ringcentral_credential`; the
+file :func:`refresh_token_path` is read once on upgrade). Writes carry the lease as
 ``fence``.
 """
 
@@ -116,20 +115,12 @@ def refresh_token_path(state_dir: Path, account: str) -> Path:
     return state_dir / f"{REFRESH_TOKEN_FILE}-{account}"
 
 
-def ringcentral_credential(account: AccountSettings) -> str:
-    """The credentials-table name of the account's RingCentral refresh token.
+def ringcentral_credential(account: AccountSettings, kind: str = "refresh_token") -> str:
+    """The credentials-table name of the account's RingCentral ``kind`` of token: the
+    refresh token, the access token or the WebSocket token (issue 19).
 
     Bound to the server, app and JWT user it was issued for: another login configuration
     starts a new session instead of resuming one of somebody else's.
     """
     rc = account.ringcentral
-    return credential_name("ringcentral:refresh_token", rc.server, rc.client_id, rc.jwt.reveal())
-
-
-def ws_token_credential(account: AccountSettings) -> str:
-    """The credentials-table name of the account's kept WebSocket token (issue 19).
-
-    Bound like the refresh token's: another login configuration fetches its own.
-    """
-    rc = account.ringcentral
-    return credential_name("ringcentral:ws_token", rc.server, rc.client_id, rc.jwt.reveal())
+    return credential_name(f"ringcentral:{kind}", rc.server, rc.client_id, rc.jwt.reveal())

@@ -50,7 +50,6 @@ from sscl_daemon.daemon.account_state import (
     restore_state,
     ringcentral_credential,
     save_state,
-    ws_token_credential,
 )
 from sscl_daemon.daemon.account_tasks import AccountTasks, cancel_tasks
 from sscl_daemon.daemon.groupcommit import CommitHealth
@@ -168,9 +167,14 @@ class AccountRunner:
         kept = KeptSession(
             self._vault(ringcentral_credential(self.account)),
             legacy_file=refresh_token_path(self.settings.daemon.state_dir, self.name),
+            access_vault=self._vault(ringcentral_credential(self.account, "access_token")),
         )
         auth = Authenticator(
-            http, rc, refresh_token=await kept.refresh_token(), on_tokens=kept.keep
+            http,
+            rc,
+            refresh_token=await kept.refresh_token(),
+            access=await kept.access(),
+            on_tokens=kept.keep,
         )
         rest = RestClient(http, auth, rc.server, request_timeout=rc.request_timeout)
         # The directory of the last run: a fresh one is loaded beside the subscription (a
@@ -352,7 +356,7 @@ class AccountRunner:
             self.account.ringcentral,
             recovery=self._recovery,
             persist=persist,
-            kept_token=KeptWsToken(self._vault(ws_token_credential(self.account))),
+            kept_token=KeptWsToken(self._vault(ringcentral_credential(self.account, "ws_token"))),
         )
         try:
             await subscription.run(lambda item: self._on_item(item, pipeline, reads))

@@ -13,7 +13,9 @@ restarted daemon continues the same session.
 another machine, which shares the database but not the state directory, takes an account
 over within the same OAuth session and can use the stored WebSocket recovery token. The
 state-directory file earlier versions wrote is read once when Postgres has no token yet
-(an upgrade), and removed once the token is in Postgres.
+(an upgrade), and removed once the token is in Postgres. It keeps the access token too
+(with its expiry, in a second credential), so a restart within the token's hour makes no
+token request: each is one of the Auth rate group's 5 a minute (issue 19).
 
 Bad credentials raise `AuthError` (fatal: the daemon exits non-zero). Tokens never appear in
 reprs, logs or exception messages.
@@ -101,6 +103,7 @@ class Authenticator:
         retry: RetryPolicy | None = None,
         refresh_margin: float = 60.0,
         refresh_token: Secret | None = None,
+        access: TokenSet | None = None,
         on_tokens: TokensChanged | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -115,7 +118,8 @@ class Authenticator:
         self._initial_refresh = refresh_token
         self._on_tokens = on_tokens
         self._clock = clock
-        self._tokens: TokenSet | None = None
+        # The last run's access token (no refresh token in it: ``refresh_token`` has that).
+        self._tokens: TokenSet | None = access
         self._lock = asyncio.Lock()
         self.logins = 0
         self.refreshes = 0
@@ -175,7 +179,8 @@ class Authenticator:
             expiry = current.refresh_expires_at
             if expiry is not None and expiry <= self._clock():
                 refresh = None
-        kept = self._initial_refresh if current is None else None
+        # The kept refresh token, until first used (also after a kept access token).
+        kept = self._initial_refresh
         if refresh is None and kept is not None:
             refresh = kept.reveal() or None
         tokens: TokenSet | None = None
@@ -281,6 +286,30 @@ class KeptSession:
     vault: RefreshTokenVault
     # Written by sscl-daemon before the token moved to Postgres; read for upgrades only.
     legacy_file: Path | None = None
+    # The access token with its expiry (unix time, turned into time.monotonic, the daemon's
+    # authenticator clock), to be used again by the next start.
+    access_vault: RefreshTokenVault | None = None
+
+    async def access(self) -> TokenSet | None:
+        """The last run's access token, what ``Authenticator(access=...)`` takes."""
+        if self.access_vault is None:
+            return None
+        try:
+            stored = await self.access_vault.load()
+            kept = msgspec.json.decode(stored or "null", type=_KeptAccess | None)
+        except Exception as exc:  # the vault's errors (store down), a value unreadable
+            log.warning("ringcentral.stored_access.unreadable", error=type(exc).__name__)
+            return None
+        if kept is None:
+            return None
+        return TokenSet(
+            access_token=kept.access_token,
+            expires_at=time.monotonic() + kept.expires_at - time.time(),
+            refresh_token=None,
+            refresh_expires_at=None,
+            session_id=kept.session_id,
+            owner_id=kept.owner_id,
+        )
 
     async def refresh_token(self) -> Secret | None:
         try:
@@ -299,6 +328,7 @@ class KeptSession:
         return Secret(value) if value else None
 
     async def keep(self, tokens: TokenSet) -> None:
+        await self._keep_access(tokens)
         if not tokens.refresh_token:
             return
         try:
@@ -316,6 +346,27 @@ class KeptSession:
                 await asyncio.to_thread(self.legacy_file.unlink, missing_ok=True)
             except OSError as exc:
                 log.warning("ringcentral.legacy_token_file.remove_failed", error=exc.strerror)
+
+    async def _keep_access(self, tokens: TokenSet) -> None:
+        if self.access_vault is None:
+            return
+        kept = _KeptAccess(
+            access_token=tokens.access_token,
+            expires_at=time.time() + tokens.expires_at - time.monotonic(),
+            session_id=tokens.session_id,
+            owner_id=tokens.owner_id,
+        )
+        try:
+            await self.access_vault.save(msgspec.json.encode(kept).decode())
+        except Exception as exc:  # the vault's errors; the next start refreshes instead
+            log.warning("ringcentral.access.store_failed", error=type(exc).__name__)
+
+
+class _KeptAccess(msgspec.Struct, kw_only=True):
+    access_token: str
+    expires_at: float  # unix time: the monotonic clock does not survive the process
+    session_id: str
+    owner_id: str | None = None
 
 
 def _decode_error(body: bytes) -> _ErrorResponse:
