@@ -290,7 +290,7 @@ class BullhornWriter(BaseUrlCalls, CrmWriterBase):
                 return found
             existing = next((found[k] for k in wanted if k in found), None)
             if existing is not None:
-                return AlreadyExisted(existing)
+                return AlreadyExisted(existing, ours=True)  # its externalID is our key
         resolved = await self.resolver.resolve(call)
         if not isinstance(resolved, Resolution):
             return resolved

@@ -241,7 +241,8 @@ class ClioWriter(CrmWriterBase):
                 return entry
             if isinstance(entry, PermanentFailure):
                 log.warning("crm.time_entry.refused", writer=self.name, reason=entry.reason)
-        return Created(comm_id, written) if created else AlreadyExisted(comm_id)
+        # Not created: found by our key (a client's log returned above).
+        return Created(comm_id, written) if created else AlreadyExisted(comm_id, ours=True)
 
     async def write_batch(
         self, items: Sequence[tuple[CompletedCall, WriteContext]]

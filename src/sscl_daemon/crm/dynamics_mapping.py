@@ -156,7 +156,8 @@ def change_set_result(call: CompletedCall, answers: Sequence[PartAnswer]) -> Wri
     if failed is None:
         return RetryLater(f"{CRM}: the batch answer has no part for {call.key}")
     if failed.status == 412:
-        return AlreadyExisted(activity_id(call.key))
+        # If-None-Match refused the create: the activity id made of our key exists.
+        return AlreadyExisted(activity_id(call.key), ours=True)
     message = nested_error_message(failed.body, str(failed.body or ""))
     if failed.status == 429 or failed.status >= 500:
         return RetryLater(f"{CRM} unavailable (HTTP {failed.status}): {message}")

@@ -298,7 +298,7 @@ def item_result(item: Mapping[str, object], key_field: str) -> WriteResult:
         existing = details.get("duplicate_record")
         rid = existing.get("id") if isinstance(existing, dict) else details.get("id")
         if rid:
-            return AlreadyExisted(str(rid))
+            return AlreadyExisted(str(rid), ours=True)  # our key refused the insert
     field = details.get("api_name")
     where = f" (field {field})" if field else ""
     message = item.get("message") or "refused"
@@ -376,7 +376,7 @@ class ZohoWriter(BaseUrlCalls, ChunkedWriterBase):
             found = {str(r.get(key_field)): str(r.get("id")) for r in rows if r.get("id")}
             for p in group:
                 if p.call.key in found:
-                    p.result = AlreadyExisted(found[p.call.key])
+                    p.result = AlreadyExisted(found[p.call.key], ours=True)
         records: list[tuple[str, Mapping[str, object]]] | None = None
         open_ = batch.still_open(chunk)
         if open_ and self._settings.contacts.detect_client_logs:
