@@ -177,46 +177,62 @@ class Rig:
         runner: EnrichmentRunner | None,
         *calls: CompletedCall,
     ) -> dict[str, str]:
-        """Commit ``calls`` to the outbox and let a dispatcher create them; key -> record id."""
-        await self.store.commit_batch(ACCOUNT, list(calls), [settings.name], None)
-        dispatcher = Dispatcher(
-            self.store,
-            writer,
-            settings,
-            claimer="d-1",
-            account=ACCOUNT,
-            idle_poll=0.05,
-            on_created=runner.created if runner else None,
-        )
-        task = asyncio.create_task(dispatcher.run())
-        try:
-
-            async def sent() -> bool:
-                rows = await self.store.outbox_rows(ACCOUNT, settings.name)
-                return all(r.crm_record_id for r in rows)
-
-            await until(sent)
-        finally:
-            await dispatcher.drain(1.0)
-            task.cancel()
-        rows = await self.store.outbox_rows(ACCOUNT, settings.name)
-        return {r.call_key: str(r.crm_record_id) for r in rows}
+        return await dispatch_until_sent(self.store, writer, settings, runner, *calls)
 
     async def enrich(self, runner: EnrichmentRunner, count: int) -> list[dict[str, object]]:
-        """Run ``runner`` until ``count`` updates of its writer are settled."""
-        rows = Enrichments(self.store)
-        task = asyncio.create_task(runner.run())
-        try:
+        return await enrich_until_settled(self.store, runner, count)
 
-            async def settled() -> bool:
-                found = await rows.rows(ACCOUNT, runner.name)
-                done = [r for r in found if r["status"] in ("sent", "dead", "expired")]
-                return len(done) >= count
 
-            await until(settled)
-        finally:
-            task.cancel()
-        return await rows.rows(ACCOUNT, runner.name)
+async def dispatch_until_sent(
+    store: Store,
+    writer: Writer,
+    settings: WriterSettings,
+    runner: EnrichmentRunner | None,
+    *calls: CompletedCall,
+) -> dict[str, str]:
+    """Commit ``calls`` to the outbox and let a dispatcher create them; key -> record id."""
+    await store.commit_batch(ACCOUNT, list(calls), [settings.name], None)
+    dispatcher = Dispatcher(
+        store,
+        writer,
+        settings,
+        claimer="d-1",
+        account=ACCOUNT,
+        idle_poll=0.05,
+        on_created=runner.created if runner else None,
+    )
+    task = asyncio.create_task(dispatcher.run())
+    try:
+
+        async def sent() -> bool:
+            rows = await store.outbox_rows(ACCOUNT, settings.name)
+            return all(r.crm_record_id for r in rows)
+
+        await until(sent)
+    finally:
+        await dispatcher.drain(1.0)  # closes the writer (Bullhorn's own session with it)
+        task.cancel()
+    rows = await store.outbox_rows(ACCOUNT, settings.name)
+    return {r.call_key: str(r.crm_record_id) for r in rows}
+
+
+async def enrich_until_settled(
+    store: Store, runner: EnrichmentRunner, count: int
+) -> list[dict[str, object]]:
+    """Run ``runner`` until ``count`` updates of its writer are settled."""
+    rows = Enrichments(store)
+    task = asyncio.create_task(runner.run())
+    try:
+
+        async def settled() -> bool:
+            found = await rows.rows(ACCOUNT, runner.name)
+            done = [r for r in found if r["status"] in ("sent", "dead", "expired")]
+            return len(done) >= count
+
+        await until(settled)
+    finally:
+        task.cancel()
+    return await rows.rows(ACCOUNT, runner.name)
 
 
 @pytest.fixture

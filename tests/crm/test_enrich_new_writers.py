@@ -25,7 +25,11 @@ from typing import Protocol
 import aiohttp
 import pytest
 from tests.crm.conftest import make_call
-from tests.crm.test_call_log_lifecycle import completed, until
+from tests.crm.test_call_log_lifecycle import (
+    completed,
+    dispatch_until_sent,
+    enrich_until_settled,
+)
 
 from sscl_daemon.calls.model import CompletedCall
 from sscl_daemon.config import (
@@ -45,7 +49,6 @@ from sscl_daemon.crm import zoho as zc
 from sscl_daemon.crm.base import WriteContext, Writer
 from sscl_daemon.crm.contacts import Contact
 from sscl_daemon.crm.enrich import Enrichment, Kind, Updated, plain
-from sscl_daemon.dispatch import Dispatcher
 from sscl_daemon.enrichment import EnrichmentRunner
 from sscl_daemon.ringcentral.auth import Authenticator
 from sscl_daemon.ringcentral.media import Audio, MediaClient
@@ -333,45 +336,13 @@ class Rig:
         self, runner: EnrichmentRunner | None, *calls: CompletedCall
     ) -> dict[str, str]:
         """Commit ``calls`` and let a dispatcher create them; key -> record id."""
-        name = self.settings.name
-        await self.store.commit_batch(ACCOUNT, list(calls), [name], None)
-        dispatcher = Dispatcher(
-            self.store,
-            self.writer,
-            self.settings,
-            claimer="d-1",
-            account=ACCOUNT,
-            idle_poll=0.05,
-            on_created=runner.created if runner else None,
-        )
-        task = asyncio.create_task(dispatcher.run())
-        try:
-
-            async def sent() -> bool:
-                rows = await self.store.outbox_rows(ACCOUNT, name)
-                return all(r.crm_record_id for r in rows)
-
-            await until(sent)
-        finally:
-            await dispatcher.drain(1.0)  # closes the writer (Bullhorn's own session with it)
-            task.cancel()
+        made = await dispatch_until_sent(self.store, self.writer, self.settings, runner, *calls)
+        # The dispatcher's drain closed the writer (Bullhorn's own session with it).
         self.writer = self.crm.writer(self.http)
-        rows = await self.store.outbox_rows(ACCOUNT, name)
-        return {r.call_key: str(r.crm_record_id) for r in rows}
+        return made
 
     async def enrich(self, runner: EnrichmentRunner, count: int) -> list[dict[str, object]]:
-        rows = Enrichments(self.store)
-        task = asyncio.create_task(runner.run())
-        try:
-
-            async def settled() -> bool:
-                found = await rows.rows(ACCOUNT, runner.name)
-                return sum(r["status"] in ("sent", "dead", "expired") for r in found) >= count
-
-            await until(settled)
-        finally:
-            task.cancel()
-        return await rows.rows(ACCOUNT, runner.name)
+        return await enrich_until_settled(self.store, runner, count)
 
 
 @pytest.fixture(params=sorted(MAKERS))
